@@ -1,0 +1,3 @@
+"""SOP: the verified operations kernel."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,302 @@
+"""Bridge requests, obligations and decisions: the kernel's spec nouns.
+
+Untrusted input is parsed once, here, strictly: unknown fields, unknown
+operations, unknown context attributes, ill-typed values and oversized
+requests are rejected with a precise :class:`RequestError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sop_verified.errors import InputError, RequestError
+from sop_verified.tools.paths import check_path
+
+__all__ = [
+    "ACTIONS",
+    "ADMIN_ACTIONS",
+    "BRIDGE_ACTIONS",
+    "CONTEXT_SCHEMA",
+    "MAX_REQUEST_BYTES",
+    "PERSIST_ACTIONS",
+    "AttrType",
+    "Decision",
+    "Effect",
+    "Obligation",
+    "Reason",
+    "Request",
+    "Stage",
+    "parse_request",
+]
+
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_OBLIGATIONS = 16
+MAX_OBLIGATION_BYTES = 32 * 1024
+MAX_STRING = 256
+MAX_SET = 32
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+# The operation kinds SOP knows (spec/POLICY_LANGUAGE.md). Anything else is DENY.
+BRIDGE_ACTIONS = frozenset(
+    {
+        "artifact.persist",
+        "artifact.read",
+        "phase.advance",
+        "verdict.record",
+        "obligation.submit",
+        "state.persist",
+        "snapshot.seal",
+        "snapshot.resume",
+    }
+)
+ADMIN_ACTIONS = frozenset(
+    {
+        "capability.admit",
+        "capability.attenuate",
+        "capability.revoke",
+        "policy.activate",
+        "key.rotate",
+        "scope.define",
+    }
+)
+ACTIONS = BRIDGE_ACTIONS | ADMIN_ACTIONS
+PERSIST_ACTIONS = frozenset({"artifact.persist", "verdict.record", "state.persist", "snapshot.seal"})
+
+
+class AttrType(enum.Enum):
+    """Types of the policy language."""
+
+    INT = "Int"
+    STRING = "String"
+    BOOL = "Bool"
+    SET = "Set<String>"
+
+
+# The request context attributes policies may name; anything else is rejected.
+CONTEXT_SCHEMA: dict[str, AttrType] = {
+    "size_bytes": AttrType.INT,
+    "hour": AttrType.INT,
+    "trust_level": AttrType.INT,
+    "session": AttrType.STRING,
+    "phase": AttrType.STRING,
+    "state_class": AttrType.STRING,
+    "classification": AttrType.STRING,
+    "tenant": AttrType.STRING,
+    "emergency": AttrType.BOOL,
+    "labels": AttrType.SET,
+}
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_PRINCIPAL_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+class Stage(enum.StrEnum):
+    """Where on the decision path a reason arose (DESIGN section 4)."""
+
+    SCHEMA = "schema"
+    HEALTH = "health"
+    CAPABILITY = "capability"
+    POLICY = "policy"
+    OBLIGATION = "obligation"
+    LOG = "log"
+    INTERNAL = "internal"
+
+
+class Effect(enum.StrEnum):
+    """The only two answers SOP gives."""
+
+    ALLOW = "ALLOW"
+    DENY = "DENY"
+
+
+class Obligation(BaseModel):
+    """A proof obligation carried by a request (SMT-LIB 2 text or the structured JSON form)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    id: str = Field(pattern=_ID_RE.pattern)
+    format: Literal["smt2", "json"]
+    source: str = Field(max_length=MAX_OBLIGATION_BYTES)
+
+
+def _check_context_value(name: str, value: Any) -> Any:
+    kind = CONTEXT_SCHEMA.get(name)
+    where = f"context.{name}"
+    if kind is None:
+        raise InputError(
+            f"unknown context attribute `{name}`",
+            where=where,
+            accepted=", ".join(f"`{k}`" for k in sorted(CONTEXT_SCHEMA)),
+        )
+    ok = {
+        AttrType.INT: lambda v: type(v) is int and INT_MIN <= v <= INT_MAX,
+        AttrType.STRING: lambda v: type(v) is str and len(v) <= MAX_STRING,
+        AttrType.BOOL: lambda v: type(v) is bool,
+        AttrType.SET: lambda v: isinstance(v, list | tuple | frozenset)
+        and len(v) <= MAX_SET
+        and all(type(x) is str and len(x) <= MAX_STRING for x in v),
+    }[kind](value)
+    if not ok:
+        raise InputError(
+            f"context attribute `{name}` has the wrong type or size",
+            where=where,
+            accepted=f"{kind.value} (strings up to {MAX_STRING}, sets up to {MAX_SET} strings)",
+        )
+    return frozenset(value) if kind is AttrType.SET else value
+
+
+class Request(BaseModel):
+    """One operation asked of SOP through the Runtime Bridge or the admin plane."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    request_id: str = Field(pattern=_ID_RE.pattern)
+    principal: str = Field(pattern=_PRINCIPAL_RE.pattern)
+    action: str
+    resource: str
+    capability: str = Field(default="", max_length=8192)
+    channel: Literal["bridge", "admin"] = "bridge"
+    context: dict[str, Any] = Field(default_factory=dict)
+    obligations: tuple[Obligation, ...] = Field(default=(), max_length=MAX_OBLIGATIONS)
+
+    @field_validator("action")
+    @classmethod
+    def _known_action(cls, v: str) -> str:
+        if v not in ACTIONS:
+            raise ValueError(f"unknown operation `{v[:64]}`; accepted: {', '.join(sorted(ACTIONS))}")
+        return v
+
+    @field_validator("resource")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        try:
+            return check_path(v)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("context")
+    @classmethod
+    def _context(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(v) > len(CONTEXT_SCHEMA):
+            raise ValueError(f"context has {len(v)} attributes, more than the schema's {len(CONTEXT_SCHEMA)}")
+        try:
+            return {k: _check_context_value(k, x) for k, x in v.items()}
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (sets as sorted lists, the token left out)."""
+        return {
+            "request_id": self.request_id,
+            "principal": self.principal,
+            "action": self.action,
+            "resource": self.resource,
+            "channel": self.channel,
+            "context": {k: sorted(v) if isinstance(v, frozenset) else v for k, v in self.context.items()},
+            "obligations": [o.model_dump() for o in self.obligations],
+        }
+
+
+def parse_request(raw: Request | dict[str, Any] | bytes | str) -> Request:
+    """Parse an untrusted request once, strictly.
+
+    Args:
+        raw: a :class:`Request`, a JSON object as a dict, or JSON text.
+
+    Returns:
+        The validated request.
+
+    Raises:
+        RequestError: oversized, not JSON, unknown field or operation, bad path,
+            unknown or ill-typed context attribute; the message says where.
+    """
+    if isinstance(raw, Request):
+        return raw
+    if isinstance(raw, bytes | str):
+        data = raw.encode() if isinstance(raw, str) else raw
+        if len(data) > MAX_REQUEST_BYTES:
+            raise RequestError(f"request is {len(data)} bytes", accepted=f"at most {MAX_REQUEST_BYTES} bytes")
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(f"request is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise RequestError(f"request must be a JSON object, got `{type(raw).__name__}`")
+    try:
+        size = len(orjson.dumps(raw, default=list))
+    except TypeError as exc:
+        raise RequestError(f"request holds a non-JSON value: {exc}") from None
+    if size > MAX_REQUEST_BYTES:
+        raise RequestError(f"request is {size} bytes", accepted=f"at most {MAX_REQUEST_BYTES} bytes")
+    try:
+        return Request.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if "; at `" in msg:  # the field validator already said where
+            raise RequestError(msg) from None
+        where = ".".join(str(p) for p in err["loc"]) or "request"
+        raise RequestError(msg, where=where) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One machine-readable reason of a decision."""
+
+    stage: Stage
+    code: str
+    message: str
+    policy_ids: tuple[str, ...] = ()
+    capability_id: str | None = None
+    obligation: str | None = None
+    counterexample: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out: dict[str, Any] = {"stage": str(self.stage), "code": self.code, "message": self.message}
+        if self.policy_ids:
+            out["policy_ids"] = list(self.policy_ids)
+        if self.capability_id is not None:
+            out["capability_id"] = self.capability_id
+        if self.obligation is not None:
+            out["obligation"] = self.obligation
+        if self.counterexample is not None:
+            out["counterexample"] = self.counterexample
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """SOP's answer: ALLOW only with every stage passed; reasons say why."""
+
+    effect: Effect
+    reasons: tuple[Reason, ...]
+    request_id: str | None = None
+    capability_id: str | None = None
+    policy_ids: tuple[str, ...] = ()
+    log_index: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        """True only for ALLOW."""
+        return self.effect is Effect.ALLOW
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out: dict[str, Any] = {
+            "effect": str(self.effect),
+            "request_id": self.request_id,
+            "capability_id": self.capability_id,
+            "policy_ids": list(self.policy_ids),
+            "reasons": [r.to_dict() for r in self.reasons],
+            "log_index": self.log_index,
+        }
+        out.update(self.extra)
+        return out

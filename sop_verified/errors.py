@@ -1,0 +1,100 @@
+"""The project's errors, rooted at :class:`SOPError`.
+
+Untrusted-input failures (bad requests, forged tokens, malformed policy files,
+mismatched proofs) derive from :class:`InputError`; integrity failures that
+mean something stored is wrong derive from :class:`IntegrityError`. Caller
+misuse (wrong argument types from our own code) uses the built-in exceptions.
+Messages are lowercase, without a final period, with values in backticks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AttenuationError",
+    "CapabilityError",
+    "ConfigError",
+    "InputError",
+    "IntegrityError",
+    "PolicyError",
+    "PolicyEvaluationError",
+    "PolicyParseError",
+    "PolicyValidationError",
+    "RequestError",
+    "SOPError",
+    "StorageError",
+    "VerificationError",
+]
+
+
+class SOPError(Exception):
+    """Root of every error SOP raises on purpose."""
+
+
+class InputError(SOPError):
+    """Untrusted input was rejected; the message says what, where and what is accepted."""
+
+    def __init__(self, message: str, *, where: str = "", accepted: str = "") -> None:
+        self.where = where
+        self.accepted = accepted
+        parts = [message]
+        if where:
+            parts.append(f"at `{where}`")
+        if accepted:
+            parts.append(f"accepted: {accepted}")
+        super().__init__("; ".join(parts))
+
+
+class RequestError(InputError):
+    """A bridge request is malformed, oversized or names an unknown operation."""
+
+
+class ConfigError(InputError):
+    """The configuration (data directory, scopes, service graph) is invalid."""
+
+
+class CapabilityError(InputError):
+    """A capability token is forged, tampered, expired, not yet valid, revoked or does not cover."""
+
+    def __init__(self, message: str, *, code: str, capability_id: str | None = None) -> None:
+        self.code = code
+        self.capability_id = capability_id
+        super().__init__(message)
+
+
+class AttenuationError(CapabilityError):
+    """A derived capability would grant more than its parent (INV-10)."""
+
+
+class PolicyError(InputError):
+    """Root of policy-document failures."""
+
+
+class PolicyParseError(PolicyError):
+    """A policy document or a `when` condition could not be parsed."""
+
+
+class PolicyValidationError(PolicyError):
+    """A policy names an unknown attribute, is ill-typed, or breaks a structural rule."""
+
+
+class PolicyEvaluationError(PolicyError):
+    """Evaluating a condition failed at run time; the decision is DENY (INV-2)."""
+
+
+class VerificationError(InputError):
+    """A proof, signature or digest did not verify; carries what was expected and found."""
+
+    def __init__(self, message: str, *, expected: Any = None, calculated: Any = None) -> None:
+        self.expected = expected
+        self.calculated = calculated
+        super().__init__(message)
+
+
+class IntegrityError(SOPError):
+    """Something SOP stored disagrees with itself (an integrity alarm)."""
+
+
+class StorageError(SOPError):
+    """The storage backend failed; on the decision path this is DENY (INV-2)."""
