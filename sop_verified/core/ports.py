@@ -46,4 +46,4 @@ class DecisionLog(Protocol):
     """The tamper-evident log, as far as the kernel needs it (INV-9)."""
 
     def append(self, payload: bytes) -> int:
-        """Durably append one canonical entry and return its index; raise StorageError on failure."""
+        """Durably append one canonical entry; return its index; raise StorageError on failure."""

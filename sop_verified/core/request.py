@@ -66,7 +66,9 @@ ADMIN_ACTIONS = frozenset(
     }
 )
 ACTIONS = BRIDGE_ACTIONS | ADMIN_ACTIONS
-PERSIST_ACTIONS = frozenset({"artifact.persist", "verdict.record", "state.persist", "snapshot.seal"})
+PERSIST_ACTIONS = frozenset(
+    {"artifact.persist", "verdict.record", "state.persist", "snapshot.seal"}
+)
 
 
 class AttrType(enum.Enum):
@@ -138,9 +140,11 @@ def _check_context_value(name: str, value: Any) -> Any:
         AttrType.INT: lambda v: type(v) is int and INT_MIN <= v <= INT_MAX,
         AttrType.STRING: lambda v: type(v) is str and len(v) <= MAX_STRING,
         AttrType.BOOL: lambda v: type(v) is bool,
-        AttrType.SET: lambda v: isinstance(v, list | tuple | frozenset)
-        and len(v) <= MAX_SET
-        and all(type(x) is str and len(x) <= MAX_STRING for x in v),
+        AttrType.SET: lambda v: (
+            isinstance(v, list | tuple | frozenset)
+            and len(v) <= MAX_SET
+            and all(type(x) is str and len(x) <= MAX_STRING for x in v)
+        ),
     }[kind](value)
     if not ok:
         raise InputError(
@@ -169,7 +173,9 @@ class Request(BaseModel):
     @classmethod
     def _known_action(cls, v: str) -> str:
         if v not in ACTIONS:
-            raise ValueError(f"unknown operation `{v[:64]}`; accepted: {', '.join(sorted(ACTIONS))}")
+            raise ValueError(
+                f"unknown operation `{v[:64]}`; accepted: {', '.join(sorted(ACTIONS))}"
+            )
         return v
 
     @field_validator("resource")
@@ -184,7 +190,9 @@ class Request(BaseModel):
     @classmethod
     def _context(cls, v: dict[str, Any]) -> dict[str, Any]:
         if len(v) > len(CONTEXT_SCHEMA):
-            raise ValueError(f"context has {len(v)} attributes, more than the schema's {len(CONTEXT_SCHEMA)}")
+            raise ValueError(
+                f"context has {len(v)} attributes, more than the schema's {len(CONTEXT_SCHEMA)}"
+            )
         try:
             return {k: _check_context_value(k, x) for k, x in v.items()}
         except InputError as exc:
@@ -198,7 +206,9 @@ class Request(BaseModel):
             "action": self.action,
             "resource": self.resource,
             "channel": self.channel,
-            "context": {k: sorted(v) if isinstance(v, frozenset) else v for k, v in self.context.items()},
+            "context": {
+                k: sorted(v) if isinstance(v, frozenset) else v for k, v in self.context.items()
+            },
             "obligations": [o.model_dump() for o in self.obligations],
         }
 
@@ -221,7 +231,9 @@ def parse_request(raw: Request | dict[str, Any] | bytes | str) -> Request:
     if isinstance(raw, bytes | str):
         data = raw.encode() if isinstance(raw, str) else raw
         if len(data) > MAX_REQUEST_BYTES:
-            raise RequestError(f"request is {len(data)} bytes", accepted=f"at most {MAX_REQUEST_BYTES} bytes")
+            raise RequestError(
+                f"request is {len(data)} bytes", accepted=f"at most {MAX_REQUEST_BYTES} bytes"
+            )
         try:
             raw = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -233,7 +245,9 @@ def parse_request(raw: Request | dict[str, Any] | bytes | str) -> Request:
     except TypeError as exc:
         raise RequestError(f"request holds a non-JSON value: {exc}") from None
     if size > MAX_REQUEST_BYTES:
-        raise RequestError(f"request is {size} bytes", accepted=f"at most {MAX_REQUEST_BYTES} bytes")
+        raise RequestError(
+            f"request is {size} bytes", accepted=f"at most {MAX_REQUEST_BYTES} bytes"
+        )
     try:
         return Request.model_validate(raw)
     except ValidationError as exc:

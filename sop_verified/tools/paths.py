@@ -35,10 +35,13 @@ MAX_SEGMENTS = 32
 MAX_PATH_LEN = 1024
 
 _SEG_CHARS = re.escape(SEGMENT_ALPHABET)
-_PATH_RE = re.compile(rf"[{_SEG_CHARS}]{{1,{MAX_SEGMENT_LEN}}}(?:/[{_SEG_CHARS}]{{1,{MAX_SEGMENT_LEN}}})*")
+_PATH_RE = re.compile(
+    rf"[{_SEG_CHARS}]{{1,{MAX_SEGMENT_LEN}}}(?:/[{_SEG_CHARS}]{{1,{MAX_SEGMENT_LEN}}})*"
+)
 _PATH_ACCEPTED = (
     f"a relative path of 1-{MAX_SEGMENTS} `/`-separated segments of 1-{MAX_SEGMENT_LEN} "
-    f"characters from `A-Za-z0-9._~@+=,-`, no `.` or `..` segment, at most {MAX_PATH_LEN} characters"
+    "characters from `A-Za-z0-9._~@+=,-`, no `.` or `..` segment, "
+    f"at most {MAX_PATH_LEN} characters"
 )
 
 
@@ -52,7 +55,9 @@ def check_path(path: Any, *, where: str = "resource") -> str:
     if not isinstance(path, str):
         raise InputError(f"path must be a string, got `{type(path).__name__}`", where=where)
     if len(path) > MAX_PATH_LEN:
-        raise InputError(f"path is {len(path)} characters long", where=where, accepted=_PATH_ACCEPTED)
+        raise InputError(
+            f"path is {len(path)} characters long", where=where, accepted=_PATH_ACCEPTED
+        )
     if _PATH_RE.fullmatch(path) is None:
         raise InputError(f"malformed path `{path[:80]!s}`", where=where, accepted=_PATH_ACCEPTED)
     segments = path.split("/")
@@ -122,8 +127,16 @@ class Glob:
                     out.append(re.escape(c))
             return "".join(out)
 
-        return _assemble(self.segments, seg, literal, lambda a, b: a + b,
-                         lambda r: f"(?:{r})*", lambda r: f"(?:{r})+", "/")
+        regex: str = _assemble(
+            self.segments,
+            seg,
+            literal,
+            lambda a, b: a + b,
+            lambda r: f"(?:{r})*",
+            lambda r: f"(?:{r})+",
+            "/",
+        )
+        return regex
 
     def z3_regex(self) -> Any:
         """The glob's language as a Z3 regular expression over strings."""
@@ -140,14 +153,23 @@ class Glob:
                     parts.append(z3.Re(z3.StringVal(c)))
             return parts[0] if len(parts) == 1 else z3.Concat(*parts)
 
-        return _assemble(self.segments, z3.Plus(seg_char), literal,
-                         lambda a, b: z3.Concat(a, b), z3.Star, z3.Plus,
-                         z3.Re(z3.StringVal("/")))
+        return _assemble(
+            self.segments,
+            z3.Plus(seg_char),
+            literal,
+            z3.Concat,
+            z3.Star,
+            z3.Plus,
+            z3.Re(z3.StringVal("/")),
+        )
 
 
-def _assemble(segments: tuple[str, ...], seg: Any, literal: Any, cat: Any,
-              star: Any, plus: Any, slash: Any) -> Any:
-    """Build one regex (Python string or Z3 term) from glob segments."""
+def _assemble(segments: tuple[str, ...], *args: Any) -> Any:
+    """Build one regex (Python string or Z3 term) from glob segments.
+
+    ``args`` are the algebra: (segment, literal, concat, star, plus, slash).
+    """
+    seg, literal, cat, star, plus, slash = args
     n = len(segments)
     if n == 1 and segments[0] == "**":
         return cat(seg, star(cat(slash, seg)))

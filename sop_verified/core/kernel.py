@@ -1,0 +1,243 @@
+"""The Ops_Kernel: one request in, one decision out, recorded before any effect.
+
+The decision path (DESIGN section 4): schema, health gate, capability,
+policy, obligations through the proof gate, then the decision is appended to
+the log. ALLOW needs every stage to pass (INV-1); any exception, unknown
+verdict or storage error is DENY with a reason (INV-2); denials are logged
+too; an ALLOW whose log append fails becomes DENY (INV-9).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.health import Health
+from sop_verified.core.obligations import ProofGate, Verdict
+from sop_verified.core.ports import Clock, DecisionLog
+from sop_verified.core.request import (
+    ADMIN_ACTIONS,
+    Decision,
+    Effect,
+    Reason,
+    Request,
+    Stage,
+    parse_request,
+)
+from sop_verified.errors import CapabilityError, InputError, SOPError
+from sop_verified.tools.canonical import canonical_json, digest
+
+__all__ = ["CapabilityChecker", "OpsKernel", "PolicyDecider", "PolicyOutcome"]
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class CapabilityChecker(Protocol):
+    """What the kernel needs of the Capability_Registry."""
+
+    def check(self, token: str, request: Request) -> _HasId:
+        """Return the covering capability or raise CapabilityError."""
+
+
+class PolicyOutcome(Protocol):
+    """What the kernel reads of a policy evaluation."""
+
+    @property
+    def allowed(self) -> bool: ...
+
+    @property
+    def policy_ids(self) -> tuple[str, ...]: ...
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class PolicyDecider(Protocol):
+    """What the kernel needs of the active policy set."""
+
+    @property
+    def digest(self) -> str: ...
+
+    def evaluate(self, request: Request) -> PolicyOutcome:
+        """Evaluate the request; any error must come back as a DENY outcome or raise."""
+
+
+def _deny(stage: Stage, code: str, message: str, **kw: Any) -> Reason:
+    return Reason(stage=stage, code=code, message=message, **kw)
+
+
+def _allow_is_complete(result: Decision) -> bool:
+    # spec: INV-1, INV-9 — an ALLOW names its capability and policies and has a log index
+    if result.effect is not Effect.ALLOW:
+        return True
+    return bool(result.capability_id and result.policy_ids and result.log_index is not None)
+
+
+@invariant(lambda self: self._log is not None and self._gate is not None)
+class OpsKernel:
+    """Decides every operation; holds no state of its own beyond its ports."""
+
+    def __init__(
+        self,
+        *,
+        capabilities: CapabilityChecker,
+        policy: Callable[[], PolicyDecider | None],
+        proof_gate: ProofGate,
+        log: DecisionLog,
+        health: Callable[[], Health],
+        now: Clock,
+    ) -> None:
+        self._caps = capabilities
+        self._policy = policy
+        self._gate = proof_gate
+        self._log = log
+        self._health = health
+        self._now = now
+
+    @require(lambda raw: raw is not None, "a request is required")
+    @ensure(_allow_is_complete, "INV-1/INV-9: ALLOW is complete and logged")
+    def submit(self, raw: Request | dict[str, Any] | bytes | str) -> Decision:
+        """Decide one request and record the decision in the log.
+
+        Args:
+            raw: the request, parsed or as untrusted JSON (dict, bytes or text).
+
+        Returns:
+            The decision; ALLOW only when every stage passed and the decision is
+            durably logged. Never raises for bad input or internal failures.
+        """
+        return _submit(self, raw)
+
+
+def _submit(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decision:
+    try:
+        request = parse_request(raw)
+    except InputError as exc:
+        reason = _deny(Stage.SCHEMA, "bad_request", str(exc))
+        return _record(k, None, Effect.DENY, (reason,), raw_digest=_raw_digest(raw))
+    except Exception as exc:  # spec: INV-2 — anything unexpected while parsing is DENY
+        reason = _deny(
+            Stage.INTERNAL, "internal_error", f"request parsing failed: `{type(exc).__name__}`"
+        )
+        return _record(k, None, Effect.DENY, (reason,), raw_digest=_raw_digest(raw))
+    try:
+        effect, reasons, cap_id, policy_ids = _decide(k, request)
+    except Exception as exc:  # spec: INV-2 — fail closed on any exception
+        effect, cap_id, policy_ids = Effect.DENY, None, ()
+        reasons = (
+            _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`"),
+        )
+    return _record(k, request, effect, reasons, cap_id=cap_id, policy_ids=policy_ids)
+
+
+def _decide(
+    k: OpsKernel, req: Request
+) -> tuple[Effect, tuple[Reason, ...], str | None, tuple[str, ...]]:
+    health = k._health()
+    if health is not Health.READY:  # spec: INV-1, INV-8 — only READY admits
+        return (
+            Effect.DENY,
+            (_deny(Stage.HEALTH, "not_ready", f"SOP is `{health}`, not `READY`"),),
+            None,
+            (),
+        )
+    if req.channel == "bridge" and req.action in ADMIN_ACTIONS:  # spec: INV-6
+        msg = f"admin action `{req.action}` cannot arrive through the bridge"
+        return Effect.DENY, (_deny(Stage.SCHEMA, "admin_via_bridge", msg),), None, ()
+    try:
+        cap = k._caps.check(req.capability, req)  # spec: INV-1 — valid capability
+    except CapabilityError as exc:
+        reason = _deny(Stage.CAPABILITY, exc.code, str(exc), capability_id=exc.capability_id)
+        return Effect.DENY, (reason,), exc.capability_id, ()
+    policy = k._policy()
+    if policy is None:  # empty means deny
+        return (
+            Effect.DENY,
+            (_deny(Stage.POLICY, "no_policy", "no policy set is active"),),
+            cap.id,
+            (),
+        )
+    outcome = policy.evaluate(req)
+    if not outcome.allowed:  # spec: INV-1 — a permit matches and no forbid matches
+        reason = _deny(Stage.POLICY, outcome.code, outcome.message, policy_ids=outcome.policy_ids)
+        return Effect.DENY, (reason,), cap.id, outcome.policy_ids
+    denials = _check_obligations(k, req)
+    if denials:  # spec: INV-1 — every obligation PROVED
+        return Effect.DENY, denials, cap.id, outcome.policy_ids
+    ok = _deny(Stage.POLICY, outcome.code, outcome.message, policy_ids=outcome.policy_ids)
+    return Effect.ALLOW, (ok,), cap.id, outcome.policy_ids
+
+
+def _check_obligations(k: OpsKernel, req: Request) -> tuple[Reason, ...]:
+    out = []
+    for ob in req.obligations:
+        result = k._gate.check(ob)
+        if result.verdict is not Verdict.PROVED:
+            ce = result.evidence.get("model") if result.verdict is Verdict.REFUTED else None
+            out.append(
+                _deny(
+                    Stage.OBLIGATION,
+                    f"obligation_{result.verdict.value.lower()}",
+                    result.reason or f"obligation `{ob.id}` is `{result.verdict}`",
+                    obligation=ob.id,
+                    counterexample=ce,
+                )
+            )
+    return tuple(out)
+
+
+def _raw_digest(raw: object) -> str:
+    try:
+        if isinstance(raw, bytes | str):
+            data = raw.encode("utf-8", "replace") if isinstance(raw, str) else raw
+        else:
+            data = repr(raw).encode("utf-8", "replace")
+    except Exception:  # spec: INV-2 — a digest failure must not escape
+        data = b""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _record(
+    k: OpsKernel,
+    req: Request | None,
+    effect: Effect,
+    reasons: tuple[Reason, ...],
+    *,
+    cap_id: str | None = None,
+    policy_ids: tuple[str, ...] = (),
+    raw_digest: str | None = None,
+) -> Decision:
+    """Append the decision to the log; an ALLOW that cannot be logged is DENY (INV-9)."""
+    entry: dict[str, Any] = {
+        "type": "decision",
+        "time": k._now(),
+        "effect": str(effect),
+        "capability_id": cap_id,
+        "policy_ids": list(policy_ids),
+        "reasons": [r.to_dict() for r in reasons],
+    }
+    if req is not None:
+        entry["request"] = req.to_dict()
+    else:
+        entry["malformed_request_digest"] = raw_digest
+    request_id = req.request_id if req else None
+    try:
+        index = k._log.append(canonical_json(entry))  # spec: INV-9 — durable before any effect
+    except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
+        detail = str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
+        failure = _deny(
+            Stage.LOG, "log_append_failed", f"the decision could not be logged: {detail}"
+        )
+        kept = reasons if effect is Effect.DENY else ()
+        return Decision(Effect.DENY, (*kept, failure), request_id, cap_id, policy_ids, None)
+    return Decision(
+        effect, reasons, request_id, cap_id, policy_ids, index, {"entry_digest": digest(entry)}
+    )
