@@ -167,7 +167,7 @@ class Request(BaseModel):
     capability: str = Field(default="", max_length=8192)
     channel: Literal["bridge", "admin"] = "bridge"
     context: dict[str, Any] = Field(default_factory=dict)
-    obligations: tuple[Obligation, ...] = Field(default=(), max_length=MAX_OBLIGATIONS)
+    obligations: list[Obligation] = Field(default_factory=list, max_length=MAX_OBLIGATIONS)
 
     @field_validator("action")
     @classmethod
