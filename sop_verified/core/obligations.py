@@ -10,7 +10,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sop_verified.core.contracts import ensure
 from sop_verified.core.request import Obligation
+from sop_verified.tools.canonical import digest
 
 __all__ = ["ProofGate", "UnwiredProofGate", "Verdict", "VerdictResult"]
 
@@ -44,10 +46,9 @@ class ProofGate(Protocol):
 class UnwiredProofGate:
     """The gate before a solver is wired: every obligation is UNKNOWN (fail-closed)."""
 
+    @ensure(lambda result: result.verdict is Verdict.UNKNOWN, "INV-1: never PROVED")
     def check(self, obligation: Obligation) -> VerdictResult:
         """Return UNKNOWN for every obligation."""
-        from sop_verified.tools.canonical import digest  # noqa: PLC0415 - keep the seam light
-
         return VerdictResult(
             Verdict.UNKNOWN,
             digest(obligation.model_dump()),

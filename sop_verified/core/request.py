@@ -15,6 +15,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sop_verified.core.contracts import ensure
 from sop_verified.errors import InputError, RequestError
 from sop_verified.tools.paths import check_path
 
@@ -198,6 +199,7 @@ class Request(BaseModel):
         except InputError as exc:
             raise ValueError(str(exc)) from None
 
+    @ensure(lambda result: "capability" not in result, "the token is never serialised")
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (sets as sorted lists, the token left out)."""
         return {
@@ -213,6 +215,7 @@ class Request(BaseModel):
         }
 
 
+@ensure(lambda result: isinstance(result, Request))
 def parse_request(raw: Request | dict[str, Any] | bytes | str) -> Request:
     """Parse an untrusted request once, strictly.
 
@@ -271,6 +274,7 @@ class Reason:
     obligation: str | None = None
     counterexample: dict[str, Any] | None = None
 
+    @ensure(lambda self, result: result["stage"] == str(self.stage))
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         out: dict[str, Any] = {"stage": str(self.stage), "code": self.code, "message": self.message}
@@ -302,6 +306,7 @@ class Decision:
         """True only for ALLOW."""
         return self.effect is Effect.ALLOW
 
+    @ensure(lambda result: result["effect"] in ("ALLOW", "DENY"))
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         out: dict[str, Any] = {
@@ -312,5 +317,5 @@ class Decision:
             "reasons": [r.to_dict() for r in self.reasons],
             "log_index": self.log_index,
         }
-        out.update(self.extra)
+        out.update({k: v for k, v in self.extra.items() if k not in out})
         return out

@@ -1,0 +1,116 @@
+"""Every public method of core/ carries icontract contracts, enabled explicitly.
+
+Rules held here (docs/adr/0001-contracts-and-layout.md):
+- every public function and every public method of a public class defined in
+  core/ has at least one precondition or postcondition;
+- every public class with public methods has a class invariant, except frozen
+  value objects (frozen dataclasses, frozen pydantic models), whose validating
+  constructor is their invariant and which cannot change afterwards, and
+  stateless classes (no ``__init__`` of their own), which have nothing to hold;
+- Protocols and Enums are exempt (no behaviour of their own);
+- every contract is enabled even under ``python -O``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import inspect
+import pkgutil
+import subprocess
+import sys
+from typing import Any, Protocol
+
+import icontract
+from pydantic import BaseModel
+
+import sop_verified.core as core
+
+EXEMPT_MODULES = {"sop_verified.core.contracts"}  # the contract helpers themselves
+
+
+def _modules() -> list[Any]:
+    names = [m.name for m in pkgutil.walk_packages(core.__path__, prefix="sop_verified.core.")]
+    return [importlib.import_module(n) for n in sorted(names) if n not in EXEMPT_MODULES]
+
+
+def _is_protocol(cls: type) -> bool:
+    return Protocol in getattr(cls, "__mro__", ()) or getattr(cls, "_is_protocol", False)
+
+
+def _is_frozen_value(cls: type) -> bool:
+    if dataclasses.is_dataclass(cls):
+        return bool(cls.__dataclass_params__.frozen)  # type: ignore[attr-defined]
+    if issubclass(cls, BaseModel):
+        return bool(cls.model_config.get("frozen"))
+    return False
+
+
+def _contracted(fn: Any) -> bool:
+    return bool(getattr(fn, "__preconditions__", None) or getattr(fn, "__postconditions__", None))
+
+
+def _public_members() -> tuple[list[str], list[str]]:
+    missing_fn: list[str] = []
+    missing_inv: list[str] = []
+    for mod in _modules():
+        for name, obj in vars(mod).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
+                continue
+            qual = f"{mod.__name__}.{name}"
+            if inspect.isfunction(obj) and not _contracted(obj):
+                missing_fn.append(qual)
+            if not inspect.isclass(obj) or issubclass(obj, enum.Enum | BaseException) or _is_protocol(obj):
+                continue
+            methods = [
+                (m, f)
+                for m, f in vars(obj).items()
+                if not m.startswith("_") and inspect.isfunction(f)
+            ]
+            missing_fn += [f"{qual}.{m}" for m, f in methods if not _contracted(f)]
+            stateful = "__init__" in vars(obj) and not _is_frozen_value(obj)
+            if methods and stateful and not getattr(obj, "__invariants__", None):
+                missing_inv.append(qual)
+    return missing_fn, missing_inv
+
+
+def test_every_public_core_method_has_contracts() -> None:
+    missing_fn, _ = _public_members()
+    assert missing_fn == [], f"public core functions/methods without pre/postconditions: {missing_fn}"
+
+
+def test_every_stateful_core_class_has_an_invariant() -> None:
+    _, missing_inv = _public_members()
+    assert missing_inv == [], f"public core classes without a class invariant: {missing_inv}"
+
+
+def test_contracts_stay_on_under_python_O() -> None:
+    code = (
+        "import icontract\n"
+        "from sop_verified.core.kernel import OpsKernel\n"
+        "from sop_verified.core.obligations import UnwiredProofGate\n"
+        "assert not __debug__\n"
+        "k = OpsKernel(capabilities=None, policy=lambda: None, proof_gate=UnwiredProofGate(),\n"
+        "              log=[], health=lambda: None, now=lambda: 0)\n"
+        "try:\n"
+        "    k.submit(None)\n"
+        "except icontract.ViolationError:\n"
+        "    print('contract-held')\n"
+    )
+    result = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=False)
+    assert "contract-held" in result.stdout, result.stderr
+
+
+def test_meta_check_flags_an_uncontracted_method() -> None:
+    class Naked:
+        def act(self) -> None:
+            """Has no contract."""
+
+    assert not _contracted(Naked.act)
+
+    @icontract.require(lambda x: x > 0, enabled=True)
+    def dressed(x: int) -> int:
+        return x
+
+    assert _contracted(dressed)
