@@ -20,7 +20,9 @@ from sop_verified.errors import SOPError
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="SOP, the verified operations kernel.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="SOP, the verified operations kernel."
+)
 spec_app = typer.Typer(no_args_is_help=True, help="The formal spec and its proofs.")
 policy_app = typer.Typer(no_args_is_help=True, help="Policy sets: analyse and activate.")
 cap_app = typer.Typer(no_args_is_help=True, help="Capabilities: admit, attenuate, revoke.")
@@ -33,7 +35,9 @@ err = Console(stderr=True)
 
 DataDir = Annotated[
     Path,
-    typer.Option("--data-dir", envvar="SOP_DATA_DIR", help="The data directory (made by `sop init`)."),
+    typer.Option(
+        "--data-dir", envvar="SOP_DATA_DIR", help="The data directory (made by `sop init`)."
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object for machines.")]
 DEFAULT_DATA_DIR = Path("sop-data")
@@ -45,7 +49,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    sys.stdout.write(
+        orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+    )
 
 
 @spec_app.command("check")

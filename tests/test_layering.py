@@ -16,7 +16,11 @@ def _lint(cwd: Path, config: Path) -> subprocess.CompletedProcess[str]:
         f"sys.exit(lint_imports(config_filename={str(config)!r}, no_cache=True))"
     )
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=False,
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
         env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"},
     )
 

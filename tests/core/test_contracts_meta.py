@@ -61,7 +61,11 @@ def _public_members() -> tuple[list[str], list[str]]:
             qual = f"{mod.__name__}.{name}"
             if inspect.isfunction(obj) and not _contracted(obj):
                 missing_fn.append(qual)
-            if not inspect.isclass(obj) or issubclass(obj, enum.Enum | BaseException) or _is_protocol(obj):
+            if (
+                not inspect.isclass(obj)
+                or issubclass(obj, enum.Enum | BaseException)
+                or _is_protocol(obj)
+            ):
                 continue
             methods = [
                 (m, f)
@@ -77,7 +81,9 @@ def _public_members() -> tuple[list[str], list[str]]:
 
 def test_every_public_core_method_has_contracts() -> None:
     missing_fn, _ = _public_members()
-    assert missing_fn == [], f"public core functions/methods without pre/postconditions: {missing_fn}"
+    assert missing_fn == [], (
+        f"public core functions/methods without pre/postconditions: {missing_fn}"
+    )
 
 
 def test_every_stateful_core_class_has_an_invariant() -> None:
@@ -98,7 +104,9 @@ def test_contracts_stay_on_under_python_O() -> None:
         "except icontract.ViolationError:\n"
         "    print('contract-held')\n"
     )
-    result = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-O", "-c", code], capture_output=True, text=True, check=False
+    )
     assert "contract-held" in result.stdout, result.stderr
 
 

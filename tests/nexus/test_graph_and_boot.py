@@ -20,7 +20,9 @@ def test_ties_are_broken_by_name() -> None:
 
 
 def test_dependencies_come_first() -> None:
-    order = boot_order({"kernel": ["policy", "log"], "log": ["storage"], "policy": ["storage"], "storage": []})
+    order = boot_order(
+        {"kernel": ["policy", "log"], "log": ["storage"], "policy": ["storage"], "storage": []}
+    )
     assert order == ["storage", "log", "policy", "kernel"]
 
 
@@ -36,12 +38,19 @@ def test_undeclared_dependency_is_refused() -> None:
 
 @st.composite
 def dags(draw: st.DrawFn) -> dict[str, list[str]]:
-    names = draw(st.lists(st.text("abcdefgh", min_size=1, max_size=3), min_size=1, max_size=8, unique=True))
-    return {n: draw(st.lists(st.sampled_from(names[:i]), unique=True)) if i else [] for i, n in enumerate(names)}
+    names = draw(
+        st.lists(st.text("abcdefgh", min_size=1, max_size=3), min_size=1, max_size=8, unique=True)
+    )
+    return {
+        n: draw(st.lists(st.sampled_from(names[:i]), unique=True)) if i else []
+        for i, n in enumerate(names)
+    }
 
 
 @given(dags(), st.randoms())
-def test_boot_order_is_a_pure_function_of_the_graph(graph: dict[str, list[str]], rnd: random.Random) -> None:
+def test_boot_order_is_a_pure_function_of_the_graph(
+    graph: dict[str, list[str]], rnd: random.Random
+) -> None:
     items = list(graph.items())
     rnd.shuffle(items)
     shuffled = {k: list(reversed(v)) for k, v in items}
