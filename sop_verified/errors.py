@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "IntegrityError",
+    "ObligationError",
     "PolicyError",
     "PolicyEvaluationError",
     "PolicyParseError",
@@ -66,6 +67,17 @@ class CapabilityError(InputError):
 class AttenuationError(CapabilityError):
     """A derived capability would grant more than its parent (INV-10)."""
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        capability_id: str | None = None,
+        counterexample: str | None = None,
+    ) -> None:
+        self.counterexample = counterexample
+        super().__init__(message, code=code, capability_id=capability_id)
+
 
 class PolicyError(InputError):
     """Root of policy-document failures."""
@@ -90,6 +102,20 @@ class VerificationError(InputError):
         self.expected = expected
         self.calculated = calculated
         super().__init__(message)
+
+
+class ObligationError(InputError):
+    """A proof obligation is malformed, unsupported or too large (the proof gate's REJECTED)."""
+
+    def __init__(
+        self, message: str, *, code: str, line: int | None = None, where: str = "", accepted: str = ""
+    ) -> None:
+        self.message = message
+        self.code = code
+        self.line = line
+        if not where and line is not None:
+            where = f"line {line}"
+        super().__init__(message, where=where, accepted=accepted)
 
 
 class IntegrityError(SOPError):
