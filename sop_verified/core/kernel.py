@@ -53,11 +53,8 @@ class PolicyOutcome(Protocol):
     @property
     def policy_ids(self) -> tuple[str, ...]: ...
 
-    @property
-    def code(self) -> str: ...
-
-    @property
-    def message(self) -> str: ...
+    def to_reason(self) -> Reason:
+        """This outcome as a policy-stage reason."""
 
 
 class PolicyDecider(Protocol):
@@ -116,6 +113,34 @@ class OpsKernel:
         """
         return _submit(self, raw)
 
+    @require(lambda raw: raw is not None, "a request is required")
+    @ensure(lambda result: result.log_index is None, "a dry run records nothing")
+    def dry_run(self, raw: Request | dict[str, Any] | bytes | str) -> Decision:
+        """Decide without recording: for self-tests and what-if questions, never an effect.
+
+        Args:
+            raw: the request.
+
+        Returns:
+            The decision the kernel would take now, with ``log_index`` None. It
+            authorizes nothing: only :meth:`submit` decisions may precede effects.
+        """
+        return _dry_run(self, raw)
+
+
+def _dry_run(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decision:
+    try:
+        request = parse_request(raw)
+        effect, reasons, cap_id, policy_ids = _decide(k, request)
+    except InputError as exc:
+        return Decision(Effect.DENY, (_deny(Stage.SCHEMA, "bad_request", str(exc)),))
+    except Exception as exc:  # spec: INV-2
+        reason = _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`")
+        return Decision(Effect.DENY, (reason,))
+    return Decision(
+        effect, reasons, request.request_id, cap_id, policy_ids, None, {"dry_run": True}
+    )
+
 
 def _submit(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decision:
     try:
@@ -167,13 +192,11 @@ def _decide(
         )
     outcome = policy.evaluate(req)
     if not outcome.allowed:  # spec: INV-1 — a permit matches and no forbid matches
-        reason = _deny(Stage.POLICY, outcome.code, outcome.message, policy_ids=outcome.policy_ids)
-        return Effect.DENY, (reason,), cap.id, outcome.policy_ids
+        return Effect.DENY, (outcome.to_reason(),), cap.id, outcome.policy_ids
     denials = _check_obligations(k, req)
     if denials:  # spec: INV-1 — every obligation PROVED
         return Effect.DENY, denials, cap.id, outcome.policy_ids
-    ok = _deny(Stage.POLICY, outcome.code, outcome.message, policy_ids=outcome.policy_ids)
-    return Effect.ALLOW, (ok,), cap.id, outcome.policy_ids
+    return Effect.ALLOW, (outcome.to_reason(),), cap.id, outcome.policy_ids
 
 
 def _check_obligations(k: OpsKernel, req: Request) -> tuple[Reason, ...]:

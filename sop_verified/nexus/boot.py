@@ -10,6 +10,7 @@ clock write byte-identical manifests.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -55,13 +56,15 @@ class BootReport:
         return data
 
 
-def boot(registry: ServiceRegistry, *, now: Clock, facts: dict[str, Any]) -> BootReport:
+def boot(
+    registry: ServiceRegistry, *, now: Clock, facts: Callable[[], dict[str, Any]]
+) -> BootReport:
     """Boot every service in the deterministic order and write the manifest.
 
     Args:
         registry: the declared services.
         now: the injected clock (the manifest records its reading).
-        facts: config digest, policy digest and key ids, as the caller knows them.
+        facts: called after the services started: config digest, policy digest, key ids.
 
     Returns:
         The boot report; its health is READY only if every service started and
@@ -95,6 +98,6 @@ def boot(registry: ServiceRegistry, *, now: Clock, facts: dict[str, Any]) -> Boo
         "health": str(health),
         "failed_service": failed,
         "services": {s.name: str(s.health) for s in registry.services()},
-        **facts,
+        **facts(),
     }
     return BootReport(tuple(order), health, failed, detail, canonical_json(manifest))

@@ -103,6 +103,20 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StorageError(f"sqlite read failed: {exc}") from exc
 
+    def self_test(self) -> None:
+        """SQLite's quick integrity check; raise StorageError unless it says ``ok``."""
+        rows = self._read(lambda db: db.execute("PRAGMA quick_check").fetchall())
+        if [tuple(r) for r in rows] != [("ok",)]:
+            raise StorageError(f"sqlite integrity check failed: {rows[:3]}")
+
+    def verify_tail(self) -> None:
+        """The last log entry's stored leaf hash matches its payload (read the tail only)."""
+        if self._size == 0:
+            return
+        ((idx, leaf, payload),) = self.log_entries(self._size - 1)
+        if _leaf_hash(payload) != leaf:
+            raise StorageError(f"log entry `{idx}`: stored leaf hash does not match its payload")
+
     # CapabilityStore
     def save_capability(self, cap_id: str, parent_id: str | None, claims: bytes) -> None:
         """Store an admitted capability (write-once by id)."""

@@ -10,7 +10,7 @@ import pytest
 from sop_verified.core.health import Health
 from sop_verified.core.kernel import OpsKernel
 from sop_verified.core.obligations import UnwiredProofGate, Verdict, VerdictResult
-from sop_verified.core.request import Effect, Obligation, Request, Stage
+from sop_verified.core.request import Effect, Obligation, Reason, Request, Stage
 from sop_verified.errors import CapabilityError, StorageError
 from sop_verified.tools.canonical import canonical_json
 
@@ -36,6 +36,9 @@ class Outcome:
     policy_ids: tuple[str, ...]
     code: str
     message: str
+
+    def to_reason(self) -> Reason:
+        return Reason(Stage.POLICY, self.code, self.message, policy_ids=self.policy_ids)
 
 
 class FakePolicy:

@@ -81,7 +81,7 @@ def _registry(fail: str | None = None, log: list[str] | None = None) -> ServiceR
 
 def test_boot_reaches_ready_in_order() -> None:
     started: list[str] = []
-    report = boot(_registry(log=started), now=lambda: 5, facts={})
+    report = boot(_registry(log=started), now=lambda: 5, facts=dict)
     assert report.health is Health.READY
     assert started == ["storage", "log", "kernel"]
 
@@ -89,7 +89,7 @@ def test_boot_reaches_ready_in_order() -> None:
 @pytest.mark.parametrize("failing", ["storage", "log", "kernel"])
 def test_failed_self_test_leaves_sop_not_ready(failing: str) -> None:
     reg = _registry(fail=failing)
-    report = boot(reg, now=lambda: 5, facts={})
+    report = boot(reg, now=lambda: 5, facts=dict)
     assert report.health is Health.FAILED
     assert report.failed == failing
     assert reg.health() is not Health.READY
@@ -98,14 +98,14 @@ def test_failed_self_test_leaves_sop_not_ready(failing: str) -> None:
 
 def test_alarm_degrades_health() -> None:
     reg = _registry()
-    boot(reg, now=lambda: 5, facts={})
+    boot(reg, now=lambda: 5, facts=dict)
     reg.raise_alarm("log", "verdict mismatch")
     assert reg.health() is Health.DEGRADED
 
 
 def test_manifest_is_byte_identical_for_same_inputs() -> None:
-    a = boot(_registry(), now=lambda: 7, facts={"config_digest": "sha256:1"})
-    b = boot(_registry(), now=lambda: 7, facts={"config_digest": "sha256:1"})
+    a = boot(_registry(), now=lambda: 7, facts=lambda: {"config_digest": "sha256:1"})
+    b = boot(_registry(), now=lambda: 7, facts=lambda: {"config_digest": "sha256:1"})
     assert a.manifest == b.manifest
-    c = boot(_registry(), now=lambda: 8, facts={"config_digest": "sha256:1"})
+    c = boot(_registry(), now=lambda: 8, facts=lambda: {"config_digest": "sha256:1"})
     assert c.manifest != a.manifest

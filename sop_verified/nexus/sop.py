@@ -1,0 +1,377 @@
+"""``SOP``: the booted kernel with its services, and the operator's admin plane.
+
+``SOP.boot(data_dir)`` wires storage, keys, the capability registry, the
+active policy set, the proof gate, the log and the kernel as services of the
+declared graph, boots them in the deterministic order (INV-8), writes the boot
+manifest and logs it. ``sop.submit(request)`` is the Runtime Bridge entry.
+The admin methods (admit, attenuate, revoke, activate_policy) are the admin
+plane: not reachable through ``submit`` (INV-6), and each one is logged.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sop_verified.core.capability import Capability, CapabilityRegistry
+from sop_verified.core.health import Health
+from sop_verified.core.kernel import OpsKernel
+from sop_verified.core.obligations import ProofGate, UnwiredProofGate, Verdict
+from sop_verified.core.policy import (
+    PolicyCheckReport,
+    PolicySet,
+    check_directory,
+    check_policy_set,
+)
+from sop_verified.core.ports import Clock
+from sop_verified.core.request import Decision, Effect, Obligation, Reason, Request, Stage
+from sop_verified.errors import CapabilityError, IntegrityError, PolicyError, SOPError
+from sop_verified.nexus.boot import BootReport, boot
+from sop_verified.nexus.config import SOPConfig, init_data_dir, load_config, load_mac_key
+from sop_verified.nexus.registry import Service, ServiceRegistry
+from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.tools.canonical import canonical_json
+
+__all__ = ["SERVICE_GRAPH", "SOP", "PolicyRefusedError", "wall_clock"]
+
+_T = TypeVar("_T")
+
+DB_NAME = "sop.db"
+MANIFEST_NAME = "boot-manifest.json"
+
+# The declared service graph (service -> dependencies); boot order derives from it.
+SERVICE_GRAPH: dict[str, tuple[str, ...]] = {
+    "config": (),
+    "storage": ("config",),
+    "keys": ("config",),
+    "log": ("storage",),
+    "capabilities": ("keys", "storage"),
+    "policy": ("config", "storage"),
+    "proof_gate": (),
+    "kernel": ("capabilities", "log", "policy", "proof_gate"),
+}
+
+
+def wall_clock() -> int:
+    """The real clock, integer Unix seconds."""
+    return int(time.time())
+
+
+class PolicyRefusedError(PolicyError):
+    """A policy set failed its analyses and was not activated; carries the report."""
+
+    def __init__(self, report: PolicyCheckReport) -> None:
+        self.report = report
+        firsts = [f"{f.code}: {f.message}" for f in report.errors][:3]
+        super().__init__("policy set refused: " + "; ".join(firsts))
+
+
+class SOP:
+    """A booted SOP instance over one data directory."""
+
+    def __init__(self, data_dir: Path, *, now: Clock, proof_gate: ProofGate | None) -> None:
+        self.data_dir = data_dir
+        self.now = now
+        self.registry = ServiceRegistry()
+        self._gate_override = proof_gate
+        self.config: SOPConfig | None = None
+        self.store: SQLiteStore | None = None
+        self.capabilities: CapabilityRegistry | None = None
+        self.policy: PolicySet | None = None
+        self.gate: ProofGate | None = None
+        self.kernel: OpsKernel | None = None
+        self.boot_report: BootReport | None = None
+        self._key_id = ""
+
+    # ---- life cycle -------------------------------------------------------------------
+    @staticmethod
+    def init(data_dir: Path) -> None:
+        """Create a fresh data directory (configuration and keys)."""
+        init_data_dir(data_dir)
+
+    @classmethod
+    def boot(
+        cls, data_dir: Path, *, now: Clock = wall_clock, proof_gate: ProofGate | None = None
+    ) -> SOP:
+        """Boot SOP on ``data_dir``; the result is READY or denies everything.
+
+        Args:
+            data_dir: a directory made by :meth:`init`.
+            now: the clock (tests pin it).
+            proof_gate: the proof gate to wire; default the unwired gate (all UNKNOWN).
+
+        Returns:
+            The instance; check ``health`` — anything but READY denies every request.
+        """
+        sop = cls(data_dir, now=now, proof_gate=proof_gate)
+        for name, deps in SERVICE_GRAPH.items():
+            start, test = getattr(sop, f"_start_{name}"), getattr(sop, f"_test_{name}")
+            sop.registry.register(Service(name, deps, start, test))
+        report = boot(sop.registry, now=now, facts=sop._facts)
+        sop.boot_report = report
+        sop._write_manifest(report)
+        return sop
+
+    def close(self) -> None:
+        """Release the storage."""
+        if self.store is not None:
+            self.store.close()
+
+    @property
+    def health(self) -> Health:
+        """SOP's health; only READY admits anything."""
+        return self.registry.health()
+
+    # ---- the bridge ------------------------------------------------------------------
+    def submit(self, request: Request | dict[str, Any] | bytes | str) -> Decision:
+        """Decide one request (the Runtime Bridge entry); never raises."""
+        if self.kernel is None:  # boot failed before the kernel existed: nothing is allowed
+            return _not_booted(self, request)
+        return self.kernel.submit(request)
+
+    # ---- the admin plane (never reachable through submit) ---------------------------------
+    def admit(
+        self,
+        principal: str,
+        actions: Sequence[str],
+        resources: Sequence[str],
+        *,
+        not_before: int | None = None,
+        expires: int,
+    ) -> tuple[Capability, str]:
+        """Admit a root capability; logged. Returns the capability and its token."""
+        caps = self._ready_caps()
+        nb = self.now() if not_before is None else not_before
+        params = {
+            "principal": principal,
+            "actions": sorted(actions),
+            "resources": list(resources),
+            "not_before": nb,
+            "expires": expires,
+        }
+        self._log_admin("capability.admit", params)  # spec: INV-9 — recorded before the effect
+        cap, token = caps.admit(principal, list(actions), list(resources), nb, expires)
+        self._log_admin("capability.admitted", {"capability": cap.to_claims()})
+        return cap, token
+
+    def attenuate(
+        self,
+        parent_token: str,
+        *,
+        actions: Sequence[str],
+        resources: Sequence[str],
+        not_before: int | None = None,
+        expires: int | None = None,
+    ) -> tuple[Capability, str]:
+        """Derive a narrower capability (proved a subset, INV-10); logged."""
+        caps = self._ready_caps()
+        params = {
+            "actions": sorted(actions),
+            "resources": list(resources),
+            "not_before": not_before,
+            "expires": expires,
+        }
+        self._log_admin("capability.attenuate", params)  # spec: INV-9
+        cap, token = caps.attenuate(
+            parent_token,
+            actions=list(actions),
+            resources=list(resources),
+            not_before=not_before,
+            expires=expires,
+        )
+        self._log_admin("capability.attenuated", {"capability": cap.to_claims()})
+        return cap, token
+
+    def revoke(self, cap_id: str) -> list[str]:
+        """Revoke a capability and all its descendants (INV-10); logged."""
+        caps = self._ready_caps()
+        self._log_admin("capability.revoke", {"capability_id": cap_id})  # spec: INV-9
+        revoked = caps.revoke(cap_id)
+        self._log_admin("capability.revoked", {"capability_id": cap_id, "revoked": revoked})
+        return revoked
+
+    def check_policy(self, path: Path) -> PolicyCheckReport:
+        """Run every analysis on the set at ``path`` against this data directory's scopes."""
+        config = _need(self.config, "config")
+        return check_directory(path, config.scopes.approved, self.policy)
+
+    def activate_policy(self, path: Path) -> PolicyCheckReport:
+        """Activate the set at ``path`` only if its analyses pass; logged.
+
+        Raises:
+            PolicyRefusedError: the set failed an analysis (with the counterexample).
+            PolicyError: the set does not load.
+        """
+        if self.store is None or self.config is None:
+            raise SOPError("SOP did not boot far enough to activate a policy set")
+        new = PolicySet.from_path(path)
+        report = check_policy_set(new, self.config.scopes.approved, self.policy, source=str(path))
+        if not report.ok:  # spec: INV-6 — governance gates activation
+            raise PolicyRefusedError(report)
+        document = new.document.canonical_bytes()
+        self._log_admin("policy.activate", {"policy_digest": new.digest})  # spec: INV-9
+        self.store.save_policy_set(new.digest, document, self.now())
+        self.policy = new
+        return report
+
+    def status(self) -> dict[str, Any]:
+        """Health, services, boot order and digests."""
+        report = self.boot_report
+        return {
+            "health": str(self.health),
+            "data_dir": str(self.data_dir),
+            "services": {
+                s.name: {"health": str(s.health), "detail": s.detail}
+                for s in self.registry.services()
+            },
+            "boot_order": list(report.order) if report else [],
+            "policy_digest": self.policy.digest if self.policy else None,
+            "log_size": self.store.log_size() if self.store else None,
+        }
+
+    # ---- services -------------------------------------------------------------------
+    def _start_config(self) -> None:
+        self.config = load_config(self.data_dir)
+
+    def _test_config(self) -> None:
+        if load_config(self.data_dir) != _need(self.config, "config"):
+            raise IntegrityError("the configuration changed while booting")
+
+    def _start_storage(self) -> None:
+        self.store = SQLiteStore(self.data_dir / DB_NAME)
+
+    def _test_storage(self) -> None:
+        _need(self.store, "storage").self_test()
+
+    def _start_keys(self) -> None:
+        self._mac_key, self._key_id = load_mac_key(self.data_dir)
+
+    def _test_keys(self) -> None:
+        if len(self._mac_key) != 32:
+            raise IntegrityError("the capability key is not 32 bytes")
+
+    def _start_log(self) -> None:
+        _need(self.store, "storage")
+
+    def _test_log(self) -> None:
+        _need(self.store, "storage").verify_tail()
+
+    def _start_capabilities(self) -> None:
+        store = _need(self.store, "storage")
+        self.capabilities = CapabilityRegistry(store, self._mac_key, self._key_id, self.now)
+
+    def _test_capabilities(self) -> None:
+        caps = _need(self.capabilities, "capabilities")
+        canary = Request(
+            request_id="boot-canary",
+            principal="sop-canary",
+            action="artifact.read",
+            resource="boot/canary",
+        )
+        try:
+            caps.check("sopcap1.forged.e30.AAAA", canary)
+        except CapabilityError:
+            return
+        raise IntegrityError("the capability registry accepted a forged token")
+
+    def _start_policy(self) -> None:
+        stored = _need(self.store, "storage").load_active_policy_set()
+        if stored is not None:
+            digest, document = stored
+            self.policy = PolicySet.from_canonical(document)
+            if self.policy.digest != digest:
+                raise IntegrityError(
+                    f"stored policy set digest `{digest}` does not match its document"
+                )
+
+    def _test_policy(self) -> None:
+        if self.policy is None:
+            return  # no set: everything is denied by default
+        canary = Request(
+            request_id="boot-canary",
+            principal="sop-canary",
+            action="policy.activate",
+            resource="policies/canary",
+            channel="bridge",
+        )
+        if self.policy.evaluate(canary).allowed:  # spec: INV-6
+            raise IntegrityError("the active policy set permits an admin action through the bridge")
+
+    def _start_proof_gate(self) -> None:
+        self.gate = self._gate_override or UnwiredProofGate()
+
+    def _test_proof_gate(self) -> None:
+        gate = _need(self.gate, "proof gate")
+        sat = Obligation(
+            id="boot-canary",
+            format="smt2",
+            source="(declare-const x Int)\n(assert (= x 1))\n(check-sat)\n",
+        )
+        if gate.check(sat).verdict is Verdict.PROVED:
+            raise IntegrityError("the proof gate PROVED a satisfiable obligation")
+
+    def _start_kernel(self) -> None:
+        self.kernel = OpsKernel(
+            capabilities=_need(self.capabilities, "capabilities"),
+            policy=lambda: self.policy,
+            proof_gate=_need(self.gate, "proof gate"),
+            log=_need(self.store, "storage"),
+            health=self.registry.health,
+            now=self.now,
+        )
+
+    def _test_kernel(self) -> None:
+        kernel = _need(self.kernel, "kernel")
+        canary = {
+            "request_id": "boot-canary",
+            "principal": "sop-canary",
+            "action": "artifact.read",
+            "resource": "boot/canary",
+        }
+        if kernel.dry_run(canary).allowed:
+            raise IntegrityError("the kernel allowed a request without a capability")
+
+    # ---- helpers --------------------------------------------------------------------
+    def _facts(self) -> dict[str, Any]:
+        return {
+            "config_digest": self.config.digest() if self.config else None,
+            "policy_digest": self.policy.digest if self.policy else None,
+            "key_ids": {"capability_mac": self._key_id} if self._key_id else {},
+            "service_graph": {k: list(v) for k, v in sorted(SERVICE_GRAPH.items())},
+        }
+
+    def _write_manifest(self, report: BootReport) -> None:
+        tmp = self.data_dir / (MANIFEST_NAME + ".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(report.manifest)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.data_dir / MANIFEST_NAME)
+        if self.store is not None and report.health is Health.READY:
+            self.store.append(canonical_json({"type": "boot", "manifest": report.manifest_dict()}))
+
+    def _ready_caps(self) -> CapabilityRegistry:
+        if self.capabilities is None or self.health is not Health.READY:
+            raise SOPError(f"SOP is `{self.health}`; admin actions need `READY`")
+        return self.capabilities
+
+    def _log_admin(self, op: str, detail: dict[str, Any]) -> None:
+        _need(self.store, "storage").append(
+            canonical_json({"type": "admin", "op": op, "time": self.now(), **detail})
+        )
+
+
+def _need(value: _T | None, what: str) -> _T:
+    if value is None:
+        raise SOPError(f"the `{what}` service is not running")
+    return value
+
+
+def _not_booted(sop: SOP, request: object) -> Decision:
+    reason = Reason(
+        Stage.HEALTH, "not_ready", f"SOP is `{sop.health}`; boot did not reach the kernel"
+    )
+    return Decision(Effect.DENY, (reason,))
