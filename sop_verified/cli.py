@@ -7,14 +7,18 @@ a check that fails exits 1. Keys are never printed.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar, cast
 
 import orjson
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
 from sop_verified.errors import SOPError
 
@@ -48,6 +52,22 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+_Cmd = TypeVar("_Cmd", bound=Callable[..., None])
+
+
+def _guarded(fn: _Cmd) -> _Cmd:
+    """SOP errors become one line on stderr and exit status 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except SOPError as exc:
+            _fail(str(exc))
+
+    return cast(_Cmd, run)
+
+
 def _print_json(value: Any) -> None:
     sys.stdout.write(
         orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
@@ -55,11 +75,258 @@ def _print_json(value: Any) -> None:
 
 
 @spec_app.command("check")
+@_guarded
 def spec_check(json_output: JsonFlag = False) -> None:
     """Discharge every invariant with Z3; write proofs/REPORT.md; exit 1 on a counterexample."""
     from proofs.cli import spec_check as run  # noqa: PLC0415 - z3 model loads only when asked
 
     raise typer.Exit(run(json_output=json_output))
+
+
+def _boot(data_dir: Path) -> Any:
+    from sop_verified.nexus.sop import SOP  # noqa: PLC0415 - keep `sop --help` fast
+
+    if not (data_dir / "sop.toml").exists():
+        _fail(
+            f"no SOP data directory at `{data_dir}`; create one with `sop init --data-dir {data_dir}`"
+        )
+    return SOP.boot(data_dir)
+
+
+@app.command("init")
+@_guarded
+def init_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
+    """Create a data directory: configuration, keys (0600), database."""
+    from sop_verified.nexus.sop import SOP  # noqa: PLC0415
+
+    SOP.init(data_dir)
+    sop = SOP.boot(data_dir)
+    status = sop.status()
+    sop.close()
+    if json_output:
+        _print_json(status)
+        return
+    out.print(f"initialised [bold]{data_dir}[/] — health {status['health']}")
+
+
+@app.command("status")
+@_guarded
+def status_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
+    """Boot the data directory and report health, services and digests (exit 1 unless READY)."""
+    sop = _boot(data_dir)
+    status = sop.status()
+    sop.close()
+    if json_output:
+        _print_json(status)
+    else:
+        table = Table(title=f"SOP {status['health']}", box=box.SIMPLE)
+        table.add_column("service")
+        table.add_column("health")
+        table.add_column("detail")
+        for name in status["boot_order"] or status["services"]:
+            svc = status["services"][name]
+            table.add_row(name, svc["health"], svc["detail"])
+        out.print(table)
+        out.print(f"policy digest: {status['policy_digest']}  log size: {status['log_size']}")
+    raise typer.Exit(0 if status["health"] == "READY" else 1)
+
+
+def _policy_report(report: Any, json_output: bool, verb: str) -> None:
+    data = report.to_dict()
+    if json_output:
+        _print_json(data)
+        return
+    table = Table(title=f"policy {verb}: {data['source']}", box=box.SIMPLE)
+    for col in ("check", "severity", "message"):
+        table.add_column(col)
+    for f in data["findings"]:
+        table.add_row(f["code"], f["severity"], f["message"])
+    out.print(table)
+    for f in data["findings"]:
+        if f.get("counterexample"):
+            out.print(f"[bold]counterexample request for {f['code']}:[/]")
+            out.print_json(orjson.dumps(f["counterexample"]).decode())
+    out.print(
+        f"{data['policy_count']} policies, digest {data['digest']}: "
+        + ("[green]ok[/]" if data["ok"] else "[red]refused[/]")
+    )
+
+
+@policy_app.command("check")
+@_guarded
+def policy_check(
+    path: Annotated[Path, typer.Argument(help="A policy file or a directory of *.toml / *.json.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """Run the Z3 analyses (always-denies, governance, implies/equivalent vs the active set)."""
+    from sop_verified.core.policy import check_directory  # noqa: PLC0415
+    from sop_verified.nexus.config import DEFAULT_CONFIG  # noqa: PLC0415
+
+    if (data_dir / "sop.toml").exists():
+        sop = _boot(data_dir)
+        report = sop.check_policy(path)
+        sop.close()
+    else:
+        import tomllib  # noqa: PLC0415
+
+        scopes = tomllib.loads(DEFAULT_CONFIG)["scopes"]["approved"]
+        report = check_directory(path, scopes)
+    _policy_report(report, json_output, "check")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@policy_app.command("activate")
+@_guarded
+def policy_activate(
+    path: Annotated[Path, typer.Argument(help="A policy file or a directory of *.toml / *.json.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """Activate a policy set; refused (exit 1, with the counterexample) if an analysis fails."""
+    from sop_verified.nexus.sop import PolicyRefusedError  # noqa: PLC0415
+
+    sop = _boot(data_dir)
+    try:
+        report = sop.activate_policy(path)
+    except PolicyRefusedError as exc:
+        _policy_report(exc.report, json_output, "activate (refused)")
+        raise typer.Exit(1) from None
+    finally:
+        sop.close()
+    _policy_report(report, json_output, "activate")
+
+
+def _cap_out(cap: Any, token: str, json_output: bool) -> None:
+    data = {"capability": cap.to_claims(), "token": token}
+    if json_output:
+        _print_json(data)
+    else:
+        out.print(
+            f"capability [bold]{cap.id}[/] for {cap.principal}: "
+            f"{', '.join(sorted(cap.actions))} on {', '.join(cap.resources)}"
+        )
+        out.print(
+            "token (hand it to the holder; it is a bearer credential bound to its principal):"
+        )
+        sys.stdout.write(token + "\n")
+
+
+Actions = Annotated[list[str], typer.Option("--action", "-a", help="An action (repeatable).")]
+Resources = Annotated[
+    list[str], typer.Option("--resource", "-r", help="A resource glob (repeatable).")
+]
+
+
+@cap_app.command("admit")
+@_guarded
+def cap_admit(
+    principal: Annotated[str, typer.Option("--principal", "-p", help="The protocol identity.")],
+    action: Actions,
+    resource: Resources,
+    expires_in: Annotated[int, typer.Option(help="Seconds until expiry.")] = 86_400,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """Admit a root capability."""
+    sop = _boot(data_dir)
+    try:
+        cap, token = sop.admit(principal, action, resource, expires=sop.now() + expires_in)
+    finally:
+        sop.close()
+    _cap_out(cap, token, json_output)
+
+
+@cap_app.command("attenuate")
+@_guarded
+def cap_attenuate(
+    token: Annotated[str, typer.Option("--token", help="The parent token.")],
+    action: Actions,
+    resource: Resources,
+    expires_in: Annotated[int | None, typer.Option(help="Seconds until expiry.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """Derive a narrower capability (Z3 proves it is a subset of the parent)."""
+    sop = _boot(data_dir)
+    try:
+        expires = None if expires_in is None else sop.now() + expires_in
+        cap, child = sop.attenuate(token, actions=action, resources=resource, expires=expires)
+    finally:
+        sop.close()
+    _cap_out(cap, child, json_output)
+
+
+@cap_app.command("revoke")
+@_guarded
+def cap_revoke(
+    cap_id: Annotated[str, typer.Argument(help="The capability id.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """Revoke a capability and all its descendants."""
+    sop = _boot(data_dir)
+    try:
+        revoked = sop.revoke(cap_id)
+    finally:
+        sop.close()
+    if json_output:
+        _print_json({"revoked": revoked})
+    else:
+        out.print(f"revoked {len(revoked)}: {', '.join(revoked)}")
+
+
+@app.command("demo")
+@_guarded
+def demo_cmd(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="A fresh directory (default: a new temporary one)."),
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Boot a fresh SOP, refuse an unsound policy set, activate a sound one, decide a dozen requests."""
+    import tempfile  # noqa: PLC0415
+
+    from sop_verified.nexus.demo import run_demo  # noqa: PLC0415
+
+    target = data_dir or Path(tempfile.mkdtemp(prefix="sop-demo-")) / "data"
+    result = run_demo(target)
+    if json_output:
+        _print_json(result.to_dict())
+        return
+    _render_demo(result)
+
+
+def _render_demo(result: Any) -> None:
+    out.rule("[bold]SOP demo")
+    out.print(f"data directory: {result.data_dir}")
+    out.print(f"boot order: {' -> '.join(result.boot_order)}   health: [green]{result.health}[/]")
+    ref = result.refused
+    out.print(f"\n[bold]policy set refused by Z3 analysis[/] ({ref['code']}): {ref['message']}")
+    out.print("counterexample request:")
+    out.print_json(orjson.dumps(ref["counterexample"]).decode())
+    out.print(f"sound policy set activated: {result.activated}\n")
+    caps = Table(title="capabilities admitted", box=box.SIMPLE)
+    for col in ("holder", "actions", "resources"):
+        caps.add_column(col)
+    for c in result.capabilities:
+        caps.add_row(c["holder"], ", ".join(c["actions"]), ", ".join(c["resources"]))
+    out.print(caps)
+    table = Table(title="decisions", box=box.SIMPLE)
+    for col in ("#", "request", "effect", "why (stage: code)"):
+        table.add_column(col)
+    for i, r in enumerate(result.rows, 1):
+        colour = "green" if r["effect"] == "ALLOW" else "red"
+        table.add_row(
+            str(i), r["label"], f"[{colour}]{r['effect']}[/]", f"{r['stage']}: {r['code']}"
+        )
+    out.print(table)
+    data = result.to_dict()
+    out.print(
+        f"{data['allowed']} allowed, {data['denied']} denied; every decision is in the log. "
+        "`sop demo --json` prints each decision's full reasons."
+    )
 
 
 def main() -> None:

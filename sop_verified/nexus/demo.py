@@ -1,0 +1,383 @@
+"""`sop demo`: a guided run on a fresh data directory.
+
+It boots SOP, admits capabilities for DRAC, EMP and CSP, shows a policy set
+refused by analysis with its counterexample, activates a sound one, and
+submits a dozen realistic requests: some allowed, the rest denied for
+different reasons. The result is data; the CLI renders it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sop_verified.core.request import Decision
+from sop_verified.errors import PolicyError, SOPError
+from sop_verified.nexus.sop import SOP, PolicyRefusedError
+
+__all__ = ["DemoClock", "DemoResult", "run_demo"]
+
+START = 1_800_000_000  # a fixed clock keeps the demo's log and manifest reproducible
+
+SOUND_POLICIES = """\
+# The demo's sound policy set: each protocol persists only inside its own scope.
+[roles]
+compiler = ["drac"]
+verifier = ["emp"]
+state-keeper = ["csp"]
+reader = ["drac", "emp", "csp"]
+
+[[policy]]
+id = "drac-persist-artifacts"
+effect = "permit"
+principal = ["role:compiler"]
+action = ["artifact.persist", "phase.advance"]
+resource = ["artifacts/drac/**"]
+channel = "bridge"
+when = 'context.size_bytes <= 1048576'
+
+[[policy]]
+id = "emp-record-verdicts"
+effect = "permit"
+principal = ["role:verifier"]
+action = ["verdict.record", "obligation.submit"]
+resource = ["verdicts/emp/**"]
+channel = "bridge"
+
+[[policy]]
+id = "csp-state"
+effect = "permit"
+principal = ["role:state-keeper"]
+action = ["state.persist", "snapshot.seal", "snapshot.resume"]
+resource = ["state/csp/**", "snapshots/csp/**"]
+channel = "bridge"
+when = 'has context.state_class && context.state_class in ["working", "episodic"]'
+
+[[policy]]
+id = "readers-read-artifacts"
+effect = "permit"
+principal = ["role:reader"]
+action = ["artifact.read"]
+resource = ["artifacts/**"]
+channel = "bridge"
+
+[[policy]]
+id = "forbid-secrets-outside-csp"
+effect = "forbid"
+principal = "*"
+action = "*"
+resource = ["artifacts/**", "verdicts/**"]
+when = 'has context.classification && context.classification == "secret"'
+
+[[policy]]
+id = "forbid-during-emergency"
+effect = "forbid"
+principal = "*"
+action = ["artifact.persist", "state.persist", "snapshot.seal"]
+resource = "*"
+when = 'has context.emergency && context.emergency'
+"""
+
+UNSOUND_POLICIES = """\
+# Refused: a permit lets DRAC persist anywhere, outside the approved scopes.
+[[policy]]
+id = "drac-persist-anywhere"
+effect = "permit"
+principal = ["drac"]
+action = ["artifact.persist"]
+resource = "*"
+channel = "bridge"
+"""
+
+
+class DemoClock:
+    """A clock the demo advances by hand."""
+
+    def __init__(self, start: int) -> None:
+        self.t = start
+
+    def __call__(self) -> int:
+        return self.t
+
+
+@dataclass
+class DemoResult:
+    """Everything the demo did, for the table and for ``--json``."""
+
+    data_dir: str
+    boot_order: list[str]
+    health: str
+    refused: dict[str, Any]
+    activated: str
+    capabilities: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "data_dir": self.data_dir,
+            "boot_order": self.boot_order,
+            "health": self.health,
+            "refused_policy_set": self.refused,
+            "activated_policy_digest": self.activated,
+            "capabilities": self.capabilities,
+            "requests": self.rows,
+            "allowed": sum(r["effect"] == "ALLOW" for r in self.rows),
+            "denied": sum(r["effect"] == "DENY" for r in self.rows),
+        }
+
+
+def _row(label: str, req: dict[str, Any], d: Decision) -> dict[str, Any]:
+    first = d.reasons[0] if d.reasons else None
+    return {
+        "label": label,
+        "principal": req.get("principal"),
+        "action": req.get("action"),
+        "resource": req.get("resource"),
+        "effect": str(d.effect),
+        "stage": str(first.stage) if first else "",
+        "code": first.code if first else "",
+        "reason": first.message if first else "",
+        "log_index": d.log_index,
+    }
+
+
+def _forge(token: str) -> str:
+    """The token with one character of its MAC changed: what a forger can do without the key."""
+    head, mac = token.rsplit(".", 1)
+    return f"{head}.{mac[:5]}{'B' if mac[5] == 'A' else 'A'}{mac[6:]}"
+
+
+def _write_set(base: Path, name: str, text: str) -> Path:
+    path = base / "policies" / name
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "policies.toml").write_text(text, encoding="utf-8")
+    return path
+
+
+def run_demo(data_dir: Path) -> DemoResult:
+    """Run the demo on a fresh ``data_dir``.
+
+    Raises:
+        ConfigError: ``data_dir`` is already initialised.
+        SOPError: the demo could not boot SOP to READY.
+    """
+    clock = DemoClock(START)
+    SOP.init(data_dir)
+    sop = SOP.boot(data_dir, now=clock)
+    try:
+        return _scenario(sop, clock, data_dir)
+    finally:
+        sop.close()
+
+
+def _scenario(sop: SOP, clock: DemoClock, data_dir: Path) -> DemoResult:
+    if sop.boot_report is None or str(sop.health) != "READY":
+        raise SOPError(f"the demo could not boot SOP: {sop.boot_report and sop.boot_report.detail}")
+    refused: dict[str, Any] = {}
+    try:
+        sop.activate_policy(_write_set(data_dir, "unsound", UNSOUND_POLICIES))
+    except PolicyRefusedError as exc:
+        first = exc.report.errors[0]
+        refused = {
+            "code": first.code,
+            "message": first.message,
+            "counterexample": first.counterexample,
+        }
+    if not refused:
+        raise PolicyError("the demo's unsound policy set was not refused")
+    sop.activate_policy(_write_set(data_dir, "sound", SOUND_POLICIES))
+    result = DemoResult(
+        str(data_dir),
+        list(sop.boot_report.order),
+        str(sop.health),
+        refused,
+        sop.policy.digest if sop.policy else "",
+    )
+    day = 86_400
+    drac, drac_tok = sop.admit(
+        "drac",
+        ["artifact.persist", "artifact.read", "phase.advance"],
+        ["artifacts/drac/**"],
+        expires=clock.t + day,
+    )
+    emp, emp_tok = sop.admit(
+        "emp", ["verdict.record", "obligation.submit"], ["verdicts/emp/**"], expires=clock.t + day
+    )
+    csp, csp_tok = sop.admit(
+        "csp",
+        ["state.persist", "snapshot.seal", "snapshot.resume"],
+        ["state/csp/**", "snapshots/csp/**"],
+        expires=clock.t + day,
+    )
+    session, session_tok = sop.attenuate(
+        drac_tok,
+        actions=["artifact.persist"],
+        resources=["artifacts/drac/session-7/**"],
+        expires=clock.t + 600,
+    )
+    short, short_tok = sop.admit("csp", ["state.persist"], ["state/csp/**"], expires=clock.t + 60)
+    revoked, revoked_tok = sop.attenuate(
+        emp_tok, actions=["verdict.record"], resources=["verdicts/emp/run-3/**"]
+    )
+    sop.revoke(revoked.id)
+    for name, cap in [
+        ("drac", drac),
+        ("emp", emp),
+        ("csp", csp),
+        ("drac session (attenuated)", session),
+        ("csp short-lived", short),
+        ("emp run-3 (revoked)", revoked),
+    ]:
+        result.capabilities.append(
+            {
+                "holder": name,
+                "id": cap.id,
+                "actions": sorted(cap.actions),
+                "resources": list(cap.resources),
+                "expires": cap.expires,
+            }
+        )
+
+    def req(
+        n: int, principal: str, action: str, resource: str, token: str, **context: Any
+    ) -> dict[str, Any]:
+        return {
+            "request_id": f"demo-{n:02d}",
+            "principal": principal,
+            "action": action,
+            "resource": resource,
+            "capability": token,
+            "context": context,
+        }
+
+    steps: list[tuple[str, dict[str, Any]]] = [
+        (
+            "DRAC persists a compiled artifact",
+            req(
+                1,
+                "drac",
+                "artifact.persist",
+                "artifacts/drac/session-7/plan.json",
+                session_tok,
+                size_bytes=4096,
+                phase="ASSEMBLE",
+            ),
+        ),
+        (
+            "EMP records a verification verdict",
+            req(2, "emp", "verdict.record", "verdicts/emp/run-9/v1.json", emp_tok),
+        ),
+        (
+            "CSP persists working state",
+            req(
+                3,
+                "csp",
+                "state.persist",
+                "state/csp/agent-1/wm.bin",
+                csp_tok,
+                state_class="working",
+            ),
+        ),
+        (
+            "DRAC reads an artifact",
+            req(4, "drac", "artifact.read", "artifacts/drac/session-7/plan.json", drac_tok),
+        ),
+        (
+            "attenuated token outside its narrower scope",
+            req(
+                5,
+                "drac",
+                "artifact.persist",
+                "artifacts/drac/session-8/plan.json",
+                session_tok,
+                size_bytes=10,
+            ),
+        ),
+        (
+            "EMP presents DRAC's token",
+            req(
+                6,
+                "emp",
+                "artifact.persist",
+                "artifacts/drac/session-7/x.json",
+                drac_tok,
+                size_bytes=10,
+            ),
+        ),
+        (
+            "secret artifact (forbid overrides permit)",
+            req(
+                7,
+                "drac",
+                "artifact.persist",
+                "artifacts/drac/session-7/key.bin",
+                session_tok,
+                size_bytes=10,
+                classification="secret",
+            ),
+        ),
+        (
+            "oversized artifact (no permit matches)",
+            req(
+                8,
+                "drac",
+                "artifact.persist",
+                "artifacts/drac/a/big.bin",
+                drac_tok,
+                size_bytes=50_000_000,
+            ),
+        ),
+        (
+            "revoked capability",
+            req(9, "emp", "verdict.record", "verdicts/emp/run-3/v.json", revoked_tok),
+        ),
+        (
+            "forged token (MAC altered)",
+            req(
+                10,
+                "csp",
+                "state.persist",
+                "state/csp/agent-1/x",
+                _forge(csp_tok),
+                state_class="working",
+            ),
+        ),
+        (
+            "path traversal attempt",
+            req(
+                11,
+                "drac",
+                "artifact.persist",
+                "artifacts/drac/../../etc/passwd",
+                drac_tok,
+                size_bytes=1,
+            ),
+        ),
+        (
+            "admin action through the bridge",
+            req(12, "drac", "policy.activate", "policies/mine", drac_tok),
+        ),
+        (
+            "obligation with no proof gate wired (UNKNOWN)",
+            {
+                **req(13, "emp", "verdict.record", "verdicts/emp/run-9/v2.json", emp_tok),
+                "obligations": [
+                    {
+                        "id": "emp-claim-1",
+                        "format": "smt2",
+                        "source": "(declare-const x Int)\n(assert (> x x))\n(check-sat)\n",
+                    }
+                ],
+            },
+        ),
+    ]
+    for label, r in steps:
+        result.rows.append(_row(label, r, sop.submit(r)))
+    clock.t += 3600  # an hour later the short-lived capability has expired
+    late = req(
+        14, "csp", "state.persist", "state/csp/agent-1/wm.bin", short_tok, state_class="working"
+    )
+    result.rows.append(_row("expired capability (one hour later)", late, sop.submit(late)))
+    return result
