@@ -78,17 +78,18 @@ def _print_json(value: Any) -> None:
 @_guarded
 def spec_check(json_output: JsonFlag = False) -> None:
     """Discharge every invariant with Z3; write proofs/REPORT.md; exit 1 on a counterexample."""
-    from proofs.cli import spec_check as run  # noqa: PLC0415 - z3 model loads only when asked
+    from proofs.cli import spec_check as run
 
     raise typer.Exit(run(json_output=json_output))
 
 
 def _boot(data_dir: Path) -> Any:
-    from sop_verified.nexus.sop import SOP  # noqa: PLC0415 - keep `sop --help` fast
+    from sop_verified.nexus.sop import SOP
 
     if not (data_dir / "sop.toml").exists():
         _fail(
-            f"no SOP data directory at `{data_dir}`; create one with `sop init --data-dir {data_dir}`"
+            f"no SOP data directory at `{data_dir}`; "
+            f"create one with `sop init --data-dir {data_dir}`"
         )
     return SOP.boot(data_dir)
 
@@ -97,7 +98,7 @@ def _boot(data_dir: Path) -> Any:
 @_guarded
 def init_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
     """Create a data directory: configuration, keys (0600), database."""
-    from sop_verified.nexus.sop import SOP  # noqa: PLC0415
+    from sop_verified.nexus.sop import SOP
 
     SOP.init(data_dir)
     sop = SOP.boot(data_dir)
@@ -160,15 +161,15 @@ def policy_check(
     json_output: JsonFlag = False,
 ) -> None:
     """Run the Z3 analyses (always-denies, governance, implies/equivalent vs the active set)."""
-    from sop_verified.core.policy import check_directory  # noqa: PLC0415
-    from sop_verified.nexus.config import DEFAULT_CONFIG  # noqa: PLC0415
+    from sop_verified.core.policy import check_directory
+    from sop_verified.nexus.config import DEFAULT_CONFIG
 
     if (data_dir / "sop.toml").exists():
         sop = _boot(data_dir)
         report = sop.check_policy(path)
         sop.close()
     else:
-        import tomllib  # noqa: PLC0415
+        import tomllib
 
         scopes = tomllib.loads(DEFAULT_CONFIG)["scopes"]["approved"]
         report = check_directory(path, scopes)
@@ -184,7 +185,7 @@ def policy_activate(
     json_output: JsonFlag = False,
 ) -> None:
     """Activate a policy set; refused (exit 1, with the counterexample) if an analysis fails."""
-    from sop_verified.nexus.sop import PolicyRefusedError  # noqa: PLC0415
+    from sop_verified.nexus.sop import PolicyRefusedError
 
     sop = _boot(data_dir)
     try:
@@ -285,10 +286,10 @@ def demo_cmd(
     ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Boot a fresh SOP, refuse an unsound policy set, activate a sound one, decide a dozen requests."""
-    import tempfile  # noqa: PLC0415
+    """Boot a fresh SOP, refuse an unsound policy set, activate a sound one, decide requests."""
+    import tempfile
 
-    from sop_verified.nexus.demo import run_demo  # noqa: PLC0415
+    from sop_verified.nexus.demo import run_demo
 
     target = data_dir or Path(tempfile.mkdtemp(prefix="sop-demo-")) / "data"
     result = run_demo(target)

@@ -9,8 +9,14 @@ from pathlib import Path
 import sop_verified
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("MANIFEST.md", "ORDER_OF_OPERATIONS.md", "STACK_POSITION.md", "RUNTIME_ROLE.md",
-        "GOVERNANCE_SCOPE.md", "METADATA.json")
+DOCS = (
+    "MANIFEST.md",
+    "ORDER_OF_OPERATIONS.md",
+    "STACK_POSITION.md",
+    "RUNTIME_ROLE.md",
+    "GOVERNANCE_SCOPE.md",
+    "METADATA.json",
+)
 
 
 def _listed() -> dict[str, str]:

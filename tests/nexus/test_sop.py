@@ -109,8 +109,12 @@ def test_forbid_trumps_permit_end_to_end(sop: SOP) -> None:
 
 
 def test_revoked_parent_kills_attenuated_child(sop: SOP) -> None:
-    parent, ptoken = sop.admit("drac", ["artifact.persist"], ["artifacts/drac/**"], expires=NOW + 60)
-    _, ctoken = sop.attenuate(ptoken, actions=["artifact.persist"], resources=["artifacts/drac/s1/*"])
+    parent, ptoken = sop.admit(
+        "drac", ["artifact.persist"], ["artifacts/drac/**"], expires=NOW + 60
+    )
+    _, ctoken = sop.attenuate(
+        ptoken, actions=["artifact.persist"], resources=["artifacts/drac/s1/*"]
+    )
     assert sop.submit(_req(ctoken)).effect is Effect.ALLOW
     sop.revoke(parent.id)
     d = sop.submit(_req(ctoken))
