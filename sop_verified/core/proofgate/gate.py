@@ -1,0 +1,313 @@
+"""The proof gate: filtered obligations, isolated z3 workers, write-once verdicts.
+
+``check`` never raises: malformed input is REJECTED, any failure on the way
+(worker crash, timeout, memory, store error, an exception of our own) is
+UNKNOWN with its reason (INV-2), and only an ``unsat`` answer is PROVED
+(INV-1). A verdict is recorded once under the obligation digest and returned
+from then on (INV-3); a re-check that disagrees with the record raises the
+integrity alarm, answers UNKNOWN ``integrity alarm`` and leaves the record
+as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.obligations import Verdict, VerdictResult
+from sop_verified.core.proofgate.outcome import Outcome, from_reply, rejected, unknown
+from sop_verified.core.proofgate.pool import SolverPool
+from sop_verified.core.proofgate.sexpr import FilterLimits
+from sop_verified.core.proofgate.smtlib import CompiledObligation, compile_smt2
+from sop_verified.core.proofgate.store import (
+    InMemoryVerdictStore,
+    VerdictRecord,
+    VerdictStore,
+    obligation_digest,
+)
+from sop_verified.core.proofgate.structured import compile_structured
+from sop_verified.core.request import Obligation
+from sop_verified.errors import IntegrityError, ObligationError
+from sop_verified.tools.workerpool import WorkerLimits
+
+__all__ = ["GateConfig", "Z3ProofGate", "obligation_class"]
+
+_log = logging.getLogger(__name__)
+_UNREADABLE = "sha256:" + hashlib.sha256(b"sop-unreadable-obligation").hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    """The gate's settings; everything a verdict depends on besides the obligation.
+
+    Attributes:
+        rlimit: z3's resource limit per check (the deterministic budget).
+        workers: number of worker processes.
+        memory_mb: each worker's address-space cap.
+        cpu_seconds: CPU seconds per check (the worker dies past it).
+        wall_seconds: wall-clock safety net per check (the worker is killed past it).
+        limits: the filter's caps.
+        cross_check: obligation classes (id prefix before the first ``:``; ``*`` for all)
+            whose PROVED verdicts cvc5 must confirm.
+        cvc5_rlimit: cvc5's per-check resource limit.
+        memo_size: verdicts kept in process for the fast path.
+    """
+
+    rlimit: int = 5_000_000
+    workers: int = 2
+    memory_mb: int = 1024
+    cpu_seconds: int = 10
+    wall_seconds: float = 10.0
+    limits: FilterLimits = field(default_factory=FilterLimits)
+    cross_check: frozenset[str] = frozenset()
+    cvc5_rlimit: int = 5_000_000
+    memo_size: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.rlimit < 1 or self.workers < 1 or self.memo_size < 0 or self.cvc5_rlimit < 1:
+            raise ValueError("gate rlimit, workers and cvc5_rlimit must be positive")
+
+    @ensure(lambda result: isinstance(result, WorkerLimits))
+    def worker_limits(self) -> WorkerLimits:
+        """The pool's caps."""
+        return WorkerLimits(self.memory_mb << 20, self.cpu_seconds, self.wall_seconds)
+
+
+def _compile(fmt: str, source: str, limits: FilterLimits) -> CompiledObligation:
+    if fmt == "smt2":
+        return compile_smt2(source, limits)
+    if fmt == "json":
+        return compile_structured(source, limits)
+    raise ObligationError(
+        f"unknown obligation format `{fmt[:20]}`", code="unsupported", accepted="`smt2`, `json`"
+    )
+
+
+@require(lambda obligation_id: isinstance(obligation_id, str))
+def obligation_class(obligation_id: str) -> str:
+    """The class of an obligation for cross-checking: its id up to the first ``:``."""
+    return obligation_id.split(":", 1)[0]
+
+
+@invariant(lambda self: len(self._memo) <= max(self.config.memo_size, 0) + 1)
+class Z3ProofGate:
+    """The :class:`~sop_verified.core.obligations.ProofGate` backed by isolated z3 workers."""
+
+    def __init__(
+        self,
+        config: GateConfig | None = None,
+        *,
+        store: VerdictStore | None = None,
+        on_alarm: Callable[[str], None] | None = None,
+    ) -> None:
+        """Create the gate (workers start on first use; see :meth:`warm`).
+
+        Args:
+            config: settings (default :class:`GateConfig`).
+            store: the write-once verdict store (default: a new in-memory one).
+            on_alarm: called with the reason whenever the integrity alarm is raised.
+        """
+        self.config = config or GateConfig()
+        self.store: VerdictStore = store if store is not None else InMemoryVerdictStore()
+        self._on_alarm = on_alarm
+        self._pool = SolverPool(
+            rlimit=self.config.rlimit,
+            workers=self.config.workers,
+            limits=self.config.worker_limits(),
+        )
+        self._memo: dict[str, VerdictResult] = {}
+        self._memo_lock = threading.Lock()
+        self.alarms: list[str] = []
+
+    def __enter__(self) -> Z3ProofGate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def solver_identity(self) -> dict[str, Any]:
+        """What a verdict depends on besides the obligation: z3's version, rlimit, parameters."""
+        return self._pool.identity
+
+    @ensure(lambda result: isinstance(result, VerdictResult))
+    def check(self, obligation: Obligation) -> VerdictResult:
+        """Decide ``obligation``; never raises (INV-2).
+
+        Args:
+            obligation: the obligation (SMT-LIB 2 script or structured JSON).
+
+        Returns:
+            PROVED only when the solver answered ``unsat`` (or the record says so);
+            otherwise REFUTED, UNKNOWN or REJECTED with the reason and evidence.
+        """
+        try:
+            digest = obligation_digest(obligation.format, obligation.source)
+        except Exception:  # not an Obligation at all: deny  # spec: INV-2
+            return VerdictResult(
+                Verdict.UNKNOWN, _UNREADABLE, "internal error: unreadable obligation"
+            )
+        try:
+            return self._check(obligation, digest)
+        except Exception as exc:  # spec: INV-2
+            _log.exception("proof gate failed on %s", digest)
+            return VerdictResult(Verdict.UNKNOWN, digest, f"internal error: {type(exc).__name__}")
+
+    def _check(self, obligation: Obligation, digest: str) -> VerdictResult:
+        memo = self._memo.get(digest)
+        if memo is not None:
+            return memo
+        try:
+            raw = self.store.get(digest)
+        except Exception as exc:  # spec: INV-2
+            return self._result(digest, unknown("verdict store failed", type(exc).__name__))
+        if raw is not None:
+            return self._recorded(digest, raw)
+        outcome = self._decide(
+            obligation.format, obligation.source, obligation_class(obligation.id)
+        )
+        if outcome.storable:
+            return self._record(obligation, digest, outcome)
+        result = self._result(digest, outcome)
+        if outcome.memoizable:
+            self._remember(digest, result)
+        return result
+
+    def _recorded(self, digest: str, raw: bytes) -> VerdictResult:
+        try:
+            record = VerdictRecord.from_bytes(raw, digest=digest)
+        except IntegrityError as exc:
+            return self._alarm(digest, str(exc))
+        result = record.result()
+        self._remember(digest, result)
+        return result
+
+    def _decide(self, fmt: str, source: str, klass: str) -> Outcome:
+        try:
+            compiled = _compile(fmt, source, self.config.limits)
+        except ObligationError as exc:
+            return rejected(exc)
+        outcome = from_reply(self._pool.solve(compiled), self.config.rlimit)
+        if outcome.verdict is Verdict.PROVED and self._wants_cross_check(klass):
+            return self._cross_check(compiled, outcome)
+        return outcome
+
+    def _wants_cross_check(self, klass: str) -> bool:
+        wanted = self.config.cross_check
+        return bool(wanted) and ("*" in wanted or klass in wanted)
+
+    def _cross_check(self, compiled: CompiledObligation, outcome: Outcome) -> Outcome:
+        reply = self._pool.cross_check(compiled, self.config.cvc5_rlimit)
+        status = reply.get("status")
+        if status == "unsat":
+            evidence = {
+                **outcome.evidence,
+                "cross_check": {"solver": reply.get("solver"), "answer": "unsat"},
+            }
+            return Outcome(outcome.verdict, outcome.reason, evidence, outcome.storable)  # PROVED
+        if status == "sat":
+            reason = "z3 answered unsat but cvc5 answered sat"
+            self._raise_alarm(reason)
+            return unknown("integrity alarm", reason)
+        return unknown(
+            "cross-check",
+            f"cvc5 did not confirm: {reply.get('code', '')} {reply.get('detail', '')}",
+        )
+
+    def _record(self, obligation: Obligation, digest: str, outcome: Outcome) -> VerdictResult:
+        record = VerdictRecord(
+            obligation.format,
+            obligation.source,
+            outcome.verdict,
+            outcome.reason,
+            outcome.evidence,
+            self.solver_identity,
+        )
+        data = record.to_bytes()
+        try:
+            stored = self.store.put_once(digest, data)  # spec: INV-3
+        except Exception as exc:  # spec: INV-2
+            return self._result(digest, unknown("verdict store failed", type(exc).__name__))
+        if stored != data:
+            try:
+                earlier = VerdictRecord.from_bytes(stored, digest=digest)
+            except IntegrityError as exc:
+                return self._alarm(digest, str(exc))
+            if earlier.verdict is not outcome.verdict:  # spec: INV-3
+                return self._alarm(
+                    digest,
+                    f"recorded {earlier.verdict} for `{digest}`, a re-check gave {outcome.verdict}",
+                )
+            record = earlier
+        result = record.result()
+        self._remember(digest, result)
+        return result
+
+    def _alarm(self, digest: str, reason: str) -> VerdictResult:
+        self._raise_alarm(reason)
+        return self._result(digest, unknown("integrity alarm", reason))
+
+    def _raise_alarm(self, reason: str) -> None:
+        self.alarms.append(reason)
+        _log.error("proof gate integrity alarm: %s", reason)
+        if self._on_alarm is not None:
+            try:
+                self._on_alarm(reason)
+            except Exception:
+                _log.exception("integrity alarm callback failed")
+
+    @staticmethod
+    def _result(digest: str, outcome: Outcome) -> VerdictResult:
+        return VerdictResult(outcome.verdict, digest, outcome.reason, outcome.evidence)
+
+    def _remember(self, digest: str, result: VerdictResult) -> None:
+        if self.config.memo_size == 0:
+            return
+        with self._memo_lock:
+            if len(self._memo) >= self.config.memo_size:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[digest] = result
+
+    @require(lambda fmt, source: isinstance(fmt, str) and isinstance(source, str))
+    @ensure(lambda result: isinstance(result, VerdictResult))
+    def recheck(self, fmt: str, source: str, klass: str = "") -> VerdictResult:
+        """Decide an obligation afresh, bypassing the memo and the store (for replay).
+
+        Args:
+            fmt: ``smt2`` or ``json``.
+            source: the obligation text.
+            klass: the obligation class (for the cross-check setting).
+
+        Returns:
+            The fresh verdict; nothing is recorded.
+        """
+        digest = obligation_digest(fmt, source)
+        try:
+            return self._result(digest, self._decide(fmt, source, klass))
+        except Exception as exc:  # spec: INV-2
+            return VerdictResult(Verdict.UNKNOWN, digest, f"internal error: {type(exc).__name__}")
+
+    @ensure(lambda result: result is None)
+    def raise_alarm(self, reason: str) -> None:
+        """Raise the integrity alarm (used by replay)."""
+        self._raise_alarm(reason)
+
+    @ensure(lambda result: result is None)
+    def warm(self) -> None:
+        """Start the worker processes now rather than on the first obligation."""
+        self._pool.warm()
+
+    @ensure(lambda result: isinstance(result, list))
+    def worker_pids(self) -> list[int]:
+        """Live worker process ids (diagnostics, tests)."""
+        return self._pool.pids()
+
+    @ensure(lambda result: result is None)
+    def close(self) -> None:
+        """Stop the workers; later fresh checks answer UNKNOWN ``gate closed``."""
+        self._pool.close()

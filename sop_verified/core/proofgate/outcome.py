@@ -1,0 +1,103 @@
+"""From filter errors and solver replies to verdicts, reasons and evidence.
+
+Only an ``unsat`` answer becomes PROVED. Every reason starts with a stable
+code (``resource limit``, ``memory``, ``timeout``, ``cpu limit``,
+``worker crash``, ``solver unknown``, ``integrity alarm``, ...) followed by
+``:`` and the detail.
+
+``storable`` marks the definitive answers (PROVED, REFUTED): facts about the
+obligation, recorded forever (INV-3). ``memoizable`` marks answers that are
+a function of the obligation and this gate's configuration (REJECTED, and
+UNKNOWN when the rlimit ran out or the solver gave up): they are kept in
+process, so a resubmission does not burn the budget again, but never
+recorded, so a larger rlimit or a newer solver can still decide later. A
+timeout, a crash or memory exhaustion depend on the machine and are neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sop_verified.core.contracts import ensure, require
+from sop_verified.core.obligations import Verdict
+from sop_verified.errors import ObligationError
+
+__all__ = ["DETERMINISTIC_UNKNOWN", "Outcome", "from_reply", "rejected", "unknown"]
+
+DETERMINISTIC_UNKNOWN = frozenset({"resource limit", "solver unknown"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A verdict before it is recorded."""
+
+    verdict: Verdict
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    storable: bool = False
+    memoizable: bool = False
+
+
+@require(lambda code: code != "")
+@ensure(lambda result: result.verdict is Verdict.UNKNOWN)
+def unknown(code: str, detail: str) -> Outcome:
+    """An UNKNOWN outcome with its reason code (never recorded; memoized when deterministic)."""
+    return Outcome(
+        Verdict.UNKNOWN,
+        f"{code}: {detail}" if detail else code,
+        {"code": code, "detail": detail},
+        memoizable=code in DETERMINISTIC_UNKNOWN,
+    )
+
+
+@ensure(lambda result: result.verdict is Verdict.REJECTED)
+def rejected(exc: ObligationError) -> Outcome:
+    """The REJECTED outcome for a filter error: what, where and what is accepted."""
+    evidence = {"code": exc.code, "line": exc.line, "where": exc.where, "accepted": exc.accepted}
+    return Outcome(Verdict.REJECTED, f"{exc.code}: {exc}", evidence, memoizable=True)
+
+
+@require(lambda reply: isinstance(reply, dict))
+@ensure(
+    lambda reply, result: result.verdict is not Verdict.PROVED or reply.get("status") == "unsat"
+)
+def from_reply(reply: dict[str, Any], rlimit: int) -> Outcome:
+    """Map a worker reply to an outcome (only ``unsat`` is PROVED).
+
+    Args:
+        reply: the solver pool's reply.
+        rlimit: the resource limit the check ran under (for the reason).
+
+    Returns:
+        The outcome.
+    """
+    status = reply.get("status")
+    if status == "unsat":  # spec: INV-1 (only an unsat answer proves)
+        core = [str(n) for n in reply.get("core", [])]
+        return Outcome(
+            Verdict.PROVED, "proved: the assertions are unsatisfiable", {"unsat_core": core}, True
+        )
+    if status == "sat":
+        model = reply.get("model") or {}
+        evidence = {
+            "model": model.get("values", {}),
+            "truncated": bool(model.get("truncated", False)),
+        }
+        return Outcome(
+            Verdict.REFUTED,
+            "refuted: the assertions are satisfiable (counterexample in evidence)",
+            evidence,
+            True,
+        )
+    code = str(reply.get("code", "internal error"))
+    detail = str(reply.get("detail", ""))
+    if status == "error" and code == "solver_parse":
+        exc = ObligationError(f"the solver rejected the filtered script: {detail}", code="solver")
+        evidence = {"code": "solver", "line": None, "detail": detail}
+        return Outcome(Verdict.REJECTED, f"solver: {exc}", evidence, memoizable=True)
+    if code == "resource limit":
+        detail = f"rlimit {rlimit} exhausted ({detail})"
+    if status == "error":
+        code = "internal error"
+    return unknown(code, detail)  # spec: INV-2

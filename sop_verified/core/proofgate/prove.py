@@ -1,0 +1,148 @@
+"""``sop prove FILE``: check one obligation file through a fresh proof gate.
+
+The lead registers :func:`prove_command` in the CLI. FILE is ``.smt2`` or
+``.json``; the answer is the verdict, the obligation digest, the reason, the
+evidence and the solver identity, as a rich panel for humans or one JSON
+object with ``--json``. The exit status is 0 only for PROVED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sop_verified.core.contracts import ensure, require
+from sop_verified.core.obligations import Verdict, VerdictResult
+from sop_verified.core.proofgate.gate import GateConfig, Z3ProofGate
+from sop_verified.core.request import Obligation
+from sop_verified.tools.canonical import canonical_json
+
+__all__ = ["EXIT_CODES", "prove_command", "prove_file"]
+
+EXIT_CODES = {Verdict.PROVED: 0, Verdict.REFUTED: 1, Verdict.UNKNOWN: 2, Verdict.REJECTED: 3}
+_FORMATS = {".smt2": "smt2", ".json": "json"}
+_STYLE = {
+    Verdict.PROVED: "bold green",
+    Verdict.REFUTED: "bold red",
+    Verdict.UNKNOWN: "bold yellow",
+    Verdict.REJECTED: "bold magenta",
+}
+
+
+def _raw_digest(path: Path) -> str:
+    """SHA-256 of the raw file bytes (for files that never become an obligation)."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _rejected(path: Path, reason: str, evidence: dict[str, Any]) -> VerdictResult:
+    try:
+        digest = _raw_digest(path)
+    except OSError:
+        digest = "sha256:" + hashlib.sha256(str(path).encode("utf-8", "surrogatepass")).hexdigest()
+    return VerdictResult(Verdict.REJECTED, digest, reason, evidence)
+
+
+def _load(path: Path, max_bytes: int) -> tuple[str, str] | VerdictResult:
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        return _rejected(
+            path,
+            f"unsupported: file suffix `{path.suffix}`; accepted: `.smt2`, `.json`",
+            {"code": "unsupported"},
+        )
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return _rejected(
+                path,
+                f"too_large: file is {size} bytes; accepted: at most {max_bytes} bytes",
+                {"code": "too_large"},
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        return _rejected(
+            path, f"unreadable: cannot read `{path}`: {exc.strerror}", {"code": "unreadable"}
+        )
+    try:
+        return fmt, data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _rejected(
+            path,
+            f"encoding: not valid UTF-8 at byte {exc.start}; accepted: UTF-8 text",
+            {"code": "encoding", "offset": exc.start},
+        )
+
+
+@require(lambda path: isinstance(path, Path))
+def prove_file(path: Path, rlimit: int | None = None) -> tuple[VerdictResult, dict[str, Any]]:
+    """Check one obligation file with a fresh gate (one worker, in-memory store).
+
+    Args:
+        path: an ``.smt2`` or ``.json`` file.
+        rlimit: z3's resource limit (default: :class:`GateConfig`'s).
+
+    Returns:
+        The verdict and the solver identity.
+    """
+    config = GateConfig(workers=1) if rlimit is None else GateConfig(workers=1, rlimit=rlimit)
+    loaded = _load(path, config.limits.max_bytes)
+    with Z3ProofGate(config) as gate:
+        identity = gate.solver_identity
+        if isinstance(loaded, VerdictResult):
+            return loaded, identity
+        fmt, source = loaded
+        # model_construct: the gate applies its own caps and rejects with a precise reason
+        obligation = Obligation.model_construct(id="cli", format=fmt, source=source)
+        return gate.check(obligation), identity
+
+
+def _human(result: VerdictResult, identity: dict[str, Any], path: Path) -> None:
+    console = Console()
+    table = Table(title=f"sop prove {path}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("verdict", f"[{_STYLE[result.verdict]}]{result.verdict}[/]")
+    table.add_row("digest", result.digest)
+    table.add_row("reason", result.reason)
+    if result.evidence:
+        table.add_row("evidence", canonical_json(result.evidence).decode("utf-8"))
+    table.add_row(
+        "solver",
+        f"{identity.get('name')} {identity.get('version')} rlimit={identity.get('rlimit')}",
+    )
+    console.print(table, markup=True, highlight=False)
+
+
+@ensure(lambda result: result in EXIT_CODES.values())
+def prove_command(path: Path, json_output: bool, rlimit: int | None) -> int:
+    """Run ``sop prove FILE``: print the verdict and return the exit status.
+
+    Args:
+        path: the obligation file (``.smt2`` or ``.json``).
+        json_output: print one JSON object ``{verdict, digest, reason, evidence, solver}``.
+        rlimit: z3's resource limit, or None for the default.
+
+    Returns:
+        0 for PROVED, 1 REFUTED, 2 UNKNOWN, 3 REJECTED.
+    """
+    result, identity = prove_file(Path(path), rlimit)
+    if json_output:
+        payload = {
+            "verdict": str(result.verdict),
+            "digest": result.digest,
+            "reason": result.reason,
+            "evidence": result.evidence,
+            "solver": identity,
+        }
+        print(canonical_json(payload).decode("utf-8"))  # the command's output
+    else:
+        _human(result, identity, Path(path))
+    return EXIT_CODES[result.verdict]
