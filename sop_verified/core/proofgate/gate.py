@@ -32,7 +32,7 @@ from sop_verified.core.proofgate.store import (
 )
 from sop_verified.core.proofgate.structured import compile_structured
 from sop_verified.core.request import Obligation
-from sop_verified.errors import IntegrityError, ObligationError
+from sop_verified.errors import IntegrityError, ObligationError, SOPError
 from sop_verified.tools.workerpool import WorkerLimits
 
 __all__ = ["GateConfig", "Z3ProofGate", "obligation_class"]
@@ -158,6 +158,13 @@ class Z3ProofGate:
             _log.exception("proof gate failed on %s", digest)
             return VerdictResult(Verdict.UNKNOWN, digest, f"internal error: {type(exc).__name__}")
 
+    def _store_failed(self, digest: str, exc: Exception) -> VerdictResult:
+        """UNKNOWN for a store failure; an altered record also raises the integrity alarm."""
+        if isinstance(exc, IntegrityError):  # spec: INV-3
+            return self._alarm(digest, str(exc))
+        detail = str(exc) if isinstance(exc, SOPError) else type(exc).__name__
+        return self._result(digest, unknown("verdict store failed", detail))
+
     def _check(self, obligation: Obligation, digest: str) -> VerdictResult:
         memo = self._memo.get(digest)
         if memo is not None:
@@ -165,7 +172,7 @@ class Z3ProofGate:
         try:
             raw = self.store.get(digest)
         except Exception as exc:  # spec: INV-2
-            return self._result(digest, unknown("verdict store failed", type(exc).__name__))
+            return self._store_failed(digest, exc)
         if raw is not None:
             return self._recorded(digest, raw)
         outcome = self._decide(
@@ -232,7 +239,7 @@ class Z3ProofGate:
         try:
             stored = self.store.put_once(digest, data)  # spec: INV-3
         except Exception as exc:  # spec: INV-2
-            return self._result(digest, unknown("verdict store failed", type(exc).__name__))
+            return self._store_failed(digest, exc)
         if stored != data:
             try:
                 earlier = VerdictRecord.from_bytes(stored, digest=digest)

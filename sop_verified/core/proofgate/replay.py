@@ -16,7 +16,7 @@ from sop_verified.core.contracts import ensure, require
 from sop_verified.core.obligations import Verdict
 from sop_verified.core.proofgate.gate import Z3ProofGate
 from sop_verified.core.proofgate.store import VerdictRecord
-from sop_verified.errors import IntegrityError
+from sop_verified.errors import IntegrityError, SOPError
 
 __all__ = ["Disagreement", "ReplayReport", "in_sample", "replay"]
 
@@ -99,7 +99,10 @@ def replay(gate: Z3ProofGate, sample_pct: float = 100.0) -> ReplayReport:
 
 
 def _replay_one(gate: Z3ProofGate, digest: str) -> Disagreement | str | None:
-    raw = gate.store.get(digest)
+    try:
+        raw = gate.store.get(digest)
+    except SOPError as exc:  # an altered or unreadable record is a finding, not a crash
+        return Disagreement(digest, "record", "unreadable", str(exc))
     if raw is None:
         return Disagreement(digest, "record", "missing", f"the record under `{digest}` disappeared")
     try:
