@@ -26,6 +26,7 @@ __all__ = [
     "CONTEXT_SCHEMA",
     "MAX_REQUEST_BYTES",
     "PERSIST_ACTIONS",
+    "PRINCIPAL_PATTERN",
     "AttrType",
     "Decision",
     "Effect",
@@ -97,6 +98,8 @@ CONTEXT_SCHEMA: dict[str, AttrType] = {
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _PRINCIPAL_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+PRINCIPAL_PATTERN = _PRINCIPAL_RE.pattern
+"""The principal id grammar (a full-match regex); policies and their Z3 encoding reuse it."""
 
 
 class Stage(enum.StrEnum):
@@ -123,7 +126,7 @@ class Obligation(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    id: str = Field(pattern=_ID_RE.pattern)
+    id: str = Field(pattern=f"^{_ID_RE.pattern}$")
     format: Literal["smt2", "json"]
     source: str = Field(max_length=MAX_OBLIGATION_BYTES)
 
@@ -161,8 +164,8 @@ class Request(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    request_id: str = Field(pattern=_ID_RE.pattern)
-    principal: str = Field(pattern=_PRINCIPAL_RE.pattern)
+    request_id: str = Field(pattern=f"^{_ID_RE.pattern}$")
+    principal: str = Field(pattern=f"^{_PRINCIPAL_RE.pattern}$")
     action: str
     resource: str
     capability: str = Field(default="", max_length=8192)
