@@ -232,3 +232,22 @@ def test_log_entry_is_canonical_json() -> None:
     kernel, log = make()
     kernel.submit(REQ)
     assert canonical_json(json.loads(log.entries[0])) == log.entries[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("principal", "Xdrac"),
+        ("principal", "drac!"),
+        ("principal", "d" * 70),
+        ("request_id", "r 1"),
+        ("request_id", "r" * 200),
+        ("request_id", "-r1"),
+    ],
+)
+def test_identifiers_must_match_their_whole_grammar(field: str, value: str) -> None:
+    kernel, _ = make()
+    d = kernel.submit({**REQ, field: value})
+    assert d.effect is Effect.DENY
+    assert d.reasons[0].stage is Stage.SCHEMA
+    assert d.reasons[0].message.endswith(f"at `{field}`")
