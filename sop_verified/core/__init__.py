@@ -1,1 +1,1 @@
-"""core."""
+"""core: the authority (kernel, capabilities, policy, proof gate); decisions, I/O via ports."""

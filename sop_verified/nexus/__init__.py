@@ -1,1 +1,1 @@
-"""nexus."""
+"""nexus: wiring only — deterministic boot, service registry, health, the SOP facade."""

@@ -1,1 +1,1 @@
-"""storage."""
+"""storage: backends behind the kernel ports (SQLite, the embedded default)."""
