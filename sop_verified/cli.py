@@ -33,6 +33,8 @@ cap_app = typer.Typer(no_args_is_help=True, help="Capabilities: admit, attenuate
 app.add_typer(spec_app, name="spec")
 app.add_typer(policy_app, name="policy")
 app.add_typer(cap_app, name="cap")
+proofs_app = typer.Typer(no_args_is_help=True, help="Recorded proof verdicts.")
+app.add_typer(proofs_app, name="proofs")
 
 out = Console()
 err = Console(stderr=True)
@@ -64,6 +66,15 @@ def _guarded(fn: _Cmd) -> _Cmd:
             fn(*args, **kwargs)
         except SOPError as exc:
             _fail(str(exc))
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("SOP_DEBUG"):
+                raise
+            _fail(
+                f"internal error `{type(exc).__name__}`: {exc} (set SOP_DEBUG=1 for the traceback)",
+                3,
+            )
 
     return cast(_Cmd, run)
 
@@ -319,15 +330,95 @@ def _render_demo(result: Any) -> None:
         table.add_column(col)
     for i, r in enumerate(result.rows, 1):
         colour = "green" if r["effect"] == "ALLOW" else "red"
-        table.add_row(
-            str(i), r["label"], f"[{colour}]{r['effect']}[/]", f"{r['stage']}: {r['code']}"
-        )
+        why = f"{r['stage']}: {r['code']}"
+        if "verdict" in r:
+            model = r.get("evidence", {}).get("model")
+            why += f" — {r['verdict']}" + (f", counterexample {model}" if model else "")
+        table.add_row(str(i), r["label"], f"[{colour}]{r['effect']}[/]", why)
     out.print(table)
     data = result.to_dict()
     out.print(
         f"{data['allowed']} allowed, {data['denied']} denied; every decision is in the log. "
         "`sop demo --json` prints each decision's full reasons."
     )
+
+
+@app.command("prove")
+@_guarded
+def prove_cmd(
+    path: Annotated[
+        Path, typer.Argument(help="An obligation: .smt2 script or .json structured form.")
+    ],
+    json_output: JsonFlag = False,
+    rlimit: Annotated[
+        int | None, typer.Option(help="z3's resource limit (default 5,000,000).")
+    ] = None,
+) -> None:
+    """Check one obligation with the proof gate; exit 0 only for PROVED."""
+    from sop_verified.core.proofgate import prove_command
+
+    raise typer.Exit(prove_command(path, json_output, rlimit))
+
+
+@proofs_app.command("replay")
+@_guarded
+def proofs_replay(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    sample: Annotated[
+        float, typer.Option(help="Percent of recorded verdicts to re-check.")
+    ] = 100.0,
+    json_output: JsonFlag = False,
+) -> None:
+    """Re-check recorded verdicts; any disagreement raises the integrity alarm and exits 1."""
+    from sop_verified.core.proofgate import Z3ProofGate, replay
+
+    if not 0.0 <= sample <= 100.0:
+        _fail(f"`--sample {sample}` is out of range; accepted: 0 to 100")
+    sop = _boot(data_dir)
+    try:
+        if not isinstance(sop.gate, Z3ProofGate):
+            _fail("this SOP has no Z3 proof gate to replay")
+        report = replay(sop.gate, sample)
+    finally:
+        sop.close()
+    data = {
+        "ok": report.ok,
+        "total": report.total,
+        "checked": report.checked,
+        "agreed": report.agreed,
+        "inconclusive": list(report.inconclusive),
+        "disagreements": [
+            {
+                "digest": d.digest,
+                "recorded": d.recorded,
+                "rechecked": d.rechecked,
+                "reason": d.reason,
+            }
+            for d in report.disagreements
+        ],
+    }
+    if json_output:
+        _print_json(data)
+    else:
+        out.print(
+            f"replayed {report.checked} of {report.total} recorded verdicts: "
+            f"{report.agreed} agree, "
+            f"{len(report.disagreements)} disagree, {len(report.inconclusive)} inconclusive"
+        )
+        for d in report.disagreements:
+            out.print(
+                f"[red]DISAGREE[/] {d.digest}: recorded {d.recorded}, now {d.rechecked}: {d.reason}"
+            )
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _register_log_commands() -> None:
+    from sop_verified.cli_log import register  # the log commands live in cli_log
+
+    register(app)
+
+
+_register_log_commands()
 
 
 def main() -> None:

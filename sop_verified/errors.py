@@ -22,6 +22,7 @@ __all__ = [
     "PolicyEvaluationError",
     "PolicyParseError",
     "PolicyValidationError",
+    "ReceiptError",
     "RequestError",
     "SOPError",
     "StorageError",
@@ -104,11 +105,29 @@ class VerificationError(InputError):
         super().__init__(message)
 
 
+class ReceiptError(VerificationError):
+    """An offline receipt failed a check; ``stage``: format, signature, payload or inclusion."""
+
+    def __init__(
+        self, stage: str, message: str, *, expected: Any = None, calculated: Any = None
+    ) -> None:
+        self.stage = stage
+        super().__init__(
+            f"receipt {stage} check failed: {message}", expected=expected, calculated=calculated
+        )
+
+
 class ObligationError(InputError):
     """A proof obligation is malformed, unsupported or too large (the proof gate's REJECTED)."""
 
     def __init__(
-        self, message: str, *, code: str, line: int | None = None, where: str = "", accepted: str = ""
+        self,
+        message: str,
+        *,
+        code: str,
+        line: int | None = None,
+        where: str = "",
+        accepted: str = "",
     ) -> None:
         self.message = message
         self.code = code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from sop_verified.cli import app
@@ -36,7 +37,12 @@ def test_demo_runs_and_denies_for_different_reasons(tmp_path: Path) -> None:
         "admin_via_bridge",
         "bad_request",
         "obligation_unknown",
+        "obligation_refuted",
     } <= denial_codes
+    verdicts = {r["verdict"]: r for r in data["requests"] if "verdict" in r}
+    assert set(verdicts) == {"PROVED", "REFUTED", "UNKNOWN"}
+    assert verdicts["PROVED"]["effect"] == "ALLOW"
+    assert verdicts["REFUTED"]["evidence"]["model"]
     assert data["refused_policy_set"]["counterexample"]["action"] == "artifact.persist"
 
 
@@ -179,3 +185,83 @@ def test_cap_attenuate_wider_is_refused_with_reason(tmp_path: Path) -> None:
     )
     assert code == 2
     assert "artifacts/**" in output
+
+
+def test_prove_exit_status_follows_the_verdict(tmp_path: Path) -> None:
+    proved = tmp_path / "p.smt2"
+    proved.write_text("(set-logic QF_LIA)\n(declare-const x Int)\n(assert (> x x))\n")
+    refuted = tmp_path / "r.smt2"
+    refuted.write_text("(set-logic QF_LIA)\n(declare-const x Int)\n(assert (= x 3))\n")
+    code, output = _run("prove", str(proved), "--json")
+    assert (code, json.loads(output)["verdict"]) == (0, "PROVED")
+    code, output = _run("prove", str(refuted), "--json")
+    assert code != 0
+    assert json.loads(output)["evidence"]["model"] == {"x": "3"}
+
+
+def test_proofs_replay_detects_a_tampered_verdict(tmp_path: Path) -> None:
+    import sqlite3
+
+    d = tmp_path / "d"
+    assert _run("demo", "--data-dir", str(d), "--json")[0] == 0
+    code, output = _run("proofs", "replay", "--data-dir", str(d), "--json")
+    assert code == 0, output
+    clean = json.loads(output)
+    assert clean["checked"] >= 2
+    assert clean["disagreements"] == []
+    db = sqlite3.connect(d / "sop.db")
+    db.execute("DROP TRIGGER verdicts_no_update")  # an attacker with write access to the file
+    db.execute(
+        "UPDATE verdicts SET record = "
+        "CAST(replace(CAST(record AS TEXT), 'REFUTED', 'PROVED') AS BLOB)"
+    )
+    db.commit()
+    db.close()
+    code, output = _run("proofs", "replay", "--data-dir", str(d), "--json")
+    assert code == 1
+    assert json.loads(output)["disagreements"]
+
+
+def test_verdict_store_is_write_once(tmp_path: Path) -> None:
+    import sqlite3
+
+    d = tmp_path / "d"
+    assert _run("demo", "--data-dir", str(d), "--json")[0] == 0
+    db = sqlite3.connect(d / "sop.db")
+    for sql in ("UPDATE verdicts SET record = x'00'", "DELETE FROM verdicts"):
+        with pytest.raises(sqlite3.IntegrityError, match="write-once"):
+            db.execute(sql)
+
+
+def test_an_altered_verdict_record_cannot_let_a_false_obligation_through(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sop_verified.core.request import Effect
+    from sop_verified.nexus.demo import OBLIGATIONS
+    from sop_verified.nexus.sop import SOP
+
+    d = tmp_path / "d"
+    assert _run("demo", "--data-dir", str(d), "--json")[0] == 0
+    db = sqlite3.connect(d / "sop.db")
+    db.execute("DROP TRIGGER verdicts_no_update")
+    changed = db.execute(
+        "UPDATE verdicts SET record = "
+        "CAST(replace(CAST(record AS TEXT), 'REFUTED', 'PROVED') AS BLOB)"
+        " WHERE CAST(record AS TEXT) LIKE '%100%'"
+    ).rowcount
+    db.commit()
+    db.close()
+    assert changed == 1
+    sop = SOP.boot(d)
+    assert sop.health.value == "READY"
+    try:
+        _, token = sop.admit(
+            "emp", ["obligation.submit"], ["verdicts/emp/**"], expires=sop.now() + 60
+        )
+        outcome = sop.emp.submit_obligation(OBLIGATIONS[1][1], token=token)
+    finally:
+        sop.close()
+    assert outcome.decision.effect is Effect.DENY
+    assert outcome.verdict is not None
+    assert "fails its seal" in outcome.verdict.reason
+    assert sop.health.value == "DEGRADED"  # the integrity alarm was raised

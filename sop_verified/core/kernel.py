@@ -26,8 +26,9 @@ from sop_verified.core.request import (
     Stage,
     parse_request,
 )
-from sop_verified.errors import CapabilityError, InputError, SOPError
+from sop_verified.errors import CapabilityError, InputError, SOPError, StorageError
 from sop_verified.tools.canonical import canonical_json, digest
+from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["CapabilityChecker", "OpsKernel", "PolicyDecider", "PolicyOutcome"]
 
@@ -96,6 +97,9 @@ class OpsKernel:
         self._policy = policy
         self._gate = proof_gate
         self._log = log
+        self._append_receipt: Callable[[bytes], Receipt] | None = getattr(
+            log, "append_receipt", None
+        )
         self._health = health
         self._now = now
 
@@ -253,7 +257,7 @@ def _record(
         entry["malformed_request_digest"] = raw_digest
     request_id = req.request_id if req else None
     try:
-        index = k._log.append(canonical_json(entry))  # spec: INV-9 — durable before any effect
+        index, receipt = _append(k, canonical_json(entry))  # spec: INV-9 — durable first
     except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
         detail = str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
         failure = _deny(
@@ -262,5 +266,25 @@ def _record(
         kept = reasons if effect is Effect.DENY else ()
         return Decision(Effect.DENY, (*kept, failure), request_id, cap_id, policy_ids, None)
     return Decision(
-        effect, reasons, request_id, cap_id, policy_ids, index, {"entry_digest": digest(entry)}
+        effect,
+        reasons,
+        request_id,
+        cap_id,
+        policy_ids,
+        index,
+        {"entry_digest": digest(entry)},
+        receipt,
     )
+
+
+def _append(k: OpsKernel, payload: bytes) -> tuple[int, Receipt | None]:
+    """Append through the receipt-giving method when the log has one; check the index."""
+    receipt = None
+    if k._append_receipt is not None:
+        receipt = k._append_receipt(payload)
+        index: object = receipt.index if isinstance(receipt, Receipt) else None
+    else:
+        index = k._log.append(payload)
+    if type(index) is not int or index < 0:  # spec: INV-9 — no index, nothing was recorded
+        raise StorageError(f"the log returned `{index!r}` instead of an entry index")
+    return index, receipt

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["CapabilityStore", "Clock", "DecisionLog", "PolicyStore"]
+from sop_verified.tools.tlog_store import Receipt
+
+__all__ = ["CapabilityStore", "Clock", "DecisionLog", "PolicyStore", "ReceiptLog"]
 
 Clock = Callable[[], int]
 """Returns the current time as integer Unix seconds (injected; tests pin it)."""
@@ -47,3 +49,10 @@ class DecisionLog(Protocol):
 
     def append(self, payload: bytes) -> int:
         """Durably append one canonical entry; return its index; raise StorageError on failure."""
+
+
+class ReceiptLog(DecisionLog, Protocol):
+    """A decision log that also hands back a receipt: what the kernel prefers when offered."""
+
+    def append_receipt(self, payload: bytes) -> Receipt:
+        """Durably append one entry; return its receipt (index, leaf hash, checkpoint)."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sop_verified.core.contracts import ensure
 from sop_verified.errors import InputError, RequestError
 from sop_verified.tools.paths import check_path
+from sop_verified.tools.tlog_store import Receipt
 
 __all__ = [
     "ACTIONS",
@@ -303,6 +304,7 @@ class Decision:
     policy_ids: tuple[str, ...] = ()
     log_index: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    receipt: Receipt | None = None
 
     @property
     def allowed(self) -> bool:
@@ -320,5 +322,7 @@ class Decision:
             "reasons": [r.to_dict() for r in self.reasons],
             "log_index": self.log_index,
         }
+        if self.receipt is not None:
+            out["receipt"] = self.receipt.to_dict()
         out.update({k: v for k, v in self.extra.items() if k not in out})
         return out

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sop_verified.errors import ConfigError, InputError
+from sop_verified.nexus.keys import create_log_keys
 from sop_verified.tools.canonical import digest, sha256_hex
 from sop_verified.tools.paths import Glob
 
@@ -69,8 +70,8 @@ class SOPConfig(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    origin: str = Field(pattern=r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
-    storage: str = Field(pattern=r"sqlite")
+    origin: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+    storage: str = Field(pattern=r"^sqlite$")
     scopes: ScopesConfig
 
     def digest(self) -> str:
@@ -124,7 +125,7 @@ def _write_secret(path: Path, data: bytes) -> None:
 
 
 def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
-    """Create a fresh data directory: configuration and keys (0600).
+    """Create a fresh data directory: configuration and its three keys (0600).
 
     Raises:
         ConfigError: the directory already holds a configuration.
@@ -135,8 +136,9 @@ def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
         )
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     (data_dir / CONFIG_NAME).write_text(config_text, encoding="utf-8")
-    load_config(data_dir)  # refuse to leave a directory that will not boot
+    config = load_config(data_dir)  # refuse to leave a directory that will not boot
     _write_secret(data_dir / MAC_KEY_NAME, secrets.token_bytes(32))
+    create_log_keys(data_dir, config.origin)  # checkpoint and attestation keys, 0600
 
 
 def load_mac_key(data_dir: Path) -> tuple[bytes, str]:

@@ -91,6 +91,47 @@ channel = "bridge"
 """
 
 
+# EMP's obligations: each holds iff its assertions are unsatisfiable (SMT-LIB convention).
+OBLIGATIONS: list[tuple[str, dict[str, str]]] = [
+    (
+        "EMP obligation: a bounded counter stays in range (PROVED)",
+        {
+            "id": "emp-bounds",
+            "format": "smt2",
+            "source": (
+                "(set-logic QF_LIA)\n(declare-const n Int)\n(assert (<= 0 n 9))\n"
+                "(assert (not (< (+ n 1) 11)))\n(check-sat)\n"
+            ),
+        },
+    ),
+    (
+        "EMP obligation: doubling never overflows 100 (REFUTED)",
+        {
+            "id": "emp-overflow",
+            "format": "smt2",
+            "source": (
+                "(set-logic QF_LIA)\n(declare-const n Int)\n(assert (<= 0 n 60))\n"
+                "(assert (not (<= (* 2 n) 100)))\n(check-sat)\n"
+            ),
+        },
+    ),
+    (
+        "EMP obligation: 64-bit factoring, out of budget (UNKNOWN)",
+        {
+            "id": "emp-factor",
+            "format": "smt2",
+            "source": (
+                "(set-logic QF_BV)\n(declare-const a (_ BitVec 64))\n"
+                "(declare-const b (_ BitVec 64))\n(assert (= (bvmul a b) #x9e3779b97f4a7c15))\n"
+                "(assert (bvugt a #x0000000000000001))\n"
+                "(assert (bvugt b #x0000000000000001))\n(assert (bvult a #x00000000ffffffff))\n"
+                "(assert (bvult b #x00000000ffffffff))\n(check-sat)\n"
+            ),
+        },
+    ),
+]
+
+
 class DemoClock:
     """A clock the demo advances by hand."""
 
@@ -359,22 +400,17 @@ def _scenario(sop: SOP, clock: DemoClock, data_dir: Path) -> DemoResult:
             "admin action through the bridge",
             req(12, "drac", "policy.activate", "policies/mine", drac_tok),
         ),
-        (
-            "obligation with no proof gate wired (UNKNOWN)",
-            {
-                **req(13, "emp", "verdict.record", "verdicts/emp/run-9/v2.json", emp_tok),
-                "obligations": [
-                    {
-                        "id": "emp-claim-1",
-                        "format": "smt2",
-                        "source": "(declare-const x Int)\n(assert (> x x))\n(check-sat)\n",
-                    }
-                ],
-            },
-        ),
     ]
     for label, r in steps:
         result.rows.append(_row(label, r, sop.submit(r)))
+    for label, ob in OBLIGATIONS:
+        outcome = sop.emp.submit_obligation(ob, token=emp_tok, request_id=f"demo-{ob['id']}")
+        row = _row(label, {"principal": "emp", "action": "obligation.submit"}, outcome.decision)
+        if outcome.verdict is not None:
+            row["verdict"] = str(outcome.verdict.verdict)
+            row["verdict_reason"] = outcome.verdict.reason
+            row["evidence"] = outcome.verdict.evidence
+        result.rows.append(row)
     clock.t += 3600  # an hour later the short-lived capability has expired
     late = req(
         14, "csp", "state.persist", "state/csp/agent-1/wm.bin", short_tok, state_class="working"

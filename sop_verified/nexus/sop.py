@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from sop_verified.core.capability import Capability, CapabilityRegistry
 from sop_verified.core.health import Health
 from sop_verified.core.kernel import OpsKernel
-from sop_verified.core.obligations import ProofGate, UnwiredProofGate, Verdict
+from sop_verified.core.obligations import ProofGate, Verdict, VerdictResult
 from sop_verified.core.policy import (
     PolicyCheckReport,
     PolicySet,
@@ -27,13 +29,22 @@ from sop_verified.core.policy import (
     check_policy_set,
 )
 from sop_verified.core.ports import Clock
+from sop_verified.core.proofgate import GateConfig, Z3ProofGate
+from sop_verified.core.proofgate.sealed import SealedVerdictStore, derive_seal_key
 from sop_verified.core.request import Decision, Effect, Obligation, Reason, Request, Stage
 from sop_verified.errors import CapabilityError, IntegrityError, PolicyError, SOPError
 from sop_verified.nexus.boot import BootReport, boot
 from sop_verified.nexus.config import SOPConfig, init_data_dir, load_config, load_mac_key
+from sop_verified.nexus.keys import load_attestation_key, load_checkpoint_signer
+from sop_verified.nexus.log_service import attest, open_signed_log, rotate_key
 from sop_verified.nexus.registry import Service, ServiceRegistry
+from sop_verified.protocols.emp import EMP
 from sop_verified.storage.sqlite import SQLiteStore
-from sop_verified.tools.canonical import canonical_json
+from sop_verified.tools.attest import PREDICATE_BOOT
+from sop_verified.tools.canonical import canonical_json, sha256_hex
+from sop_verified.tools.signed_note import Signer
+from sop_verified.tools.tlog import TransparencyLog
+from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["SERVICE_GRAPH", "SOP", "PolicyRefusedError", "wall_clock"]
 
@@ -47,10 +58,10 @@ SERVICE_GRAPH: dict[str, tuple[str, ...]] = {
     "config": (),
     "storage": ("config",),
     "keys": ("config",),
-    "log": ("storage",),
+    "log": ("config", "keys", "storage"),
     "capabilities": ("keys", "storage"),
     "policy": ("config", "storage"),
-    "proof_gate": (),
+    "proof_gate": ("keys", "storage"),
     "kernel": ("capabilities", "log", "policy", "proof_gate"),
 }
 
@@ -84,7 +95,10 @@ class SOP:
         self.gate: ProofGate | None = None
         self.kernel: OpsKernel | None = None
         self.boot_report: BootReport | None = None
+        self.log: TransparencyLog | None = None
         self._key_id = ""
+        self._checkpoint_signer: Signer | None = None
+        self.attestation_key: Ed25519PrivateKey | None = None
 
     # ---- life cycle -------------------------------------------------------------------
     @staticmethod
@@ -116,7 +130,9 @@ class SOP:
         return sop
 
     def close(self) -> None:
-        """Release the storage."""
+        """Stop the solver workers and release the storage."""
+        if isinstance(self.gate, Z3ProofGate):
+            self.gate.close()
         if self.store is not None:
             self.store.close()
 
@@ -131,6 +147,15 @@ class SOP:
         if self.kernel is None:  # boot failed before the kernel existed: nothing is allowed
             return _not_booted(self, request)
         return self.kernel.submit(request)
+
+    def recorded_verdict(self, obligation: Obligation) -> VerdictResult | None:
+        """The gate's verdict for ``obligation`` (cached: recorded verdicts are never re-solved)."""
+        return None if self.gate is None else self.gate.check(obligation)
+
+    @property
+    def emp(self) -> EMP:
+        """EMP's facade: ``sop.emp.submit_obligation(obligation, token=...)``."""
+        return EMP(self)
 
     # ---- the admin plane (never reachable through submit) ---------------------------------
     def admit(
@@ -229,7 +254,8 @@ class SOP:
             },
             "boot_order": list(report.order) if report else [],
             "policy_digest": self.policy.digest if self.policy else None,
-            "log_size": self.store.log_size() if self.store else None,
+            "log_size": self.log.size if self.log else None,
+            "checkpoint": self.log.checkpoint_note if self.log else None,
         }
 
     # ---- services -------------------------------------------------------------------
@@ -248,13 +274,22 @@ class SOP:
 
     def _start_keys(self) -> None:
         self._mac_key, self._key_id = load_mac_key(self.data_dir)
+        origin = _need(self.config, "config").origin
+        self._checkpoint_signer = load_checkpoint_signer(self.data_dir, origin)
+        self.attestation_key = load_attestation_key(self.data_dir)
 
     def _test_keys(self) -> None:
         if len(self._mac_key) != 32:
             raise IntegrityError("the capability key is not 32 bytes")
+        signer = _need(self._checkpoint_signer, "keys")
+        signer.verifier().verify(b"sop-canary", signer.sign(b"sop-canary"))
+        key = _need(self.attestation_key, "keys")
+        key.public_key().verify(key.sign(b"sop-canary"), b"sop-canary")
 
     def _start_log(self) -> None:
-        _need(self.store, "storage")
+        store, origin = _need(self.store, "storage"), _need(self.config, "config").origin
+        signer = _need(self._checkpoint_signer, "keys")
+        self.log, self._checkpoint_signer = open_signed_log(self.data_dir, store, origin, signer)
 
     def _test_log(self) -> None:
         _need(self.store, "storage").verify_tail()
@@ -301,17 +336,28 @@ class SOP:
             raise IntegrityError("the active policy set permits an admin action through the bridge")
 
     def _start_proof_gate(self) -> None:
-        self.gate = self._gate_override or UnwiredProofGate()
+        if self._gate_override is not None:
+            self.gate = self._gate_override
+            return
+        self.gate = Z3ProofGate(
+            GateConfig(workers=1),
+            store=SealedVerdictStore(_need(self.store, "storage"), derive_seal_key(self._mac_key)),
+            on_alarm=lambda reason: self.registry.raise_alarm("proof_gate", reason),  # spec: INV-3
+        )
 
     def _test_proof_gate(self) -> None:
         gate = _need(self.gate, "proof gate")
-        sat = Obligation(
-            id="boot-canary",
-            format="smt2",
-            source="(declare-const x Int)\n(assert (= x 1))\n(check-sat)\n",
-        )
-        if gate.check(sat).verdict is Verdict.PROVED:
+        head = "(set-logic QF_LIA)\n(declare-const x Int)\n"
+        sat = Obligation(id="boot-canary", format="smt2", source=head + "(assert (= x 1))\n")
+        if gate.check(sat).verdict is Verdict.PROVED:  # spec: INV-1 — never PROVED when false
             raise IntegrityError("the proof gate PROVED a satisfiable obligation")
+        if isinstance(gate, Z3ProofGate):
+            unsat = Obligation(id="boot-canary", format="smt2", source=head + "(assert (> x x))\n")
+            result = gate.check(unsat)
+            if result.verdict is not Verdict.PROVED:
+                raise IntegrityError(
+                    f"the proof gate cannot prove `x > x` is impossible: {result.reason}"
+                )
 
     def _start_kernel(self) -> None:
         self.kernel = OpsKernel(
@@ -339,7 +385,7 @@ class SOP:
         return {
             "config_digest": self.config.digest() if self.config else None,
             "policy_digest": self.policy.digest if self.policy else None,
-            "key_ids": {"capability_mac": self._key_id} if self._key_id else {},
+            "key_ids": self._key_ids(),
             "service_graph": {k: list(v) for k, v in sorted(SERVICE_GRAPH.items())},
         }
 
@@ -352,6 +398,36 @@ class SOP:
         os.replace(tmp, self.data_dir / MANIFEST_NAME)
         if self.store is not None and report.health is Health.READY:
             self.store.append(canonical_json({"type": "boot", "manifest": report.manifest_dict()}))
+            log, key = _need(self.log, "log"), _need(self.attestation_key, "keys")
+            attest(
+                log,
+                key,
+                "boot_manifest",
+                subjects=[(MANIFEST_NAME, sha256_hex(report.manifest))],
+                predicate_type=PREDICATE_BOOT,
+                predicate=report.manifest_dict(),
+            )
+
+    def _key_ids(self) -> dict[str, str]:
+        ids = {"capability_mac": self._key_id} if self._key_id else {}
+        if self._checkpoint_signer is not None:
+            ids["checkpoint"] = self._checkpoint_signer.verifier().vkey
+        return ids
+
+    def rotate_checkpoint_key(self) -> Receipt:
+        """Rotate the checkpoint key: announce the new key in the log under the old one.
+
+        Returns:
+            The announcement's receipt (its checkpoint is signed by both keys).
+
+        Raises:
+            SOPError: SOP is not READY, a rotation is staged, or the append failed.
+        """
+        self._ready_caps()
+        log, old = _need(self.log, "log"), _need(self._checkpoint_signer, "keys")
+        origin = _need(self.config, "config").origin
+        receipt, self._checkpoint_signer = rotate_key(self.data_dir, log, origin, old, self.now())
+        return receipt
 
     def _ready_caps(self) -> CapabilityRegistry:
         if self.capabilities is None or self.health is not Health.READY:

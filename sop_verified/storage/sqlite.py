@@ -1,24 +1,29 @@
 """The embedded default backend: SQLite in WAL mode, synchronous=FULL.
 
 One database file in the data directory holds admitted capabilities,
-revocations, activated policy sets and the decision log. Every write is its
-own transaction and is durable (fsynced) when the call returns. Every failure
-is raised as :class:`~sop_verified.errors.StorageError`, which the kernel turns
-into DENY (INV-2). Rows are only ever inserted: nothing here updates or
-deletes (INV-5).
+revocations, activated policy sets and the tamper-evident log (its tables
+live in :mod:`sop_verified.storage.sqlite_log`, its logic in
+:class:`~sop_verified.tools.tlog.TransparencyLog`). Every write is its own
+transaction and is durable (fsynced) when the call returns; concurrent log
+appends share one transaction (group commit). Every failure is raised as
+:class:`~sop_verified.errors.StorageError`, which the kernel turns into DENY
+(INV-2). Rows are only ever inserted: nothing here updates or deletes (INV-5).
 """
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sop_verified.errors import StorageError
+from sop_verified.storage.sqlite_log import LOG_SCHEMA, SQLiteLog
+from sop_verified.tools.signed_note import Signer, Verifier
+from sop_verified.tools.tlog import TransparencyLog
+from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["SQLiteStore"]
 
@@ -41,39 +46,40 @@ CREATE TABLE IF NOT EXISTS policy_sets (
     document BLOB NOT NULL,
     activated_at INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS log_entries (
-    idx INTEGER PRIMARY KEY,
-    leaf_hash BLOB NOT NULL,
-    payload BLOB NOT NULL
+CREATE TABLE IF NOT EXISTS verdicts (
+    digest TEXT PRIMARY KEY,
+    record BLOB NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS log_entries_no_update BEFORE UPDATE ON log_entries
-BEGIN SELECT RAISE(ABORT, 'log entries are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS log_entries_no_delete BEFORE DELETE ON log_entries
-BEGIN SELECT RAISE(ABORT, 'log entries are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS verdicts_no_update BEFORE UPDATE ON verdicts
+BEGIN SELECT RAISE(ABORT, 'proof verdicts are write-once'); END;
+CREATE TRIGGER IF NOT EXISTS verdicts_no_delete BEFORE DELETE ON verdicts
+BEGIN SELECT RAISE(ABORT, 'proof verdicts are write-once'); END;
 """
 
-
-def _leaf_hash(payload: bytes) -> bytes:
-    # RFC 6962 leaf hash: SHA-256(0x00 || entry)
-    return hashlib.sha256(b"\x00" + payload).digest()
+DEFAULT_ORIGIN = "sop.local/log"
 
 
 class SQLiteStore:
     """Capability, policy and log storage in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
+        """Open (or create) the database at ``path``; the log opens on first use.
+
+        Raises:
+            StorageError: the file cannot be opened as a SQLite database.
+        """
         self.path = path
         self._lock = threading.Lock()
+        self._tlog: TransparencyLog | None = None
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries").fetchone()
-            self._size = int(row[0])
+            self._db.executescript(_SCHEMA + LOG_SCHEMA)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the sqlite store `{path}`: {exc}") from exc
+        self._log_store = SQLiteLog(self._tx, self._query)
 
     def close(self) -> None:
         """Close the database."""
@@ -103,19 +109,84 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StorageError(f"sqlite read failed: {exc}") from exc
 
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Run one read statement under the lock and return all rows (the log's hot path)."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"sqlite read failed: {exc}") from exc
+
     def self_test(self) -> None:
         """SQLite's quick integrity check; raise StorageError unless it says ``ok``."""
         rows = self._read(lambda db: db.execute("PRAGMA quick_check").fetchall())
         if [tuple(r) for r in rows] != [("ok",)]:
             raise StorageError(f"sqlite integrity check failed: {rows[:3]}")
 
+    def open_log(
+        self,
+        *,
+        origin: str = DEFAULT_ORIGIN,
+        signer: Signer | None = None,
+        trusted: tuple[Verifier, ...] = (),
+    ) -> TransparencyLog:
+        """Open the log: read its tail and check it against the latest signed checkpoint.
+
+        Args:
+            origin: The checkpoint origin line (``origin`` in sop.toml).
+            signer: The checkpoint key; None opens it unsigned (tests only: an
+                unsigned log refuses to append once it has checkpoints).
+            trusted: Further keys the latest checkpoint may be signed by.
+
+        Returns:
+            The log, used by :meth:`append` from now on.
+
+        Raises:
+            IntegrityError: the tail does not match the latest checkpoint.
+            VerificationError: the latest checkpoint does not verify.
+            StorageError: the database failed.
+        """
+        self._tlog = TransparencyLog(self._log_store, origin=origin, signer=signer, trusted=trusted)
+        return self._tlog
+
+    @property
+    def log(self) -> TransparencyLog:
+        """The opened log (opened unsigned on first use if :meth:`open_log` was not called)."""
+        if self._tlog is None:
+            return self.open_log()
+        return self._tlog
+
     def verify_tail(self) -> None:
-        """The last log entry's stored leaf hash matches its payload (read the tail only)."""
-        if self._size == 0:
-            return
-        ((idx, leaf, payload),) = self.log_entries(self._size - 1)
-        if _leaf_hash(payload) != leaf:
-            raise StorageError(f"log entry `{idx}`: stored leaf hash does not match its payload")
+        """Check the tail only: last leaf hash, stored nodes and the latest checkpoint.
+
+        Raises:
+            IntegrityError: the tail was tampered with.
+            StorageError: the database failed.
+        """
+        self.log.verify_tail()
+
+    # VerdictStore (INV-3: write-once; the triggers refuse UPDATE and DELETE)
+    def get(self, digest: str) -> bytes | None:
+        """The verdict record stored under ``digest``, or None."""
+        rows = self._query("SELECT record FROM verdicts WHERE digest = ?", (digest,))
+        if not rows:
+            return None
+        if not isinstance(rows[0][0], bytes):  # spec: INV-3 — a record is a canonical blob
+            raise StorageError(f"the verdict record under `{digest}` is not a blob; it was altered")
+        return bytes(rows[0][0])
+
+    def put_once(self, digest: str, record: bytes) -> bytes:
+        """Store ``record`` unless ``digest`` has one; return the record now stored."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO verdicts (digest, record) VALUES (?, ?)", (digest, record)
+            )
+            row = db.execute("SELECT record FROM verdicts WHERE digest = ?", (digest,)).fetchone()
+        return bytes(row[0])
+
+    def digests(self) -> list[str]:
+        """Every digest with a recorded verdict, sorted."""
+        return [str(r[0]) for r in self._query("SELECT digest FROM verdicts ORDER BY digest")]
 
     # CapabilityStore
     def save_capability(self, cap_id: str, parent_id: str | None, claims: bytes) -> None:
@@ -165,28 +236,25 @@ class SQLiteStore:
 
     # DecisionLog
     def append(self, payload: bytes) -> int:
-        """Durably append one entry; return its index."""
-        with self._tx() as db:
-            idx = self._size
-            db.execute(
-                "INSERT INTO log_entries (idx, leaf_hash, payload) VALUES (?, ?, ?)",
-                (idx, _leaf_hash(payload), payload),
-            )
-        self._size = idx + 1
-        return idx
+        """Durably append one entry (group commit); return its index.
+
+        Raises:
+            StorageError: the write failed; nothing was acknowledged.
+        """
+        return self.log.append(payload).index
+
+    def append_receipt(self, payload: bytes) -> Receipt:
+        """Durably append one entry (group commit); return its receipt.
+
+        Raises:
+            StorageError: the write failed; nothing was acknowledged.
+        """
+        return self.log.append(payload)
 
     def log_size(self) -> int:
         """Number of entries in the log."""
-        return self._size
+        return self.log.size
 
     def log_entries(self, start: int = 0, end: int | None = None) -> list[tuple[int, bytes, bytes]]:
         """Entries ``[start, end)`` as (index, leaf hash, payload)."""
-        stop = self._size if end is None else end
-        rows: list[Any] = self._read(
-            lambda db: db.execute(
-                "SELECT idx, leaf_hash, payload FROM log_entries"
-                " WHERE idx >= ? AND idx < ? ORDER BY idx",
-                (start, stop),
-            ).fetchall()
-        )
-        return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+        return self._log_store.read_entries(start, self.log_size() if end is None else end)

@@ -1,0 +1,287 @@
+"""The `sop log`, `sop receipt`, `sop keys` and `sop attest` commands (the auditor's tools).
+
+Registered on the main app by :func:`register` (called from ``sop_verified.cli``),
+with the same conventions: rich output for humans, ``--json`` for machines,
+one error line and exit 2 for bad input, exit 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sop_verified.errors import InputError, ReceiptError
+
+__all__ = ["register"]
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir", envvar="SOP_DATA_DIR", help="The data directory (made by `sop init`)."
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object for machines.")]
+DEFAULT_DATA_DIR = Path("sop-data")
+
+log_app = typer.Typer(
+    no_args_is_help=True, help="The tamper-evident log: verify, prove, checkpoint."
+)
+receipt_app = typer.Typer(no_args_is_help=True, help="Offline receipts (C2SP tlog-proof).")
+keys_app = typer.Typer(no_args_is_help=True, help="Public keys and checkpoint-key rotation.")
+attest_app = typer.Typer(no_args_is_help=True, help="in-toto attestations in DSSE envelopes.")
+
+_cli: ModuleType | None = None
+
+
+def _c() -> ModuleType:
+    if _cli is None:  # registered from sop_verified.cli, which sets it
+        raise RuntimeError("sop_verified.cli_log is used through sop_verified.cli")
+    return _cli
+
+
+def log_verify(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    vkey: Annotated[
+        str | None,
+        typer.Option(help="Trusted checkpoint key (string or file); default the genesis key."),
+    ] = None,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(help="A checkpoint or receipt you kept; the log must match it (repeatable)."),
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Recompute every leaf, tile and root; check every checkpoint; exit 1 on any tampering."""
+    from sop_verified.nexus.log_ops import audit_data_dir  # noqa: PLC0415 - keep --help fast
+
+    held = checkpoint or []
+    if json_output:
+        report, trusted = audit_data_dir(data_dir, vkey=vkey, held=held)
+    else:
+        with _progress() as bar:
+            task = bar.add_task("verifying", total=None)
+
+            def step(done: int, rows: int) -> None:
+                bar.update(task, completed=done, total=rows)
+
+            report, trusted = audit_data_dir(data_dir, vkey=vkey, progress=step, held=held)
+    data = {**report.to_dict(), "trusted_key": trusted.vkey}
+    if json_output:
+        _c()._print_json(data)
+    else:
+        _render_audit(data)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_c().err,
+        transient=True,
+    )
+
+
+def _render_audit(data: dict[str, Any]) -> None:
+    out = _c().out
+    out.print(f"trusted key: {data['trusted_key']}")
+    out.print(
+        f"{data['entries']} entries, {data['verified_checkpoints']}/{data['checkpoints']}"
+        f" checkpoints verified, root {data['root']}"
+    )
+    if data["ok"]:
+        out.print("[green]log verified: no tampering found[/]")
+        return
+    table = Table(title="findings", box=box.SIMPLE)
+    for col in ("kind", "index", "what"):
+        table.add_column(col)
+    for f in data["findings"]:
+        table.add_row(f["kind"], str(f["index"]), f["message"])
+    out.print(table)
+    out.print(
+        f"[red]tampering found[/]: {data['total_findings']} findings,"
+        f" first bad index [bold]{data['first_bad_index']}[/]"
+    )
+
+
+def log_prove(
+    index: Annotated[int, typer.Argument(help="The entry index.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the bundle here.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Write the offline proof bundle (C2SP tlog-proof) of entry INDEX."""
+    from sop_verified.nexus.log_ops import prove_entry  # noqa: PLC0415 - lazy: keeps `sop --help` fast
+
+    text = prove_entry(data_dir, index).to_text()
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    out_file.write_text(text, encoding="utf-8")
+    _c().err.print(f"wrote the receipt of entry {index} to {out_file}")
+
+
+def log_checkpoint(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
+    """Print the latest signed checkpoint (verified against the public key)."""
+    from sop_verified.nexus.log_ops import latest_checkpoint  # noqa: PLC0415 - lazy: keeps `sop --help` fast
+
+    note = latest_checkpoint(data_dir)
+    if json_output:
+        _c()._print_json({"checkpoint": note})
+    elif note is None:
+        _c().out.print("the log has no checkpoint yet")
+    else:
+        sys.stdout.write(note)
+
+
+def receipt_verify(
+    bundle: Annotated[Path, typer.Argument(help="The .tlog-proof file.")],
+    vkey: Annotated[
+        list[str],
+        typer.Option("--vkey", help="The log's verifier key, string or file (repeatable)."),
+    ],
+    payload: Annotated[
+        Path | None, typer.Option(help="The entry as you hold it; must match the bundle.")
+    ] = None,
+    leaf_hash: Annotated[
+        str | None, typer.Option(help="The leaf hash (hex) your decision receipt carries.")
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Check a receipt with nothing but the file and the key: signature, payload hash, inclusion."""
+    from sop_verified.nexus.log_ops import parse_vkeys  # noqa: PLC0415 - lazy: keeps `sop --help` fast
+    from sop_verified.tools.tlog_proof import verify_bundle  # noqa: PLC0415 - lazy: keeps `sop --help` fast
+
+    try:
+        data = bundle.read_bytes()
+        held = payload.read_bytes() if payload is not None else None
+    except OSError as exc:
+        raise InputError(f"cannot read `{exc.filename}`: {exc.strerror}") from None
+    leaf = bytes.fromhex(leaf_hash) if leaf_hash and _is_hex(leaf_hash) else None
+    if leaf_hash and leaf is None:
+        raise InputError(f"leaf hash `{leaf_hash[:80]}` is not hex", accepted="64 hex digits")
+    try:
+        result = verify_bundle(data, parse_vkeys(vkey), payload=held, expected_leaf=leaf)
+    except ReceiptError as exc:
+        _receipt_failed(exc, json_output)
+    cp = result.checkpoint
+    summary = {
+        "ok": True,
+        "index": result.index,
+        "leaf_hash": result.leaf_hash.hex(),
+        "origin": cp.origin,
+        "tree_size": cp.size,
+        "root": cp.root_hash.hex(),
+    }
+    if json_output:
+        _c()._print_json(summary)
+        return
+    _c().out.print(
+        f"[green]receipt verified[/]: entry {result.index} (leaf {summary['leaf_hash']}) is in"
+        f" {cp.origin} at size {cp.size}, signed root {summary['root']}"
+    )
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _receipt_failed(exc: ReceiptError, json_output: bool) -> None:
+    if json_output:
+        _c()._print_json({"ok": False, "stage": exc.stage, "message": str(exc)})
+    else:
+        _c().err.print(f"[bold red]receipt rejected[/] ({exc.stage}): {exc}", highlight=False)
+    raise typer.Exit(1)
+
+
+def keys_export(
+    attestation_pem: Annotated[
+        bool, typer.Option("--pem", help="Print the attestation public key (PEM).")
+    ] = False,
+    genesis: Annotated[
+        bool, typer.Option("--genesis", help="Print the first checkpoint key (the chain's start).")
+    ] = False,
+    checkpoint_vkey: Annotated[
+        bool, typer.Option("--vkey", help="Print the checkpoint verifier key (default).")
+    ] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Print a public key: the checkpoint verifier key, the genesis one, or the attestation PEM."""
+    from sop_verified.nexus import keys  # noqa: PLC0415 - lazy: keeps `sop --help` fast
+
+    if attestation_pem + genesis + checkpoint_vkey > 1:
+        raise InputError("choose one of `--vkey`, `--genesis`, `--pem`")
+    if attestation_pem:
+        name = keys.ATTESTATION_PUB
+        text = (data_dir / name).read_text(encoding="utf-8") if (data_dir / name).is_file() else ""
+        if not text:
+            raise InputError(
+                f"no attestation public key in `{data_dir}`", accepted="run `sop init`"
+            )
+        sys.stdout.write(text)
+        return
+    path = data_dir / (keys.CHECKPOINT_GENESIS if genesis else keys.CHECKPOINT_VKEY)
+    sys.stdout.write(keys.read_vkey(path).vkey + "\n")
+
+
+def keys_rotate(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
+    """Rotate the checkpoint key; the new key is announced in the log under the old one."""
+    sop = _c()._boot(data_dir)
+    try:
+        receipt = sop.rotate_checkpoint_key()
+        new = sop.log.verifiers[0].vkey
+    finally:
+        sop.close()
+    data = {"vkey": new, "receipt": receipt.to_dict()}
+    if json_output:
+        _c()._print_json(data)
+        return
+    _c().out.print(f"checkpoint key rotated at entry {receipt.index}; new verifier key:")
+    sys.stdout.write(new + "\n")
+
+
+def attest_export(
+    out_dir: Annotated[Path, typer.Argument(help="Where to write the envelopes.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """Write each logged DSSE envelope (in-toto Statement v1) as a JSON file in OUT_DIR."""
+    from sop_verified.nexus.log_ops import export_attestations  # noqa: PLC0415 - lazy: keeps `sop --help` fast
+
+    written = export_attestations(data_dir, out_dir)
+    if json_output:
+        _c()._print_json({"written": [str(p) for p in written]})
+        return
+    _c().out.print(f"wrote {len(written)} envelopes to {out_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the log, receipt, keys and attest sub-commands to ``app``.
+
+    Args:
+        app: The main ``sop`` app (``sop_verified.cli.app``).
+    """
+    global _cli  # noqa: PLW0603 - the CLI module is bound once, at registration
+    from sop_verified import cli  # noqa: PLC0415 - cli calls register() once it defined its helpers
+
+    _cli = cli
+    guarded = cli._guarded
+    log_app.command("verify")(guarded(log_verify))
+    log_app.command("prove")(guarded(log_prove))
+    log_app.command("checkpoint")(guarded(log_checkpoint))
+    receipt_app.command("verify")(guarded(receipt_verify))
+    keys_app.command("export")(guarded(keys_export))
+    keys_app.command("rotate")(guarded(keys_rotate))
+    attest_app.command("export")(guarded(attest_export))
+    app.add_typer(log_app, name="log")
+    app.add_typer(receipt_app, name="receipt")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(attest_app, name="attest")

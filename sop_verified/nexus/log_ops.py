@@ -1,0 +1,209 @@
+"""The auditor's operations on a data directory's log, without booting SOP.
+
+Booting appends a boot manifest to the log; these only read it. ``sop log
+verify`` opens the database read-only and trusts one key: the one given, or
+the data directory's genesis checkpoint key (the start of the key chain).
+``sop log prove`` and ``sop log checkpoint`` open the log without its secret
+key, checking the latest checkpoint against the public key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import orjson
+
+from sop_verified.errors import ConfigError, InputError, StorageError
+from sop_verified.nexus.config import load_config
+from sop_verified.nexus.keys import CHECKPOINT_GENESIS, CHECKPOINT_VKEY, read_vkey
+from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.storage.sqlite_log import SQLiteLogReader
+from sop_verified.tools.signed_note import Verifier
+from sop_verified.tools.tlog_audit import AuditReport, audit_log
+from sop_verified.tools.tlog_proof import HEADER, ProofBundle
+
+__all__ = [
+    "DB_FILE",
+    "audit_data_dir",
+    "export_attestations",
+    "latest_checkpoint",
+    "parse_vkeys",
+    "prove_entry",
+]
+
+DB_FILE = "sop.db"
+"""The database file in a data directory (``nexus.sop.DB_NAME``)."""
+
+
+def parse_vkeys(values: Iterable[str]) -> list[Verifier]:
+    """Read verifier keys given as key strings or as paths of files holding one.
+
+    Args:
+        values: Key strings (``name+keyid+base64``) or file paths.
+
+    Returns:
+        The verifiers.
+
+    Raises:
+        InputError: a value is neither a readable key file nor a key string.
+    """
+    keys = []
+    for value in values:
+        path = Path(value)
+        if "+" not in value and path.is_file():
+            try:
+                keys.append(read_vkey(path))
+            except ConfigError as exc:
+                raise InputError(str(exc), accepted="a C2SP verifier key or its file") from None
+        else:
+            keys.append(Verifier.from_string(value.strip()))
+    return keys
+
+
+def audit_data_dir(
+    data_dir: Path,
+    *,
+    vkey: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    held: Iterable[Path] = (),
+) -> tuple[AuditReport, Verifier]:
+    """Audit the whole log of ``data_dir``.
+
+    Args:
+        data_dir: The data directory.
+        vkey: The trusted checkpoint key (string or file); default the data
+            directory's genesis key.
+        progress: Called with ``(entries done, entry rows)``.
+        held: Files with checkpoints seen before (signed notes or tlog-proof
+            bundles); the log must still match each.
+
+    Returns:
+        The report and the key the audit trusted.
+
+    Raises:
+        ConfigError: no configuration or no readable key.
+        InputError: ``vkey`` is malformed.
+        StorageError: the database cannot be read.
+    """
+    config = load_config(data_dir)
+    trusted = parse_vkeys([vkey])[0] if vkey else read_vkey(data_dir / CHECKPOINT_GENESIS)
+    notes = [_held_note(path) for path in held]
+    reader = SQLiteLogReader(data_dir / DB_FILE)
+    try:
+        report = audit_log(
+            reader, origin=config.origin, trusted=trusted, progress=progress, held=notes
+        )
+    finally:
+        reader.close()
+    return report, trusted
+
+
+def _held_note(path: Path) -> str:
+    """The checkpoint note in ``path``: a signed note, or the one a tlog-proof bundle carries."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the checkpoint `{path}`: {exc}") from None
+    if text.startswith(HEADER + "\n"):
+        return ProofBundle.from_text(text).checkpoint
+    return text
+
+
+def _open(data_dir: Path) -> SQLiteStore:
+    config = load_config(data_dir)
+    trusted = read_vkey(data_dir / CHECKPOINT_VKEY)
+    if not (data_dir / DB_FILE).is_file():
+        raise ConfigError(
+            f"no database in `{data_dir}`", accepted="a data directory made by `sop init`"
+        )
+    store = SQLiteStore(data_dir / DB_FILE)
+    try:
+        store.open_log(origin=config.origin, signer=None, trusted=(trusted,))
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def prove_entry(data_dir: Path, index: int) -> ProofBundle:
+    """Return the offline receipt of entry ``index`` against the latest checkpoint.
+
+    Args:
+        data_dir: The data directory.
+        index: The entry.
+
+    Returns:
+        The C2SP tlog-proof bundle.
+
+    Raises:
+        InputError: ``index`` is not covered by the latest checkpoint.
+        IntegrityError: the stored tail does not match the latest checkpoint.
+        VerificationError: the latest checkpoint does not verify.
+        StorageError: the database failed.
+    """
+    store = _open(data_dir)
+    try:
+        return store.log.prove(index)
+    finally:
+        store.close()
+
+
+def latest_checkpoint(data_dir: Path) -> str | None:
+    """Return the latest signed checkpoint note (verified against the public key), or None.
+
+    Args:
+        data_dir: The data directory.
+
+    Returns:
+        The note.
+
+    Raises:
+        IntegrityError: the stored tail does not match the latest checkpoint.
+        VerificationError: the latest checkpoint does not verify.
+        StorageError: the database failed.
+    """
+    store = _open(data_dir)
+    try:
+        return store.log.checkpoint_note
+    finally:
+        store.close()
+
+
+_ATTESTATION_MARK = b'"type":"attestation"'
+
+
+def export_attestations(data_dir: Path, out_dir: Path) -> list[Path]:
+    """Write every logged DSSE envelope to ``out_dir`` as ``<index>-<kind>.json``.
+
+    Args:
+        data_dir: The data directory.
+        out_dir: Where to write (created if missing).
+
+    Returns:
+        The files written, in log order.
+
+    Raises:
+        ConfigError: no configuration.
+        StorageError: the database cannot be read or a file cannot be written.
+    """
+    load_config(data_dir)
+    reader = SQLiteLogReader(data_dir / DB_FILE)
+    written = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for index, _, payload in reader.iter_entries(4096):
+            if _ATTESTATION_MARK not in payload:
+                continue
+            entry = orjson.loads(payload)
+            if not isinstance(entry, dict) or entry.get("type") != "attestation":
+                continue
+            kind = str(entry.get("kind", "attestation")).replace("/", "_")[:64]
+            path = out_dir / f"{index:012d}-{kind}.json"
+            path.write_bytes(orjson.dumps(entry["envelope"], option=orjson.OPT_INDENT_2) + b"\n")
+            written.append(path)
+    except (OSError, orjson.JSONDecodeError, KeyError) as exc:
+        raise StorageError(f"cannot export the attestations: {exc}") from exc
+    finally:
+        reader.close()
+    return written

@@ -1,0 +1,138 @@
+"""The log service's wiring: open the signed log, rotate its key, log attestations.
+
+Used by :class:`~sop_verified.nexus.sop.SOP`: :func:`open_signed_log` opens
+the store's log with the checkpoint key (finishing or dropping a rotation a
+crash interrupted), :func:`rotate_key` announces a new checkpoint key under
+the old one, :func:`attest` signs an in-toto statement into a DSSE envelope
+and appends it to the log (``sop attest export`` writes them out again).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sop_verified.errors import SOPError
+from sop_verified.nexus.keys import (
+    attestation_key_id,
+    load_staged_signer,
+    stage_checkpoint_key,
+    unstage_checkpoint_key,
+)
+from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.tools.attest import sign_envelope, statement
+from sop_verified.tools.canonical import canonical_json
+from sop_verified.tools.key_chain import rotation_entry
+from sop_verified.tools.signed_note import Signer, verify_note
+from sop_verified.tools.tlog import TransparencyLog
+from sop_verified.tools.tlog_store import Receipt
+
+__all__ = ["ATTESTATION", "attest", "open_signed_log", "rotate_key"]
+
+ATTESTATION = "attestation"
+"""The ``type`` of a log entry holding a DSSE envelope."""
+
+
+def _signed_by(note: str, signer: Signer) -> bool:
+    try:
+        verify_note(note, [signer.verifier()])
+    except SOPError:
+        return False
+    return True
+
+
+def open_signed_log(
+    data_dir: Path, store: SQLiteStore, origin: str, signer: Signer
+) -> tuple[TransparencyLog, Signer]:
+    """Open the log with ``signer``; finish or drop a rotation a crash interrupted.
+
+    Args:
+        data_dir: The data directory (for a staged key).
+        store: The opened store.
+        origin: The log's origin.
+        signer: The current checkpoint key.
+
+    Returns:
+        The log and the checkpoint key now in use.
+
+    Raises:
+        IntegrityError: the tail does not match the latest checkpoint.
+        VerificationError: the latest checkpoint does not verify.
+        ConfigError: a staged key is unreadable.
+        StorageError: the database failed.
+    """
+    staged = load_staged_signer(data_dir, origin)
+    trusted = () if staged is None else (staged.verifier(),)
+    log = store.open_log(origin=origin, signer=signer, trusted=trusted)
+    if staged is None:
+        return log, signer
+    note = log.checkpoint_note
+    announced = note is not None and _signed_by(note, staged)
+    unstage_checkpoint_key(data_dir, origin, commit=announced)
+    if not announced:
+        return log, signer
+    return store.open_log(origin=origin, signer=staged), staged
+
+
+def rotate_key(
+    data_dir: Path, log: TransparencyLog, origin: str, old: Signer, now: int
+) -> tuple[Receipt, Signer]:
+    """Stage a new checkpoint key, announce it in the log under the old one, then switch.
+
+    Args:
+        data_dir: The data directory.
+        log: The open, signed log.
+        origin: The log's origin.
+        old: The current checkpoint key.
+        now: Unix seconds, recorded in the announcement.
+
+    Returns:
+        The announcement's receipt and the new key.
+
+    Raises:
+        ConfigError: a rotation is already staged.
+        StorageError: the append failed; the key did not change.
+    """
+    staged = stage_checkpoint_key(data_dir, origin)
+    try:
+        entry = rotation_entry(old.verifier(), staged.verifier(), now)
+        receipt = log.rotate(staged, entry)  # spec: INV-9 — announced before the switch
+    except BaseException:
+        unstage_checkpoint_key(data_dir, origin, commit=False)
+        raise
+    unstage_checkpoint_key(data_dir, origin, commit=True)
+    return receipt, staged
+
+
+def attest(
+    log: TransparencyLog,
+    key: Ed25519PrivateKey,
+    kind: str,
+    *,
+    subjects: list[tuple[str, str]],
+    predicate_type: str,
+    predicate: dict[str, Any],
+) -> Receipt:
+    """Sign an in-toto statement into a DSSE envelope and log it.
+
+    Args:
+        log: The open, signed log.
+        key: The attestation key.
+        kind: What is attested (``boot_manifest``, ``proof_verdict``, ``artifact``).
+        subjects: ``(name, sha256 hex)`` of each subject.
+        predicate_type: The predicate's type URI.
+        predicate: The predicate.
+
+    Returns:
+        The receipt of the log entry holding the envelope.
+
+    Raises:
+        InputError: a subject digest is malformed.
+        StorageError: the append failed.
+    """
+    envelope = sign_envelope(
+        statement(subjects, predicate_type, predicate), key, attestation_key_id(key)
+    )
+    return log.append(canonical_json({"type": ATTESTATION, "kind": kind, "envelope": envelope}))

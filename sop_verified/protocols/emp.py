@@ -1,0 +1,90 @@
+"""EMP's interface: submit proof obligations through the bridge and get the recorded verdict.
+
+``sop.emp.submit_obligation(obligation, token=...)`` sends an
+``obligation.submit`` request carrying the obligation under EMP's scope. The
+kernel checks EMP's capability and the policy set, sends the obligation
+through the proof gate, and logs the decision; the outcome pairs that
+decision with the verdict the gate recorded (PROVED, REFUTED with its
+counterexample, UNKNOWN with its reason, REJECTED with what was wrong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sop_verified.core.obligations import VerdictResult
+from sop_verified.core.request import Decision, Obligation, Stage
+from sop_verified.protocols.bridge import Bridge, new_request_id
+
+__all__ = ["EMP", "ObligationOutcome"]
+
+OBLIGATION_SCOPE = "verdicts/emp/obligations"
+
+
+@dataclass(frozen=True)
+class ObligationOutcome:
+    """The bridge decision and, when the obligation reached the gate, its recorded verdict."""
+
+    decision: Decision
+    verdict: VerdictResult | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        v = self.verdict
+        return {
+            "decision": self.decision.to_dict(),
+            "verdict": None
+            if v is None
+            else {
+                "verdict": str(v.verdict),
+                "digest": v.digest,
+                "reason": v.reason,
+                "evidence": v.evidence,
+            },
+        }
+
+
+class EMP:
+    """The EMP protocol's facade (principal ``emp``)."""
+
+    principal = "emp"
+
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+
+    def submit_obligation(
+        self, obligation: Obligation | dict[str, Any], *, token: str, request_id: str | None = None
+    ) -> ObligationOutcome:
+        """Submit one obligation; ALLOW only if it is PROVED (and everything else holds).
+
+        Args:
+            obligation: the obligation (``id``, ``format`` "smt2" or "json", ``source``).
+            token: EMP's capability token.
+            request_id: optional; a fresh one by default.
+
+        Returns:
+            The decision and the recorded verdict (None when the request was denied
+            before the proof gate, e.g. for a bad capability: unauthorised callers
+            never get solver time).
+        """
+        ob = (
+            obligation
+            if isinstance(obligation, Obligation)
+            else Obligation.model_validate(obligation)
+        )
+        request = {
+            "request_id": request_id or new_request_id("emp"),
+            "principal": self.principal,
+            "action": "obligation.submit",
+            "resource": f"{OBLIGATION_SCOPE}/{ob.id.replace(':', '-')}",
+            "capability": token,
+            "channel": "bridge",
+            "obligations": [ob.model_dump()],
+        }
+        decision = self._bridge.submit(request)
+        reached_gate = decision.allowed or any(
+            r.stage is Stage.OBLIGATION for r in decision.reasons
+        )
+        verdict = self._bridge.recorded_verdict(ob) if reached_gate else None
+        return ObligationOutcome(decision, verdict)

@@ -1,0 +1,398 @@
+"""The tamper-evident log: RFC 9162 tree, group commit, signed checkpoints (INV-5, INV-9).
+
+:class:`TransparencyLog` holds the log's whole in-memory state, the
+``O(log n)`` frontier of :mod:`sop_verified.tools.tlog_tiles`, and keeps
+everything else in a :class:`~sop_verified.tools.tlog_store.LogStore`:
+entries, complete tiles of subtree hashes, and one signed C2SP checkpoint per
+batch. Opening a log reads only its tail: the size, a few tiles and leaves,
+and the latest checkpoint, which must verify and match them.
+
+Group commit: concurrent :meth:`TransparencyLog.append` calls queue up; one
+caller at a time becomes the leader, takes every queued entry, hashes them,
+signs the next checkpoint and writes the lot in one durable transaction; each
+call returns only after that transaction committed. Before signing, the new
+checkpoint is checked against the previous one (same prefix root, and an
+RFC 9162 consistency proof from the stored nodes verifies): the log never
+signs two inconsistent checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sop_verified.errors import InputError, IntegrityError, StorageError, VerificationError
+from sop_verified.tools.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from sop_verified.tools.group_commit import GroupCommit, Ticket
+from sop_verified.tools.merkle import verify_consistency
+from sop_verified.tools.signed_note import Signer, Verifier
+from sop_verified.tools.tlog_proof import ProofBundle
+from sop_verified.tools.tlog_proofs import TileReader
+from sop_verified.tools.tlog_store import MAX_STORED_SIZE, Batch, LogStore, Receipt
+from sop_verified.tools.tlog_tiles import TreeState, extend, rebuild
+
+__all__ = ["MAX_BATCH", "TransparencyLog"]
+
+MAX_BATCH = 1 << 16
+"""Most entries the leader takes into one transaction (a bulk append may exceed it alone)."""
+
+_sha256 = hashlib.sha256
+
+
+class TransparencyLog:
+    """An append-only RFC 9162 log over a :class:`LogStore`, signing a checkpoint per batch."""
+
+    def __init__(
+        self,
+        store: LogStore,
+        *,
+        origin: str,
+        signer: Signer | None,
+        trusted: Iterable[Verifier] = (),
+    ) -> None:
+        """Open the log: read its tail and check it against the latest checkpoint.
+
+        Args:
+            store: The backend.
+            origin: The checkpoint origin line of this log.
+            signer: The checkpoint key; None opens the log unsigned (tests),
+                which refuses to append to a log that has checkpoints.
+            trusted: Further keys the latest checkpoint may be signed by.
+
+        Raises:
+            IntegrityError: the stored tail does not match the latest checkpoint.
+            VerificationError: the latest checkpoint does not verify.
+            StorageError: the backend failed.
+        """
+        self._store = store
+        self._origin = origin
+        self._signers: list[Signer] = [] if signer is None else [signer]
+        self._trusted = [*(s.verifier() for s in self._signers), *trusted]
+        self._reader = TileReader(store.read_tiles)
+        self._queue: GroupCommit[list[Receipt]] = GroupCommit(self._commit, _take)
+        self._broken: str | None = None
+        self._state, self._checkpoint, self._note = self._read_tail()
+
+    # ---- state ---------------------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        """The checkpoint origin line."""
+        return self._origin
+
+    @property
+    def size(self) -> int:
+        """Number of durable entries."""
+        return self._state.size
+
+    def root(self) -> bytes:
+        """Return the root hash of the durable tree."""
+        return self._state.root()
+
+    @property
+    def checkpoint_note(self) -> str | None:
+        """The latest signed checkpoint note, or None."""
+        return self._note
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The latest checkpoint body, or None."""
+        return self._checkpoint
+
+    @property
+    def verifiers(self) -> tuple[Verifier, ...]:
+        """The keys checkpoints of this log are checked with."""
+        return tuple(self._trusted)
+
+    def _read_tail(self) -> tuple[TreeState, Checkpoint | None, str | None]:
+        size, note = self._store.log_tail()
+        if not 0 <= size <= MAX_STORED_SIZE:
+            raise IntegrityError(f"stored log size `{size}` is out of range")
+        state = rebuild(size, self._leaves, self._store.read_tiles)
+        if note is None:
+            if size and self._signers:  # spec: INV-5 — entries nobody signed for
+                raise IntegrityError(f"the log holds `{size}` entries but no signed checkpoint")
+            return state, None, None
+        checkpoint = self._open(note)
+        root = state.root()
+        if (checkpoint.size, checkpoint.root_hash) != (size, root):  # spec: INV-5
+            raise IntegrityError(
+                f"latest checkpoint (size `{checkpoint.size}`, root"
+                f" `{checkpoint.root_hash.hex()}`) does not match the stored log"
+                f" (size `{size}`, root `{root.hex()}`)"
+            )
+        return state, checkpoint, note
+
+    def _leaves(self, start: int, end: int) -> list[bytes]:
+        rows = self._store.read_entries(start, end)
+        if [r[0] for r in rows] != list(range(start, end)):
+            raise IntegrityError(f"stored entries `[{start}, {end})` are missing")
+        return [r[1] for r in rows]
+
+    def _open(self, note: str) -> Checkpoint:
+        if not self._trusted:
+            return Checkpoint.from_text(note[: note.rfind("\n\n") + 1])
+        return open_checkpoint(note, self._trusted, origin=self._origin)
+
+    # ---- appending -----------------------------------------------------------------
+    def append(self, payload: bytes) -> Receipt:
+        """Append one entry; return once it is durable, with its receipt.
+
+        Args:
+            payload: The entry's bytes (SOP appends canonical JSON).
+
+        Returns:
+            The receipt: index, leaf hash and the signed checkpoint covering it.
+
+        Raises:
+            StorageError: the backend failed; nothing was acknowledged.
+            IntegrityError: the next checkpoint would be inconsistent (refused).
+            TypeError: ``payload`` is not bytes.
+        """
+        return self._queue.submit(Ticket(_check_payloads([payload])))[0]
+
+    def append_many(self, payloads: Sequence[bytes]) -> list[Receipt]:
+        """Append entries in one batch (bulk); return once durable.
+
+        Args:
+            payloads: The entries, in order; they get consecutive indices.
+
+        Returns:
+            One receipt per entry.
+
+        Raises:
+            StorageError: the backend failed; nothing was acknowledged.
+            IntegrityError: the next checkpoint would be inconsistent (refused).
+            TypeError: a payload is not bytes.
+        """
+        if not payloads:
+            return []
+        return self._queue.submit(Ticket(_check_payloads(payloads)))
+
+    def rotate(self, new_signer: Signer, announcement: bytes) -> Receipt:
+        """Log ``announcement`` in a batch of its own, co-signed by old and new key, then switch.
+
+        Args:
+            new_signer: The next checkpoint key.
+            announcement: The entry announcing the new key.
+
+        Returns:
+            The announcement's receipt; its checkpoint carries both signatures.
+
+        Raises:
+            StorageError: the backend failed; the key did not change.
+            ValueError: the log is unsigned, or the key is the current one.
+        """
+        if not self._signers:
+            raise ValueError("an unsigned log has no key to rotate")
+        if new_signer.verifier() in (s.verifier() for s in self._signers):
+            raise ValueError("the new checkpoint key is the current one")
+        return self._queue.submit(Ticket(_check_payloads([announcement]), new_signer))[0]
+
+    def _commit(self, batch: list[Ticket[list[Receipt]]]) -> None:
+        try:
+            if self._broken is not None:
+                raise StorageError(f"the log is unavailable after a failed write: {self._broken}")
+            self._write(batch)
+        except Exception as exc:
+            if self._broken is None:
+                self._resync(exc)
+            raise
+
+    def _write(self, batch: list[Ticket[list[Receipt]]]) -> None:
+        if self._note is not None and not self._signers:
+            raise StorageError("this log is signed; open it with its checkpoint key to append")
+        old = self._state
+        payloads = [p for t in batch for p in t.items]
+        if old.size + len(payloads) > MAX_STORED_SIZE:
+            raise StorageError(f"the log is full (`{MAX_STORED_SIZE}` entries)")
+        leaves = [_sha256(b"\x00" + p).digest() for p in payloads]
+        new, tiles = extend(old, leaves)
+        rotate_to: Signer | None = batch[0].tag
+        signed = self._sign(new, dict(tiles), rotate_to) if self._signers else None
+        entries = list(zip(range(old.size, new.size), leaves, payloads, strict=True))
+        stored = None if signed is None else (new.size, signed[1])
+        self._store.write_batch(Batch(old.size, entries, tiles, stored))
+        self._state = new
+        if signed is not None:
+            self._checkpoint, self._note = signed
+        if rotate_to is not None:
+            self._signers = [rotate_to]
+            self._trusted = [rotate_to.verifier()]
+        at = old.size
+        for t in batch:
+            t.result = [
+                Receipt(i, leaves[i - old.size], new.size, self._note)
+                for i in range(at, at + len(t.items))
+            ]
+            at += len(t.items)
+
+    def _resync(self, cause: BaseException) -> None:
+        try:
+            self._state, self._checkpoint, self._note = self._read_tail()
+        except Exception as exc:  # spec: INV-2 — a log we cannot re-read takes no more entries
+            self._broken = f"{cause}; re-reading the tail failed: {exc}"
+
+    # ---- checkpoints (INV-5) ---------------------------------------------------------
+    def _sign(
+        self, new: TreeState, tiles: dict[int, bytes], rotate_to: Signer | None
+    ) -> tuple[Checkpoint, str]:
+        checkpoint = Checkpoint(self._origin, new.size, new.root())
+        self._check_consistent(checkpoint, new, tiles)
+        signers = self._signers if rotate_to is None else [*self._signers, rotate_to]
+        return checkpoint, sign_checkpoint(checkpoint, *signers)
+
+    def _check_consistent(self, new: Checkpoint, state: TreeState, tiles: dict[int, bytes]) -> None:
+        """Refuse to sign ``new`` unless it extends the previous checkpoint (INV-5)."""
+        prev, old = self._checkpoint, self._state
+        if prev is None:
+            if old.size:  # spec: INV-5 — entries nobody signed for
+                raise IntegrityError(f"refusing to sign: `{old.size}` entries have no checkpoint")
+            return
+        if (prev.size, prev.root_hash) != (old.size, old.root()):  # spec: INV-5
+            raise IntegrityError(
+                f"refusing to sign: the previous checkpoint (size `{prev.size}`) is not the"
+                f" tree being extended (size `{old.size}`)"
+            )
+        if 0 < prev.size < new.size:
+            proof = self._reader.consistency_proof(state, prev.size, new.size, tiles)
+            try:  # spec: INV-5 — never sign a checkpoint inconsistent with the last one
+                verify_consistency(prev.size, new.size, proof, prev.root_hash, new.root_hash)
+            except VerificationError as exc:
+                raise IntegrityError(f"refusing to sign an inconsistent checkpoint: {exc}") from exc
+
+    # ---- proofs and reads ------------------------------------------------------------
+    def _committed(self, size: int | None, state: TreeState) -> int:
+        current = state.size
+        if size is None:
+            return current
+        if type(size) is not int or not 0 < size <= current:
+            raise VerificationError(
+                f"tree size `{size!r}` is not a size of this log",
+                expected=f"an integer in `[1, {current}]`",
+                calculated=size,
+            )
+        return size
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """Return the RFC 9162 inclusion proof of entry ``index`` in the tree of ``size``.
+
+        Args:
+            index: The entry, ``0 <= index < size``.
+            size: A tree size of this log; default the current size.
+
+        Returns:
+            The audit path, lowest level first.
+
+        Raises:
+            InputError: ``index`` is out of range.
+            VerificationError: ``size`` is not a size of this log.
+            IntegrityError: a stored tile is missing.
+            StorageError: the backend failed.
+        """
+        state = self._state
+        return self._reader.inclusion_proof(state, index, self._committed(size, state))
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """Return the RFC 9162 consistency proof from ``size1`` to ``size2``.
+
+        Args:
+            size1: The earlier size, ``0 < size1 <= size2``.
+            size2: The later size; default the current size.
+
+        Returns:
+            The proof.
+
+        Raises:
+            InputError: ``size1`` is out of range.
+            VerificationError: ``size2`` is not a size of this log.
+            IntegrityError: a stored tile is missing.
+            StorageError: the backend failed.
+        """
+        state = self._state
+        return self._reader.consistency_proof(state, size1, self._committed(size2, state))
+
+    def entry(self, index: int) -> bytes:
+        """Return the payload of entry ``index``.
+
+        Args:
+            index: A durable entry's index.
+
+        Returns:
+            The payload bytes.
+
+        Raises:
+            InputError: ``index`` is not an entry of the log.
+            StorageError: the backend failed, or the row is missing.
+        """
+        size = self._state.size
+        if type(index) is not int or not 0 <= index < size:
+            raise InputError(
+                f"entry index `{index!r}` is not in the log",
+                accepted=f"an integer in `[0, {size})`",
+            )
+        rows = self._store.read_entries(index, index + 1)
+        if len(rows) != 1 or rows[0][0] != index:
+            raise StorageError(f"log entry `{index}` is missing from storage")
+        return rows[0][2]
+
+    def prove(self, index: int) -> ProofBundle:
+        """Return the offline receipt of entry ``index`` against the latest checkpoint.
+
+        Args:
+            index: A durable entry's index.
+
+        Returns:
+            A C2SP tlog-proof bundle carrying the entry as its extra data.
+
+        Raises:
+            InputError: ``index`` is not covered by the latest checkpoint, or
+                the log has no checkpoint (unsigned).
+            StorageError: the backend failed.
+        """
+        checkpoint, note = self._checkpoint, self._note
+        if checkpoint is None or note is None:
+            raise InputError("the log has no signed checkpoint to prove against")
+        if type(index) is not int or not 0 <= index < checkpoint.size:
+            raise InputError(
+                f"entry index `{index!r}` is not covered by the latest checkpoint",
+                accepted=f"an integer in `[0, {checkpoint.size})`",
+            )
+        proof = self.inclusion_proof(index, checkpoint.size)
+        return ProofBundle(index, tuple(proof), note, self.entry(index))
+
+    def verify_tail(self) -> None:
+        """Re-check the tail: the last entry's leaf hash and the latest checkpoint.
+
+        Raises:
+            IntegrityError: the last entry's payload does not hash to its leaf
+                hash, or the stored tail no longer matches the checkpoint.
+            VerificationError: the latest checkpoint does not verify.
+            StorageError: the backend failed.
+        """
+        state, _, _ = self._read_tail()
+        size = state.size
+        if size:
+            ((index, leaf, payload),) = self._store.read_entries(size - 1, size)
+            if _sha256(b"\x00" + payload).digest() != leaf:
+                raise IntegrityError(f"log entry `{index}`: its payload does not hash to its leaf")
+
+
+def _take(queue: list[Ticket[Any]]) -> int:
+    """A rotation goes alone; otherwise whole tickets up to :data:`MAX_BATCH` entries."""
+    if queue[0].tag is not None:
+        return 1
+    count, n = 0, 0
+    for t in queue:
+        if t.tag is not None or (n and count + len(t.items) > MAX_BATCH):
+            break
+        count += len(t.items)
+        n += 1
+    return n
+
+
+def _check_payloads(payloads: Sequence[bytes]) -> Sequence[bytes]:
+    for p in payloads:
+        if type(p) is not bytes:
+            raise TypeError(f"log payloads must be bytes, not `{type(p).__name__}`")
+    return payloads

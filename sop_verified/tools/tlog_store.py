@@ -1,0 +1,106 @@
+"""What a tamper-evident log needs from a storage backend, and the values it passes.
+
+:class:`~sop_verified.tools.tlog.TransparencyLog` keeps the log's logic (the
+compact range, group commit, checkpoint signing, proofs) and talks to storage
+only through :class:`LogStore`; the full audit (:mod:`sop_verified.tools.tlog_audit`)
+reads through :class:`LogReader`. SQLite implements both now
+(``sop_verified.storage.sqlite_log``); PostgreSQL implements the same two.
+
+Complete subtrees are stored as tiles (:mod:`sop_verified.tools.tlog_tiles`),
+addressed by an integer key that sorts in the order tiles complete, so a
+backend appends them in key order and an audit streams them in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["MAX_STORED_SIZE", "Batch", "LogReader", "LogStore", "Receipt"]
+
+MAX_STORED_SIZE = 1 << 56
+"""Most entries a stored log holds: tile keys stay below ``2**63`` (a signed 64-bit column)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What an append acknowledges, once durable: index, leaf hash and the covering checkpoint.
+
+    ``checkpoint`` is the signed C2SP checkpoint note of the batch that holds
+    the entry (``None`` for an unsigned log); it commits to a tree of
+    ``tree_size`` entries, ``index < tree_size``.
+    """
+
+    index: int
+    leaf_hash: bytes
+    tree_size: int
+    checkpoint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready form (the leaf hash in lowercase hex).
+
+        Returns:
+            ``{"index", "leaf_hash", "tree_size", "checkpoint"}``.
+        """
+        return {
+            "index": self.index,
+            "leaf_hash": self.leaf_hash.hex(),
+            "tree_size": self.tree_size,
+            "checkpoint": self.checkpoint,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One group commit: entries from ``start`` on, the tiles they complete, the checkpoint.
+
+    ``entries`` are ``(index, leaf hash, payload)``; ``tiles`` are ``(tile key,
+    960 bytes)`` in key order; ``checkpoint`` is ``(size, signed note)`` or
+    None for an unsigned log. A backend writes all of it in one durable
+    transaction or nothing.
+    """
+
+    start: int
+    entries: Sequence[tuple[int, bytes, bytes]]
+    tiles: Sequence[tuple[int, bytes]]
+    checkpoint: tuple[int, str] | None
+
+
+class LogStore(Protocol):
+    """The storage a :class:`~sop_verified.tools.tlog.TransparencyLog` appends to.
+
+    Every method raises :class:`~sop_verified.errors.StorageError` when the
+    backend fails.
+    """
+
+    def log_tail(self) -> tuple[int, str | None]:
+        """Return the number of entries and the latest checkpoint note (None if none), O(1)."""
+
+    def read_tiles(self, keys: Sequence[int]) -> dict[int, bytes]:
+        """Return the stored tiles of the given keys (keys not stored are left out)."""
+
+    def write_batch(self, batch: Batch) -> None:
+        """Write entries, tiles and checkpoint in one durable transaction, or nothing."""
+
+    def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+        """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``."""
+
+
+class LogReader(Protocol):
+    """Everything a full audit reads, streamed in order (``sop log verify``)."""
+
+    def entry_rows(self) -> int:
+        """Return the number of entry rows (not the largest index)."""
+
+    def iter_entries(self, chunk: int) -> Iterator[tuple[int, bytes, bytes]]:
+        """Yield every entry row as ``(index, leaf hash, payload)`` in index order."""
+
+    def iter_tiles(self, chunk: int) -> Iterator[tuple[int, bytes]]:
+        """Yield every stored tile as ``(key, bytes)`` in key order."""
+
+    def read_tiles(self, keys: Sequence[int]) -> dict[int, bytes]:
+        """Return the stored tiles of the given keys (keys not stored are left out)."""
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        """Return every stored checkpoint as ``(size, note)`` in size order."""

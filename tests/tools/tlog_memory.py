@@ -1,0 +1,81 @@
+"""An in-memory LogStore and LogReader for the log's tests: dicts, read counter, faults."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from sop_verified.errors import StorageError
+from sop_verified.tools.tlog_store import Batch
+
+
+class MemoryLogStore:
+    """Entries, tiles and checkpoints in dicts; ``fail_writes`` makes the next writes raise."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, tuple[bytes, bytes]] = {}
+        self.tiles: dict[int, bytes] = {}
+        self.checkpoints: dict[int, str] = {}
+        self.fail_writes = False
+        self.reads = 0  # tile and entry rows read
+
+    # LogStore
+    def log_tail(self) -> tuple[int, str | None]:
+        size = max(self.entries, default=-1) + 1
+        note = self.checkpoints[max(self.checkpoints)] if self.checkpoints else None
+        return size, note
+
+    def read_tiles(self, keys: Sequence[int]) -> dict[int, bytes]:
+        self.reads += len(keys)
+        return {k: self.tiles[k] for k in keys if k in self.tiles}
+
+    def write_batch(self, batch: Batch) -> None:
+        if self.fail_writes:
+            raise StorageError("memory log store write failed (injected)")
+        for index, _, _ in batch.entries:
+            if index in self.entries:
+                raise StorageError(f"entry `{index}` exists")
+        for index, leaf, payload in batch.entries:
+            self.entries[index] = (leaf, payload)
+        self.tiles.update(batch.tiles)
+        if batch.checkpoint is not None:
+            self.checkpoints[batch.checkpoint[0]] = batch.checkpoint[1]
+
+    def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+        self.reads += max(0, end - start)
+        return [(i, *self.entries[i]) for i in range(start, end) if i in self.entries]
+
+    # LogReader
+    def entry_rows(self) -> int:
+        return len(self.entries)
+
+    def iter_entries(self, chunk: int) -> Iterator[tuple[int, bytes, bytes]]:
+        for i in sorted(self.entries):
+            yield (i, *self.entries[i])
+
+    def iter_tiles(self, chunk: int) -> Iterator[tuple[int, bytes]]:
+        yield from sorted(self.tiles.items())
+
+    def checkpoints_list(self) -> list[tuple[int, str]]:
+        return sorted(self.checkpoints.items())
+
+
+class MemoryLogReader:
+    """The LogReader view of a MemoryLogStore."""
+
+    def __init__(self, store: MemoryLogStore) -> None:
+        self.store = store
+
+    def entry_rows(self) -> int:
+        return self.store.entry_rows()
+
+    def iter_entries(self, chunk: int) -> Iterator[tuple[int, bytes, bytes]]:
+        return self.store.iter_entries(chunk)
+
+    def iter_tiles(self, chunk: int) -> Iterator[tuple[int, bytes]]:
+        return self.store.iter_tiles(chunk)
+
+    def read_tiles(self, keys: Sequence[int]) -> dict[int, bytes]:
+        return self.store.read_tiles(keys)
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        return self.store.checkpoints_list()
