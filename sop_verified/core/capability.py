@@ -111,6 +111,23 @@ class CapabilityRegistry:
         _check_covers(record.cap, request)
         return record.cap
 
+    @ensure(lambda result: isinstance(result, Capability), "a live capability")
+    def holder(self, token: str) -> Capability:
+        """The live capability ``token`` stands for, without any coverage check.
+
+        Used by the admin plane before attenuating, to derive the narrowing
+        obligation from the parent's scopes.
+
+        Raises:
+            CapabilityError: the token is malformed, forged, unknown, tampered,
+                revoked, not yet valid or expired.
+        """
+        record = self._tokens.get(token) if type(token) is str else None
+        if record is None:
+            record = self._verify(token)
+        self._check_live(record, self._clock())
+        return record.cap
+
     def _remember(self, token: str, record: CapabilityRecord) -> None:
         with self._lock:
             if len(self._tokens) >= _TOKEN_CACHE_MAX:

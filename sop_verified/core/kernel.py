@@ -10,7 +10,7 @@ too; an ALLOW whose log append fails becomes DENY (INV-9).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sop_verified.core.contracts import ensure, invariant, require
@@ -21,6 +21,7 @@ from sop_verified.core.request import (
     ADMIN_ACTIONS,
     Decision,
     Effect,
+    Obligation,
     Reason,
     Request,
     Stage,
@@ -92,8 +93,10 @@ class OpsKernel:
         log: DecisionLog,
         health: Callable[[], Health],
         now: Clock,
+        derive: Callable[[Request], Sequence[Obligation]] = lambda _request: (),
     ) -> None:
         self._caps = capabilities
+        self._derive = derive
         self._policy = policy
         self._gate = proof_gate
         self._log = log
@@ -204,8 +207,9 @@ def _decide(
 
 
 def _check_obligations(k: OpsKernel, req: Request) -> tuple[Reason, ...]:
+    """SOP's own obligations for this operation, then the attached ones: all must be PROVED."""
     out = []
-    for ob in req.obligations:
+    for ob in (*k._derive(req), *req.obligations):
         result = k._gate.check(ob)
         if result.verdict is not Verdict.PROVED:
             ce = result.evidence.get("model") if result.verdict is Verdict.REFUTED else None

@@ -30,9 +30,25 @@ from sop_verified.core.policy import (
 )
 from sop_verified.core.ports import Clock
 from sop_verified.core.proofgate import GateConfig, Z3ProofGate
+from sop_verified.core.proofgate.derive import narrowing, scope_containment
 from sop_verified.core.proofgate.sealed import SealedVerdictStore, derive_seal_key
-from sop_verified.core.request import Decision, Effect, Obligation, Reason, Request, Stage
-from sop_verified.errors import CapabilityError, IntegrityError, PolicyError, SOPError
+from sop_verified.core.request import (
+    PERSIST_ACTIONS,
+    Decision,
+    Effect,
+    Obligation,
+    Reason,
+    Request,
+    Stage,
+)
+from sop_verified.errors import (
+    AttenuationError,
+    CapabilityError,
+    InputError,
+    IntegrityError,
+    PolicyError,
+    SOPError,
+)
 from sop_verified.nexus.boot import BootReport, boot
 from sop_verified.nexus.config import SOPConfig, init_data_dir, load_config, load_mac_key
 from sop_verified.nexus.keys import load_attestation_key, load_checkpoint_signer
@@ -191,8 +207,18 @@ class SOP:
         not_before: int | None = None,
         expires: int | None = None,
     ) -> tuple[Capability, str]:
-        """Derive a narrower capability (proved a subset, INV-10); logged."""
+        """Derive a narrower capability (proved a subset, INV-10); logged.
+
+        The narrowing obligation goes through the proof gate first; the registry
+        then proves the same inclusion again on its own before admitting the child.
+
+        Raises:
+            AttenuationError: the gate did not prove the child's scopes narrower.
+            CapabilityError: the parent token is not live.
+        """
         caps = self._ready_caps()
+        parent = caps.holder(parent_token)
+        self._prove_narrowing(parent, resources)
         params = {
             "actions": sorted(actions),
             "resources": list(resources),
@@ -209,6 +235,22 @@ class SOP:
         )
         self._log_admin("capability.attenuated", {"capability": cap.to_claims()})
         return cap, token
+
+    def _prove_narrowing(self, parent: Capability, resources: Sequence[str]) -> None:
+        try:
+            obligation = narrowing(parent.resources, list(resources))
+        except InputError as exc:
+            raise AttenuationError(str(exc), code="malformed", capability_id=parent.id) from None
+        result = _need(self.gate, "proof gate").check(obligation)
+        if result.verdict is not Verdict.PROVED:  # spec: INV-10 — only a proved narrowing
+            model = result.evidence.get("model")
+            raise AttenuationError(
+                f"the proof gate did not prove `{', '.join(resources)}` within "
+                f"`{', '.join(parent.resources)}`: {result.verdict} ({result.reason})"
+                + (f"; counterexample {model}" if model else ""),
+                code="resources_wider",
+                capability_id=parent.id,
+            )
 
     def revoke(self, cap_id: str) -> list[str]:
         """Revoke a capability and all its descendants (INV-10); logged."""
@@ -367,7 +409,15 @@ class SOP:
             log=_need(self.store, "storage"),
             health=self.registry.health,
             now=self.now,
+            derive=self._derive_obligations,
         )
+
+    def _derive_obligations(self, request: Request) -> list[Obligation]:
+        """SOP's own obligations: a persist action's target lies in the approved scopes (INV-4)."""
+        if request.action not in PERSIST_ACTIONS:
+            return []
+        approved = _need(self.config, "config").scopes.approved
+        return [scope_containment(request.resource, approved)]  # spec: INV-4
 
     def _test_kernel(self) -> None:
         kernel = _need(self.kernel, "kernel")

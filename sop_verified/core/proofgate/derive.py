@@ -60,18 +60,22 @@ def _string(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
+def _globs(scope: str | Sequence[str]) -> list[str]:
+    return [scope] if isinstance(scope, str) else list(scope)
+
+
 def _union(regexes: list[str]) -> str:
     return regexes[0] if len(regexes) == 1 else f"(re.union {' '.join(regexes)})"
 
 
-@require(lambda scope: isinstance(scope, str) and bool(scope))
+@require(lambda scope: bool(scope) and all(isinstance(g, str) and g for g in _globs(scope)))
 @ensure(lambda result: result.id.startswith("scope:"))
-def scope_containment(path: str, scope: str) -> Obligation:
+def scope_containment(path: str, scope: str | Sequence[str]) -> Obligation:
     """The obligation "``path`` lies inside the scope glob ``scope``" (INV-4).
 
     Args:
         path: the target resource path (checked with :func:`check_path`).
-        scope: the scope glob.
+        scope: the scope glob, or several (the path must lie in their union).
 
     Returns:
         An obligation that is unsat iff the path is in the glob's language.
@@ -83,7 +87,8 @@ def scope_containment(path: str, scope: str) -> Obligation:
     source = (
         "(set-logic QF_S)\n(declare-const p String)\n"
         f"(assert (= p {_string(path)}))\n"
-        f"(assert (not (str.in_re p {_glob_regex(scope)})))\n(check-sat)\n"
+        f"(assert (not (str.in_re p {_union([_glob_regex(g) for g in _globs(scope)])})))\n"
+        "(check-sat)\n"
     )
     return _obligation("scope", source)
 

@@ -1,0 +1,86 @@
+"""SOP derives its own obligations and sends them through the proof gate (issue 3, item 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sop_verified.core.obligations import Verdict, VerdictResult
+from sop_verified.core.policy import PolicySet, load_path
+from sop_verified.core.request import Effect, Obligation, Stage
+from sop_verified.errors import AttenuationError
+from sop_verified.nexus.sop import SOP
+
+NOW = 1_800_000_000
+
+WIDE = """
+[[policy]]
+id = "slipped-past-governance"
+effect = "permit"
+principal = ["drac"]
+action = ["artifact.persist"]
+resource = "*"
+channel = "bridge"
+"""
+
+
+def _req(token: str, resource: str) -> dict[str, object]:
+    return {
+        "request_id": "r-1",
+        "principal": "drac",
+        "action": "artifact.persist",
+        "resource": resource,
+        "capability": token,
+        "context": {"size_bytes": 1},
+    }
+
+
+def test_persist_outside_approved_scopes_fails_its_derived_obligation(tmp_path: Path) -> None:
+    SOP.init(tmp_path / "d")
+    sop = SOP.boot(tmp_path / "d", now=lambda: NOW)
+    try:
+        (tmp_path / "wide.toml").write_text(WIDE)
+        # a set that never passed governance (say, a compromised store) is in force
+        sop.policy = PolicySet(load_path(tmp_path / "wide.toml"))
+        _, token = sop.admit("drac", ["artifact.persist"], ["**"], expires=NOW + 60)
+        inside = sop.submit(_req(token, "artifacts/drac/s1/a.bin"))
+        outside = sop.submit(_req(token, "etc/cron.d/evil"))
+    finally:
+        sop.close()
+    assert inside.effect is Effect.ALLOW
+    assert outside.effect is Effect.DENY
+    reason = outside.reasons[0]
+    assert (reason.stage, reason.code) == (Stage.OBLIGATION, "obligation_refuted")
+    assert reason.obligation is not None and reason.obligation.startswith("scope:")
+
+
+class RefusingGate:
+    """A gate that proves nothing: every obligation UNKNOWN."""
+
+    def check(self, obligation: Obligation) -> VerdictResult:
+        return VerdictResult(Verdict.UNKNOWN, "sha256:00", "refusing gate")
+
+
+def test_attenuation_needs_the_gate_to_prove_narrowing(tmp_path: Path) -> None:
+    SOP.init(tmp_path / "d")
+    sop = SOP.boot(tmp_path / "d", now=lambda: NOW, proof_gate=RefusingGate())
+    try:
+        _, token = sop.admit("drac", ["artifact.persist"], ["artifacts/drac/**"], expires=NOW + 60)
+        size = sop.log.size if sop.log else 0
+        with pytest.raises(AttenuationError, match="did not prove"):
+            sop.attenuate(token, actions=["artifact.persist"], resources=["artifacts/drac/s1/**"])
+        assert (sop.log.size if sop.log else 0) == size  # refused before anything was logged
+    finally:
+        sop.close()
+
+
+def test_wider_attenuation_is_refused_by_the_gate_with_a_counterexample(tmp_path: Path) -> None:
+    SOP.init(tmp_path / "d")
+    sop = SOP.boot(tmp_path / "d", now=lambda: NOW)
+    try:
+        _, token = sop.admit("drac", ["artifact.persist"], ["artifacts/drac/**"], expires=NOW + 60)
+        with pytest.raises(AttenuationError, match="REFUTED.*counterexample"):
+            sop.attenuate(token, actions=["artifact.persist"], resources=["artifacts/**"])
+    finally:
+        sop.close()
