@@ -54,6 +54,7 @@ from sop_verified.nexus.config import SOPConfig, init_data_dir, load_config, loa
 from sop_verified.nexus.keys import load_attestation_key, load_checkpoint_signer
 from sop_verified.nexus.log_service import attest, open_signed_log, rotate_key
 from sop_verified.nexus.registry import Service, ServiceRegistry
+from sop_verified.nexus.verdict_attest import AttestingVerdictStore
 from sop_verified.protocols.emp import EMP
 from sop_verified.storage.sqlite import SQLiteStore
 from sop_verified.tools.attest import PREDICATE_BOOT
@@ -77,7 +78,7 @@ SERVICE_GRAPH: dict[str, tuple[str, ...]] = {
     "log": ("config", "keys", "storage"),
     "capabilities": ("keys", "storage"),
     "policy": ("config", "storage"),
-    "proof_gate": ("keys", "storage"),
+    "proof_gate": ("keys", "log", "storage"),
     "kernel": ("capabilities", "log", "policy", "proof_gate"),
 }
 
@@ -383,7 +384,11 @@ class SOP:
             return
         self.gate = Z3ProofGate(
             GateConfig(workers=1),
-            store=SealedVerdictStore(_need(self.store, "storage"), derive_seal_key(self._mac_key)),
+            store=AttestingVerdictStore(
+                SealedVerdictStore(_need(self.store, "storage"), derive_seal_key(self._mac_key)),
+                _need(self.log, "log"),
+                _need(self.attestation_key, "keys"),
+            ),
             on_alarm=lambda reason: self.registry.raise_alarm("proof_gate", reason),  # spec: INV-3
         )
 
