@@ -211,10 +211,12 @@ def test_proofs_replay_detects_a_tampered_verdict(tmp_path: Path) -> None:
     assert clean["disagreements"] == []
     db = sqlite3.connect(d / "sop.db")
     db.execute("DROP TRIGGER verdicts_no_update")  # an attacker with write access to the file
-    db.execute(
-        "UPDATE verdicts SET record = "
-        "CAST(replace(CAST(record AS TEXT), 'REFUTED', 'PROVED') AS BLOB)"
-    )
+    rows = db.execute("SELECT digest, record FROM verdicts").fetchall()
+    for digest, record in rows:
+        db.execute(
+            "UPDATE verdicts SET record = ? WHERE digest = ?",
+            (record.replace(b"REFUTED", b"PROVED"), digest),
+        )
     db.commit()
     db.close()
     code, output = _run("proofs", "replay", "--data-dir", str(d), "--json")
@@ -236,6 +238,7 @@ def test_verdict_store_is_write_once(tmp_path: Path) -> None:
 def test_an_altered_verdict_record_cannot_let_a_false_obligation_through(tmp_path: Path) -> None:
     import sqlite3
 
+    from sop_verified.core.proofgate import obligation_digest
     from sop_verified.core.request import Effect
     from sop_verified.nexus.demo import OBLIGATIONS
     from sop_verified.nexus.sop import SOP
@@ -244,10 +247,12 @@ def test_an_altered_verdict_record_cannot_let_a_false_obligation_through(tmp_pat
     assert _run("demo", "--data-dir", str(d), "--json")[0] == 0
     db = sqlite3.connect(d / "sop.db")
     db.execute("DROP TRIGGER verdicts_no_update")
+    target = obligation_digest("smt2", OBLIGATIONS[1][1]["source"])
+    (record,) = db.execute("SELECT record FROM verdicts WHERE digest = ?", (target,)).fetchone()
+    assert b"REFUTED" in record
     changed = db.execute(
-        "UPDATE verdicts SET record = "
-        "CAST(replace(CAST(record AS TEXT), 'REFUTED', 'PROVED') AS BLOB)"
-        " WHERE CAST(record AS TEXT) LIKE '%100%'"
+        "UPDATE verdicts SET record = ? WHERE digest = ?",
+        (record.replace(b"REFUTED", b"PROVED"), target),
     ).rowcount
     db.commit()
     db.close()
