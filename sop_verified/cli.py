@@ -7,19 +7,26 @@ a check that fails exits 1. Keys are never printed.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar, cast
+from typing import Annotated, Any
 
 import orjson
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
+from sop_verified.cli_support import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    boot_data_dir,
+    fail,
+    guarded,
+    out,
+    print_json,
+)
 from sop_verified.errors import SOPError
 
 __all__ = ["app", "main"]
@@ -36,57 +43,9 @@ app.add_typer(cap_app, name="cap")
 proofs_app = typer.Typer(no_args_is_help=True, help="Recorded proof verdicts.")
 app.add_typer(proofs_app, name="proofs")
 
-out = Console()
-err = Console(stderr=True)
-
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir", envvar="SOP_DATA_DIR", help="The data directory (made by `sop init`)."
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object for machines.")]
-DEFAULT_DATA_DIR = Path("sop-data")
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
-    raise typer.Exit(code)
-
-
-_Cmd = TypeVar("_Cmd", bound=Callable[..., None])
-
-
-def _guarded(fn: _Cmd) -> _Cmd:
-    """SOP errors become one line on stderr and exit status 2, never a traceback."""
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> None:
-        try:
-            fn(*args, **kwargs)
-        except SOPError as exc:
-            _fail(str(exc))
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as exc:
-            if os.environ.get("SOP_DEBUG"):
-                raise
-            _fail(
-                f"internal error `{type(exc).__name__}`: {exc} (set SOP_DEBUG=1 for the traceback)",
-                3,
-            )
-
-    return cast(_Cmd, run)
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(
-        orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
-    )
-
 
 @spec_app.command("check")
-@_guarded
+@guarded
 def spec_check(json_output: JsonFlag = False) -> None:
     """Discharge every invariant with Z3; write proofs/REPORT.md; exit 1 on a counterexample."""
     from proofs.cli import spec_check as run
@@ -94,19 +53,8 @@ def spec_check(json_output: JsonFlag = False) -> None:
     raise typer.Exit(run(json_output=json_output))
 
 
-def _boot(data_dir: Path) -> Any:
-    from sop_verified.nexus.sop import SOP
-
-    if not (data_dir / "sop.toml").exists():
-        _fail(
-            f"no SOP data directory at `{data_dir}`; "
-            f"create one with `sop init --data-dir {data_dir}`"
-        )
-    return SOP.boot(data_dir)
-
-
 @app.command("init")
-@_guarded
+@guarded
 def init_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
     """Create a data directory: configuration, keys (0600), database."""
     from sop_verified.nexus.sop import SOP
@@ -116,20 +64,20 @@ def init_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False
     status = sop.status()
     sop.close()
     if json_output:
-        _print_json(status)
+        print_json(status)
         return
     out.print(f"initialised [bold]{data_dir}[/] — health {status['health']}")
 
 
 @app.command("status")
-@_guarded
+@guarded
 def status_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
     """Boot the data directory and report health, services and digests (exit 1 unless READY)."""
-    sop = _boot(data_dir)
+    sop = boot_data_dir(data_dir)
     status = sop.status()
     sop.close()
     if json_output:
-        _print_json(status)
+        print_json(status)
     else:
         table = Table(title=f"SOP {status['health']}", box=box.SIMPLE)
         table.add_column("service")
@@ -146,7 +94,7 @@ def status_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = Fal
 def _policy_report(report: Any, json_output: bool, verb: str) -> None:
     data = report.to_dict()
     if json_output:
-        _print_json(data)
+        print_json(data)
         return
     table = Table(title=f"policy {verb}: {data['source']}", box=box.SIMPLE)
     for col in ("check", "severity", "message"):
@@ -165,7 +113,7 @@ def _policy_report(report: Any, json_output: bool, verb: str) -> None:
 
 
 @policy_app.command("check")
-@_guarded
+@guarded
 def policy_check(
     path: Annotated[Path, typer.Argument(help="A policy file or a directory of *.toml / *.json.")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -176,7 +124,7 @@ def policy_check(
     from sop_verified.nexus.config import DEFAULT_CONFIG
 
     if (data_dir / "sop.toml").exists():
-        sop = _boot(data_dir)
+        sop = boot_data_dir(data_dir)
         report = sop.check_policy(path)
         sop.close()
     else:
@@ -189,7 +137,7 @@ def policy_check(
 
 
 @policy_app.command("activate")
-@_guarded
+@guarded
 def policy_activate(
     path: Annotated[Path, typer.Argument(help="A policy file or a directory of *.toml / *.json.")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -198,7 +146,7 @@ def policy_activate(
     """Activate a policy set; refused (exit 1, with the counterexample) if an analysis fails."""
     from sop_verified.nexus.sop import PolicyRefusedError
 
-    sop = _boot(data_dir)
+    sop = boot_data_dir(data_dir)
     try:
         report = sop.activate_policy(path)
     except PolicyRefusedError as exc:
@@ -212,7 +160,7 @@ def policy_activate(
 def _cap_out(cap: Any, token: str, json_output: bool) -> None:
     data = {"capability": cap.to_claims(), "token": token}
     if json_output:
-        _print_json(data)
+        print_json(data)
     else:
         out.print(
             f"capability [bold]{cap.id}[/] for {cap.principal}: "
@@ -231,7 +179,7 @@ Resources = Annotated[
 
 
 @cap_app.command("admit")
-@_guarded
+@guarded
 def cap_admit(
     principal: Annotated[str, typer.Option("--principal", "-p", help="The protocol identity.")],
     action: Actions,
@@ -241,7 +189,7 @@ def cap_admit(
     json_output: JsonFlag = False,
 ) -> None:
     """Admit a root capability."""
-    sop = _boot(data_dir)
+    sop = boot_data_dir(data_dir)
     try:
         cap, token = sop.admit(principal, action, resource, expires=sop.now() + expires_in)
     finally:
@@ -250,7 +198,7 @@ def cap_admit(
 
 
 @cap_app.command("attenuate")
-@_guarded
+@guarded
 def cap_attenuate(
     token: Annotated[str, typer.Option("--token", help="The parent token.")],
     action: Actions,
@@ -260,7 +208,7 @@ def cap_attenuate(
     json_output: JsonFlag = False,
 ) -> None:
     """Derive a narrower capability (Z3 proves it is a subset of the parent)."""
-    sop = _boot(data_dir)
+    sop = boot_data_dir(data_dir)
     try:
         expires = None if expires_in is None else sop.now() + expires_in
         cap, child = sop.attenuate(token, actions=action, resources=resource, expires=expires)
@@ -270,26 +218,26 @@ def cap_attenuate(
 
 
 @cap_app.command("revoke")
-@_guarded
+@guarded
 def cap_revoke(
     cap_id: Annotated[str, typer.Argument(help="The capability id.")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
     json_output: JsonFlag = False,
 ) -> None:
     """Revoke a capability and all its descendants."""
-    sop = _boot(data_dir)
+    sop = boot_data_dir(data_dir)
     try:
         revoked = sop.revoke(cap_id)
     finally:
         sop.close()
     if json_output:
-        _print_json({"revoked": revoked})
+        print_json({"revoked": revoked})
     else:
         out.print(f"revoked {len(revoked)}: {', '.join(revoked)}")
 
 
 @app.command("demo")
-@_guarded
+@guarded
 def demo_cmd(
     data_dir: Annotated[
         Path | None,
@@ -305,7 +253,7 @@ def demo_cmd(
     target = data_dir or Path(tempfile.mkdtemp(prefix="sop-demo-")) / "data"
     result = run_demo(target)
     if json_output:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
         return
     _render_demo(result)
 
@@ -344,7 +292,7 @@ def _render_demo(result: Any) -> None:
 
 
 @app.command("prove")
-@_guarded
+@guarded
 def prove_cmd(
     path: Annotated[
         Path, typer.Argument(help="An obligation: .smt2 script or .json structured form.")
@@ -361,7 +309,7 @@ def prove_cmd(
 
 
 @proofs_app.command("replay")
-@_guarded
+@guarded
 def proofs_replay(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     sample: Annotated[
@@ -373,11 +321,11 @@ def proofs_replay(
     from sop_verified.core.proofgate import Z3ProofGate, replay
 
     if not 0.0 <= sample <= 100.0:
-        _fail(f"`--sample {sample}` is out of range; accepted: 0 to 100")
-    sop = _boot(data_dir)
+        fail(f"`--sample {sample}` is out of range; accepted: 0 to 100")
+    sop = boot_data_dir(data_dir)
     try:
         if not isinstance(sop.gate, Z3ProofGate):
-            _fail("this SOP has no Z3 proof gate to replay")
+            fail("this SOP has no Z3 proof gate to replay")
         report = replay(sop.gate, sample)
     finally:
         sop.close()
@@ -398,7 +346,7 @@ def proofs_replay(
         ],
     }
     if json_output:
-        _print_json(data)
+        print_json(data)
     else:
         out.print(
             f"replayed {report.checked} of {report.total} recorded verdicts: "
@@ -426,7 +374,7 @@ def main() -> None:
     try:
         app()
     except SOPError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

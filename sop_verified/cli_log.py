@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -17,18 +16,20 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sop_verified.cli_support import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    boot_data_dir,
+    err,
+    guarded,
+    out,
+    print_json,
+)
 from sop_verified.errors import InputError, ReceiptError
 
 __all__ = ["register"]
 
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir", envvar="SOP_DATA_DIR", help="The data directory (made by `sop init`)."
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object for machines.")]
-DEFAULT_DATA_DIR = Path("sop-data")
 
 log_app = typer.Typer(
     no_args_is_help=True, help="The tamper-evident log: verify, prove, checkpoint."
@@ -36,14 +37,6 @@ log_app = typer.Typer(
 receipt_app = typer.Typer(no_args_is_help=True, help="Offline receipts (C2SP tlog-proof).")
 keys_app = typer.Typer(no_args_is_help=True, help="Public keys and checkpoint-key rotation.")
 attest_app = typer.Typer(no_args_is_help=True, help="in-toto attestations in DSSE envelopes.")
-
-_cli: ModuleType | None = None
-
-
-def _c() -> ModuleType:
-    if _cli is None:  # registered from sop_verified.cli, which sets it
-        raise RuntimeError("sop_verified.cli_log is used through sop_verified.cli")
-    return _cli
 
 
 def log_verify(
@@ -74,7 +67,7 @@ def log_verify(
             report, trusted = audit_data_dir(data_dir, vkey=vkey, progress=step, held=held)
     data = {**report.to_dict(), "trusted_key": trusted.vkey}
     if json_output:
-        _c()._print_json(data)
+        print_json(data)
     else:
         _render_audit(data)
     raise typer.Exit(0 if report.ok else 1)
@@ -86,13 +79,12 @@ def _progress() -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_c().err,
+        console=err,
         transient=True,
     )
 
 
 def _render_audit(data: dict[str, Any]) -> None:
-    out = _c().out
     out.print(f"trusted key: {data['trusted_key']}")
     out.print(
         f"{data['entries']} entries, {data['verified_checkpoints']}/{data['checkpoints']}"
@@ -126,7 +118,7 @@ def log_prove(
         sys.stdout.write(text)
         return
     out_file.write_text(text, encoding="utf-8")
-    _c().err.print(f"wrote the receipt of entry {index} to {out_file}")
+    err.print(f"wrote the receipt of entry {index} to {out_file}")
 
 
 def log_checkpoint(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
@@ -135,9 +127,9 @@ def log_checkpoint(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag =
 
     note = latest_checkpoint(data_dir)
     if json_output:
-        _c()._print_json({"checkpoint": note})
+        print_json({"checkpoint": note})
     elif note is None:
-        _c().out.print("the log has no checkpoint yet")
+        out.print("the log has no checkpoint yet")
     else:
         sys.stdout.write(note)
 
@@ -182,9 +174,9 @@ def receipt_verify(
         "root": cp.root_hash.hex(),
     }
     if json_output:
-        _c()._print_json(summary)
+        print_json(summary)
         return
-    _c().out.print(
+    out.print(
         f"[green]receipt verified[/]: entry {result.index} (leaf {summary['leaf_hash']}) is in"
         f" {cp.origin} at size {cp.size}, signed root {summary['root']}"
     )
@@ -196,9 +188,9 @@ def _is_hex(text: str) -> bool:
 
 def _receipt_failed(exc: ReceiptError, json_output: bool) -> None:
     if json_output:
-        _c()._print_json({"ok": False, "stage": exc.stage, "message": str(exc)})
+        print_json({"ok": False, "stage": exc.stage, "message": str(exc)})
     else:
-        _c().err.print(f"[bold red]receipt rejected[/] ({exc.stage}): {exc}", highlight=False)
+        err.print(f"[bold red]receipt rejected[/] ({exc.stage}): {exc}", highlight=False)
     raise typer.Exit(1)
 
 
@@ -234,7 +226,7 @@ def keys_export(
 
 def keys_rotate(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
     """Rotate the checkpoint key; the new key is announced in the log under the old one."""
-    sop = _c()._boot(data_dir)
+    sop = boot_data_dir(data_dir)
     try:
         receipt = sop.rotate_checkpoint_key()
         new = sop.log.verifiers[0].vkey
@@ -242,9 +234,9 @@ def keys_rotate(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = Fa
         sop.close()
     data = {"vkey": new, "receipt": receipt.to_dict()}
     if json_output:
-        _c()._print_json(data)
+        print_json(data)
         return
-    _c().out.print(f"checkpoint key rotated at entry {receipt.index}; new verifier key:")
+    out.print(f"checkpoint key rotated at entry {receipt.index}; new verifier key:")
     sys.stdout.write(new + "\n")
 
 
@@ -258,9 +250,9 @@ def attest_export(
 
     written = export_attestations(data_dir, out_dir)
     if json_output:
-        _c()._print_json({"written": [str(p) for p in written]})
+        print_json({"written": [str(p) for p in written]})
         return
-    _c().out.print(f"wrote {len(written)} envelopes to {out_dir}")
+    out.print(f"wrote {len(written)} envelopes to {out_dir}")
 
 
 def register(app: typer.Typer) -> None:
@@ -269,11 +261,6 @@ def register(app: typer.Typer) -> None:
     Args:
         app: The main ``sop`` app (``sop_verified.cli.app``).
     """
-    global _cli  # noqa: PLW0603 - the CLI module is bound once, at registration
-    from sop_verified import cli  # noqa: PLC0415 - cli calls register() once it defined its helpers
-
-    _cli = cli
-    guarded = cli._guarded
     log_app.command("verify")(guarded(log_verify))
     log_app.command("prove")(guarded(log_prove))
     log_app.command("checkpoint")(guarded(log_checkpoint))

@@ -37,7 +37,8 @@ def test_layer_contract_catches_tools_importing_core(tmp_path: Path) -> None:
         (pkg / sub).mkdir(parents=True)
         (pkg / sub / "__init__.py").write_text("")
     (pkg / "__init__.py").write_text("")
-    (pkg / "cli.py").write_text("")
+    for top in ("cli.py", "cli_log.py", "cli_support.py"):
+        (pkg / top).write_text("")
     (pkg / "tools" / "bad.py").write_text("import sop_verified.core\n")
     config = tmp_path / "pyproject.toml"
     config.write_text(

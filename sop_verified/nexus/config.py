@@ -6,7 +6,6 @@ SQLite database. Boot reads it; anything malformed is a precise ConfigError.
 
 from __future__ import annotations
 
-import os
 import secrets
 import stat
 import tomllib
@@ -16,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sop_verified.errors import ConfigError, InputError
-from sop_verified.nexus.keys import create_log_keys
+from sop_verified.nexus.keys import create_log_keys, write_secret
 from sop_verified.tools.canonical import digest, sha256_hex
 from sop_verified.tools.paths import Glob
 
@@ -114,16 +113,6 @@ def load_config(data_dir: Path) -> SOPConfig:
         raise ConfigError("`scopes` must be a table", where=str(path)) from None
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
     """Create a fresh data directory: configuration and its three keys (0600).
 
@@ -137,7 +126,7 @@ def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     (data_dir / CONFIG_NAME).write_text(config_text, encoding="utf-8")
     config = load_config(data_dir)  # refuse to leave a directory that will not boot
-    _write_secret(data_dir / MAC_KEY_NAME, secrets.token_bytes(32))
+    write_secret(data_dir / MAC_KEY_NAME, secrets.token_bytes(32))
     create_log_keys(data_dir, config.origin)  # checkpoint and attestation keys, 0600
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "stage_checkpoint_key",
     "unstage_checkpoint_key",
     "write_public",
+    "write_secret",
 ]
 
 CHECKPOINT_KEY = "keys/checkpoint.key"
@@ -55,7 +56,8 @@ ATTESTATION_KEY = "keys/attestation.key"
 ATTESTATION_PUB = "keys/attestation.pub"
 
 
-def _write_secret(path: Path, data: bytes) -> None:
+def write_secret(path: Path, data: bytes) -> None:
+    """Create ``path`` mode 0600 (no symlink followed, never overwritten) and fsync it."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
@@ -133,7 +135,7 @@ def create_log_keys(data_dir: Path, origin: str) -> None:
         InputError: ``origin`` is not a valid key name.
     """
     skey, vkey = generate(origin)
-    _write_secret(data_dir / CHECKPOINT_KEY, skey.encode())
+    write_secret(data_dir / CHECKPOINT_KEY, skey.encode())
     write_public(data_dir / CHECKPOINT_VKEY, vkey + "\n")
     write_public(data_dir / CHECKPOINT_GENESIS, vkey + "\n")
     key = Ed25519PrivateKey.generate()
@@ -142,7 +144,7 @@ def create_log_keys(data_dir: Path, origin: str) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_secret(data_dir / ATTESTATION_KEY, pem)
+    write_secret(data_dir / ATTESTATION_KEY, pem)
     write_public(data_dir / ATTESTATION_PUB, public_pem(key))
 
 
@@ -209,7 +211,7 @@ def stage_checkpoint_key(data_dir: Path, origin: str) -> Signer:
     if path.exists():
         raise ConfigError(f"a key rotation is already staged at `{path}`", accepted="boot first")
     skey, _ = generate(origin)
-    _write_secret(path, skey.encode())
+    write_secret(path, skey.encode())
     return _signer(path, origin)
 
 
