@@ -5,6 +5,7 @@ Measures, on this machine:
 * a cached verdict (the obligation was decided before; in-process memo);
 * a cached verdict from the store only (memo disabled; decode + digest check);
 * a fresh scope-containment obligation on a warm worker (filter, IPC, z3);
+* throughput of fresh obligations with 1 and 2 worker processes;
 * the baselines: z3 in-process with a fresh solver per obligation, z3
   in-process with one solver and push/pop (no filter, no isolation), and a
   new process per check.
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import z3
 
@@ -70,6 +72,21 @@ def bench_fresh(n: int) -> tuple[float, float]:
     return _median_us(samples), _median_us(derive)
 
 
+def bench_throughput(n: int, workers: int, threads: int = 4) -> float:
+    """Fresh obligations per second with ``workers`` solver processes and ``threads`` callers."""
+    obs = _obligations(n, f"tp{workers}-")
+    with Z3ProofGate(GateConfig(workers=workers)) as gate:
+        gate.warm()
+        for ob in _obligations(threads * 2, f"warm{workers}-"):
+            gate.check(ob)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            verdicts = list(pool.map(gate.check, obs))
+        elapsed = time.perf_counter() - t0
+    assert all(v.verdict == "PROVED" for v in verdicts)
+    return n / elapsed
+
+
 def bench_baselines(n: int) -> tuple[float, float, float]:
     scripts = [compile_smt2(ob.source).solver_script() for ob in _obligations(n, "base")]
 
@@ -104,6 +121,7 @@ def main() -> None:
     memo, stored = bench_cached(n)
     fresh, derive = bench_fresh(n)
     z3_fresh, z3_pushpop, spawn = bench_baselines(n)
+    tp1, tp2 = bench_throughput(n, 1), bench_throughput(n, 2)
     rows = [
         ("cached verdict (memo)", memo, "target <= 20 us"),
         ("cached verdict (store, no memo)", stored, ""),
@@ -121,6 +139,11 @@ def main() -> None:
     print(f"fresh gate check / z3 push-pop in-process      = {fresh / z3_pushpop:6.2f}x")
     print(f"new process per check / fresh gate check       = {spawn / fresh:6.1f}x")
     print(f"fresh gate check / cached verdict              = {fresh / memo:6.0f}x")
+    print()
+    print(
+        f"throughput, fresh obligations, 4 caller threads: 1 worker {tp1:7.0f}/s, "
+        f"2 workers {tp2:7.0f}/s ({tp2 / tp1:.2f}x on this 2-core machine)"
+    )
 
 
 if __name__ == "__main__":
