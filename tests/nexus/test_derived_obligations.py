@@ -80,7 +80,7 @@ def test_wider_attenuation_is_refused_by_the_gate_with_a_counterexample(tmp_path
     sop = SOP.boot(tmp_path / "d", now=lambda: NOW)
     try:
         _, token = sop.admit("drac", ["artifact.persist"], ["artifacts/drac/**"], expires=NOW + 60)
-        with pytest.raises(AttenuationError, match="REFUTED.*counterexample"):
+        with pytest.raises(AttenuationError, match=r"REFUTED.*counterexample"):
             sop.attenuate(token, actions=["artifact.persist"], resources=["artifacts/**"])
     finally:
         sop.close()
