@@ -15,13 +15,16 @@ __all__ = [
     "AttenuationError",
     "CapabilityError",
     "ConfigError",
+    "ConfinementError",
     "InputError",
     "IntegrityError",
     "ObligationError",
+    "PersistenceError",
     "PolicyError",
     "PolicyEvaluationError",
     "PolicyParseError",
     "PolicyValidationError",
+    "ProtocolError",
     "ReceiptError",
     "RequestError",
     "SOPError",
@@ -134,6 +137,26 @@ class ObligationError(InputError):
         self.line = line
         if not where and line is not None:
             where = f"line {line}"
+        super().__init__(message, where=where, accepted=accepted)
+
+
+class PersistenceError(InputError):
+    """The persistence controller refused an effect or a read; ``code`` names the rule."""
+
+    def __init__(self, message: str, *, code: str, where: str = "", accepted: str = "") -> None:
+        self.code = code
+        super().__init__(message, where=where, accepted=accepted)
+
+
+class ConfinementError(PersistenceError):
+    """A path would leave its scope root (INV-4): `..`, a symlink, a hard link, a bad name."""
+
+
+class ProtocolError(InputError):
+    """A DRAC, EMP or CSP rule refused an operation; ``code`` names the rule."""
+
+    def __init__(self, message: str, *, code: str, where: str = "", accepted: str = "") -> None:
+        self.code = code
         super().__init__(message, where=where, accepted=accepted)
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "ACTIONS",
     "ADMIN_ACTIONS",
     "BRIDGE_ACTIONS",
+    "CONTENT_DIGEST_PATTERN",
     "CONTEXT_SCHEMA",
     "MAX_REQUEST_BYTES",
     "PERSIST_ACTIONS",
@@ -100,6 +101,8 @@ CONTEXT_SCHEMA: dict[str, AttrType] = {
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _PRINCIPAL_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 PRINCIPAL_PATTERN = _PRINCIPAL_RE.pattern
+CONTENT_DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+"""A content digest as requests carry it: ``sha256:`` and 64 lowercase hex digits."""
 """The principal id grammar (a full-match regex); policies and their Z3 encoding reuse it."""
 
 
@@ -112,6 +115,8 @@ class Stage(enum.StrEnum):
     POLICY = "policy"
     OBLIGATION = "obligation"
     LOG = "log"
+    PERSISTENCE = "persistence"
+    PROTOCOL = "protocol"
     INTERNAL = "internal"
 
 
@@ -173,6 +178,8 @@ class Request(BaseModel):
     channel: Literal["bridge", "admin"] = "bridge"
     context: dict[str, Any] = Field(default_factory=dict)
     obligations: list[Obligation] = Field(default_factory=list, max_length=MAX_OBLIGATIONS)
+    content_digest: str | None = Field(default=None, pattern=CONTENT_DIGEST_PATTERN)
+    """For persist actions: ``sha256:<64 hex>`` of the bytes to write; the decision binds it."""
 
     @field_validator("action")
     @classmethod
@@ -216,6 +223,7 @@ class Request(BaseModel):
                 k: sorted(v) if isinstance(v, frozenset) else v for k, v in self.context.items()
             },
             "obligations": [o.model_dump() for o in self.obligations],
+            **({} if self.content_digest is None else {"content_digest": self.content_digest}),
         }
 
 

@@ -6,22 +6,33 @@ SQLite database. Boot reads it; anything malformed is a precise ConfigError.
 
 from __future__ import annotations
 
+import re
 import secrets
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sop_verified.core.persistence.scopes import (
+    DEFAULT_MAX_BLOB_BYTES,
+    Retention,
+    Scope,
+    ScopeMode,
+    ScopeTable,
+)
+from sop_verified.core.request import PRINCIPAL_PATTERN
 from sop_verified.errors import ConfigError, InputError
 from sop_verified.nexus.keys import create_log_keys, write_secret
 from sop_verified.tools.canonical import digest, sha256_hex
-from sop_verified.tools.paths import Glob
+from sop_verified.tools.paths import Glob, check_path
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "RetentionConfig",
     "SOPConfig",
+    "ScopeConfig",
     "init_data_dir",
     "load_config",
     "load_mac_key",
@@ -43,6 +54,55 @@ approved = [
     "state/csp/**",
     "snapshots/csp/**",
 ]
+
+# Where the persistence controller stores each approved scope (under <data>/scopes/<root>).
+# Only the owners write; owners and readers read. Modes: content-addressed (blobs named by
+# SHA-256, verified on every read), write-once (never overwritten or deleted), versioned.
+# Retention deletes superseded versions only (never the latest, never write-once scopes).
+
+[[scope]]
+name = "drac-artifacts"
+root = "drac/artifacts"
+owners = ["drac"]
+readers = ["emp", "csp"]
+mode = "content-addressed"
+path = "artifacts/drac/**"
+max_blob_bytes = 16777216
+retention = { keep = 8, max_age_seconds = 2592000 }
+
+[[scope]]
+name = "emp-verdicts"
+root = "emp/verdicts"
+owners = ["emp"]
+readers = ["drac", "csp"]
+mode = "write-once"
+path = "verdicts/emp/**"
+max_blob_bytes = 1048576
+
+[[scope]]
+name = "csp-state"
+root = "csp/state"
+owners = ["csp"]
+mode = "versioned"
+path = "state/csp/**"
+max_blob_bytes = 16777216
+retention = { keep = 16 }
+
+[[scope]]
+name = "csp-snapshot-blobs"
+root = "csp/snapshots/blobs"
+owners = ["csp"]
+mode = "content-addressed"
+path = "snapshots/csp/blobs/**"
+max_blob_bytes = 16777216
+
+[[scope]]
+name = "csp-snapshot-manifests"
+root = "csp/snapshots/manifests"
+owners = ["csp"]
+mode = "write-once"
+path = "snapshots/csp/manifests/**"
+max_blob_bytes = 1048576
 """
 
 
@@ -64,6 +124,86 @@ class ScopesConfig(BaseModel):
         return v
 
 
+class RetentionConfig(BaseModel):
+    """``retention = { keep = N, max_age_seconds = S }`` of a scope (superseded versions only)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    keep: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_age_seconds: int | None = Field(default=None, ge=1)
+
+
+def _tuple(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+class ScopeConfig(BaseModel):
+    """One ``[[scope]]``: where the persistence controller stores an approved scope."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    root: str
+    owners: tuple[str, ...] = Field(min_length=1, max_length=16)
+    readers: tuple[str, ...] = Field(default=(), max_length=16)
+    mode: Literal["content-addressed", "write-once", "versioned"]
+    path: str
+    retention: RetentionConfig | None = None
+    max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
+
+    @field_validator("owners", "readers", mode="before")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _tuple(v)
+
+    @field_validator("owners", "readers")
+    @classmethod
+    def _principals(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in v if not isinstance(p, str) or re.fullmatch(PRINCIPAL_PATTERN, p) is None]
+        if bad:
+            raise ValueError(f"`{bad[0]!s}` is not a protocol id (accepted: `{PRINCIPAL_PATTERN}`)")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.endswith("/**"):
+            raise ValueError(f"scope path `{v}` must be a literal prefix followed by `/**`")
+        try:
+            check_path(v[:-3], where="path")
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    def to_scope(self) -> Scope:
+        """The core :class:`~sop_verified.core.persistence.Scope` this table declares.
+
+        Raises:
+            ConfigError: the scope breaks a rule (bad root, retention on write-once, ...).
+        """
+        r = self.retention
+        return Scope(
+            name=self.name,
+            root=self.root,
+            owners=frozenset(self.owners),
+            readers=frozenset(self.readers),
+            mode=ScopeMode(self.mode),
+            prefix=self.path[:-3],
+            retention=None if r is None else Retention(r.keep, r.max_age_seconds),
+            max_blob_bytes=self.max_blob_bytes,
+        )
+
+
+def _covered(prefix: str, approved: tuple[str, ...]) -> bool:
+    """Whether every path under ``prefix`` is matched by some approved ``<literal>/**`` glob."""
+    for glob in approved:
+        head = glob[:-3] if glob.endswith("/**") else None
+        literal = head is not None and "*" not in head and "?" not in head
+        if literal and head is not None and (prefix == head or prefix.startswith(head + "/")):
+            return True
+    return False
+
+
 class SOPConfig(BaseModel):
     """The validated configuration."""
 
@@ -72,6 +212,34 @@ class SOPConfig(BaseModel):
     origin: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
     storage: str = Field(pattern=r"^sqlite$")
     scopes: ScopesConfig
+    scope: tuple[ScopeConfig, ...] = Field(default=(), max_length=64)
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _scope_list(cls, v: Any) -> Any:
+        return _tuple(v)
+
+    @model_validator(mode="after")
+    def _scopes_consistent(self) -> SOPConfig:
+        try:
+            table = self.scope_table()
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        for s in table:
+            if not _covered(s.prefix, self.scopes.approved):
+                raise ValueError(
+                    f"scope `{s.name}` serves `{s.prefix}/**`, which no approved scope covers "
+                    "(accepted: a path under one of `scopes.approved`)"
+                )
+        return self
+
+    def scope_table(self) -> ScopeTable:
+        """The declared scopes for the persistence controller.
+
+        Raises:
+            ConfigError: the scopes break a rule (overlap, nested roots, ...).
+        """
+        return ScopeTable(tuple(s.to_scope() for s in self.scope))
 
     def digest(self) -> str:
         """The config digest recorded in the boot manifest."""
@@ -107,7 +275,8 @@ def load_config(data_dir: Path) -> SOPConfig:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise ConfigError(
-            str(err["msg"]).removeprefix("Value error, "), where=f"{path}:{where}"
+            str(err["msg"]).removeprefix("Value error, "),
+            where=f"{path}:{where}" if where else str(path),
         ) from None
     except AttributeError:
         raise ConfigError("`scopes` must be a table", where=str(path)) from None

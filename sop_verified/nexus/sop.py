@@ -22,6 +22,12 @@ from sop_verified.core.capability import Capability, CapabilityRegistry
 from sop_verified.core.health import Health
 from sop_verified.core.kernel import OpsKernel
 from sop_verified.core.obligations import ProofGate, Verdict, VerdictResult
+from sop_verified.core.persistence import (
+    PersistenceController,
+    ReadResult,
+    RecoveryReport,
+    index_entries,
+)
 from sop_verified.core.policy import (
     PolicyCheckReport,
     PolicySet,
@@ -49,6 +55,7 @@ from sop_verified.errors import (
     PolicyError,
     SOPError,
 )
+from sop_verified.nexus import persistence as persistence_service
 from sop_verified.nexus.boot import BootReport, boot
 from sop_verified.nexus.config import SOPConfig, init_data_dir, load_config, load_mac_key
 from sop_verified.nexus.keys import load_attestation_key, load_checkpoint_signer
@@ -80,6 +87,7 @@ SERVICE_GRAPH: dict[str, tuple[str, ...]] = {
     "policy": ("config", "storage"),
     "proof_gate": ("keys", "log", "storage"),
     "kernel": ("capabilities", "log", "policy", "proof_gate"),
+    "persistence": ("config", "log", "storage"),
 }
 
 
@@ -116,6 +124,8 @@ class SOP:
         self._key_id = ""
         self._checkpoint_signer: Signer | None = None
         self.attestation_key: Ed25519PrivateKey | None = None
+        self.persistence: PersistenceController | None = None
+        self.recovery: RecoveryReport | None = None
 
     # ---- life cycle -------------------------------------------------------------------
     @staticmethod
@@ -150,6 +160,8 @@ class SOP:
         """Stop the solver workers and release the storage."""
         if isinstance(self.gate, Z3ProofGate):
             self.gate.close()
+        if self.persistence is not None:
+            self.persistence.close()
         if self.store is not None:
             self.store.close()
 
@@ -168,6 +180,42 @@ class SOP:
     def recorded_verdict(self, obligation: Obligation) -> VerdictResult | None:
         """The gate's verdict for ``obligation`` (cached: recorded verdicts are never re-solved)."""
         return None if self.gate is None else self.gate.check(obligation)
+
+    def persist(self, request: Request | dict[str, Any], data: bytes) -> Decision:
+        """Decide a persist request and, on ALLOW, write ``data`` (the effect after the record).
+
+        Args:
+            request: the persist request; ``content_digest`` and
+                ``context.size_bytes`` are bound from ``data`` unless it carries
+                them (then they must match).
+            data: the bytes to store.
+
+        Returns:
+            The decision (see :meth:`PersistenceController.execute`); never
+            raises for bad input.
+        """
+        if self.persistence is None:
+            return _not_booted(self, request)
+        return persistence_service.persist(self.submit, self.persistence, request, data)
+
+    def read(self, request: Request | dict[str, Any]) -> ReadResult:
+        """Decide an ``artifact.read`` request and, on ALLOW, return the verified bytes.
+
+        Args:
+            request: the read request.
+
+        Returns:
+            The decision and, when allowed, the bytes (digest verified) and their record.
+        """
+        if self.persistence is None:
+            return ReadResult(_not_booted(self, request))
+        return persistence_service.read(self.submit, self.persistence, request)
+
+    def apply_retention(self) -> list[int]:
+        """Apply every scope's retention rules now (admin plane); returns the tombstone indexes."""
+        self._ready_caps()
+        self._log_admin("persistence.retention", {})  # spec: INV-9 — recorded before the effect
+        return _need(self.persistence, "persistence").apply_retention(self.now())
 
     @property
     def emp(self) -> EMP:
@@ -311,6 +359,7 @@ class SOP:
 
     def _start_storage(self) -> None:
         self.store = SQLiteStore(self.data_dir / DB_NAME)
+        self.store.set_entry_indexer(index_entries)  # the persistence index follows the log
 
     def _test_storage(self) -> None:
         _need(self.store, "storage").self_test()
@@ -405,6 +454,18 @@ class SOP:
                 raise IntegrityError(
                     f"the proof gate cannot prove `x > x` is impossible: {result.reason}"
                 )
+
+    def _start_persistence(self) -> None:
+        self.persistence, self.recovery = persistence_service.start(
+            self.data_dir,
+            _need(self.config, "config"),
+            _need(self.store, "storage"),
+            self.registry.health,
+            self.now,
+        )
+
+    def _test_persistence(self) -> None:
+        persistence_service.self_test(_need(self.persistence, "persistence"))
 
     def _start_kernel(self) -> None:
         self.kernel = OpsKernel(

@@ -7,7 +7,11 @@ live in :mod:`sop_verified.storage.sqlite_log`, its logic in
 transaction and is durable (fsynced) when the call returns; concurrent log
 appends share one transaction (group commit). Every failure is raised as
 :class:`~sop_verified.errors.StorageError`, which the kernel turns into DENY
-(INV-2). Rows are only ever inserted: nothing here updates or deletes (INV-5).
+(INV-2). Rows are only ever inserted: nothing here updates or deletes (INV-5),
+except the persistence index's two work queues (pending decisions, files to
+purge; :mod:`sop_verified.storage.sqlite_persist`). That index is derived from
+the log: once :meth:`SQLiteStore.set_entry_indexer` is called, every batch of
+log entries updates it in the batch's own transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sop_verified.errors import StorageError
+from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.sqlite_log import LOG_SCHEMA, SQLiteLog
+from sop_verified.storage.sqlite_persist import (
+    PERSIST_SCHEMA,
+    SQLitePersistIndex,
+    apply_ops,
+    indexed_to,
+    set_indexed_to,
+)
 from sop_verified.tools.signed_note import Signer, Verifier
 from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_store import Receipt
@@ -76,14 +88,22 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA + LOG_SCHEMA)
+            self._db.executescript(_SCHEMA + LOG_SCHEMA + PERSIST_SCHEMA)
+            # a second connection for the persistence index's reads: under WAL it sees every
+            # committed transaction and never waits for the writer's commit (its fsync)
+            self._reader = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the sqlite store `{path}`: {exc}") from exc
-        self._log_store = SQLiteLog(self._tx, self._query)
+        self._indexer: EntryIndexer | None = None
+        self._log_store = SQLiteLog(self._log_tx, self._query)
+        self._read_lock = threading.Lock()
+        self.persist = SQLitePersistIndex(self._tx, self._read_query)
+        """The persistence index (pending decisions, objects, purges)."""
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._db.close()
 
     @contextmanager
@@ -102,6 +122,31 @@ class SQLiteStore:
                     self._db.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def _log_tx(self) -> Iterator[sqlite3.Connection]:
+        """A log batch's transaction: the persistence index follows it before the commit."""
+        with self._tx() as db:
+            yield db
+            if self._indexer is not None:
+                _index_new_entries(db, self._indexer)
+
+    def set_entry_indexer(self, indexer: EntryIndexer) -> None:
+        """Keep the persistence index in step with the log, batch by batch.
+
+        Catches up on the entries appended since the index last followed the
+        log (all of them for an older database), then applies each later
+        batch's changes in that batch's own transaction.
+
+        Args:
+            indexer: Says what log entries change in the index; must not raise.
+
+        Raises:
+            StorageError: the catch-up failed.
+        """
+        with self._tx() as db:
+            _index_new_entries(db, indexer)
+            self._indexer = indexer
+
     def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock:
             try:
@@ -114,6 +159,14 @@ class SQLiteStore:
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"sqlite read failed: {exc}") from exc
+
+    def _read_query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Run one read statement on the reader connection (committed state, no writer wait)."""
+        with self._read_lock:
+            try:
+                return self._reader.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise StorageError(f"sqlite read failed: {exc}") from exc
 
@@ -258,3 +311,23 @@ class SQLiteStore:
     def log_entries(self, start: int = 0, end: int | None = None) -> list[tuple[int, bytes, bytes]]:
         """Entries ``[start, end)`` as (index, leaf hash, payload)."""
         return self._log_store.read_entries(start, self.log_size() if end is None else end)
+
+
+_CATCH_UP_CHUNK = 10_000
+
+
+def _index_new_entries(db: sqlite3.Connection, indexer: EntryIndexer) -> None:
+    """Apply the index changes of every log entry not indexed yet (inside ``db``'s transaction)."""
+    start = indexed_to(db)
+    while True:
+        rows = db.execute(
+            "SELECT idx, payload FROM log_entries WHERE idx >= ? ORDER BY idx LIMIT ?",
+            (start, _CATCH_UP_CHUNK),
+        ).fetchall()
+        if not rows:
+            return
+        ops = indexer([(int(r[0]), bytes(r[1])) for r in rows])
+        if ops:
+            apply_ops(db, ops)
+        start = int(rows[-1][0]) + 1
+        set_indexed_to(db, start)

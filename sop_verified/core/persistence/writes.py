@@ -1,0 +1,258 @@
+"""Carrying out one persist decision: check it, plan the write, store, log the effect.
+
+The order is the spec's: the ALLOW is already in the log (INV-9, checked
+against the index's pending row), then the scope rules (INV-4), then the
+confined durable write, then the ``persist.effect`` entry, whose transaction
+also records the object in the index. A refusal at any step is logged as a
+``refused`` effect that closes the pending decision; nothing is half-written
+(the file layer removes its temporary file on any failure, and boot sweeps
+what a crash leaves).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sop_verified.core.contracts import ensure, require
+from sop_verified.core.health import Health
+from sop_verified.core.persistence.entries import Outcome, effect_entry, request_key
+from sop_verified.core.persistence.layout import check_name, stored_path
+from sop_verified.core.persistence.outcomes import reason, refusal
+from sop_verified.core.persistence.scopes import Scope, ScopeMode
+from sop_verified.core.request import PERSIST_ACTIONS, Decision, Request, Stage
+from sop_verified.errors import IntegrityError, PersistenceError, SOPError
+from sop_verified.storage.persist_index import ObjectRecord
+from sop_verified.tools.tlog_store import Receipt
+
+if TYPE_CHECKING:
+    from sop_verified.core.persistence.controller import PersistenceController
+
+__all__ = ["execute_write", "locate_writable"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    scope: Scope
+    name: str
+    digest_hex: str
+    stored: str
+    size: int
+
+
+class _UnrecordedError(Exception):
+    """The effect entry could not be appended; boot reconciles the pending decision."""
+
+
+def _detail(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
+
+
+def _check_decision(c: PersistenceController, decision: Decision, request: Request) -> int:
+    """The decision's log index, if it is a pending ALLOW for exactly this request (INV-9)."""
+    index = decision.log_index
+    if type(index) is not int or index < 0:  # spec: INV-9 — an unrecorded decision permits nothing
+        raise PersistenceError("the decision was not recorded in the log", code="unrecorded")
+    if decision.request_id != request.request_id or request.action not in PERSIST_ACTIONS:
+        raise PersistenceError(
+            f"decision `{index}` is not a persist decision for request `{request.request_id}`",
+            code="decision_mismatch",
+        )
+    pending = c._index.pending_decision(index)
+    if pending is None:  # spec: INV-9 — only a logged ALLOW that still awaits its effect
+        raise PersistenceError(
+            f"no logged ALLOW persist decision awaits an effect at index `{index}`",
+            code="not_pending",
+        )
+    if pending.request != request_key(request.to_dict()):  # spec: INV-9 — the same request
+        raise PersistenceError(
+            f"the decision logged at `{index}` was made for another request",
+            code="decision_mismatch",
+        )
+    return index
+
+
+@require(lambda decision: decision.allowed)
+@ensure(lambda decision, result: not result.allowed or result.log_index == decision.log_index)
+def execute_write(
+    c: PersistenceController, decision: Decision, request: Request, data: bytes
+) -> Decision:
+    """Carry out an ALLOW persist decision (see :meth:`PersistenceController.execute`)."""
+    try:
+        index = _check_decision(c, decision, request)
+        c._claim(index)
+    except PersistenceError as exc:
+        return refusal(c._log, c._now, decision, request, reason(exc.code, str(exc)), index=None)
+    except Exception as exc:  # spec: INV-2 — the index failed: no effect
+        why = reason("internal_error", f"checking the decision failed: {_detail(exc)}")
+        return refusal(c._log, c._now, decision, request, why, index=None, record=False)
+    try:
+        return _perform(c, index, decision, request, data)
+    finally:
+        c._release(index)
+
+
+def _perform(
+    c: PersistenceController, index: int, decision: Decision, request: Request, data: bytes
+) -> Decision:
+    try:
+        health = c._health()
+        if health is not Health.READY:  # spec: INV-1 — effects only while READY
+            raise PersistenceError(f"SOP is `{health}`; effects need `READY`", code="not_ready")
+        plan = _plan(c, index, request, data)
+        with c._locks[plan.scope.name].shared():
+            outcome = _store(c, plan, request, data, index)
+            receipt = _append(c, _entry(c, plan, outcome, index, request))
+    except (PersistenceError, IntegrityError) as exc:
+        code = exc.code if isinstance(exc, PersistenceError) else "integrity"
+        return refusal(c._log, c._now, decision, request, reason(code, str(exc)), index=index)
+    except _UnrecordedError as exc:
+        why = reason("effect_unrecorded", f"the effect could not be logged: {exc}", Stage.LOG)
+        return refusal(c._log, c._now, decision, request, why, index=index, record=False)
+    except Exception as exc:  # spec: INV-2 — storage or internal failure: DENY, recorded
+        why = reason("storage_error", f"the write failed: {_detail(exc)}")
+        return refusal(c._log, c._now, decision, request, why, index=index)
+    return _allowed(c, decision, plan, outcome, receipt)
+
+
+@require(lambda resource: isinstance(resource, str))
+@ensure(lambda principal, result: result[0].writable_by(principal), "INV-4: owned scope only")
+def locate_writable(c: PersistenceController, resource: str, principal: str) -> tuple[Scope, str]:
+    """The scope of ``resource`` and the path below its prefix, if ``principal`` owns it.
+
+    Raises:
+        PersistenceError: no scope serves it (``unknown_scope``) or another
+            protocol owns it (``foreign_scope``).
+    """
+    located = c._scopes.locate(resource)
+    if located is None:  # spec: INV-4 — only declared scopes
+        raise PersistenceError(
+            f"no scope serves `{resource}`",
+            code="unknown_scope",
+            accepted=", ".join(f"`{s.prefix}/**`" for s in c._scopes) or "no scope is declared",
+        )
+    scope, rel = located
+    if not scope.writable_by(principal):  # spec: INV-4 — never another protocol's scope
+        raise PersistenceError(
+            f"scope `{scope.name}` belongs to `{', '.join(sorted(scope.owners))}`, "
+            f"not `{principal}`",
+            code="foreign_scope",
+        )
+    return scope, rel
+
+
+def _plan(c: PersistenceController, index: int, request: Request, data: bytes) -> _Plan:
+    scope, rel = locate_writable(c, request.resource, request.principal)
+    if len(data) > scope.max_blob_bytes:
+        raise PersistenceError(
+            f"{len(data)} bytes exceed scope `{scope.name}`'s limit",
+            code="too_large",
+            accepted=f"at most {scope.max_blob_bytes} bytes",
+        )
+    claimed = request.context.get("size_bytes")
+    if claimed != len(data):
+        raise PersistenceError(
+            f"the decision was for `context.size_bytes` = `{claimed}`, the data has {len(data)}",
+            code="size_mismatch",
+        )
+    digest_hex = hashlib.sha256(data).hexdigest()
+    if request.content_digest != "sha256:" + digest_hex:
+        raise PersistenceError(
+            f"the data has digest `sha256:{digest_hex}`, "
+            f"the decision bound `{request.content_digest}`",
+            code="digest_mismatch",
+        )
+    parts = check_name(scope, rel, writing=True)
+    cas = scope.mode is ScopeMode.CONTENT_ADDRESSED
+    if cas and parts[0] == "sha256" and parts[1] != digest_hex:
+        raise PersistenceError(
+            f"`{rel}` names another digest than the data's `sha256:{digest_hex}`",
+            code="digest_mismatch",
+        )
+    stored = stored_path(scope, rel, digest_hex, index)
+    return _Plan(scope, rel, digest_hex, stored, len(data))
+
+
+def _store(
+    c: PersistenceController, plan: _Plan, request: Request, data: bytes, index: int
+) -> Outcome:
+    files, scope = c._files[plan.scope.name], plan.scope
+    if scope.mode is ScopeMode.CONTENT_ADDRESSED:
+        if files.digest(plan.stored, max_bytes=scope.max_blob_bytes) != plan.digest_hex:
+            files.write(plan.stored, data, tag=str(index), exclusive=False)  # new, or was corrupt
+        return Outcome.WRITTEN  # a new name -> digest record; the blob may be shared
+    if scope.mode is ScopeMode.WRITE_ONCE:
+        current = c._index.latest(scope.name, plan.name)
+        if current is not None:
+            return _unchanged_or_refuse(current, plan, request)
+    try:
+        files.write(plan.stored, data, tag=str(index), exclusive=True)  # never overwrites
+    except PersistenceError as exc:
+        if exc.code != "exists":
+            raise
+        files.digest(plan.stored, max_bytes=scope.max_blob_bytes)  # says if a link was planted
+        current = c._index.latest(scope.name, plan.name)
+        if current is None:
+            raise PersistenceError(
+                f"`{request.resource}` exists on disk without a record",
+                code="write_once_violation",
+            ) from None
+        return _unchanged_or_refuse(current, plan, request)
+    return Outcome.WRITTEN
+
+
+def _unchanged_or_refuse(current: ObjectRecord, plan: _Plan, request: Request) -> Outcome:
+    if current.digest == "sha256:" + plan.digest_hex:
+        return Outcome.UNCHANGED
+    raise PersistenceError(
+        f"`{request.resource}` is write-once and holds `{current.digest}`",
+        code="write_once_violation",
+    )
+
+
+def _entry(
+    c: PersistenceController, plan: _Plan, outcome: Outcome, index: int, request: Request
+) -> bytes:
+    return effect_entry(
+        op="write",
+        outcome=outcome,
+        time=c._now(),
+        decision_index=index,
+        request_id=request.request_id,
+        scope=plan.scope.name,
+        name=plan.name,
+        stored=plan.stored,
+        digest="sha256:" + plan.digest_hex,
+        size=plan.size,
+    )
+
+
+def _append(c: PersistenceController, payload: bytes) -> Receipt:
+    try:
+        return c._log.append_receipt(payload)  # the index records the object in this same tx
+    except Exception as exc:  # spec: INV-2 — unrecorded: DENY; boot reconciles the decision
+        raise _UnrecordedError(_detail(exc)) from exc
+
+
+def _allowed(
+    c: PersistenceController,
+    decision: Decision,
+    plan: _Plan,
+    outcome: Outcome,
+    receipt: Receipt,
+) -> Decision:
+    record = c._index.object_at(receipt.index)
+    effect: dict[str, Any] = {
+        "outcome": str(outcome),
+        "index": receipt.index,
+        "scope": plan.scope.name,
+        "name": plan.name,
+        "stored": plan.stored,
+        "digest": "sha256:" + plan.digest_hex,
+        "size": plan.size,
+        "version": None if record is None else record.version,
+        "receipt": receipt.to_dict(),
+    }
+    return dataclasses.replace(decision, extra={**decision.extra, "effect": effect})

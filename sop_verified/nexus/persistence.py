@@ -1,0 +1,158 @@
+"""The persistence service: scope roots opened at boot, boot repair, and the facade calls.
+
+At boot (after config, storage and the log) every declared scope's root is
+opened once under ``<data>/scopes`` without following symlinks, the
+controller is wired to the persistence index (which the storage keeps in
+step with the log) and :meth:`~sop_verified.core.persistence.PersistenceController.recover`
+closes every decision a crash left pending (redo or logged abort), purges
+tombstoned files and applies retention, all before SOP is READY. A failure
+leaves SOP not READY (INV-8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sop_verified.core.health import Health
+from sop_verified.core.persistence import PersistenceController, ReadResult, RecoveryReport
+from sop_verified.core.ports import Clock
+from sop_verified.core.request import Decision, Request, parse_request
+from sop_verified.errors import InputError, IntegrityError, PersistenceError
+from sop_verified.nexus.config import SOPConfig
+from sop_verified.storage.blobs import ScopeDir
+from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.tools.canonical import sha256_hex
+
+__all__ = ["SCOPES_DIR", "bind_content", "persist", "read", "self_test", "start"]
+
+SCOPES_DIR = "scopes"
+
+Submit = Callable[[Request | dict[str, Any]], Decision]
+
+
+def start(
+    data_dir: Path, config: SOPConfig, store: SQLiteStore, health: Callable[[], Health], now: Clock
+) -> tuple[PersistenceController, RecoveryReport]:
+    """Open the scope roots, wire the controller, run boot repair.
+
+    Args:
+        data_dir: the data directory (scope roots live under its ``scopes/``).
+        config: the validated configuration (its ``[[scope]]`` tables).
+        store: the SQLite store (the persistence index and the log).
+        health: SOP's health (effects happen only while READY).
+        now: the clock.
+
+    Returns:
+        The controller and what repair did.
+
+    Raises:
+        ConfigError: the scopes are inconsistent.
+        ConfinementError: a scope root is (or passes through) a symlink.
+        StorageError: a root cannot be opened, or the log or index failed.
+    """
+    table = config.scope_table()
+    base = data_dir / SCOPES_DIR
+    base.mkdir(mode=0o700, exist_ok=True)
+    files: dict[str, ScopeDir] = {}
+    try:
+        for scope in table:
+            files[scope.name] = ScopeDir(base, scope.root)
+        controller = PersistenceController(
+            scopes=table, files=files, index=store.persist, log=store, health=health, now=now
+        )
+        return controller, controller.recover()
+    except BaseException:
+        for f in files.values():
+            f.close()
+        raise
+
+
+def self_test(controller: PersistenceController) -> None:
+    """Every root refuses a `..` escape, and no decision is left pending.
+
+    Args:
+        controller: the booted controller.
+
+    Raises:
+        IntegrityError: a check failed.
+    """
+    for scope in controller.scopes:
+        files = controller._files[scope.name]
+        try:
+            files.digest("../boot-canary", max_bytes=1)
+        except PersistenceError:
+            continue
+        raise IntegrityError(f"scope `{scope.name}` did not refuse `../boot-canary`")
+    if controller._index.pending():
+        raise IntegrityError("boot repair left a persist decision pending")
+
+
+def bind_content(request: Request | dict[str, Any], data: bytes) -> Request | dict[str, Any]:
+    """Add ``content_digest`` and ``context.size_bytes`` of ``data`` unless the request has them.
+
+    Args:
+        request: the request, parsed or as a JSON object.
+        data: the bytes it is about.
+
+    Returns:
+        The request with both bound (values it already carried are kept, and
+        must then match ``data``, which the controller checks).
+    """
+    digest = "sha256:" + sha256_hex(data)
+    if isinstance(request, Request):
+        context = {"size_bytes": len(data), **request.context}
+        cd = request.content_digest or digest
+        return request.model_copy(update={"content_digest": cd, "context": context})
+    out = dict(request)
+    out.setdefault("content_digest", digest)
+    context = out.get("context", {})
+    if isinstance(context, dict):
+        out["context"] = {"size_bytes": len(data), **context}
+    return out
+
+
+def persist(
+    submit: Submit,
+    controller: PersistenceController,
+    request: Request | dict[str, Any],
+    data: bytes,
+) -> Decision:
+    """Decide a persist request through the kernel, then carry out its effect on ALLOW.
+
+    Args:
+        submit: the kernel's entry (it parses, decides and logs).
+        controller: the persistence controller.
+        request: the persist request.
+        data: the bytes to store.
+
+    Returns:
+        The kernel's DENY, the controller's refusal, or the ALLOW with its effect.
+    """
+    bound = bind_content(request, data)
+    try:
+        parsed = parse_request(bound)
+    except InputError:
+        return submit(bound)  # the kernel records the malformed request and denies it
+    return controller.execute(submit(parsed), parsed, data)
+
+
+def read(
+    submit: Submit, controller: PersistenceController, request: Request | dict[str, Any]
+) -> ReadResult:
+    """Decide a read request through the kernel, then read and verify on ALLOW.
+
+    Args:
+        submit: the kernel's entry.
+        controller: the persistence controller.
+        request: the ``artifact.read`` request.
+
+    Returns:
+        The decision with the verified bytes, or without them when refused.
+    """
+    try:
+        parsed = parse_request(request)
+    except InputError:
+        return ReadResult(submit(request))
+    return controller.read(submit(parsed), parsed)

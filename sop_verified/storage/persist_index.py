@@ -1,0 +1,100 @@
+"""The persistence index's records, shared by every backend (no SQL here).
+
+The index is what the persistence controller knows about stored objects:
+which ALLOW persist decisions still await their effect (``pending``), every
+effect with its outcome, the objects written (name, version, stored path,
+digest, size), tombstones, and files still to be purged. It is *derived from
+the log*: the backend applies the :class:`IndexOps` of each batch of log
+entries in the same transaction as the batch itself, so an effect entry and
+its metadata commit together or not at all (docs/adr/0005-persistence.md).
+Which entries mean what is decided above storage, by the
+:data:`EntryIndexer` the backend is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "EffectRecord",
+    "EntryIndexer",
+    "IndexOps",
+    "ObjectRecord",
+    "PendingDecision",
+    "PurgeRecord",
+    "TombstoneRecord",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDecision:
+    """A logged ALLOW persist decision whose effect (or abort) is not logged yet."""
+
+    decision_index: int
+    request: bytes
+    """The logged request, canonical JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class EffectRecord:
+    """One logged effect entry: ``outcome`` is written, unchanged, refused or aborted."""
+
+    effect_index: int
+    decision_index: int | None
+    outcome: str
+    scope: str
+    name: str
+    stored: str
+    digest: str
+    size: int
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class TombstoneRecord:
+    """A logged tombstone: the object written by ``effect_index`` is deleted by retention."""
+
+    tombstone_index: int
+    effect_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexOps:
+    """What one batch of log entries changes in the index, in log order per kind."""
+
+    pending: tuple[PendingDecision, ...] = ()
+    effects: tuple[EffectRecord, ...] = ()
+    tombstones: tuple[TombstoneRecord, ...] = ()
+
+    def __bool__(self) -> bool:
+        """True when there is anything to apply."""
+        return bool(self.pending or self.effects or self.tombstones)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    """A live object: version ``version`` of ``name`` in ``scope``, at ``stored`` below its root."""
+
+    effect_index: int
+    decision_index: int | None
+    scope: str
+    name: str
+    version: int
+    stored: str
+    digest: str
+    size: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeRecord:
+    """A file to remove after its tombstone, unless a live object still uses it."""
+
+    tombstone_index: int
+    scope: str
+    stored: str
+
+
+EntryIndexer = Callable[[Sequence[tuple[int, bytes]]], IndexOps]
+"""Given log entries ``(index, payload)`` in order, what they change in the index."""

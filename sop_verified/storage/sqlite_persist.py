@@ -1,0 +1,257 @@
+"""The persistence index in SQLite: pending decisions, effects, objects, tombstones, purges.
+
+:func:`apply_ops` runs inside the transaction that writes a batch of log
+entries (see :meth:`SQLiteStore.set_entry_indexer`), so the index is always
+exactly a function of the log prefix ``[0, indexed_to)``. Effects and
+tombstones are insert-only (triggers abort UPDATE and DELETE); ``pending``
+and ``purge`` are work queues, emptied as their work is logged or done.
+:class:`SQLitePersistIndex` answers the controller's queries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sop_verified.storage.persist_index import (
+    EffectRecord,
+    IndexOps,
+    ObjectRecord,
+    PendingDecision,
+    PurgeRecord,
+)
+
+__all__ = ["PERSIST_SCHEMA", "SQLitePersistIndex", "apply_ops", "indexed_to", "set_indexed_to"]
+
+PERSIST_SCHEMA = """
+CREATE TABLE IF NOT EXISTS persist_state (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS persist_pending (
+    decision_index INTEGER PRIMARY KEY,
+    request BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS persist_effects (
+    effect_index INTEGER PRIMARY KEY,
+    decision_index INTEGER,
+    outcome TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    stored TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    version INTEGER
+);
+CREATE INDEX IF NOT EXISTS persist_effects_by_name
+    ON persist_effects (scope, name, effect_index) WHERE outcome = 'written';
+CREATE INDEX IF NOT EXISTS persist_effects_by_stored
+    ON persist_effects (scope, stored) WHERE outcome = 'written';
+CREATE TABLE IF NOT EXISTS persist_tombstones (
+    effect_index INTEGER PRIMARY KEY,
+    tombstone_index INTEGER NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS persist_purge (
+    tombstone_index INTEGER PRIMARY KEY,
+    scope TEXT NOT NULL,
+    stored TEXT NOT NULL
+);
+""" + "".join(
+    f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op} BEFORE {op.upper()} ON {t}\n"
+    f"BEGIN SELECT RAISE(ABORT, 'persistence records are insert-only'); END;\n"
+    for t in ("persist_effects", "persist_tombstones")
+    for op in ("update", "delete")
+)
+"""DDL of the index tables; effects and tombstones are insert-only."""
+
+_LIVE = (
+    "outcome = 'written' AND NOT EXISTS "
+    "(SELECT 1 FROM persist_tombstones t WHERE t.effect_index = e.effect_index)"
+)
+_OBJECT_COLUMNS = (
+    "e.effect_index, e.decision_index, e.scope, e.name, e.version, e.stored, e.digest, e.size, "
+    "e.time"
+)
+
+Tx = Callable[[], AbstractContextManager[sqlite3.Connection]]
+Query = Callable[[str, Sequence[object]], list[Any]]
+
+
+def indexed_to(db: sqlite3.Connection) -> int:
+    """The log size the index reflects (0 before anything was indexed)."""
+    row = db.execute("SELECT value FROM persist_state WHERE key = 'indexed_to'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def set_indexed_to(db: sqlite3.Connection, size: int) -> None:
+    """Record that the index reflects the log prefix ``[0, size)``."""
+    db.execute(
+        "INSERT INTO persist_state (key, value) VALUES ('indexed_to', ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (size,),
+    )
+
+
+def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> None:
+    """Apply one batch's index changes inside the caller's transaction."""
+    db.executemany(
+        "INSERT OR IGNORE INTO persist_pending (decision_index, request) VALUES (?, ?)",
+        [(p.decision_index, p.request) for p in ops.pending],
+    )
+    for e in ops.effects:
+        if e.decision_index is not None:
+            db.execute("DELETE FROM persist_pending WHERE decision_index = ?", (e.decision_index,))
+        version = None
+        if e.outcome == "written":
+            (version,) = db.execute(
+                "SELECT COUNT(*) + 1 FROM persist_effects"
+                " WHERE scope = ? AND name = ? AND outcome = 'written'",
+                (e.scope, e.name),
+            ).fetchone()
+        db.execute(
+            "INSERT OR IGNORE INTO persist_effects (effect_index, decision_index, outcome, scope,"
+            " name, stored, digest, size, time, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*_effect_row(e), version),
+        )
+    for t in ops.tombstones:
+        row = db.execute(
+            "SELECT scope, stored FROM persist_effects"
+            " WHERE effect_index = ? AND outcome = 'written'",
+            (t.effect_index,),
+        ).fetchone()
+        if row is None:
+            continue  # nothing was written there: nothing to delete
+        db.execute(
+            "INSERT OR IGNORE INTO persist_tombstones (effect_index, tombstone_index)"
+            " VALUES (?, ?)",
+            (t.effect_index, t.tombstone_index),
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO persist_purge (tombstone_index, scope, stored) VALUES (?, ?, ?)",
+            (t.tombstone_index, row[0], row[1]),
+        )
+
+
+def _effect_row(e: EffectRecord) -> tuple[object, ...]:
+    return (
+        e.effect_index,
+        e.decision_index,
+        e.outcome,
+        e.scope,
+        e.name,
+        e.stored,
+        e.digest,
+        e.size,
+        e.time,
+    )
+
+
+def _object(row: Sequence[Any]) -> ObjectRecord:
+    return ObjectRecord(
+        effect_index=int(row[0]),
+        decision_index=None if row[1] is None else int(row[1]),
+        scope=str(row[2]),
+        name=str(row[3]),
+        version=int(row[4]),
+        stored=str(row[5]),
+        digest=str(row[6]),
+        size=int(row[7]),
+        created_at=int(row[8]),
+    )
+
+
+class SQLitePersistIndex:
+    """Queries of the persistence index (the store's connection and lock)."""
+
+    def __init__(self, tx: Tx, query: Query) -> None:
+        """Use the owning store's transaction and query helpers.
+
+        Args:
+            tx: Opens a write transaction that commits on exit (raises StorageError).
+            query: Runs one read statement and returns its rows (raises StorageError).
+        """
+        self._tx = tx
+        self._query = query
+
+    def pending(self) -> list[PendingDecision]:
+        """Every ALLOW persist decision still awaiting its effect, in log order."""
+        rows = self._query(
+            "SELECT decision_index, request FROM persist_pending ORDER BY decision_index", ()
+        )
+        return [PendingDecision(int(r[0]), bytes(r[1])) for r in rows]
+
+    def pending_decision(self, decision_index: int) -> PendingDecision | None:
+        """The pending decision at ``decision_index``, or None (absent or already resolved)."""
+        rows = self._query(
+            "SELECT decision_index, request FROM persist_pending WHERE decision_index = ?",
+            (decision_index,),
+        )
+        return PendingDecision(int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def latest(self, scope: str, name: str) -> ObjectRecord | None:
+        """The newest live object named ``name`` in ``scope``."""
+        rows = self._query(
+            f"SELECT {_OBJECT_COLUMNS} FROM persist_effects e"  # noqa: S608 - constant fragments
+            f" WHERE e.scope = ? AND e.name = ? AND {_LIVE} ORDER BY e.effect_index DESC LIMIT 1",
+            (scope, name),
+        )
+        return _object(rows[0]) if rows else None
+
+    def version(self, scope: str, name: str, version: int) -> ObjectRecord | None:
+        """Live version ``version`` of ``name`` in ``scope``."""
+        rows = self._query(
+            f"SELECT {_OBJECT_COLUMNS} FROM persist_effects e"  # noqa: S608 - constant fragments
+            f" WHERE e.scope = ? AND e.name = ? AND e.version = ? AND {_LIVE}",
+            (scope, name, version),
+        )
+        return _object(rows[0]) if rows else None
+
+    def by_stored(self, scope: str, stored: str) -> ObjectRecord | None:
+        """A live object stored at ``stored`` in ``scope`` (content-addressed blobs are shared)."""
+        rows = self._query(
+            f"SELECT {_OBJECT_COLUMNS} FROM persist_effects e"  # noqa: S608 - constant fragments
+            f" WHERE e.scope = ? AND e.stored = ? AND {_LIVE} ORDER BY e.effect_index LIMIT 1",
+            (scope, stored),
+        )
+        return _object(rows[0]) if rows else None
+
+    def object_at(self, effect_index: int) -> ObjectRecord | None:
+        """The live object written by the effect entry ``effect_index``."""
+        rows = self._query(
+            f"SELECT {_OBJECT_COLUMNS} FROM persist_effects e"  # noqa: S608 - constant fragments
+            f" WHERE e.effect_index = ? AND {_LIVE}",
+            (effect_index,),
+        )
+        return _object(rows[0]) if rows else None
+
+    def objects(self, scope: str, name: str | None = None) -> list[ObjectRecord]:
+        """Live objects of ``scope`` (of one name if given), by name, newest first."""
+        where, params = (
+            ("e.scope = ?", [scope])
+            if name is None
+            else (
+                "e.scope = ? AND e.name = ?",
+                [scope, name],
+            )
+        )
+        rows = self._query(
+            f"SELECT {_OBJECT_COLUMNS} FROM persist_effects e"  # noqa: S608 - constant fragments
+            f" WHERE {where} AND {_LIVE} ORDER BY e.name, e.effect_index DESC",
+            params,
+        )
+        return [_object(r) for r in rows]
+
+    def purges(self) -> list[PurgeRecord]:
+        """Files whose tombstones are logged and that are not removed yet."""
+        rows = self._query(
+            "SELECT tombstone_index, scope, stored FROM persist_purge ORDER BY tombstone_index", ()
+        )
+        return [PurgeRecord(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def purged(self, tombstone_index: int) -> None:
+        """The file of ``tombstone_index`` is gone (or still used): drop it from the queue."""
+        with self._tx() as db:
+            db.execute("DELETE FROM persist_purge WHERE tombstone_index = ?", (tombstone_index,))

@@ -1,0 +1,311 @@
+"""The Persistence_Controller: effects only after a logged ALLOW (INV-9), in owned scopes (INV-4).
+
+Also the three modes (content-addressed, write-once, versioned), digest
+verification on every read, and the bad-input rules: unknown scope, another
+protocol's scope, oversized blob, digest or size mismatch: each a DENY with a
+reason, recorded in the log, with nothing written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import pytest
+from conftest import Env, outside_state, regular_files
+
+from sop_verified.core.persistence import index_entries
+from sop_verified.core.request import Decision, Effect, Stage, parse_request
+from sop_verified.errors import StorageError
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _refused(env: Env, d: Decision, code: str) -> dict[str, Any]:
+    assert d.effect is Effect.DENY, d
+    assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.PERSISTENCE, code), d.reasons
+    assert d.log_index is not None, "a refusal is recorded"
+    entry = env.log()[d.log_index]
+    assert (entry["type"], entry["outcome"]) == ("persist.effect", "refused")
+    assert entry["reasons"][0]["code"] == code
+    return entry
+
+
+def _allow(
+    env: Env, principal: str, action: str, resource: str, data: bytes
+) -> tuple[Any, Decision]:
+    """A genuine logged ALLOW for persisting ``data`` (not yet carried out)."""
+    raw = env.request(principal, action, resource)
+    raw["content_digest"] = _sha(data)
+    raw["context"] = {"size_bytes": len(data)}
+    request = parse_request(raw)
+    decision = env.sop.submit(request)
+    assert decision.effect is Effect.ALLOW, decision.reasons
+    return request, decision
+
+
+# ---- INV-9: the effect follows its logged ALLOW -------------------------------------------
+def test_write_happens_after_its_allow_is_logged(env: Env) -> None:
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", b"bytes")
+    assert d.effect is Effect.ALLOW
+    effect = d.extra["effect"]
+    assert d.log_index is not None and d.log_index < effect["index"]
+    log = env.log()
+    assert (log[d.log_index]["type"], log[d.log_index]["effect"]) == ("decision", "ALLOW")
+    assert log[d.log_index]["request"]["content_digest"] == _sha(b"bytes")
+    entry = log[effect["index"]]
+    assert (entry["type"], entry["outcome"], entry["decision_index"]) == (
+        "persist.effect",
+        "written",
+        d.log_index,
+    )
+    assert (env.scope_root("drac-artifacts") / effect["stored"]).read_bytes() == b"bytes"
+    assert effect["receipt"]["index"] == effect["index"]
+
+
+def test_deny_is_returned_unchanged_and_writes_nothing(env: Env) -> None:
+    raw = env.request("drac", "artifact.persist", "artifacts/drac/s1/x", capability="forged")
+    d = env.sop.persist(raw, b"x")
+    assert d.effect is Effect.DENY and d.reasons[0].stage is Stage.CAPABILITY
+    assert regular_files(env.data / "scopes") == set()
+    assert not [e for e in env.log() if e.get("type") == "persist.effect"]
+
+
+def test_unrecorded_allow_authorises_nothing(env: Env) -> None:
+    request, decision = _allow(env, "drac", "artifact.persist", "artifacts/drac/a", b"a")
+    forged = dataclasses.replace(decision, log_index=None, receipt=None)
+    assert env.sop.persistence is not None
+    d = env.sop.persistence.execute(forged, request, b"a")
+    assert d.reasons[0].code == "unrecorded"
+    assert regular_files(env.data / "scopes") == set()
+
+
+def test_dry_run_decision_authorises_nothing(env: Env) -> None:
+    raw = env.request("drac", "artifact.persist", "artifacts/drac/a")
+    raw.update(content_digest=_sha(b"a"), context={"size_bytes": 1})
+    request = parse_request(raw)
+    assert env.sop.kernel is not None and env.sop.persistence is not None
+    dry = env.sop.kernel.dry_run(request)
+    assert dry.effect is Effect.ALLOW
+    d = env.sop.persistence.execute(dry, request, b"a")
+    assert d.effect is Effect.DENY and d.reasons[0].code == "unrecorded"
+    assert regular_files(env.data / "scopes") == set()
+
+
+def test_forged_allow_pointing_at_another_log_entry_is_refused(env: Env) -> None:
+    request, decision = _allow(env, "drac", "artifact.persist", "artifacts/drac/a", b"a")
+    assert env.sop.persistence is not None
+    assert decision.log_index is not None
+    for index in (0, 1, decision.log_index + 1000):  # boot and admin entries, and beyond the end
+        forged = dataclasses.replace(decision, log_index=index)
+        d = env.sop.persistence.execute(forged, request, b"a")
+        _refused(env, d, "not_pending")
+    assert regular_files(env.data / "scopes") == set()
+
+
+def test_allow_for_another_request_is_refused(env: Env) -> None:
+    request, decision = _allow(env, "drac", "artifact.persist", "artifacts/drac/a", b"a")
+    other = request.model_copy(update={"resource": "artifacts/drac/b"})
+    assert env.sop.persistence is not None
+    _refused(env, env.sop.persistence.execute(decision, other, b"a"), "decision_mismatch")
+    renamed = request.model_copy(update={"request_id": "someone-else"})
+    _refused(env, env.sop.persistence.execute(decision, renamed, b"a"), "decision_mismatch")
+    assert regular_files(env.data / "scopes") == set()
+
+
+def test_one_allow_authorises_one_effect(env: Env) -> None:
+    request, decision = _allow(env, "csp", "state.persist", "state/csp/k", b"v1")
+    assert env.sop.persistence is not None
+    assert env.sop.persistence.execute(decision, request, b"v1").effect is Effect.ALLOW
+    again = env.sop.persistence.execute(decision, request, b"v1")
+    _refused(env, again, "not_pending")  # its effect entry closed it
+    assert len(env.sop.persistence.objects("csp-state", "k")) == 1
+
+
+def test_allow_being_carried_out_cannot_be_used_twice_at_once(env: Env) -> None:
+    request, decision = _allow(env, "csp", "state.persist", "state/csp/k", b"v1")
+    controller = env.sop.persistence
+    assert controller is not None and decision.log_index is not None
+    controller._claim(decision.log_index)  # another thread is carrying it out
+    _refused(env, controller.execute(decision, request, b"v1"), "decision_in_use")
+    assert regular_files(env.scope_root("csp-state")) == set()
+    controller._release(decision.log_index)
+
+
+def test_effect_needs_ready(env: Env) -> None:
+    request, decision = _allow(env, "drac", "artifact.persist", "artifacts/drac/a", b"a")
+    env.sop.registry.raise_alarm("persistence", "test alarm")
+    assert env.sop.persistence is not None
+    _refused(env, env.sop.persistence.execute(decision, request, b"a"), "not_ready")
+    assert regular_files(env.data / "scopes") == set()
+
+
+def test_effect_that_cannot_be_logged_is_denied_and_stays_pending(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = env.sop.store
+    assert store is not None and env.sop.persistence is not None
+    real = store.append_receipt
+
+    def failing(payload: bytes) -> Any:
+        if b'"persist.effect"' in payload:
+            raise StorageError("disk gone")
+        return real(payload)
+
+    monkeypatch.setattr(store, "append_receipt", failing)
+    d = env.persist("csp", "state.persist", "state/csp/k", b"v")
+    assert d.effect is Effect.DENY
+    assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.LOG, "effect_unrecorded")
+    assert d.extra["decision_index"] in [p.decision_index for p in store.persist.pending()]
+
+
+# ---- INV-4 and bad input ----------------------------------------------------------------
+def test_another_protocols_scope_is_refused_even_when_the_kernel_allows(env: Env) -> None:
+    before = outside_state(env)
+    d = env.persist("drac", "artifact.persist", "state/csp/k", b"not yours")
+    entry = _refused(env, d, "foreign_scope")
+    assert env.log()[d.extra["decision_index"]]["effect"] == "ALLOW"  # the kernel did allow
+    assert entry["decision_index"] == d.extra["decision_index"]  # the refusal closes it
+    assert regular_files(env.scope_root("csp-state")) == set()
+    assert outside_state(env) == before
+
+
+def test_unknown_scope_is_refused(env: Env) -> None:
+    d = env.persist("drac", "artifact.persist", "misc/x", b"x")
+    _refused(env, d, "unknown_scope")
+    assert regular_files(env.data / "scopes") == set()
+
+
+def test_oversized_blob_is_refused_and_nothing_is_written(env: Env) -> None:
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/big", b"x" * 65537)
+    _refused(env, d, "too_large")
+    assert "65536" in d.reasons[0].message
+    assert regular_files(env.data / "scopes") == set()
+    limit = env.persist("drac", "artifact.persist", "artifacts/drac/big", b"x" * 65536)
+    assert limit.effect is Effect.ALLOW
+
+
+def test_digest_mismatch_is_refused(env: Env) -> None:
+    d = env.persist(
+        "drac", "artifact.persist", "artifacts/drac/a", b"real", content_digest=_sha(b"x")
+    )
+    _refused(env, d, "digest_mismatch")
+    assert regular_files(env.data / "scopes") == set()
+
+
+def test_size_mismatch_is_refused(env: Env) -> None:
+    d = env.persist(
+        "drac", "artifact.persist", "artifacts/drac/a", b"real", context={"size_bytes": 1}
+    )
+    _refused(env, d, "size_mismatch")
+
+
+def test_digest_name_must_name_the_content(env: Env) -> None:
+    wrong = "0" * 64
+    d = env.persist("drac", "artifact.persist", f"artifacts/drac/sha256/{wrong}", b"blob")
+    _refused(env, d, "digest_mismatch")
+    hexd = hashlib.sha256(b"blob").hexdigest()
+    ok = env.persist("drac", "artifact.persist", f"artifacts/drac/sha256/{hexd}", b"blob")
+    assert ok.effect is Effect.ALLOW
+    r = env.read("emp", f"artifacts/drac/sha256/{hexd}")
+    assert r.data == b"blob"
+
+
+# ---- modes --------------------------------------------------------------------------------
+def test_content_addressed_blobs_are_stored_once(env: Env) -> None:
+    a = env.persist("drac", "artifact.persist", "artifacts/drac/s1/a", b"same")
+    b = env.persist("drac", "artifact.persist", "artifacts/drac/s2/b", b"same")
+    assert a.extra["effect"]["stored"] == b.extra["effect"]["stored"]
+    assert len(regular_files(env.scope_root("drac-artifacts"))) == 1
+    assert env.read("csp", "artifacts/drac/s1/a").data == b"same"
+    assert env.read("drac", "artifacts/drac/s2/b").data == b"same"
+
+
+def test_tampered_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) -> None:
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"original")
+    blob = env.scope_root("drac-artifacts") / d.extra["effect"]["stored"]
+    blob.write_bytes(b"tampered")
+    r = env.read("drac", "artifacts/drac/a")
+    assert r.data is None and r.decision.reasons[0].code == "integrity"
+    assert "expected `" + _sha(b"original") + "`" in r.decision.reasons[0].message
+    entry = env.log()[r.decision.log_index or 0]
+    assert (entry["op"], entry["outcome"]) == ("read", "refused")
+    again = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"original")
+    assert again.effect is Effect.ALLOW
+    assert env.read("drac", "artifacts/drac/a").data == b"original"
+
+
+def test_grown_file_is_refused_on_read(env: Env) -> None:
+    env.persist("emp", "verdict.record", "verdicts/emp/v", b"{}")
+    with open(env.scope_root("emp-verdicts") / "v", "ab") as fh:
+        fh.write(b"appended")
+    r = env.read("emp", "verdicts/emp/v")
+    assert r.data is None and r.decision.reasons[0].code == "integrity"
+
+
+def test_write_once_keeps_the_first_bytes(env: Env) -> None:
+    first = env.persist("emp", "verdict.record", "verdicts/emp/subject/claim", b"PROVED")
+    assert first.extra["effect"]["outcome"] == "written"
+    same = env.persist("emp", "verdict.record", "verdicts/emp/subject/claim", b"PROVED")
+    assert same.effect is Effect.ALLOW and same.extra["effect"]["outcome"] == "unchanged"
+    other = env.persist("emp", "verdict.record", "verdicts/emp/subject/claim", b"REFUTED")
+    _refused(env, other, "write_once_violation")
+    assert (env.scope_root("emp-verdicts") / "subject" / "claim").read_bytes() == b"PROVED"
+    assert env.read("drac", "verdicts/emp/subject/claim").data == b"PROVED"
+
+
+def test_versioned_scope_keeps_versions_and_the_latest(env: Env) -> None:
+    for i in (1, 2, 3):
+        d = env.persist("csp", "state.persist", "state/csp/k", f"v{i}".encode())
+        assert d.extra["effect"]["version"] == i
+    assert env.read("csp", "state/csp/k").data == b"v3"
+    assert env.read("csp", "state/csp/k@v1").data == b"v1"
+    assert env.read("csp", "state/csp/k@v9").decision.reasons[0].code == "not_found"
+    assert len(regular_files(env.scope_root("csp-state"))) == 3
+    d = env.persist("csp", "state.persist", "state/csp/k@v2", b"x")
+    _refused(env, d, "reserved_name")
+
+
+def test_read_of_another_protocols_scope_is_refused(env: Env) -> None:
+    env.persist("csp", "state.persist", "state/csp/k", b"private")
+    r = env.read("drac", "state/csp/k")  # the policy permits the read; the scope does not
+    assert r.data is None and r.decision.reasons[0].code == "foreign_scope"
+
+
+def test_read_needs_a_logged_read_decision(env: Env) -> None:
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"a")
+    request = parse_request(env.request("drac", "artifact.persist", "artifacts/drac/a"))
+    assert env.sop.persistence is not None
+    r = env.sop.persistence.read(d, request)
+    assert r.data is None and r.decision.reasons[0].code == "decision_mismatch"
+
+
+def test_read_of_nothing_is_refused(env: Env) -> None:
+    r = env.read("drac", "artifacts/drac/none")
+    assert r.data is None and r.decision.reasons[0].code == "not_found"
+
+
+# ---- the index reads the log ---------------------------------------------------------------
+def test_index_entries_ignores_what_it_cannot_read() -> None:
+    ops = index_entries(
+        [
+            (0, b"not json"),
+            (1, b'{"type":"persist.effect"}'),
+            (2, b'["type","decision","effect","ALLOW"]'),
+            (3, b'{"effect":"ALLOW","type":"decision","request":{"action":"artifact.read"}}'),
+            (4, b'{"type":"persist.tombstone","effect_index":"x"}'),
+        ]
+    )
+    assert not ops
+
+
+def test_index_follows_the_log_exactly(env: Env) -> None:
+    env.persist("drac", "artifact.persist", "artifacts/drac/a", b"a")
+    store = env.sop.store
+    assert store is not None
+    rows = store._query("SELECT value FROM persist_state WHERE key = 'indexed_to'", ())
+    assert rows[0][0] == store.log_size()
+    assert store.persist.pending() == []

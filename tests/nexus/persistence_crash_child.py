@@ -1,0 +1,61 @@
+"""Run one persist in a fresh process and kill it (SIGKILL) at a chosen point.
+
+Usage: ``python persistence_crash_child.py DATA TOKEN POINT PRINCIPAL ACTION RESOURCE PAYLOAD``.
+The crash points replace one function with a SIGKILL of this process, so no
+``finally`` block, no cleanup and no further log append runs: exactly what a
+power cut or ``kill -9`` leaves on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import sop_verified.core.persistence.writes as writes
+import sop_verified.storage.blobs as blobs
+from sop_verified.nexus.sop import SOP
+
+NOW = 1_800_000_000
+
+
+def _die(*_args: Any, **_kw: Any) -> Any:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+POINTS = {
+    # the ALLOW is logged; nothing else happened
+    "after_decision": [(writes, "_plan")],
+    # the temporary file is written and synced, not yet named
+    "after_temp": [(blobs, "_publish_exclusive"), (blobs, "_publish_replace")],
+    # the final name is linked, the temporary name not yet removed (two links)
+    "after_link": [(blobs, "_unlink_quiet")],
+    # the file is complete under its final name; the effect entry is not logged
+    "after_publish": [(writes, "_append")],
+    # the effect entry is logged; the caller never got its answer
+    "after_effect": [(writes, "_allowed")],
+}
+
+
+def main() -> None:
+    data, token, point, principal, action, resource, payload = sys.argv[1:8]
+    sop = SOP.boot(Path(data), now=lambda: NOW)
+    if str(sop.health) != "READY":
+        sys.exit(2)
+    for module, name in POINTS[point]:
+        setattr(module, name, _die)
+    request = {
+        "request_id": "crash-1",
+        "principal": principal,
+        "action": action,
+        "resource": resource,
+        "capability": token,
+    }
+    sop.persist(request, payload.encode())
+    sys.exit(3)  # the crash point was never reached
+
+
+if __name__ == "__main__":
+    main()

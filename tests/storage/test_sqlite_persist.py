@@ -1,0 +1,98 @@
+"""The persistence index follows the log in the log's own transaction, and catches up once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from sop_verified.core.persistence import index_entries
+from sop_verified.core.persistence.entries import Outcome, effect_entry
+from sop_verified.errors import StorageError
+from sop_verified.storage.persist_index import IndexOps
+from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.tools.canonical import canonical_json
+
+DIGEST = "sha256:" + "a" * 64
+REQUEST = {
+    "request_id": "r-1",
+    "principal": "csp",
+    "action": "state.persist",
+    "resource": "state/csp/k",
+    "channel": "bridge",
+    "context": {"size_bytes": 1},
+    "obligations": [],
+    "content_digest": DIGEST,
+}
+
+
+def _decision(effect: str = "ALLOW", action: str = "state.persist") -> bytes:
+    return canonical_json(
+        {"type": "decision", "effect": effect, "time": 1, "request": {**REQUEST, "action": action}}
+    )
+
+
+def _effect(decision_index: int) -> bytes:
+    return effect_entry(
+        op="write",
+        outcome=Outcome.WRITTEN,
+        time=2,
+        decision_index=decision_index,
+        request_id="r-1",
+        scope="csp-state",
+        name="k",
+        stored="k@d0",
+        digest=DIGEST,
+        size=1,
+    )
+
+
+def test_allow_persist_decision_is_pending_until_its_effect(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "sop.db")
+    store.set_entry_indexer(index_entries)
+    d = store.append(_decision())
+    store.append(_decision(effect="DENY"))
+    store.append(_decision(action="artifact.read"))
+    assert [p.decision_index for p in store.persist.pending()] == [d]
+    e = store.append(_effect(d))
+    assert store.persist.pending() == []
+    record = store.persist.latest("csp-state", "k")
+    assert record is not None and (record.effect_index, record.version) == (e, 1)
+    store.close()
+
+
+def test_index_catches_up_on_entries_appended_without_it(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "sop.db")
+    d = store.append(_decision())
+    store.append(_effect(d))
+    d2 = store.append(_decision())
+    assert store.persist.pending() == []  # nothing indexed yet
+    store.set_entry_indexer(index_entries)
+    assert [p.decision_index for p in store.persist.pending()] == [d2]
+    assert store.persist.latest("csp-state", "k") is not None
+    store.close()
+
+
+def test_a_failing_indexer_fails_the_batch_closed(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "sop.db")
+
+    def broken(entries: Sequence[tuple[int, bytes]]) -> IndexOps:
+        raise StorageError("indexer broke")
+
+    store.set_entry_indexer(broken)  # nothing to catch up on: not called yet
+    with pytest.raises(StorageError):
+        store.append(_decision())
+    assert store.log_size() == 0  # the entry was not acknowledged, nor committed
+    store.close()
+
+
+def test_effect_and_tombstone_rows_are_insert_only(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "sop.db")
+    store.set_entry_indexer(index_entries)
+    store.append(_effect(store.append(_decision())))
+    with pytest.raises(StorageError, match="insert-only"), store._tx() as db:
+        db.execute("UPDATE persist_effects SET digest = 'x'")
+    with pytest.raises(StorageError, match="insert-only"), store._tx() as db:
+        db.execute("DELETE FROM persist_effects")
+    store.close()
