@@ -15,6 +15,14 @@ from sop_verified.nexus.graph import boot_order
 from sop_verified.nexus.registry import Service, ServiceRegistry
 
 
+def test_the_declared_service_graph_boots_in_its_one_order() -> None:
+    from sop_verified.nexus.sop import SERVICE_GRAPH
+
+    order = boot_order(SERVICE_GRAPH)
+    assert sorted(order) == sorted(SERVICE_GRAPH)
+    assert order == boot_order(dict(reversed(list(SERVICE_GRAPH.items()))))
+
+
 def test_ties_are_broken_by_name() -> None:
     assert boot_order({"b": [], "a": [], "c": ["a"]}) == ["a", "b", "c"]
 
