@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sop_verified.core.drac.phases import DEFAULT_PHASES, check_phases
 from sop_verified.core.persistence.scopes import (
     DEFAULT_MAX_BLOB_BYTES,
     Retention,
@@ -30,6 +31,7 @@ from sop_verified.tools.paths import Glob, check_path
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "DracConfig",
     "RetentionConfig",
     "SOPConfig",
     "ScopeConfig",
@@ -103,6 +105,10 @@ owners = ["csp"]
 mode = "write-once"
 path = "snapshots/csp/manifests/**"
 max_blob_bytes = 1048576
+
+[drac]
+# DRAC's per-session phase order: a phase is entered only after the previous one completed
+phases = ["SCAN", "RESOLVE", "ASSEMBLE", "VERIFY", "FREEZE"]
 """
 
 
@@ -204,6 +210,44 @@ def _covered(prefix: str, approved: tuple[str, ...]) -> bool:
     return False
 
 
+class DracConfig(BaseModel):
+    """``[drac]``: the per-session phase order (default SCAN, RESOLVE, ASSEMBLE, VERIFY, FREEZE)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    phases: tuple[str, ...] = DEFAULT_PHASES
+
+    @field_validator("phases", mode="before")
+    @classmethod
+    def _list(cls, v: Any) -> Any:
+        return _tuple(v)
+
+    @field_validator("phases")
+    @classmethod
+    def _order(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return check_phases(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class ProofsConfig(BaseModel):
+    """The proof gate's settings: z3's deterministic budget and the cvc5 cross-check."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    rlimit: int = Field(default=5_000_000, ge=10_000, le=1_000_000_000)
+    workers: int = Field(default=1, ge=1, le=16)
+    cross_check: tuple[str, ...] = Field(default=(), max_length=64)
+    """Obligation classes (the id up to the first `:`, e.g. `scope`, or `*`) whose PROVED
+    verdicts cvc5 must confirm; a disagreement denies and raises the integrity alarm."""
+
+    @field_validator("cross_check", mode="before")
+    @classmethod
+    def _classes(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+
 class SOPConfig(BaseModel):
     """The validated configuration."""
 
@@ -213,6 +257,8 @@ class SOPConfig(BaseModel):
     storage: str = Field(pattern=r"^sqlite$")
     scopes: ScopesConfig
     scope: tuple[ScopeConfig, ...] = Field(default=(), max_length=64)
+    drac: DracConfig = Field(default_factory=DracConfig)
+    proofs: ProofsConfig = Field(default_factory=ProofsConfig)
 
     @field_validator("scope", mode="before")
     @classmethod

@@ -32,10 +32,18 @@ reader = ["drac", "emp", "csp"]
 id = "drac-persist-artifacts"
 effect = "permit"
 principal = ["role:compiler"]
-action = ["artifact.persist", "phase.advance"]
+action = ["artifact.persist"]
 resource = ["artifacts/drac/**"]
 channel = "bridge"
 when = 'context.size_bytes <= 1048576'
+
+[[policy]]
+id = "drac-phases"
+effect = "permit"
+principal = ["role:compiler"]
+action = ["phase.advance"]
+resource = ["artifacts/drac/sessions/**"]
+channel = "bridge"
 
 [[policy]]
 id = "emp-record-verdicts"

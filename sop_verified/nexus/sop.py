@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from sop_verified.core.capability import Capability, CapabilityRegistry
 from sop_verified.core.health import Health
@@ -56,12 +56,15 @@ from sop_verified.errors import (
     SOPError,
 )
 from sop_verified.nexus import persistence as persistence_service
+from sop_verified.nexus import protocols as protocol_service
 from sop_verified.nexus.boot import BootReport, boot
 from sop_verified.nexus.config import SOPConfig, init_data_dir, load_config, load_mac_key
 from sop_verified.nexus.keys import load_attestation_key, load_checkpoint_signer
 from sop_verified.nexus.log_service import attest, open_signed_log, rotate_key
 from sop_verified.nexus.registry import Service, ServiceRegistry
 from sop_verified.nexus.verdict_attest import AttestingVerdictStore
+from sop_verified.protocols.csp import CSP
+from sop_verified.protocols.drac import DRAC
 from sop_verified.protocols.emp import EMP
 from sop_verified.storage.sqlite import SQLiteStore
 from sop_verified.tools.attest import PREDICATE_BOOT
@@ -88,6 +91,7 @@ SERVICE_GRAPH: dict[str, tuple[str, ...]] = {
     "proof_gate": ("keys", "log", "storage"),
     "kernel": ("capabilities", "log", "policy", "proof_gate"),
     "persistence": ("config", "log", "storage"),
+    "protocols": ("config", "keys", "log", "persistence", "storage"),
 }
 
 
@@ -126,6 +130,7 @@ class SOP:
         self.attestation_key: Ed25519PrivateKey | None = None
         self.persistence: PersistenceController | None = None
         self.recovery: RecoveryReport | None = None
+        self.protocols: protocol_service.ProtocolServices | None = None
 
     # ---- life cycle -------------------------------------------------------------------
     @staticmethod
@@ -162,6 +167,8 @@ class SOP:
             self.gate.close()
         if self.persistence is not None:
             self.persistence.close()
+        if self.protocols is not None:
+            self.protocols.close()
         if self.store is not None:
             self.store.close()
 
@@ -219,8 +226,43 @@ class SOP:
 
     @property
     def emp(self) -> EMP:
-        """EMP's facade: ``sop.emp.submit_obligation(obligation, token=...)``."""
-        return EMP(self)
+        """EMP's facade: ``submit_obligation(obligation, token=...)``, ``record_output``."""
+        return EMP(self, None if self.protocols is None else self.protocols.emp)
+
+    @property
+    def drac(self) -> DRAC:
+        """DRAC's facade: session phases and the artifact catalog (:mod:`..protocols.drac`)."""
+        return DRAC(_need(self.protocols, "protocols").drac)
+
+    @property
+    def csp(self) -> CSP:
+        """CSP's facade: eligible state, snapshots, resume (:mod:`..protocols.csp`)."""
+        return CSP(_need(self.protocols, "protocols").csp)
+
+    def register_emp_key(self, public_key: Ed25519PublicKey | bytes | str) -> str:
+        """Register the Ed25519 key EMP signs verification outputs with (admin plane); logged.
+
+        Returns:
+            The key id (hex SHA-256 of the raw public key); registering it again changes nothing.
+        """
+        self._ready_caps()
+        key = protocol_service.load_public_key(public_key)
+        return protocol_service.register_emp_key(
+            _need(self.protocols, "protocols"), key, self.now()
+        )
+
+    def revoke_snapshot(self, snapshot: str, reason: str = "revoked by the operator") -> None:
+        """Revoke a CSP snapshot (admin plane); logged. It and its descendants never resume."""
+        self._ready_caps()
+        protocol_service.revoke_snapshot(
+            _need(self.protocols, "protocols"), snapshot, reason, self.now()
+        )
+
+    def authorize_rollback(self, session: str, snapshot: str) -> Receipt:
+        """Authorise resuming an older snapshot of ``session`` (admin plane); logged first."""
+        self._ready_caps()
+        services = _need(self.protocols, "protocols")
+        return protocol_service.authorize_rollback(services, session, snapshot, self.now())
 
     # ---- the admin plane (never reachable through submit) ---------------------------------
     def admit(
@@ -431,8 +473,13 @@ class SOP:
         if self._gate_override is not None:
             self.gate = self._gate_override
             return
+        proofs = _need(self.config, "config").proofs
         self.gate = Z3ProofGate(
-            GateConfig(workers=1),
+            GateConfig(
+                rlimit=proofs.rlimit,
+                workers=proofs.workers,
+                cross_check=frozenset(proofs.cross_check),
+            ),
             store=AttestingVerdictStore(
                 SealedVerdictStore(_need(self.store, "storage"), derive_seal_key(self._mac_key)),
                 _need(self.log, "log"),
@@ -467,6 +514,20 @@ class SOP:
     def _test_persistence(self) -> None:
         persistence_service.self_test(_need(self.persistence, "persistence"))
 
+    def _start_protocols(self) -> None:
+        self.protocols = protocol_service.start(
+            config=_need(self.config, "config"),
+            store=_need(self.store, "storage"),
+            log=_need(self.log, "log"),
+            persistence=_need(self.persistence, "persistence"),
+            key=_need(self.attestation_key, "keys"),
+            submit=self.submit,
+            now=self.now,
+        )
+
+    def _test_protocols(self) -> None:
+        protocol_service.self_test(_need(self.protocols, "protocols"))
+
     def _start_kernel(self) -> None:
         self.kernel = OpsKernel(
             capabilities=_need(self.capabilities, "capabilities"),
@@ -479,11 +540,13 @@ class SOP:
         )
 
     def _derive_obligations(self, request: Request) -> list[Obligation]:
-        """SOP's own obligations: a persist action's target lies in the approved scopes (INV-4)."""
+        """SOP's own obligations: persist targets in the approved scopes (INV-4), DRAC phase
+        order, CSP resume lineage (INV-7; :mod:`sop_verified.core.protocol_obligations`)."""
+        out = protocol_service.derive(self.protocols, request)
         if request.action not in PERSIST_ACTIONS:
-            return []
+            return out
         approved = _need(self.config, "config").scopes.approved
-        return [scope_containment(request.resource, approved)]  # spec: INV-4
+        return [scope_containment(request.resource, approved), *out]  # spec: INV-4
 
     def _test_kernel(self) -> None:
         kernel = _need(self.kernel, "kernel")

@@ -1,4 +1,4 @@
-"""EMP's interface: submit proof obligations through the bridge and get the recorded verdict.
+"""EMP's interface: proof obligations through the gate, verification outputs write-once.
 
 ``sop.emp.submit_obligation(obligation, token=...)`` sends an
 ``obligation.submit`` request carrying the obligation under EMP's scope. The
@@ -6,6 +6,13 @@ kernel checks EMP's capability and the policy set, sends the obligation
 through the proof gate, and logs the decision; the outcome pairs that
 decision with the verdict the gate recorded (PROVED, REFUTED with its
 counterexample, UNKNOWN with its reason, REJECTED with what was wrong).
+
+``sop.emp.record_output(output, token=...)`` records a verification output
+EMP signed (:func:`~sop_verified.core.emp.sign_output`) with a key the
+operator registered: a ``verdict.record`` request, then (on ALLOW) the
+signature is verified, the output stored write-once and attested. A second,
+different output for the same subject and claim is refused
+(``immutability_violation``; nothing is written).
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sop_verified.core.emp import EmpController, VerificationOutput, output_resource
 from sop_verified.core.obligations import VerdictResult
 from sop_verified.core.request import Decision, Obligation, Stage
+from sop_verified.errors import SOPError
 from sop_verified.protocols.bridge import Bridge, new_request_id
+from sop_verified.protocols.requests import bridge_request
 
 __all__ = ["EMP", "ObligationOutcome"]
 
@@ -50,8 +60,39 @@ class EMP:
 
     principal = "emp"
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Bridge, outputs: EmpController | None = None) -> None:
         self._bridge = bridge
+        self._outputs = outputs
+
+    def record_output(
+        self, output: VerificationOutput, *, token: str, request_id: str | None = None
+    ) -> Decision:
+        """Record a signed verification output, write-once, with an attestation.
+
+        Args:
+            output: the output, signed by EMP with a registered key.
+            token: EMP's capability token.
+            request_id: optional; a fresh one by default.
+
+        Returns:
+            The decision; on ALLOW ``extra["output"]`` is the record (and
+            ``extra["unchanged"]`` is True when this very output was recorded before).
+
+        Raises:
+            SOPError: the facade was made without SOP's EMP controller.
+        """
+        if self._outputs is None:
+            raise SOPError("this EMP facade has no output controller; use `sop.emp`")
+        data = output.to_bytes()
+        request = bridge_request(
+            self.principal,
+            "verdict.record",
+            output_resource(output.subject, output.claim),
+            token=token,
+            request_id=request_id,
+            data=data,
+        )
+        return self._outputs.record(request, output)
 
     def submit_obligation(
         self, obligation: Obligation | dict[str, Any], *, token: str, request_id: str | None = None

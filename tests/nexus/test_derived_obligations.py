@@ -84,3 +84,20 @@ def test_wider_attenuation_is_refused_by_the_gate_with_a_counterexample(tmp_path
             sop.attenuate(token, actions=["artifact.persist"], resources=["artifacts/**"])
     finally:
         sop.close()
+
+
+def test_proof_settings_come_from_the_configuration(tmp_path: Path) -> None:
+    from sop_verified.core.proofgate import Z3ProofGate
+    from sop_verified.nexus.config import DEFAULT_CONFIG
+
+    config = DEFAULT_CONFIG + '\n[proofs]\nrlimit = 200000\ncross_check = ["scope"]\n'
+    from sop_verified.nexus.config import init_data_dir
+
+    init_data_dir(tmp_path / "d", config_text=config)
+    sop = SOP.boot(tmp_path / "d", now=lambda: NOW)
+    try:
+        assert isinstance(sop.gate, Z3ProofGate)
+        assert sop.gate.config.rlimit == 200_000
+        assert sop.gate.config.cross_check == frozenset({"scope"})
+    finally:
+        sop.close()

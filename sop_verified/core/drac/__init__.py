@@ -1,0 +1,40 @@
+"""DRAC's authority: the per-session phase machine and the artifact catalog.
+
+``DracState`` (:mod:`.catalog`) is rebuilt from the log; ``DracController``
+(:mod:`.controller`) carries out ``phase.advance``, catalogued
+``artifact.persist`` and catalog queries after the kernel's logged ALLOW;
+:mod:`.phases` holds the phase order, the resource grammar and the
+``phase_order`` obligations the kernel derives.
+"""
+
+from sop_verified.core.drac.catalog import ArtifactRecord, DracState, check_inputs, provenance
+from sop_verified.core.drac.controller import CatalogQuery, DracController
+from sop_verified.core.drac.phases import (
+    DEFAULT_PHASES,
+    PhaseEvent,
+    PhaseMachine,
+    Step,
+    artifact_resource,
+    check_phases,
+    parse_artifact,
+    parse_step,
+    step_resource,
+)
+
+__all__ = [
+    "DEFAULT_PHASES",
+    "ArtifactRecord",
+    "CatalogQuery",
+    "DracController",
+    "DracState",
+    "PhaseEvent",
+    "PhaseMachine",
+    "Step",
+    "artifact_resource",
+    "check_inputs",
+    "check_phases",
+    "parse_artifact",
+    "parse_step",
+    "provenance",
+    "step_resource",
+]

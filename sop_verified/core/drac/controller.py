@@ -1,0 +1,289 @@
+"""DRAC's controller: phase steps, catalogued artifacts and catalog queries, each gated.
+
+Every call sends one request through the kernel (capability, policy, SOP's
+derived obligations including the phase-order one, the log) and acts only on
+a logged ALLOW (INV-9):
+
+- :meth:`DracController.step` (``phase.advance``): re-checks the step in
+  plain code, then logs the ``drac.phase`` record that moves the session;
+- :meth:`DracController.catalog` (``artifact.persist``): re-checks the
+  session is in the artifact's open phase, stores the bytes through the
+  persistence controller, logs a SLSA provenance attestation (inputs to
+  output) and then the ``drac.artifact`` record;
+- :meth:`DracController.query` (``artifact.read``): the catalog, filtered by
+  session, phase and digest.
+
+Calls that change a session are serialised, so the state the kernel's
+obligation was derived from is the state the effect is checked against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.drac.catalog import ArtifactRecord, DracState, check_inputs, provenance
+from sop_verified.core.drac.phases import (
+    PHASE_PATTERN,
+    SESSION_PATTERN,
+    Step,
+    parse_artifact,
+    parse_step,
+)
+from sop_verified.core.effects import (
+    Attest,
+    Submit,
+    diagnose,
+    explain,
+    failure_reason,
+    parse_or_deny,
+    refuse,
+    rule,
+)
+from sop_verified.core.ledger import ProtocolLedger
+from sop_verified.core.persistence import PersistenceController
+from sop_verified.core.ports import Clock
+from sop_verified.core.request import CONTENT_DIGEST_PATTERN, Decision, Request
+from sop_verified.errors import ProtocolError
+from sop_verified.tools.attest import PREDICATE_ARTIFACT
+
+__all__ = ["CatalogQuery", "DracController"]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogQuery:
+    """A catalog query's decision and, when allowed, the matching artifacts."""
+
+    decision: Decision
+    artifacts: tuple[ArtifactRecord, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        """True only for an ALLOW."""
+        return self.decision.allowed
+
+
+def _not(code: str, message: str) -> ProtocolError:
+    return ProtocolError(message, code=code)
+
+
+@invariant(lambda self: self._state is not None and self._ledger is not None)
+class DracController:
+    """Carries out DRAC's gated operations."""
+
+    def __init__(
+        self,
+        *,
+        state: DracState,
+        ledger: ProtocolLedger,
+        submit: Submit,
+        persistence: PersistenceController,
+        attest: Attest,
+        now: Clock,
+    ) -> None:
+        """Wire the controller to the state, the ledger, the kernel and the persistence."""
+        self._state = state
+        self._ledger = ledger
+        self._submit = submit
+        self._persistence = persistence
+        self._attest = attest
+        self._now = now
+        self._lock = threading.RLock()
+
+    @property
+    def state(self) -> DracState:
+        """DRAC's state (read-only use: the phase machine and the catalog)."""
+        return self._state
+
+    @require(lambda raw: raw is not None)
+    @ensure(lambda result: not result.allowed or "phase" in result.extra)
+    def step(self, raw: Request | dict[str, Any]) -> Decision:
+        """Decide a ``phase.advance`` request and, on ALLOW, move the session one step.
+
+        Returns:
+            The kernel's DENY (explained when the phase order refused it), a
+            refusal, or the ALLOW with ``extra["phase"]`` (the record and its receipt).
+        """
+        request = parse_or_deny(self._submit, raw)
+        if isinstance(request, Decision):
+            return request
+        with self._lock:
+            return _step(self, request)
+
+    @require(lambda data: isinstance(data, bytes))
+    @ensure(lambda result: not result.allowed or "artifact" in result.extra)
+    def catalog(
+        self, raw: Request | dict[str, Any], data: bytes, inputs: Sequence[str] = ()
+    ) -> Decision:
+        """Decide an ``artifact.persist`` of a session artifact; on ALLOW store and catalogue it.
+
+        Args:
+            raw: the request (its resource ``artifacts/drac/sessions/<s>/<PHASE>/<name>``,
+                its ``content_digest`` and ``context.size_bytes`` those of ``data``).
+            data: the artifact's bytes.
+            inputs: the digests it was made from.
+
+        Returns:
+            The DENY, a refusal, or the ALLOW with ``extra["artifact"]`` (the
+            record) and ``extra["effect"]`` (the write).
+        """
+        request = parse_or_deny(self._submit, raw)
+        if isinstance(request, Decision):
+            return request
+        with self._lock:
+            return _catalog(self, request, data, inputs)
+
+    @require(lambda raw: raw is not None)
+    @ensure(lambda result: result.allowed or not result.artifacts)
+    def query(
+        self,
+        raw: Request | dict[str, Any],
+        *,
+        session: str | None = None,
+        phase: str | None = None,
+        digest: str | None = None,
+    ) -> CatalogQuery:
+        """Decide an ``artifact.read`` of the catalog; on ALLOW return the matching artifacts."""
+        request = parse_or_deny(self._submit, raw)
+        if isinstance(request, Decision):
+            return CatalogQuery(request)
+        decision = self._submit(request)
+        if not decision.allowed:
+            return CatalogQuery(decision)
+        if request.action != "artifact.read" or not _filters_ok(session, phase, digest):
+            why = rule(
+                _not(
+                    "bad_query",
+                    f"`{request.action}` with filters `{session}`, `{phase}`, `{digest}` "
+                    "does not read the catalog",
+                )
+            )
+            return CatalogQuery(self._ledger.refuse("drac", decision, request, [why]))
+        found = self._state.query(session=session, phase=phase, digest=digest)
+        return CatalogQuery(decision, tuple(found))
+
+
+def _filters_ok(session: str | None, phase: str | None, digest: str | None) -> bool:
+    checks = ((session, SESSION_PATTERN), (phase, PHASE_PATTERN), (digest, CONTENT_DIGEST_PATTERN))
+    return all(v is None or re.fullmatch(p, v) is not None for v, p in checks)
+
+
+def _step(c: DracController, request: Request) -> Decision:
+    step = parse_step(request.resource) if request.action == "phase.advance" else None
+    machine = c._state.machine
+    why = None if step is None else diagnose(lambda: machine.check_step(step))
+    decision = c._submit(request)
+    if not decision.allowed:
+        return explain(c._ledger, "drac", decision, request, why)
+    try:
+        if step is None:
+            raise _not("not_a_step", f"`{request.resource}` names no DRAC phase step")
+        _check_context(request, step.session, step.phase)
+        machine.check_step(step)  # DRAC rule: the previous phase completed and was logged
+        receipt = c._ledger.record(_phase_entry(c, decision, request, step))
+    except Exception as exc:  # spec: INV-2 — no step unless every check passed and it is logged
+        return refuse(
+            c._ledger, "drac", decision, request, failure_reason(exc, "the step"), now=c._now()
+        )
+    record = {"session": step.session, "phase": step.phase, "event": str(step.event)}
+    extra = {**decision.extra, "phase": {**record, "receipt": receipt.to_dict()}}
+    return dataclasses.replace(decision, extra=extra)
+
+
+def _check_context(request: Request, session: str, phase: str) -> None:
+    for name, want in (("session", session), ("phase", phase)):
+        got = request.context.get(name)
+        if got is not None and got != want:
+            raise _not(
+                "context_mismatch", f"`context.{name}` is `{got}`, the resource says `{want}`"
+            )
+
+
+def _phase_entry(
+    c: DracController, decision: Decision, request: Request, step: Step
+) -> dict[str, Any]:
+    return {
+        "type": "drac.phase",
+        "session": step.session,
+        "phase": step.phase,
+        "event": str(step.event),
+        "decision_index": decision.log_index,
+        "request_id": request.request_id,
+        "time": c._now(),
+    }
+
+
+def _catalog(c: DracController, request: Request, data: bytes, inputs: Sequence[str]) -> Decision:
+    target = parse_artifact(request.resource) if request.action == "artifact.persist" else None
+    machine = c._state.machine
+    why = None if target is None else diagnose(lambda: machine.check_open(target[0], target[1]))
+    decision = c._submit(request)
+    if not decision.allowed:
+        return explain(c._ledger, "drac", decision, request, why)
+    try:
+        if target is None:
+            raise _not("not_an_artifact", f"`{request.resource}` names no session artifact")
+        _check_context(request, target[0], target[1])
+        checked = check_inputs(inputs)
+        machine.check_open(target[0], target[1])  # DRAC rule: only the open phase's artifacts
+    except Exception as exc:  # spec: INV-2 — refused before anything is written
+        return refuse(
+            c._ledger, "drac", decision, request, failure_reason(exc, "cataloguing"), now=c._now()
+        )
+    written = c._persistence.execute(decision, request, data)  # spec: INV-9 — after the record
+    if not written.allowed:
+        return written
+    try:
+        record = _record_artifact(c, written, request, target, checked)
+    except Exception as exc:  # spec: INV-2 — stored but not catalogued: say so, DENY
+        return c._ledger.refuse("drac", written, request, [failure_reason(exc, "cataloguing")])
+    return dataclasses.replace(written, extra={**written.extra, "artifact": record.to_dict()})
+
+
+def _record_artifact(
+    c: DracController,
+    written: Decision,
+    request: Request,
+    target: tuple[str, str, str],
+    inputs: tuple[str, ...],
+) -> ArtifactRecord:
+    session, phase, name = target
+    effect = written.extra["effect"]
+    digest, index = str(effect["digest"]), int(written.log_index or 0)
+    predicate = provenance(
+        session=session,
+        phase=phase,
+        name=name,
+        inputs=inputs,
+        known=c._state.names(inputs),
+        request_id=request.request_id,
+        decision_index=index,
+        time=c._now(),
+    )
+    subject = [(request.resource, digest.removeprefix("sha256:"))]
+    attestation = c._attest("artifact", subject, PREDICATE_ARTIFACT, predicate)
+    entry = {
+        "type": "drac.artifact",
+        "session": session,
+        "phase": phase,
+        "name": name,
+        "digest": digest,
+        "size": int(effect["size"]),
+        "inputs": list(inputs),
+        "resource": request.resource,
+        "decision_index": index,
+        "effect_index": int(effect["index"]),
+        "attestation_index": attestation.index,
+        "request_id": request.request_id,
+        "time": c._now(),
+    }
+    receipt = c._ledger.record(entry)
+    found = [r for r in c._state.query(digest=digest) if r.log_index == receipt.index]
+    if not found:
+        raise _not("effect_failed", f"the catalogue record `{receipt.index}` was not applied")
+    return found[0]

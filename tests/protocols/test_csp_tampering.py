@@ -1,0 +1,145 @@
+"""Every way to tamper with a snapshot is refused at resume (INV-7), with the check that caught it.
+
+The attacker here holds the disk (scope files and the SQLite database) but no
+key: blobs and manifests are edited or swapped in place, log rows are
+rewritten (after dropping the append-only trigger), an old snapshot is
+replayed. Each case resumes through ``sop.csp.resume`` and must be DENY,
+recorded, with no state handed back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from protocol_env import Env
+
+from sop_verified.core.csp import ResumeResult, seal_statement
+from sop_verified.core.csp.manifest import Manifest
+from sop_verified.core.request import Effect, Stage
+from sop_verified.tools.attest import sign_envelope
+from sop_verified.tools.canonical import canonical_json
+
+BLOBS = "scopes/csp/snapshots/blobs/sha256"
+MANIFESTS = "scopes/csp/snapshots/manifests"
+
+
+def _snapshot(env: Env, session: str, state: dict[str, bytes]) -> tuple[str, dict[str, str]]:
+    digests = {}
+    for key, data in state.items():
+        d = env.sop.csp.put_blob(data, state_class="working", token=env.csp)
+        assert d.allowed, d.reasons
+        digests[key] = str(d.extra["effect"]["digest"])
+    sealed = env.sop.csp.seal(session, digests, parent=None, token=env.csp)
+    assert sealed.allowed, sealed.reasons
+    return str(sealed.extra["snapshot"]["snapshot"]), digests
+
+
+def _blob_file(env: Env, digest: str) -> Path:
+    hexd = digest.removeprefix("sha256:")
+    return env.data_dir / BLOBS / hexd[:2] / hexd
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    os.chmod(path, 0o600)
+    path.write_bytes(data)
+
+
+def _refused(result: ResumeResult, code: str) -> None:
+    assert result.decision.effect is Effect.DENY, result.decision
+    assert result.state is None
+    first = result.decision.reasons[0]
+    assert (first.stage, first.code) == (Stage.PROTOCOL, code), result.decision.reasons
+    assert result.decision.log_index is not None  # the refusal is recorded
+
+
+def _rewrite_log_entry(env: Env, index: int, payload: bytes) -> None:
+    """Rewrite one log row as an attacker with the database file would, then boot again."""
+    env.sop.close()
+    db = env.db()
+    db.execute("DROP TRIGGER log_entries_no_update")
+    db.execute("UPDATE log_entries SET payload = ? WHERE idx = ?", (payload, index))
+    db.close()
+    env.reboot()
+
+
+def test_an_untampered_snapshot_resumes(own_env: Env) -> None:
+    snap, _ = _snapshot(own_env, "ok", {"wm": b"fine"})
+    assert own_env.sop.csp.resume("ok", snap, token=own_env.csp).state == {"wm": b"fine"}
+
+
+def test_an_edited_blob_is_refused(own_env: Env) -> None:
+    snap, digests = _snapshot(own_env, "eb", {"wm": b"true memory"})
+    _overwrite(_blob_file(own_env, digests["wm"]), b"false memory")
+    _refused(own_env.sop.csp.resume("eb", snap, token=own_env.csp), "blob_digest")
+
+
+def test_a_swapped_blob_is_refused(own_env: Env) -> None:
+    snap, digests = _snapshot(own_env, "sb", {"a": b"alpha", "b": b"beta"})
+    _overwrite(_blob_file(own_env, digests["a"]), b"beta")  # a's file now holds b's bytes
+    _refused(own_env.sop.csp.resume("sb", snap, token=own_env.csp), "blob_digest")
+
+
+def test_a_deleted_blob_is_refused(own_env: Env) -> None:
+    snap, digests = _snapshot(own_env, "db", {"wm": b"gone"})
+    _blob_file(own_env, digests["wm"]).unlink()
+    _refused(own_env.sop.csp.resume("db", snap, token=own_env.csp), "missing_blob")
+
+
+def test_an_edited_manifest_is_refused(own_env: Env) -> None:
+    snap, _ = _snapshot(own_env, "em", {"wm": b"manifest"})
+    path = own_env.data_dir / MANIFESTS / "em" / f"{snap}.json"
+    planted = own_env.sop.csp.put_blob(b"planted", state_class="working", token=own_env.csp)
+    original = Manifest.parse(path.read_bytes())
+    edited = Manifest.build(
+        session="em",
+        parent=None,
+        created=original.created,
+        entries={"wm": str(planted.extra["effect"]["digest"])},
+    )
+    _overwrite(path, edited.to_bytes())  # a well-formed manifest naming a stored blob
+    _refused(own_env.sop.csp.resume("em", snap, token=own_env.csp), "manifest_digest")
+
+
+def test_a_replayed_old_snapshot_is_refused(own_env: Env) -> None:
+    old, digests = _snapshot(own_env, "rp", {"wm": b"old"})
+    new = own_env.sop.csp.seal(
+        "rp", {"wm": digests["wm"], "x": digests["wm"]}, parent=old, token=own_env.csp
+    )
+    assert new.allowed
+    assert own_env.sop.csp.resume(
+        "rp", new.extra["snapshot"]["snapshot"], token=own_env.csp
+    ).allowed
+    _refused(own_env.sop.csp.resume("rp", old, token=own_env.csp), "lineage")
+
+
+def _seal_entry(env: Env, snap: str) -> tuple[int, dict[str, object]]:
+    services = env.sop.protocols
+    assert services is not None
+    seal = services.book.seal(snap)
+    assert seal is not None
+    return seal.log_index, orjson.loads(seal.payload)
+
+
+def test_a_forged_seal_is_refused(own_env: Env) -> None:
+    snap, _ = _snapshot(own_env, "fs", {"wm": b"forged"})
+    index, entry = _seal_entry(own_env, snap)
+    path = own_env.data_dir / MANIFESTS / "fs" / f"{snap}.json"
+    manifest = Manifest.parse(path.read_bytes())
+    forger = Ed25519PrivateKey.from_private_bytes(b"\x42" * 32)
+    statement = seal_statement(manifest, str(entry["resource"]))
+    entry["envelope"] = sign_envelope(statement, forger, "forger")
+    own_env.sop.csp.put_blob(b"later entry", state_class="working", token=own_env.csp)
+    _rewrite_log_entry(own_env, index, canonical_json(entry))
+    _refused(own_env.sop.csp.resume("fs", snap, token=own_env.csp), "seal_signature")
+
+
+def test_an_unlogged_seal_is_refused(own_env: Env) -> None:
+    snap, _ = _snapshot(own_env, "us", {"wm": b"unlogged"})
+    index, entry = _seal_entry(own_env, snap)
+    entry["time"] = int(str(entry["time"])) + 1  # the signed envelope is intact; the entry is not
+    own_env.sop.csp.put_blob(b"later entry", state_class="working", token=own_env.csp)
+    _rewrite_log_entry(own_env, index, canonical_json(entry))
+    _refused(own_env.sop.csp.resume("us", snap, token=own_env.csp), "seal_not_logged")
