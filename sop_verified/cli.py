@@ -285,9 +285,28 @@ def _render_demo(result: Any) -> None:
         table.add_row(str(i), r["label"], f"[{colour}]{r['effect']}[/]", why)
     out.print(table)
     data = result.to_dict()
+    out.print(f"{data['allowed']} allowed, {data['denied']} denied; every decision is in the log.")
+    _render_session(result.session)
+    out.print("`sop demo --json` prints each decision's full reasons.")
+
+
+def _render_session(session: dict[str, Any]) -> None:
+    table = Table(title="a whole session: DRAC, EMP, CSP", box=box.SIMPLE)
+    for col in ("protocol", "step", "effect", "why (stage: code)"):
+        table.add_column(col)
+    for r in session["rows"]:
+        colour = "green" if r["effect"] == "ALLOW" else "red"
+        table.add_row(
+            r["act"], r["label"], f"[{colour}]{r['effect']}[/]", f"{r['stage']}: {r['code']}"
+        )
+    out.print(table)
+    audit = session["log_verify"]
+    verdict = "[green]ok[/]" if audit["ok"] else "[red]FAILED[/]"
     out.print(
-        f"{data['allowed']} allowed, {data['denied']} denied; every decision is in the log. "
-        "`sop demo --json` prints each decision's full reasons."
+        f"{session['receipts_verified']} receipts verified offline "
+        "(signature, inclusion, payload); "
+        f"`sop log verify`: {verdict} ({audit['entries']} entries, "
+        f"{audit['checkpoints']} signed checkpoints, root {audit['root'][:16]}…)"
     )
 
 

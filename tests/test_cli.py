@@ -44,6 +44,17 @@ def test_demo_runs_and_denies_for_different_reasons(tmp_path: Path) -> None:
     assert verdicts["PROVED"]["effect"] == "ALLOW"
     assert verdicts["REFUTED"]["evidence"]["model"]
     assert data["refused_policy_set"]["counterexample"]["action"] == "artifact.persist"
+    session = data["session"]
+    codes = {(r["act"], r["effect"], r["code"]) for r in session["rows"]}
+    assert ("DRAC", "DENY", "out_of_order") in codes
+    assert ("EMP", "DENY", "immutability_violation") in codes
+    assert ("CSP", "DENY", "blob_digest") in codes
+    assert ("SOP", "DENY", "bad_request") in codes
+    labels = {r["label"]: r["effect"] for r in session["rows"]}
+    assert labels["resume it (signature, blobs, inclusion, lineage)"] == "ALLOW"
+    assert sum(r["effect"] == "ALLOW" for r in session["rows"]) >= 18
+    assert session["receipts_verified"] == sum(r["log_index"] is not None for r in session["rows"])
+    assert session["log_verify"]["ok"] is True
 
 
 def test_demo_human_output(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sop_verified.core.request import Decision
 from sop_verified.errors import PolicyError, SOPError
+from sop_verified.nexus.demo_session import run_session
 from sop_verified.nexus.sop import SOP, PolicyRefusedError
 
 __all__ = ["DemoClock", "DemoResult", "run_demo"]
@@ -161,6 +162,7 @@ class DemoResult:
     activated: str
     capabilities: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    session: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -174,6 +176,7 @@ class DemoResult:
             "requests": self.rows,
             "allowed": sum(r["effect"] == "ALLOW" for r in self.rows),
             "denied": sum(r["effect"] == "DENY" for r in self.rows),
+            "session": self.session,
         }
 
 
@@ -424,4 +427,5 @@ def _scenario(sop: SOP, clock: DemoClock, data_dir: Path) -> DemoResult:
         14, "csp", "state.persist", "state/csp/agent-1/wm.bin", short_tok, state_class="working"
     )
     result.rows.append(_row("expired capability (one hour later)", late, sop.submit(late)))
+    result.session = run_session(sop, data_dir, {"drac": drac_tok, "emp": emp_tok, "csp": csp_tok})
     return result

@@ -1,0 +1,168 @@
+"""`sop demo`, second act: one whole session end to end through the protocol facades.
+
+DRAC compiles through its phases and catalogs an artifact in each, EMP
+records a signed verification of the plan, CSP seals a snapshot and
+resumes it, a tampered snapshot and a traversal attempt are refused, and at
+the end every receipt is verified offline (signature, inclusion, payload)
+and the whole log is audited as `sop log verify` does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sop_verified.core.emp import sign_output
+from sop_verified.core.request import Decision
+from sop_verified.errors import SOPError
+from sop_verified.nexus.log_ops import audit_data_dir
+from sop_verified.nexus.sop import SOP
+from sop_verified.tools.tlog_proof import verify_bundle
+
+__all__ = ["run_session"]
+
+SESSION = "session-7"
+BLOBS = "scopes/csp/snapshots/blobs/sha256"
+
+
+def _row(act: str, label: str, d: Decision, **extra: Any) -> dict[str, Any]:
+    first = d.reasons[0] if d.reasons else None
+    return {
+        "act": act,
+        "label": label,
+        "effect": str(d.effect),
+        "stage": str(first.stage) if first else "",
+        "code": first.code if first else "",
+        "reason": first.message if first else "",
+        "log_index": d.log_index,
+        **extra,
+    }
+
+
+def _drac(sop: SOP, token: str, rows: list[dict[str, Any]]) -> str:
+    drac = sop.drac
+    rows.append(_row("DRAC", f"open session `{SESSION}`", drac.open_session(SESSION, token=token)))
+    previous: list[str] = []
+    plan = ""
+    for i, phase in enumerate(drac.phases):
+        if i:
+            rows.append(_row("DRAC", f"enter {phase}", drac.enter(SESSION, phase, token=token)))
+        name = f"{phase.lower()}.json"
+        made = drac.catalog(
+            SESSION,
+            phase,
+            name,
+            f'{{"phase": "{phase}"}}'.encode(),
+            inputs=previous[-1:],
+            token=token,
+        )
+        rows.append(_row("DRAC", f"catalog {name} (provenance attested)", made))
+        if made.allowed:
+            previous.append(str(made.extra["artifact"]["digest"]))
+            plan = plan or previous[-1]
+        rows.append(_row("DRAC", f"complete {phase}", drac.complete(SESSION, phase, token=token)))
+    back = drac.enter(SESSION, drac.phases[2], token=token)
+    rows.append(_row("DRAC", f"go back to {drac.phases[2]} after FREEZE (out of order)", back))
+    skipped = drac.enter("session-8", "VERIFY", token=token)
+    rows.append(_row("DRAC", "enter VERIFY in a session never opened", skipped))
+    return previous[-1] if previous else plan
+
+
+def _emp(sop: SOP, token: str, subject: str, rows: list[dict[str, Any]]) -> None:
+    key = Ed25519PrivateKey.generate()
+    sop.register_emp_key(key.public_key())
+    out = sign_output(
+        subject=subject,
+        claim="frozen-plan-verified",
+        verdict="PASS",
+        evidence={"checked_by": "emp", "obligations": 3},
+        key=key,
+    )
+    rows.append(
+        _row(
+            "EMP",
+            "record a signed verification of the frozen plan",
+            sop.emp.record_output(out, token=token),
+        )
+    )
+    other = sign_output(
+        subject=subject,
+        claim="frozen-plan-verified",
+        verdict="FAIL",
+        evidence={"checked_by": "emp"},
+        key=key,
+    )
+    rows.append(
+        _row(
+            "EMP",
+            "a second, different verdict for the same claim",
+            sop.emp.record_output(other, token=token),
+        )
+    )
+
+
+def _csp(sop: SOP, token: str, data_dir: Path, rows: list[dict[str, Any]]) -> None:
+    csp = sop.csp
+    entries = {}
+    for key, value in (("working-memory", b"goal: ship the plan"), ("episode", b"step 5 of 5")):
+        put = csp.put_blob(value, state_class="working", token=token)
+        rows.append(_row("CSP", f"store blob `{key}`", put))
+        entries[key] = str(put.extra["effect"]["digest"]) if put.allowed else ""
+    sealed = csp.seal(SESSION, entries, parent=None, token=token)
+    rows.append(_row("CSP", "seal the holding-cell snapshot (Merkle root, signed, logged)", sealed))
+    snapshot = str(sealed.extra["snapshot"]["snapshot"]) if sealed.allowed else ""
+    resumed = csp.resume(SESSION, snapshot, token=token)
+    rows.append(_row("CSP", "resume it (signature, blobs, inclusion, lineage)", resumed.decision))
+    victim = csp.put_blob(b"trusted memory", state_class="working", token=token)
+    digest = str(victim.extra["effect"]["digest"])
+    tampered = csp.seal("session-9", {"memory": digest}, parent=None, token=token)
+    hexd = digest.removeprefix("sha256:")
+    path = data_dir / BLOBS / hexd[:2] / hexd
+    os.chmod(path, 0o600)
+    path.write_bytes(b"planted memory")  # an attacker with the disk, without any key
+    snap = str(tampered.extra["snapshot"]["snapshot"])
+    refused = csp.resume("session-9", snap, token=token)
+    rows.append(_row("CSP", "resume a snapshot whose blob was edited on disk", refused.decision))
+
+
+def run_session(sop: SOP, data_dir: Path, tokens: dict[str, str]) -> dict[str, Any]:
+    """Run the session act on a booted demo SOP; return rows, receipts and the audit.
+
+    Raises:
+        SOPError: the log key is missing (the demo's data directory is broken).
+    """
+    rows: list[dict[str, Any]] = []
+    plan = _drac(sop, tokens["drac"], rows)
+    _emp(sop, tokens["emp"], plan, rows)
+    _csp(sop, tokens["csp"], data_dir, rows)
+    escape = {
+        "request_id": "demo-escape",
+        "principal": "drac",
+        "action": "artifact.persist",
+        "resource": "artifacts/drac/sessions/session-7/SCAN/..%2f..%2fkeys",
+        "capability": tokens["drac"],
+    }
+    rows.append(_row("SOP", "persist through a traversal path", sop.persist(escape, b"x")))
+    if sop.log is None:
+        raise SOPError("the demo's log is not open")
+    verifiers = list(sop.log.verifiers)
+    checked = 0
+    for row in rows:
+        if row["log_index"] is not None:
+            bundle = sop.log.prove(int(row["log_index"]))
+            verify_bundle(bundle, verifiers)  # raises on any mismatch
+            checked += 1
+    report, _ = audit_data_dir(data_dir)  # what `sop log verify` does, from the files alone
+    return {
+        "rows": rows,
+        "receipts_verified": checked,
+        "log_verify": {
+            "ok": report.ok,
+            "entries": report.entries,
+            "checkpoints": report.verified_checkpoints,
+            "root": report.root,
+        },
+    }
