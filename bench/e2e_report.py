@@ -68,7 +68,8 @@ def _notes(r: dict[str, Any]) -> str:
     return (
         f"machine: Python {setup['python']}, {setup['cpus']} CPUs, load average "
         f"{setup['load_average']}, switch interval {setup['switch_interval_ms']:g} ms; "
-        f"sqlite {setup['sqlite_pragmas']} (synchronous 2 = FULL); warm-up "
+        f"contracts {setup['contracts']}; sqlite {setup['sqlite_pragmas']} (synchronous 2 = "
+        f"FULL); warm-up "
         f"{setup['warm_up']['ops']} ops in {setup['warm_up']['seconds']} s (every path's scope "
         f"obligation proved once); refused operations: {r['refused']}"
     )
@@ -88,6 +89,6 @@ def _profile_md(p: dict[str, Any]) -> str:
                 f" {held / x['ops'] * 1e6:,.0f} us per op)"
             )
         out.append(head)
-        out += [f"  {share:5.1f}%  {label}" for label, share in x["categories"]]
+        out += [f"  {share:5.1f}%  {label}" for label, share in x["categories"] if share >= 0.5]
         out += ["  top frames:"] + [f"  {share:5.1f}%  {f}" for f, share in x["top_frames"][:8]]
     return "\n".join(out)
