@@ -28,7 +28,7 @@ from sop_verified.core.request import (
     parse_request,
 )
 from sop_verified.errors import CapabilityError, InputError, SOPError, StorageError
-from sop_verified.tools.canonical import canonical_json, digest
+from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["CapabilityChecker", "OpsKernel", "PolicyDecider", "PolicyOutcome"]
@@ -261,7 +261,8 @@ def _record(
         entry["malformed_request_digest"] = raw_digest
     request_id = req.request_id if req else None
     try:
-        index, receipt = _append(k, canonical_json(entry))  # spec: INV-9 — durable first
+        payload = canonical_json(entry)
+        index, receipt = _append(k, payload)  # spec: INV-9 — durable first
     except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
         detail = str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
         failure = _deny(
@@ -276,7 +277,7 @@ def _record(
         cap_id,
         policy_ids,
         index,
-        {"entry_digest": digest(entry)},
+        {"entry_digest": "sha256:" + hashlib.sha256(payload).hexdigest()},  # encoded once
         receipt,
     )
 

@@ -12,7 +12,7 @@ from sop_verified.core.kernel import OpsKernel
 from sop_verified.core.obligations import UnwiredProofGate, Verdict, VerdictResult
 from sop_verified.core.request import Effect, Obligation, Reason, Request, Stage
 from sop_verified.errors import CapabilityError, StorageError
-from sop_verified.tools.canonical import canonical_json
+from sop_verified.tools.canonical import canonical_json, digest
 
 
 @dataclass
@@ -230,8 +230,9 @@ def test_log_entry_is_canonical_json() -> None:
     import json
 
     kernel, log = make()
-    kernel.submit(REQ)
+    d = kernel.submit(REQ)
     assert canonical_json(json.loads(log.entries[0])) == log.entries[0]
+    assert d.extra["entry_digest"] == digest(json.loads(log.entries[0]))
 
 
 @pytest.mark.parametrize(
