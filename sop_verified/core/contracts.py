@@ -3,31 +3,53 @@
 icontract's default is ``enabled=__debug__``, which ``python -O`` strips. SOP
 ships its contracts on (:data:`ENABLED`), and every check that enforces an
 invariant also exists as plain code, so ``python -O`` still denies.
+
+Two tiers (docs/adr/0007-linked-effects-and-hot-path.md): *boundary*
+contracts (the kernel, the controller, the registry, the policy set, the
+proof gate: where a request crosses a component) are always on. *Helper*
+contracts, on small functions called several times per operation
+(``helper=True``: path and scope helpers, entry encoders, ``to_dict``), cost
+about a third of a gated operation's CPU; they are on when
+``SOP_CONTRACTS=all`` is in the environment when SOP is imported (the test
+suite sets it) and off otherwise. Neither tier enforces anything alone.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import icontract
 
-__all__ = ["ENABLED", "ensure", "invariant", "require"]
+__all__ = ["ENABLED", "HELPERS", "ensure", "invariant", "require"]
 
 ENABLED = True
+"""Boundary contracts (and, with :data:`HELPERS`, helper contracts) are applied."""
+
+HELPERS = os.environ.get("SOP_CONTRACTS", "boundary") == "all"
+"""Helper contracts too (``SOP_CONTRACTS=all``; the test suite runs with it)."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def require(condition: Callable[..., Any], description: str | None = None) -> Callable[[_F], _F]:
-    """A precondition that stays on under ``python -O``."""
-    dec: Callable[[_F], _F] = icontract.require(condition, description, enabled=ENABLED)
+def _on(helper: bool) -> bool:
+    return ENABLED and (HELPERS or not helper)
+
+
+def require(
+    condition: Callable[..., Any], description: str | None = None, *, helper: bool = False
+) -> Callable[[_F], _F]:
+    """A precondition that stays on under ``python -O`` (a helper's: ``SOP_CONTRACTS=all``)."""
+    dec: Callable[[_F], _F] = icontract.require(condition, description, enabled=_on(helper))
     return dec
 
 
-def ensure(condition: Callable[..., Any], description: str | None = None) -> Callable[[_F], _F]:
-    """A postcondition that stays on under ``python -O``."""
-    dec: Callable[[_F], _F] = icontract.ensure(condition, description, enabled=ENABLED)
+def ensure(
+    condition: Callable[..., Any], description: str | None = None, *, helper: bool = False
+) -> Callable[[_F], _F]:
+    """A postcondition that stays on under ``python -O`` (a helper's: ``SOP_CONTRACTS=all``)."""
+    dec: Callable[[_F], _F] = icontract.ensure(condition, description, enabled=_on(helper))
     return dec
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sop_verified.core.contracts import ensure, invariant, require
@@ -29,9 +30,9 @@ from sop_verified.core.request import (
 )
 from sop_verified.errors import CapabilityError, InputError, SOPError, StorageError
 from sop_verified.tools.canonical import canonical_json
-from sop_verified.tools.tlog_store import Receipt
+from sop_verified.tools.tlog_store import Attachment, Receipt
 
-__all__ = ["CapabilityChecker", "OpsKernel", "PolicyDecider", "PolicyOutcome"]
+__all__ = ["CapabilityChecker", "LinkedEffect", "OpsKernel", "PolicyDecider", "PolicyOutcome"]
 
 
 class _HasId(Protocol):
@@ -71,6 +72,26 @@ class PolicyDecider(Protocol):
 
 def _deny(stage: Stage, code: str, message: str, **kw: Any) -> Reason:
     return Reason(stage=stage, code=code, message=message, **kw)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedEffect:
+    """An effect recorded in its ALLOW decision's own durable transaction (ADR 0007).
+
+    ``entry`` builds the effect's log entry from the decision's log index (it
+    is called once, by the thread that commits); ``attachments`` are the
+    content rows stored in the same transaction.
+    """
+
+    entry: Callable[[int], bytes]
+    attachments: tuple[Attachment, ...] = ()
+
+
+def _linked_after_decision(decision: Decision, effect: Receipt | None) -> bool:
+    # spec: INV-9 — an effect receipt only for a logged ALLOW, and after its entry
+    if effect is None:
+        return True
+    return decision.allowed and decision.log_index is not None and effect.index > decision.log_index
 
 
 def _allow_is_complete(result: Decision) -> bool:
@@ -120,6 +141,40 @@ class OpsKernel:
         """
         return _submit(self, raw)
 
+    @require(lambda request: isinstance(request, Request), "a parsed request")
+    @ensure(lambda result: _allow_is_complete(result[0]), "INV-1/INV-9: ALLOW complete, logged")
+    @ensure(lambda result: _linked_after_decision(*result), "INV-9: the effect follows its ALLOW")
+    def submit_linked(
+        self, request: Request, linked: LinkedEffect
+    ) -> tuple[Decision, Receipt | None]:
+        """Decide ``request``; on ALLOW, log the decision and ``linked``'s effect together.
+
+        The decision entry and the effect entry (built from the decision's
+        index) are appended in one durable transaction with the effect's
+        content, so neither is ever stored without the other (ADR 0007); a
+        DENY is logged alone.
+
+        Args:
+            request: the parsed request.
+            linked: the effect an ALLOW carries out.
+
+        Returns:
+            The decision, and the effect entry's receipt when the decision is
+            an ALLOW recorded with its effect (None otherwise: a DENY, or a log
+            that cannot link, whose caller must carry the effect out itself).
+            Never raises for internal failures.
+        """
+        try:
+            effect, reasons, cap_id, policy_ids = _decide(self, request)
+        except Exception as exc:  # spec: INV-2 — fail closed on any exception
+            effect, cap_id, policy_ids = Effect.DENY, None, ()
+            reasons = (
+                _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`"),
+            )
+        return _record(
+            self, request, effect, reasons, cap_id=cap_id, policy_ids=policy_ids, linked=linked
+        )
+
     @require(lambda raw: raw is not None, "a request is required")
     @ensure(lambda result: result.log_index is None, "a dry run records nothing")
     def dry_run(self, raw: Request | dict[str, Any] | bytes | str) -> Decision:
@@ -154,12 +209,12 @@ def _submit(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decisi
         request = parse_request(raw)
     except InputError as exc:
         reason = _deny(Stage.SCHEMA, "bad_request", str(exc))
-        return _record(k, None, Effect.DENY, (reason,), raw_digest=_raw_digest(raw))
+        return _record(k, None, Effect.DENY, (reason,), raw_digest=_raw_digest(raw))[0]
     except Exception as exc:  # spec: INV-2 — anything unexpected while parsing is DENY
         reason = _deny(
             Stage.INTERNAL, "internal_error", f"request parsing failed: `{type(exc).__name__}`"
         )
-        return _record(k, None, Effect.DENY, (reason,), raw_digest=_raw_digest(raw))
+        return _record(k, None, Effect.DENY, (reason,), raw_digest=_raw_digest(raw))[0]
     try:
         effect, reasons, cap_id, policy_ids = _decide(k, request)
     except Exception as exc:  # spec: INV-2 — fail closed on any exception
@@ -167,7 +222,7 @@ def _submit(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decisi
         reasons = (
             _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`"),
         )
-    return _record(k, request, effect, reasons, cap_id=cap_id, policy_ids=policy_ids)
+    return _record(k, request, effect, reasons, cap_id=cap_id, policy_ids=policy_ids)[0]
 
 
 def _decide(
@@ -245,8 +300,13 @@ def _record(
     cap_id: str | None = None,
     policy_ids: tuple[str, ...] = (),
     raw_digest: str | None = None,
-) -> Decision:
-    """Append the decision to the log; an ALLOW that cannot be logged is DENY (INV-9)."""
+    linked: LinkedEffect | None = None,
+) -> tuple[Decision, Receipt | None]:
+    """Append the decision to the log; an ALLOW that cannot be logged is DENY (INV-9).
+
+    With ``linked`` and an ALLOW, the effect entry and its content go in the
+    same transaction, and its receipt is returned beside the decision.
+    """
     entry: dict[str, Any] = {
         "type": "decision",
         "time": k._now(),
@@ -260,17 +320,24 @@ def _record(
     else:
         entry["malformed_request_digest"] = raw_digest
     request_id = req.request_id if req else None
+    effect_receipt = None
     try:
         payload = canonical_json(entry)
-        index, receipt = _append(k, payload)  # spec: INV-9 — durable first
+        append_linked = getattr(k._log, "append_linked", None)
+        if linked is not None and effect is Effect.ALLOW and append_linked is not None:
+            receipt, effect_receipt = append_linked(payload, linked.entry, linked.attachments)
+            index = _checked_index(receipt.index)  # spec: INV-9 — durable with its effect
+        else:
+            index, receipt = _append(k, payload)  # spec: INV-9 — durable first
     except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
         detail = str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
         failure = _deny(
             Stage.LOG, "log_append_failed", f"the decision could not be logged: {detail}"
         )
         kept = reasons if effect is Effect.DENY else ()
-        return Decision(Effect.DENY, (*kept, failure), request_id, cap_id, policy_ids, None)
-    return Decision(
+        denied = Decision(Effect.DENY, (*kept, failure), request_id, cap_id, policy_ids, None)
+        return denied, None
+    decision = Decision(
         effect,
         reasons,
         request_id,
@@ -280,6 +347,7 @@ def _record(
         {"entry_digest": "sha256:" + hashlib.sha256(payload).hexdigest()},  # encoded once
         receipt,
     )
+    return decision, effect_receipt
 
 
 def _append(k: OpsKernel, payload: bytes) -> tuple[int, Receipt | None]:
@@ -290,6 +358,10 @@ def _append(k: OpsKernel, payload: bytes) -> tuple[int, Receipt | None]:
         index: object = receipt.index if isinstance(receipt, Receipt) else None
     else:
         index = k._log.append(payload)
+    return _checked_index(index), receipt
+
+
+def _checked_index(index: object) -> int:
     if type(index) is not int or index < 0:  # spec: INV-9 — no index, nothing was recorded
         raise StorageError(f"the log returned `{index!r}` instead of an entry index")
-    return index, receipt
+    return index

@@ -227,7 +227,7 @@ class Request(BaseModel):
         }
 
 
-@ensure(lambda result: isinstance(result, Request))
+@ensure(lambda result: isinstance(result, Request), helper=True)
 def parse_request(raw: Request | dict[str, Any] | bytes | str) -> Request:
     """Parse an untrusted request once, strictly.
 
@@ -286,7 +286,7 @@ class Reason:
     obligation: str | None = None
     counterexample: dict[str, Any] | None = None
 
-    @ensure(lambda self, result: result["stage"] == str(self.stage))
+    @ensure(lambda self, result: result["stage"] == str(self.stage), helper=True)
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         out: dict[str, Any] = {"stage": str(self.stage), "code": self.code, "message": self.message}
@@ -319,7 +319,7 @@ class Decision:
         """True only for ALLOW."""
         return self.effect is Effect.ALLOW
 
-    @ensure(lambda result: result["effect"] in ("ALLOW", "DENY"))
+    @ensure(lambda result: result["effect"] in ("ALLOW", "DENY"), helper=True)
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         out: dict[str, Any] = {

@@ -17,6 +17,7 @@ from typing import Any
 
 from sop_verified.core.health import Health
 from sop_verified.core.persistence import PersistenceController, ReadResult, RecoveryReport
+from sop_verified.core.persistence.writes import SubmitLinked
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import Decision, Request, parse_request
 from sop_verified.errors import InputError, IntegrityError, PersistenceError
@@ -118,14 +119,20 @@ def persist(
     controller: PersistenceController,
     request: Request | dict[str, Any],
     data: bytes,
+    submit_linked: SubmitLinked | None = None,
 ) -> Decision:
     """Decide a persist request through the kernel, then carry out its effect on ALLOW.
+
+    A small content-addressed write goes through ``submit_linked`` (decision,
+    effect and bytes in one durable transaction, ADR 0007); every other write
+    is decided first and carried out after its ALLOW is logged.
 
     Args:
         submit: the kernel's entry (it parses, decides and logs).
         controller: the persistence controller.
         request: the persist request.
         data: the bytes to store.
+        submit_linked: the kernel's ``submit_linked`` (None: always two steps).
 
     Returns:
         The kernel's DENY, the controller's refusal, or the ALLOW with its effect.
@@ -135,6 +142,10 @@ def persist(
         parsed = parse_request(bound)
     except InputError:
         return submit(bound)  # the kernel records the malformed request and denies it
+    if submit_linked is not None:
+        linked = controller.execute_linked(submit_linked, parsed, data)
+        if linked is not None:
+            return linked
     return controller.execute(submit(parsed), parsed, data)
 
 

@@ -145,7 +145,10 @@ class SOP(ServiceWiring):
         """
         if self.persistence is None:
             return self._not_booted()
-        return persistence_service.persist(self.submit, self.persistence, request, data)
+        linked = None if self.kernel is None else self.kernel.submit_linked
+        return persistence_service.persist(
+            self.submit, self.persistence, request, data, submit_linked=linked
+        )
 
     def read(self, request: Request | dict[str, Any]) -> ReadResult:
         """Decide an ``artifact.read`` request and, on ALLOW, return the verified bytes.

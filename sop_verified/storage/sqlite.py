@@ -25,17 +25,18 @@ from typing import Any, TypeVar
 
 from sop_verified.errors import StorageError
 from sop_verified.storage.persist_index import EntryIndexer
-from sop_verified.storage.sqlite_log import LOG_SCHEMA, SQLiteLog
+from sop_verified.storage.sqlite_log import LOG_SCHEMA, SQLiteLog, insert_rows
 from sop_verified.storage.sqlite_persist import (
     PERSIST_SCHEMA,
     SQLitePersistIndex,
     apply_ops,
+    fill_versions,
     indexed_to,
     set_indexed_to,
 )
 from sop_verified.tools.signed_note import Signer, Verifier
 from sop_verified.tools.tlog import TransparencyLog
-from sop_verified.tools.tlog_store import Receipt
+from sop_verified.tools.tlog_store import Attachment, Batch, Receipt
 
 __all__ = ["SQLiteStore"]
 
@@ -89,13 +90,14 @@ class SQLiteStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA + LOG_SCHEMA + PERSIST_SCHEMA)
+            fill_versions(self._db)
             # a second connection for the persistence index's reads: under WAL it sees every
             # committed transaction and never waits for the writer's commit (its fsync)
             self._reader = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the sqlite store `{path}`: {exc}") from exc
         self._indexer: EntryIndexer | None = None
-        self._log_store = SQLiteLog(self._log_tx, self._query)
+        self._log_store = SQLiteLog(self._tx, self._query, self._on_log_batch)
         self._read_lock = threading.Lock()
         self.persist = SQLitePersistIndex(self._tx, self._read_query)
         """The persistence index (pending decisions, objects, purges)."""
@@ -122,13 +124,32 @@ class SQLiteStore:
                     self._db.execute("ROLLBACK")
                 raise
 
-    @contextmanager
-    def _log_tx(self) -> Iterator[sqlite3.Connection]:
-        """A log batch's transaction: the persistence index follows it before the commit."""
-        with self._tx() as db:
-            yield db
-            if self._indexer is not None:
-                _index_new_entries(db, self._indexer)
+    def _on_log_batch(self, db: sqlite3.Connection, batch: Batch) -> Callable[[], None] | None:
+        """Inside a log batch's transaction: store its blobs, bring the index up to it.
+
+        The index is fed the payloads in hand when it is exactly at the
+        batch's start (the usual case); otherwise it catches up from the
+        stored entries, this batch's included.
+
+        Returns:
+            What to run after the commit: publish the versions the batch gave.
+        """
+        if batch.attachments:
+            # content-addressed: the key is the digest of the bytes, which the controller
+            # computed from them, so replacing a row only ever repairs it
+            head = "INSERT OR REPLACE INTO persist_blobs (scope, stored, data)"
+            insert_rows(db, head, batch.attachments, 3)
+        if self._indexer is None:
+            return None
+        if indexed_to(db) != batch.start:
+            _index_new_entries(db, self._indexer)
+            return None
+        ops = self._indexer([(i, p) for i, _, p in batch.entries])
+        versions = apply_ops(db, ops) if ops else {}
+        set_indexed_to(db, batch.start + len(batch.entries))
+        if not versions:
+            return None
+        return lambda: self.persist.note_versions(versions)
 
     def set_entry_indexer(self, indexer: EntryIndexer) -> None:
         """Keep the persistence index in step with the log, batch by batch.
@@ -303,6 +324,17 @@ class SQLiteStore:
             StorageError: the write failed; nothing was acknowledged.
         """
         return self.log.append(payload)
+
+    def append_linked(
+        self, first: bytes, then: Callable[[int], bytes], attachments: Sequence[Attachment] = ()
+    ) -> tuple[Receipt, Receipt]:
+        """Durably append ``first`` and the entry ``then`` builds from its index, with
+        ``attachments``, in one transaction (see :meth:`TransparencyLog.append_linked`).
+
+        Raises:
+            StorageError: the write failed; nothing was acknowledged.
+        """
+        return self.log.append_linked(first, then, attachments)
 
     def log_size(self) -> int:
         """Number of entries in the log."""

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from sop_verified.errors import StorageError
 from sop_verified.tools.tlog_store import Batch
 
-__all__ = ["LOG_SCHEMA", "SQLiteLog", "SQLiteLogReader"]
+__all__ = ["LOG_SCHEMA", "OnBatch", "SQLiteLog", "SQLiteLogReader", "insert_rows"]
 
 _T = TypeVar("_T")
 
@@ -52,6 +52,39 @@ _MAX_VARS = 500
 
 Tx = Callable[[], AbstractContextManager[sqlite3.Connection]]
 Query = Callable[[str, Sequence[object]], list[Any]]
+OnBatch = Callable[[sqlite3.Connection, Batch], Callable[[], None] | None]
+
+_MAX_PARAMS = 900
+"""Bound parameters per multi-row statement (SQLite's limit is 999 before 3.32)."""
+
+_values_sql: dict[tuple[str, int, int], str] = {}
+
+
+def insert_rows(
+    db: sqlite3.Connection,
+    head: str,
+    rows: Sequence[Sequence[object]],
+    width: int,
+    tail: str = "",
+) -> None:
+    """Run ``head VALUES (?, ...), (?, ...) tail`` for ``rows`` in as few statements as fit.
+
+    Args:
+        db: The connection (inside the caller's transaction).
+        head: The statement up to ``VALUES`` (a constant of the caller's).
+        rows: The rows, each of ``width`` values.
+        width: Values per row.
+        tail: What follows the values (a constant, e.g. an ``ON CONFLICT`` clause).
+    """
+    step = max(1, _MAX_PARAMS // width)
+    for at in range(0, len(rows), step):
+        chunk = rows[at : at + step]
+        key = (head + tail, width, len(chunk))
+        sql = _values_sql.get(key)
+        if sql is None:
+            row = "(" + ",".join("?" * width) + ")"
+            sql = _values_sql[key] = f"{head} VALUES {','.join([row] * len(chunk))}{tail}"
+        db.execute(sql, [v for r in chunk for v in r])
 
 
 def _tiles_sql(count: int) -> str:
@@ -63,16 +96,20 @@ def _tiles_sql(count: int) -> str:
 class SQLiteLog:
     """The log tables of one SQLite connection, as a ``LogStore``."""
 
-    def __init__(self, tx: Tx, query: Query) -> None:
+    def __init__(self, tx: Tx, query: Query, on_batch: OnBatch | None = None) -> None:
         """Use the owning store's transaction and query helpers (they hold its lock).
 
         Args:
             tx: Opens a write transaction that commits on exit (raises StorageError).
             query: Runs one read statement under the store's lock and returns
                 its rows (raises StorageError).
+            on_batch: Runs inside each batch's transaction after its rows (the
+                store keeps derived tables in step); may return a callable to
+                run after the commit.
         """
         self._tx = tx
         self._query = query
+        self._on_batch = on_batch
         self._sql: dict[int, str] = {}
 
     def log_tail(self) -> tuple[int, str | None]:
@@ -93,16 +130,24 @@ class SQLiteLog:
         return out
 
     def write_batch(self, batch: Batch) -> None:
-        """Insert the batch's entries, tiles and checkpoint in one durable transaction."""
+        """Insert the batch's entries, tiles and checkpoint in one durable transaction.
+
+        Each table gets one multi-row statement (a few hundred rows at most per
+        statement): every SQLite call gives up the GIL and must win it back, so
+        a batch makes a handful of calls, not one per row. The owner's
+        ``on_batch`` hook runs inside the same transaction; what it returns
+        runs once the transaction committed.
+        """
         with self._tx() as db:
-            db.executemany(
-                "INSERT INTO log_entries (idx, leaf_hash, payload) VALUES (?, ?, ?)", batch.entries
-            )
-            db.executemany("INSERT INTO log_tiles (id, hashes) VALUES (?, ?)", batch.tiles)
+            insert_rows(db, "INSERT INTO log_entries (idx, leaf_hash, payload)", batch.entries, 3)
+            insert_rows(db, "INSERT INTO log_tiles (id, hashes)", batch.tiles, 2)
             if batch.checkpoint is not None:
                 db.execute(
                     "INSERT INTO log_checkpoints (size, note) VALUES (?, ?)", batch.checkpoint
                 )
+            after = None if self._on_batch is None else self._on_batch(db, batch)
+        if after is not None:
+            after()
 
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
         """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``."""

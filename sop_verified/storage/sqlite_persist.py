@@ -22,8 +22,16 @@ from sop_verified.storage.persist_index import (
     PendingDecision,
     PurgeRecord,
 )
+from sop_verified.storage.sqlite_log import insert_rows
 
-__all__ = ["PERSIST_SCHEMA", "SQLitePersistIndex", "apply_ops", "indexed_to", "set_indexed_to"]
+__all__ = [
+    "PERSIST_SCHEMA",
+    "SQLitePersistIndex",
+    "apply_ops",
+    "fill_versions",
+    "indexed_to",
+    "set_indexed_to",
+]
 
 PERSIST_SCHEMA = """
 CREATE TABLE IF NOT EXISTS persist_state (
@@ -59,6 +67,18 @@ CREATE TABLE IF NOT EXISTS persist_purge (
     scope TEXT NOT NULL,
     stored TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS persist_versions (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    latest INTEGER NOT NULL,
+    PRIMARY KEY (scope, name)
+);
+CREATE TABLE IF NOT EXISTS persist_blobs (
+    scope TEXT NOT NULL,
+    stored TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (scope, stored)
+);
 """ + "".join(
     f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op} BEFORE {op.upper()} ON {t}\n"
     f"BEGIN SELECT RAISE(ABORT, 'persistence records are insert-only'); END;\n"
@@ -75,6 +95,8 @@ _OBJECT_COLUMNS = (
     "e.effect_index, e.decision_index, e.scope, e.name, e.version, e.stored, e.digest, e.size, "
     "e.time"
 )
+
+_RECENT_VERSIONS = 4096
 
 Tx = Callable[[], AbstractContextManager[sqlite3.Connection]]
 Query = Callable[[str, Sequence[object]], list[Any]]
@@ -95,27 +117,85 @@ def set_indexed_to(db: sqlite3.Connection, size: int) -> None:
     )
 
 
-def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> None:
-    """Apply one batch's index changes inside the caller's transaction."""
-    db.executemany(
-        "INSERT OR IGNORE INTO persist_pending (decision_index, request) VALUES (?, ?)",
-        [(p.decision_index, p.request) for p in ops.pending],
+def fill_versions(db: sqlite3.Connection) -> None:
+    """Fill ``persist_versions`` from the effects of a database indexed before it existed."""
+    if db.execute("SELECT 1 FROM persist_versions LIMIT 1").fetchone() is not None:
+        return
+    db.execute(
+        "INSERT INTO persist_versions (scope, name, latest) SELECT scope, name, MAX(version)"
+        " FROM persist_effects WHERE outcome = 'written' GROUP BY scope, name"
     )
-    for e in ops.effects:
-        if e.decision_index is not None:
-            db.execute("DELETE FROM persist_pending WHERE decision_index = ?", (e.decision_index,))
-        version = None
-        if e.outcome == "written":
-            (version,) = db.execute(
-                "SELECT COUNT(*) + 1 FROM persist_effects"
-                " WHERE scope = ? AND name = ? AND outcome = 'written'",
-                (e.scope, e.name),
-            ).fetchone()
-        db.execute(
-            "INSERT OR IGNORE INTO persist_effects (effect_index, decision_index, outcome, scope,"
-            " name, stored, digest, size, time, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*_effect_row(e), version),
+
+
+def _latest_versions(
+    db: sqlite3.Connection, names: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for at in range(0, len(names), 400):
+        chunk = names[at : at + 400]
+        marks = ",".join(["(?, ?)"] * len(chunk))
+        rows = db.execute(
+            "SELECT scope, name, latest FROM persist_versions"  # noqa: S608 - placeholders only
+            f" WHERE (scope, name) IN (VALUES {marks})",
+            [v for pair in chunk for v in pair],
+        ).fetchall()
+        out.update(((str(r[0]), str(r[1])), int(r[2])) for r in rows)
+    return out
+
+
+def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
+    """Apply one batch's index changes inside the caller's transaction.
+
+    A handful of statements per batch, not a few per entry (each SQLite call
+    gives up the GIL): new pending rows, the pending rows the effects close,
+    the effects with their version numbers (the latest per name is kept in
+    ``persist_versions``, so numbering does not grow with history), then
+    tombstones.
+
+    Returns:
+        The version given to each ``written`` effect, by effect index.
+    """
+    if ops.pending:
+        insert_rows(
+            db,
+            "INSERT OR IGNORE INTO persist_pending (decision_index, request)",
+            [(p.decision_index, p.request) for p in ops.pending],
+            2,
         )
+    closing = [e.decision_index for e in ops.effects if e.decision_index is not None]
+    for at in range(0, len(closing), 500):
+        chunk = closing[at : at + 500]
+        db.execute(
+            "DELETE FROM persist_pending"  # noqa: S608 - placeholders only
+            f" WHERE decision_index IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
+    versions: dict[int, int] = {}
+    if ops.effects:
+        names = sorted({(e.scope, e.name) for e in ops.effects if e.outcome == "written"})
+        latest = _latest_versions(db, names) if names else {}
+        rows = []
+        for e in ops.effects:
+            version = None
+            if e.outcome == "written":
+                version = latest.get((e.scope, e.name), 0) + 1
+                latest[(e.scope, e.name)] = versions[e.effect_index] = version
+            rows.append((*_effect_row(e), version))
+        insert_rows(
+            db,
+            "INSERT OR IGNORE INTO persist_effects (effect_index, decision_index, outcome, scope,"
+            " name, stored, digest, size, time, version)",
+            rows,
+            10,
+        )
+        if names:
+            insert_rows(
+                db,
+                "INSERT INTO persist_versions (scope, name, latest)",
+                [(scope, name, latest[(scope, name)]) for scope, name in names],
+                3,
+                " ON CONFLICT (scope, name) DO UPDATE SET latest = excluded.latest",
+            )
     for t in ops.tombstones:
         row = db.execute(
             "SELECT scope, stored FROM persist_effects"
@@ -133,6 +213,7 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> None:
             "INSERT OR IGNORE INTO persist_purge (tombstone_index, scope, stored) VALUES (?, ?, ?)",
             (t.tombstone_index, row[0], row[1]),
         )
+    return versions
 
 
 def _effect_row(e: EffectRecord) -> tuple[object, ...]:
@@ -175,6 +256,51 @@ class SQLitePersistIndex:
         """
         self._tx = tx
         self._query = query
+        self._recent: dict[int, int] = {}
+
+    def note_versions(self, versions: dict[int, int]) -> None:
+        """Remember the versions a committed batch gave its written effects (a bounded memo)."""
+        recent = self._recent
+        recent.update(versions)
+        while len(recent) > _RECENT_VERSIONS:
+            del recent[next(iter(recent))]
+
+    def written_version(self, effect_index: int) -> int | None:
+        """The version the effect entry ``effect_index`` wrote, if it wrote a live object.
+
+        Answered from memory for a batch committed moments ago (the caller that
+        appended the effect asks once), else from the database.
+        """
+        version = self._recent.pop(effect_index, None)
+        if version is not None:
+            return version
+        record = self.object_at(effect_index)
+        return None if record is None else record.version
+
+    def blob(self, scope: str, stored: str) -> bytes | None:
+        """The bytes kept in the database for ``stored`` in ``scope`` (small blobs), or None."""
+        rows = self._query(
+            "SELECT data FROM persist_blobs WHERE scope = ? AND stored = ?", (scope, stored)
+        )
+        if not rows:
+            return None
+        data = rows[0][0]
+        return data if isinstance(data, bytes) else None
+
+    def drop_blob(self, scope: str, stored: str) -> bool:
+        """Delete the database copy of ``stored`` unless a live object uses it (one transaction).
+
+        Returns:
+            True when a row was deleted.
+        """
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM persist_blobs WHERE scope = ? AND stored = ? AND NOT EXISTS"  # noqa: S608 - constant fragments
+                " (SELECT 1 FROM persist_effects e"
+                f" WHERE e.scope = ? AND e.stored = ? AND {_LIVE})",
+                (scope, stored, scope, stored),
+            )
+            return cur.rowcount > 0
 
     def pending(self) -> list[PendingDecision]:
         """Every ALLOW persist decision still awaiting its effect, in log order."""

@@ -19,7 +19,7 @@ signs two inconsistent checkpoints.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sop_verified.errors import InputError, IntegrityError, StorageError, VerificationError
@@ -29,7 +29,7 @@ from sop_verified.tools.merkle import verify_consistency
 from sop_verified.tools.signed_note import Signer, Verifier
 from sop_verified.tools.tlog_proof import ProofBundle
 from sop_verified.tools.tlog_proofs import TileReader
-from sop_verified.tools.tlog_store import MAX_STORED_SIZE, Batch, LogStore, Receipt
+from sop_verified.tools.tlog_store import MAX_STORED_SIZE, Attachment, Batch, LogStore, Receipt
 from sop_verified.tools.tlog_tiles import TreeState, extend, rebuild
 
 __all__ = ["MAX_BATCH", "TransparencyLog"]
@@ -169,6 +169,36 @@ class TransparencyLog:
             return []
         return self._queue.submit(Ticket(_check_payloads(payloads)))
 
+    def append_linked(
+        self,
+        first: bytes,
+        then: Callable[[int], bytes],
+        attachments: Sequence[Attachment] = (),
+    ) -> tuple[Receipt, Receipt]:
+        """Append ``first`` and the entry ``then`` builds from its index, in one batch.
+
+        The two entries are consecutive and commit in the same durable
+        transaction as ``attachments`` (all or nothing): a decision and the
+        effect it authorises, recorded together (ADR 0007).
+
+        Args:
+            first: The first entry's bytes.
+            then: Given the first entry's index, returns the second entry's
+                bytes; called by the committing thread, once. If it raises,
+                nothing of this call is appended and the error is raised here.
+            attachments: Content rows stored with the batch.
+
+        Returns:
+            The two receipts, in order.
+
+        Raises:
+            StorageError: the backend failed; nothing was acknowledged.
+            TypeError: ``first`` or what ``then`` returned is not bytes.
+        """
+        _check_payloads([first])
+        got = self._queue.submit(Ticket([first, then], _Linked(tuple(attachments))))
+        return got[0], got[1]
+
     def rotate(self, new_signer: Signer, announcement: bytes) -> Receipt:
         """Log ``announcement`` in a batch of its own, co-signed by old and new key, then switch.
 
@@ -203,16 +233,20 @@ class TransparencyLog:
         if self._note is not None and not self._signers:
             raise StorageError("this log is signed; open it with its checkpoint key to append")
         old = self._state
+        batch = _build_linked(batch, old.size)
+        if not batch:
+            return
         payloads = [p for t in batch for p in t.items]
         if old.size + len(payloads) > MAX_STORED_SIZE:
             raise StorageError(f"the log is full (`{MAX_STORED_SIZE}` entries)")
         leaves = [_sha256(b"\x00" + p).digest() for p in payloads]
         new, tiles = extend(old, leaves)
-        rotate_to: Signer | None = batch[0].tag
+        rotate_to = batch[0].tag if isinstance(batch[0].tag, Signer) else None
         signed = self._sign(new, dict(tiles), rotate_to) if self._signers else None
         entries = list(zip(range(old.size, new.size), leaves, payloads, strict=True))
         stored = None if signed is None else (new.size, signed[1])
-        self._store.write_batch(Batch(old.size, entries, tiles, stored))
+        attached = [a for t in batch if isinstance(t.tag, _Linked) for a in t.tag.attachments]
+        self._store.write_batch(Batch(old.size, entries, tiles, stored, attached))
         self._state = new
         if signed is not None:
             self._checkpoint, self._note = signed
@@ -378,13 +412,45 @@ class TransparencyLog:
                 raise IntegrityError(f"log entry `{index}`: its payload does not hash to its leaf")
 
 
+class _Linked:
+    """The tag of an :meth:`TransparencyLog.append_linked` ticket: its content rows."""
+
+    __slots__ = ("attachments",)
+
+    def __init__(self, attachments: tuple[Attachment, ...]) -> None:
+        self.attachments = attachments
+
+
+def _build_linked(batch: list[Ticket[list[Receipt]]], start: int) -> list[Ticket[list[Receipt]]]:
+    """Turn each linked ticket's builder into bytes; a ticket whose builder fails is left out.
+
+    A left-out ticket gets its error now (the group commit raises it to its
+    caller); the others are appended as if it had never been queued.
+    """
+    kept: list[Ticket[list[Receipt]]] = []
+    at = start
+    for t in batch:
+        if isinstance(t.tag, _Linked):
+            try:
+                built = t.items[1](at)
+                if type(built) is not bytes:
+                    raise TypeError(f"a linked entry must be bytes, not `{type(built).__name__}`")
+            except Exception as exc:  # spec: INV-2 — this caller fails alone, nothing of it is kept
+                t.error = exc
+                continue
+            t.items = [t.items[0], built]
+        kept.append(t)
+        at += len(t.items)
+    return kept
+
+
 def _take(queue: list[Ticket[Any]]) -> int:
     """A rotation goes alone; otherwise whole tickets up to :data:`MAX_BATCH` entries."""
-    if queue[0].tag is not None:
+    if isinstance(queue[0].tag, Signer):
         return 1
     count, n = 0, 0
     for t in queue:
-        if t.tag is not None or (n and count + len(t.items) > MAX_BATCH):
+        if isinstance(t.tag, Signer) or (n and count + len(t.items) > MAX_BATCH):
             break
         count += len(t.items)
         n += 1

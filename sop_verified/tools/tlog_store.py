@@ -17,7 +17,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["MAX_STORED_SIZE", "Batch", "LogReader", "LogStore", "Receipt"]
+__all__ = ["MAX_STORED_SIZE", "Attachment", "Batch", "LogReader", "LogStore", "Receipt"]
+
+Attachment = tuple[str, str, bytes]
+"""Content stored with a batch: ``(namespace, key, bytes)`` (see :class:`Batch`)."""
 
 MAX_STORED_SIZE = 1 << 56
 """Most entries a stored log holds: tile keys stay below ``2**63`` (a signed 64-bit column)."""
@@ -57,14 +60,18 @@ class Batch:
 
     ``entries`` are ``(index, leaf hash, payload)``; ``tiles`` are ``(tile key,
     960 bytes)`` in key order; ``checkpoint`` is ``(size, signed note)`` or
-    None for an unsigned log. A backend writes all of it in one durable
-    transaction or nothing.
+    None for an unsigned log; ``attachments`` are content rows ``(namespace,
+    key, bytes)`` that an entry of the batch records (the persistence
+    controller's small content-addressed blobs, ADR 0007: the key names the
+    digest of the bytes, so a backend stores or replaces the row). A backend
+    writes all of it in one durable transaction or nothing.
     """
 
     start: int
     entries: Sequence[tuple[int, bytes, bytes]]
     tiles: Sequence[tuple[int, bytes]]
     checkpoint: tuple[int, str] | None
+    attachments: Sequence[Attachment] = ()
 
 
 class LogStore(Protocol):

@@ -122,3 +122,22 @@ def test_meta_check_flags_an_uncontracted_method() -> None:
         return x
 
     assert _contracted(dressed)
+
+
+def test_tests_run_with_helper_contracts_and_production_without() -> None:
+    from sop_verified.core import contracts
+    from sop_verified.core.persistence.layout import check_name
+
+    assert contracts.HELPERS and _contracted(check_name)
+    probe = (
+        "from sop_verified.core.contracts import HELPERS\n"
+        "from sop_verified.core.kernel import OpsKernel\n"
+        "from sop_verified.core.persistence.layout import check_name\n"
+        "print(HELPERS, bool(getattr(OpsKernel.submit, '__postconditions__', None)),"
+        " bool(getattr(check_name, '__preconditions__', None)))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "SOP_CONTRACTS"}
+    shipped = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    )
+    assert shipped.stdout.split() == ["False", "True", "False"]  # boundary on, helpers off

@@ -16,6 +16,7 @@ from typing import Any
 
 import sop_verified.core.persistence.writes as writes
 import sop_verified.storage.blobs as blobs
+import sop_verified.storage.sqlite as sqlite
 from sop_verified.nexus.sop import SOP
 
 NOW = 1_800_000_000
@@ -36,6 +37,10 @@ POINTS = {
     "after_publish": [(writes, "_append")],
     # the effect entry is logged; the caller never got its answer
     "after_effect": [(writes, "_allowed")],
+    # a small content-addressed write (ADR 0007): inside the one transaction, before COMMIT
+    "linked_in_commit": [(sqlite, "apply_ops")],
+    # ... and after the COMMIT, before the caller got its answer
+    "linked_after_commit": [(writes, "_allowed")],
 }
 
 
@@ -46,6 +51,8 @@ def main() -> None:
         sys.exit(2)
     for module, name in POINTS[point]:
         setattr(module, name, _die)
+    if not point.startswith("linked_"):
+        writes.INLINE_MAX_BYTES = -1  # these points are in the two-step path: no linked commit
     request = {
         "request_id": "crash-1",
         "principal": principal,

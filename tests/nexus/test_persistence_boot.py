@@ -186,6 +186,38 @@ def test_crash_between_decision_and_effect_is_repaired_at_boot(
         sop.close()
 
 
+@pytest.mark.parametrize("point", ["linked_in_commit", "linked_after_commit"])
+def test_crash_in_a_linked_write_leaves_all_or_nothing(tmp_path: Path, point: str) -> None:
+    """A small content-addressed write commits decision, effect and bytes together (ADR 0007)."""
+    data, tokens = _prepare(tmp_path)
+    root = data / "scopes" / ROOTS["drac"]
+    _crash(data, tokens["drac"], point, "drac")
+    sop = _reboot(data)
+    try:
+        assert sop.store is not None and sop.recovery is not None
+        assert sop.recovery.redone == sop.recovery.aborted == 0  # nothing was left pending
+        entries = [json.loads(p) for _, _, p in sop.store.log_entries()]
+        decisions = [
+            i
+            for i, e in enumerate(entries)
+            if e.get("type") == "decision" and e.get("request", {}).get("request_id") == "crash-1"
+        ]
+        effects = _effects(sop)
+        assert _files(root) == {}  # a small blob never becomes a file
+        if point == "linked_in_commit":
+            assert decisions == [] and effects == []
+            assert _read(sop, tokens["drac"], "drac") is None
+        else:
+            [decision] = decisions
+            [effect] = effects
+            assert (effect["outcome"], effect["decision_index"]) == ("written", decision)
+            assert "repaired" not in effect
+            assert _read(sop, tokens["drac"], "drac") == PAYLOAD.encode()
+        sop.store.verify_tail()
+    finally:
+        sop.close()
+
+
 def test_second_boot_after_repair_changes_nothing(tmp_path: Path) -> None:
     data, tokens = _prepare(tmp_path)
     _crash(data, tokens["emp"], "after_link", "emp")

@@ -35,7 +35,7 @@ from sop_verified.core.persistence.outcomes import ReadResult
 from sop_verified.core.persistence.ports import EffectLog, PersistIndex, ScopeFiles
 from sop_verified.core.persistence.reads import read_object
 from sop_verified.core.persistence.scopes import ScopeTable
-from sop_verified.core.persistence.writes import execute_write
+from sop_verified.core.persistence.writes import SubmitLinked, execute_linked, execute_write
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import Decision, Request
 from sop_verified.errors import PersistenceError
@@ -149,6 +149,30 @@ class PersistenceController:
         if not decision.allowed:
             return decision
         return execute_write(self, decision, request, bytes(data))
+
+    @require(lambda data: isinstance(data, bytes | bytearray | memoryview), "bytes to write")
+    @ensure(
+        lambda result: result is None or not result.allowed or "effect" in result.extra,
+        "INV-9: an ALLOW answer carries its recorded effect",
+    )
+    def execute_linked(
+        self, submit_linked: SubmitLinked, request: Request, data: bytes
+    ) -> Decision | None:
+        """Decide and store a small content-addressed write in one durable transaction.
+
+        Args:
+            submit_linked: the kernel's ``submit_linked``.
+            request: the parsed persist request.
+            data: the bytes to store.
+
+        Returns:
+            None, having recorded nothing, when the write does not qualify (not
+            a content-addressed scope, larger than
+            :data:`~sop_verified.core.persistence.writes.INLINE_MAX_BYTES`, or
+            refused by a scope rule): use :meth:`execute` after the kernel's
+            ``submit``. Otherwise the decision as :meth:`execute` answers it.
+        """
+        return execute_linked(self, submit_linked, request, bytes(data))
 
     @ensure(lambda decision, result: decision.allowed or result.decision is decision)
     def read(

@@ -64,8 +64,8 @@ class Outcome(enum.StrEnum):
     ABORTED = "aborted"
 
 
-@require(lambda op: op in ("write", "read"))
-@ensure(lambda result: result.startswith(b"{"))
+@require(lambda op: op in ("write", "read"), helper=True)
+@ensure(lambda result: result.startswith(b"{"), helper=True)
 def effect_entry(
     *,
     op: str,
@@ -184,8 +184,8 @@ def _tombstone(index: int, payload: bytes) -> TombstoneRecord | None:
     return None if target is None else TombstoneRecord(index, target)
 
 
-@require(lambda request: isinstance(request, dict))
-@ensure(lambda result: result.startswith(b"{"))
+@require(lambda request: isinstance(request, dict), helper=True)
+@ensure(lambda result: result.startswith(b"{"), helper=True)
 def request_key(request: dict[str, Any]) -> bytes:
     """How the index keys a logged request: sorted-key JSON (orjson), compared byte for byte.
 
@@ -196,9 +196,13 @@ def request_key(request: dict[str, Any]) -> bytes:
     return orjson.dumps(request, option=orjson.OPT_SORT_KEYS)
 
 
-@ensure(lambda result: isinstance(result, IndexOps))
+@ensure(lambda result: isinstance(result, IndexOps), helper=True)
 def index_entries(entries: Sequence[tuple[int, bytes]]) -> IndexOps:
     """What the given log entries change in the persistence index (never raises).
+
+    A decision whose effect entry is among the same entries (a small write
+    recorded with its decision, ADR 0007) would open a pending row that the
+    effect closes at once: it is left out, and its request is not parsed.
 
     Args:
         entries: ``(index, payload)`` in log order.
@@ -206,16 +210,13 @@ def index_entries(entries: Sequence[tuple[int, bytes]]) -> IndexOps:
     Returns:
         New pending decisions, effects and tombstones, each in log order.
     """
-    pending: list[PendingDecision] = []
+    candidates: list[tuple[int, bytes]] = []
     effects: list[EffectRecord] = []
     tombstones: list[TombstoneRecord] = []
     for index, payload in entries:
         if _ALLOW_MARK in payload and _DECISION_MARK in payload:
-            if not any(mark in payload for mark in _PERSIST_MARKS):
-                continue  # not a persist decision: the common case, decided without parsing
-            p = _pending(index, payload)
-            if p is not None:
-                pending.append(p)
+            if any(mark in payload for mark in _PERSIST_MARKS):
+                candidates.append((index, payload))  # else not a persist decision: skipped
         elif _EFFECT_MARK in payload:
             e = _effect(index, payload)
             if e is not None:
@@ -224,4 +225,10 @@ def index_entries(entries: Sequence[tuple[int, bytes]]) -> IndexOps:
             t = _tombstone(index, payload)
             if t is not None:
                 tombstones.append(t)
+    closed = {e.decision_index for e in effects if e.decision_index is not None}
+    pending = [
+        p
+        for index, payload in candidates
+        if index not in closed and (p := _pending(index, payload)) is not None
+    ]
     return IndexOps(tuple(pending), tuple(effects), tuple(tombstones))

@@ -40,8 +40,8 @@ class ReadTarget:
     digest_hex: str | None = None
 
 
-@require(lambda rel: isinstance(rel, str))
-@ensure(lambda rel, result: result == tuple(rel.split("/")))
+@require(lambda rel: isinstance(rel, str), helper=True)
+@ensure(lambda rel, result: result == tuple(rel.split("/")), helper=True)
 def check_name(scope: Scope, rel: str, *, writing: bool) -> tuple[str, ...]:
     """Check a path below a scope prefix; return its names.
 
@@ -82,9 +82,9 @@ def check_name(scope: Scope, rel: str, *, writing: bool) -> tuple[str, ...]:
     return parts
 
 
-@require(lambda digest_hex: _HEX64.fullmatch(digest_hex) is not None)
-@require(lambda decision_index: decision_index >= 0)
-@ensure(lambda result: not result.startswith("/") and ".." not in result.split("/"))
+@require(lambda digest_hex: _HEX64.fullmatch(digest_hex) is not None, helper=True)
+@require(lambda decision_index: decision_index >= 0, helper=True)
+@ensure(lambda result: not result.startswith("/") and ".." not in result.split("/"), helper=True)
 def stored_path(scope: Scope, rel: str, digest_hex: str, decision_index: int) -> str:
     """Where the object written by ``decision_index`` lives below the scope root.
 

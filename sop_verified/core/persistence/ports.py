@@ -37,6 +37,15 @@ class PersistIndex(Protocol):
     def object_at(self, effect_index: int) -> ObjectRecord | None:
         """The live object written by the effect entry ``effect_index``."""
 
+    def written_version(self, effect_index: int) -> int | None:
+        """The version the effect entry ``effect_index`` wrote (None: no live object)."""
+
+    def blob(self, scope: str, stored: str) -> bytes | None:
+        """The bytes the database keeps for ``stored`` in ``scope`` (small blobs), or None."""
+
+    def drop_blob(self, scope: str, stored: str) -> bool:
+        """Delete the database copy of ``stored`` unless a live object uses it."""
+
     def objects(self, scope: str, name: str | None = None) -> list[ObjectRecord]:
         """Live objects of ``scope`` (one name if given), by name, newest first."""
 

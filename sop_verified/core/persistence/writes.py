@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sop_verified.core.contracts import ensure, require
 from sop_verified.core.health import Health
+from sop_verified.core.kernel import LinkedEffect
 from sop_verified.core.persistence.entries import Outcome, effect_entry, request_key
 from sop_verified.core.persistence.layout import check_name, stored_path
 from sop_verified.core.persistence.outcomes import reason, refusal
@@ -30,7 +32,7 @@ from sop_verified.tools.tlog_store import Receipt
 if TYPE_CHECKING:
     from sop_verified.core.persistence.controller import PersistenceController
 
-__all__ = ["execute_write", "locate_writable"]
+__all__ = ["INLINE_MAX_BYTES", "SubmitLinked", "execute_linked", "execute_write", "locate_writable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +119,67 @@ def _perform(
     return _allowed(c, decision, plan, outcome, receipt)
 
 
-@require(lambda resource: isinstance(resource, str))
-@ensure(lambda principal, result: result[0].writable_by(principal), "INV-4: owned scope only")
+INLINE_MAX_BYTES = 64 * 1024
+"""Content-addressed blobs up to this size are kept in the database, in the transaction that
+logs their decision and effect (ADR 0007); larger ones are files (temp, fsync, rename)."""
+
+SubmitLinked = Callable[[Request, LinkedEffect], tuple[Decision, Receipt | None]]
+
+
+def _linked_plan(c: PersistenceController, request: Request, data: bytes) -> _Plan | None:
+    """The plan of a write that can commit with its decision, or None (take the two-step path).
+
+    Only a small write into a content-addressed scope that every rule already
+    admits qualifies; anything else (including every refusal, which the
+    two-step path logs with its reason) returns None and records nothing.
+    """
+    if request.action not in PERSIST_ACTIONS or len(data) > INLINE_MAX_BYTES:
+        return None
+    if c._health() is not Health.READY:
+        return None
+    try:
+        plan = _plan(c, 0, request, data)  # content-addressed: the path does not use the index
+    except SOPError:
+        return None
+    return plan if plan.scope.mode is ScopeMode.CONTENT_ADDRESSED else None
+
+
+@require(lambda data: isinstance(data, bytes), helper=True)
+@ensure(
+    lambda result: result is None or not result.allowed or "effect" in result.extra, helper=True
+)
+def execute_linked(
+    c: PersistenceController, submit_linked: SubmitLinked, request: Request, data: bytes
+) -> Decision | None:
+    """Decide and write a small content-addressed blob in one durable transaction.
+
+    The kernel decides; an ALLOW is appended with its ``persist.effect``
+    entry and the bytes in the same transaction (ADR 0007), so the decision is
+    never durable without its effect, nor the effect without its decision
+    (INV-9). Returns None, having recorded nothing, when the write does not
+    qualify (see :func:`_linked_plan`); the caller then takes the two-step path.
+    """
+    plan = _linked_plan(c, request, data)
+    if plan is None:
+        return None
+    blob = (plan.scope.name, plan.stored, data)
+
+    def effect(decision_index: int) -> bytes:
+        return _entry(c, plan, Outcome.WRITTEN, decision_index, request)
+
+    with c._locks[plan.scope.name].shared():  # retention never purges a blob mid-write
+        decision, receipt = submit_linked(request, LinkedEffect(effect, (blob,)))
+    if receipt is None:  # a DENY (logged alone), or a log that cannot link: two steps
+        return decision if not decision.allowed else execute_write(c, decision, request, data)
+    return _allowed(c, decision, plan, Outcome.WRITTEN, receipt)
+
+
+@require(lambda resource: isinstance(resource, str), helper=True)
+@ensure(
+    lambda principal, result: result[0].writable_by(principal),
+    "INV-4: owned scope only",
+    helper=True,
+)
 def locate_writable(c: PersistenceController, resource: str, principal: str) -> tuple[Scope, str]:
     """The scope of ``resource`` and the path below its prefix, if ``principal`` owns it.
 
@@ -243,7 +304,7 @@ def _allowed(
     outcome: Outcome,
     receipt: Receipt,
 ) -> Decision:
-    record = c._index.object_at(receipt.index)
+    version = c._index.written_version(receipt.index)
     effect: dict[str, Any] = {
         "outcome": str(outcome),
         "index": receipt.index,
@@ -252,7 +313,7 @@ def _allowed(
         "stored": plan.stored,
         "digest": "sha256:" + plan.digest_hex,
         "size": plan.size,
-        "version": None if record is None else record.version,
+        "version": version,
         "receipt": receipt.to_dict(),
     }
     return dataclasses.replace(decision, extra={**decision.extra, "effect": effect})

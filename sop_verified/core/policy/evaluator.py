@@ -59,7 +59,7 @@ class PolicyResult:
         """True only for ALLOW."""
         return self.effect is Effect.ALLOW
 
-    @ensure(lambda result: result.stage is Stage.POLICY, "a policy-stage reason")
+    @ensure(lambda result: result.stage is Stage.POLICY, "a policy-stage reason", helper=True)
     def to_reason(self) -> Reason:
         """This result as a decision reason of the policy stage.
 
@@ -68,7 +68,7 @@ class PolicyResult:
         """
         return Reason(Stage.POLICY, str(self.reason), self.describe(), policy_ids=self.policy_ids)
 
-    @ensure(lambda result: len(result) > 0, "a message")
+    @ensure(lambda result: len(result) > 0, "a message", helper=True)
     def describe(self) -> str:
         """A one-line human explanation.
 

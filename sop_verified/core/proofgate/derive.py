@@ -68,8 +68,10 @@ def _union(regexes: list[str]) -> str:
     return regexes[0] if len(regexes) == 1 else f"(re.union {' '.join(regexes)})"
 
 
-@require(lambda scope: bool(scope) and all(isinstance(g, str) and g for g in _globs(scope)))
-@ensure(lambda result: result.id.startswith("scope:"))
+@require(
+    lambda scope: bool(scope) and all(isinstance(g, str) and g for g in _globs(scope)), helper=True
+)
+@ensure(lambda result: result.id.startswith("scope:"), helper=True)
 def scope_containment(path: str, scope: str | Sequence[str]) -> Obligation:
     """The obligation "``path`` lies inside the scope glob ``scope``" (INV-4).
 
@@ -83,11 +85,17 @@ def scope_containment(path: str, scope: str | Sequence[str]) -> Obligation:
     Raises:
         InputError: the path or the glob is malformed.
     """
+    return _scope_containment(path, tuple(_globs(scope)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _scope_containment(path: str, globs: tuple[str, ...]) -> Obligation:
+    """The obligation for one path and scope (cached: a frozen value, asked for every persist)."""
     path = check_path(path)
     source = (
         "(set-logic QF_S)\n(declare-const p String)\n"
         f"(assert (= p {_string(path)}))\n"
-        f"(assert (not (str.in_re p {_union([_glob_regex(g) for g in _globs(scope)])})))\n"
+        f"(assert (not (str.in_re p {_union([_glob_regex(g) for g in globs])})))\n"
         "(check-sat)\n"
     )
     return _obligation("scope", source)

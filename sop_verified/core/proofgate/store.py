@@ -9,6 +9,7 @@ structurally (SQLite, PostgreSQL) without importing core.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ __all__ = [
 _FORMATS = ("smt2", "json")
 
 
-@require(lambda fmt, source: isinstance(fmt, str) and isinstance(source, str))
+@require(lambda fmt, source: isinstance(fmt, str) and isinstance(source, str), helper=True)
 def obligation_digest(fmt: str, source: str) -> str:
     """``sha256:<hex>`` of the RFC 8785 canonical JSON ``{"format": fmt, "source": source}``.
 
@@ -50,7 +51,21 @@ def obligation_digest(fmt: str, source: str) -> str:
     return _digest_of(fmt, source)
 
 
+_CACHED_SOURCE = 4096  # derived obligations are short and asked for on every operation
+
+
 def _digest_of(fmt: str, source: str) -> str:
+    if len(source) <= _CACHED_SOURCE:
+        return _cached_digest(fmt, source)
+    return _digest_uncached(fmt, source)
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_digest(fmt: str, source: str) -> str:
+    return _digest_uncached(fmt, source)
+
+
+def _digest_uncached(fmt: str, source: str) -> str:
     try:
         data = orjson.dumps({"format": fmt, "source": source})
     except TypeError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import pytest
 
 from sop_verified.core.health import Health
 from sop_verified.core.obligations import ProofGate, VerdictResult
+from sop_verified.core.persistence.writes import INLINE_MAX_BYTES
 from sop_verified.core.proofgate import GateConfig, InMemoryVerdictStore, Z3ProofGate
 from sop_verified.core.request import Decision, Obligation
 from sop_verified.nexus.config import DEFAULT_CONFIG, init_data_dir
@@ -76,7 +78,7 @@ TEST_CONFIG = (
     )
     .replace(
         'path = "artifacts/drac/**"\nmax_blob_bytes = 16777216',
-        'path = "artifacts/drac/**"\nmax_blob_bytes = 65536',
+        'path = "artifacts/drac/**"\nmax_blob_bytes = 262144',
     )
     .replace("retention = { keep = 16 }", "retention = { keep = 2, max_age_seconds = 1000 }")
 )
@@ -124,6 +126,30 @@ class Env:
     def log(self) -> list[dict[str, Any]]:
         assert self.sop.store is not None
         return [json.loads(p) for _, _, p in self.sop.store.log_entries()]
+
+    def db_blobs(self, scope: str) -> dict[str, bytes]:
+        """The blobs the database keeps for ``scope`` (small content-addressed writes)."""
+        assert self.sop.store is not None
+        with sqlite3.connect(self.sop.store.path) as db:
+            rows = db.execute(
+                "SELECT stored, data FROM persist_blobs WHERE scope = ?", (scope,)
+            ).fetchall()
+        return {str(r[0]): bytes(r[1]) for r in rows}
+
+    def tamper_db_blob(self, scope: str, stored: str, data: bytes) -> None:
+        """Overwrite a database-kept blob behind SOP's back."""
+        assert self.sop.store is not None
+        with sqlite3.connect(self.sop.store.path) as db:
+            cur = db.execute(
+                "UPDATE persist_blobs SET data = ? WHERE scope = ? AND stored = ?",
+                (data, scope, stored),
+            )
+            assert cur.rowcount == 1
+
+
+def large(tag: bytes) -> bytes:
+    """Content too large to be kept in the database: a content-addressed file (two steps)."""
+    return (tag * (INLINE_MAX_BYTES // max(1, len(tag)) + 2))[: INLINE_MAX_BYTES + 1]
 
 
 class SharedGate:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Env, outside_state, regular_files
+from conftest import Env, large, outside_state, regular_files
 
 from sop_verified.core.persistence.layout import check_name
 from sop_verified.core.request import Effect, Stage, parse_request
@@ -252,8 +252,22 @@ def test_symlink_as_the_final_name_is_not_written_through(env: Env) -> None:
     assert (env.outside / "target.txt").read_bytes() == b"outside: must never change\n"
 
 
+def test_symlink_at_a_small_blob_name_is_never_followed(env: Env) -> None:
+    data = b"artifact bytes"  # kept in the database: the planted link is never opened
+    hexd = hashlib.sha256(data).hexdigest()
+    blob_dir = env.scope_root("drac-artifacts") / "sha256" / hexd[:2]
+    blob_dir.mkdir(parents=True)
+    os.symlink(env.outside / "target.txt", blob_dir / hexd)
+    before = outside_state(env)
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", data)
+    assert d.effect is Effect.ALLOW
+    assert env.read("drac", "artifacts/drac/s1/out.bin").data == data
+    assert env.read("drac", f"artifacts/drac/sha256/{hexd}").data == data
+    assert outside_state(env) == before
+
+
 def test_symlink_at_a_blob_name_is_not_written_through(env: Env) -> None:
-    data = b"artifact bytes"
+    data = large(b"artifact bytes")
     hexd = hashlib.sha256(data).hexdigest()
     blob_dir = env.scope_root("drac-artifacts") / "sha256" / hexd[:2]
     blob_dir.mkdir(parents=True)
@@ -265,10 +279,11 @@ def test_symlink_at_a_blob_name_is_not_written_through(env: Env) -> None:
 
 
 def test_hard_link_planted_at_a_blob_name_is_refused(env: Env) -> None:
-    data = b"outside: must never change\n"  # the same bytes: the digest would even match
+    data = large(b"outside: must never change\n")  # the same bytes: the digest would match
     hexd = hashlib.sha256(data).hexdigest()
     blob_dir = env.scope_root("drac-artifacts") / "sha256" / hexd[:2]
     blob_dir.mkdir(parents=True)
+    (env.outside / "target.txt").write_bytes(data)
     os.link(env.outside / "target.txt", blob_dir / hexd)
     before = outside_state(env)
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", data)
@@ -286,7 +301,7 @@ def test_hard_link_planted_at_a_write_once_name_is_refused(env: Env) -> None:
 
 
 def test_read_refuses_a_blob_later_hard_linked_from_outside(env: Env) -> None:
-    d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", b"payload")
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", large(b"payload"))
     assert d.effect is Effect.ALLOW
     stored = env.scope_root("drac-artifacts") / d.extra["effect"]["stored"]
     os.link(stored, env.outside / "alias")  # whoever holds the alias could change the blob

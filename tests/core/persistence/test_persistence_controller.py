@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sqlite3
 from typing import Any
 
 import pytest
-from conftest import Env, outside_state, regular_files
+from conftest import Env, large, outside_state, regular_files
 
 from sop_verified.core.persistence import index_entries
 from sop_verified.core.request import Decision, Effect, Stage, parse_request
@@ -48,22 +49,71 @@ def _allow(
 
 
 # ---- INV-9: the effect follows its logged ALLOW -------------------------------------------
-def test_write_happens_after_its_allow_is_logged(env: Env) -> None:
-    d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", b"bytes")
+def _assert_written_after_allow(env: Env, d: Decision, data: bytes) -> dict[str, Any]:
     assert d.effect is Effect.ALLOW
-    effect = d.extra["effect"]
+    effect: dict[str, Any] = d.extra["effect"]
     assert d.log_index is not None and d.log_index < effect["index"]
     log = env.log()
     assert (log[d.log_index]["type"], log[d.log_index]["effect"]) == ("decision", "ALLOW")
-    assert log[d.log_index]["request"]["content_digest"] == _sha(b"bytes")
+    assert log[d.log_index]["request"]["content_digest"] == _sha(data)
     entry = log[effect["index"]]
     assert (entry["type"], entry["outcome"], entry["decision_index"]) == (
         "persist.effect",
         "written",
         d.log_index,
     )
-    assert (env.scope_root("drac-artifacts") / effect["stored"]).read_bytes() == b"bytes"
     assert effect["receipt"]["index"] == effect["index"]
+    return effect
+
+
+def test_write_happens_after_its_allow_is_logged(env: Env) -> None:
+    data = large(b"bytes")
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", data)
+    effect = _assert_written_after_allow(env, d, data)
+    assert (env.scope_root("drac-artifacts") / effect["stored"]).read_bytes() == data
+    assert env.db_blobs("drac-artifacts") == {}
+    assert d.receipt is not None and d.receipt.tree_size < effect["receipt"]["tree_size"]
+
+
+def test_small_content_addressed_write_commits_with_its_allow(env: Env) -> None:
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", b"bytes")
+    effect = _assert_written_after_allow(env, d, b"bytes")
+    assert d.log_index is not None and effect["index"] == d.log_index + 1
+    # one transaction: the decision's and the effect's receipts carry the same checkpoint
+    assert d.receipt is not None and d.receipt.checkpoint == effect["receipt"]["checkpoint"]
+    assert env.db_blobs("drac-artifacts") == {effect["stored"]: b"bytes"}
+    assert regular_files(env.scope_root("drac-artifacts")) == set()
+    assert env.read("drac", "artifacts/drac/s1/out.bin").data == b"bytes"
+
+
+def test_small_write_refused_by_a_rule_is_logged_as_two_steps(env: Env) -> None:
+    d = env.persist(
+        "drac",
+        "artifact.persist",
+        "artifacts/drac/x",
+        b"abc",
+        content_digest=_sha(b"other"),
+    )
+    _refused(env, d, "digest_mismatch")
+    assert env.db_blobs("drac-artifacts") == {}
+
+
+def test_failed_linked_commit_records_neither_decision_nor_effect(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert env.sop.store is not None
+    before = env.sop.store.log_size()
+
+    def fail(*_a: Any, **_k: Any) -> Any:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr("sop_verified.storage.sqlite.apply_ops", fail)
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", b"bytes")
+    monkeypatch.undo()
+    assert d.effect is Effect.DENY and d.reasons[-1].code == "log_append_failed"
+    assert env.sop.store.log_size() == before
+    assert env.db_blobs("drac-artifacts") == {}
+    assert env.read("drac", "artifacts/drac/s1/out.bin").data is None
 
 
 def test_deny_is_returned_unchanged_and_writes_nothing(env: Env) -> None:
@@ -180,11 +230,12 @@ def test_unknown_scope_is_refused(env: Env) -> None:
 
 
 def test_oversized_blob_is_refused_and_nothing_is_written(env: Env) -> None:
-    d = env.persist("drac", "artifact.persist", "artifacts/drac/big", b"x" * 65537)
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/big", b"x" * 262145)
     _refused(env, d, "too_large")
-    assert "65536" in d.reasons[0].message
+    assert "262144" in d.reasons[0].message
     assert regular_files(env.data / "scopes") == set()
-    limit = env.persist("drac", "artifact.persist", "artifacts/drac/big", b"x" * 65536)
+    assert env.db_blobs("drac-artifacts") == {}
+    limit = env.persist("drac", "artifact.persist", "artifacts/drac/big", b"x" * 262144)
     assert limit.effect is Effect.ALLOW
 
 
@@ -216,23 +267,40 @@ def test_digest_name_must_name_the_content(env: Env) -> None:
 
 # ---- modes --------------------------------------------------------------------------------
 def test_content_addressed_blobs_are_stored_once(env: Env) -> None:
-    a = env.persist("drac", "artifact.persist", "artifacts/drac/s1/a", b"same")
-    b = env.persist("drac", "artifact.persist", "artifacts/drac/s2/b", b"same")
-    assert a.extra["effect"]["stored"] == b.extra["effect"]["stored"]
-    assert len(regular_files(env.scope_root("drac-artifacts"))) == 1
-    assert env.read("csp", "artifacts/drac/s1/a").data == b"same"
-    assert env.read("drac", "artifacts/drac/s2/b").data == b"same"
+    for same in (b"same", large(b"same")):
+        a = env.persist("drac", "artifact.persist", "artifacts/drac/s1/a", same)
+        b = env.persist("drac", "artifact.persist", "artifacts/drac/s2/b", same)
+        assert a.extra["effect"]["stored"] == b.extra["effect"]["stored"]
+        assert env.read("csp", "artifacts/drac/s1/a").data == same
+        assert env.read("drac", "artifacts/drac/s2/b").data == same
+    assert len(regular_files(env.scope_root("drac-artifacts"))) == 1  # the large one
+    assert len(env.db_blobs("drac-artifacts")) == 1  # the small one
 
 
 def test_tampered_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) -> None:
-    d = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"original")
+    data = large(b"original")
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/a", data)
     blob = env.scope_root("drac-artifacts") / d.extra["effect"]["stored"]
     blob.write_bytes(b"tampered")
     r = env.read("drac", "artifacts/drac/a")
     assert r.data is None and r.decision.reasons[0].code == "integrity"
-    assert "expected `" + _sha(b"original") + "`" in r.decision.reasons[0].message
+    assert "expected `" + _sha(data) + "`" in r.decision.reasons[0].message
     entry = env.log()[r.decision.log_index or 0]
     assert (entry["op"], entry["outcome"]) == ("read", "refused")
+    again = env.persist("drac", "artifact.persist", "artifacts/drac/a", data)
+    assert again.effect is Effect.ALLOW
+    assert env.read("drac", "artifacts/drac/a").data == data
+
+
+def test_tampered_database_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) -> None:
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"original")
+    stored = d.extra["effect"]["stored"]
+    for tampered in (b"tampered", b"original+"):  # other bytes; the same bytes grown
+        env.tamper_db_blob("drac-artifacts", stored, tampered)
+        r = env.read("drac", "artifacts/drac/a")
+        assert r.data is None and r.decision.reasons[0].code == "integrity"
+        entry = env.log()[r.decision.log_index or 0]
+        assert (entry["op"], entry["outcome"]) == ("read", "refused")
     again = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"original")
     assert again.effect is Effect.ALLOW
     assert env.read("drac", "artifacts/drac/a").data == b"original"

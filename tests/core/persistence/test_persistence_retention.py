@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import Env, regular_files
+from collections.abc import Callable
+
+import pytest
+from conftest import Env, large, regular_files
 
 from sop_verified.core.persistence import Retention
 from sop_verified.core.request import Effect
@@ -58,27 +61,46 @@ def test_write_once_scopes_are_never_deleted(env: Env) -> None:
     assert _tombstones(env) == []
 
 
-def test_shared_blob_stays_while_another_name_uses_it(env: Env) -> None:
-    env.persist("drac", "artifact.persist", "artifacts/drac/a", b"shared")
-    env.persist("drac", "artifact.persist", "artifacts/drac/a", b"newer")
-    env.persist("drac", "artifact.persist", "artifacts/drac/b", b"shared")
+SIZES = [pytest.param(bytes, id="small-in-database"), pytest.param(large, id="large-file")]
+
+
+def _kept(env: Env) -> int:
+    """Blobs kept for the DRAC artifacts scope: files below its root and database rows."""
+    files = regular_files(env.scope_root("drac-artifacts"))
+    return len(files) + len(env.db_blobs("drac-artifacts"))
+
+
+@pytest.mark.parametrize("make", SIZES)
+def test_shared_blob_stays_while_another_name_uses_it(
+    env: Env, make: Callable[[bytes], bytes]
+) -> None:
+    env.persist("drac", "artifact.persist", "artifacts/drac/a", make(b"shared"))
+    env.persist("drac", "artifact.persist", "artifacts/drac/a", make(b"newer"))
+    env.persist("drac", "artifact.persist", "artifacts/drac/b", make(b"shared"))
     env.clock[0] += 31 * DAY
     assert env.sop.persistence is not None
     indexes = env.sop.persistence.apply_retention(env.clock[0])
     assert len(indexes) == 1  # `a` version 1 (superseded and older than 30 days)
-    assert env.read("drac", "artifacts/drac/b").data == b"shared"
-    assert env.read("drac", "artifacts/drac/a").data == b"newer"
-    assert len(regular_files(env.scope_root("drac-artifacts"))) == 2
+    assert env.read("drac", "artifacts/drac/b").data == make(b"shared")
+    assert env.read("drac", "artifacts/drac/a").data == make(b"newer")
+    assert _kept(env) == 2
 
 
-def test_unused_blob_is_removed_after_its_tombstone(env: Env) -> None:
-    first = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"gone soon")
-    env.persist("drac", "artifact.persist", "artifacts/drac/a", b"stays")
+@pytest.mark.parametrize("make", SIZES)
+def test_unused_blob_is_removed_after_its_tombstone(
+    env: Env, make: Callable[[bytes], bytes]
+) -> None:
+    first = env.persist("drac", "artifact.persist", "artifacts/drac/a", make(b"gone soon"))
+    env.persist("drac", "artifact.persist", "artifacts/drac/a", make(b"stays"))
+    assert _kept(env) == 2
     env.clock[0] += 31 * DAY
     assert env.sop.persistence is not None
     [index] = env.sop.persistence.apply_retention(env.clock[0])
-    assert env.log()[index]["stored"] == first.extra["effect"]["stored"]
-    assert not (env.scope_root("drac-artifacts") / first.extra["effect"]["stored"]).exists()
+    stored = first.extra["effect"]["stored"]
+    assert env.log()[index]["stored"] == stored
+    assert not (env.scope_root("drac-artifacts") / stored).exists()
+    assert stored not in env.db_blobs("drac-artifacts")
+    assert _kept(env) == 1
 
 
 def test_sop_apply_retention_is_logged_as_an_admin_operation(env: Env) -> None:
