@@ -245,3 +245,56 @@ def test_rotating_to_the_current_key_is_refused(signer: Signer) -> None:
     with pytest.raises(ValueError, match="is the current one"):
         log.rotate(signer, b"announcement")
     assert log.size == 1
+
+
+def test_linked_entry_follows_its_first_entry_in_the_same_batch(signer: Signer) -> None:
+    store = MemoryLogStore()
+    log = _log(store, signer)
+    log.append(b"before")
+    first, second = log.append_linked(
+        b"decision", lambda index: f"effect of {index}".encode(), [("scope", "key", b"bytes")]
+    )
+    assert (first.index, second.index) == (1, 2)
+    assert first.checkpoint == second.checkpoint and first.tree_size == second.tree_size == 3
+    assert [p for _, _, p in store.read_entries(0, 3)] == [b"before", b"decision", b"effect of 1"]
+    assert store.attachments == [("scope", "key", b"bytes")]
+
+
+def test_failing_linked_builder_fails_its_caller_alone(signer: Signer) -> None:
+    store = MemoryLogStore()
+    log = _log(store, signer)
+    gate = threading.Barrier(9)
+    errors: list[BaseException] = []
+
+    def builder(_index: int) -> bytes:
+        raise ValueError("cannot build")
+
+    def linked() -> None:
+        gate.wait()
+        try:
+            log.append_linked(b"doomed", builder, [("scope", "doomed", b"x")])
+        except ValueError as exc:
+            errors.append(exc)
+
+    def plain(i: int) -> None:
+        gate.wait()
+        log.append(f"plain {i}".encode())
+
+    threads = [threading.Thread(target=linked)]
+    threads += [threading.Thread(target=plain, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(errors) == 1 and str(errors[0]) == "cannot build"
+    payloads = [p for _, _, p in store.read_entries(0, log.size)]
+    assert sorted(payloads) == sorted(f"plain {i}".encode() for i in range(8))
+    assert store.attachments == []  # nothing of the failed call was stored
+    log.verify_tail()
+
+
+def test_linked_builder_must_return_bytes(signer: Signer) -> None:
+    log = _log(MemoryLogStore(), signer)
+    with pytest.raises(TypeError, match="must be bytes"):
+        log.append_linked(b"first", lambda _i: "text")  # type: ignore[arg-type, return-value]
+    assert log.size == 0

@@ -17,6 +17,7 @@ class MemoryLogStore:
         self.checkpoints: dict[int, str] = {}
         self.fail_writes = False
         self.reads = 0  # tile and entry rows read
+        self.attachments: list[tuple[str, str, bytes]] = []
 
     # LogStore
     def log_tail(self) -> tuple[int, str | None]:
@@ -39,6 +40,7 @@ class MemoryLogStore:
         self.tiles.update(batch.tiles)
         if batch.checkpoint is not None:
             self.checkpoints[batch.checkpoint[0]] = batch.checkpoint[1]
+        self.attachments.extend(batch.attachments)
 
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
         self.reads += max(0, end - start)
