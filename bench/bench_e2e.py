@@ -2,12 +2,12 @@
 
 One operation is ``sop.persist(request, data)`` with 4 KiB of data on a booted
 SOP over SQLite (WAL, ``synchronous=FULL``): bridge validation
-(``parse_request``), capability, policy, the derived scope-containment
-obligation (a cached verdict), the durable decision append (group commit, one
-signed checkpoint per batch), the 4 KiB write (temporary file, fsync, rename,
-fsync of the directory) and the durable ``persist.effect`` entry. Every
-operation must come back ALLOW with its effect ``written``; a denial makes the
-run exit 2.
+(``parse_request``), the scope rules of the write, capability, policy, the
+derived scope-containment obligation (a cached verdict), then one durable
+group commit holding the decision entry, the ``persist.effect`` entry and the
+4 KiB (a small content-addressed write is a linked effect, ADR 0007), with one
+signed checkpoint per batch. Every operation must come back ALLOW with its
+effect ``written``; a denial makes the run exit 2.
 
 Paths: DRAC persists into the content-addressed scope ``artifacts/drac/**``.
 A request names the artifact (``artifacts/drac/bench/c07/obj3.bin``) and binds
@@ -22,8 +22,9 @@ obligation, every time: that case has a row of its own.
 Measured in one run: the per-stage breakdown of one operation (probes on the
 real path, sequential and under 32 submitters, see ``e2e_probes.py``), one
 sequential client, 32 concurrent submitter threads, plain ``sop.submit``
-(decision only) with 32 threads, and two floors without SOP around them: the
-same durable 4 KiB file writes alone, and the signed log's group commit alone.
+(decision only) with 32 threads, a sequential two-step write (64 KiB + 1: a
+file, fsynced, renamed), and two floors without SOP around them: the durable
+4 KiB file writes alone, and the signed log's group commit alone.
 ``--profile`` adds two py-spy samplings of the 32-thread run (CPU: who holds
 the GIL; wall: where the threads wait). ``SOP_BENCH_CONTRACTS=off`` runs it
 with SOP's contracts off (``contract_switch.py``).
@@ -62,13 +63,12 @@ from e2e_scenario import (
 
 from sop_verified.core.kernel import OpsKernel
 from sop_verified.core.obligations import Verdict
-from sop_verified.core.persistence import EFFECT_TYPE, PersistenceController
+from sop_verified.core.persistence import PersistenceController, writes
 from sop_verified.core.policy import PolicySet
 from sop_verified.core.proofgate.derive import scope_containment
 from sop_verified.core.request import parse_request
 from sop_verified.nexus.sop import SOP
-from sop_verified.storage.blobs import ScopeDir
-from sop_verified.storage.sqlite_persist import SQLitePersistIndex
+from sop_verified.storage.sqlite_log import SQLiteLog
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog import TransparencyLog
 
@@ -76,30 +76,26 @@ __all__ = ["isolated_stages", "main", "probe_targets", "probed_run", "run"]
 
 
 # ---- the per-stage breakdown -----------------------------------------------------------------
-def _append_kind(args: tuple[Any, ...]) -> str | None:
-    payload = args[1] if len(args) > 1 else b""
-    if b'"type":"decision"' in payload:
-        return "decision log append (durable, group commit)"
-    if b'"type":"%s"' % EFFECT_TYPE.encode() in payload:
-        return "effect entry append (durable, group commit)"
-    return None
-
-
 def probe_targets(sop: SOP) -> list[tuple[Any, str, Any]]:
     """The methods timed on the real path: (class or module, attribute, stage)."""
     return [
-        (OpsKernel, "submit", "decision: kernel.submit, whole"),
+        (PersistenceController, "execute_linked", "whole: controller.execute_linked"),
+        (writes, "_linked_plan", "scope rules of the write (owned scope, size, digest, name)"),
+        (OpsKernel, "submit_linked", "decision and commit: kernel.submit_linked"),
         (type(sop.capabilities), "check", "capability check"),
         (PolicySet, "evaluate", "policy evaluation"),
         (type(sop.gate), "check", "proof obligation: cached verdict"),
-        (TransparencyLog, "append", _append_kind),
-        (PersistenceController, "execute", "effect: controller.execute, whole"),
-        (SQLitePersistIndex, "pending_decision", "index read: pending decision"),
-        (SQLitePersistIndex, "object_at", "index read: written object"),
-        (ScopeDir, "digest", "blob lookup (is this digest stored?)"),
-        (ScopeDir, "write", "4 KiB write: temp+fsync+rename+fsync dir"),
-        (os, "fsync", "os.fsync (file and directory)"),
+        (TransparencyLog, "append_linked", LINKED),
+        (TransparencyLog, "_sign", "per batch: checkpoint (consistency check, Ed25519)"),
+        (SQLiteLog, "write_batch", "per batch: SQLite transaction (rows, index, COMMIT)"),
+        (os, "fsync", "os.fsync (two-step path only)"),
     ]
+
+
+TWO_STEP_BYTES = writes.INLINE_MAX_BYTES + 1
+"""Just too large to be kept in the database: the two-step path (a file, fsynced, renamed)."""
+
+LINKED = "ALLOW + effect + 4 KiB, one durable commit (group commit wait)"
 
 
 def _samples_ns(fn: Callable[[], object], n: int) -> list[int]:
@@ -146,7 +142,7 @@ def isolated_stages(s: Scenario, entry: dict[str, Any], n: int) -> dict[str, lis
         "proof obligation: derive (scope_containment)": _samples_ns(
             lambda: scope_containment(request.resource, approved), n
         ),
-        "canonical JSON of the decision entry (rfc8785)": _samples_ns(
+        "canonical JSON of the decision entry (RFC 8785)": _samples_ns(
             lambda: canonical_json(entry), n
         ),
         "proof obligation: fresh path (not cached)": _samples_ns(
@@ -202,6 +198,13 @@ def _measure(
         run_clients("thr", threads, per_thread, lambda c, i: s.persist("thr", c, i), effect=True),
         run_clients("sub", threads, per_thread, lambda c, i: s.submit("sub", c, i), effect=False),
         run_clients(
+            "twostep",
+            1,
+            min(200, ops),
+            lambda c, i: s.persist("twostep", c, i, size=TWO_STEP_BYTES),
+            effect=True,
+        ),
+        run_clients(
             "fresh",
             1,
             min(50, ops),
@@ -243,7 +246,11 @@ def _setup_facts(s: Scenario, threads: int, per_thread: int, warm_s: float) -> d
         "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "switch_interval_ms": sys.getswitchinterval() * 1e3,
-        "contracts": "on (shipped)" if contract_switch.CONTRACTS_ON else "off",
+        "contracts": (
+            ("all" if contract_switch.HELPERS else "boundary on, helpers off (shipped)")
+            if contract_switch.CONTRACTS_ON
+            else "off"
+        ),
         "sqlite_pragmas": pragmas,  # synchronous 2 = FULL
         "threads": threads,
         "ops_per_thread": per_thread,
@@ -273,20 +280,18 @@ def _stage_table(
 
     order = [
         ("request validation (parse_request)", "isolated"),
+        ("scope rules of the write (owned scope, size, digest, name)", "probe"),
         ("capability check", "probe"),
         ("policy evaluation", "probe"),
         ("proof obligation: derive (scope_containment)", "isolated"),
         ("proof obligation: cached verdict", "probe"),
-        ("canonical JSON of the decision entry (rfc8785)", "isolated"),
-        ("decision log append (durable, group commit)", "probe"),
-        ("decision: kernel.submit, whole", "probe"),
-        ("index read: pending decision", "probe"),
-        ("blob lookup (is this digest stored?)", "probe"),
-        ("4 KiB write: temp+fsync+rename+fsync dir", "probe"),
-        ("os.fsync (file and directory)", "probe"),
-        ("effect entry append (durable, group commit)", "probe"),
-        ("index read: written object", "probe"),
-        ("effect: controller.execute, whole", "probe"),
+        ("canonical JSON of the decision entry (RFC 8785)", "isolated"),
+        (LINKED, "probe"),
+        ("per batch: checkpoint (consistency check, Ed25519)", "probe"),
+        ("per batch: SQLite transaction (rows, index, COMMIT)", "probe"),
+        ("os.fsync (two-step path only)", "probe"),
+        ("decision and commit: kernel.submit_linked", "probe"),
+        ("whole: controller.execute_linked", "probe"),
     ]
     rows = []
     for name, how in order:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import sop_verified.core.contracts as _contracts
 
-__all__ = ["CONTRACTS_ON", "ENV", "contracted"]
+__all__ = ["CONTRACTS_ON", "ENV", "HELPERS", "contracted"]
 
 ENV: Final = "SOP_BENCH_CONTRACTS"
 
@@ -37,6 +37,9 @@ def _apply(setting: str) -> bool:
 
 CONTRACTS_ON: Final = _apply(os.environ.get(ENV, "on"))
 """Whether SOP's contracts are on in this process (the shipped setting is on)."""
+
+HELPERS: Final = _contracts.HELPERS
+"""Whether the helper tier is on too (``SOP_CONTRACTS=all``; shipped: off, ADR 0007)."""
 
 
 def contracted(method: Any) -> bool:

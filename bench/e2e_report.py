@@ -41,6 +41,7 @@ def render(r: dict[str, Any]) -> str:
     )
     line("1 client, sop.persist 4 KiB", seq, "(reference)", "")
     line(f"{n} submitters, sop.submit (decision only)", sub, "(comparison)", "")
+    line("1 client, sop.persist 64 KiB + 1 (two steps: a file)", runs["twostep"], "(ADR 0005)", "")
     line("1 client, sop.persist, a new path each op", fresh, "(fresh obligation)", "")
     line(f"floor: filesystem alone, {n} writers", runs["fs"], "(4 KiB, 2 fsyncs each)", "")
     line(f"floor: signed log alone, {n} appenders", runs["log"], "(1 entry each)", "")

@@ -95,14 +95,16 @@ class Scenario:
         }
 
     @staticmethod
-    def payload(tag: str, client: int, i: int) -> bytes:
-        """4 KiB that differ for every operation (a new blob each time)."""
-        return f"{tag}:{client}:{i}:".encode().ljust(PAYLOAD_BYTES, b"\x00")
+    def payload(tag: str, client: int, i: int, size: int = PAYLOAD_BYTES) -> bytes:
+        """``size`` bytes (4 KiB) that differ for every operation (a new blob each time)."""
+        return f"{tag}:{client}:{i}:".encode().ljust(size, b"\x00")
 
-    def persist(self, tag: str, client: int, i: int, resource: str | None = None) -> Decision:
-        """One gated, durable 4 KiB persist (``sop.persist``)."""
+    def persist(
+        self, tag: str, client: int, i: int, resource: str | None = None, size: int = PAYLOAD_BYTES
+    ) -> Decision:
+        """One gated, durable persist of ``size`` bytes (``sop.persist``)."""
         request = self.request(tag, client, i, resource)
-        return self.sop.persist(request, self.payload(tag, client, i))
+        return self.sop.persist(request, self.payload(tag, client, i, size))
 
     def submit(self, tag: str, client: int, i: int) -> Decision:
         """The decision only (``sop.submit``, no effect): the same request, content bound."""
