@@ -66,10 +66,19 @@ class IndexOps:
     pending: tuple[PendingDecision, ...] = ()
     effects: tuple[EffectRecord, ...] = ()
     tombstones: tuple[TombstoneRecord, ...] = ()
+    closes: tuple[int, ...] | None = None
+    """Pending rows the effects close; None: every effect's decision (the indexer may leave
+    out decisions it never opened because their effect is among the same entries)."""
 
     def __bool__(self) -> bool:
         """True when there is anything to apply."""
         return bool(self.pending or self.effects or self.tombstones)
+
+    def closed(self) -> list[int]:
+        """The decision indexes whose pending rows go."""
+        if self.closes is not None:
+            return list(self.closes)
+        return [e.decision_index for e in self.effects if e.decision_index is not None]
 
 
 @dataclass(frozen=True, slots=True)

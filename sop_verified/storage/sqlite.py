@@ -97,6 +97,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the sqlite store `{path}`: {exc}") from exc
         self._indexer: EntryIndexer | None = None
+        self._indexed_to: int | None = None  # what the index reflects, as last committed here
         self._log_store = SQLiteLog(self._tx, self._query, self._on_log_batch)
         self._read_lock = threading.Lock()
         self.persist = SQLitePersistIndex(self._tx, self._read_query)
@@ -141,15 +142,21 @@ class SQLiteStore:
             insert_rows(db, head, batch.attachments, 3)
         if self._indexer is None:
             return None
-        if indexed_to(db) != batch.start:
+        if self._indexed_to != batch.start and indexed_to(db) != batch.start:
+            self._indexed_to = None
             _index_new_entries(db, self._indexer)
             return None
         ops = self._indexer([(i, p) for i, _, p in batch.entries])
         versions = apply_ops(db, ops) if ops else {}
-        set_indexed_to(db, batch.start + len(batch.entries))
-        if not versions:
-            return None
-        return lambda: self.persist.note_versions(versions)
+        end = batch.start + len(batch.entries)
+        set_indexed_to(db, end)
+
+        def committed() -> None:  # only after COMMIT: a rolled-back batch changes nothing
+            self._indexed_to = end
+            if versions:
+                self.persist.note_versions(versions)
+
+        return committed
 
     def set_entry_indexer(self, indexer: EntryIndexer) -> None:
         """Keep the persistence index in step with the log, batch by batch.
@@ -167,6 +174,7 @@ class SQLiteStore:
         with self._tx() as db:
             _index_new_entries(db, indexer)
             self._indexer = indexer
+            self._indexed_to = None  # read from the database at the next batch
 
     def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock:

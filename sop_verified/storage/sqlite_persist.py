@@ -162,7 +162,7 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
             [(p.decision_index, p.request) for p in ops.pending],
             2,
         )
-    closing = [e.decision_index for e in ops.effects if e.decision_index is not None]
+    closing = ops.closed()
     for at in range(0, len(closing), 500):
         chunk = closing[at : at + 500]
         db.execute(

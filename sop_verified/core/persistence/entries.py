@@ -226,9 +226,11 @@ def index_entries(entries: Sequence[tuple[int, bytes]]) -> IndexOps:
             if t is not None:
                 tombstones.append(t)
     closed = {e.decision_index for e in effects if e.decision_index is not None}
+    opened_here = {index for index, _ in candidates}
     pending = [
         p
         for index, payload in candidates
         if index not in closed and (p := _pending(index, payload)) is not None
     ]
-    return IndexOps(tuple(pending), tuple(effects), tuple(tombstones))
+    closes = tuple(sorted(closed - opened_here))  # rows opened by earlier entries
+    return IndexOps(tuple(pending), tuple(effects), tuple(tombstones), closes)

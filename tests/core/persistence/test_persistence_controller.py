@@ -370,6 +370,20 @@ def test_index_entries_ignores_what_it_cannot_read() -> None:
     assert not ops
 
 
+def test_decision_closed_in_the_same_entries_opens_no_pending_row(env: Env) -> None:
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/a", large(b"a"))  # two steps
+    assert env.sop.store is not None and d.log_index is not None
+    effect_at = d.extra["effect"]["index"]
+    rows = {i: p for i, _, p in env.sop.store.log_entries(d.log_index, effect_at + 1)}
+    together = index_entries([(d.log_index, rows[d.log_index]), (effect_at, rows[effect_at])])
+    assert together.pending == () and together.closed() == []
+    assert [e.decision_index for e in together.effects] == [d.log_index]
+    alone = index_entries([(effect_at, rows[effect_at])])
+    assert alone.closed() == [d.log_index]
+    opened = index_entries([(d.log_index, rows[d.log_index])])
+    assert [p.decision_index for p in opened.pending] == [d.log_index]
+
+
 def test_index_follows_the_log_exactly(env: Env) -> None:
     env.persist("drac", "artifact.persist", "artifacts/drac/a", b"a")
     store = env.sop.store
