@@ -249,9 +249,17 @@ class PersistenceController:
             self._inflight.add(index)
 
     def _release(self, index: int) -> None:
+        # spec: INV-9 — one ALLOW, one effect: a logged effect (or refusal) closed the pending
+        # row, which refuses any retry; only a decision still pending must be remembered here,
+        # so the set holds the rare failures until boot repair closes them, not every write
+        try:
+            still_pending = self._index.pending_decision(index) is not None
+        except Exception:  # spec: INV-2 — unsure: remember it
+            still_pending = True
         with self._mutex:
             self._inflight.discard(index)
-            self._spent.add(index)  # one ALLOW, one effect (INV-9)
+            if still_pending:
+                self._spent.add(index)
 
     def _logged_request(self, index: int) -> dict[str, Any] | None:
         """The request of the ALLOW decision logged at ``index``, or None."""

@@ -212,6 +212,29 @@ def test_effect_that_cannot_be_logged_is_denied_and_stays_pending(
     assert d.extra["decision_index"] in [p.decision_index for p in store.persist.pending()]
 
 
+def test_unrecorded_effect_is_never_retried_and_done_ones_are_not_remembered(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, controller = env.sop.store, env.sop.persistence
+    assert store is not None and controller is not None
+    done_request, done = _allow(env, "csp", "state.persist", "state/csp/ok", b"v")
+    assert controller.execute(done, done_request, b"v").effect is Effect.ALLOW
+    assert controller._spent == set()  # closed by its effect entry: nothing to remember
+    request, decision = _allow(env, "csp", "state.persist", "state/csp/k", b"v")
+    real = store.append_receipt
+
+    def failing(payload: bytes) -> Any:
+        if b'"persist.effect"' in payload:
+            raise StorageError("disk gone")
+        return real(payload)
+
+    monkeypatch.setattr(store, "append_receipt", failing)
+    assert controller.execute(decision, request, b"v").effect is Effect.DENY
+    monkeypatch.undo()
+    assert controller._spent == {decision.log_index}  # still pending: remembered
+    _refused(env, controller.execute(decision, request, b"v"), "decision_in_use")
+
+
 # ---- INV-4 and bad input ----------------------------------------------------------------
 def test_another_protocols_scope_is_refused_even_when_the_kernel_allows(env: Env) -> None:
     before = outside_state(env)
