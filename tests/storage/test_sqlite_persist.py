@@ -96,3 +96,46 @@ def test_effect_and_tombstone_rows_are_insert_only(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="insert-only"), store._tx() as db:
         db.execute("DELETE FROM persist_effects")
     store.close()
+
+
+def _versions(store: SQLiteStore) -> list[int]:
+    return [o.version for o in reversed(store.persist.objects("csp-state", "k"))]
+
+
+def test_versions_keep_counting_across_reopen_and_a_database_without_the_counter(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sop.db"
+    store = SQLiteStore(path)
+    store.set_entry_indexer(index_entries)
+    for _ in range(3):
+        store.append(_effect(store.append(_decision())))
+    assert _versions(store) == [1, 2, 3]
+    store.close()
+    store = SQLiteStore(path)  # reopened: the counter is read back
+    store.set_entry_indexer(index_entries)
+    store.append(_effect(store.append(_decision())))
+    assert _versions(store) == [1, 2, 3, 4]
+    with store._tx() as db:  # a database indexed before the counter existed
+        db.execute("DROP TABLE persist_versions")
+    store.close()
+    store = SQLiteStore(path)  # the counter is rebuilt from the effects
+    store.set_entry_indexer(index_entries)
+    batch = [_decision(), _effect(store.log_size())]  # decision and effect in one batch
+    store.log.append_many(batch)
+    assert _versions(store) == [1, 2, 3, 4, 5]
+    store.close()
+
+
+def test_written_version_is_answered_after_commit_and_only_for_live_objects(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "sop.db")
+    store.set_entry_indexer(index_entries)
+    e = store.append(_effect(store.append(_decision())))
+    assert store.persist._recent == {e: 1}  # noted once the batch committed
+    assert store.persist.written_version(e) == 1
+    assert store.persist._recent == {}  # asked once, then from the database
+    assert store.persist.written_version(e) == 1
+    assert store.persist.written_version(e + 1) is None  # no such effect
+    store.close()
