@@ -128,3 +128,21 @@ def test_reader_refuses_a_file_without_log_tables(tmp_path: Path) -> None:
         SQLiteLogReader(tmp_path / "other.db")
     with pytest.raises(StorageError, match="no database"):
         SQLiteLogReader(tmp_path / "missing.db")
+
+
+def test_a_batch_larger_than_one_statement_is_stored_whole(tmp_path: Path, signer: Signer) -> None:
+    path = tmp_path / "sop.db"
+    store = _open(path, signer)
+    payloads = [b"entry %d" % i for i in range(5000)]  # many statements' worth of rows and tiles
+    receipts = store.log.append_many(payloads)
+    assert [r.index for r in receipts] == list(range(5000))
+    assert [p for _, _, p in store.log_entries()] == payloads
+    root = store.log.root()
+    store.close()
+    reopened = _open(path, signer)  # the tail, tiles and checkpoint read back and match
+    assert reopened.log.root() == root
+    reopened.close()
+    reader = SQLiteLogReader(path)  # every entry, tile and checkpoint recomputed
+    report = audit_log(reader, origin=ORIGIN, trusted=signer.verifier())
+    reader.close()
+    assert report.ok, report.findings
