@@ -88,7 +88,6 @@ def probe_targets(sop: SOP) -> list[tuple[Any, str, Any]]:
         (TransparencyLog, "append_linked", LINKED),
         (TransparencyLog, "_sign", "per batch: checkpoint (consistency check, Ed25519)"),
         (SQLiteLog, "write_batch", "per batch: SQLite transaction (rows, index, COMMIT)"),
-        (os, "fsync", "os.fsync (two-step path only)"),
     ]
 
 
@@ -289,7 +288,6 @@ def _stage_table(
         (LINKED, "probe"),
         ("per batch: checkpoint (consistency check, Ed25519)", "probe"),
         ("per batch: SQLite transaction (rows, index, COMMIT)", "probe"),
-        ("os.fsync (two-step path only)", "probe"),
         ("decision and commit: kernel.submit_linked", "probe"),
         ("whole: controller.execute_linked", "probe"),
     ]

@@ -164,13 +164,7 @@ class OpsKernel:
             that cannot link, whose caller must carry the effect out itself).
             Never raises for internal failures.
         """
-        try:
-            effect, reasons, cap_id, policy_ids = _decide(self, request)
-        except Exception as exc:  # spec: INV-2 — fail closed on any exception
-            effect, cap_id, policy_ids = Effect.DENY, None, ()
-            reasons = (
-                _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`"),
-            )
+        effect, reasons, cap_id, policy_ids = _decide_closed(self, request)
         return _record(
             self, request, effect, reasons, cap_id=cap_id, policy_ids=policy_ids, linked=linked
         )
@@ -215,14 +209,19 @@ def _submit(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decisi
             Stage.INTERNAL, "internal_error", f"request parsing failed: `{type(exc).__name__}`"
         )
         return _record(k, None, Effect.DENY, (reason,), raw_digest=_raw_digest(raw))[0]
-    try:
-        effect, reasons, cap_id, policy_ids = _decide(k, request)
-    except Exception as exc:  # spec: INV-2 — fail closed on any exception
-        effect, cap_id, policy_ids = Effect.DENY, None, ()
-        reasons = (
-            _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`"),
-        )
+    effect, reasons, cap_id, policy_ids = _decide_closed(k, request)
     return _record(k, request, effect, reasons, cap_id=cap_id, policy_ids=policy_ids)[0]
+
+
+def _decide_closed(
+    k: OpsKernel, req: Request
+) -> tuple[Effect, tuple[Reason, ...], str | None, tuple[str, ...]]:
+    """:func:`_decide`, with any exception turned into DENY (INV-2)."""
+    try:
+        return _decide(k, req)
+    except Exception as exc:  # spec: INV-2 — fail closed on any exception
+        why = _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`")
+        return Effect.DENY, (why,), None, ()
 
 
 def _decide(

@@ -185,10 +185,11 @@ def _purge(c: PersistenceController) -> int:
     for rec in c._index.purges():
         scope = c._scopes.get(rec.scope)
         if scope is not None and scope.mode is not ScopeMode.WRITE_ONCE:  # never write-once
-            dropped = c._index.drop_blob(rec.scope, rec.stored)  # only if unused, atomically
+            # the database copy (small blobs) goes in one statement that checks it is unused
+            dropped = c._index.drop_blob(rec.scope, rec.stored)
             in_use = c._index.by_stored(rec.scope, rec.stored) is not None
-            if (not in_use and c._files[scope.name].unlink(rec.stored)) or dropped:
-                removed += 1
+            unlinked = not in_use and c._files[scope.name].unlink(rec.stored)
+            removed += dropped or unlinked
         c._index.purged(rec.tombstone_index)
     return removed
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -252,12 +253,18 @@ def test_symlink_as_the_final_name_is_not_written_through(env: Env) -> None:
     assert (env.outside / "target.txt").read_bytes() == b"outside: must never change\n"
 
 
-def test_symlink_at_a_small_blob_name_is_never_followed(env: Env) -> None:
-    data = b"artifact bytes"  # kept in the database: the planted link is never opened
+def _plant_at_blob_name(env: Env, data: bytes, plant: Callable[[Path, Path], None]) -> str:
+    """Plant a link to the outside target where ``data``'s blob would live; return its hex."""
     hexd = hashlib.sha256(data).hexdigest()
     blob_dir = env.scope_root("drac-artifacts") / "sha256" / hexd[:2]
     blob_dir.mkdir(parents=True)
-    os.symlink(env.outside / "target.txt", blob_dir / hexd)
+    plant(env.outside / "target.txt", blob_dir / hexd)
+    return hexd
+
+
+def test_symlink_at_a_small_blob_name_is_never_followed(env: Env) -> None:
+    data = b"artifact bytes"  # kept in the database: the planted link is never opened
+    hexd = _plant_at_blob_name(env, data, os.symlink)
     before = outside_state(env)
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", data)
     assert d.effect is Effect.ALLOW
@@ -268,10 +275,7 @@ def test_symlink_at_a_small_blob_name_is_never_followed(env: Env) -> None:
 
 def test_symlink_at_a_blob_name_is_not_written_through(env: Env) -> None:
     data = large(b"artifact bytes")
-    hexd = hashlib.sha256(data).hexdigest()
-    blob_dir = env.scope_root("drac-artifacts") / "sha256" / hexd[:2]
-    blob_dir.mkdir(parents=True)
-    os.symlink(env.outside / "target.txt", blob_dir / hexd)
+    _plant_at_blob_name(env, data, os.symlink)
     before = outside_state(env)
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", data)
     _assert_refused(env, d, "symlink")
@@ -280,11 +284,8 @@ def test_symlink_at_a_blob_name_is_not_written_through(env: Env) -> None:
 
 def test_hard_link_planted_at_a_blob_name_is_refused(env: Env) -> None:
     data = large(b"outside: must never change\n")  # the same bytes: the digest would match
-    hexd = hashlib.sha256(data).hexdigest()
-    blob_dir = env.scope_root("drac-artifacts") / "sha256" / hexd[:2]
-    blob_dir.mkdir(parents=True)
     (env.outside / "target.txt").write_bytes(data)
-    os.link(env.outside / "target.txt", blob_dir / hexd)
+    _plant_at_blob_name(env, data, os.link)
     before = outside_state(env)
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", data)
     _assert_refused(env, d, "hard_link")

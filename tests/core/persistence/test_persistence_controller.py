@@ -193,11 +193,8 @@ def test_effect_needs_ready(env: Env) -> None:
     assert regular_files(env.data / "scopes") == set()
 
 
-def test_effect_that_cannot_be_logged_is_denied_and_stays_pending(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = env.sop.store
-    assert store is not None and env.sop.persistence is not None
+def _fail_effect_appends(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the store refuse every ``persist.effect`` append (decisions still go through)."""
     real = store.append_receipt
 
     def failing(payload: bytes) -> Any:
@@ -206,6 +203,14 @@ def test_effect_that_cannot_be_logged_is_denied_and_stays_pending(
         return real(payload)
 
     monkeypatch.setattr(store, "append_receipt", failing)
+
+
+def test_effect_that_cannot_be_logged_is_denied_and_stays_pending(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = env.sop.store
+    assert store is not None and env.sop.persistence is not None
+    _fail_effect_appends(store, monkeypatch)
     d = env.persist("csp", "state.persist", "state/csp/k", b"v")
     assert d.effect is Effect.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.LOG, "effect_unrecorded")
@@ -221,14 +226,7 @@ def test_unrecorded_effect_is_never_retried_and_done_ones_are_not_remembered(
     assert controller.execute(done, done_request, b"v").effect is Effect.ALLOW
     assert controller._spent == set()  # closed by its effect entry: nothing to remember
     request, decision = _allow(env, "csp", "state.persist", "state/csp/k", b"v")
-    real = store.append_receipt
-
-    def failing(payload: bytes) -> Any:
-        if b'"persist.effect"' in payload:
-            raise StorageError("disk gone")
-        return real(payload)
-
-    monkeypatch.setattr(store, "append_receipt", failing)
+    _fail_effect_appends(store, monkeypatch)
     assert controller.execute(decision, request, b"v").effect is Effect.DENY
     monkeypatch.undo()
     assert controller._spent == {decision.log_index}  # still pending: remembered
