@@ -61,9 +61,10 @@ from e2e_scenario import (
     sha256_hex,
 )
 
-from sop_verified.core.kernel import OpsKernel
+from sop_verified.core import kernel
 from sop_verified.core.obligations import Verdict
 from sop_verified.core.persistence import PersistenceController, writes
+from sop_verified.core.persistence.pipeline import LinkedWrites
 from sop_verified.core.policy import PolicySet
 from sop_verified.core.proofgate.derive import scope_containment
 from sop_verified.core.request import parse_request
@@ -79,13 +80,14 @@ __all__ = ["isolated_stages", "main", "probe_targets", "probed_run", "run"]
 def probe_targets(sop: SOP) -> list[tuple[Any, str, Any]]:
     """The methods timed on the real path: (class or module, attribute, stage)."""
     return [
-        (PersistenceController, "execute_linked", "whole: controller.execute_linked"),
-        (writes, "_linked_plan", "scope rules of the write (owned scope, size, digest, name)"),
-        (OpsKernel, "submit_linked", "decision and commit: kernel.submit_linked"),
+        (LinkedWrites, "persist", WHOLE),
+        (writes, "linked_plan", "scope rules of the write (owned scope, size, digest, name)"),
+        (kernel, "_decide_closed", DECIDE),
         (type(sop.capabilities), "check", "capability check"),
         (PolicySet, "evaluate", "policy evaluation"),
         (type(sop.gate), "check", "proof obligation: cached verdict"),
-        (TransparencyLog, "append_linked", LINKED),
+        (PersistenceController, "execute_linked_batch", BATCH),
+        (TransparencyLog, "append_parts", LINKED),
         (TransparencyLog, "_sign", "per batch: checkpoint (consistency check, Ed25519)"),
         (SQLiteLog, "write_batch", "per batch: SQLite transaction (rows, index, COMMIT)"),
     ]
@@ -94,7 +96,10 @@ def probe_targets(sop: SOP) -> list[tuple[Any, str, Any]]:
 TWO_STEP_BYTES = writes.INLINE_MAX_BYTES + 1
 """Just too large to be kept in the database: the two-step path (a file, fsynced, renamed)."""
 
-LINKED = "ALLOW + effect + 4 KiB, one durable commit (group commit wait)"
+WHOLE = "whole: LinkedWrites.persist (plan, queue, batch, answer)"
+DECIDE = "decide one request (capability, policy, obligations)"
+BATCH = "per batch: decide each write, then one durable append (controller)"
+LINKED = "per batch: ALLOWs + effects + blobs, one durable commit (log wait)"
 
 
 def _samples_ns(fn: Callable[[], object], n: int) -> list[int]:
@@ -285,11 +290,12 @@ def _stage_table(
         ("proof obligation: derive (scope_containment)", "isolated"),
         ("proof obligation: cached verdict", "probe"),
         ("canonical JSON of the decision entry (RFC 8785)", "isolated"),
+        (DECIDE, "probe"),
+        (BATCH, "probe"),
         (LINKED, "probe"),
         ("per batch: checkpoint (consistency check, Ed25519)", "probe"),
         ("per batch: SQLite transaction (rows, index, COMMIT)", "probe"),
-        ("decision and commit: kernel.submit_linked", "probe"),
-        ("whole: controller.execute_linked", "probe"),
+        (WHOLE, "probe"),
     ]
     rows = []
     for name, how in order:

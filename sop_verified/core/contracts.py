@@ -56,7 +56,9 @@ def ensure(
 _C = TypeVar("_C", bound=type)
 
 
-def invariant(condition: Callable[..., Any], description: str | None = None) -> Callable[[_C], _C]:
-    """A class invariant that stays on under ``python -O``."""
-    dec: Callable[[_C], _C] = icontract.invariant(condition, description, enabled=ENABLED)
+def invariant(
+    condition: Callable[..., Any], description: str | None = None, *, helper: bool = False
+) -> Callable[[_C], _C]:
+    """A class invariant that stays on under ``python -O`` (a helper's: ``SOP_CONTRACTS=all``)."""
+    dec: Callable[[_C], _C] = icontract.invariant(condition, description, enabled=_on(helper))
     return dec

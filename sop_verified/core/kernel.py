@@ -30,7 +30,7 @@ from sop_verified.core.request import (
 )
 from sop_verified.errors import CapabilityError, InputError, SOPError, StorageError
 from sop_verified.tools.canonical import canonical_json
-from sop_verified.tools.tlog_store import Attachment, Receipt
+from sop_verified.tools.tlog_store import Attachment, LinkedPart, Receipt
 
 __all__ = ["CapabilityChecker", "LinkedEffect", "OpsKernel", "PolicyDecider", "PolicyOutcome"]
 
@@ -164,10 +164,48 @@ class OpsKernel:
             that cannot link, whose caller must carry the effect out itself).
             Never raises for internal failures.
         """
-        effect, reasons, cap_id, policy_ids = _decide_closed(self, request)
-        return _record(
-            self, request, effect, reasons, cap_id=cap_id, policy_ids=policy_ids, linked=linked
-        )
+        return _record(self, request, _decide_closed(self, request), linked=linked)
+
+    @require(lambda items: all(isinstance(req, Request) for req, _ in items), "parsed requests")
+    @ensure(lambda items, result: len(result) == len(items), "one answer per request")
+    @ensure(
+        lambda items, result: all(
+            d.request_id == req.request_id for (req, _), (d, _) in zip(items, result, strict=True)
+        ),
+        "each answer is its own request's",
+    )
+    @ensure(
+        lambda result: all(_allow_is_complete(d) for d, _ in result),
+        "INV-1/INV-9: every ALLOW complete and logged",
+    )
+    @ensure(
+        lambda result: all(_linked_after_decision(d, e) for d, e in result),
+        "INV-9: each effect follows its ALLOW",
+    )
+    def submit_batch(
+        self,
+        items: Sequence[tuple[Request, LinkedEffect | None]],
+    ) -> list[tuple[Decision, Receipt | None]]:
+        """Decide several requests, then log every decision (and each ALLOW's linked effect)
+        in one durable batch: :meth:`submit_linked` for many callers at once.
+
+        Each request is decided alone, exactly as :meth:`submit_linked` would;
+        only the log append is shared (one group-commit ticket, one
+        transaction). The contracts are checked once per batch, on every
+        answer in it.
+
+        Args:
+            items: the parsed requests, each with the effect its ALLOW carries
+                out in the same transaction (or None: the decision alone).
+
+        Returns:
+            Per request, in order: the decision and the effect entry's receipt
+            (None for a DENY, a request without a linked effect, or a log that
+            cannot link: its caller must carry the effect out itself). Never
+            raises for internal failures: a decision that cannot be logged is
+            a DENY.
+        """
+        return _submit_batch(self, items)
 
     @require(lambda raw: raw is not None, "a request is required")
     @ensure(lambda result: result.log_index is None, "a dry run records nothing")
@@ -182,6 +220,50 @@ class OpsKernel:
             authorizes nothing: only :meth:`submit` decisions may precede effects.
         """
         return _dry_run(self, raw)
+
+
+def _submit_batch(
+    k: OpsKernel,
+    items: Sequence[tuple[Request, LinkedEffect | None]],
+) -> list[tuple[Decision, Receipt | None]]:
+    outs = [_decide_closed(k, req) for req, _ in items]
+    append_parts = getattr(k._log, "append_parts", None)
+    if append_parts is None:  # a log without batches: one append per decision
+        return [
+            _record(k, req, out, linked=linked)
+            for (req, linked), out in zip(items, outs, strict=True)
+        ]
+    answers: list[tuple[Decision, Receipt | None] | None] = [None] * len(items)
+    parts: list[LinkedPart] = []
+    at: list[int] = []
+    for i, ((req, linked), out) in enumerate(zip(items, outs, strict=True)):
+        try:
+            payload = _entry_payload(k, req, out)
+        except Exception as exc:  # spec: INV-2, INV-9 — no entry, no ALLOW
+            answers[i] = (_unlogged(req, out, exc), None)
+            continue
+        if linked is not None and out[0] is Effect.ALLOW:
+            parts.append(LinkedPart(payload, linked.entry, linked.attachments))
+        else:
+            parts.append(LinkedPart(payload))
+        at.append(i)
+    try:
+        got = append_parts(parts)
+        if type(got) is not list or len(got) != len(parts):
+            raise StorageError(f"the log answered {len(parts)} parts with `{got!r:.80}`")
+    except Exception as exc:  # spec: INV-2, INV-9 — no receipt, no ALLOW
+        got = [exc] * len(parts)
+    for i, part, g in zip(at, parts, got, strict=True):
+        req, out = items[i][0], outs[i]
+        try:
+            if isinstance(g, BaseException):
+                raise g
+            receipt, effect_receipt = g
+            index = _checked_index(receipt.index)  # spec: INV-9 — durable (with its effect)
+            answers[i] = (_logged(req, out, part.first, receipt, index), effect_receipt)
+        except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
+            answers[i] = (_unlogged(req, out, exc), None)
+    return [a for a in answers if a is not None]
 
 
 def _dry_run(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decision:
@@ -202,20 +284,16 @@ def _submit(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decisi
     try:
         request = parse_request(raw)
     except InputError as exc:
-        reason = _deny(Stage.SCHEMA, "bad_request", str(exc))
-        return _record(k, None, Effect.DENY, (reason,), raw_digest=_raw_digest(raw))[0]
+        out: _Outcome = (Effect.DENY, (_deny(Stage.SCHEMA, "bad_request", str(exc)),), None, ())
+        return _record(k, None, out, raw_digest=_raw_digest(raw))[0]
     except Exception as exc:  # spec: INV-2 — anything unexpected while parsing is DENY
-        reason = _deny(
-            Stage.INTERNAL, "internal_error", f"request parsing failed: `{type(exc).__name__}`"
-        )
-        return _record(k, None, Effect.DENY, (reason,), raw_digest=_raw_digest(raw))[0]
-    effect, reasons, cap_id, policy_ids = _decide_closed(k, request)
-    return _record(k, request, effect, reasons, cap_id=cap_id, policy_ids=policy_ids)[0]
+        why = f"request parsing failed: `{type(exc).__name__}`"
+        out = (Effect.DENY, (_deny(Stage.INTERNAL, "internal_error", why),), None, ())
+        return _record(k, None, out, raw_digest=_raw_digest(raw))[0]
+    return _record(k, request, _decide_closed(k, request))[0]
 
 
-def _decide_closed(
-    k: OpsKernel, req: Request
-) -> tuple[Effect, tuple[Reason, ...], str | None, tuple[str, ...]]:
+def _decide_closed(k: OpsKernel, req: Request) -> _Outcome:
     """:func:`_decide`, with any exception turned into DENY (INV-2)."""
     try:
         return _decide(k, req)
@@ -224,9 +302,7 @@ def _decide_closed(
         return Effect.DENY, (why,), None, ()
 
 
-def _decide(
-    k: OpsKernel, req: Request
-) -> tuple[Effect, tuple[Reason, ...], str | None, tuple[str, ...]]:
+def _decide(k: OpsKernel, req: Request) -> _Outcome:
     health = k._health()
     if health is not Health.READY:  # spec: INV-1, INV-8 — only READY admits
         return (
@@ -290,22 +366,15 @@ def _raw_digest(raw: object) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _record(
-    k: OpsKernel,
-    req: Request | None,
-    effect: Effect,
-    reasons: tuple[Reason, ...],
-    *,
-    cap_id: str | None = None,
-    policy_ids: tuple[str, ...] = (),
-    raw_digest: str | None = None,
-    linked: LinkedEffect | None = None,
-) -> tuple[Decision, Receipt | None]:
-    """Append the decision to the log; an ALLOW that cannot be logged is DENY (INV-9).
+_Outcome = tuple[Effect, tuple[Reason, ...], str | None, tuple[str, ...]]
+"""What deciding gives: the effect, its reasons, the capability id and the policy ids."""
 
-    With ``linked`` and an ALLOW, the effect entry and its content go in the
-    same transaction, and its receipt is returned beside the decision.
-    """
+
+def _entry_payload(
+    k: OpsKernel, req: Request | None, out: _Outcome, raw_digest: str | None = None
+) -> bytes:
+    """The decision's log entry, canonical JSON (RFC 8785)."""
+    effect, reasons, cap_id, policy_ids = out
     entry: dict[str, Any] = {
         "type": "decision",
         "time": k._now(),
@@ -318,35 +387,61 @@ def _record(
         entry["request"] = req.to_dict()
     else:
         entry["malformed_request_digest"] = raw_digest
+    return canonical_json(entry)
+
+
+def _unlogged(req: Request | None, out: _Outcome, exc: BaseException) -> Decision:
+    """The DENY for a decision whose entry could not be logged (INV-9: no entry, no ALLOW)."""
+    effect, reasons, cap_id, policy_ids = out
+    detail = str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
+    failure = _deny(Stage.LOG, "log_append_failed", f"the decision could not be logged: {detail}")
+    kept = reasons if effect is Effect.DENY else ()
     request_id = req.request_id if req else None
-    effect_receipt = None
-    try:
-        payload = canonical_json(entry)
-        append_linked = getattr(k._log, "append_linked", None)
-        if linked is not None and effect is Effect.ALLOW and append_linked is not None:
-            receipt, effect_receipt = append_linked(payload, linked.entry, linked.attachments)
-            index = _checked_index(receipt.index)  # spec: INV-9 — durable with its effect
-        else:
-            index, receipt = _append(k, payload)  # spec: INV-9 — durable first
-    except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
-        detail = str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
-        failure = _deny(
-            Stage.LOG, "log_append_failed", f"the decision could not be logged: {detail}"
-        )
-        kept = reasons if effect is Effect.DENY else ()
-        denied = Decision(Effect.DENY, (*kept, failure), request_id, cap_id, policy_ids, None)
-        return denied, None
-    decision = Decision(
+    return Decision(Effect.DENY, (*kept, failure), request_id, cap_id, policy_ids, None)
+
+
+def _logged(
+    req: Request | None, out: _Outcome, payload: bytes, receipt: Receipt | None, index: int
+) -> Decision:
+    """The decision, recorded at ``index`` (its entry's digest and receipt attached)."""
+    effect, reasons, cap_id, policy_ids = out
+    return Decision(
         effect,
         reasons,
-        request_id,
+        req.request_id if req else None,
         cap_id,
         policy_ids,
         index,
         {"entry_digest": "sha256:" + hashlib.sha256(payload).hexdigest()},  # encoded once
         receipt,
     )
-    return decision, effect_receipt
+
+
+def _record(
+    k: OpsKernel,
+    req: Request | None,
+    out: _Outcome,
+    *,
+    raw_digest: str | None = None,
+    linked: LinkedEffect | None = None,
+) -> tuple[Decision, Receipt | None]:
+    """Append the decision to the log; an ALLOW that cannot be logged is DENY (INV-9).
+
+    With ``linked`` and an ALLOW, the effect entry and its content go in the
+    same transaction, and its receipt is returned beside the decision.
+    """
+    effect_receipt = None
+    try:
+        payload = _entry_payload(k, req, out, raw_digest)
+        append_linked = getattr(k._log, "append_linked", None)
+        if linked is not None and out[0] is Effect.ALLOW and append_linked is not None:
+            receipt, effect_receipt = append_linked(payload, linked.entry, linked.attachments)
+            index = _checked_index(receipt.index)  # spec: INV-9 — durable with its effect
+        else:
+            index, receipt = _append(k, payload)  # spec: INV-9 — durable first
+    except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
+        return _unlogged(req, out, exc), None
+    return _logged(req, out, payload, receipt, index), effect_receipt
 
 
 def _append(k: OpsKernel, payload: bytes) -> tuple[int, Receipt | None]:

@@ -17,7 +17,6 @@ from typing import Any
 
 from sop_verified.core.health import Health
 from sop_verified.core.persistence import PersistenceController, ReadResult, RecoveryReport
-from sop_verified.core.persistence.writes import SubmitLinked
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import Decision, Request, parse_request
 from sop_verified.errors import InputError, IntegrityError, PersistenceError
@@ -119,12 +118,13 @@ def persist(
     controller: PersistenceController,
     request: Request | dict[str, Any],
     data: bytes,
-    submit_linked: SubmitLinked | None = None,
+    linked: Callable[[Request, bytes], Decision | None] | None = None,
 ) -> Decision:
     """Decide a persist request through the kernel, then carry out its effect on ALLOW.
 
-    A small content-addressed write goes through ``submit_linked`` (decision,
-    effect and bytes in one durable transaction, ADR 0007); every other write
+    A small content-addressed write goes through ``linked`` (decision, effect
+    and bytes in one durable transaction, batched with other callers' writes:
+    ADR 0007 and 0008); every other write
     is decided first and carried out after its ALLOW is logged.
 
     Args:
@@ -132,7 +132,7 @@ def persist(
         controller: the persistence controller.
         request: the persist request.
         data: the bytes to store.
-        submit_linked: the kernel's ``submit_linked`` (None: always two steps).
+        linked: the linked-write path (``LinkedWrites.persist``; None: always two steps).
 
     Returns:
         The kernel's DENY, the controller's refusal, or the ALLOW with its effect.
@@ -142,10 +142,10 @@ def persist(
         parsed = parse_request(bound)
     except InputError:
         return submit(bound)  # the kernel records the malformed request and denies it
-    if submit_linked is not None:
-        linked = controller.execute_linked(submit_linked, parsed, data)
-        if linked is not None:
-            return linked
+    if linked is not None:
+        answer = linked(parsed, data)
+        if answer is not None:
+            return answer
     return controller.execute(submit(parsed), parsed, data)
 
 

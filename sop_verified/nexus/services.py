@@ -23,6 +23,7 @@ from sop_verified.core.persistence import (
     RecoveryReport,
     index_entries,
 )
+from sop_verified.core.persistence.pipeline import LinkedWrites
 from sop_verified.core.policy import (
     PolicySet,
 )
@@ -100,6 +101,7 @@ class ServiceWiring:
         self.attestation_key: Ed25519PrivateKey | None = None
         self.persistence: PersistenceController | None = None
         self.recovery: RecoveryReport | None = None
+        self.linked_writes: LinkedWrites | None = None  # set once boot has wired both sides
         self.protocols: protocol_service.ProtocolServices | None = None
 
     # ---- services -------------------------------------------------------------------

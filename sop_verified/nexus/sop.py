@@ -23,6 +23,7 @@ from sop_verified.core.obligations import ProofGate, Verdict, VerdictResult
 from sop_verified.core.persistence import (
     ReadResult,
 )
+from sop_verified.core.persistence.pipeline import LinkedWrites
 from sop_verified.core.policy import (
     PolicyCheckReport,
     PolicySet,
@@ -102,6 +103,8 @@ class SOP(ServiceWiring):
             sop.registry.register(Service(name, deps, start, test))
         report = boot(sop.registry, now=now, facts=sop._facts)
         sop.boot_report = report
+        if sop.persistence is not None and sop.kernel is not None:
+            sop.linked_writes = LinkedWrites(sop.persistence, sop.kernel.submit_batch)
         sop._write_manifest(report)
         return sop
 
@@ -145,10 +148,8 @@ class SOP(ServiceWiring):
         """
         if self.persistence is None:
             return self._not_booted()
-        linked = None if self.kernel is None else self.kernel.submit_linked
-        return persistence_service.persist(
-            self.submit, self.persistence, request, data, submit_linked=linked
-        )
+        linked = None if self.linked_writes is None else self.linked_writes.persist
+        return persistence_service.persist(self.submit, self.persistence, request, data, linked)
 
     def read(self, request: Request | dict[str, Any]) -> ReadResult:
         """Decide an ``artifact.read`` request and, on ALLOW, return the verified bytes.

@@ -36,7 +36,7 @@ from sop_verified.storage.sqlite_persist import (
 )
 from sop_verified.tools.signed_note import Signer, Verifier
 from sop_verified.tools.tlog import TransparencyLog
-from sop_verified.tools.tlog_store import Attachment, Batch, Receipt
+from sop_verified.tools.tlog_store import Attachment, Batch, LinkedPart, Receipt
 
 __all__ = ["SQLiteStore"]
 
@@ -343,6 +343,17 @@ class SQLiteStore:
             StorageError: the write failed; nothing was acknowledged.
         """
         return self.log.append_linked(first, then, attachments)
+
+    def append_parts(
+        self, parts: Sequence[LinkedPart]
+    ) -> list[tuple[Receipt, Receipt | None] | Exception]:
+        """Durably append several parts (an entry, maybe its linked entry) in one transaction
+        (see :meth:`TransparencyLog.append_parts`).
+
+        Raises:
+            StorageError: the write failed; nothing was acknowledged.
+        """
+        return self.log.append_parts(parts)
 
     def log_size(self) -> int:
         """Number of entries in the log."""

@@ -29,7 +29,14 @@ from sop_verified.tools.merkle import verify_consistency
 from sop_verified.tools.signed_note import Signer, Verifier
 from sop_verified.tools.tlog_proof import ProofBundle
 from sop_verified.tools.tlog_proofs import TileReader
-from sop_verified.tools.tlog_store import MAX_STORED_SIZE, Attachment, Batch, LogStore, Receipt
+from sop_verified.tools.tlog_store import (
+    MAX_STORED_SIZE,
+    Attachment,
+    Batch,
+    LinkedPart,
+    LogStore,
+    Receipt,
+)
 from sop_verified.tools.tlog_tiles import TreeState, extend, rebuild
 
 __all__ = ["MAX_BATCH", "TransparencyLog"]
@@ -195,9 +202,52 @@ class TransparencyLog:
             StorageError: the backend failed; nothing was acknowledged.
             TypeError: ``first`` or what ``then`` returned is not bytes.
         """
-        _check_payloads([first])
-        got = self._queue.submit(Ticket([first, then], _Linked(tuple(attachments))))
-        return got[0], got[1]
+        (got,) = self.append_parts([LinkedPart(first, then, tuple(attachments))])
+        if isinstance(got, BaseException):
+            raise got
+        receipt, linked = got
+        assert linked is not None  # a part with a builder gets its second receipt
+        return receipt, linked
+
+    def append_parts(
+        self, parts: Sequence[LinkedPart]
+    ) -> list[tuple[Receipt, Receipt | None] | Exception]:
+        """Append several parts (an entry, maybe the entry linked to it) in one durable batch.
+
+        Each part's entries are consecutive and commit in the same transaction
+        as every part's attachments. A part whose builder raises (or returns
+        something other than bytes) is left out whole, and its error is
+        returned in its place; the other parts are appended as if it had
+        never been queued.
+
+        Args:
+            parts: The parts, in order.
+
+        Returns:
+            Per part: its receipts (the second is None for a part without a
+            builder), or the error that left it out.
+
+        Raises:
+            StorageError: the backend failed; nothing was acknowledged.
+            TypeError: a part's first entry is not bytes.
+        """
+        if not parts:
+            return []
+        _check_payloads([part.first for part in parts])
+        tag = _Linked(tuple(parts))
+        got = self._queue.submit(Ticket(list(parts), tag))
+        out: list[tuple[Receipt, Receipt | None] | Exception] = []
+        at = 0
+        for part, error in zip(parts, tag.errors, strict=True):
+            if error is not None:
+                out.append(error)
+            elif part.then is None:
+                out.append((got[at], None))
+                at += 1
+            else:
+                out.append((got[at], got[at + 1]))
+                at += 2
+        return out
 
     def rotate(self, new_signer: Signer, announcement: bytes) -> Receipt:
         """Log ``announcement`` in a batch of its own, co-signed by old and new key, then switch.
@@ -413,35 +463,54 @@ class TransparencyLog:
 
 
 class _Linked:
-    """The tag of an :meth:`TransparencyLog.append_linked` ticket: its content rows."""
+    """The tag of an :meth:`TransparencyLog.append_parts` ticket: its parts' fate and content."""
 
-    __slots__ = ("attachments",)
+    __slots__ = ("attachments", "errors", "parts")
 
-    def __init__(self, attachments: tuple[Attachment, ...]) -> None:
-        self.attachments = attachments
+    def __init__(self, parts: tuple[LinkedPart, ...]) -> None:
+        self.parts = parts
+        self.errors: list[Exception | None] = [None] * len(parts)
+        self.attachments: list[Attachment] = []
 
 
 def _build_linked(batch: list[Ticket[list[Receipt]]], start: int) -> list[Ticket[list[Receipt]]]:
-    """Turn each linked ticket's builder into bytes; a ticket whose builder fails is left out.
+    """Turn each linked ticket's parts into bytes; a part whose builder fails is left out.
 
-    A left-out ticket gets its error now (the group commit raises it to its
-    caller); the others are appended as if it had never been queued.
+    A left-out part gets its error in the ticket's tag (a ticket left with no
+    part at all is left out, with an empty result); the others are appended
+    as if it had never been queued.
     """
     kept: list[Ticket[list[Receipt]]] = []
     at = start
     for t in batch:
         if isinstance(t.tag, _Linked):
-            try:
-                built = t.items[1](at)
-                if type(built) is not bytes:
-                    raise TypeError(f"a linked entry must be bytes, not `{type(built).__name__}`")
-            except Exception as exc:  # spec: INV-2 — this caller fails alone, nothing of it is kept
-                t.error = exc
+            t.items = _build_parts(t.tag, at)
+            if not t.items:  # every part failed: nothing to append, the errors say why
+                t.result = []
                 continue
-            t.items = [t.items[0], built]
         kept.append(t)
         at += len(t.items)
     return kept
+
+
+def _build_parts(tag: _Linked, at: int) -> list[bytes]:
+    items: list[bytes] = []
+    for k, part in enumerate(tag.parts):
+        if part.then is None:
+            items.append(part.first)
+            at += 1
+            continue
+        try:
+            built = part.then(at)
+            if type(built) is not bytes:
+                raise TypeError(f"a linked entry must be bytes, not `{type(built).__name__}`")
+        except Exception as exc:  # spec: INV-2 — this part fails alone, nothing of it is kept
+            tag.errors[k] = exc
+            continue
+        items += (part.first, built)
+        tag.attachments.extend(part.attachments)
+        at += 2
+    return items
 
 
 def _take(queue: list[Ticket[Any]]) -> int:
@@ -450,11 +519,16 @@ def _take(queue: list[Ticket[Any]]) -> int:
         return 1
     count, n = 0, 0
     for t in queue:
-        if isinstance(t.tag, Signer) or (n and count + len(t.items) > MAX_BATCH):
+        size = _linked_size(t.tag) if isinstance(t.tag, _Linked) else len(t.items)
+        if isinstance(t.tag, Signer) or (n and count + size > MAX_BATCH):
             break
-        count += len(t.items)
+        count += size
         n += 1
     return n
+
+
+def _linked_size(tag: _Linked) -> int:
+    return sum(1 if part.then is None else 2 for part in tag.parts)
 
 
 def _check_payloads(payloads: Sequence[bytes]) -> Sequence[bytes]:

@@ -13,17 +13,39 @@ backend appends them in key order and an audit streams them in that order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["MAX_STORED_SIZE", "Attachment", "Batch", "LogReader", "LogStore", "Receipt"]
+__all__ = [
+    "MAX_STORED_SIZE",
+    "Attachment",
+    "Batch",
+    "LinkedPart",
+    "LogReader",
+    "LogStore",
+    "Receipt",
+]
 
 Attachment = tuple[str, str, bytes]
 """Content stored with a batch: ``(namespace, key, bytes)`` (see :class:`Batch`)."""
 
 MAX_STORED_SIZE = 1 << 56
 """Most entries a stored log holds: tile keys stay below ``2**63`` (a signed 64-bit column)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedPart:
+    """An entry to append and, optionally, the entry linked to it (ADR 0007).
+
+    ``then`` builds the second entry from the first one's index (the
+    committing thread calls it once); ``attachments`` are content rows stored
+    in the same transaction when the part is appended.
+    """
+
+    first: bytes
+    then: Callable[[int], bytes] | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

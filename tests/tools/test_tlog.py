@@ -13,6 +13,7 @@ from sop_verified.tools import merkle, tlog
 from sop_verified.tools.checkpoint import open_checkpoint
 from sop_verified.tools.signed_note import Signer, generate
 from sop_verified.tools.tlog import TransparencyLog
+from sop_verified.tools.tlog_store import LinkedPart
 from sop_verified.tools.tlog_tiles import TreeState, locate, tile_key
 
 ORIGIN = "example.test/log"
@@ -298,3 +299,43 @@ def test_linked_builder_must_return_bytes(signer: Signer) -> None:
     with pytest.raises(TypeError, match="must be bytes"):
         log.append_linked(b"first", lambda _i: "text")  # type: ignore[arg-type, return-value]
     assert log.size == 0
+
+
+def test_parts_share_one_batch_and_a_failing_part_is_left_out_alone(signer: Signer) -> None:
+    store = MemoryLogStore()
+    log = _log(store, signer)
+
+    def doomed(_index: int) -> bytes:
+        raise ValueError("cannot build")
+
+    got = log.append_parts(
+        [
+            LinkedPart(b"plain"),
+            LinkedPart(b"b", lambda i: f"effect of {i}".encode(), (("s", "b", b"B"),)),
+            LinkedPart(b"c", doomed, (("s", "c", b"C"),)),
+            LinkedPart(b"d", lambda i: f"effect of {i}".encode(), (("s", "d", b"D"),)),
+        ]
+    )
+    plain, b, c, d = got
+    assert isinstance(c, ValueError) and str(c) == "cannot build"
+    assert isinstance(plain, tuple) and plain[0].index == 0 and plain[1] is None
+    assert isinstance(b, tuple) and b[1] is not None and (b[0].index, b[1].index) == (1, 2)
+    assert isinstance(d, tuple) and d[1] is not None and (d[0].index, d[1].index) == (3, 4)
+    payloads = [p for _, _, p in store.read_entries(0, log.size)]
+    assert payloads == [b"plain", b"b", b"effect of 1", b"d", b"effect of 3"]
+    assert store.attachments == [("s", "b", b"B"), ("s", "d", b"D")]  # nothing of `c`
+    assert len({r.checkpoint for r in (plain[0], b[0], b[1], d[0], d[1])}) == 1
+    log.verify_tail()
+
+
+def test_parts_whose_every_builder_fails_append_nothing(signer: Signer) -> None:
+    store = MemoryLogStore()
+    log = _log(store, signer)
+
+    def doomed(_index: int) -> bytes:
+        raise ValueError("cannot build")
+
+    (got,) = log.append_parts([LinkedPart(b"x", doomed, (("s", "x", b"X"),))])
+    assert isinstance(got, ValueError)
+    assert log.size == 0 and store.attachments == []
+    assert log.append(b"after").index == 0  # the log goes on

@@ -22,7 +22,7 @@ scope the principal may read, and verifies the stored digest on every read
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,11 +35,17 @@ from sop_verified.core.persistence.outcomes import ReadResult
 from sop_verified.core.persistence.ports import EffectLog, PersistIndex, ScopeFiles
 from sop_verified.core.persistence.reads import read_object
 from sop_verified.core.persistence.scopes import ScopeTable
-from sop_verified.core.persistence.writes import SubmitLinked, execute_linked, execute_write
+from sop_verified.core.persistence.writes import (
+    LinkedWrite,
+    SubmitBatch,
+    execute_linked_batch,
+    execute_write,
+)
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import Decision, Request
 from sop_verified.errors import PersistenceError
 from sop_verified.storage.persist_index import ObjectRecord
+from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["PersistenceController"]
 
@@ -150,29 +156,39 @@ class PersistenceController:
             return decision
         return execute_write(self, decision, request, bytes(data))
 
-    @require(lambda data: isinstance(data, bytes | bytearray | memoryview), "bytes to write")
+    @require(lambda writes: len(writes) > 0, "at least one write")
+    @ensure(lambda writes, result: len(result) == len(writes), "one answer per write")
     @ensure(
-        lambda result: result is None or not result.allowed or "effect" in result.extra,
-        "INV-9: an ALLOW answer carries its recorded effect",
+        lambda writes, result: all(
+            d.request_id == w[0].request_id for w, (d, _) in zip(writes, result, strict=True)
+        ),
+        "each answer is its own write's",
     )
-    def execute_linked(
-        self, submit_linked: SubmitLinked, request: Request, data: bytes
-    ) -> Decision | None:
-        """Decide and store a small content-addressed write in one durable transaction.
+    @ensure(
+        lambda result: all(r is None or (d.allowed and d.log_index is not None) for d, r in result),
+        "INV-9: an effect only with its logged ALLOW",
+    )
+    def execute_linked_batch(
+        self,
+        submit_batch: SubmitBatch,
+        writes: Sequence[LinkedWrite],
+    ) -> list[tuple[Decision, Receipt | None]]:
+        """Decide planned writes through the kernel and store each allowed one with its
+        decision: the ALLOW, its ``persist.effect`` entry and the bytes in one durable
+        transaction (INV-9), for the whole batch at once.
 
         Args:
-            submit_linked: the kernel's ``submit_linked``.
-            request: the parsed persist request.
-            data: the bytes to store.
+            submit_batch: the kernel's ``submit_batch``.
+            writes: what :func:`~sop_verified.core.persistence.writes.linked_plan`
+                admitted, one per caller.
 
         Returns:
-            None, having recorded nothing, when the write does not qualify (not
-            a content-addressed scope, larger than
-            :data:`~sop_verified.core.persistence.writes.INLINE_MAX_BYTES`, or
-            refused by a scope rule): use :meth:`execute` after the kernel's
-            ``submit``. Otherwise the decision as :meth:`execute` answers it.
+            Per write: the decision and the effect entry's receipt (None for a
+            DENY, or a log that cannot link);
+            :func:`~sop_verified.core.persistence.writes.finish_linked` turns
+            it into the caller's answer. Never raises for a refusal.
         """
-        return execute_linked(self, submit_linked, request, bytes(data))
+        return execute_linked_batch(self, submit_batch, writes)
 
     @ensure(lambda decision, result: decision.allowed or result.decision is decision)
     def read(

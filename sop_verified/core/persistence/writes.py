@@ -11,9 +11,10 @@ what a crash leaves).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,16 @@ from sop_verified.tools.tlog_store import Receipt
 if TYPE_CHECKING:
     from sop_verified.core.persistence.controller import PersistenceController
 
-__all__ = ["INLINE_MAX_BYTES", "SubmitLinked", "execute_linked", "execute_write", "locate_writable"]
+__all__ = [
+    "INLINE_MAX_BYTES",
+    "LinkedWrite",
+    "SubmitBatch",
+    "execute_linked_batch",
+    "execute_write",
+    "finish_linked",
+    "linked_plan",
+    "locate_writable",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +133,20 @@ INLINE_MAX_BYTES = 64 * 1024
 """Content-addressed blobs up to this size are kept in the database, in the transaction that
 logs their decision and effect (ADR 0007); larger ones are files (temp, fsync, rename)."""
 
-SubmitLinked = Callable[[Request, LinkedEffect], tuple[Decision, Receipt | None]]
+SubmitBatch = Callable[
+    [Sequence[tuple[Request, LinkedEffect | None]]], list[tuple[Decision, Receipt | None]]
+]
+"""The kernel's ``submit_batch``: decide requests, log each with its linked effect."""
 
 
-def _linked_plan(c: PersistenceController, request: Request, data: bytes) -> _Plan | None:
+@require(lambda data: isinstance(data, bytes), helper=True)
+@ensure(
+    lambda result: result is None or result.scope.mode is ScopeMode.CONTENT_ADDRESSED,
+    "only content-addressed writes are linked",
+    helper=True,
+)
+@ensure(lambda data, result: result is None or result.size == len(data), helper=True)
+def linked_plan(c: PersistenceController, request: Request, data: bytes) -> _Plan | None:
     """The plan of a write that can commit with its decision, or None (take the two-step path).
 
     Only a small write into a content-addressed scope that every rule already
@@ -144,31 +164,61 @@ def _linked_plan(c: PersistenceController, request: Request, data: bytes) -> _Pl
     return plan if plan.scope.mode is ScopeMode.CONTENT_ADDRESSED else None
 
 
-@require(lambda data: isinstance(data, bytes), helper=True)
-@ensure(
-    lambda result: result is None or not result.allowed or "effect" in result.extra, helper=True
-)
-def execute_linked(
-    c: PersistenceController, submit_linked: SubmitLinked, request: Request, data: bytes
-) -> Decision | None:
-    """Decide and write a small content-addressed blob in one durable transaction.
+LinkedWrite = tuple[Request, bytes, _Plan]
+"""A write :func:`linked_plan` admitted: the request, its bytes and their plan."""
 
-    The kernel decides; an ALLOW is appended with its ``persist.effect``
-    entry and the bytes in the same transaction (ADR 0007), so the decision is
-    never durable without its effect, nor the effect without its decision
-    (INV-9). Returns None, having recorded nothing, when the write does not
-    qualify (see :func:`_linked_plan`); the caller then takes the two-step path.
+
+@ensure(lambda writes, result: len(result) == len(writes), "one answer per write", helper=True)
+def execute_linked_batch(
+    c: PersistenceController,
+    submit_batch: SubmitBatch,
+    writes: Sequence[LinkedWrite],
+) -> list[tuple[Decision, Receipt | None]]:
+    """Decide planned writes and store each allowed one with its decision, in one batch.
+
+    The kernel decides each request; every ALLOW is appended with its
+    ``persist.effect`` entry and its bytes in the batch's one durable
+    transaction (ADR 0007), so no decision is durable without its effect, nor
+    an effect without its decision (INV-9). A DENY is logged alone.
+
+    Returns:
+        Per write: the decision and its effect entry's receipt (None for a
+        DENY, or a log that cannot link); :func:`finish_linked` makes the answer.
     """
-    plan = _linked_plan(c, request, data)
-    if plan is None:
-        return None
-    blob = (plan.scope.name, plan.stored, data)
+    items: list[tuple[Request, LinkedEffect | None]] = []
+    for request, data, plan in writes:
+        blob = (plan.scope.name, plan.stored, data)
+        items.append((request, LinkedEffect(_effect_builder(c, plan, request), (blob,))))
+    scopes = sorted({plan.scope.name for _, _, plan in writes})
+    with contextlib.ExitStack() as held:
+        for name in scopes:  # retention never purges a blob mid-write
+            held.enter_context(c._locks[name].shared())
+        return submit_batch(items)
 
+
+def _effect_builder(
+    c: PersistenceController, plan: _Plan, request: Request
+) -> Callable[[int], bytes]:
     def effect(decision_index: int) -> bytes:
         return _entry(c, plan, Outcome.WRITTEN, decision_index, request)
 
-    with c._locks[plan.scope.name].shared():  # retention never purges a blob mid-write
-        decision, receipt = submit_linked(request, LinkedEffect(effect, (blob,)))
+    return effect
+
+
+@ensure(lambda result: not result.allowed or "effect" in result.extra, helper=True)
+def finish_linked(
+    c: PersistenceController,
+    decision: Decision,
+    receipt: Receipt | None,
+    write: LinkedWrite,
+) -> Decision:
+    """The answer to one write of :func:`execute_linked_batch`.
+
+    A DENY is answered as it is; an ALLOW recorded with its effect gets the
+    effect's details; an ALLOW whose log could not link (no receipt) is
+    carried out now in two steps (:func:`execute_write`).
+    """
+    request, data, plan = write
     if receipt is None:  # a DENY (logged alone), or a log that cannot link: two steps
         return decision if not decision.allowed else execute_write(c, decision, request, data)
     return _allowed(c, decision, plan, Outcome.WRITTEN, receipt)

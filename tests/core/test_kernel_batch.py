@@ -1,0 +1,140 @@
+"""``OpsKernel.submit_batch``: each request decided alone, all logged in one durable batch.
+
+The batch path is what ``SOP.persist`` takes under concurrency (ADR 0007), so
+it must decide exactly as the one-at-a-time path does, and a failure of one
+request's effect, or of the whole append, must never leave an ALLOW without
+its log entry (INV-9) or take another request's answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_kernel import REQ, FakeCap, FakePolicy, ListLog, make
+from tools.tlog_memory import MemoryLogStore
+
+from sop_verified.core.kernel import LinkedEffect
+from sop_verified.core.request import Effect, Request, Stage, parse_request
+from sop_verified.errors import CapabilityError, StorageError
+from sop_verified.tools.signed_note import Signer, generate
+from sop_verified.tools.tlog import TransparencyLog
+from sop_verified.tools.tlog_store import LinkedPart, Receipt
+
+
+class TokenCaps:
+    """Admits every token but `forged`."""
+
+    def check(self, token: str, request: Request) -> FakeCap:
+        if token == "forged":
+            raise CapabilityError("the token's signature does not verify", code="bad_signature")
+        return FakeCap()
+
+
+def _log() -> TransparencyLog:
+    return TransparencyLog(MemoryLogStore(), origin="example.test/log", signer=_SIGNER)
+
+
+_SIGNER = Signer.from_string(generate("example.test/log")[0])
+
+
+def _req(i: int, **kw: Any) -> Request:
+    return parse_request({**REQ, "request_id": f"r-{i}", **kw})
+
+
+def _effect(tag: str) -> LinkedEffect:
+    return LinkedEffect(lambda index: f"{tag} after {index}".encode(), (("s", tag, b"x"),))
+
+
+def _mixed() -> list[Request]:
+    return [_req(0), _req(1, capability="forged"), _req(2), _req(3, action="artifact.read")]
+
+
+def test_batch_decides_each_request_as_submit_does() -> None:
+    requests = _mixed()
+    policy = FakePolicy()
+    kernel, _ = make(caps=TokenCaps(), policy=policy, log=_log())
+    alone, _ = make(caps=TokenCaps(), policy=policy)
+
+    got = kernel.submit_batch([(r, _effect(r.request_id)) for r in requests])
+
+    assert [d.request_id for d, _ in got] == [r.request_id for r in requests]
+    for (d, _), r in zip(got, requests, strict=True):
+        one = alone.submit(r)
+        assert (d.effect, d.reasons, d.capability_id, d.policy_ids) == (
+            one.effect,
+            one.reasons,
+            one.capability_id,
+            one.policy_ids,
+        )
+    assert [d.effect for d, _ in got] == [Effect.ALLOW, Effect.DENY, Effect.ALLOW, Effect.ALLOW]
+
+
+def test_each_allow_is_logged_with_its_effect_and_each_deny_alone() -> None:
+    log = _log()
+    kernel, _ = make(caps=TokenCaps(), log=log)
+
+    got = kernel.submit_batch([(r, _effect(r.request_id)) for r in _mixed()])
+
+    (a, ea), (deny, none), (b, eb), (c, ec) = got
+    assert none is None and deny.log_index is not None  # a DENY is logged, alone
+    for d, e in ((a, ea), (b, eb), (c, ec)):
+        assert d.log_index is not None and e is not None and e.index == d.log_index + 1
+        assert log.entry(e.index) == f"{d.request_id} after {d.log_index}".encode()
+    assert log.size == 7  # three ALLOWs with their effects, one DENY
+    assert len({d.receipt.checkpoint for d, _ in got if d.receipt}) == 1  # one durable batch
+
+
+def test_a_failing_effect_denies_its_own_request_only() -> None:
+    log = _log()
+    kernel, _ = make(log=log)
+
+    def doomed(_index: int) -> bytes:
+        raise OSError("cannot build the effect")
+
+    items = [(_req(0), _effect("a")), (_req(1), LinkedEffect(doomed)), (_req(2), _effect("c"))]
+    (a, _), (bad, none), (c, _) = kernel.submit_batch(items)
+
+    assert bad.effect is Effect.DENY and none is None and bad.log_index is None
+    assert (
+        bad.reasons[-1].stage is Stage.LOG and "cannot build the effect" in bad.reasons[-1].message
+    )
+    assert a.allowed and c.allowed
+    assert log.size == 4  # nothing of request 1: neither its ALLOW nor an effect
+    assert b"r-1" not in b"".join(log.entry(i) for i in range(log.size))
+
+
+class PartsLog:
+    """A log with batches whose append fails, or answers the wrong number of parts."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    def append(self, payload: bytes) -> int:
+        raise AssertionError("a batch must not fall back to one append per decision")
+
+    def append_parts(self, parts: list[LinkedPart]) -> list[tuple[Receipt, Receipt | None]]:
+        if self.answer == "raise":
+            raise StorageError("disk on fire")
+        return []  # "short": fewer answers than parts
+
+
+@pytest.mark.parametrize("answer", ["raise", "short"])
+def test_a_failed_append_denies_every_request_keeping_deny_reasons(answer: str) -> None:
+    kernel, _ = make(caps=TokenCaps(), log=PartsLog(answer))
+
+    got = kernel.submit_batch([(r, _effect(r.request_id)) for r in _mixed()])
+
+    assert all(d.effect is Effect.DENY and e is None and d.log_index is None for d, e in got)
+    assert all(d.reasons[-1].code == "log_append_failed" for d, _ in got)
+    assert got[1][0].reasons[0].stage is Stage.CAPABILITY  # a DENY keeps why it was denied
+
+
+def test_a_log_without_batches_appends_each_decision_alone() -> None:
+    kernel, log = make(caps=TokenCaps(), log=ListLog())
+
+    got = kernel.submit_batch([(r, _effect(r.request_id)) for r in _mixed()])
+
+    assert [d.log_index for d, _ in got] == [0, 1, 2, 3]
+    assert all(e is None for _, e in got)  # no link: each caller carries its effect out itself
+    assert len(log.entries) == 4
