@@ -49,7 +49,7 @@ from typing import Any
 import contract_switch  # first: honours SOP_BENCH_CONTRACTS=off before SOP's modules load
 import orjson
 from e2e_probes import Probes, pyspy_available, pyspy_profile
-from e2e_report import render
+from e2e_report import TARGET_OPS_PER_S, render
 from e2e_scenario import (
     CLIENT_LOOP,
     PAYLOAD_BYTES,
@@ -92,6 +92,9 @@ def probe_targets(sop: SOP) -> list[tuple[Any, str, Any]]:
         (SQLiteLog, "write_batch", "per batch: SQLite transaction (rows, index, COMMIT)"),
     ]
 
+
+OFFERED_RATES = (1000, 2000, TARGET_OPS_PER_S)
+"""Open-loop runs: the submitters together are offered these many operations a second."""
 
 TWO_STEP_BYTES = writes.INLINE_MAX_BYTES + 1
 """Just too large to be kept in the database: the two-step path (a file, fsynced, renamed)."""
@@ -215,6 +218,17 @@ def _measure(
             lambda c, i: s.persist("fresh", c, i, f"artifacts/drac/bench/fresh/{i}/obj.bin"),
             effect=True,
         ),
+    ]
+    runs += [
+        run_clients(
+            f"open{rate}",
+            threads,
+            per_thread,
+            lambda c, i, tag=f"o{rate}": s.persist(tag, c, i),
+            effect=True,
+            rate=rate,
+        )
+        for rate in OFFERED_RATES
     ]
     seq_probe, seq_stages = probed_run(s, "pseq", 1, min(ops, 1000))
     thr_probe, thr_stages = probed_run(s, "pthr", threads, per_thread)

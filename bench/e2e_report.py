@@ -39,6 +39,15 @@ def render(r: dict[str, Any]) -> str:
         f">= {TARGET_OPS_PER_S:,} ops/s; p99 <= {TARGET_P99_MS:g} ms",
         f"{_verdict(ok_tp)}; {_verdict(ok_p99)}",
     )
+    for label, x in runs.items():
+        if not label.startswith("open"):
+            continue
+        offered = x["offered_ops_per_s"]
+        kept_up = x["ops_per_s"] >= 0.99 * offered and x["p99_ms"] <= TARGET_P99_MS
+        target = f"offered {offered:,.0f}/s: kept up, p99 <= {TARGET_P99_MS:g} ms"
+        line(
+            f"{n} submitters, open loop, {offered:,.0f} ops/s offered", x, target, _verdict(kept_up)
+        )
     line("1 client, sop.persist 4 KiB", seq, "(reference)", "")
     line(f"{n} submitters, sop.submit (decision only)", sub, "(comparison)", "")
     line("1 client, sop.persist 64 KiB + 1 (two steps: a file)", runs["twostep"], "(ADR 0005)", "")

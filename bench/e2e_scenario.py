@@ -156,6 +156,7 @@ class RunResult:
     problems: list[str] = field(default_factory=list)
     tree_sizes: set[int] = field(default_factory=set)
     receipts: int = 0
+    offered: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """Throughput, latency percentiles (nearest rank), CPU per op, log batching."""
@@ -167,6 +168,7 @@ class RunResult:
         return {
             "label": self.label,
             "threads": self.threads,
+            "offered_ops_per_s": self.offered,
             "ops": n,
             "seconds": round(self.seconds, 3),
             "ops_per_s": round(n / self.seconds) if self.seconds else 0,
@@ -186,9 +188,22 @@ class RunResult:
 
 
 def run_clients(
-    label: str, threads: int, per_thread: int, op: Callable[[int, int], object], *, effect: bool
+    label: str,
+    threads: int,
+    per_thread: int,
+    op: Callable[[int, int], object],
+    *,
+    effect: bool,
+    rate: float | None = None,
 ) -> RunResult:
     """Run ``op(client, i)`` from ``threads`` submitter threads, ``per_thread`` times each.
+
+    Closed loop by default: each submitter starts its next operation as soon as
+    the last one returned. With ``rate``, open loop: the operations are
+    scheduled ``1 / rate`` seconds apart, dealt round-robin to the submitters,
+    each of which waits for its operation's time (and starts at once when it is
+    late); a latency is measured from the scheduled time, so time spent queued
+    behind a slow system counts (no coordinated omission).
 
     Args:
         label: names the run.
@@ -196,6 +211,7 @@ def run_clients(
         per_thread: operations each submitter runs, one after the other.
         op: the operation; a :class:`Decision` it returns is checked with :func:`problem`.
         effect: whether an ALLOW must carry a written effect.
+        rate: offered operations per second, all submitters together (None: closed loop).
 
     Returns:
         The run; ``problems`` lists every operation that was not the expected ALLOW.
@@ -204,27 +220,36 @@ def run_clients(
     lats: list[list[float]] = [[] for _ in range(threads)]
     barrier = threading.Barrier(threads + 1)
     lock = threading.Lock()
+    lead = 0.05 if rate else 0.0  # the schedule starts once every submitter is waiting
+    start = time.perf_counter() + 3600.0  # set before the barrier opens
 
     def _client_loop(client: int) -> None:
         barrier.wait()
         for i in range(per_thread):
-            t0 = time.perf_counter()
+            if rate:
+                due = start + (i * threads + client) / rate
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            else:
+                due = time.perf_counter()
             decision = op(client, i)
-            lats[client].append(time.perf_counter() - t0)
+            lats[client].append(time.perf_counter() - due)
             _account(result, lock, decision, effect=effect)
 
     workers = [threading.Thread(target=_client_loop, args=(c,)) for c in range(threads)]
     for w in workers:
         w.start()
     cpu0 = os.times()
+    start = time.perf_counter() + lead
     barrier.wait()
-    t0 = time.perf_counter()
     for w in workers:
         w.join()
-    result.seconds = time.perf_counter() - t0
+    result.seconds = time.perf_counter() - start
     cpu1 = os.times()
     result.cpu_user, result.cpu_system = cpu1.user - cpu0.user, cpu1.system - cpu0.system
     result.latencies = [x for per in lats for x in per]
+    result.offered = rate
     return result
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import orjson
 
@@ -103,11 +103,41 @@ class CapabilityRegistry:
                 ``tampered``, ``revoked``, ``not_yet_valid``, ``expired``,
                 ``wrong_principal``, ``action_not_covered`` or ``resource_not_covered``.
         """
+        return self._check(token, request, self._clock())
+
+    @require(lambda pairs: all(isinstance(r, Request) for _, r in pairs), "parsed requests")
+    @ensure(lambda pairs, result: len(result) == len(pairs), "one answer per request")
+    @ensure(
+        lambda result: all(isinstance(r, Capability | CapabilityError) for r in result),
+        "a capability or the reason there is none",
+    )
+    def check_many(
+        self, pairs: Sequence[tuple[str, Request]]
+    ) -> list[Capability | CapabilityError]:
+        """:meth:`check` for each (token, request), at one instant; contracts checked once.
+
+        Args:
+            pairs: the tokens and the parsed requests they are presented with.
+
+        Returns:
+            Per pair, in order: the covering capability, or the
+            :class:`CapabilityError` :meth:`check` would raise (returned, not raised).
+        """
+        now = self._clock()
+        out: list[Capability | CapabilityError] = []
+        for token, request in pairs:
+            try:
+                out.append(self._check(token, request, now))
+            except CapabilityError as exc:
+                out.append(exc)
+        return out
+
+    def _check(self, token: str, request: Request, now: int) -> Capability:
         record = self._tokens.get(token) if type(token) is str else None
         if record is None:
             record = self._verify(token)
             self._remember(token, record)
-        self._check_live(record, self._clock())
+        self._check_live(record, now)
         _check_covers(record.cap, request)
         return record.cap
 

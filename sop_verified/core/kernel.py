@@ -141,31 +141,6 @@ class OpsKernel:
         """
         return _submit(self, raw)
 
-    @require(lambda request: isinstance(request, Request), "a parsed request")
-    @ensure(lambda result: _allow_is_complete(result[0]), "INV-1/INV-9: ALLOW complete, logged")
-    @ensure(lambda result: _linked_after_decision(*result), "INV-9: the effect follows its ALLOW")
-    def submit_linked(
-        self, request: Request, linked: LinkedEffect
-    ) -> tuple[Decision, Receipt | None]:
-        """Decide ``request``; on ALLOW, log the decision and ``linked``'s effect together.
-
-        The decision entry and the effect entry (built from the decision's
-        index) are appended in one durable transaction with the effect's
-        content, so neither is ever stored without the other (ADR 0007); a
-        DENY is logged alone.
-
-        Args:
-            request: the parsed request.
-            linked: the effect an ALLOW carries out.
-
-        Returns:
-            The decision, and the effect entry's receipt when the decision is
-            an ALLOW recorded with its effect (None otherwise: a DENY, or a log
-            that cannot link, whose caller must carry the effect out itself).
-            Never raises for internal failures.
-        """
-        return _record(self, request, _decide_closed(self, request), linked=linked)
-
     @require(lambda items: all(isinstance(req, Request) for req, _ in items), "parsed requests")
     @ensure(lambda items, result: len(result) == len(items), "one answer per request")
     @ensure(
@@ -186,12 +161,15 @@ class OpsKernel:
         self,
         items: Sequence[tuple[Request, LinkedEffect | None]],
     ) -> list[tuple[Decision, Receipt | None]]:
-        """Decide several requests, then log every decision (and each ALLOW's linked effect)
-        in one durable batch: :meth:`submit_linked` for many callers at once.
+        """Decide several requests, then log every decision in one durable batch; an ALLOW
+        with a linked effect is logged with it (ADR 0007, ADR 0008).
 
-        Each request is decided alone, exactly as :meth:`submit_linked` would;
-        only the log append is shared (one group-commit ticket, one
-        transaction). The contracts are checked once per batch, on every
+        Each request meets the same stages as :meth:`submit` (stage by stage
+        over the batch, each component called once for the requests still
+        standing); an ALLOW with a linked effect is appended with the effect's
+        entry (built from the decision's index) and content in the same
+        transaction, so neither is ever stored without the other; a DENY is
+        logged alone. The contracts are checked once per batch, on every
         answer in it.
 
         Args:
@@ -226,13 +204,10 @@ def _submit_batch(
     k: OpsKernel,
     items: Sequence[tuple[Request, LinkedEffect | None]],
 ) -> list[tuple[Decision, Receipt | None]]:
-    outs = [_decide_closed(k, req) for req, _ in items]
+    outs = _decide_all_closed(k, [req for req, _ in items])
     append_parts = getattr(k._log, "append_parts", None)
-    if append_parts is None:  # a log without batches: one append per decision
-        return [
-            _record(k, req, out, linked=linked)
-            for (req, linked), out in zip(items, outs, strict=True)
-        ]
+    if append_parts is None:  # a log without batches cannot link: one append per decision
+        return [_record(k, req, out) for (req, _), out in zip(items, outs, strict=True)]
     answers: list[tuple[Decision, Receipt | None] | None] = [None] * len(items)
     parts: list[LinkedPart] = []
     at: list[int] = []
@@ -302,57 +277,121 @@ def _decide_closed(k: OpsKernel, req: Request) -> _Outcome:
         return Effect.DENY, (why,), None, ()
 
 
+def _decide_all_closed(k: OpsKernel, reqs: Sequence[Request]) -> list[_Outcome]:
+    """:func:`_decide_many`; if it raises, each request is decided alone, failing closed alone."""
+    try:
+        return _decide_many(k, reqs)
+    except Exception:  # spec: INV-2 — one request's failure must not decide the others
+        return [_decide_closed(k, req) for req in reqs]
+
+
 def _decide(k: OpsKernel, req: Request) -> _Outcome:
+    return _decide_many(k, [req])[0]
+
+
+def _decide_many(k: OpsKernel, reqs: Sequence[Request]) -> list[_Outcome]:
+    """Decide each request, stage by stage over all of them (DESIGN section 4).
+
+    Every request goes through the same stages in the same order as it would
+    alone (health, bridge admin, capability, policy, obligations) and stops at
+    the first that denies it; a stage's component is called once for all the
+    requests still standing, so its contracts are checked once per batch.
+    """
     health = k._health()
     if health is not Health.READY:  # spec: INV-1, INV-8 — only READY admits
-        return (
-            Effect.DENY,
-            (_deny(Stage.HEALTH, "not_ready", f"SOP is `{health}`, not `READY`"),),
-            None,
-            (),
-        )
-    if req.channel == "bridge" and req.action in ADMIN_ACTIONS:  # spec: INV-6
-        msg = f"admin action `{req.action}` cannot arrive through the bridge"
-        return Effect.DENY, (_deny(Stage.SCHEMA, "admin_via_bridge", msg),), None, ()
-    try:
-        cap = k._caps.check(req.capability, req)  # spec: INV-1 — valid capability
-    except CapabilityError as exc:
-        reason = _deny(Stage.CAPABILITY, exc.code, str(exc), capability_id=exc.capability_id)
-        return Effect.DENY, (reason,), exc.capability_id, ()
-    policy = k._policy()
+        why = _deny(Stage.HEALTH, "not_ready", f"SOP is `{health}`, not `READY`")
+        return [(Effect.DENY, (why,), None, ()) for _ in reqs]
+    out: list[_Outcome | None] = [None] * len(reqs)
+    live: list[int] = []
+    for i, req in enumerate(reqs):
+        if req.channel == "bridge" and req.action in ADMIN_ACTIONS:  # spec: INV-6
+            msg = f"admin action `{req.action}` cannot arrive through the bridge"
+            out[i] = (Effect.DENY, (_deny(Stage.SCHEMA, "admin_via_bridge", msg),), None, ())
+        else:
+            live.append(i)
+    caps = _check_capabilities(k, [(reqs[i].capability, reqs[i]) for i in live])
+    held: list[tuple[int, str]] = []
+    for i, cap in zip(live, caps, strict=True):
+        if isinstance(cap, CapabilityError):  # spec: INV-1 — valid capability
+            why = _deny(Stage.CAPABILITY, cap.code, str(cap), capability_id=cap.capability_id)
+            out[i] = (Effect.DENY, (why,), cap.capability_id, ())
+        else:
+            held.append((i, cap.id))
+    policy = k._policy() if held else None
     if policy is None:  # empty means deny
-        return (
-            Effect.DENY,
-            (_deny(Stage.POLICY, "no_policy", "no policy set is active"),),
-            cap.id,
-            (),
-        )
-    outcome = policy.evaluate(req)
-    if not outcome.allowed:  # spec: INV-1 — a permit matches and no forbid matches
-        return Effect.DENY, (outcome.to_reason(),), cap.id, outcome.policy_ids
-    denials = _check_obligations(k, req)
-    if denials:  # spec: INV-1 — every obligation PROVED
-        return Effect.DENY, denials, cap.id, outcome.policy_ids
-    return Effect.ALLOW, (outcome.to_reason(),), cap.id, outcome.policy_ids
+        for i, cap_id in held:
+            why = _deny(Stage.POLICY, "no_policy", "no policy set is active")
+            out[i] = (Effect.DENY, (why,), cap_id, ())
+        held = []
+    outcomes = _evaluate(policy, [reqs[i] for i, _ in held]) if policy is not None else []
+    permitted: list[tuple[int, str, PolicyOutcome]] = []
+    for (i, cap_id), outcome in zip(held, outcomes, strict=True):
+        if not outcome.allowed:  # spec: INV-1 — a permit matches and no forbid matches
+            out[i] = (Effect.DENY, (outcome.to_reason(),), cap_id, outcome.policy_ids)
+        else:
+            permitted.append((i, cap_id, outcome))
+    denials = _check_obligations(k, [reqs[i] for i, _, _ in permitted])
+    for (i, cap_id, outcome), denied in zip(permitted, denials, strict=True):
+        if denied:  # spec: INV-1 — every obligation PROVED
+            out[i] = (Effect.DENY, denied, cap_id, outcome.policy_ids)
+        else:
+            out[i] = (Effect.ALLOW, (outcome.to_reason(),), cap_id, outcome.policy_ids)
+    decided = [o for o in out if o is not None]
+    if len(decided) != len(reqs):  # spec: INV-2 — never an answer out of place
+        raise RuntimeError("a request was left undecided")
+    return decided
 
 
-def _check_obligations(k: OpsKernel, req: Request) -> tuple[Reason, ...]:
-    """SOP's own obligations for this operation, then the attached ones: all must be PROVED."""
-    out = []
-    for ob in (*k._derive(req), *req.obligations):
-        result = k._gate.check(ob)
-        if result.verdict is not Verdict.PROVED:
-            ce = result.evidence.get("model") if result.verdict is Verdict.REFUTED else None
-            out.append(
-                _deny(
-                    Stage.OBLIGATION,
-                    f"obligation_{result.verdict.value.lower()}",
-                    result.reason or f"obligation `{ob.id}` is `{result.verdict}`",
-                    obligation=ob.id,
-                    counterexample=ce,
+def _check_capabilities(
+    k: OpsKernel, pairs: list[tuple[str, Request]]
+) -> list[_HasId | CapabilityError]:
+    """The registry's answer for each (token, request): its capability or its refusal."""
+    many = getattr(k._caps, "check_many", None)
+    if many is not None:
+        got: list[_HasId | CapabilityError] = many(pairs)
+        return got
+    out: list[_HasId | CapabilityError] = []
+    for token, request in pairs:
+        try:
+            out.append(k._caps.check(token, request))
+        except CapabilityError as exc:
+            out.append(exc)
+    return out
+
+
+def _evaluate(policy: PolicyDecider, requests: list[Request]) -> list[PolicyOutcome]:
+    many = getattr(policy, "evaluate_many", None)
+    if many is not None:
+        got: list[PolicyOutcome] = many(requests)
+        return got
+    return [policy.evaluate(r) for r in requests]
+
+
+def _check_obligations(k: OpsKernel, reqs: list[Request]) -> list[tuple[Reason, ...]]:
+    """Per request, its denials: SOP's own obligations, then the attached ones, must be PROVED."""
+    obligations = [(*k._derive(req), *req.obligations) for req in reqs]
+    flat = [ob for obs in obligations for ob in obs]
+    many = getattr(k._gate, "check_many", None)
+    results = many(flat) if many is not None else [k._gate.check(ob) for ob in flat]
+    out: list[tuple[Reason, ...]] = []
+    at = 0
+    for obs in obligations:
+        denied = []
+        for ob, result in zip(obs, results[at : at + len(obs)], strict=True):
+            if result.verdict is not Verdict.PROVED:
+                ce = result.evidence.get("model") if result.verdict is Verdict.REFUTED else None
+                denied.append(
+                    _deny(
+                        Stage.OBLIGATION,
+                        f"obligation_{result.verdict.value.lower()}",
+                        result.reason or f"obligation `{ob.id}` is `{result.verdict}`",
+                        obligation=ob.id,
+                        counterexample=ce,
+                    )
                 )
-            )
-    return tuple(out)
+        out.append(tuple(denied))
+        at += len(obs)
+    return out
 
 
 def _raw_digest(raw: object) -> str:
@@ -418,30 +457,19 @@ def _logged(
 
 
 def _record(
-    k: OpsKernel,
-    req: Request | None,
-    out: _Outcome,
-    *,
-    raw_digest: str | None = None,
-    linked: LinkedEffect | None = None,
+    k: OpsKernel, req: Request | None, out: _Outcome, *, raw_digest: str | None = None
 ) -> tuple[Decision, Receipt | None]:
     """Append the decision to the log; an ALLOW that cannot be logged is DENY (INV-9).
 
-    With ``linked`` and an ALLOW, the effect entry and its content go in the
-    same transaction, and its receipt is returned beside the decision.
+    Returns:
+        The decision, and None: no effect is linked to it.
     """
-    effect_receipt = None
     try:
         payload = _entry_payload(k, req, out, raw_digest)
-        append_linked = getattr(k._log, "append_linked", None)
-        if linked is not None and out[0] is Effect.ALLOW and append_linked is not None:
-            receipt, effect_receipt = append_linked(payload, linked.entry, linked.attachments)
-            index = _checked_index(receipt.index)  # spec: INV-9 — durable with its effect
-        else:
-            index, receipt = _append(k, payload)  # spec: INV-9 — durable first
+        index, receipt = _append(k, payload)  # spec: INV-9 — durable first
     except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
         return _unlogged(req, out, exc), None
-    return _logged(req, out, payload, receipt, index), effect_receipt
+    return _logged(req, out, payload, receipt, index), None
 
 
 def _append(k: OpsKernel, payload: bytes) -> tuple[int, Receipt | None]:

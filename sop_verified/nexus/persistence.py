@@ -89,18 +89,21 @@ def self_test(controller: PersistenceController) -> None:
         raise IntegrityError("boot repair left a persist decision pending")
 
 
-def bind_content(request: Request | dict[str, Any], data: bytes) -> Request | dict[str, Any]:
+def bind_content(
+    request: Request | dict[str, Any], data: bytes, digest_hex: str | None = None
+) -> Request | dict[str, Any]:
     """Add ``content_digest`` and ``context.size_bytes`` of ``data`` unless the request has them.
 
     Args:
         request: the request, parsed or as a JSON object.
         data: the bytes it is about.
+        digest_hex: the hex SHA-256 of ``data`` if the caller already computed it.
 
     Returns:
         The request with both bound (values it already carried are kept, and
         must then match ``data``, which the controller checks).
     """
-    digest = "sha256:" + sha256_hex(data)
+    digest = "sha256:" + (digest_hex or sha256_hex(data))
     if isinstance(request, Request):
         context = {"size_bytes": len(data), **request.context}
         cd = request.content_digest or digest
@@ -118,7 +121,7 @@ def persist(
     controller: PersistenceController,
     request: Request | dict[str, Any],
     data: bytes,
-    linked: Callable[[Request, bytes], Decision | None] | None = None,
+    linked: Callable[[Request, bytes, str], Decision | None] | None = None,
 ) -> Decision:
     """Decide a persist request through the kernel, then carry out its effect on ALLOW.
 
@@ -137,13 +140,15 @@ def persist(
     Returns:
         The kernel's DENY, the controller's refusal, or the ALLOW with its effect.
     """
-    bound = bind_content(request, data)
+    data = bytes(data)  # immutable from here on: the digest is of exactly these bytes
+    digest_hex = sha256_hex(data)
+    bound = bind_content(request, data, digest_hex)
     try:
         parsed = parse_request(bound)
     except InputError:
         return submit(bound)  # the kernel records the malformed request and denies it
     if linked is not None:
-        answer = linked(parsed, data)
+        answer = linked(parsed, data, digest_hex)
         if answer is not None:
             return answer
     return controller.execute(submit(parsed), parsed, data)

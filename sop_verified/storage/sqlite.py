@@ -36,7 +36,7 @@ from sop_verified.storage.sqlite_persist import (
 )
 from sop_verified.tools.signed_note import Signer, Verifier
 from sop_verified.tools.tlog import TransparencyLog
-from sop_verified.tools.tlog_store import Attachment, Batch, LinkedPart, Receipt
+from sop_verified.tools.tlog_store import Batch, LinkedPart, Receipt
 
 __all__ = ["SQLiteStore"]
 
@@ -332,17 +332,6 @@ class SQLiteStore:
             StorageError: the write failed; nothing was acknowledged.
         """
         return self.log.append(payload)
-
-    def append_linked(
-        self, first: bytes, then: Callable[[int], bytes], attachments: Sequence[Attachment] = ()
-    ) -> tuple[Receipt, Receipt]:
-        """Durably append ``first`` and the entry ``then`` builds from its index, with
-        ``attachments``, in one transaction (see :meth:`TransparencyLog.append_linked`).
-
-        Raises:
-            StorageError: the write failed; nothing was acknowledged.
-        """
-        return self.log.append_linked(first, then, attachments)
 
     def append_parts(
         self, parts: Sequence[LinkedPart]

@@ -15,7 +15,8 @@ from test_kernel import REQ, FakeCap, FakePolicy, ListLog, make
 from tools.tlog_memory import MemoryLogStore
 
 from sop_verified.core.kernel import LinkedEffect
-from sop_verified.core.request import Effect, Request, Stage, parse_request
+from sop_verified.core.obligations import Verdict, VerdictResult
+from sop_verified.core.request import Effect, Obligation, Request, Stage, parse_request
 from sop_verified.errors import CapabilityError, StorageError
 from sop_verified.tools.signed_note import Signer, generate
 from sop_verified.tools.tlog import TransparencyLog
@@ -48,6 +49,83 @@ def _effect(tag: str) -> LinkedEffect:
 
 def _mixed() -> list[Request]:
     return [_req(0), _req(1, capability="forged"), _req(2), _req(3, action="artifact.read")]
+
+
+class JudgingGate:
+    """PROVED, except the obligations whose id starts with `refute`; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def check(self, obligation: Obligation) -> VerdictResult:
+        self.calls += 1
+        if obligation.id.startswith("refute"):
+            return VerdictResult(Verdict.REFUTED, "sha256:cd", "no", {"model": {"x": 1}})
+        return VerdictResult(Verdict.PROVED, "sha256:ab")
+
+
+def _ob(ob_id: str) -> dict[str, str]:
+    return {"id": ob_id, "format": "smt2", "source": "(assert false)"}
+
+
+def _varied() -> list[Request]:
+    """Requests that stop at every stage, in an order that mixes them."""
+    return [
+        _req(0, obligations=[_ob("fine"), _ob("refute-1")]),
+        _req(1, capability="forged"),
+        _req(2, action="capability.admit"),  # an admin action through the bridge
+        _req(3, obligations=[_ob("fine-2")]),
+        _req(4, principal="emp"),  # the fake policy forbids nothing; the permit is checked
+        _req(5, obligations=[_ob("refute-2")]),
+        _req(6),
+    ]
+
+
+def test_a_batch_answers_each_request_in_its_place_whatever_stage_denies_it() -> None:
+    requests = _varied()
+    kernel, _ = make(caps=TokenCaps(), gate=JudgingGate(), log=_log())
+
+    got = kernel.submit_batch([(r, None) for r in requests])
+
+    alone, _ = make(caps=TokenCaps(), gate=JudgingGate())
+    for (d, _), r in zip(got, requests, strict=True):
+        one = alone.submit(r)
+        assert d.request_id == r.request_id
+        assert (d.effect, d.reasons, d.capability_id, d.policy_ids) == (
+            one.effect,
+            one.reasons,
+            one.capability_id,
+            one.policy_ids,
+        )
+    codes = [d.reasons[0].code for d, _ in got]
+    assert codes[1] == "bad_signature" and codes[2] == "admin_via_bridge"
+    assert [d.reasons[0].obligation for d in (got[0][0], got[5][0])] == ["refute-1", "refute-2"]
+    assert [d.effect for d, _ in got] == [
+        Effect.DENY,
+        Effect.DENY,
+        Effect.DENY,
+        Effect.ALLOW,
+        Effect.ALLOW,
+        Effect.DENY,
+        Effect.ALLOW,
+    ]
+
+
+class ShortGate(JudgingGate):
+    """A gate whose batch answer drops one verdict: nothing may be matched to the wrong one."""
+
+    def check_many(self, obligations: list[Obligation]) -> list[VerdictResult]:
+        return [self.check(ob) for ob in obligations][1:]
+
+
+def test_a_component_answering_out_of_place_fails_closed_per_request() -> None:
+    gate = ShortGate()
+    kernel, _ = make(caps=TokenCaps(), gate=gate, log=_log())
+
+    got = kernel.submit_batch([(_req(i, obligations=[_ob(f"fine-{i}")]), None) for i in range(3)])
+
+    assert [d.effect for d, _ in got] == [Effect.DENY] * 3
+    assert all(d.reasons[0].code == "internal_error" for d, _ in got)
 
 
 def test_batch_decides_each_request_as_submit_does() -> None:

@@ -1,4 +1,4 @@
-"""Linked writes from many threads, decided and committed in batches (ADR 0007).
+"""Linked writes from many threads, decided and committed in batches (ADR 0008).
 
 :class:`LinkedWrites` is what ``SOP.persist`` calls for a write that
 qualifies for a linked effect. Each caller plans its own write (the scope
@@ -11,8 +11,8 @@ queued one. The contracts of the kernel and the controller are checked once
 per batch (on every answer in it), and a caller wakes once, when its answer
 is durable; it then makes its answer (the effect's details) in its own thread.
 
-Nothing here decides: each request is decided alone by the kernel exactly as
-``submit_linked`` would decide it; only the wait and the log append are shared.
+Nothing here decides: the kernel decides each request (``OpsKernel.submit_batch``,
+the same stages as ``submit``); only the wait and the log append are shared.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sop_verified.core.persistence import writes
 from sop_verified.core.persistence.controller import PersistenceController
 from sop_verified.core.persistence.writes import LinkedWrite, SubmitBatch
 from sop_verified.core.request import Decision, Effect, Reason, Request, Stage
+from sop_verified.tools.canonical import sha256_hex
 from sop_verified.tools.group_commit import GroupCommit, Ticket
 from sop_verified.tools.tlog_store import Receipt
 
@@ -51,6 +52,11 @@ class LinkedWrites:
         self._queue: GroupCommit[_Answer] = GroupCommit(self._commit, _take)
 
     @require(lambda data: isinstance(data, bytes | bytearray | memoryview), helper=True)
+    @require(
+        lambda data, digest_hex: digest_hex is None or sha256_hex(bytes(data)) == digest_hex,
+        "a given digest is the data's",
+        helper=True,
+    )
     @ensure(
         lambda request, result: result is None or result.request_id == request.request_id,
         "the answer is the caller's own",
@@ -61,12 +67,16 @@ class LinkedWrites:
         "INV-9: an ALLOW answer carries its recorded effect",
         helper=True,
     )
-    def persist(self, request: Request, data: bytes) -> Decision | None:
+    def persist(
+        self, request: Request, data: bytes, digest_hex: str | None = None
+    ) -> Decision | None:
         """Decide and store one small content-addressed write with the batch it joins.
 
         Args:
             request: the parsed persist request (content bound).
             data: the bytes.
+            digest_hex: the hex SHA-256 of ``data`` if the caller computed it
+                (of these very bytes: ``data`` must be immutable ``bytes``).
 
         Returns:
             None, having recorded nothing, when the write does not qualify
@@ -76,11 +86,12 @@ class LinkedWrites:
             answers DENY (``internal_error``), and whatever of it the log
             recorded stays recorded.
         """
-        blob = bytes(data)
-        plan = writes.linked_plan(self._controller, request, blob)
+        if type(data) is not bytes:  # a digest of mutable bytes proves nothing
+            data, digest_hex = bytes(data), None
+        plan = writes.linked_plan(self._controller, request, data, digest_hex)
         if plan is None:
             return None
-        write = (request, blob, plan)
+        write = (request, data, plan)
         try:
             decision, receipt = self._queue.submit(Ticket(write))
             return writes.finish_linked(self._controller, decision, receipt, write)

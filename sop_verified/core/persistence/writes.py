@@ -146,7 +146,9 @@ SubmitBatch = Callable[
     helper=True,
 )
 @ensure(lambda data, result: result is None or result.size == len(data), helper=True)
-def linked_plan(c: PersistenceController, request: Request, data: bytes) -> _Plan | None:
+def linked_plan(
+    c: PersistenceController, request: Request, data: bytes, digest_hex: str | None = None
+) -> _Plan | None:
     """The plan of a write that can commit with its decision, or None (take the two-step path).
 
     Only a small write into a content-addressed scope that every rule already
@@ -158,7 +160,7 @@ def linked_plan(c: PersistenceController, request: Request, data: bytes) -> _Pla
     if c._health() is not Health.READY:
         return None
     try:
-        plan = _plan(c, 0, request, data)  # content-addressed: the path does not use the index
+        plan = _plan(c, 0, request, data, digest_hex)  # content-addressed: no index needed
     except SOPError:
         return None
     return plan if plan.scope.mode is ScopeMode.CONTENT_ADDRESSED else None
@@ -254,7 +256,13 @@ def locate_writable(c: PersistenceController, resource: str, principal: str) -> 
     return scope, rel
 
 
-def _plan(c: PersistenceController, index: int, request: Request, data: bytes) -> _Plan:
+def _plan(
+    c: PersistenceController,
+    index: int,
+    request: Request,
+    data: bytes,
+    digest_hex: str | None = None,
+) -> _Plan:
     scope, rel = locate_writable(c, request.resource, request.principal)
     if len(data) > scope.max_blob_bytes:
         raise PersistenceError(
@@ -268,7 +276,8 @@ def _plan(c: PersistenceController, index: int, request: Request, data: bytes) -
             f"the decision was for `context.size_bytes` = `{claimed}`, the data has {len(data)}",
             code="size_mismatch",
         )
-    digest_hex = hashlib.sha256(data).hexdigest()
+    if digest_hex is None:
+        digest_hex = hashlib.sha256(data).hexdigest()
     if request.content_digest != "sha256:" + digest_hex:
         raise PersistenceError(
             f"the data has digest `sha256:{digest_hex}`, "

@@ -14,7 +14,7 @@ DENY (default deny, an empty set denies everything).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -330,3 +330,23 @@ class PolicySet:
             the hot path and each icontract check costs about 2.5 us.
         """
         return _decide_safely(self._index, request)
+
+    @ensure(lambda requests, result: len(result) == len(requests), "one answer per request")
+    @ensure(
+        lambda result: all(
+            r.effect is Effect.DENY
+            or (r.reason is PolicyReason.PERMITTED and len(r.policy_ids) > 0)
+            for r in result
+        ),
+        "INV-1: ALLOW only with a matching permit",
+    )
+    def evaluate_many(self, requests: Sequence[Request]) -> list[PolicyResult]:
+        """:meth:`evaluate` for each request; the contract is checked once, on every answer.
+
+        Args:
+            requests: validated requests.
+
+        Returns:
+            Per request, in order, what :meth:`evaluate` returns for it; never raises.
+        """
+        return [_decide_safely(self._index, r) for r in requests]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +146,22 @@ class Z3ProofGate:
             PROVED only when the solver answered ``unsat`` (or the record says so);
             otherwise REFUTED, UNKNOWN or REJECTED with the reason and evidence.
         """
+        return self._check_closed(obligation)
+
+    @ensure(lambda obligations, result: len(result) == len(obligations), "one per obligation")
+    @ensure(lambda result: all(isinstance(r, VerdictResult) for r in result))
+    def check_many(self, obligations: Sequence[Obligation]) -> list[VerdictResult]:
+        """:meth:`check` for each obligation, in order; never raises (INV-2).
+
+        Args:
+            obligations: the obligations.
+
+        Returns:
+            Per obligation, what :meth:`check` returns for it.
+        """
+        return [self._check_closed(ob) for ob in obligations]
+
+    def _check_closed(self, obligation: Obligation) -> VerdictResult:
         try:
             digest = obligation_digest(obligation.format, obligation.source)
         except Exception:  # not an Obligation at all: deny  # spec: INV-2
