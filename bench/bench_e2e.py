@@ -82,10 +82,10 @@ def probe_targets(sop: SOP) -> list[tuple[Any, str, Any]]:
     return [
         (LinkedWrites, "persist", WHOLE),
         (writes, "linked_plan", "scope rules of the write (owned scope, size, digest, name)"),
-        (kernel, "_decide_closed", DECIDE),
-        (type(sop.capabilities), "check", "capability check"),
-        (PolicySet, "evaluate", "policy evaluation"),
-        (type(sop.gate), "check", "proof obligation: cached verdict"),
+        (kernel, "_decide_many", DECIDE),
+        (type(sop.capabilities), "check_many", CAPS),
+        (PolicySet, "evaluate_many", POLICY),
+        (type(sop.gate), "check_many", GATE),
         (PersistenceController, "execute_linked_batch", BATCH),
         (TransparencyLog, "append_parts", LINKED),
         (TransparencyLog, "_sign", "per batch: checkpoint (consistency check, Ed25519)"),
@@ -100,7 +100,10 @@ TWO_STEP_BYTES = writes.INLINE_MAX_BYTES + 1
 """Just too large to be kept in the database: the two-step path (a file, fsynced, renamed)."""
 
 WHOLE = "whole: LinkedWrites.persist (plan, queue, batch, answer)"
-DECIDE = "decide one request (capability, policy, obligations)"
+DECIDE = "per batch: decide every request (all stages)"
+CAPS = "per batch: capability checks"
+POLICY = "per batch: policy evaluations"
+GATE = "per batch: proof obligations (cached verdicts)"
 BATCH = "per batch: decide each write, then one durable append (controller)"
 LINKED = "per batch: ALLOWs + effects + blobs, one durable commit (log wait)"
 
@@ -287,23 +290,26 @@ def _stage_table(
 ) -> list[dict[str, Any]]:
     def row(name: str, s_ns: list[int] | None, t_ns: list[int] | None, how: str) -> dict[str, Any]:
         per_op = len(s_ns) / len(seq.latencies) if s_ns and how != "isolated" else None
+        thr_ops = len(thr.latencies)
         return {
             "stage": name,
             "how": how,
             "calls_per_op": None if per_op is None else round(per_op, 2),
             "seq_median_us": _us(statistics.median(s_ns)) if s_ns else None,
+            "thr_calls_per_op": round(len(t_ns) / thr_ops, 3) if t_ns and thr_ops else None,
             "thr_median_us": _us(statistics.median(t_ns)) if t_ns else None,
             "thr_p99_us": _us(_pct(t_ns, 0.99)) if t_ns else None,
+            "thr_us_per_op": _us(sum(t_ns) / thr_ops) if t_ns and thr_ops else None,
         }
 
     order = [
         ("request validation (parse_request)", "isolated"),
         ("scope rules of the write (owned scope, size, digest, name)", "probe"),
-        ("capability check", "probe"),
-        ("policy evaluation", "probe"),
         ("proof obligation: derive (scope_containment)", "isolated"),
-        ("proof obligation: cached verdict", "probe"),
         ("canonical JSON of the decision entry (RFC 8785)", "isolated"),
+        (CAPS, "probe"),
+        (POLICY, "probe"),
+        (GATE, "probe"),
         (DECIDE, "probe"),
         (BATCH, "probe"),
         (LINKED, "probe"),

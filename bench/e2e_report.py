@@ -62,12 +62,19 @@ def render(r: dict[str, Any]) -> str:
 
 def _stages_md(stages: list[dict[str, Any]], n: int) -> str:
     out = [
-        f"| stage | how | calls/op | 1 client median us | {n} threads median us "
-        f"| {n} threads p99 us |",
-        "|---|---|---:|---:|---:|---:|",
+        f"| stage | how | 1 client calls/op | 1 client median us | {n} threads calls/op "
+        f"| {n} threads median us | {n} threads p99 us | {n} threads us per op |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in stages:
-        cells = [s["calls_per_op"], s["seq_median_us"], s["thr_median_us"], s["thr_p99_us"]]
+        cells = [
+            s["calls_per_op"],
+            s["seq_median_us"],
+            s.get("thr_calls_per_op"),
+            s["thr_median_us"],
+            s["thr_p99_us"],
+            s.get("thr_us_per_op"),
+        ]
         text = " | ".join("-" if c is None else f"{c:,}" for c in cells)
         out.append(f"| {s['stage']} | {s['how']} | {text} |")
     return "\n".join(out)

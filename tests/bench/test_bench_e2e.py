@@ -9,8 +9,10 @@ probes put SOP's methods back, and a whole tiny run goes through.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,11 +134,32 @@ def test_categorize_names_the_waits_and_the_cpu() -> None:
     assert categorize(jcs).startswith("canonical JSON")
 
 
+def test_open_loop_latency_counts_the_time_queued_behind_a_slow_system() -> None:
+    # one submitter, an operation taking 20 ms, offered 1,000/s: each operation
+    # is due 1 ms after the last but starts only when the last returned, so its
+    # latency (from when it was due) grows by about 19 ms each time
+    run = run_clients("slow", 1, 5, lambda c, i: time.sleep(0.02), effect=False, rate=1000)
+
+    lat = run.latencies
+    assert len(lat) == 5 and lat[0] >= 0.02
+    assert all(b > a + 0.015 for a, b in itertools.pairwise(lat))
+    assert run.summary()["offered_ops_per_s"] == 1000
+
+
+def test_open_loop_submitters_wait_for_their_schedule() -> None:
+    # 2 submitters, 6 instant operations offered at 100/s: the run lasts the
+    # schedule (about 50 ms), and no operation waits for another
+    run = run_clients("paced", 2, 3, lambda c, i: None, effect=False, rate=100)
+
+    assert 0.045 <= run.seconds < 0.5
+    assert max(run.latencies) < 0.02
+
+
 def test_tiny_whole_run_goes_through() -> None:
     result = bench_e2e.run(4, 2, profile=False)
 
     assert result["refused"] == 0
-    assert {"seq", "thr", "sub", "fresh", "fs", "log"} <= set(result["runs"])
+    assert {"seq", "thr", "sub", "fresh", "fs", "log", "open5000"} <= set(result["runs"])
     assert all(r["ops"] >= 2 for r in result["runs"].values())
     text = render(result)
     assert "total: sop.persist" in text
