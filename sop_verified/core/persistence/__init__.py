@@ -25,6 +25,12 @@ or, in one call each, ``SOP.persist(request, data) -> Decision`` and
   (``symlink``, ``hard_link``, ``dot_component``, ``bad_name``, ...),
   ``not_pending``, ``decision_mismatch``, ``decision_in_use``, ``unrecorded``,
   ``not_ready``, ``storage_error``. Every refusal is logged.
+- :meth:`PersistenceController.execute_linked_batch` ``(submit_batch, writes)``:
+  small content-addressed writes (planned by :func:`.writes.linked_plan`)
+  decided by the kernel and stored with their decisions, one durable
+  transaction for the batch (docs/adr/0007, docs/adr/0008);
+  :class:`.pipeline.LinkedWrites` batches them from concurrent callers for
+  ``SOP.persist``.
 - :meth:`PersistenceController.read` ``(decision, request, *, resource=None) -> ReadResult``:
   for ``artifact.read`` (and ``snapshot.resume``, which may name the objects
   the snapshot needs); the digest is verified on every read (``integrity``).
