@@ -19,7 +19,7 @@ signs two inconsistent checkpoints.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sop_verified.errors import InputError, IntegrityError, StorageError, VerificationError
@@ -175,39 +175,6 @@ class TransparencyLog:
         if not payloads:
             return []
         return self._queue.submit(Ticket(_check_payloads(payloads)))
-
-    def append_linked(
-        self,
-        first: bytes,
-        then: Callable[[int], bytes],
-        attachments: Sequence[Attachment] = (),
-    ) -> tuple[Receipt, Receipt]:
-        """Append ``first`` and the entry ``then`` builds from its index, in one batch.
-
-        The two entries are consecutive and commit in the same durable
-        transaction as ``attachments`` (all or nothing): a decision and the
-        effect it authorises, recorded together (ADR 0007).
-
-        Args:
-            first: The first entry's bytes.
-            then: Given the first entry's index, returns the second entry's
-                bytes; called by the committing thread, once. If it raises,
-                nothing of this call is appended and the error is raised here.
-            attachments: Content rows stored with the batch.
-
-        Returns:
-            The two receipts, in order.
-
-        Raises:
-            StorageError: the backend failed; nothing was acknowledged.
-            TypeError: ``first`` or what ``then`` returned is not bytes.
-        """
-        (got,) = self.append_parts([LinkedPart(first, then, tuple(attachments))])
-        if isinstance(got, BaseException):
-            raise got
-        receipt, linked = got
-        assert linked is not None  # a part with a builder gets its second receipt
-        return receipt, linked
 
     def append_parts(
         self, parts: Sequence[LinkedPart]

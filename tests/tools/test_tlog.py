@@ -252,10 +252,16 @@ def test_linked_entry_follows_its_first_entry_in_the_same_batch(signer: Signer) 
     store = MemoryLogStore()
     log = _log(store, signer)
     log.append(b"before")
-    first, second = log.append_linked(
-        b"decision", lambda index: f"effect of {index}".encode(), [("scope", "key", b"bytes")]
+    ((first, second),) = log.append_parts(
+        [
+            LinkedPart(
+                b"decision",
+                lambda index: f"effect of {index}".encode(),
+                (("scope", "key", b"bytes"),),
+            )
+        ]
     )
-    assert (first.index, second.index) == (1, 2)
+    assert second is not None and (first.index, second.index) == (1, 2)
     assert first.checkpoint == second.checkpoint and first.tree_size == second.tree_size == 3
     assert [p for _, _, p in store.read_entries(0, 3)] == [b"before", b"decision", b"effect of 1"]
     assert store.attachments == [("scope", "key", b"bytes")]
@@ -272,10 +278,9 @@ def test_failing_linked_builder_fails_its_caller_alone(signer: Signer) -> None:
 
     def linked() -> None:
         gate.wait()
-        try:
-            log.append_linked(b"doomed", builder, [("scope", "doomed", b"x")])
-        except ValueError as exc:
-            errors.append(exc)
+        (got,) = log.append_parts([LinkedPart(b"doomed", builder, (("scope", "doomed", b"x"),))])
+        if isinstance(got, ValueError):
+            errors.append(got)
 
     def plain(i: int) -> None:
         gate.wait()
@@ -296,8 +301,8 @@ def test_failing_linked_builder_fails_its_caller_alone(signer: Signer) -> None:
 
 def test_linked_builder_must_return_bytes(signer: Signer) -> None:
     log = _log(MemoryLogStore(), signer)
-    with pytest.raises(TypeError, match="must be bytes"):
-        log.append_linked(b"first", lambda _i: "text")  # type: ignore[arg-type, return-value]
+    (got,) = log.append_parts([LinkedPart(b"first", lambda _i: "text")])  # type: ignore[arg-type, return-value]
+    assert isinstance(got, TypeError) and "must be bytes" in str(got)
     assert log.size == 0
 
 
