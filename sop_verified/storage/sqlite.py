@@ -24,19 +24,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sop_verified.errors import StorageError
-from sop_verified.storage.persist_index import EntryIndexer
-from sop_verified.storage.sqlite_log import LOG_SCHEMA, SQLiteLog, insert_rows
+from sop_verified.storage.persist_index import EffectRecord, EntryIndexer
+from sop_verified.storage.sqlite_log import LOG_SCHEMA, SQLiteLog
 from sop_verified.storage.sqlite_persist import (
+    INLINE_SCHEMA,
     PERSIST_SCHEMA,
     SQLitePersistIndex,
     apply_ops,
     fill_versions,
     indexed_to,
+    migrate_blobs,
     set_indexed_to,
+    store_blobs,
 )
 from sop_verified.tools.signed_note import Signer, Verifier
 from sop_verified.tools.tlog import TransparencyLog
-from sop_verified.tools.tlog_store import Batch, LinkedPart, Receipt
+from sop_verified.tools.tlog_store import Attachment, Batch, LinkedPart, Receipt
 
 __all__ = ["SQLiteStore"]
 
@@ -89,7 +92,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA + LOG_SCHEMA + PERSIST_SCHEMA)
+            self._db.executescript(_SCHEMA + LOG_SCHEMA + PERSIST_SCHEMA + INLINE_SCHEMA)
             fill_versions(self._db)
             # a second connection for the persistence index's reads: under WAL it sees every
             # committed transaction and never waits for the writer's commit (its fsync)
@@ -126,37 +129,45 @@ class SQLiteStore:
                 raise
 
     def _on_log_batch(self, db: sqlite3.Connection, batch: Batch) -> Callable[[], None] | None:
-        """Inside a log batch's transaction: store its blobs, bring the index up to it.
+        """Inside a log batch's transaction: bring the index up to it, keep its blobs.
 
         The index is fed the payloads in hand when it is exactly at the
         batch's start (the usual case); otherwise it catches up from the
-        stored entries, this batch's included.
+        stored entries, this batch's included. Each small blob is kept under
+        the effect entry of the batch that records it (ADR 0009).
 
         Returns:
             What to run after the commit: publish the versions the batch gave.
+
+        Raises:
+            StorageError: a blob that no written effect of the batch records,
+                or blobs without a persistence index (nothing is committed).
         """
-        if batch.attachments:
-            # content-addressed: the key is the digest of the bytes, which the controller
-            # computed from them, so replacing a row only ever repairs it
-            head = "INSERT OR REPLACE INTO persist_blobs (scope, stored, data)"
-            insert_rows(db, head, batch.attachments, 3)
         if self._indexer is None:
+            if batch.attachments:
+                raise StorageError("small blobs are kept only with the persistence index")
             return None
+        entries = [(i, p) for i, _, p in batch.entries]
+        ops = None
         if self._indexed_to != batch.start and indexed_to(db) != batch.start:
             self._indexed_to = None
             _index_new_entries(db, self._indexer)
-            return None
-        ops = self._indexer([(i, p) for i, _, p in batch.entries])
-        versions = apply_ops(db, ops) if ops else {}
-        end = batch.start + len(batch.entries)
-        set_indexed_to(db, end)
+            after = None
+        else:
+            ops = self._indexer(entries)
+            versions = apply_ops(db, ops) if ops else {}
+            end = batch.start + len(batch.entries)
+            set_indexed_to(db, end)
 
-        def committed() -> None:  # only after COMMIT: a rolled-back batch changes nothing
-            self._indexed_to = end
-            if versions:
-                self.persist.note_versions(versions)
+            def after() -> None:  # only after COMMIT: a rolled-back batch changes nothing
+                self._indexed_to = end
+                if versions:
+                    self.persist.note_versions(versions)
 
-        return committed
+        if batch.attachments:
+            effects = (ops if ops is not None else self._indexer(entries)).effects
+            store_blobs(db, _blob_rows(batch.attachments, effects))
+        return after
 
     def set_entry_indexer(self, indexer: EntryIndexer) -> None:
         """Keep the persistence index in step with the log, batch by batch.
@@ -173,6 +184,7 @@ class SQLiteStore:
         """
         with self._tx() as db:
             _index_new_entries(db, indexer)
+            migrate_blobs(db)
             self._indexer = indexer
             self._indexed_to = None  # read from the database at the next batch
 
@@ -371,3 +383,24 @@ def _index_new_entries(db: sqlite3.Connection, indexer: EntryIndexer) -> None:
             apply_ops(db, ops)
         start = int(rows[-1][0]) + 1
         set_indexed_to(db, start)
+
+
+def _blob_rows(
+    attachments: Sequence[Attachment], effects: Sequence[EffectRecord]
+) -> list[tuple[int, str, str, bytes]]:
+    """Each blob with the index of the batch's first written effect of its ``(scope, stored)``.
+
+    Raises:
+        StorageError: a blob that no written effect of the batch records.
+    """
+    holder: dict[tuple[str, str], int] = {}
+    for e in effects:
+        if e.outcome == "written":
+            holder.setdefault((e.scope, e.stored), e.effect_index)
+    rows: dict[tuple[str, str], tuple[int, str, str, bytes]] = {}
+    for scope, stored, data in attachments:
+        index = holder.get((scope, stored))
+        if index is None:  # spec: INV-9 — no blob is kept without the effect that records it
+            raise StorageError(f"blob `{stored}` of scope `{scope}` has no effect in its batch")
+        rows.setdefault((scope, stored), (index, scope, stored, data))
+    return list(rows.values())

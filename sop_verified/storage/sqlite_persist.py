@@ -25,12 +25,15 @@ from sop_verified.storage.persist_index import (
 from sop_verified.storage.sqlite_log import insert_rows
 
 __all__ = [
+    "INLINE_SCHEMA",
     "PERSIST_SCHEMA",
     "SQLitePersistIndex",
     "apply_ops",
     "fill_versions",
     "indexed_to",
+    "migrate_blobs",
     "set_indexed_to",
+    "store_blobs",
 ]
 
 PERSIST_SCHEMA = """
@@ -73,12 +76,6 @@ CREATE TABLE IF NOT EXISTS persist_versions (
     latest INTEGER NOT NULL,
     PRIMARY KEY (scope, name)
 );
-CREATE TABLE IF NOT EXISTS persist_blobs (
-    scope TEXT NOT NULL,
-    stored TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (scope, stored)
-);
 """ + "".join(
     f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op} BEFORE {op.upper()} ON {t}\n"
     f"BEGIN SELECT RAISE(ABORT, 'persistence records are insert-only'); END;\n"
@@ -86,6 +83,39 @@ CREATE TABLE IF NOT EXISTS persist_blobs (
     for op in ("update", "delete")
 )
 """DDL of the index tables; effects and tombstones are insert-only."""
+
+INLINE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS persist_inline (
+    effect_index INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+CREATE VIEW IF NOT EXISTS persist_inline_in (effect_index, scope, stored, data) AS
+    SELECT NULL, NULL, NULL, NULL WHERE 0;
+CREATE TRIGGER IF NOT EXISTS persist_inline_in_insert INSTEAD OF INSERT ON persist_inline_in
+BEGIN
+    UPDATE persist_inline SET data = NEW.data
+        WHERE data IS NOT NEW.data AND effect_index IN (SELECT e.effect_index
+            FROM persist_effects e WHERE e.scope = NEW.scope AND e.stored = NEW.stored
+            AND e.outcome = 'written' AND e.effect_index <> NEW.effect_index);
+    INSERT INTO persist_inline (effect_index, data) SELECT NEW.effect_index, NEW.data
+        WHERE NOT EXISTS (SELECT 1 FROM persist_effects e JOIN persist_inline i
+            ON i.effect_index = e.effect_index
+            WHERE e.scope = NEW.scope AND e.stored = NEW.stored AND e.outcome = 'written');
+END;
+"""
+"""DDL of the small-blob table and the view it is written through (after ``PERSIST_SCHEMA``).
+
+Small content-addressed blobs (ADR 0007) are kept in ``persist_inline``, once
+per ``(scope, stored)``, under the index of the effect that first stored them
+(ADR 0009): an integer key that grows with the log, so storing a blob appends
+to the table's B-tree instead of inserting into an index at a random digest
+(which cost a 4 KiB page in the WAL, and again at the checkpoint, per write).
+They are found through ``persist_effects_by_stored``. A blob is stored through
+the view ``persist_inline_in``: if a written effect already holds the same
+``(scope, stored)``, its row gets these bytes (equal, by the digest in the key,
+so this only ever repairs a tampered row) and no row is added; otherwise a row
+is added under this effect's index.
+"""
 
 _LIVE = (
     "outcome = 'written' AND NOT EXISTS "
@@ -216,6 +246,33 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
     return versions
 
 
+def store_blobs(db: sqlite3.Connection, blobs: Sequence[tuple[int, str, str, bytes]]) -> None:
+    """Keep small blobs, ``(effect index, scope, stored, bytes)``, once per ``(scope, stored)``.
+
+    Runs inside the batch's transaction, after its effects were indexed (the
+    view's trigger looks for an effect that already holds the same blob).
+    """
+    insert_rows(db, "INSERT INTO persist_inline_in (effect_index, scope, stored, data)", blobs, 4)
+
+
+def migrate_blobs(db: sqlite3.Connection) -> None:
+    """Move blobs from the ``persist_blobs`` table of earlier versions (inside a transaction).
+
+    Each ``(scope, stored)`` row goes under the first written effect that
+    stored it; a row no indexed effect refers to was never readable and is
+    dropped with the old table.
+    """
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'persist_blobs'").fetchone() is None:
+        return
+    db.execute(
+        "INSERT OR IGNORE INTO persist_inline (effect_index, data)"
+        " SELECT MIN(e.effect_index), b.data FROM persist_blobs b JOIN persist_effects e"
+        " ON e.scope = b.scope AND e.stored = b.stored AND e.outcome = 'written'"
+        " GROUP BY b.scope, b.stored"
+    )
+    db.execute("DROP TABLE persist_blobs")
+
+
 def _effect_row(e: EffectRecord) -> tuple[object, ...]:
     return (
         e.effect_index,
@@ -280,7 +337,10 @@ class SQLitePersistIndex:
     def blob(self, scope: str, stored: str) -> bytes | None:
         """The bytes kept in the database for ``stored`` in ``scope`` (small blobs), or None."""
         rows = self._query(
-            "SELECT data FROM persist_blobs WHERE scope = ? AND stored = ?", (scope, stored)
+            "SELECT i.data FROM persist_effects e JOIN persist_inline i"
+            " ON i.effect_index = e.effect_index"
+            " WHERE e.scope = ? AND e.stored = ? AND e.outcome = 'written' LIMIT 1",
+            (scope, stored),
         )
         if not rows:
             return None
@@ -295,8 +355,9 @@ class SQLitePersistIndex:
         """
         with self._tx() as db:
             cur = db.execute(
-                "DELETE FROM persist_blobs WHERE scope = ? AND stored = ? AND NOT EXISTS"  # noqa: S608 - constant fragments
-                " (SELECT 1 FROM persist_effects e"
+                "DELETE FROM persist_inline WHERE effect_index IN (SELECT e.effect_index"  # noqa: S608 - constant fragments
+                " FROM persist_effects e WHERE e.scope = ? AND e.stored = ?"
+                " AND e.outcome = 'written') AND NOT EXISTS (SELECT 1 FROM persist_effects e"
                 f" WHERE e.scope = ? AND e.stored = ? AND {_LIVE})",
                 (scope, stored, scope, stored),
             )

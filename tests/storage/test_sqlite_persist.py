@@ -13,6 +13,7 @@ from sop_verified.errors import StorageError
 from sop_verified.storage.persist_index import IndexOps
 from sop_verified.storage.sqlite import SQLiteStore
 from sop_verified.tools.canonical import canonical_json
+from sop_verified.tools.tlog_store import LinkedPart
 
 DIGEST = "sha256:" + "a" * 64
 REQUEST = {
@@ -138,4 +139,101 @@ def test_written_version_is_answered_after_commit_and_only_for_live_objects(
     assert store.persist._recent == {}  # asked once, then from the database
     assert store.persist.written_version(e) == 1
     assert store.persist.written_version(e + 1) is None  # no such effect
+    store.close()
+
+
+# ---- small blobs kept in the database (ADR 0007, keyed by effect index: ADR 0009) -----------
+def _blob_effect(decision_index: int, stored: str, data: bytes) -> bytes:
+    return effect_entry(
+        op="write",
+        outcome=Outcome.WRITTEN,
+        time=2,
+        decision_index=decision_index,
+        request_id="r-1",
+        scope="drac-artifacts",
+        name=f"n-{decision_index}",
+        stored=stored,
+        digest="sha256:" + stored.rsplit("/", 1)[-1],
+        size=len(data),
+    )
+
+
+def _linked(store: SQLiteStore, stored: str, data: bytes) -> int:
+    """Append a decision, its effect and the blob in one batch; return the effect's index."""
+    part = LinkedPart(
+        _decision(),
+        lambda at: _blob_effect(at, stored, data),
+        (("drac-artifacts", stored, data),),
+    )
+    [got] = store.append_parts([part])
+    assert not isinstance(got, Exception)
+    assert got[1] is not None
+    return got[1].index
+
+
+def _inline_rows(store: SQLiteStore) -> list[tuple[int, bytes]]:
+    with store._tx() as db:
+        return [
+            (int(r[0]), bytes(r[1]))
+            for r in db.execute("SELECT effect_index, data FROM persist_inline ORDER BY 1")
+        ]
+
+
+def test_a_small_blob_is_kept_under_its_effect_index_once_per_stored_name(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "sop.db")
+    store.set_entry_indexer(index_entries)
+    a = _linked(store, "sha256/aa/" + "a" * 64, b"A")
+    _linked(store, "sha256/aa/" + "a" * 64, b"A")  # the same content again: no second row
+    b = _linked(store, "sha256/bb/" + "b" * 64, b"B")
+    assert _inline_rows(store) == [(a, b"A"), (b, b"B")]
+    assert store.persist.blob("drac-artifacts", "sha256/bb/" + "b" * 64) == b"B"
+    with store._tx() as db:  # an integer key that grows with the log: no index at a digest
+        indexes = db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'persist_inline'"
+        ).fetchall()
+    assert indexes == []
+    store.close()
+
+
+def test_a_blob_no_effect_of_its_batch_records_fails_the_batch_closed(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "sop.db")
+    store.set_entry_indexer(index_entries)
+    stray = LinkedPart(
+        _decision(),
+        lambda at: _blob_effect(at, "sha256/aa/" + "a" * 64, b"A"),
+        (("drac-artifacts", "sha256/cc/" + "c" * 64, b"C"),),  # not the effect's blob
+    )
+    with pytest.raises(StorageError, match="has no effect in its batch"):
+        store.append_parts([stray])
+    assert store.log_size() == 0 and _inline_rows(store) == []
+    store.close()
+
+
+def test_blobs_of_an_earlier_database_move_under_their_first_effect(tmp_path: Path) -> None:
+    path = tmp_path / "sop.db"
+    store = SQLiteStore(path)
+    store.set_entry_indexer(index_entries)
+    first = _linked(store, "sha256/aa/" + "a" * 64, b"A")
+    _linked(store, "sha256/aa/" + "a" * 64, b"A")
+    with store._tx() as db:  # the layout before ADR 0009: one row per (scope, stored)
+        db.execute(
+            "CREATE TABLE persist_blobs (scope TEXT NOT NULL, stored TEXT NOT NULL,"
+            " data BLOB NOT NULL, PRIMARY KEY (scope, stored))"
+        )
+        db.execute(
+            "INSERT INTO persist_blobs SELECT 'drac-artifacts', 'sha256/aa/' || ?, ?",
+            ("a" * 64, b"A"),
+        )
+        db.execute("INSERT INTO persist_blobs VALUES ('drac-artifacts', 'orphan', x'00')")
+        db.execute("DELETE FROM persist_inline")
+    store.close()
+    store = SQLiteStore(path)
+    store.set_entry_indexer(index_entries)
+    assert _inline_rows(store) == [(first, b"A")]  # the orphan was never readable: dropped
+    assert store.persist.blob("drac-artifacts", "sha256/aa/" + "a" * 64) == b"A"
+    with store._tx() as db:
+        assert (
+            db.execute("SELECT 1 FROM sqlite_master WHERE name = 'persist_blobs'").fetchone()
+            is None
+        )
     store.close()

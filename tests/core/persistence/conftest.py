@@ -132,16 +132,21 @@ class Env:
         assert self.sop.store is not None
         with sqlite3.connect(self.sop.store.path) as db:
             rows = db.execute(
-                "SELECT stored, data FROM persist_blobs WHERE scope = ?", (scope,)
+                "SELECT e.stored, i.data FROM persist_inline i JOIN persist_effects e"
+                " ON e.effect_index = i.effect_index WHERE e.scope = ?",
+                (scope,),
             ).fetchall()
-        return {str(r[0]): bytes(r[1]) for r in rows}
+        kept = {str(r[0]): bytes(r[1]) for r in rows}
+        assert len(kept) == len(rows), "a blob is kept once per stored name"
+        return kept
 
     def tamper_db_blob(self, scope: str, stored: str, data: bytes) -> None:
         """Overwrite a database-kept blob behind SOP's back."""
         assert self.sop.store is not None
         with sqlite3.connect(self.sop.store.path) as db:
             cur = db.execute(
-                "UPDATE persist_blobs SET data = ? WHERE scope = ? AND stored = ?",
+                "UPDATE persist_inline SET data = ? WHERE effect_index IN (SELECT effect_index"
+                " FROM persist_effects WHERE scope = ? AND stored = ?)",
                 (data, scope, stored),
             )
             assert cur.rowcount == 1
