@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -137,32 +138,42 @@ class Obligation(BaseModel):
     source: str = Field(max_length=MAX_OBLIGATION_BYTES)
 
 
-def _check_context_value(name: str, value: Any) -> Any:
-    kind = CONTEXT_SCHEMA.get(name)
-    where = f"context.{name}"
-    if kind is None:
-        raise InputError(
-            f"unknown context attribute `{name}`",
-            where=where,
-            accepted=", ".join(f"`{k}`" for k in sorted(CONTEXT_SCHEMA)),
-        )
-    ok = {
+def _is_set(v: Any) -> bool:
+    return (
+        isinstance(v, list | tuple | frozenset)
+        and len(v) <= MAX_SET
+        and all(type(x) is str and len(x) <= MAX_STRING for x in v)
+    )
+
+
+# One checker per context attribute, looked up by name (built once, not per value).
+_CONTEXT_CHECKS: dict[str, Callable[[Any], bool]] = {
+    name: {
         AttrType.INT: lambda v: type(v) is int and INT_MIN <= v <= INT_MAX,
         AttrType.STRING: lambda v: type(v) is str and len(v) <= MAX_STRING,
         AttrType.BOOL: lambda v: type(v) is bool,
-        AttrType.SET: lambda v: (
-            isinstance(v, list | tuple | frozenset)
-            and len(v) <= MAX_SET
-            and all(type(x) is str and len(x) <= MAX_STRING for x in v)
-        ),
-    }[kind](value)
-    if not ok:
+        AttrType.SET: _is_set,
+    }[kind]
+    for name, kind in CONTEXT_SCHEMA.items()
+}
+
+
+def _check_context_value(name: str, value: Any) -> Any:
+    check = _CONTEXT_CHECKS.get(name)
+    if check is None:
+        raise InputError(
+            f"unknown context attribute `{name}`",
+            where=f"context.{name}",
+            accepted=", ".join(f"`{k}`" for k in sorted(CONTEXT_SCHEMA)),
+        )
+    if not check(value):
+        kind = CONTEXT_SCHEMA[name]
         raise InputError(
             f"context attribute `{name}` has the wrong type or size",
-            where=where,
+            where=f"context.{name}",
             accepted=f"{kind.value} (strings up to {MAX_STRING}, sets up to {MAX_SET} strings)",
         )
-    return frozenset(value) if kind is AttrType.SET else value
+    return frozenset(value) if check is _is_set else value
 
 
 class Request(BaseModel):
@@ -210,7 +221,7 @@ class Request(BaseModel):
         except InputError as exc:
             raise ValueError(str(exc)) from None
 
-    @ensure(lambda result: "capability" not in result, "the token is never serialised")
+    @ensure(lambda result: "capability" not in result, "the token is never serialised", helper=True)
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (sets as sorted lists, the token left out)."""
         return {
@@ -318,6 +329,25 @@ class Decision:
     def allowed(self) -> bool:
         """True only for ALLOW."""
         return self.effect is Effect.ALLOW
+
+    @ensure(lambda self, key, value, result: result.extra[key] is value, helper=True)
+    @ensure(lambda self, result: result.effect is self.effect, helper=True)
+    def with_extra(self, key: str, value: Any) -> Decision:
+        """This decision with ``extra[key] = value`` (``dataclasses.replace``, without its cost).
+
+        Returns:
+            A new decision; every other field is this one's.
+        """
+        return Decision(
+            self.effect,
+            self.reasons,
+            self.request_id,
+            self.capability_id,
+            self.policy_ids,
+            self.log_index,
+            {**self.extra, key: value},
+            self.receipt,
+        )
 
     @ensure(lambda result: result["effect"] in ("ALLOW", "DENY"), helper=True)
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pytest
@@ -10,9 +10,10 @@ import pytest
 from sop_verified.core.health import Health
 from sop_verified.core.kernel import OpsKernel
 from sop_verified.core.obligations import UnwiredProofGate, Verdict, VerdictResult
-from sop_verified.core.request import Effect, Obligation, Reason, Request, Stage
+from sop_verified.core.request import Decision, Effect, Obligation, Reason, Request, Stage
 from sop_verified.errors import CapabilityError, StorageError
 from sop_verified.tools.canonical import canonical_json, digest
+from sop_verified.tools.tlog_store import Receipt
 
 
 @dataclass
@@ -252,3 +253,13 @@ def test_identifiers_must_match_their_whole_grammar(field: str, value: str) -> N
     assert d.effect is Effect.DENY
     assert d.reasons[0].stage is Stage.SCHEMA
     assert d.reasons[0].message.endswith(f"at `{field}`")
+
+
+def test_with_extra_keeps_every_other_field_of_the_decision() -> None:
+    reason = Reason(Stage.POLICY, "permitted", "ok", ("p",))
+    d = Decision(Effect.ALLOW, (reason,), "r-1", "cap-1", ("p",), 7, {"a": 1}, Receipt(7, b"h", 8))
+    e = d.with_extra("effect", {"outcome": "written"})
+    for f in fields(Decision):
+        if f.name != "extra":
+            assert getattr(e, f.name) == getattr(d, f.name), f.name
+    assert e.extra == {"a": 1, "effect": {"outcome": "written"}} and d.extra == {"a": 1}

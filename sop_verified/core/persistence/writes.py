@@ -12,7 +12,6 @@ what a crash leaves).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -375,4 +374,4 @@ def _allowed(
         "version": version,
         "receipt": receipt.to_dict(),
     }
-    return dataclasses.replace(decision, extra={**decision.extra, "effect": effect})
+    return decision.with_extra("effect", effect)
