@@ -11,7 +11,7 @@ leaves SOP not READY (INV-8).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,16 @@ from sop_verified.storage.blobs import ScopeDir
 from sop_verified.storage.sqlite import SQLiteStore
 from sop_verified.tools.canonical import sha256_hex
 
-__all__ = ["SCOPES_DIR", "bind_content", "persist", "read", "self_test", "start"]
+__all__ = [
+    "SCOPES_DIR",
+    "Offload",
+    "bind_content",
+    "persist",
+    "persist_async",
+    "read",
+    "self_test",
+    "start",
+]
 
 SCOPES_DIR = "scopes"
 
@@ -116,6 +125,23 @@ def bind_content(
     return out
 
 
+def _bound(request: object, data: bytes) -> tuple[bytes, str, object, Request | None]:
+    """Immutable bytes, their digest, the request with the content bound, and it parsed (or None).
+
+    Anything but a :class:`Request` or a JSON object is left as it is, unparsed:
+    the kernel records it as a malformed request and denies it.
+    """
+    data = bytes(data)  # immutable from here on: the digest is of exactly these bytes
+    digest_hex = sha256_hex(data)
+    if not isinstance(request, Request | dict):  # JSON null is `None` here: the kernel takes text
+        return data, digest_hex, "null" if request is None else request, None
+    bound = bind_content(request, data, digest_hex)
+    try:
+        return data, digest_hex, bound, parse_request(bound)
+    except InputError:
+        return data, digest_hex, bound, None
+
+
 def persist(
     submit: Submit,
     controller: PersistenceController,
@@ -140,18 +166,47 @@ def persist(
     Returns:
         The kernel's DENY, the controller's refusal, or the ALLOW with its effect.
     """
-    data = bytes(data)  # immutable from here on: the digest is of exactly these bytes
-    digest_hex = sha256_hex(data)
-    bound = bind_content(request, data, digest_hex)
-    try:
-        parsed = parse_request(bound)
-    except InputError:
-        return submit(bound)  # the kernel records the malformed request and denies it
+    data, digest_hex, bound, parsed = _bound(request, data)
+    if parsed is None:
+        return submit(bound)  # type: ignore[arg-type]  # the kernel records and denies it
     if linked is not None:
         answer = linked(parsed, data, digest_hex)
         if answer is not None:
             return answer
     return controller.execute(submit(parsed), parsed, data)
+
+
+Offload = Callable[[Callable[[], Decision]], Awaitable[Decision]]
+"""Runs a blocking call off the event loop (SOP's writer thread) and awaits its result."""
+
+
+async def persist_async(
+    submit: Submit,
+    controller: PersistenceController,
+    request: Request | dict[str, Any],
+    data: bytes,
+    *,
+    linked: Callable[[Request, bytes, str], Awaitable[Decision | None]] | None,
+    offload: Offload,
+) -> Decision:
+    """:func:`persist` for coroutines: the loop never waits on a decision, a log append or a fsync.
+
+    A small content-addressed write goes through ``linked``
+    (``AsyncLinkedWrites.persist``: batched, committed off the loop, ADR 0010);
+    everything else (a malformed request, a two-step write, a refusal) runs as
+    :func:`persist` does, through ``offload``.
+
+    Returns:
+        The same answer :func:`persist` gives.
+    """
+    data, digest_hex, bound, parsed = _bound(request, data)
+    if parsed is None:
+        return await offload(lambda: submit(bound))  # type: ignore[arg-type]
+    if linked is not None:
+        answer = await linked(parsed, data, digest_hex)
+        if answer is not None:
+            return answer
+    return await offload(lambda: controller.execute(submit(parsed), parsed, data))
 
 
 def read(

@@ -9,6 +9,7 @@ service leaves SOP not READY.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ from sop_verified.core.persistence import (
     RecoveryReport,
     index_entries,
 )
-from sop_verified.core.persistence.pipeline import LinkedWrites
+from sop_verified.core.persistence.pipeline import AsyncLinkedWrites, LinkedWrites
 from sop_verified.core.policy import (
     PolicySet,
 )
@@ -102,6 +103,10 @@ class ServiceWiring:
         self.persistence: PersistenceController | None = None
         self.recovery: RecoveryReport | None = None
         self.linked_writes: LinkedWrites | None = None  # set once boot has wired both sides
+        self.async_writes: AsyncLinkedWrites | None = None  # likewise, for coroutines
+        # batches of coroutines' writes and their blocking fallbacks run here, one at a time;
+        # its thread starts at the first use
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sop-writer")
         self.protocols: protocol_service.ProtocolServices | None = None
 
     # ---- services -------------------------------------------------------------------

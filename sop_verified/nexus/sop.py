@@ -10,8 +10,9 @@ plane: not reachable through ``submit`` (INV-6), and each one is logged.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from sop_verified.core.obligations import ProofGate, Verdict, VerdictResult
 from sop_verified.core.persistence import (
     ReadResult,
 )
-from sop_verified.core.persistence.pipeline import LinkedWrites
+from sop_verified.core.persistence.pipeline import AsyncLinkedWrites, LinkedWrites
 from sop_verified.core.policy import (
     PolicyCheckReport,
     PolicySet,
@@ -35,8 +36,11 @@ from sop_verified.core.proofgate import Z3ProofGate
 from sop_verified.core.proofgate.derive import narrowing
 from sop_verified.core.request import (
     Decision,
+    Effect,
     Obligation,
+    Reason,
     Request,
+    Stage,
 )
 from sop_verified.errors import (
     AttenuationError,
@@ -105,11 +109,15 @@ class SOP(ServiceWiring):
         sop.boot_report = report
         if sop.persistence is not None and sop.kernel is not None:
             sop.linked_writes = LinkedWrites(sop.persistence, sop.kernel.submit_batch)
+            sop.async_writes = AsyncLinkedWrites(
+                sop.persistence, sop.kernel.submit_batch, sop._writer
+            )
         sop._write_manifest(report)
         return sop
 
     def close(self) -> None:
-        """Stop the solver workers and release the storage."""
+        """Stop the solver workers and release the storage (after the writer's last batch)."""
+        self._writer.shutdown(wait=True)
         if isinstance(self.gate, Z3ProofGate):
             self.gate.close()
         if self.persistence is not None:
@@ -150,6 +158,40 @@ class SOP(ServiceWiring):
             return self._not_booted()
         linked = None if self.linked_writes is None else self.linked_writes.persist
         return persistence_service.persist(self.submit, self.persistence, request, data, linked)
+
+    async def persist_async(self, request: Request | dict[str, Any], data: bytes) -> Decision:
+        """:meth:`persist` for coroutines on an event loop (ADR 0010).
+
+        Concurrent callers' small content-addressed writes are decided and
+        committed in batches by SOP's writer thread, so the loop never waits on
+        a decision, a log append or a fsync; every other write runs as
+        :meth:`persist` does, in that thread too.
+
+        Args:
+            request: the persist request (bound from ``data`` as in :meth:`persist`).
+            data: the bytes to store.
+
+        Returns:
+            The same answer :meth:`persist` gives; never raises for bad input.
+        """
+        if self.persistence is None:
+            return self._not_booted()
+        linked = None if self.async_writes is None else self.async_writes.persist
+        return await persistence_service.persist_async(
+            self.submit,
+            self.persistence,
+            request,
+            data,
+            linked=linked,
+            offload=self._offload,
+        )
+
+    async def _offload(self, call: Callable[[], Decision]) -> Decision:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, call)
+        except Exception as exc:  # spec: INV-2 — e.g. SOP was closed: DENY, never a traceback
+            why = f"the operation could not run: `{type(exc).__name__}`"
+            return Decision(Effect.DENY, (Reason(Stage.INTERNAL, "internal_error", why),))
 
     def read(self, request: Request | dict[str, Any]) -> ReadResult:
         """Decide an ``artifact.read`` request and, on ALLOW, return the verified bytes.
