@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ from e2e_scenario import (
     fs_floor,
     log_floor,
     run_clients,
+    run_coroutines,
     sha256_hex,
 )
 
@@ -227,7 +229,21 @@ def _measure(
             f"open{rate}",
             threads,
             per_thread,
-            lambda c, i, tag=f"o{rate}": s.persist(tag, c, i),
+            partial(s.persist, f"o{rate}"),
+            effect=True,
+            rate=rate,
+        )
+        for rate in OFFERED_RATES
+    ]
+    runs.append(
+        run_coroutines("aio", threads, per_thread, partial(s.persist_async, "aio"), effect=True)
+    )
+    runs += [
+        run_coroutines(
+            f"aopen{rate}",
+            threads,
+            per_thread,
+            partial(s.persist_async, f"ao{rate}"),
             effect=True,
             rate=rate,
         )

@@ -11,12 +11,13 @@ on their own (no SOP around them), as reference points.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "log_floor",
     "problem",
     "run_clients",
+    "run_coroutines",
     "sha256_hex",
 ]
 
@@ -105,6 +107,13 @@ class Scenario:
         """One gated, durable persist of ``size`` bytes (``sop.persist``)."""
         request = self.request(tag, client, i, resource)
         return self.sop.persist(request, self.payload(tag, client, i, size))
+
+    async def persist_async(
+        self, tag: str, client: int, i: int, resource: str | None = None
+    ) -> Decision:
+        """The same write through ``sop.persist_async`` (a coroutine submitter)."""
+        request = self.request(tag, client, i, resource)
+        return await self.sop.persist_async(request, self.payload(tag, client, i))
 
     def submit(self, tag: str, client: int, i: int) -> Decision:
         """The decision only (``sop.submit``, no effect): the same request, content bound."""
@@ -248,6 +257,53 @@ def run_clients(
     result.seconds = time.perf_counter() - start
     cpu1 = os.times()
     result.cpu_user, result.cpu_system = cpu1.user - cpu0.user, cpu1.system - cpu0.system
+    result.latencies = [x for per in lats for x in per]
+    result.offered = rate
+    return result
+
+
+def run_coroutines(
+    label: str,
+    tasks: int,
+    per_task: int,
+    op: Callable[[int, int], Awaitable[object]],
+    *,
+    effect: bool,
+    rate: float | None = None,
+) -> RunResult:
+    """:func:`run_clients` for coroutines: ``tasks`` submitters on one event loop.
+
+    The same schedule (closed loop, or open loop at ``rate`` with latency from
+    the scheduled time) and the same accounting; the submitters are asyncio
+    tasks of one ``asyncio.run``, each awaiting ``op(client, i)`` in turn.
+    """
+    result = RunResult(label, tasks)
+    lats: list[list[float]] = [[] for _ in range(tasks)]
+    lock = threading.Lock()
+
+    async def main() -> None:
+        start = time.perf_counter() + (0.05 if rate else 0.0)
+
+        async def submitter(client: int) -> None:
+            for i in range(per_task):
+                if rate:
+                    due = start + (i * tasks + client) / rate
+                    wait = due - time.perf_counter()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                else:
+                    due = time.perf_counter()
+                decision = await op(client, i)
+                lats[client].append(time.perf_counter() - due)
+                _account(result, lock, decision, effect=effect)
+
+        cpu0 = os.times()
+        await asyncio.gather(*(submitter(c) for c in range(tasks)))
+        result.seconds = time.perf_counter() - start
+        cpu1 = os.times()
+        result.cpu_user, result.cpu_system = cpu1.user - cpu0.user, cpu1.system - cpu0.system
+
+    asyncio.run(main())
     result.latencies = [x for per in lats for x in per]
     result.offered = rate
     return result
