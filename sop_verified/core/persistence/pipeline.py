@@ -18,6 +18,7 @@ the same stages as ``submit``); only the wait and the log append are shared.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from concurrent.futures import Executor
 
@@ -144,6 +145,7 @@ class AsyncLinkedWrites:
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = (
             weakref.WeakKeyDictionary()
         )
+        self._loops_lock = threading.Lock()
 
     @require(lambda data: isinstance(data, bytes | bytearray | memoryview), helper=True)
     @ensure(
@@ -180,7 +182,8 @@ class AsyncLinkedWrites:
         loop = asyncio.get_running_loop()
         queue = self._loops.get(loop)
         if queue is None:
-            queue = self._loops[loop] = _LoopQueue()
+            with self._loops_lock:  # loops in other threads may be adding theirs
+                queue = self._loops.setdefault(loop, _LoopQueue())
         answer: asyncio.Future[_Answer] = loop.create_future()
         queue.items.append((write, answer))
         if queue.drainer is None:

@@ -204,3 +204,33 @@ def test_after_close_persist_async_denies_without_a_traceback(env: Env) -> None:
     d = asyncio.run(env.sop.persist_async(request, b"late"))
     assert d.effect is Effect.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.INTERNAL, "internal_error")
+
+
+def test_event_loops_in_two_threads_each_get_their_own_answers(env: Env) -> None:
+    out: dict[int, list[Decision]] = {}
+
+    def loop_thread(k: int) -> None:
+        async def main() -> list[Decision]:
+            calls = [
+                env.sop.persist_async(
+                    env.request("drac", "artifact.persist", f"artifacts/drac/l{k}/{i}"),
+                    f"loop {k} write {i}".encode(),
+                )
+                for i in range(6)
+            ]
+            return list(await asyncio.gather(*calls))
+
+        out[k] = asyncio.run(main())
+
+    threads = [threading.Thread(target=loop_thread, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for k in range(2):
+        for i, d in enumerate(out[k]):
+            assert d.allowed, d.reasons
+            assert d.extra["effect"]["name"] == f"l{k}/{i}"
+            assert (
+                env.read("drac", f"artifacts/drac/l{k}/{i}").data == f"loop {k} write {i}".encode()
+            )
