@@ -224,31 +224,18 @@ def _measure(
             effect=True,
         ),
     ]
-    runs += [
-        run_clients(
-            f"open{rate}",
-            threads,
-            per_thread,
-            partial(s.persist, f"o{rate}"),
-            effect=True,
-            rate=rate,
-        )
-        for rate in OFFERED_RATES
-    ]
     runs.append(
         run_coroutines("aio", threads, per_thread, partial(s.persist_async, "aio"), effect=True)
     )
-    runs += [
-        run_coroutines(
-            f"aopen{rate}",
-            threads,
-            per_thread,
-            partial(s.persist_async, f"ao{rate}"),
-            effect=True,
-            rate=rate,
+    for rate in OFFERED_RATES:  # the same schedule for threads, then coroutines
+        tag = f"open{rate}"
+        runs.append(
+            run_clients(tag, threads, per_thread, partial(s.persist, tag), effect=True, rate=rate)
         )
-        for rate in OFFERED_RATES
-    ]
+    for rate in OFFERED_RATES:
+        tag = f"aopen{rate}"
+        op = partial(s.persist_async, tag)
+        runs.append(run_coroutines(tag, threads, per_thread, op, effect=True, rate=rate))
     seq_probe, seq_stages = probed_run(s, "pseq", 1, min(ops, 1000))
     thr_probe, thr_stages = probed_run(s, "pthr", threads, per_thread)
     out["runs"] = {r.label: r.summary() for r in runs}

@@ -34,18 +34,26 @@ def _decision(effect: str = "ALLOW", action: str = "state.persist") -> bytes:
     )
 
 
-def _effect(decision_index: int) -> bytes:
+def _effect(
+    decision_index: int,
+    *,
+    scope: str = "csp-state",
+    name: str = "k",
+    stored: str = "k@d0",
+    digest: str = DIGEST,
+    size: int = 1,
+) -> bytes:
     return effect_entry(
         op="write",
         outcome=Outcome.WRITTEN,
         time=2,
         decision_index=decision_index,
         request_id="r-1",
-        scope="csp-state",
-        name="k",
-        stored="k@d0",
-        digest=DIGEST,
-        size=1,
+        scope=scope,
+        name=name,
+        stored=stored,
+        digest=digest,
+        size=size,
     )
 
 
@@ -144,17 +152,10 @@ def test_written_version_is_answered_after_commit_and_only_for_live_objects(
 
 # ---- small blobs kept in the database (ADR 0007, keyed by effect index: ADR 0009) -----------
 def _blob_effect(decision_index: int, stored: str, data: bytes) -> bytes:
-    return effect_entry(
-        op="write",
-        outcome=Outcome.WRITTEN,
-        time=2,
-        decision_index=decision_index,
-        request_id="r-1",
-        scope="drac-artifacts",
-        name=f"n-{decision_index}",
-        stored=stored,
-        digest="sha256:" + stored.rsplit("/", 1)[-1],
-        size=len(data),
+    digest = "sha256:" + stored.rsplit("/", 1)[-1]
+    size, name = len(data), f"n-{decision_index}"
+    return _effect(
+        decision_index, scope="drac-artifacts", name=name, stored=stored, digest=digest, size=size
     )
 
 

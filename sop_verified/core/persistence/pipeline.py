@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.persistence import writes
@@ -37,6 +39,43 @@ MAX_WRITES = 64
 """Most writes one leader decides and commits as one batch."""
 
 _Answer = tuple[Decision, Receipt | None]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _bytes_given(data: object) -> bool:
+    return isinstance(data, bytes | bytearray | memoryview)
+
+
+def _digest_is_the_datas(data: bytes, digest_hex: str | None) -> bool:
+    return digest_hex is None or sha256_hex(bytes(data)) == digest_hex
+
+
+def _callers_own_answer(request: Request, result: Decision | None) -> bool:
+    return result is None or result.request_id == request.request_id
+
+
+def _allow_carries_effect(result: Decision | None) -> bool:
+    return result is None or not result.allowed or "effect" in result.extra
+
+
+def _persist_contracts(fn: _F) -> _F:
+    """The contracts of both ``persist`` methods (the blocking one and the coroutine).
+
+    Named conditions, not lambdas: icontract reads a lambda's text from its
+    decorator line to explain a violation, and these are applied here.
+    """
+    for contract in (
+        ensure(
+            _allow_carries_effect, "INV-9: an ALLOW answer carries its recorded effect", helper=True
+        ),
+        ensure(_callers_own_answer, "the answer is the caller's own", helper=True),
+        require(_digest_is_the_datas, "a given digest is the data's", helper=True),
+        require(_bytes_given, "bytes to write", helper=True),
+    ):
+        fn = contract(fn)
+    return fn
 
 
 @invariant(
@@ -56,22 +95,7 @@ class LinkedWrites:
         self._submit_batch = submit_batch
         self._queue: GroupCommit[_Answer] = GroupCommit(self._commit, _take)
 
-    @require(lambda data: isinstance(data, bytes | bytearray | memoryview), helper=True)
-    @require(
-        lambda data, digest_hex: digest_hex is None or sha256_hex(bytes(data)) == digest_hex,
-        "a given digest is the data's",
-        helper=True,
-    )
-    @ensure(
-        lambda request, result: result is None or result.request_id == request.request_id,
-        "the answer is the caller's own",
-        helper=True,
-    )
-    @ensure(
-        lambda result: result is None or not result.allowed or "effect" in result.extra,
-        "INV-9: an ALLOW answer carries its recorded effect",
-        helper=True,
-    )
+    @_persist_contracts
     def persist(
         self, request: Request, data: bytes, digest_hex: str | None = None
     ) -> Decision | None:
@@ -147,27 +171,11 @@ class AsyncLinkedWrites:
         )
         self._loops_lock = threading.Lock()
 
-    @require(lambda data: isinstance(data, bytes | bytearray | memoryview), helper=True)
-    @ensure(
-        lambda request, result: result is None or result.request_id == request.request_id,
-        "the answer is the caller's own",
-        helper=True,
-    )
-    @ensure(
-        lambda result: result is None or not result.allowed or "effect" in result.extra,
-        "INV-9: an ALLOW answer carries its recorded effect",
-        helper=True,
-    )
+    @_persist_contracts
     async def persist(
         self, request: Request, data: bytes, digest_hex: str | None = None
     ) -> Decision | None:
-        """Decide and store one small content-addressed write with the batch it joins.
-
-        Args:
-            request: the parsed persist request (content bound).
-            data: the bytes.
-            digest_hex: the hex SHA-256 of ``data`` if the caller computed it
-                (of these very bytes: ``data`` must be immutable ``bytes``).
+        """:meth:`LinkedWrites.persist` for a coroutine (the same arguments).
 
         Returns:
             None, having recorded nothing, when the write does not qualify;

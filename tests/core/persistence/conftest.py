@@ -24,7 +24,7 @@ from sop_verified.core.health import Health
 from sop_verified.core.obligations import ProofGate, VerdictResult
 from sop_verified.core.persistence.writes import INLINE_MAX_BYTES
 from sop_verified.core.proofgate import GateConfig, InMemoryVerdictStore, Z3ProofGate
-from sop_verified.core.request import Decision, Obligation
+from sop_verified.core.request import Decision, Effect, Obligation, Stage
 from sop_verified.nexus.config import DEFAULT_CONFIG, init_data_dir
 from sop_verified.nexus.sop import SOP
 
@@ -150,6 +150,27 @@ class Env:
                 (data, scope, stored),
             )
             assert cur.rowcount == 1
+
+
+def assert_own_answers(
+    env: Env, folder: str, datas: list[bytes], decisions: list[Decision], *, forged: int
+) -> None:
+    """Each concurrent caller of a batch got the answer to its own write of ``datas[i]``.
+
+    The writes went to ``artifacts/drac/<folder>/<i>``; write ``forged`` carried
+    a forged token, so it must be the capability DENY, with no effect.
+    """
+    for i, (data, d) in enumerate(zip(datas, decisions, strict=True)):
+        if i == forged:
+            assert d.effect is Effect.DENY and d.reasons[0].stage is Stage.CAPABILITY
+            assert "effect" not in d.extra
+            continue
+        assert d.effect is Effect.ALLOW, d.reasons
+        effect = d.extra["effect"]
+        assert effect["digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
+        assert (effect["name"], effect["size"]) == (f"{folder}/{i}", len(data))
+        assert effect["index"] == d.log_index + 1
+        assert env.read("drac", f"artifacts/drac/{folder}/{i}").data == data
 
 
 def large(tag: bytes) -> bytes:

@@ -11,13 +11,14 @@ kernel answers DENY without a traceback.
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Env
+from conftest import Env, assert_own_answers
 
 from sop_verified.core.request import Decision, Effect, Stage
 
@@ -75,18 +76,8 @@ def test_concurrent_writes_share_a_batch_and_each_gets_its_own_answer(
     )
 
     assert sizes[0] == 1 and max(sizes) > 1 and sum(sizes) == CALLERS
-    for i, (request, data, d) in enumerate(zip(requests, datas, decisions, strict=True)):
-        assert d.request_id == request["request_id"]
-        if i == 3:
-            assert d.effect is Effect.DENY and d.reasons[0].stage is Stage.CAPABILITY
-            assert "effect" not in d.extra
-            continue
-        assert d.effect is Effect.ALLOW, d.reasons
-        effect = d.extra["effect"]
-        assert effect["digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
-        assert (effect["name"], effect["size"]) == (f"b/{i}", len(data))
-        assert effect["index"] == d.log_index + 1
-        assert env.read("drac", f"artifacts/drac/b/{i}").data == data
+    assert [d.request_id for d in decisions] == [r["request_id"] for r in requests]
+    assert_own_answers(env, "b", datas, decisions, forged=3)
     entries = env.log()
     effects = [e for e in entries if e.get("type") == "persist.effect"]
     assert len(effects) == CALLERS - 1
@@ -108,8 +99,20 @@ def test_writes_that_do_not_qualify_take_two_steps_beside_a_batch(env: Env) -> N
     assert foreign.reasons[-1].code == "foreign_scope"
 
 
+Entry = Callable[[Env, dict[str, Any], bytes], Decision]
+
+
+def _persist_sync(env: Env, request: dict[str, Any], data: bytes) -> Decision:
+    return env.sop.persist(request, data)
+
+
+def _persist_async(env: Env, request: dict[str, Any], data: bytes) -> Decision:
+    return asyncio.run(env.sop.persist_async(request, data))
+
+
+@pytest.mark.parametrize("entry", [_persist_sync, _persist_async], ids=["persist", "async"])
 def test_a_batch_failing_outside_the_kernel_answers_deny(
-    env: Env, monkeypatch: pytest.MonkeyPatch
+    env: Env, monkeypatch: pytest.MonkeyPatch, entry: Entry
 ) -> None:
     controller = env.sop.persistence
     assert controller is not None and env.sop.store is not None
@@ -119,7 +122,7 @@ def test_a_batch_failing_outside_the_kernel_answers_deny(
         raise RuntimeError("the batch broke")
 
     monkeypatch.setattr(controller, "execute_linked_batch", broken)
-    d = env.persist("drac", "artifact.persist", "artifacts/drac/z", b"z")
+    d = entry(env, env.request("drac", "artifact.persist", "artifacts/drac/z"), b"z")
     monkeypatch.undo()
 
     assert d.effect is Effect.DENY and d.log_index is None
@@ -127,5 +130,5 @@ def test_a_batch_failing_outside_the_kernel_answers_deny(
     assert "RuntimeError" in d.reasons[0].message
     assert env.sop.store.log_size() == before
     assert env.read("drac", "artifacts/drac/z").data is None
-    after = env.persist("drac", "artifact.persist", "artifacts/drac/z", b"z")
+    after = entry(env, env.request("drac", "artifact.persist", "artifacts/drac/z"), b"z")
     assert after.allowed  # the queue goes on
