@@ -13,7 +13,9 @@ Decision path (section 4), in order, first failure wins:
 
 1. schema: unknown field, action or context attribute, ill-typed value or
    malformed path -> DENY ``schema/bad_request``;
-2. an admin action through the bridge -> DENY ``schema/admin_via_bridge`` (INV-6);
+2. a body naming the ``admin`` channel -> DENY ``schema/admin_channel_via_bridge``
+   (every request decided here arrived through the bridge), then an admin
+   action -> DENY ``schema/admin_via_bridge`` (INV-6);
 3. capability: token structure, MAC, revoked (itself or an ancestor),
    not yet valid, expired, other principal, action, resource (INV-1, INV-10);
 4. no active policy set -> DENY ``policy/no_policy`` (empty means deny);
@@ -472,7 +474,9 @@ class ReferenceModel:
             return Expected("DENY", "schema", "bad_request")
         channel = raw.get("channel", "bridge")
         action, principal, resource = raw["action"], raw["principal"], raw["resource"]
-        if channel == "bridge" and action in ADMIN_ACTIONS:  # INV-6
+        if channel != "bridge":  # INV-6: every request here came through the bridge
+            return Expected("DENY", "schema", "admin_channel_via_bridge")
+        if action in ADMIN_ACTIONS:  # INV-6
             return Expected("DENY", "schema", "admin_via_bridge")
         kind, cap = token
         if kind in ("absent", "garbage"):

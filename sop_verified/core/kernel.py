@@ -289,6 +289,27 @@ def _decide(k: OpsKernel, req: Request) -> _Outcome:
     return _decide_many(k, [req])[0]
 
 
+def _bridge_refusal(req: Request) -> Reason | None:
+    """Why the bridge refuses ``req`` before any capability is looked at, or None (INV-6).
+
+    Every request the kernel decides arrived through the Runtime Bridge: its
+    channel is where it came in, not what its body claims. A body naming the
+    ``admin`` channel would otherwise reach the policies written for the admin
+    plane, so it is refused; so is an admin action.
+    """
+    if req.channel != "bridge":  # spec: INV-6 — the channel is the entry point's, not the caller's
+        msg = (
+            f"a request through the bridge cannot name channel `{req.channel}`; omit `channel`"
+            " or send `bridge` (admin changes go through the admin plane: `sop cap`,"
+            " `sop policy activate`)"
+        )
+        return _deny(Stage.SCHEMA, "admin_channel_via_bridge", msg)
+    if req.action in ADMIN_ACTIONS:  # spec: INV-6
+        msg = f"admin action `{req.action}` cannot arrive through the bridge"
+        return _deny(Stage.SCHEMA, "admin_via_bridge", msg)
+    return None
+
+
 def _decide_many(k: OpsKernel, reqs: Sequence[Request]) -> list[_Outcome]:
     """Decide each request, stage by stage over all of them (DESIGN section 4).
 
@@ -304,9 +325,9 @@ def _decide_many(k: OpsKernel, reqs: Sequence[Request]) -> list[_Outcome]:
     out: list[_Outcome | None] = [None] * len(reqs)
     live: list[int] = []
     for i, req in enumerate(reqs):
-        if req.channel == "bridge" and req.action in ADMIN_ACTIONS:  # spec: INV-6
-            msg = f"admin action `{req.action}` cannot arrive through the bridge"
-            out[i] = (Effect.DENY, (_deny(Stage.SCHEMA, "admin_via_bridge", msg),), None, ())
+        refused = _bridge_refusal(req)
+        if refused is not None:
+            out[i] = (Effect.DENY, (refused,), None, ())
         else:
             live.append(i)
     caps = _check_capabilities(k, [(reqs[i].capability, reqs[i]) for i in live])

@@ -136,6 +136,51 @@ def test_bridge_cannot_change_policy(sop: SOP) -> None:
     assert (sop.policy.digest if sop.policy else None) == before
 
 
+# Operators' policies for the admin channel: governance accepts them (no admin action
+# is permitted on the bridge), so only the kernel keeps bridge callers from claiming them.
+ADMIN_CHANNEL = """
+[[policy]]
+id = "operators-read"
+effect = "permit"
+principal = ["drac"]
+action = ["artifact.read", "artifact.persist"]
+resource = ["artifacts/drac/**"]
+channel = "admin"
+
+[[policy]]
+id = "operators-activate"
+effect = "permit"
+principal = ["drac"]
+action = ["policy.activate"]
+resource = "*"
+channel = "admin"
+"""
+
+
+@pytest.mark.parametrize(
+    ("action", "resource"),
+    [("artifact.read", "artifacts/drac/s1/out.bin"), ("policy.activate", "policies/evil")],
+)
+def test_bridge_cannot_claim_the_admin_channel(
+    sop: SOP, tmp_path: Path, action: str, resource: str
+) -> None:
+    sop.activate_policy(_write(tmp_path, "admin-channel", ADMIN_CHANNEL))
+    before = sop.policy.digest if sop.policy else None
+    _, token = sop.admit("drac", [action], ["artifacts/drac/**", "policies/**"], expires=NOW + 60)
+    claimed = _req(token, action=action, resource=resource, channel="admin", context={})
+    d = sop.submit(claimed)
+    assert (d.effect, d.reasons[0].stage) == (Effect.DENY, Stage.SCHEMA)
+    assert d.reasons[0].code == "admin_channel_via_bridge"
+    assert "omit `channel`" in d.reasons[0].message
+    assert d.log_index is not None  # recorded, like every decision
+    assert _log(sop)[d.log_index]["effect"] == "DENY"
+    assert (sop.policy.digest if sop.policy else None) == before
+    # the same body on the bridge channel is decided by the bridge's policies
+    plain = sop.submit(_req(token, action=action, resource=resource, context={}))
+    assert plain.effect is Effect.DENY
+    assert plain.reasons[0].code in {"no_permit", "admin_via_bridge"}
+
+
 @pytest.mark.parametrize(("text", "code"), [(UNSOUND, "persist"), (BRIDGE_ADMIN, "admin")])
 def test_unsound_policy_set_is_refused_with_counterexample(
     sop: SOP, tmp_path: Path, text: str, code: str
