@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import hashlib
+import json
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pytest
 
+import sop_verified.core.kernel as kernel_module
 from sop_verified.core.health import Health
-from sop_verified.core.kernel import OpsKernel
+from sop_verified.core.kernel import OpsKernel, _allow_is_complete, _linked_after_decision
 from sop_verified.core.obligations import UnwiredProofGate, Verdict, VerdictResult
-from sop_verified.core.request import Decision, Effect, Obligation, Reason, Request, Stage
+from sop_verified.core.request import (
+    Decision,
+    Effect,
+    Obligation,
+    Reason,
+    Request,
+    Stage,
+    parse_request,
+)
 from sop_verified.errors import CapabilityError, StorageError
 from sop_verified.tools.canonical import canonical_json, digest
 from sop_verified.tools.tlog_store import Receipt
@@ -40,6 +51,16 @@ class Outcome:
 
     def to_reason(self) -> Reason:
         return Reason(Stage.POLICY, self.code, self.message, policy_ids=self.policy_ids)
+
+
+class CountingCaps(FakeCaps):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def check(self, token: str, request: Request) -> FakeCap:
+        self.calls += 1
+        return super().check(token, request)
 
 
 class FakePolicy:
@@ -82,7 +103,7 @@ def make(**kw: Any) -> tuple[OpsKernel, ListLog]:
         proof_gate=kw.pop("gate", ProvingGate()),
         log=log,
         health=kw.pop("health", lambda: Health.READY),
-        now=lambda: 1_700_000_000,
+        now=kw.pop("now", lambda: 1_700_000_000),
     )
     return kernel, log
 
@@ -112,7 +133,8 @@ def test_not_ready_denies_everything(health: Health) -> None:
     kernel, log = make(health=lambda: health)
     d = kernel.submit(REQ)
     assert d.effect is Effect.DENY
-    assert d.reasons[0].stage is Stage.HEALTH
+    assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.HEALTH, "not_ready")
+    assert d.reasons[0].message == f"SOP is `{health}`, not `READY`"
     assert len(log.entries) == 1  # denials are logged too
 
 
@@ -128,7 +150,8 @@ def test_no_active_policy_is_default_deny() -> None:
     )
     d = kernel.submit(REQ)
     assert d.effect is Effect.DENY
-    assert d.reasons[0].code == "no_policy"
+    assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.POLICY, "no_policy")
+    assert d.reasons[0].message == "no policy set is active" and d.capability_id == "cap-1"
 
 
 def test_capability_error_denies_with_its_code() -> None:
@@ -141,6 +164,20 @@ def test_capability_error_denies_with_its_code() -> None:
         "expired",
         "c9",
     )
+    assert d.reasons[0].message == "capability `c9` expired"
+
+
+def test_the_capability_is_checked_against_the_request_it_came_with() -> None:
+    class BoundCaps(FakeCaps):
+        def check(self, token: str, request: Request) -> FakeCap:
+            if request.principal != "drac":
+                raise CapabilityError("held by `drac`", code="wrong_principal")
+            return FakeCap()
+
+    kernel, _ = make(caps=BoundCaps())
+    assert kernel.submit(REQ).allowed
+    d = kernel.submit({**REQ, "principal": "emp"})
+    assert (d.effect, d.reasons[0].code) == (Effect.DENY, "wrong_principal")
 
 
 def test_policy_forbid_denies_naming_policy() -> None:
@@ -186,15 +223,111 @@ def test_log_failure_turns_allow_into_deny() -> None:
     kernel, _ = make(log=ListLog(fail=True))
     d = kernel.submit(REQ)
     assert d.effect is Effect.DENY
-    assert d.reasons[-1].stage is Stage.LOG
-    assert d.log_index is None
+    assert (d.reasons[-1].stage, d.reasons[-1].code) == (Stage.LOG, "log_append_failed")
+    assert d.reasons[-1].message == "the decision could not be logged: disk on fire"
+    assert len(d.reasons) == 1  # the ALLOW's reasons are not kept for a DENY
+    assert (d.request_id, d.capability_id, d.policy_ids, d.log_index) == (
+        "r-1",
+        "cap-1",
+        ("p1",),
+        None,
+    )
+
+
+def test_log_failure_keeps_the_deny_reasons_and_hides_foreign_messages() -> None:
+    class BrokenLog(ListLog):
+        def append(self, payload: bytes) -> int:
+            raise RuntimeError("/secret/path exploded")
+
+    kernel, _ = make(log=BrokenLog(), policy=FakePolicy(allowed=False))
+    d = kernel.submit(REQ)
+    assert [r.code for r in d.reasons] == ["forbidden", "log_append_failed"]
+    assert d.reasons[-1].message == "the decision could not be logged: `RuntimeError`"
+    assert d.policy_ids == ("f1",)
+
+
+def test_dry_run_decides_as_submit_does_and_records_nothing() -> None:
+    for policy in (FakePolicy(), FakePolicy(allowed=False)):
+        kernel, log = make(policy=policy)
+        dry = kernel.dry_run(REQ)
+        assert log.entries == []
+        real = kernel.submit(REQ)
+        assert (dry.effect, dry.reasons, dry.request_id) == (real.effect, real.reasons, "r-1")
+        assert (dry.capability_id, dry.policy_ids) == (real.capability_id, real.policy_ids)
+        assert (dry.log_index, dry.extra, dry.receipt) == (None, {"dry_run": True}, None)
+
+
+def test_dry_run_of_bad_input_or_a_failure_is_a_deny() -> None:
+    kernel, log = make()
+    bad = kernel.dry_run(b"{not json")
+    assert bad.effect is Effect.DENY and (bad.reasons[0].stage, bad.reasons[0].code) == (
+        Stage.SCHEMA,
+        "bad_request",
+    )
+    assert "not JSON" in bad.reasons[0].message
+    boom, _ = make(policy=FakePolicy(boom=True))
+    d = boom.dry_run(REQ)
+    assert d.effect is Effect.DENY and (d.reasons[0].stage, d.reasons[0].code) == (
+        Stage.INTERNAL,
+        "internal_error",
+    )
+    assert d.reasons[0].message == "decision failed: `RuntimeError`"
+    assert log.entries == [] and d.log_index is None
 
 
 def test_admin_action_through_bridge_denied() -> None:
-    kernel, _ = make()
+    kernel, log = make()
     d = kernel.submit({**REQ, "action": "policy.activate", "resource": "policies/x"})
     assert d.effect is Effect.DENY
-    assert d.reasons[0].code == "admin_via_bridge"
+    assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.SCHEMA, "admin_via_bridge")
+    assert "`policy.activate` cannot arrive through the bridge" in d.reasons[0].message
+    assert len(log.entries) == 1
+
+
+@pytest.mark.parametrize("action", ["artifact.persist", "policy.activate"])
+def test_a_body_claiming_the_admin_channel_is_denied_before_the_capability(action: str) -> None:
+    caps = CountingCaps()
+    kernel, log = make(caps=caps)  # the fake policy permits everything
+    d = kernel.submit({**REQ, "action": action, "channel": "admin"})
+    assert d.effect is Effect.DENY
+    assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.SCHEMA, "admin_channel_via_bridge")
+    assert d.reasons[0].message == (
+        "a request through the bridge cannot name channel `admin`; omit `channel` or send"
+        " `bridge` (admin changes go through the admin plane: `sop cap`, `sop policy activate`)"
+    )
+    assert caps.calls == 0 and len(log.entries) == 1
+    assert json.loads(log.entries[0])["request"]["channel"] == "admin"  # what was claimed
+
+
+def test_the_decision_entry_records_what_was_decided() -> None:
+    kernel, log = make()
+    d = kernel.submit(REQ)
+    assert json.loads(log.entries[0]) == {
+        "type": "decision",
+        "time": 1_700_000_000,
+        "effect": "ALLOW",
+        "capability_id": "cap-1",
+        "policy_ids": ["p1"],
+        "reasons": [r.to_dict() for r in d.reasons],
+        "request": parse_request(REQ).to_dict(),
+    }
+    denied, denied_log = make(policy=FakePolicy(allowed=False))
+    d = denied.submit(REQ)
+    entry = json.loads(denied_log.entries[0])
+    assert (entry["effect"], entry["policy_ids"]) == ("DENY", ["f1"])
+    assert entry["reasons"] == [r.to_dict() for r in d.reasons] and entry["reasons"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", '{"r": "\udcff"}', "[1]"])
+def test_a_malformed_request_is_recorded_by_the_digest_of_its_bytes(raw: bytes | str) -> None:
+    kernel, log = make()
+    d = kernel.submit(raw)
+    entry = json.loads(log.entries[0])
+    data = raw.encode("utf-8", "replace") if isinstance(raw, str) else raw
+    assert entry["malformed_request_digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert "request" not in entry and entry["effect"] == "DENY"
+    assert (entry["capability_id"], entry["policy_ids"]) == (None, [])
+    assert d.extra["entry_digest"] == "sha256:" + hashlib.sha256(log.entries[0]).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -215,10 +348,100 @@ def test_malformed_request_denied_and_logged(raw: Any, where: str) -> None:
     kernel, log = make()
     d = kernel.submit(raw)
     assert d.effect is Effect.DENY
-    assert d.reasons[0].stage is Stage.SCHEMA
+    assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.SCHEMA, "bad_request")
     assert where in d.reasons[0].message
     assert len(log.entries) == 1
     assert b"malformed_request_digest" in log.entries[0]
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+@pytest.mark.parametrize(
+    ("raw", "data"), [([1, "é"], repr([1, "é"]).encode()), (Unprintable(), b"")]
+)
+def test_a_request_of_another_type_is_recorded_by_a_digest_too(raw: Any, data: bytes) -> None:
+    kernel, log = make()
+    d = kernel.submit(raw)
+    assert d.effect is Effect.DENY and d.log_index == 0
+    entry = json.loads(log.entries[0])
+    assert entry["malformed_request_digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class IndexLog(ListLog):
+    def __init__(self, index: object) -> None:
+        super().__init__()
+        self.index = index
+
+    def append(self, payload: bytes) -> int:
+        super().append(payload)
+        return self.index  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("index", [-1, "0", None, True])
+def test_a_log_answering_without_an_entry_index_turns_allow_into_deny(index: object) -> None:
+    kernel, _ = make(log=IndexLog(index))
+    d = kernel.submit(REQ)
+    assert d.effect is Effect.DENY and d.log_index is None
+    assert d.reasons[-1].message == (
+        f"the decision could not be logged: the log returned `{index!r}` instead of an entry index"
+    )
+
+
+class ReceiptLog(ListLog):
+    def __init__(self, answer: object = "receipt") -> None:
+        super().__init__()
+        self.answer = answer
+
+    def append_receipt(self, payload: bytes) -> Receipt:
+        receipt = Receipt(self.append(payload), hashlib.sha256(payload).digest(), 1)
+        return receipt if self.answer == "receipt" else self.answer  # type: ignore[return-value]
+
+
+def test_a_log_with_receipts_gives_the_decision_its_receipt() -> None:
+    kernel, log = make(log=ReceiptLog())
+    d = kernel.submit(REQ)
+    assert d.receipt == Receipt(0, hashlib.sha256(log.entries[0]).digest(), 1)
+    assert d.log_index == 0
+    broken, _ = make(log=ReceiptLog(answer=None))
+    d = broken.submit(REQ)
+    assert d.effect is Effect.DENY and d.receipt is None
+    assert d.reasons[-1].message.endswith("the log returned `None` instead of an entry index")
+
+
+def test_a_malformed_request_the_log_cannot_take_is_still_answered() -> None:
+    kernel, _ = make(log=ListLog(fail=True))
+    d = kernel.submit(b"{not json")
+    assert d.effect is Effect.DENY and d.request_id is None and d.log_index is None
+    assert [r.code for r in d.reasons] == ["bad_request", "log_append_failed"]
+
+
+def test_a_parser_failure_is_a_recorded_deny(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(raw: object) -> Request:
+        raise MemoryError("parser ran out")
+
+    monkeypatch.setattr(kernel_module, "parse_request", broken)
+    kernel, log = make()
+    d = kernel.submit(REQ)
+    assert d.effect is Effect.DENY
+    assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.INTERNAL, "internal_error")
+    assert d.reasons[0].message == "request parsing failed: `MemoryError`"
+    assert len(log.entries) == 1 and "malformed_request_digest" in json.loads(log.entries[0])
+
+
+def test_an_undecided_obligation_is_named_in_its_reason() -> None:
+    class SilentGate:
+        def check(self, obligation: Obligation) -> VerdictResult:
+            return VerdictResult(Verdict.UNKNOWN, "sha256:ef", "", {"model": {"x": 2}})
+
+    kernel, _ = make(gate=SilentGate())
+    req = {**REQ, "obligations": [{"id": "o7", "format": "smt2", "source": "(assert true)"}]}
+    d = kernel.submit(req)
+    assert (d.reasons[0].code, d.reasons[0].obligation) == ("obligation_unknown", "o7")
+    assert d.reasons[0].message == "obligation `o7` is `UNKNOWN`"
+    assert d.reasons[0].counterexample is None  # only a REFUTED verdict carries one
 
 
 def test_token_is_never_logged() -> None:
@@ -263,3 +486,17 @@ def test_with_extra_keeps_every_other_field_of_the_decision() -> None:
         if f.name != "extra":
             assert getattr(e, f.name) == getattr(d, f.name), f.name
     assert e.extra == {"a": 1, "effect": {"outcome": "written"}} and d.extra == {"a": 1}
+
+
+def test_the_kernel_contracts_refuse_incomplete_allows_and_early_effects() -> None:
+    # The second line of INV-1/INV-9 (the postconditions of submit and submit_batch).
+    ok = Decision(Effect.ALLOW, (), "r-1", "cap-1", ("p1",), 3)
+    deny = Decision(Effect.DENY, (), "r-1")
+    assert _allow_is_complete(ok) and _allow_is_complete(deny)
+    for field, value in (("capability_id", None), ("policy_ids", ()), ("log_index", None)):
+        assert not _allow_is_complete(replace(ok, **{field: value})), field
+    after, same = Receipt(4, b"h", 5), Receipt(3, b"h", 5)
+    assert _linked_after_decision(ok, after) and _linked_after_decision(deny, None)
+    assert not _linked_after_decision(ok, same)  # an effect is logged after its ALLOW
+    assert not _linked_after_decision(deny, after)  # and only for an ALLOW
+    assert not _linked_after_decision(replace(ok, log_index=None), after)

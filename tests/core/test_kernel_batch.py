@@ -8,6 +8,7 @@ its log entry (INV-9) or take another request's answer.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -128,6 +129,27 @@ def test_a_component_answering_out_of_place_fails_closed_per_request() -> None:
     assert all(d.reasons[0].code == "internal_error" for d, _ in got)
 
 
+class PickyPolicy(FakePolicy):
+    """Permits every request but `r-1`, whose evaluation raises."""
+
+    def evaluate(self, request: Request) -> Any:
+        if request.request_id == "r-1":
+            raise RuntimeError("cannot evaluate r-1")
+        return super().evaluate(request)
+
+
+def test_one_request_failing_a_stage_leaves_the_others_decided() -> None:
+    kernel, _ = make(policy=PickyPolicy(), log=_log())
+
+    got = kernel.submit_batch([(_req(i), None) for i in range(3)])
+
+    assert [d.effect for d, _ in got] == [Effect.ALLOW, Effect.DENY, Effect.ALLOW]
+    bad = got[1][0]
+    assert (bad.reasons[0].stage, bad.reasons[0].code) == (Stage.INTERNAL, "internal_error")
+    assert bad.reasons[0].message == "decision failed: `RuntimeError`"
+    assert all(d.log_index is not None for d, _ in got)  # each one logged
+
+
 def test_batch_decides_each_request_as_submit_does() -> None:
     requests = _mixed()
     policy = FakePolicy()
@@ -160,6 +182,9 @@ def test_each_allow_is_logged_with_its_effect_and_each_deny_alone() -> None:
         assert d.log_index is not None and e is not None and e.index == d.log_index + 1
         assert log.entry(e.index) == f"{d.request_id} after {d.log_index}".encode()
     assert log.size == 7  # three ALLOWs with their effects, one DENY
+    for (d, _), r in zip(got, _mixed(), strict=True):
+        assert d.log_index is not None
+        assert json.loads(log.entry(d.log_index))["request"] == r.to_dict()
     assert len({d.receipt.checkpoint for d, _ in got if d.receipt}) == 1  # one durable batch
 
 
@@ -180,6 +205,31 @@ def test_a_failing_effect_denies_its_own_request_only() -> None:
     assert a.allowed and c.allowed
     assert log.size == 4  # nothing of request 1: neither its ALLOW nor an effect
     assert b"r-1" not in b"".join(log.entry(i) for i in range(log.size))
+
+
+def test_an_entry_that_cannot_be_built_denies_its_own_request_only() -> None:
+    store = MemoryLogStore()
+    log = TransparencyLog(store, origin="example.test/log", signer=_SIGNER)
+    ticks = iter([1, None, 3])
+
+    def clock() -> int:
+        tick = next(ticks)
+        if tick is None:
+            raise OSError("the clock is gone")
+        return tick
+
+    kernel, _ = make(log=log, now=clock)
+    items = [(_req(i), _effect(f"e{i}")) for i in range(3)]
+    got = kernel.submit_batch(items)
+
+    assert len(got) == 3 and [d.request_id for d, _ in got] == ["r-0", "r-1", "r-2"]
+    (a, ea), (bad, none), (c, ec) = got
+    assert bad.effect is Effect.DENY and none is None and bad.log_index is None
+    assert bad.reasons[-1].code == "log_append_failed" and "clock is gone" in str(bad.reasons)
+    assert a.allowed and c.allowed and ea is not None and ec is not None
+    assert log.size == 4 and b"r-1" not in b"".join(log.entry(i) for i in range(log.size))
+    assert log.entry(ea.index) == b"e0 after 0" and log.entry(ec.index) == b"e2 after 2"
+    assert store.attachments == [("s", "e0", b"x"), ("s", "e2", b"x")]  # the bytes go with them
 
 
 class PartsLog:
@@ -205,6 +255,8 @@ def test_a_failed_append_denies_every_request_keeping_deny_reasons(answer: str) 
 
     assert all(d.effect is Effect.DENY and e is None and d.log_index is None for d, e in got)
     assert all(d.reasons[-1].code == "log_append_failed" for d, _ in got)
+    why = "disk on fire" if answer == "raise" else "the log answered 4 parts with `[]`"
+    assert all(d.reasons[-1].message == f"the decision could not be logged: {why}" for d, _ in got)
     assert got[1][0].reasons[0].stage is Stage.CAPABILITY  # a DENY keeps why it was denied
 
 
