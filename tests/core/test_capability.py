@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import re
 from collections.abc import Callable
 
 import orjson
@@ -581,3 +584,214 @@ def test_parent_revoked_while_the_proof_runs_refuses_child(monkeypatch: pytest.M
         reg.attenuate(token, actions=[READ], resources=["artifacts/drac/s1/**"])
     assert info.value.code == "revoked"
     assert [c.id for c in reg.all()] == [root.id]
+
+
+def _refusal(reg: CapabilityRegistry, token: object, req: Request | None = None) -> CapabilityError:
+    with pytest.raises(CapabilityError) as info:
+        reg.check(token, req or request())  # type: ignore[arg-type]  # untrusted tokens may be anything
+    return info.value
+
+
+def test_a_token_under_another_kept_key_than_its_claims_name_is_refused() -> None:
+    # Claims admitted under k1, wrapped with the MAC of a retired key k0 the registry still
+    # accepts: the MAC verifies, but the token's key id must be the one its claims name.
+    reg = CapabilityRegistry(MemoryStore(), KEY, "k1", PinnedClock(), verify_keys={"k0": OTHER_KEY})
+    cap, token = admit_root(reg)
+    rewrapped = TokenCodec("k0", OTHER_KEY).mint(_unb64(split(token)[2]))
+    for _ in range(2):  # the same answer once the genuine token is cached
+        exc = _refusal(reg, rewrapped)
+        assert (exc.code, exc.capability_id) == ("malformed", cap.id)
+        assert str(exc) == "token key id `k0` differs from its claims' `k1`"
+        reg.check(token, request())
+
+
+def test_every_refusal_of_a_genuine_token_names_its_capability() -> None:
+    clock = PinnedClock()
+    reg = make(clock=clock)
+    cap, token = admit_root(reg, actions=[READ])
+    exc = _refusal(reg, token, request(action=PERSIST))
+    assert (exc.code, exc.capability_id) == ("action_not_covered", cap.id)
+    assert "it grants `artifact.read`" in str(exc)
+    exc = _refusal(reg, token, request(action=READ, resource="artifacts/csp/x"))
+    assert (exc.code, exc.capability_id) == ("resource_not_covered", cap.id)
+    assert "it covers `artifacts/drac/**`" in str(exc)
+    exc = _refusal(reg, token, request(principal="emp", action=READ))
+    assert (exc.code, exc.capability_id) == ("wrong_principal", cap.id)
+    clock.t = T0 - 11
+    assert (_refusal(reg, token).code, _refusal(reg, token).capability_id) == (
+        "not_yet_valid",
+        cap.id,
+    )
+    clock.t = T0 + 3600
+    assert (_refusal(reg, token).code, _refusal(reg, token).capability_id) == ("expired", cap.id)
+    clock.t = T0
+    reg.revoke(cap.id)
+    exc = _refusal(reg, token)
+    assert (exc.code, exc.capability_id) == ("revoked", cap.id)
+    assert str(exc) == f"capability `{cap.id}` is revoked (revoked: `{cap.id}`)"
+
+
+def test_an_unadmitted_or_tampered_token_names_the_capability_it_claims() -> None:
+    reg = make()
+    cap, _ = admit_root(reg, actions=[READ])
+    other = cap.to_claims() | {"id": "cap-" + "ab" * 16}
+    minted = TokenCodec("k1", KEY).mint(orjson.dumps(other, option=orjson.OPT_SORT_KEYS))
+    exc = _refusal(reg, minted)
+    assert (exc.code, exc.capability_id) == ("unknown", other["id"])
+    widened = cap.to_claims() | {"actions": [PERSIST, READ]}
+    minted = TokenCodec("k1", KEY).mint(orjson.dumps(widened, option=orjson.OPT_SORT_KEYS))
+    exc = _refusal(reg, minted)
+    assert (exc.code, exc.capability_id) == ("tampered", cap.id)
+
+
+_CLAIMS = {
+    "id": "cap-" + "ab" * 16,
+    "parent_id": None,
+    "principal": "drac",
+    "actions": [READ],
+    "resources": ["artifacts/drac/**"],
+    "not_before": 10,
+    "expires": 20,
+    "issued_at": 10,
+    "key_id": "k1",
+}
+_NAMES = "`actions`, `expires`, `id`, `issued_at`, `key_id`, `not_before`, `parent_id`, "
+_NAMES += "`principal`, `resources`"
+_TIME = "accepted: integer Unix seconds in 0..9007199254740991"
+
+
+def _claims(**kw: object) -> bytes:
+    return orjson.dumps(_CLAIMS | kw, option=orjson.OPT_SORT_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{", "claims are not JSON; at `claims`"),
+        (b"[]", f"claims have the wrong names `list`; at `claims`; accepted: {_NAMES}"),
+        (
+            orjson.dumps({k: v for k, v in _CLAIMS.items() if k != "key_id"}),
+            "claims have the wrong names `['actions', 'expires', 'id', 'issued_at', 'not_before',"
+            f" 'parent_id', 'principal', 'resources']`; at `claims`; accepted: {_NAMES}",
+        ),
+        (_claims(actions=READ), "`actions` must be a list of strings; at `actions`"),
+        (_claims(resources=[1]), "`resources` must be a list of strings; at `resources`"),
+        (
+            _claims(id="cap-x"),
+            "malformed capability id `cap-x`; at `id`; accepted: `cap-` and 32 hex",
+        ),
+        (_claims(parent_id="p"), "malformed parent id `p`; at `parent_id`"),
+        (
+            _claims(principal="Drac"),
+            "malformed principal `Drac`; at `principal`;"
+            " accepted: a lowercase protocol identity such as `drac`",
+        ),
+        (_claims(key_id="K 1"), "malformed key id `K 1`; at `key_id`"),
+        (
+            _claims(resources=["b/**", "a/**"]),
+            "resources must be a sorted tuple of unique globs; at `resources`",
+        ),
+        (
+            _claims(expires=10),
+            "empty validity window `10`..`10`; at `expires`;"
+            " accepted: `not_before` < `expires` (valid iff not_before <= now < expires)",
+        ),
+        (
+            _claims(issued_at=True),
+            f"`issued_at` must be an integer time, got `True`; at `issued_at`; {_TIME}",
+        ),
+        (
+            _claims(not_before=10.5),
+            f"`not_before` must be an integer time, got `10.5`; at `not_before`; {_TIME}",
+        ),
+        (
+            orjson.dumps(_CLAIMS, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2),
+            "claims are not in RFC 8785 canonical form; at `claims`",
+        ),
+    ],
+)
+def test_malformed_claims_say_what_is_wrong_and_where(data: bytes, message: str) -> None:
+    assert Capability.from_claims(_claims()).id == _CLAIMS["id"]  # the base case parses
+    with pytest.raises(CapabilityError) as info:
+        Capability.from_claims(data)
+    assert (info.value.code, str(info.value)) == ("malformed", message)
+
+
+def _maced(claims_b64: str) -> str:
+    """A token whose MAC verifies under `k1`, around any claims text."""
+    signing_input = f"sopcap1.k1.{claims_b64}"
+    mac = hmac.new(KEY, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(mac)}"
+
+
+_FORMAT = (
+    "; at `token`; accepted: `sopcap1.<key id>.<base64url claims>.<base64url mac>`,"
+    f" at most {MAX_TOKEN_BYTES} ASCII characters"
+)
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (b"sopcap1.k1.e30.AAAA", "token must be a string, got `bytes`"),
+        ("A" * (MAX_TOKEN_BYTES + 1), f"token is {MAX_TOKEN_BYTES + 1} characters long"),
+        ("A" * MAX_TOKEN_BYTES, "token does not have the capability token structure"),
+        ("sopcap1.k1.e30", "token does not have the capability token structure"),
+        (_maced("AAAAA"), "token claims is not base64url"),
+        (_maced("e31"), "token claims is not canonical base64url"),
+    ],
+)
+def test_a_malformed_token_says_what_is_wrong(token: object, message: str) -> None:
+    exc = _refusal(make(), token)
+    assert (exc.code, str(exc)) == ("malformed", message + _FORMAT)
+
+
+@pytest.mark.parametrize(
+    ("verify_keys", "message"),
+    [
+        ({"k1": OTHER_KEY}, "key id `k1` names two different keys"),
+        ({"K 1": OTHER_KEY}, "key id `K 1` is not 1-32 characters of `A-Za-z0-9_-`"),
+        ({"k0": b"short"}, "mac key `k0` must be at least 32 random bytes"),
+    ],
+)
+def test_unusable_verification_keys_are_refused(
+    verify_keys: dict[str, bytes], message: str
+) -> None:
+    assert TokenCodec("k1", KEY, {"k1": KEY, "k0": OTHER_KEY}).key_id == "k1"  # a usable set
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        TokenCodec("k1", KEY, verify_keys)
+
+
+@pytest.mark.parametrize(
+    ("times", "ok"),
+    [
+        ({"not_before": 0, "issued_at": 0}, True),
+        ({"expires": 2**53 - 1}, True),
+        ({"expires": 2**53}, False),
+        ({"not_before": -1}, False),
+    ],
+)
+def test_claim_times_run_from_zero_to_the_largest_exact_json_integer(
+    times: dict[str, int], ok: bool
+) -> None:
+    if ok:
+        assert Capability.from_claims(_claims(**times)).expires == times.get("expires", 20)
+    else:
+        with pytest.raises(CapabilityError, match="must be an integer time"):
+            Capability.from_claims(_claims(**times))
+
+
+def test_a_capability_built_in_code_needs_a_frozenset_of_actions() -> None:
+    fields = Capability.from_claims(_claims()).to_claims() | {"actions": [READ]}
+    fields["resources"] = tuple(fields["resources"])
+    with pytest.raises(CapabilityError) as info:
+        Capability(**fields)
+    assert str(info.value) == "actions must be a frozenset; at `actions`"
+
+
+@pytest.mark.parametrize("claims", [bytes([0, 0, 0x17]), b"\x00\x17", b"X" * 7])
+def test_any_claims_bytes_survive_the_token_round_trip(claims: bytes) -> None:
+    # base64url text may end in any letter of its alphabet (here `X`); only padding is dropped
+    codec = TokenCodec("k1", KEY)
+    token = codec.mint(claims)
+    assert codec.open(token) == ("k1", claims)
