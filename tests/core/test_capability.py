@@ -58,10 +58,14 @@ def admit_root(reg: CapabilityRegistry, **kw: object) -> tuple[Capability, str]:
     return reg.admit(**args)  # type: ignore[arg-type]  # test helper forwards typed keywords
 
 
-def denied(reg: CapabilityRegistry, token: object, req: Request | None = None) -> str:
+def _refusal(reg: CapabilityRegistry, token: object, req: Request | None = None) -> CapabilityError:
     with pytest.raises(CapabilityError) as info:
         reg.check(token, req or request())  # type: ignore[arg-type]  # untrusted tokens may be anything
-    return info.value.code
+    return info.value
+
+
+def denied(reg: CapabilityRegistry, token: object, req: Request | None = None) -> str:
+    return _refusal(reg, token, req).code
 
 
 def split(token: str) -> list[str]:
@@ -586,12 +590,6 @@ def test_parent_revoked_while_the_proof_runs_refuses_child(monkeypatch: pytest.M
     assert [c.id for c in reg.all()] == [root.id]
 
 
-def _refusal(reg: CapabilityRegistry, token: object, req: Request | None = None) -> CapabilityError:
-    with pytest.raises(CapabilityError) as info:
-        reg.check(token, req or request())  # type: ignore[arg-type]  # untrusted tokens may be anything
-    return info.value
-
-
 def test_a_token_under_another_kept_key_than_its_claims_name_is_refused() -> None:
     # Claims admitted under k1, wrapped with the MAC of a retired key k0 the registry still
     # accepts: the MAC verifies, but the token's key id must be the one its claims name.
@@ -618,12 +616,11 @@ def test_every_refusal_of_a_genuine_token_names_its_capability() -> None:
     exc = _refusal(reg, token, request(principal="emp", action=READ))
     assert (exc.code, exc.capability_id) == ("wrong_principal", cap.id)
     clock.t = T0 - 11
-    assert (_refusal(reg, token).code, _refusal(reg, token).capability_id) == (
-        "not_yet_valid",
-        cap.id,
-    )
+    exc = _refusal(reg, token)
+    assert (exc.code, exc.capability_id) == ("not_yet_valid", cap.id)
     clock.t = T0 + 3600
-    assert (_refusal(reg, token).code, _refusal(reg, token).capability_id) == ("expired", cap.id)
+    exc = _refusal(reg, token)
+    assert (exc.code, exc.capability_id) == ("expired", cap.id)
     clock.t = T0
     reg.revoke(cap.id)
     exc = _refusal(reg, token)

@@ -152,6 +152,20 @@ class Env:
             assert cur.rowcount == 1
 
 
+def batch_writes(
+    env: Env, folder: str, tag: str, callers: int, *, forged: int
+) -> tuple[list[bytes], list[dict[str, Any]]]:
+    """``callers`` writes of distinct sizes to ``artifacts/drac/<folder>/<i>``; ``forged`` has
+    a forged token (a DENY inside the batch). :func:`assert_own_answers` checks the answers."""
+    datas = [f"{tag} {i}".encode() * (i + 1) for i in range(callers)]
+    requests = [
+        env.request("drac", "artifact.persist", f"artifacts/drac/{folder}/{i}")
+        for i in range(callers)
+    ]
+    requests[forged]["capability"] = "forged"
+    return datas, requests
+
+
 def assert_own_answers(
     env: Env, folder: str, datas: list[bytes], decisions: list[Decision], *, forged: int
 ) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Env, assert_own_answers
+from conftest import Env, assert_own_answers, batch_writes
 
 from sop_verified.core.request import Decision, Effect, Stage
 
@@ -60,11 +60,7 @@ def test_coroutines_share_batches_and_each_gets_its_own_answer(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held = Held(env, monkeypatch)
-    datas = [f"async blob {i}".encode() * (i + 1) for i in range(CALLERS)]
-    requests = [
-        env.request("drac", "artifact.persist", f"artifacts/drac/a/{i}") for i in range(CALLERS)
-    ]
-    requests[5]["capability"] = "forged"  # a DENY inside a batch
+    datas, requests = batch_writes(env, "a", "async blob", CALLERS, forged=5)
 
     async def main() -> list[Decision]:
         first = asyncio.ensure_future(env.sop.persist_async(requests[0], datas[0]))

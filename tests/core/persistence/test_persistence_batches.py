@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Env, assert_own_answers
+from conftest import Env, assert_own_answers, batch_writes
 
 from sop_verified.core.request import Decision, Effect, Stage
 
@@ -65,11 +65,7 @@ def test_concurrent_writes_share_a_batch_and_each_gets_its_own_answer(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes = _held_batches(env, monkeypatch)
-    datas = [f"blob {i}".encode() * (i + 1) for i in range(CALLERS)]
-    requests = [
-        env.request("drac", "artifact.persist", f"artifacts/drac/b/{i}") for i in range(CALLERS)
-    ]
-    requests[3]["capability"] = "forged"  # a DENY inside a batch
+    datas, requests = batch_writes(env, "b", "blob", CALLERS, forged=3)
 
     decisions = _run(
         [lambda r=r, d=d: env.sop.persist(r, d) for r, d in zip(requests, datas, strict=True)]
