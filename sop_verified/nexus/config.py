@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sop_verified.core.drac.phases import DEFAULT_PHASES, check_phases
 from sop_verified.core.persistence.scopes import (
     DEFAULT_MAX_BLOB_BYTES,
     Retention,
@@ -26,6 +25,7 @@ from sop_verified.core.persistence.scopes import (
 from sop_verified.core.request import PRINCIPAL_PATTERN
 from sop_verified.errors import ConfigError, InputError
 from sop_verified.nexus.keys import create_log_keys, write_secret
+from sop_verified.protocols.drac.phases import DEFAULT_PHASES, check_phases
 from sop_verified.tools.canonical import digest, sha256_hex
 from sop_verified.tools.paths import Glob, check_path
 

@@ -2,7 +2,7 @@
 
 At boot (after the log and the persistence controller) the record index is
 opened in the log's database, brought up to date with the log
-(:meth:`~sop_verified.core.ledger.ProtocolLedger.catch_up`), and every
+(:meth:`~sop_verified.protocols.ledger.ProtocolLedger.catch_up`), and every
 protocol record is applied again in log order, so the protocols' state is
 exactly what the log says. A malformed or contradictory record fails the boot
 (SOP stays not READY, INV-8). The admin-plane operations (registering an EMP
@@ -21,20 +21,26 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sop_verified.core.csp import REVOKE_OP, ROLLBACK_OP, CspController, LogAccess, SnapshotBook
-from sop_verified.core.drac import DracController, DracState
-from sop_verified.core.drac.phases import SESSIONS_ROOT
-from sop_verified.core.effects import Submit
-from sop_verified.core.emp import EmpController, EmpState, emp_key_id, key_entry
-from sop_verified.core.ledger import ProtocolLedger, RecordSink
 from sop_verified.core.persistence import PersistenceController
 from sop_verified.core.ports import Clock
-from sop_verified.core.protocol_obligations import protocol_obligations
 from sop_verified.core.request import Obligation, Request
 from sop_verified.errors import InputError, IntegrityError, ProtocolError
 from sop_verified.nexus.config import SOPConfig
 from sop_verified.nexus.keys import attestation_key_id
 from sop_verified.nexus.log_service import attest
+from sop_verified.protocols.csp import (
+    REVOKE_OP,
+    ROLLBACK_OP,
+    CspController,
+    LogAccess,
+    SnapshotBook,
+)
+from sop_verified.protocols.drac import DracController, DracState
+from sop_verified.protocols.drac.phases import SESSIONS_ROOT
+from sop_verified.protocols.effects import Submit
+from sop_verified.protocols.emp import EmpController, EmpState, emp_key_id, key_entry
+from sop_verified.protocols.ledger import ProtocolLedger, RecordSink
+from sop_verified.protocols.obligations import protocol_obligations
 from sop_verified.storage.sqlite import SQLiteStore
 from sop_verified.storage.sqlite_protocols import SQLiteRecordIndex
 from sop_verified.tools.attest import sign_envelope
@@ -169,7 +175,7 @@ def self_test(services: ProtocolServices) -> None:
 
 
 def derive(services: ProtocolServices | None, request: Request) -> list[Obligation]:
-    """The DRAC and CSP obligations of ``request`` (:mod:`sop_verified.core.protocol_obligations`).
+    """The DRAC and CSP obligations of ``request`` (:mod:`sop_verified.protocols.obligations`).
 
     Raises:
         RuntimeError: the request needs protocol state and the protocols are not booted.

@@ -271,7 +271,7 @@ class ServiceWiring:
 
     def _derive_obligations(self, request: Request) -> list[Obligation]:
         """SOP's own obligations: persist targets in the approved scopes (INV-4), DRAC phase
-        order, CSP resume lineage (INV-7; :mod:`sop_verified.core.protocol_obligations`)."""
+        order, CSP resume lineage (INV-7; :mod:`sop_verified.protocols.obligations`)."""
         out = protocol_service.derive(self.protocols, request)
         if request.action not in PERSIST_ACTIONS:
             return out

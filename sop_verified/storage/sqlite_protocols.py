@@ -42,7 +42,7 @@ _BUSY_MS = 30_000
 
 
 class SQLiteRecordIndex:
-    """The protocol record index (a :class:`~sop_verified.core.ledger.RecordIndex`)."""
+    """The protocol record index (a :class:`~sop_verified.protocols.ledger.RecordIndex`)."""
 
     def __init__(self, path: Path) -> None:
         """Open the index in the database at ``path`` (the log's database).

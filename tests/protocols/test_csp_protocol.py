@@ -9,9 +9,9 @@ import orjson
 import pytest
 from protocol_env import Env, make_env
 
-from sop_verified.core.csp import Manifest, SnapshotBook
 from sop_verified.core.request import Decision, Effect, Stage
 from sop_verified.errors import ProtocolError
+from sop_verified.protocols.csp import Manifest, SnapshotBook
 from sop_verified.protocols.requests import bridge_request
 from sop_verified.tools.attest import verify_envelope
 from sop_verified.tools.canonical import canonical_json

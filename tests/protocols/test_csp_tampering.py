@@ -16,9 +16,9 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol_env import Env
 
-from sop_verified.core.csp import ResumeResult, seal_statement
-from sop_verified.core.csp.manifest import Manifest
 from sop_verified.core.request import Effect, Stage
+from sop_verified.protocols.csp import ResumeResult, seal_statement
+from sop_verified.protocols.csp.manifest import Manifest
 from sop_verified.tools.attest import sign_envelope
 from sop_verified.tools.canonical import canonical_json
 

@@ -11,13 +11,13 @@ import orjson
 import pytest
 from protocol_env import NOW, Env, make_env
 
-from sop_verified.core.drac import PhaseMachine
 from sop_verified.core.health import Health
 from sop_verified.core.obligations import Verdict, VerdictResult
 from sop_verified.core.request import Decision, Effect, Obligation, Stage
 from sop_verified.nexus.config import DEFAULT_CONFIG
 from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.sop import SOP
+from sop_verified.protocols.drac import PhaseMachine
 from sop_verified.tools.attest import PREDICATE_ARTIFACT, verify_envelope
 from sop_verified.tools.canonical import canonical_json
 

@@ -7,10 +7,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol_env import Env
 
-from sop_verified.core.emp import PREDICATE_OUTPUT, VerificationOutput, output_resource, sign_output
 from sop_verified.core.request import Effect, Stage
 from sop_verified.errors import InputError, SOPError
-from sop_verified.protocols.emp import EMP
+from sop_verified.protocols.emp import (
+    EMP,
+    PREDICATE_OUTPUT,
+    VerificationOutput,
+    output_resource,
+    sign_output,
+)
 from sop_verified.tools.attest import verify_envelope
 
 

@@ -8,7 +8,8 @@ from sop_verified.core.contracts import ensure, require
 from sop_verified.core.persistence.entries import Outcome, effect_entry
 from sop_verified.core.persistence.ports import EffectLog
 from sop_verified.core.ports import Clock
-from sop_verified.core.request import Decision, Effect, Reason, Request, Stage
+from sop_verified.core.refusals import logged_refusal
+from sop_verified.core.request import Decision, Reason, Request, Stage
 from sop_verified.storage.persist_index import ObjectRecord
 from sop_verified.tools.tlog_store import Receipt
 
@@ -66,29 +67,17 @@ def refusal(
         (None when it could not be logged: then the reasons say so too), and
         ``extra["decision_index"]`` is the refused decision's index.
     """
-    receipt: Receipt | None = None
-    reasons: tuple[Reason, ...] = (why,)
-    if record:
+
+    def append() -> Receipt:
         entry = effect_entry(
             op=op,
             outcome=Outcome.REFUSED,
             time=now(),
             decision_index=index,
             request_id=request.request_id,
-            reasons=reasons,
+            reasons=(why,),
         )
-        try:
-            receipt = log.append_receipt(entry)
-        except Exception as exc:  # spec: INV-2 — the refusal stands even unlogged
-            failed = reason("log_append_failed", f"`{type(exc).__name__}`: {exc}", Stage.LOG)
-            reasons = (why, failed)
-    return Decision(
-        Effect.DENY,
-        reasons,
-        request.request_id,
-        decision.capability_id,
-        decision.policy_ids,
-        None if receipt is None else receipt.index,
-        {"decision_index": decision.log_index},
-        receipt,
-    )
+        return log.append_receipt(entry)
+
+    # spec: INV-2 — the refusal stands even unlogged (logged_refusal says so in its reasons)
+    return logged_refusal(decision, request, (why,), append if record else None)

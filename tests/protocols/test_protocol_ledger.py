@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from sop_verified.core.ledger import (
+from sop_verified.core.request import Decision, Effect, Reason, Request, Stage
+from sop_verified.errors import IntegrityError, StorageError
+from sop_verified.protocols.ledger import (
     ADMIN_OPS,
     RECORD_TYPES,
     ProtocolLedger,
     RecordSink,
     record_kind,
 )
-from sop_verified.core.request import Decision, Effect, Reason, Request, Stage
-from sop_verified.errors import IntegrityError, StorageError
 from sop_verified.storage.sqlite import SQLiteStore
 from sop_verified.storage.sqlite_protocols import SQLiteRecordIndex
 from sop_verified.tools.canonical import canonical_json

@@ -20,12 +20,12 @@ obligation, and DRAC's controller gives it no effect.
 from __future__ import annotations
 
 from sop_verified.core.contracts import ensure, require
-from sop_verified.core.csp.book import SnapshotBook
-from sop_verified.core.csp.manifest import parse_manifest_resource
-from sop_verified.core.drac.catalog import DracState
-from sop_verified.core.drac.phases import SESSIONS_ROOT, parse_artifact, parse_step
 from sop_verified.core.proofgate.derive import lineage, phase_order
 from sop_verified.core.request import Obligation, Request
+from sop_verified.protocols.csp.book import SnapshotBook
+from sop_verified.protocols.csp.manifest import parse_manifest_resource
+from sop_verified.protocols.drac.catalog import DracState
+from sop_verified.protocols.drac.phases import SESSIONS_ROOT, parse_artifact, parse_step
 
 __all__ = ["DERIVING_ACTIONS", "protocol_obligations"]
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sop_verified.core.emp import (
+from sop_verified.errors import IntegrityError, ProtocolError
+from sop_verified.protocols.emp import (
     EmpState,
     VerificationOutput,
     emp_key_id,
@@ -15,7 +16,6 @@ from sop_verified.core.emp import (
     output_resource,
     sign_output,
 )
-from sop_verified.errors import IntegrityError, ProtocolError
 from sop_verified.tools.tlog_store import Receipt
 
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)

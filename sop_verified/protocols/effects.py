@@ -16,18 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 from sop_verified.core.contracts import ensure, require
-from sop_verified.core.ledger import ProtocolLedger
-from sop_verified.core.persistence.entries import Outcome, effect_entry
 from sop_verified.core.request import (
     PERSIST_ACTIONS,
     Decision,
-    Effect,
     Reason,
     Request,
     Stage,
     parse_request,
 )
 from sop_verified.errors import InputError, ProtocolError, SOPError
+from sop_verified.protocols.ledger import ProtocolLedger
 from sop_verified.tools.tlog_store import Receipt
 
 __all__ = [
@@ -132,27 +130,4 @@ def refuse(
     """
     if request.action not in PERSIST_ACTIONS:
         return ledger.refuse(protocol, decision, request, [why])
-    entry = effect_entry(
-        op="write",
-        outcome=Outcome.REFUSED,
-        time=now,
-        decision_index=decision.log_index,  # closes the pending decision: no effect will follow
-        request_id=request.request_id,
-        reasons=(why,),
-    )
-    receipt: Receipt | None = None
-    reasons: tuple[Reason, ...] = (why,)
-    try:
-        receipt = ledger._log.append_receipt(entry)
-    except Exception as exc:  # spec: INV-2 — the refusal stands; boot aborts the pending decision
-        reasons = (why, Reason(Stage.LOG, "log_append_failed", f"`{type(exc).__name__}`: {exc}"))
-    return Decision(
-        Effect.DENY,
-        reasons,
-        request.request_id,
-        decision.capability_id,
-        decision.policy_ids,
-        None if receipt is None else receipt.index,
-        {"decision_index": decision.log_index},
-        receipt,
-    )
+    return ledger.refuse_effect(decision, request, why, now=now)  # closes the pending decision

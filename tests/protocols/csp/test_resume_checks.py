@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sop_verified.core.csp import (
+from sop_verified.errors import ProtocolError
+from sop_verified.protocols.csp import (
     Manifest,
     SealRecord,
     manifest_resource,
@@ -23,7 +24,6 @@ from sop_verified.core.csp import (
     verify_logged,
     verify_seal,
 )
-from sop_verified.errors import ProtocolError
 from sop_verified.tools.attest import sign_envelope
 from sop_verified.tools.canonical import canonical_json, sha256_hex
 from sop_verified.tools.checkpoint import Checkpoint, sign_checkpoint

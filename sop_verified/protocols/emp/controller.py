@@ -3,7 +3,7 @@
 :meth:`EmpController.record` sends a ``verdict.record`` request through the
 kernel (capability, policy, scope obligation, log). On the logged ALLOW it
 checks, in order: the request names exactly this output's place
-(:func:`~sop_verified.core.emp.outputs.output_resource`), EMP's signature
+(:func:`~sop_verified.protocols.emp.outputs.output_resource`), EMP's signature
 verifies with a registered key, and no *different* output is recorded for
 the same subject and claim (``immutability_violation``; nothing is written).
 Then the output's bytes are stored in EMP's write-once scope, an in-toto
@@ -17,19 +17,19 @@ import threading
 from typing import Any
 
 from sop_verified.core.contracts import ensure, invariant, require
-from sop_verified.core.effects import Attest, Submit, failure_reason, parse_or_deny, refuse
-from sop_verified.core.emp.outputs import (
+from sop_verified.core.persistence import PersistenceController
+from sop_verified.core.ports import Clock
+from sop_verified.core.request import Decision, Reason, Request, Stage
+from sop_verified.errors import ProtocolError
+from sop_verified.protocols.effects import Attest, Submit, failure_reason, parse_or_deny, refuse
+from sop_verified.protocols.emp.outputs import (
     PREDICATE_OUTPUT,
     OutputRecord,
     VerificationOutput,
     output_resource,
 )
-from sop_verified.core.emp.state import EmpState
-from sop_verified.core.ledger import ProtocolLedger
-from sop_verified.core.persistence import PersistenceController
-from sop_verified.core.ports import Clock
-from sop_verified.core.request import Decision, Reason, Request, Stage
-from sop_verified.errors import ProtocolError
+from sop_verified.protocols.emp.state import EmpState
+from sop_verified.protocols.ledger import ProtocolLedger
 
 __all__ = ["EmpController"]
 

@@ -11,7 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from sop_verified.core.drac import (
+from sop_verified.core.obligations import Verdict
+from sop_verified.core.proofgate import GateConfig, Z3ProofGate
+from sop_verified.core.request import Request
+from sop_verified.errors import ConfigError, IntegrityError, ProtocolError
+from sop_verified.protocols.drac import (
     DEFAULT_PHASES,
     DracState,
     PhaseEvent,
@@ -22,11 +26,7 @@ from sop_verified.core.drac import (
     parse_step,
     step_resource,
 )
-from sop_verified.core.obligations import Verdict
-from sop_verified.core.proofgate import GateConfig, Z3ProofGate
-from sop_verified.core.protocol_obligations import protocol_obligations
-from sop_verified.core.request import Request
-from sop_verified.errors import ConfigError, IntegrityError, ProtocolError
+from sop_verified.protocols.obligations import protocol_obligations
 
 PHASES = ("A", "B", "C")
 

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sop_verified.core.contracts import ensure, require
-from sop_verified.core.csp.book import SealRecord
-from sop_verified.core.csp.manifest import PREDICATE_SEAL, Manifest
 from sop_verified.errors import InputError, ProtocolError, ReceiptError
+from sop_verified.protocols.csp.book import SealRecord
+from sop_verified.protocols.csp.manifest import PREDICATE_SEAL, Manifest
 from sop_verified.tools.attest import verify_envelope
 from sop_verified.tools.canonical import sha256_hex
 from sop_verified.tools.merkle import leaf_hash

@@ -23,8 +23,10 @@ from typing import Any, Protocol
 import orjson
 
 from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.persistence.entries import Outcome, effect_entry
 from sop_verified.core.ports import Clock
-from sop_verified.core.request import Decision, Effect, Reason, Request, Stage
+from sop_verified.core.refusals import logged_refusal
+from sop_verified.core.request import Decision, Effect, Reason, Request
 from sop_verified.errors import IntegrityError, StorageError
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog_store import Receipt
@@ -232,7 +234,54 @@ class ProtocolLedger:
             not be logged; the reasons then say so), ``extra["decision_index"]`` the
             decision's.
         """
-        return _refuse(self, protocol, decision, request, tuple(reasons))
+        said = tuple(reasons)
+        entry = {
+            "type": REFUSED_TYPE,
+            "protocol": protocol,
+            "time": self._now(),
+            "decision_index": decision.log_index,
+            "request_id": request.request_id,
+            "reasons": [r.to_dict() for r in said],
+        }
+        kept = tuple(r for r in decision.reasons if decision.effect is Effect.DENY)
+        return logged_refusal(
+            decision,
+            request,
+            said,
+            lambda: self._log.append_receipt(canonical_json(entry)),
+            kept=kept,  # spec: INV-2 — the refusal stands even unlogged (logged_refusal)
+        )
+
+    @require(lambda decision: decision.allowed and decision.log_index is not None)
+    @ensure(lambda result: not result.allowed, "a refusal is a DENY")
+    def refuse_effect(
+        self, decision: Decision, request: Request, why: Reason, *, now: int
+    ) -> Decision:
+        """Refuse the effect of a logged ALLOW persist decision: nothing is written.
+
+        The refusal is a ``persist.effect`` entry with outcome ``refused`` that
+        closes the pending decision, so boot repair has nothing to redo.
+
+        Args:
+            decision: the kernel's ALLOW.
+            request: its request (a persist action).
+            why: the reason.
+            now: the clock reading.
+
+        Returns:
+            The DENY; if the refusal could not be logged, the reasons say so and
+            boot repair aborts the pending decision.
+        """
+        entry = effect_entry(
+            op="write",
+            outcome=Outcome.REFUSED,
+            time=now,
+            decision_index=decision.log_index,  # closes the pending decision: no effect follows
+            request_id=request.request_id,
+            reasons=(why,),
+        )
+        # spec: INV-2 — the refusal stands; boot aborts the pending decision if it is unlogged
+        return logged_refusal(decision, request, (why,), lambda: self._log.append_receipt(entry))
 
     @require(lambda size: size >= 0)
     @ensure(lambda result: result >= 0)
@@ -287,37 +336,3 @@ class ProtocolLedger:
                 raise IntegrityError(f"log entry `{index}` is indexed as `{kind}` but is not one")
             self._sinks[kind].apply(index, entry, payload, receipt_from_json(receipt_json))
         return len(rows)
-
-
-def _refuse(
-    ledger: ProtocolLedger,
-    protocol: str,
-    decision: Decision,
-    request: Request,
-    reasons: tuple[Reason, ...],
-) -> Decision:
-    entry = {
-        "type": REFUSED_TYPE,
-        "protocol": protocol,
-        "time": ledger._now(),
-        "decision_index": decision.log_index,
-        "request_id": request.request_id,
-        "reasons": [r.to_dict() for r in reasons],
-    }
-    receipt: Receipt | None = None
-    try:
-        receipt = ledger._log.append_receipt(canonical_json(entry))
-    except Exception as exc:  # spec: INV-2 — the refusal stands even unlogged
-        failed = Reason(Stage.LOG, "log_append_failed", f"`{type(exc).__name__}`: {exc}")
-        reasons = (*reasons, failed)
-    kept = tuple(r for r in decision.reasons if decision.effect is Effect.DENY)
-    return Decision(
-        Effect.DENY,
-        (*reasons, *kept),
-        request.request_id,
-        decision.capability_id,
-        decision.policy_ids,
-        None if receipt is None else receipt.index,
-        {"decision_index": decision.log_index},
-        receipt,
-    )

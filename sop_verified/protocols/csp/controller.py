@@ -29,16 +29,20 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sop_verified.core.contracts import ensure, invariant, require
-from sop_verified.core.csp.book import SealRecord, SnapshotBook
-from sop_verified.core.csp.manifest import (
+from sop_verified.core.persistence import PersistenceController
+from sop_verified.core.ports import Clock
+from sop_verified.core.request import Decision, Request
+from sop_verified.errors import ProtocolError
+from sop_verified.protocols.csp.book import SealRecord, SnapshotBook
+from sop_verified.protocols.csp.manifest import (
     Manifest,
     blob_resource,
     manifest_resource,
     parse_manifest_resource,
     seal_statement,
 )
-from sop_verified.core.csp.verify import verify_blobs, verify_logged, verify_seal
-from sop_verified.core.effects import (
+from sop_verified.protocols.csp.verify import verify_blobs, verify_logged, verify_seal
+from sop_verified.protocols.effects import (
     Submit,
     diagnose,
     explain,
@@ -46,11 +50,7 @@ from sop_verified.core.effects import (
     parse_or_deny,
     refuse,
 )
-from sop_verified.core.ledger import ProtocolLedger
-from sop_verified.core.persistence import PersistenceController
-from sop_verified.core.ports import Clock
-from sop_verified.core.request import Decision, Request
-from sop_verified.errors import ProtocolError
+from sop_verified.protocols.ledger import ProtocolLedger
 from sop_verified.tools.canonical import sha256_hex
 from sop_verified.tools.signed_note import Verifier
 from sop_verified.tools.tlog_proof import ProofBundle

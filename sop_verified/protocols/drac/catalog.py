@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sop_verified.core.contracts import ensure, invariant, require
-from sop_verified.core.drac.phases import PhaseMachine
 from sop_verified.core.request import CONTENT_DIGEST_PATTERN
 from sop_verified.errors import IntegrityError, ProtocolError
+from sop_verified.protocols.drac.phases import PhaseMachine
 from sop_verified.tools.tlog_store import Receipt
 
 __all__ = [

@@ -4,12 +4,14 @@
 (:mod:`.controller`) carries out ``phase.advance``, catalogued
 ``artifact.persist`` and catalog queries after the kernel's logged ALLOW;
 :mod:`.phases` holds the phase order, the resource grammar and the
-``phase_order`` obligations the kernel derives.
+``phase_order`` obligations the kernel derives; :class:`DRAC` (:mod:`.facade`)
+is ``sop.drac``, the typed facade that builds the bridge requests.
 """
 
-from sop_verified.core.drac.catalog import ArtifactRecord, DracState, check_inputs, provenance
-from sop_verified.core.drac.controller import CatalogQuery, DracController
-from sop_verified.core.drac.phases import (
+from sop_verified.protocols.drac.catalog import ArtifactRecord, DracState, check_inputs, provenance
+from sop_verified.protocols.drac.controller import CatalogQuery, DracController
+from sop_verified.protocols.drac.facade import DRAC
+from sop_verified.protocols.drac.phases import (
     DEFAULT_PHASES,
     PhaseEvent,
     PhaseMachine,
@@ -23,6 +25,7 @@ from sop_verified.core.drac.phases import (
 
 __all__ = [
     "DEFAULT_PHASES",
+    "DRAC",
     "ArtifactRecord",
     "CatalogQuery",
     "DracController",

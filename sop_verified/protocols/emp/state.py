@@ -18,8 +18,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sop_verified.core.contracts import ensure, invariant, require
-from sop_verified.core.emp.outputs import OutputRecord, VerificationOutput, emp_key_id
 from sop_verified.errors import IntegrityError, ProtocolError
+from sop_verified.protocols.emp.outputs import OutputRecord, VerificationOutput, emp_key_id
 from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["EmpState", "key_entry"]

@@ -245,7 +245,7 @@ def _kind(entry: Mapping[str, Any]) -> str:
 
 def _check_seal(book: SnapshotBook, entry: Mapping[str, Any]) -> None:
     seal = _seal_of(0, entry, b"", Receipt(0, b"\0" * 32, 1))
-    if seal.snapshot in book._seals:
+    if book.seal(seal.snapshot) is not None:
         raise ProtocolError(f"snapshot `{seal.snapshot}` is sealed already", code="already_sealed")
     book.check_parent(seal.session, seal.parent)
 
@@ -256,7 +256,7 @@ def _check_resume(book: SnapshotBook, entry: Mapping[str, Any]) -> None:
 
 def _check_known(book: SnapshotBook, entry: Mapping[str, Any]) -> None:
     snapshot = _field(entry, "snapshot")
-    seal = book._seals.get(snapshot)
+    seal = book.seal(snapshot)
     if seal is None:
         raise ProtocolError(f"no snapshot `{snapshot}`", code="unknown_snapshot")
     if _kind(entry) == ROLLBACK_OP and seal.session != _field(entry, "session"):

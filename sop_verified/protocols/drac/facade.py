@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sop_verified.core.drac import CatalogQuery, DracController, PhaseEvent, Step
-from sop_verified.core.drac.phases import SESSIONS_ROOT
 from sop_verified.core.request import Decision
+from sop_verified.protocols.drac.controller import CatalogQuery, DracController
+from sop_verified.protocols.drac.phases import SESSIONS_ROOT, PhaseEvent, Step
 from sop_verified.protocols.requests import bridge_request
 
 __all__ = ["DRAC"]

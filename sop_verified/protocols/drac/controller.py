@@ -27,15 +27,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sop_verified.core.contracts import ensure, invariant, require
-from sop_verified.core.drac.catalog import ArtifactRecord, DracState, check_inputs, provenance
-from sop_verified.core.drac.phases import (
+from sop_verified.core.persistence import PersistenceController
+from sop_verified.core.ports import Clock
+from sop_verified.core.request import CONTENT_DIGEST_PATTERN, Decision, Request
+from sop_verified.errors import ProtocolError
+from sop_verified.protocols.drac.catalog import ArtifactRecord, DracState, check_inputs, provenance
+from sop_verified.protocols.drac.phases import (
     PHASE_PATTERN,
     SESSION_PATTERN,
     Step,
     parse_artifact,
     parse_step,
 )
-from sop_verified.core.effects import (
+from sop_verified.protocols.effects import (
     Attest,
     Submit,
     diagnose,
@@ -45,11 +49,7 @@ from sop_verified.core.effects import (
     refuse,
     rule,
 )
-from sop_verified.core.ledger import ProtocolLedger
-from sop_verified.core.persistence import PersistenceController
-from sop_verified.core.ports import Clock
-from sop_verified.core.request import CONTENT_DIGEST_PATTERN, Decision, Request
-from sop_verified.errors import ProtocolError
+from sop_verified.protocols.ledger import ProtocolLedger
 from sop_verified.tools.attest import PREDICATE_ARTIFACT
 
 __all__ = ["CatalogQuery", "DracController"]

@@ -2,7 +2,7 @@
 
 ``sop.csp`` is this facade. Each call is one bridge request through the
 kernel and returns its :class:`~sop_verified.core.request.Decision` (with the
-receipt) or, for a resume, a :class:`~sop_verified.core.csp.ResumeResult`::
+receipt) or, for a resume, a :class:`~sop_verified.protocols.csp.ResumeResult`::
 
     d = sop.csp.put_blob(b"...", state_class="working", token=t)   # stored by digest
     digest = d.extra["effect"]["digest"]
@@ -19,13 +19,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from sop_verified.core.csp import (
-    CspController,
-    ResumeResult,
-    blob_resource,
-    manifest_resource,
-)
 from sop_verified.core.request import Decision
+from sop_verified.protocols.csp.controller import CspController, ResumeResult
+from sop_verified.protocols.csp.manifest import blob_resource, manifest_resource
 from sop_verified.protocols.requests import bridge_request
 
 __all__ = ["CSP"]

@@ -7,7 +7,7 @@ signature covers DSSE's pre-authentication encoding of the canonical output
 without its signature, under the payload type :data:`OUTPUT_PAYLOAD_TYPE`.
 
 One output is stored per ``(subject, claim)``, under :func:`output_resource`
-in EMP's write-once scope (see :class:`~sop_verified.core.emp.state.EmpState`).
+in EMP's write-once scope (see :class:`~sop_verified.protocols.emp.state.EmpState`).
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from sop_verified.core.csp import REVOKE_OP, ROLLBACK_OP, Manifest, SnapshotBook
 from sop_verified.core.obligations import Verdict
 from sop_verified.core.proofgate import GateConfig, Z3ProofGate
 from sop_verified.errors import IntegrityError, ProtocolError
+from sop_verified.protocols.csp import REVOKE_OP, ROLLBACK_OP, Manifest, SnapshotBook
 from sop_verified.tools.tlog_store import Receipt
 
 RECEIPT = Receipt(0, b"\0" * 32, 1)

@@ -8,7 +8,7 @@ decision with the verdict the gate recorded (PROVED, REFUTED with its
 counterexample, UNKNOWN with its reason, REJECTED with what was wrong).
 
 ``sop.emp.record_output(output, token=...)`` records a verification output
-EMP signed (:func:`~sop_verified.core.emp.sign_output`) with a key the
+EMP signed (:func:`~sop_verified.protocols.emp.sign_output`) with a key the
 operator registered: a ``verdict.record`` request, then (on ALLOW) the
 signature is verified, the output stored write-once and attested. A second,
 different output for the same subject and claim is refused
@@ -20,11 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sop_verified.core.emp import EmpController, VerificationOutput, output_resource
 from sop_verified.core.obligations import VerdictResult
 from sop_verified.core.request import Decision, Obligation, Stage
 from sop_verified.errors import SOPError
 from sop_verified.protocols.bridge import Bridge, new_request_id
+from sop_verified.protocols.emp.controller import EmpController
+from sop_verified.protocols.emp.outputs import VerificationOutput, output_resource
 from sop_verified.protocols.requests import bridge_request
 
 __all__ = ["EMP", "ObligationOutcome"]
