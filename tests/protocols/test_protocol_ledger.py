@@ -143,6 +143,37 @@ def test_a_refusal_is_logged_and_answers_deny() -> None:
     assert b'"type":"protocol.refused"' in log.payloads[0]
 
 
+def test_a_refused_persist_effect_closes_the_pending_decision() -> None:
+    events = Events()
+    log = FakeLog(events)
+    ledger = _ledger(Sink(events), log, FakeIndex(events))
+    request = Request(request_id="r", principal="drac", action="artifact.persist", resource="a")
+    allow = Decision(Effect.ALLOW, (), "r", "cap", ("p",), 41)
+    why = Reason(Stage.PROTOCOL, "out_of_order", "no")
+    d = ledger.refuse_effect(allow, request, why, now=9)
+    assert d.effect is Effect.DENY and d.reasons == (why,)
+    assert d.log_index == 0 and d.extra["decision_index"] == 41
+    entry = log.payloads[0]
+    assert b'"type":"persist.effect"' in entry and b'"outcome":"refused"' in entry
+    assert b'"decision_index":41' in entry  # spec: INV-9 — nothing will follow this ALLOW
+
+
+def test_a_refusal_stands_when_the_log_fails() -> None:
+    events = Events()
+    log = FakeLog(events)
+    log.fail = True
+    ledger = _ledger(Sink(events), log, FakeIndex(events))
+    request = Request(request_id="r", principal="drac", action="artifact.persist", resource="a")
+    allow = Decision(Effect.ALLOW, (), "r", "cap", ("p",), 41)
+    why = Reason(Stage.PROTOCOL, "out_of_order", "no")
+    for d in (
+        ledger.refuse("drac", allow, request, [why]),
+        ledger.refuse_effect(allow, request, why, now=9),
+    ):
+        assert d.effect is Effect.DENY and d.log_index is None and d.receipt is None
+        assert [r.code for r in d.reasons] == ["out_of_order", "log_append_failed"]
+
+
 def test_only_protocol_records_have_a_kind() -> None:
     assert record_kind(canonical_json(ENTRY)) == "drac.phase"
     assert record_kind(canonical_json({"type": "admin", "op": "emp.key.register"})) == (
