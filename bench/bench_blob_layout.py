@@ -32,8 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sop_verified.storage.sqlite_log import LOG_SCHEMA, insert_rows
-from sop_verified.storage.sqlite_persist import INLINE_SCHEMA, PERSIST_SCHEMA
+from sop_verified.storage.sqlite_blobs import INLINE_SCHEMA
+from sop_verified.storage.sqlite_db import insert_rows
+from sop_verified.storage.sqlite_log import LOG_SCHEMA
+from sop_verified.storage.sqlite_persist import PERSIST_SCHEMA
 
 __all__ = ["LAYOUTS", "run_layout"]
 

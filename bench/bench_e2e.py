@@ -251,7 +251,7 @@ def _decision_payload(s: Scenario) -> bytes:
     """The newest decision entry in the log (a representative payload)."""
     size = s.sop.log.size if s.sop.log else 0
     store = s.sop.store
-    rows = store.log_entries(max(0, size - 8), size) if store else []
+    rows = store.log.log_entries(max(0, size - 8), size) if store else []
     for _, _, payload in reversed(rows):
         if b'"type":"decision"' in payload:
             return payload
@@ -260,11 +260,11 @@ def _decision_payload(s: Scenario) -> bytes:
 
 def _setup_facts(s: Scenario, threads: int, per_thread: int, warm_s: float) -> dict[str, Any]:
     store = s.sop.store
-    db = getattr(store, "_db", None)  # read-only introspection of the store's own connection
+    db = getattr(store, "_db", None)  # read-only introspection of the backend's own connection
     pragmas = {}
     if db is not None:
         for name in ("journal_mode", "synchronous"):
-            pragmas[name] = db.execute(f"PRAGMA {name}").fetchone()[0]
+            pragmas[name] = db.query(f"PRAGMA {name}")[0][0]
     return {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

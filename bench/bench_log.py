@@ -30,7 +30,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.tools.merkle import verify_inclusion
 from sop_verified.tools.signed_note import Signer, generate
 
@@ -52,17 +52,17 @@ def _us(seconds: float) -> float:
     return round(seconds * 1e6, 1)
 
 
-def bench_bulk(store: SQLiteStore, size: int) -> dict[str, Any]:
+def bench_bulk(store: SQLiteBackend, size: int) -> dict[str, Any]:
     rates = []
     for start in range(0, size, BATCH):
         batch = _payloads(start, min(BATCH, size - start))
         t0 = time.perf_counter()
-        store.log.append_many(batch)
+        store.log.opened.append_many(batch)
         rates.append(len(batch) / (time.perf_counter() - t0))
     return {"entries": size, "median_per_s": round(statistics.median(rates)), "batches": len(rates)}
 
 
-def bench_group_commit(store: SQLiteStore, threads: int = 32, each: int = 200) -> dict[str, Any]:
+def bench_group_commit(store: SQLiteBackend, threads: int = 32, each: int = 200) -> dict[str, Any]:
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -71,7 +71,7 @@ def bench_group_commit(store: SQLiteStore, threads: int = 32, each: int = 200) -
         for i in range(each):
             payload = b'{"w":%d,"i":%d}' % (w, i)
             t0 = time.perf_counter()
-            store.append(payload)
+            store.log.append(payload)
             mine.append(time.perf_counter() - t0)
         with lock:
             latencies.extend(mine)
@@ -92,8 +92,8 @@ def bench_group_commit(store: SQLiteStore, threads: int = 32, each: int = 200) -
     }
 
 
-def bench_proofs(store: SQLiteStore, size: int, n: int = 20_000) -> dict[str, Any]:
-    log = store.log
+def bench_proofs(store: SQLiteBackend, size: int, n: int = 20_000) -> dict[str, Any]:
+    log = store.log.opened
     rng = random.Random(1)
     indices = [rng.randrange(size) for _ in range(n)]
     for i in indices[:2000]:  # warm the cache of upper tiles
@@ -104,7 +104,7 @@ def bench_proofs(store: SQLiteStore, size: int, n: int = 20_000) -> dict[str, An
         proofs.append(log.inclusion_proof(i, size))
         samples.append(time.perf_counter() - t0)
     root = log.root()
-    payloads = {i: store.log_entries(i, i + 1)[0][1] for i in indices[:5000]}
+    payloads = {i: store.log.log_entries(i, i + 1)[0][1] for i in indices[:5000]}
     t0 = time.perf_counter()
     for i, proof in zip(indices[:5000], proofs[:5000], strict=True):
         verify_inclusion(payloads[i], i, size, proof, root)
@@ -121,8 +121,8 @@ def bench_proofs(store: SQLiteStore, size: int, n: int = 20_000) -> dict[str, An
 def bench_boot(path: Path, signer: Signer) -> dict[str, Any]:
     tracemalloc.start()
     t0 = time.perf_counter()
-    store = SQLiteStore(path)
-    log = store.open_log(origin=ORIGIN, signer=signer)
+    store = SQLiteBackend.open(path)
+    log = store.log.open(origin=ORIGIN, signer=signer)
     elapsed = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -164,11 +164,11 @@ def run(size: int) -> dict[str, Any]:
     signer = Signer.from_string(generate(ORIGIN)[0])
     with tempfile.TemporaryDirectory(prefix="sop-bench-log-") as tmp:
         path = Path(tmp) / "sop.db"
-        store = SQLiteStore(path)
-        store.open_log(origin=ORIGIN, signer=signer)
-        small = SQLiteStore(Path(tmp) / "small.db")
-        small.open_log(origin=ORIGIN, signer=signer)
-        small.log.append_many(_payloads(0, PEER_SIZE))
+        store = SQLiteBackend.open(path)
+        store.log.open(origin=ORIGIN, signer=signer)
+        small = SQLiteBackend.open(Path(tmp) / "small.db")
+        small.log.open(origin=ORIGIN, signer=signer)
+        small.log.opened.append_many(_payloads(0, PEER_SIZE))
         result = {
             "bulk_append": bench_bulk(store, size),
             "inclusion": bench_proofs(store, size),

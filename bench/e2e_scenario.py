@@ -26,7 +26,7 @@ from sop_verified.core.health import Health
 from sop_verified.core.request import Decision
 from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.sop import SOP, wall_clock
-from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.tools.signed_note import Signer, generate
 
 __all__ = [
@@ -375,12 +375,12 @@ def log_floor(root: Path, threads: int, per_thread: int, entry: bytes) -> RunRes
         The run (receipts counted into ``tree_sizes``).
     """
     origin = "bench.local/e2e-floor"
-    store = SQLiteStore(root / "floor.db")
-    store.open_log(origin=origin, signer=Signer.from_string(generate(origin)[0]))
+    store = SQLiteBackend.open(root / "floor.db")
+    store.log.open(origin=origin, signer=Signer.from_string(generate(origin)[0]))
     sizes: set[int] = set()
 
     def append(client: int, i: int) -> None:
-        sizes.add(store.append_receipt(entry + b" %d %d" % (client, i)).tree_size)
+        sizes.add(store.log.append_receipt(entry + b" %d %d" % (client, i)).tree_size)
 
     try:
         result = run_clients("log", threads, per_thread, append, effect=False)

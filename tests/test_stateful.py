@@ -86,7 +86,7 @@ from sop_verified.errors import CapabilityError
 from sop_verified.nexus import config as nexus_config
 from sop_verified.nexus import sop as sop_module
 from sop_verified.nexus.sop import SOP, PolicyRefusedError
-from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.storage.ports import StorageBackend
 from sop_verified.tools.checkpoint import open_checkpoint
 from sop_verified.tools.paths import Glob
 
@@ -206,15 +206,15 @@ class KernelVersusModel(RuleBasedStateMachine):
     def _authority(self) -> tuple[Any, ...]:
         """Everything the bridge must never change (INV-6)."""
         store, caps = self._ports()
-        active = store.load_active_policy_set()
+        active = store.policies.load_active_policy_set()
         return (
             self.sop.policy.digest if self.sop.policy else None,
             None if active is None else active[0],
             tuple(c.id for c in caps.all()),
-            frozenset(store.load_revocations()),
+            frozenset(store.capabilities.load_revocations()),
         )
 
-    def _ports(self) -> tuple[SQLiteStore, CapabilityRegistry]:
+    def _ports(self) -> tuple[StorageBackend, CapabilityRegistry]:
         store, caps = self.sop.store, self.sop.capabilities
         assert store is not None
         assert caps is not None
@@ -416,11 +416,11 @@ class KernelVersusModel(RuleBasedStateMachine):
     def _decide_and_compare(self, raw: dict[str, Any], kind: tuple[str, ModelCap | None]) -> None:
         expected = self.model.decide(raw, kind)
         store, _ = self._ports()
-        before, size = self._authority(), store.log_size()
+        before, size = self._authority(), store.log.log_size()
         decision = self.sop.submit(raw)
         assert self._authority() == before  # spec: INV-6 — the bridge changed nothing
         # One decision entry, last, after the attestations of verdicts proved for it.
-        kinds = [json.loads(p)["type"] for _, _, p in store.log_entries(size)]
+        kinds = [json.loads(p)["type"] for _, _, p in store.log.log_entries(size)]
         assert kinds[-1:] == ["decision"], kinds
         assert set(kinds[:-1]) <= {"attestation"}, kinds
         self.expected[raw["request_id"]] = expected
@@ -434,8 +434,8 @@ class KernelVersusModel(RuleBasedStateMachine):
     # ---- invariants: DESIGN section 2 -----------------------------------------------------
     def _entries_since(self, name: str) -> list[dict[str, Any]]:
         store, _ = self._ports()
-        rows = store.log_entries(self.cursor[name])
-        self.cursor[name] = store.log_size()
+        rows = store.log.log_entries(self.cursor[name])
+        self.cursor[name] = store.log.log_size()
         return [json.loads(p) for _, _, p in rows]
 
     def _decisions_since(self, name: str) -> list[Decision]:
@@ -481,15 +481,15 @@ class KernelVersusModel(RuleBasedStateMachine):
     @invariant()
     def inv_5_log_append_only(self) -> None:
         store, _ = self._ports()
-        rows = store.log_entries()
-        assert [i for i, _, _ in rows] == list(range(store.log_size()))  # no gap, no loss
+        rows = store.log.log_entries()
+        assert [i for i, _, _ in rows] == list(range(store.log.log_size()))  # no gap, no loss
         assert all(leaf == _leaf_hash(p) for _, leaf, p in rows[len(self.seen_log) :])
         assert len(rows) >= len(self.seen_log)  # the log only grows
         assert rows[: len(self.seen_log)] == self.seen_log  # earlier entries byte-identical
         self.seen_log = rows
         # Every signed checkpoint (each receipt's, and the latest) commits to a prefix of
         # these very entries: as the prefixes never change, all checkpoints are consistent.
-        log = store.log
+        log = store.log.opened
         notes = [d.receipt.checkpoint for d in self._decisions_since("inv5") if d.receipt]
         for note in [*notes, log.checkpoint_note]:
             if note is None or note in self.checked_notes:
@@ -502,16 +502,18 @@ class KernelVersusModel(RuleBasedStateMachine):
     def inv_6_no_bridge_remediation(self) -> None:
         # Only the admin-plane rules move the model; the bridge may move nothing.
         store, caps = self._ports()
-        active = store.load_active_policy_set()
+        active = store.policies.load_active_policy_set()
         assert (self.sop.policy.digest if self.sop.policy else None) == self.expected_digest
         assert (None if active is None else active[0]) == self.expected_digest
         assert {c.id for c in caps.all()} == {c.id for c in self.model.caps.values()}
-        assert set(store.load_revocations()) == {self.model.caps[k].id for k in self.model.revoked}
+        assert set(store.capabilities.load_revocations()) == {
+            self.model.caps[k].id for k in self.model.revoked
+        }
 
     @invariant()
     def inv_9_effect_after_record(self) -> None:
         store, _ = self._ports()
-        entries = {i: json.loads(p) for i, _, p in store.log_entries()}
+        entries = {i: json.loads(p) for i, _, p in store.log.log_entries()}
         for d in self._decisions_since("inv9"):
             assert d.log_index is not None, d  # every decision is recorded, ALLOW above all
             entry = entries[d.log_index]

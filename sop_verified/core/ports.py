@@ -1,7 +1,9 @@
 """The kernel's ports: what core/ needs from the outside, as structural protocols.
 
-storage/ implements these without importing core (structural typing), nexus/
-wires them. Every method that fails raises :class:`~sop_verified.errors.StorageError`;
+The storage roles (:class:`CapabilityStore`, :class:`PolicyStore`) are declared
+in :mod:`sop_verified.storage.ports`, with every other role, and re-exported
+here; storage/ implements them without importing core, nexus/ wires them.
+Every method that fails raises :class:`~sop_verified.errors.StorageError`;
 the kernel turns that into DENY (INV-2).
 """
 
@@ -10,38 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from sop_verified.storage.ports import CapabilityStore, PolicyStore
 from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["CapabilityStore", "Clock", "DecisionLog", "PolicyStore", "ReceiptLog"]
 
 Clock = Callable[[], int]
 """Returns the current time as integer Unix seconds (injected; tests pin it)."""
-
-
-class CapabilityStore(Protocol):
-    """Durable record of admitted capabilities and revocations."""
-
-    def save_capability(self, cap_id: str, parent_id: str | None, claims: bytes) -> None:
-        """Store an admitted capability's canonical claims (write-once by id)."""
-
-    def load_capabilities(self) -> list[tuple[str, str | None, bytes]]:
-        """All admitted capabilities as (id, parent id, canonical claims), in admission order."""
-
-    def save_revocation(self, cap_id: str, at: int) -> None:
-        """Record that ``cap_id`` was revoked at time ``at`` (idempotent)."""
-
-    def load_revocations(self) -> dict[str, int]:
-        """All revocations, id to time."""
-
-
-class PolicyStore(Protocol):
-    """Durable record of activated policy sets."""
-
-    def save_policy_set(self, digest: str, document: bytes, activated_at: int) -> None:
-        """Record the activation of a policy set (its canonical document)."""
-
-    def load_active_policy_set(self) -> tuple[str, bytes] | None:
-        """The most recently activated policy set as (digest, canonical document), or None."""
 
 
 class DecisionLog(Protocol):

@@ -9,6 +9,7 @@ key, checking the latest checkpoint against the public key.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -17,9 +18,11 @@ import orjson
 from sop_verified.errors import ConfigError, InputError, StorageError
 from sop_verified.nexus.config import load_config
 from sop_verified.nexus.keys import CHECKPOINT_GENESIS, CHECKPOINT_VKEY, read_vkey
-from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.storage.entry_log import UnsignedLogWarning
+from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.storage.sqlite_log import SQLiteLogReader
 from sop_verified.tools.signed_note import Verifier
+from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_audit import AuditReport, audit_log
 from sop_verified.tools.tlog_proof import HEADER, ProofBundle
 
@@ -110,20 +113,24 @@ def _held_note(path: Path) -> str:
     return text
 
 
-def _open(data_dir: Path) -> SQLiteStore:
+def _open(data_dir: Path) -> tuple[SQLiteBackend, TransparencyLog]:
+    """Open the database and its log to read: no checkpoint key, the public one trusted."""
     config = load_config(data_dir)
     trusted = read_vkey(data_dir / CHECKPOINT_VKEY)
     if not (data_dir / DB_FILE).is_file():
         raise ConfigError(
             f"no database in `{data_dir}`", accepted="a data directory made by `sop init`"
         )
-    store = SQLiteStore(data_dir / DB_FILE)
+    store = SQLiteBackend.open(data_dir / DB_FILE)
     try:
-        store.open_log(origin=config.origin, signer=None, trusted=(trusted,))
+        # an auditor's view: it only reads and proves, against the public checkpoint key
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnsignedLogWarning)
+            log = store.log.unsafe_open_unsigned(origin=config.origin, trusted=(trusted,))
     except BaseException:
         store.close()
         raise
-    return store
+    return store, log
 
 
 def prove_entry(data_dir: Path, index: int) -> ProofBundle:
@@ -142,9 +149,9 @@ def prove_entry(data_dir: Path, index: int) -> ProofBundle:
         VerificationError: the latest checkpoint does not verify.
         StorageError: the database failed.
     """
-    store = _open(data_dir)
+    store, log = _open(data_dir)
     try:
-        return store.log.prove(index)
+        return log.prove(index)
     finally:
         store.close()
 
@@ -163,9 +170,9 @@ def latest_checkpoint(data_dir: Path) -> str | None:
         VerificationError: the latest checkpoint does not verify.
         StorageError: the database failed.
     """
-    store = _open(data_dir)
+    store, log = _open(data_dir)
     try:
-        return store.log.checkpoint_note
+        return log.checkpoint_note
     finally:
         store.close()
 

@@ -21,7 +21,7 @@ from sop_verified.nexus.keys import (
     stage_checkpoint_key,
     unstage_checkpoint_key,
 )
-from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.storage.ports import StorageBackend
 from sop_verified.tools.attest import sign_envelope, statement
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.key_chain import rotation_entry
@@ -44,7 +44,7 @@ def _signed_by(note: str, signer: Signer) -> bool:
 
 
 def open_signed_log(
-    data_dir: Path, store: SQLiteStore, origin: str, signer: Signer
+    data_dir: Path, store: StorageBackend, origin: str, signer: Signer
 ) -> tuple[TransparencyLog, Signer]:
     """Open the log with ``signer``; finish or drop a rotation a crash interrupted.
 
@@ -65,7 +65,7 @@ def open_signed_log(
     """
     staged = load_staged_signer(data_dir, origin)
     trusted = () if staged is None else (staged.verifier(),)
-    log = store.open_log(origin=origin, signer=signer, trusted=trusted)
+    log = store.log.open(origin=origin, signer=signer, trusted=trusted)
     if staged is None:
         return log, signer
     note = log.checkpoint_note
@@ -73,7 +73,7 @@ def open_signed_log(
     unstage_checkpoint_key(data_dir, origin, commit=announced)
     if not announced:
         return log, signer
-    return store.open_log(origin=origin, signer=staged), staged
+    return store.log.open(origin=origin, signer=staged), staged
 
 
 def rotate_key(

@@ -22,7 +22,7 @@ from sop_verified.core.request import Decision, Request, parse_request
 from sop_verified.errors import InputError, IntegrityError, PersistenceError
 from sop_verified.nexus.config import SOPConfig
 from sop_verified.storage.blobs import ScopeDir
-from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.storage.ports import StorageBackend
 from sop_verified.tools.canonical import sha256_hex
 
 __all__ = [
@@ -42,14 +42,18 @@ Submit = Callable[[Request | dict[str, Any]], Decision]
 
 
 def start(
-    data_dir: Path, config: SOPConfig, store: SQLiteStore, health: Callable[[], Health], now: Clock
+    data_dir: Path,
+    config: SOPConfig,
+    store: StorageBackend,
+    health: Callable[[], Health],
+    now: Clock,
 ) -> tuple[PersistenceController, RecoveryReport]:
     """Open the scope roots, wire the controller, run boot repair.
 
     Args:
         data_dir: the data directory (scope roots live under its ``scopes/``).
         config: the validated configuration (its ``[[scope]]`` tables).
-        store: the SQLite store (the persistence index and the log).
+        store: the storage backend (its persistence index and log).
         health: SOP's health (effects happen only while READY).
         now: the clock.
 
@@ -69,7 +73,7 @@ def start(
         for scope in table:
             files[scope.name] = ScopeDir(base, scope.root)
         controller = PersistenceController(
-            scopes=table, files=files, index=store.persist, log=store, health=health, now=now
+            scopes=table, files=files, index=store.persist, log=store.log, health=health, now=now
         )
         return controller, controller.recover()
     except BaseException:

@@ -41,8 +41,7 @@ from sop_verified.protocols.effects import Submit
 from sop_verified.protocols.emp import EmpController, EmpState, emp_key_id, key_entry
 from sop_verified.protocols.ledger import ProtocolLedger, RecordSink
 from sop_verified.protocols.obligations import protocol_obligations
-from sop_verified.storage.sqlite import SQLiteStore
-from sop_verified.storage.sqlite_protocols import SQLiteRecordIndex
+from sop_verified.storage.ports import RecordIndex, StorageBackend
 from sop_verified.tools.attest import sign_envelope
 from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_store import Receipt
@@ -65,7 +64,7 @@ _SESSIONS_PREFIX = SESSIONS_ROOT + "/"
 class ProtocolServices:
     """The wired protocol controllers and what they share."""
 
-    index: SQLiteRecordIndex
+    index: RecordIndex
     ledger: ProtocolLedger
     drac_state: DracState
     emp_state: EmpState
@@ -76,8 +75,7 @@ class ProtocolServices:
     replayed: int
 
     def close(self) -> None:
-        """Close the record index."""
-        self.index.close()
+        """Nothing to release: the storage backend owns the record index and closes it."""
 
 
 def _sinks(drac: DracState, emp: EmpState, book: SnapshotBook) -> dict[str, RecordSink]:
@@ -96,7 +94,7 @@ def _sinks(drac: DracState, emp: EmpState, book: SnapshotBook) -> dict[str, Reco
 def start(
     *,
     config: SOPConfig,
-    store: SQLiteStore,
+    store: StorageBackend,
     log: TransparencyLog,
     persistence: PersistenceController,
     key: Ed25519PrivateKey,
@@ -109,17 +107,13 @@ def start(
         IntegrityError: a record is malformed or contradicts the ones before it.
         StorageError: the index or the log failed.
     """
-    index = SQLiteRecordIndex(store.path)
-    try:
-        drac_state, emp_state, book = DracState(config.drac.phases), EmpState(), SnapshotBook()
-        ledger = ProtocolLedger(
-            log=store, index=index, sinks=_sinks(drac_state, emp_state, book), now=now
-        )
-        ledger.catch_up(store.log_entries, log.size, log.checkpoint_note)
-        replayed = ledger.replay()
-    except BaseException:
-        index.close()
-        raise
+    index = store.records
+    drac_state, emp_state, book = DracState(config.drac.phases), EmpState(), SnapshotBook()
+    ledger = ProtocolLedger(
+        log=store.log, index=index, sinks=_sinks(drac_state, emp_state, book), now=now
+    )
+    ledger.catch_up(store.log.log_entries, log.size, log.checkpoint_note)
+    replayed = ledger.replay()
     attest_fn = _attester(log, key)
     common: dict[str, Any] = {"ledger": ledger, "submit": submit, "persistence": persistence}
     return ProtocolServices(

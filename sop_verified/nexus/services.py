@@ -54,7 +54,8 @@ from sop_verified.nexus.keys import load_attestation_key, load_checkpoint_signer
 from sop_verified.nexus.log_service import attest, open_signed_log
 from sop_verified.nexus.registry import ServiceRegistry
 from sop_verified.nexus.verdict_attest import AttestingVerdictStore
-from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.storage.ports import StorageBackend
+from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.tools.attest import PREDICATE_BOOT
 from sop_verified.tools.canonical import canonical_json, sha256_hex
 from sop_verified.tools.signed_note import Signer
@@ -90,7 +91,7 @@ class ServiceWiring:
         self.registry = ServiceRegistry()
         self._gate_override = proof_gate
         self.config: SOPConfig | None = None
-        self.store: SQLiteStore | None = None
+        self.store: StorageBackend | None = None
         self.capabilities: CapabilityRegistry | None = None
         self.policy: PolicySet | None = None
         self.gate: ProofGate | None = None
@@ -118,7 +119,7 @@ class ServiceWiring:
             raise IntegrityError("the configuration changed while booting")
 
     def _start_storage(self) -> None:
-        self.store = SQLiteStore(self.data_dir / DB_NAME)
+        self.store = SQLiteBackend.open(self.data_dir / DB_NAME)
         self.store.set_entry_indexer(index_entries)  # the persistence index follows the log
 
     def _test_storage(self) -> None:
@@ -144,11 +145,13 @@ class ServiceWiring:
         self.log, self._checkpoint_signer = open_signed_log(self.data_dir, store, origin, signer)
 
     def _test_log(self) -> None:
-        _need(self.store, "storage").verify_tail()
+        _need(self.store, "storage").log.verify_tail()
 
     def _start_capabilities(self) -> None:
         store = _need(self.store, "storage")
-        self.capabilities = CapabilityRegistry(store, self._mac_key, self._key_id, self.now)
+        self.capabilities = CapabilityRegistry(
+            store.capabilities, self._mac_key, self._key_id, self.now
+        )
 
     def _test_capabilities(self) -> None:
         caps = _need(self.capabilities, "capabilities")
@@ -165,7 +168,7 @@ class ServiceWiring:
         raise IntegrityError("the capability registry accepted a forged token")
 
     def _start_policy(self) -> None:
-        stored = _need(self.store, "storage").load_active_policy_set()
+        stored = _need(self.store, "storage").policies.load_active_policy_set()
         if stored is not None:
             digest, document = stored
             self.policy = PolicySet.from_canonical(document)
@@ -199,7 +202,9 @@ class ServiceWiring:
                 cross_check=frozenset(proofs.cross_check),
             ),
             store=AttestingVerdictStore(
-                SealedVerdictStore(_need(self.store, "storage"), derive_seal_key(self._mac_key)),
+                SealedVerdictStore(
+                    _need(self.store, "storage").verdicts, derive_seal_key(self._mac_key)
+                ),
                 _need(self.log, "log"),
                 _need(self.attestation_key, "keys"),
             ),
@@ -263,7 +268,7 @@ class ServiceWiring:
             capabilities=_need(self.capabilities, "capabilities"),
             policy=lambda: self.policy,
             proof_gate=_need(self.gate, "proof gate"),
-            log=_need(self.store, "storage"),
+            log=_need(self.store, "storage").log,
             health=self.registry.health,
             now=self.now,
             derive=self._derive_obligations,
@@ -306,7 +311,9 @@ class ServiceWiring:
             os.fsync(fh.fileno())
         os.replace(tmp, self.data_dir / MANIFEST_NAME)
         if self.store is not None and report.health is Health.READY:
-            self.store.append(canonical_json({"type": "boot", "manifest": report.manifest_dict()}))
+            self.store.log.append(
+                canonical_json({"type": "boot", "manifest": report.manifest_dict()})
+            )
             log, key = _need(self.log, "log"), _need(self.attestation_key, "keys")
             attest(
                 log,

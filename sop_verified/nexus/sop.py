@@ -359,7 +359,7 @@ class SOP(ServiceWiring):
             raise PolicyRefusedError(report)
         document = new.document.canonical_bytes()
         self._log_admin("policy.activate", {"policy_digest": new.digest})  # spec: INV-9
-        self.store.save_policy_set(new.digest, document, self.now())
+        self.store.policies.save_policy_set(new.digest, document, self.now())
         self.policy = new
         return report
 
@@ -400,6 +400,6 @@ class SOP(ServiceWiring):
         return self.capabilities
 
     def _log_admin(self, op: str, detail: dict[str, Any]) -> None:
-        _need(self.store, "storage").append(
+        _need(self.store, "storage").log.append(
             canonical_json({"type": "admin", "op": op, "time": self.now(), **detail})
         )

@@ -1,26 +1,32 @@
 """The log's tables in SQLite: entries, tiles of subtree hashes, signed checkpoints.
 
 :class:`SQLiteLog` is the :class:`~sop_verified.tools.tlog_store.LogStore` of
-:class:`~sop_verified.storage.sqlite.SQLiteStore` (it shares the store's
+:class:`~sop_verified.storage.sqlite.SQLiteBackend` (it shares the backend's
 connection and lock); :class:`SQLiteLogReader` opens a database read-only and
 streams it for ``sop log verify``. All three tables are insert-only: triggers
 abort any UPDATE or DELETE (INV-5). A batch is one ``BEGIN IMMEDIATE`` ...
 ``COMMIT`` under ``synchronous=FULL`` in WAL mode, so it is durable when
-:meth:`SQLiteLog.write_batch` returns.
+:meth:`SQLiteLog.write_batch` returns; the batch's unit of work (persistence
+index rows, small blobs: :mod:`sop_verified.storage.unit_of_work`) is applied
+in that same transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sop_verified.errors import StorageError
+from sop_verified.storage.persist_index import EntryIndexer
+from sop_verified.storage.sqlite_blobs import migrate_blobs
+from sop_verified.storage.sqlite_db import SQLiteDB, insert_rows
+from sop_verified.storage.sqlite_persist import apply_unit, catch_up, indexed_to
+from sop_verified.storage.unit_of_work import UnitOfWork, plan_unit
 from sop_verified.tools.tlog_store import Batch
 
-__all__ = ["LOG_SCHEMA", "OnBatch", "SQLiteLog", "SQLiteLogReader", "insert_rows"]
+__all__ = ["LOG_SCHEMA", "SQLiteLog", "SQLiteLogReader", "insert_rows"]
 
 _T = TypeVar("_T")
 
@@ -50,42 +56,6 @@ CREATE TABLE IF NOT EXISTS log_checkpoints (
 
 _MAX_VARS = 500
 
-Tx = Callable[[], AbstractContextManager[sqlite3.Connection]]
-Query = Callable[[str, Sequence[object]], list[Any]]
-OnBatch = Callable[[sqlite3.Connection, Batch], Callable[[], None] | None]
-
-_MAX_PARAMS = 900
-"""Bound parameters per multi-row statement (SQLite's limit is 999 before 3.32)."""
-
-_values_sql: dict[tuple[str, int, int], str] = {}
-
-
-def insert_rows(
-    db: sqlite3.Connection,
-    head: str,
-    rows: Sequence[Sequence[object]],
-    width: int,
-    tail: str = "",
-) -> None:
-    """Run ``head VALUES (?, ...), (?, ...) tail`` for ``rows`` in as few statements as fit.
-
-    Args:
-        db: The connection (inside the caller's transaction).
-        head: The statement up to ``VALUES`` (a constant of the caller's).
-        rows: The rows, each of ``width`` values.
-        width: Values per row.
-        tail: What follows the values (a constant, e.g. an ``ON CONFLICT`` clause).
-    """
-    step = max(1, _MAX_PARAMS // width)
-    for at in range(0, len(rows), step):
-        chunk = rows[at : at + step]
-        key = (head + tail, width, len(chunk))
-        sql = _values_sql.get(key)
-        if sql is None:
-            row = "(" + ",".join("?" * width) + ")"
-            sql = _values_sql[key] = f"{head} VALUES {','.join([row] * len(chunk))}{tail}"
-        db.execute(sql, [v for r in chunk for v in r])
-
 
 def _tiles_sql(count: int) -> str:
     """One statement for ``count`` tile keys: only the ``?`` marks vary."""
@@ -94,23 +64,40 @@ def _tiles_sql(count: int) -> str:
 
 
 class SQLiteLog:
-    """The log tables of one SQLite connection, as a ``LogStore``."""
+    """The log tables of one SQLite database, as an ``AtomicLogStore``."""
 
-    def __init__(self, tx: Tx, query: Query, on_batch: OnBatch | None = None) -> None:
-        """Use the owning store's transaction and query helpers (they hold its lock).
+    def __init__(
+        self, db: SQLiteDB, on_versions: Callable[[dict[int, int]], None] | None = None
+    ) -> None:
+        """Use ``db``'s writer connection and lock.
 
         Args:
-            tx: Opens a write transaction that commits on exit (raises StorageError).
-            query: Runs one read statement under the store's lock and returns
-                its rows (raises StorageError).
-            on_batch: Runs inside each batch's transaction after its rows (the
-                store keeps derived tables in step); may return a callable to
-                run after the commit.
+            db: The database (its schema holds :data:`LOG_SCHEMA` and the index's tables).
+            on_versions: Told, once a batch committed, the versions its unit gave
+                its written effects (the persistence index's memo).
         """
-        self._tx = tx
-        self._query = query
-        self._on_batch = on_batch
+        self._db = db
+        self._query = db.query
+        self._on_versions = on_versions
+        self._indexer: EntryIndexer | None = None
+        self._indexed_to: int | None = None  # what the index reflects, as last committed here
         self._sql: dict[int, str] = {}
+
+    def follow(self, indexer: EntryIndexer) -> None:
+        """Keep the persistence index in step with the log, batch by batch.
+
+        Catches up on the entries appended since the index last followed the
+        log (all of them for an older database), then derives each later
+        batch's unit of work with ``indexer``.
+
+        Raises:
+            StorageError: the catch-up failed.
+        """
+        with self._db.tx() as db:
+            catch_up(db, indexer)
+            migrate_blobs(db)
+            self._indexer = indexer
+            self._indexed_to = None  # read from the database at the next batch
 
     def log_tail(self) -> tuple[int, str | None]:
         """Return the entry count (largest index + 1) and the latest checkpoint note."""
@@ -130,24 +117,49 @@ class SQLiteLog:
         return out
 
     def write_batch(self, batch: Batch) -> None:
-        """Insert the batch's entries, tiles and checkpoint in one durable transaction.
+        """Insert the batch's entries, tiles and checkpoint, and apply its unit of work.
+
+        The unit (the index rows the followed indexer derives from the batch's
+        entries, and its small blobs) is planned before the transaction, as
+        data, and applied inside it (:meth:`commit`).
+
+        Raises:
+            StorageError: the write failed, or a blob no effect of the batch
+                records; nothing is stored.
+        """
+        self.commit(batch, plan_unit(batch, self._indexer))
+
+    def commit(self, batch: Batch, unit: UnitOfWork | None) -> None:
+        """Write ``batch`` and apply ``unit`` in one durable transaction, or neither.
 
         Each table gets one multi-row statement (a few hundred rows at most per
         statement): every SQLite call gives up the GIL and must win it back, so
-        a batch makes a handful of calls, not one per row. The owner's
-        ``on_batch`` hook runs inside the same transaction; what it returns
-        runs once the transaction committed.
+        a batch makes a handful of calls, not one per row. When the index is
+        behind the batch's start (another writer, or an older database) the
+        stored entries before it are indexed first, in the same transaction.
+
+        Raises:
+            StorageError: the write failed; nothing is stored.
         """
-        with self._tx() as db:
+        versions: dict[int, int] = {}
+        with self._db.tx() as db:
             insert_rows(db, "INSERT INTO log_entries (idx, leaf_hash, payload)", batch.entries, 3)
             insert_rows(db, "INSERT INTO log_tiles (id, hashes)", batch.tiles, 2)
             if batch.checkpoint is not None:
                 db.execute(
                     "INSERT INTO log_checkpoints (size, note) VALUES (?, ?)", batch.checkpoint
                 )
-            after = None if self._on_batch is None else self._on_batch(db, batch)
-        if after is not None:
-            after()
+            if unit is not None:
+                if self._indexed_to != batch.start and indexed_to(db) != batch.start:
+                    if self._indexer is None:
+                        raise StorageError("the persistence index is behind the log; no indexer")
+                    self._indexed_to = None
+                    catch_up(db, self._indexer, until=batch.start)
+                versions = apply_unit(db, unit)
+        if unit is not None:  # only after COMMIT: a rolled-back batch changes nothing
+            self._indexed_to = unit.indexed_to
+            if versions and self._on_versions is not None:
+                self._on_versions(versions)
 
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
         """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``."""

@@ -1,39 +1,42 @@
 """The persistence index in SQLite: pending decisions, effects, objects, tombstones, purges.
 
-:func:`apply_ops` runs inside the transaction that writes a batch of log
-entries (see :meth:`SQLiteStore.set_entry_indexer`), so the index is always
-exactly a function of the log prefix ``[0, indexed_to)``. Effects and
-tombstones are insert-only (triggers abort UPDATE and DELETE); ``pending``
-and ``purge`` are work queues, emptied as their work is logged or done.
-:class:`SQLitePersistIndex` answers the controller's queries.
+:func:`apply_unit` applies a batch's
+:class:`~sop_verified.storage.unit_of_work.UnitOfWork` inside the transaction
+that writes the batch's log entries (:class:`~sop_verified.storage.sqlite_log.SQLiteLog`),
+so the index is always exactly a function of the log prefix ``[0, indexed_to)``.
+Effects and tombstones are insert-only (triggers abort UPDATE and DELETE);
+``pending`` and ``purge`` are work queues, emptied as their work is logged or
+done. :class:`SQLitePersistIndex` answers the controller's queries.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from typing import Any
 
+from sop_verified.errors import StorageError
 from sop_verified.storage.persist_index import (
     EffectRecord,
+    EntryIndexer,
     IndexOps,
     ObjectRecord,
     PendingDecision,
     PurgeRecord,
 )
-from sop_verified.storage.sqlite_log import insert_rows
+from sop_verified.storage.sqlite_blobs import SQLiteBlobs, store_blobs
+from sop_verified.storage.sqlite_db import SQLiteDB, insert_rows
+from sop_verified.storage.unit_of_work import UnitOfWork
 
 __all__ = [
-    "INLINE_SCHEMA",
     "PERSIST_SCHEMA",
     "SQLitePersistIndex",
     "apply_ops",
+    "apply_unit",
+    "catch_up",
     "fill_versions",
     "indexed_to",
-    "migrate_blobs",
     "set_indexed_to",
-    "store_blobs",
 ]
 
 PERSIST_SCHEMA = """
@@ -84,39 +87,6 @@ CREATE TABLE IF NOT EXISTS persist_versions (
 )
 """DDL of the index tables; effects and tombstones are insert-only."""
 
-INLINE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS persist_inline (
-    effect_index INTEGER PRIMARY KEY,
-    data BLOB NOT NULL
-);
-CREATE VIEW IF NOT EXISTS persist_inline_in (effect_index, scope, stored, data) AS
-    SELECT NULL, NULL, NULL, NULL WHERE 0;
-CREATE TRIGGER IF NOT EXISTS persist_inline_in_insert INSTEAD OF INSERT ON persist_inline_in
-BEGIN
-    UPDATE persist_inline SET data = NEW.data
-        WHERE data IS NOT NEW.data AND effect_index IN (SELECT e.effect_index
-            FROM persist_effects e WHERE e.scope = NEW.scope AND e.stored = NEW.stored
-            AND e.outcome = 'written' AND e.effect_index <> NEW.effect_index);
-    INSERT INTO persist_inline (effect_index, data) SELECT NEW.effect_index, NEW.data
-        WHERE NOT EXISTS (SELECT 1 FROM persist_effects e JOIN persist_inline i
-            ON i.effect_index = e.effect_index
-            WHERE e.scope = NEW.scope AND e.stored = NEW.stored AND e.outcome = 'written');
-END;
-"""
-"""DDL of the small-blob table and the view it is written through (after ``PERSIST_SCHEMA``).
-
-Small content-addressed blobs (ADR 0007) are kept in ``persist_inline``, once
-per ``(scope, stored)``, under the index of the effect that first stored them
-(ADR 0009): an integer key that grows with the log, so storing a blob appends
-to the table's B-tree instead of inserting into an index at a random digest
-(which cost a 4 KiB page in the WAL, and again at the checkpoint, per write).
-They are found through ``persist_effects_by_stored``. A blob is stored through
-the view ``persist_inline_in``: if a written effect already holds the same
-``(scope, stored)``, its row gets these bytes (equal, by the digest in the key,
-so this only ever repairs a tampered row) and no row is added; otherwise a row
-is added under this effect's index.
-"""
-
 _LIVE = (
     "outcome = 'written' AND NOT EXISTS "
     "(SELECT 1 FROM persist_tombstones t WHERE t.effect_index = e.effect_index)"
@@ -127,9 +97,6 @@ _OBJECT_COLUMNS = (
 )
 
 _RECENT_VERSIONS = 4096
-
-Tx = Callable[[], AbstractContextManager[sqlite3.Connection]]
-Query = Callable[[str, Sequence[object]], list[Any]]
 
 
 def indexed_to(db: sqlite3.Connection) -> int:
@@ -246,31 +213,44 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
     return versions
 
 
-def store_blobs(db: sqlite3.Connection, blobs: Sequence[tuple[int, str, str, bytes]]) -> None:
-    """Keep small blobs, ``(effect index, scope, stored, bytes)``, once per ``(scope, stored)``.
+def apply_unit(db: sqlite3.Connection, unit: UnitOfWork) -> dict[int, int]:
+    """Apply a unit of work inside the transaction of the batch it belongs to.
 
-    Runs inside the batch's transaction, after its effects were indexed (the
-    view's trigger looks for an effect that already holds the same blob).
+    Returns:
+        The version given to each ``written`` effect, by effect index.
     """
-    insert_rows(db, "INSERT INTO persist_inline_in (effect_index, scope, stored, data)", blobs, 4)
+    versions = apply_ops(db, unit.index) if unit.index else {}
+    set_indexed_to(db, unit.indexed_to)
+    if unit.blobs:
+        store_blobs(db, unit.blobs)
+    return versions
 
 
-def migrate_blobs(db: sqlite3.Connection) -> None:
-    """Move blobs from the ``persist_blobs`` table of earlier versions (inside a transaction).
+_CATCH_UP_CHUNK = 10_000
 
-    Each ``(scope, stored)`` row goes under the first written effect that
-    stored it; a row no indexed effect refers to was never readable and is
-    dropped with the old table.
+
+def catch_up(db: sqlite3.Connection, indexer: EntryIndexer, until: int | None = None) -> None:
+    """Index the stored entries not indexed yet, up to ``until`` (inside ``db``'s transaction).
+
+    Raises:
+        StorageError: the index is ahead of ``until`` (the log lost entries it indexed).
     """
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'persist_blobs'").fetchone() is None:
-        return
-    db.execute(
-        "INSERT OR IGNORE INTO persist_inline (effect_index, data)"
-        " SELECT MIN(e.effect_index), b.data FROM persist_blobs b JOIN persist_effects e"
-        " ON e.scope = b.scope AND e.stored = b.stored AND e.outcome = 'written'"
-        " GROUP BY b.scope, b.stored"
-    )
-    db.execute("DROP TABLE persist_blobs")
+    start = indexed_to(db)
+    if until is not None and start > until:
+        raise StorageError(f"the persistence index is at `{start}`, past the log's `{until}`")
+    while until is None or start < until:
+        limit = _CATCH_UP_CHUNK if until is None else min(_CATCH_UP_CHUNK, until - start)
+        rows = db.execute(
+            "SELECT idx, payload FROM log_entries WHERE idx >= ? ORDER BY idx LIMIT ?",
+            (start, limit),
+        ).fetchall()
+        if not rows:
+            return
+        ops = indexer([(int(r[0]), bytes(r[1])) for r in rows])
+        if ops:
+            apply_ops(db, ops)
+        start = int(rows[-1][0]) + 1
+        set_indexed_to(db, start)
 
 
 def _effect_row(e: EffectRecord) -> tuple[object, ...]:
@@ -302,18 +282,32 @@ def _object(row: Sequence[Any]) -> ObjectRecord:
 
 
 class SQLitePersistIndex:
-    """Queries of the persistence index (the store's connection and lock)."""
+    """Queries of the persistence index of one database (a ``PersistIndex``)."""
 
-    def __init__(self, tx: Tx, query: Query) -> None:
-        """Use the owning store's transaction and query helpers.
+    def __init__(self, db: SQLiteDB, blobs: SQLiteBlobs) -> None:
+        """Use ``db``'s connections (its schema holds :data:`PERSIST_SCHEMA`).
 
         Args:
-            tx: Opens a write transaction that commits on exit (raises StorageError).
-            query: Runs one read statement and returns its rows (raises StorageError).
+            db: The database.
+            blobs: The small blobs the index answers for.
         """
-        self._tx = tx
-        self._query = query
+        self._db = db
+        self._query = db.read_query
+        self._blobs = blobs
         self._recent: dict[int, int] = {}
+
+    def blob(self, scope: str, stored: str) -> bytes | None:
+        """The bytes kept in the database for ``stored`` in ``scope`` (small blobs), or None."""
+        return self._blobs.blob(scope, stored)
+
+    def drop_blob(self, scope: str, stored: str) -> bool:
+        """Delete the database copy of ``stored`` unless a live object uses it."""
+        return self._blobs.drop_blob(scope, stored)
+
+    def indexed_to(self) -> int:
+        """The log size the index reflects."""
+        rows = self._query("SELECT value FROM persist_state WHERE key = 'indexed_to'", ())
+        return 0 if not rows else int(rows[0][0])
 
     def note_versions(self, versions: dict[int, int]) -> None:
         """Remember the versions a committed batch gave its written effects (a bounded memo)."""
@@ -333,35 +327,6 @@ class SQLitePersistIndex:
             return version
         record = self.object_at(effect_index)
         return None if record is None else record.version
-
-    def blob(self, scope: str, stored: str) -> bytes | None:
-        """The bytes kept in the database for ``stored`` in ``scope`` (small blobs), or None."""
-        rows = self._query(
-            "SELECT i.data FROM persist_effects e JOIN persist_inline i"
-            " ON i.effect_index = e.effect_index"
-            " WHERE e.scope = ? AND e.stored = ? AND e.outcome = 'written' LIMIT 1",
-            (scope, stored),
-        )
-        if not rows:
-            return None
-        data = rows[0][0]
-        return data if isinstance(data, bytes) else None
-
-    def drop_blob(self, scope: str, stored: str) -> bool:
-        """Delete the database copy of ``stored`` unless a live object uses it (one transaction).
-
-        Returns:
-            True when a row was deleted.
-        """
-        with self._tx() as db:
-            cur = db.execute(
-                "DELETE FROM persist_inline WHERE effect_index IN (SELECT e.effect_index"  # noqa: S608 - constant fragments
-                " FROM persist_effects e WHERE e.scope = ? AND e.stored = ?"
-                " AND e.outcome = 'written') AND NOT EXISTS (SELECT 1 FROM persist_effects e"
-                f" WHERE e.scope = ? AND e.stored = ? AND {_LIVE})",
-                (scope, stored, scope, stored),
-            )
-            return cur.rowcount > 0
 
     def pending(self) -> list[PendingDecision]:
         """Every ALLOW persist decision still awaiting its effect, in log order."""
@@ -440,5 +405,5 @@ class SQLitePersistIndex:
 
     def purged(self, tombstone_index: int) -> None:
         """The file of ``tombstone_index`` is gone (or still used): drop it from the queue."""
-        with self._tx() as db:
+        with self._db.tx() as db:
             db.execute("DELETE FROM persist_purge WHERE tombstone_index = ?", (tombstone_index,))

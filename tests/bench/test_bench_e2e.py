@@ -74,12 +74,13 @@ def test_concurrent_persists_are_allowed_and_written(scenario: Scenario) -> None
 def test_repeated_paths_meet_recorded_verdicts(scenario: Scenario) -> None:
     store = scenario.sop.store
     assert store is not None
-    before = store.digests()
+    before = store.verdicts.digests()
 
     run = run_clients("r", 2, 4, lambda c, i: scenario.persist("r", c, i), effect=True)
 
     assert run.problems == []
-    assert store.digests() == before  # no obligation was new: every verdict came from the record
+    # no obligation was new: every verdict came from the record
+    assert store.verdicts.digests() == before
 
 
 def test_decision_only_run_allows_without_effect(scenario: Scenario) -> None:

@@ -79,7 +79,7 @@ def test_rotation_is_announced_and_the_chain_verifies(data: Path) -> None:
     assert not (data / "keys" / "checkpoint.key.next").exists()
     sop = SOP.boot(data, now=lambda: NOW)  # boots with the new key
     assert sop.health is Health.READY and sop.store is not None
-    entry = json.loads(sop.store.log_entries()[rotated["receipt"]["index"]][2])
+    entry = json.loads(sop.store.log.log_entries()[rotated["receipt"]["index"]][2])
     assert (entry["type"], entry["old"], entry["new"]) == (ROTATION_TYPE, genesis, rotated["vkey"])
     sop.close()
     code, out = _cli("log", "verify", "--data-dir", str(data), "--json")

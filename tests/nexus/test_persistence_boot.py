@@ -89,7 +89,7 @@ def _files(root: Path) -> dict[str, os.stat_result]:
 
 def _effects(sop: SOP) -> list[dict[str, Any]]:
     assert sop.store is not None
-    entries = [json.loads(p) for _, _, p in sop.store.log_entries()]
+    entries = [json.loads(p) for _, _, p in sop.store.log.log_entries()]
     return [e for e in entries if e.get("type") == "persist.effect"]
 
 
@@ -181,7 +181,7 @@ def test_crash_between_decision_and_effect_is_repaired_at_boot(
             assert effect["digest"] == expected
             assert _read(sop, tokens[principal], principal) == PAYLOAD.encode()
         assert sop.store is not None
-        sop.store.verify_tail()
+        sop.store.log.verify_tail()
     finally:
         sop.close()
 
@@ -196,7 +196,7 @@ def test_crash_in_a_linked_write_leaves_all_or_nothing(tmp_path: Path, point: st
     try:
         assert sop.store is not None and sop.recovery is not None
         assert sop.recovery.redone == sop.recovery.aborted == 0  # nothing was left pending
-        entries = [json.loads(p) for _, _, p in sop.store.log_entries()]
+        entries = [json.loads(p) for _, _, p in sop.store.log.log_entries()]
         decisions = [
             i
             for i, e in enumerate(entries)
@@ -213,7 +213,7 @@ def test_crash_in_a_linked_write_leaves_all_or_nothing(tmp_path: Path, point: st
             assert (effect["outcome"], effect["decision_index"]) == ("written", decision)
             assert "repaired" not in effect
             assert _read(sop, tokens["drac"], "drac") == PAYLOAD.encode()
-        sop.store.verify_tail()
+        sop.store.log.verify_tail()
     finally:
         sop.close()
 

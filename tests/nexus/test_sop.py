@@ -91,7 +91,7 @@ def _req(token: str, **kw: object) -> dict[str, object]:
 
 def _log(s: SOP) -> list[dict[str, object]]:
     assert s.store is not None
-    return [json.loads(p) for _, _, p in s.store.log_entries()]
+    return [json.loads(p) for _, _, p in s.store.log.log_entries()]
 
 
 def test_allowed_request_end_to_end(sop: SOP) -> None:
@@ -187,14 +187,14 @@ def test_unsound_policy_set_is_refused_with_counterexample(
 ) -> None:
     before = sop.policy.digest if sop.policy else None
     assert sop.store is not None
-    size = sop.store.log_size()
+    size = sop.store.log.log_size()
     with pytest.raises(PolicyRefusedError) as info:
         sop.activate_policy(_write(tmp_path, "unsound", text))
     errors = info.value.report.errors
     assert errors and code in errors[0].code
     assert errors[0].counterexample is not None
     assert (sop.policy.digest if sop.policy else None) == before
-    assert sop.store.log_size() == size  # nothing recorded, nothing changed
+    assert sop.store.log.log_size() == size  # nothing recorded, nothing changed
 
 
 def test_malformed_policy_file_is_refused_and_nothing_changes(sop: SOP, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ def _verdict_statements(sop: SOP) -> list[dict[str, Any]]:
     assert sop.store is not None and sop.attestation_key is not None
     public = sop.attestation_key.public_key()
     out = []
-    for _, _, payload in sop.store.log_entries():
+    for _, _, payload in sop.store.log.log_entries():
         entry = json.loads(payload)
         if entry.get("type") == "attestation" and entry.get("kind") == "proof_verdict":
             out.append(verify_envelope(entry["envelope"], public))

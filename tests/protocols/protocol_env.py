@@ -50,7 +50,7 @@ class Env:
         """Log entries from ``start`` on, parsed."""
         store = self.sop.store
         assert store is not None
-        return [orjson.loads(p) for _, _, p in store.log_entries(start)]
+        return [orjson.loads(p) for _, _, p in store.log.log_entries(start)]
 
     def log_size(self) -> int:
         """The log's size now."""

@@ -192,7 +192,7 @@ def _attestation(env: Env, index: int) -> dict[str, Any]:
     store = env.sop.store
     key = env.sop.attestation_key
     assert store is not None and key is not None
-    ((_, _, payload),) = store.log_entries(index, index + 1)
+    ((_, _, payload),) = store.log.log_entries(index, index + 1)
     entry = orjson.loads(payload)
     assert entry["type"] == "attestation"
     return verify_envelope(entry["envelope"], key.public_key())
@@ -323,7 +323,7 @@ def test_a_record_the_index_missed_is_found_at_boot(own_env: Env) -> None:
         "request_id": "crash-1",
         "time": NOW,
     }
-    store.append(canonical_json(entry))
+    store.log.append(canonical_json(entry))
     sop = own_env.reboot()
     assert sop.drac.status("crash") == ("SCAN", "completed")
 
@@ -340,7 +340,7 @@ def test_an_out_of_order_record_in_the_log_fails_the_boot(own_env: Env) -> None:
         "request_id": "forged-1",
         "time": NOW,
     }
-    store.append(canonical_json(entry))
+    store.log.append(canonical_json(entry))
     own_env.sop.close()
     sop = SOP.boot(own_env.data_dir, now=own_env.clock)
     own_env.sop = sop
@@ -358,7 +358,7 @@ def test_the_attestation_envelope_signature_is_standard_base64(env: Env) -> None
     index = made.extra["artifact"]["attestation_index"]
     store = env.sop.store
     assert store is not None
-    ((_, _, payload),) = store.log_entries(index, index + 1)
+    ((_, _, payload),) = store.log.log_entries(index, index + 1)
     sig = orjson.loads(payload)["envelope"]["signatures"][0]["sig"]
     assert len(base64.b64decode(sig, validate=True)) == 64
 

@@ -47,7 +47,7 @@ def test_an_output_is_recorded_write_once_with_an_attestation(env: Env) -> None:
     store, key = env.sop.store, env.sop.attestation_key
     assert store is not None and key is not None
     index = record["attestation_index"]
-    ((_, _, payload),) = store.log_entries(index, index + 1)
+    ((_, _, payload),) = store.log.log_entries(index, index + 1)
     statement = verify_envelope(orjson.loads(payload)["envelope"], key.public_key())
     assert statement["predicateType"] == PREDICATE_OUTPUT
     assert statement["subject"][0]["digest"] == {"sha256": "1" * 64}

@@ -18,7 +18,8 @@ from sop_verified.protocols.ledger import (
     RecordSink,
     record_kind,
 )
-from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.storage.entry_log import UnsignedLogWarning
+from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.storage.sqlite_protocols import SQLiteRecordIndex
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog_store import Receipt
@@ -186,19 +187,20 @@ def test_only_protocol_records_have_a_kind() -> None:
 
 
 def test_the_sqlite_index_catches_up_and_replays_in_log_order(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "sop.db")
-    log = store.open_log()
+    store = SQLiteBackend.open(tmp_path / "sop.db")
+    with pytest.warns(UnsignedLogWarning):
+        log = store.log.unsafe_open_unsigned()
     for i in range(5):
-        store.append(canonical_json({"type": "decision", "i": i}))
-        store.append(canonical_json({**ENTRY, "session": f"s{i}"}))
+        store.log.append(canonical_json({"type": "decision", "i": i}))
+        store.log.append(canonical_json({**ENTRY, "session": f"s{i}"}))
     index = SQLiteRecordIndex(tmp_path / "sop.db")
     events = Events()
     sink = Sink(events)
     sinks: dict[str, RecordSink] = dict.fromkeys(RECORD_TYPES | ADMIN_OPS, sink)
-    ledger = ProtocolLedger(log=store, index=index, sinks=sinks, now=lambda: 0)
-    assert ledger.catch_up(store.log_entries, log.size, None) == 5
+    ledger = ProtocolLedger(log=store.log, index=index, sinks=sinks, now=lambda: 0)
+    assert ledger.catch_up(store.log.log_entries, log.size, None) == 5
     assert index.indexed_to() == 10
-    assert ledger.catch_up(store.log_entries, log.size, None) == 0  # nothing new
+    assert ledger.catch_up(store.log.log_entries, log.size, None) == 0  # nothing new
     assert ledger.replay() == 5
     assert sink.applied == [1, 3, 5, 7, 9]
     receipt = ledger.record({**ENTRY, "session": "live"})
@@ -208,7 +210,7 @@ def test_the_sqlite_index_catches_up_and_replays_in_log_order(tmp_path: Path) ->
 
 
 def test_the_sqlite_index_is_insert_only(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "sop.db")
+    store = SQLiteBackend.open(tmp_path / "sop.db")
     index = SQLiteRecordIndex(tmp_path / "sop.db")
     index.add(0, "drac.phase", b"{}", indexed_to=1)
     db = sqlite3.connect(str(tmp_path / "sop.db"))

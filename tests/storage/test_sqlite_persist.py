@@ -10,10 +10,20 @@ import pytest
 from sop_verified.core.persistence import index_entries
 from sop_verified.core.persistence.entries import Outcome, effect_entry
 from sop_verified.errors import StorageError
+from sop_verified.storage.entry_log import UnsignedLogWarning
 from sop_verified.storage.persist_index import IndexOps
-from sop_verified.storage.sqlite import SQLiteStore
+from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog_store import LinkedPart
+
+
+def _open(path: Path) -> SQLiteBackend:
+    """A backend with its log opened unsigned (explicitly: these tests need no checkpoints)."""
+    store = SQLiteBackend.open(path)
+    with pytest.warns(UnsignedLogWarning):
+        store.log.unsafe_open_unsigned()
+    return store
+
 
 DIGEST = "sha256:" + "a" * 64
 REQUEST = {
@@ -58,13 +68,13 @@ def _effect(
 
 
 def test_allow_persist_decision_is_pending_until_its_effect(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "sop.db")
+    store = _open(tmp_path / "sop.db")
     store.set_entry_indexer(index_entries)
-    d = store.append(_decision())
-    store.append(_decision(effect="DENY"))
-    store.append(_decision(action="artifact.read"))
+    d = store.log.append(_decision())
+    store.log.append(_decision(effect="DENY"))
+    store.log.append(_decision(action="artifact.read"))
     assert [p.decision_index for p in store.persist.pending()] == [d]
-    e = store.append(_effect(d))
+    e = store.log.append(_effect(d))
     assert store.persist.pending() == []
     record = store.persist.latest("csp-state", "k")
     assert record is not None and (record.effect_index, record.version) == (e, 1)
@@ -72,10 +82,10 @@ def test_allow_persist_decision_is_pending_until_its_effect(tmp_path: Path) -> N
 
 
 def test_index_catches_up_on_entries_appended_without_it(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "sop.db")
-    d = store.append(_decision())
-    store.append(_effect(d))
-    d2 = store.append(_decision())
+    store = _open(tmp_path / "sop.db")
+    d = store.log.append(_decision())
+    store.log.append(_effect(d))
+    d2 = store.log.append(_decision())
     assert store.persist.pending() == []  # nothing indexed yet
     store.set_entry_indexer(index_entries)
     assert [p.decision_index for p in store.persist.pending()] == [d2]
@@ -84,30 +94,30 @@ def test_index_catches_up_on_entries_appended_without_it(tmp_path: Path) -> None
 
 
 def test_a_failing_indexer_fails_the_batch_closed(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "sop.db")
+    store = _open(tmp_path / "sop.db")
 
     def broken(entries: Sequence[tuple[int, bytes]]) -> IndexOps:
         raise StorageError("indexer broke")
 
     store.set_entry_indexer(broken)  # nothing to catch up on: not called yet
     with pytest.raises(StorageError):
-        store.append(_decision())
-    assert store.log_size() == 0  # the entry was not acknowledged, nor committed
+        store.log.append(_decision())
+    assert store.log.log_size() == 0  # the entry was not acknowledged, nor committed
     store.close()
 
 
 def test_effect_and_tombstone_rows_are_insert_only(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "sop.db")
+    store = _open(tmp_path / "sop.db")
     store.set_entry_indexer(index_entries)
-    store.append(_effect(store.append(_decision())))
-    with pytest.raises(StorageError, match="insert-only"), store._tx() as db:
+    store.log.append(_effect(store.log.append(_decision())))
+    with pytest.raises(StorageError, match="insert-only"), store._db.tx() as db:
         db.execute("UPDATE persist_effects SET digest = 'x'")
-    with pytest.raises(StorageError, match="insert-only"), store._tx() as db:
+    with pytest.raises(StorageError, match="insert-only"), store._db.tx() as db:
         db.execute("DELETE FROM persist_effects")
     store.close()
 
 
-def _versions(store: SQLiteStore) -> list[int]:
+def _versions(store: SQLiteBackend) -> list[int]:
     return [o.version for o in reversed(store.persist.objects("csp-state", "k"))]
 
 
@@ -115,23 +125,23 @@ def test_versions_keep_counting_across_reopen_and_a_database_without_the_counter
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "sop.db"
-    store = SQLiteStore(path)
+    store = _open(path)
     store.set_entry_indexer(index_entries)
     for _ in range(3):
-        store.append(_effect(store.append(_decision())))
+        store.log.append(_effect(store.log.append(_decision())))
     assert _versions(store) == [1, 2, 3]
     store.close()
-    store = SQLiteStore(path)  # reopened: the counter is read back
+    store = _open(path)  # reopened: the counter is read back
     store.set_entry_indexer(index_entries)
-    store.append(_effect(store.append(_decision())))
+    store.log.append(_effect(store.log.append(_decision())))
     assert _versions(store) == [1, 2, 3, 4]
-    with store._tx() as db:  # a database indexed before the counter existed
+    with store._db.tx() as db:  # a database indexed before the counter existed
         db.execute("DROP TABLE persist_versions")
     store.close()
-    store = SQLiteStore(path)  # the counter is rebuilt from the effects
+    store = _open(path)  # the counter is rebuilt from the effects
     store.set_entry_indexer(index_entries)
-    batch = [_decision(), _effect(store.log_size())]  # decision and effect in one batch
-    store.log.append_many(batch)
+    batch = [_decision(), _effect(store.log.log_size())]  # decision and effect in one batch
+    store.log.opened.append_many(batch)
     assert _versions(store) == [1, 2, 3, 4, 5]
     store.close()
 
@@ -139,9 +149,9 @@ def test_versions_keep_counting_across_reopen_and_a_database_without_the_counter
 def test_written_version_is_answered_after_commit_and_only_for_live_objects(
     tmp_path: Path,
 ) -> None:
-    store = SQLiteStore(tmp_path / "sop.db")
+    store = _open(tmp_path / "sop.db")
     store.set_entry_indexer(index_entries)
-    e = store.append(_effect(store.append(_decision())))
+    e = store.log.append(_effect(store.log.append(_decision())))
     assert store.persist._recent == {e: 1}  # noted once the batch committed
     assert store.persist.written_version(e) == 1
     assert store.persist._recent == {}  # asked once, then from the database
@@ -159,21 +169,21 @@ def _blob_effect(decision_index: int, stored: str, data: bytes) -> bytes:
     )
 
 
-def _linked(store: SQLiteStore, stored: str, data: bytes) -> int:
+def _linked(store: SQLiteBackend, stored: str, data: bytes) -> int:
     """Append a decision, its effect and the blob in one batch; return the effect's index."""
     part = LinkedPart(
         _decision(),
         lambda at: _blob_effect(at, stored, data),
         (("drac-artifacts", stored, data),),
     )
-    [got] = store.append_parts([part])
+    [got] = store.log.append_parts([part])
     assert not isinstance(got, Exception)
     assert got[1] is not None
     return got[1].index
 
 
-def _inline_rows(store: SQLiteStore) -> list[tuple[int, bytes]]:
-    with store._tx() as db:
+def _inline_rows(store: SQLiteBackend) -> list[tuple[int, bytes]]:
+    with store._db.tx() as db:
         return [
             (int(r[0]), bytes(r[1]))
             for r in db.execute("SELECT effect_index, data FROM persist_inline ORDER BY 1")
@@ -181,14 +191,14 @@ def _inline_rows(store: SQLiteStore) -> list[tuple[int, bytes]]:
 
 
 def test_a_small_blob_is_kept_under_its_effect_index_once_per_stored_name(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "sop.db")
+    store = _open(tmp_path / "sop.db")
     store.set_entry_indexer(index_entries)
     a = _linked(store, "sha256/aa/" + "a" * 64, b"A")
     _linked(store, "sha256/aa/" + "a" * 64, b"A")  # the same content again: no second row
     b = _linked(store, "sha256/bb/" + "b" * 64, b"B")
     assert _inline_rows(store) == [(a, b"A"), (b, b"B")]
     assert store.persist.blob("drac-artifacts", "sha256/bb/" + "b" * 64) == b"B"
-    with store._tx() as db:  # an integer key that grows with the log: no index at a digest
+    with store._db.tx() as db:  # an integer key that grows with the log: no index at a digest
         indexes = db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'persist_inline'"
         ).fetchall()
@@ -197,7 +207,7 @@ def test_a_small_blob_is_kept_under_its_effect_index_once_per_stored_name(tmp_pa
 
 
 def test_a_blob_no_effect_of_its_batch_records_fails_the_batch_closed(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "sop.db")
+    store = _open(tmp_path / "sop.db")
     store.set_entry_indexer(index_entries)
     stray = LinkedPart(
         _decision(),
@@ -205,18 +215,18 @@ def test_a_blob_no_effect_of_its_batch_records_fails_the_batch_closed(tmp_path: 
         (("drac-artifacts", "sha256/cc/" + "c" * 64, b"C"),),  # not the effect's blob
     )
     with pytest.raises(StorageError, match="has no effect in its batch"):
-        store.append_parts([stray])
-    assert store.log_size() == 0 and _inline_rows(store) == []
+        store.log.append_parts([stray])
+    assert store.log.log_size() == 0 and _inline_rows(store) == []
     store.close()
 
 
 def test_blobs_of_an_earlier_database_move_under_their_first_effect(tmp_path: Path) -> None:
     path = tmp_path / "sop.db"
-    store = SQLiteStore(path)
+    store = _open(path)
     store.set_entry_indexer(index_entries)
     first = _linked(store, "sha256/aa/" + "a" * 64, b"A")
     _linked(store, "sha256/aa/" + "a" * 64, b"A")
-    with store._tx() as db:  # the layout before ADR 0009: one row per (scope, stored)
+    with store._db.tx() as db:  # the layout before ADR 0009: one row per (scope, stored)
         db.execute(
             "CREATE TABLE persist_blobs (scope TEXT NOT NULL, stored TEXT NOT NULL,"
             " data BLOB NOT NULL, PRIMARY KEY (scope, stored))"
@@ -228,11 +238,11 @@ def test_blobs_of_an_earlier_database_move_under_their_first_effect(tmp_path: Pa
         db.execute("INSERT INTO persist_blobs VALUES ('drac-artifacts', 'orphan', x'00')")
         db.execute("DELETE FROM persist_inline")
     store.close()
-    store = SQLiteStore(path)
+    store = _open(path)
     store.set_entry_indexer(index_entries)
     assert _inline_rows(store) == [(first, b"A")]  # the orphan was never readable: dropped
     assert store.persist.blob("drac-artifacts", "sha256/aa/" + "a" * 64) == b"A"
-    with store._tx() as db:
+    with store._db.tx() as db:
         assert (
             db.execute("SELECT 1 FROM sqlite_master WHERE name = 'persist_blobs'").fetchone()
             is None

@@ -12,8 +12,11 @@ Three kinds of entry matter to persistence (all canonical JSON, RFC 8785):
 - ``persist.tombstone`` (written here, before a retention deletion).
 
 :func:`index_entries` is the storage's
-:data:`~sop_verified.storage.persist_index.EntryIndexer`: it runs inside the
-log's own transaction, so it never raises; an entry it cannot read is not a
+:data:`~sop_verified.storage.persist_index.EntryIndexer`: a pure function from
+log entries to the :class:`~sop_verified.storage.persist_index.IndexOps` they
+imply (data, no connection). The backend puts them in the batch's
+:class:`~sop_verified.storage.unit_of_work.UnitOfWork` and applies it in the
+log's own transaction, so this never raises; an entry it cannot read is not a
 persistence entry.
 """
 

@@ -125,7 +125,7 @@ class Env:
 
     def log(self) -> list[dict[str, Any]]:
         assert self.sop.store is not None
-        return [json.loads(p) for _, _, p in self.sop.store.log_entries()]
+        return [json.loads(p) for _, _, p in self.sop.store.log.log_entries()]
 
     def db_blobs(self, scope: str) -> dict[str, bytes]:
         """The blobs the database keeps for ``scope`` (small content-addressed writes)."""

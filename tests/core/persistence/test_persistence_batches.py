@@ -112,7 +112,7 @@ def test_a_batch_failing_outside_the_kernel_answers_deny(
 ) -> None:
     controller = env.sop.persistence
     assert controller is not None and env.sop.store is not None
-    before = env.sop.store.log_size()
+    before = env.sop.store.log.log_size()
 
     def broken(*_a: Any) -> Any:
         raise RuntimeError("the batch broke")
@@ -124,7 +124,7 @@ def test_a_batch_failing_outside_the_kernel_answers_deny(
     assert d.effect is Effect.DENY and d.log_index is None
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.INTERNAL, "internal_error")
     assert "RuntimeError" in d.reasons[0].message
-    assert env.sop.store.log_size() == before
+    assert env.sop.store.log.log_size() == before
     assert env.read("drac", "artifacts/drac/z").data is None
     after = entry(env, env.request("drac", "artifact.persist", "artifacts/drac/z"), b"z")
     assert after.allowed  # the queue goes on

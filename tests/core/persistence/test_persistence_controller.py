@@ -102,7 +102,7 @@ def test_failed_linked_commit_records_neither_decision_nor_effect(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert env.sop.store is not None
-    before = env.sop.store.log_size()
+    before = env.sop.store.log.log_size()
 
     def fail(*_a: Any, **_k: Any) -> Any:
         raise sqlite3.OperationalError("disk I/O error")
@@ -111,7 +111,7 @@ def test_failed_linked_commit_records_neither_decision_nor_effect(
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", b"bytes")
     monkeypatch.undo()
     assert d.effect is Effect.DENY and d.reasons[-1].code == "log_append_failed"
-    assert env.sop.store.log_size() == before
+    assert env.sop.store.log.log_size() == before
     assert env.db_blobs("drac-artifacts") == {}
     assert env.read("drac", "artifacts/drac/s1/out.bin").data is None
 
@@ -210,7 +210,7 @@ def test_effect_that_cannot_be_logged_is_denied_and_stays_pending(
 ) -> None:
     store = env.sop.store
     assert store is not None and env.sop.persistence is not None
-    _fail_effect_appends(store, monkeypatch)
+    _fail_effect_appends(store.log, monkeypatch)
     d = env.persist("csp", "state.persist", "state/csp/k", b"v")
     assert d.effect is Effect.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.LOG, "effect_unrecorded")
@@ -226,7 +226,7 @@ def test_unrecorded_effect_is_never_retried_and_done_ones_are_not_remembered(
     assert controller.execute(done, done_request, b"v").effect is Effect.ALLOW
     assert controller._spent == set()  # closed by its effect entry: nothing to remember
     request, decision = _allow(env, "csp", "state.persist", "state/csp/k", b"v")
-    _fail_effect_appends(store, monkeypatch)
+    _fail_effect_appends(store.log, monkeypatch)
     assert controller.execute(decision, request, b"v").effect is Effect.DENY
     monkeypatch.undo()
     assert controller._spent == {decision.log_index}  # still pending: remembered
@@ -395,7 +395,7 @@ def test_decision_closed_in_the_same_entries_opens_no_pending_row(env: Env) -> N
     d = env.persist("drac", "artifact.persist", "artifacts/drac/a", large(b"a"))  # two steps
     assert env.sop.store is not None and d.log_index is not None
     effect_at = d.extra["effect"]["index"]
-    rows = {i: p for i, _, p in env.sop.store.log_entries(d.log_index, effect_at + 1)}
+    rows = {i: p for i, _, p in env.sop.store.log.log_entries(d.log_index, effect_at + 1)}
     together = index_entries([(d.log_index, rows[d.log_index]), (effect_at, rows[effect_at])])
     assert together.pending == () and together.closed() == []
     assert [e.decision_index for e in together.effects] == [d.log_index]
@@ -409,6 +409,6 @@ def test_index_follows_the_log_exactly(env: Env) -> None:
     env.persist("drac", "artifact.persist", "artifacts/drac/a", b"a")
     store = env.sop.store
     assert store is not None
-    rows = store._query("SELECT value FROM persist_state WHERE key = 'indexed_to'", ())
-    assert rows[0][0] == store.log_size()
+    rows = store._db.query("SELECT value FROM persist_state WHERE key = 'indexed_to'", ())
+    assert rows[0][0] == store.log.log_size()
     assert store.persist.pending() == []

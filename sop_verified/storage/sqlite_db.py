@@ -1,0 +1,136 @@
+"""The connections of one SQLite database file, shared by the SQLite roles.
+
+WAL mode, ``synchronous=FULL``: every write is its own ``BEGIN IMMEDIATE`` ...
+``COMMIT`` transaction and durable when it returns. A second connection serves
+the persistence index's reads (under WAL it sees every committed transaction
+and never waits for the writer's fsync). Every ``sqlite3`` failure is raised as
+:class:`~sop_verified.errors.StorageError`; no ``sqlite3`` type leaves the
+``sqlite_*`` modules.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sop_verified.errors import StorageError
+
+__all__ = ["SQLiteDB", "insert_rows"]
+
+_T = TypeVar("_T")
+
+_MAX_PARAMS = 900
+"""Bound parameters per multi-row statement (SQLite's limit is 999 before 3.32)."""
+
+_values_sql: dict[tuple[str, int, int], str] = {}
+
+
+def insert_rows(
+    db: sqlite3.Connection,
+    head: str,
+    rows: Sequence[Sequence[object]],
+    width: int,
+    tail: str = "",
+) -> None:
+    """Run ``head VALUES (?, ...), (?, ...) tail`` for ``rows`` in as few statements as fit.
+
+    Args:
+        db: The connection (inside the caller's transaction).
+        head: The statement up to ``VALUES`` (a constant of the caller's).
+        rows: The rows, each of ``width`` values.
+        width: Values per row.
+        tail: What follows the values (a constant, e.g. an ``ON CONFLICT`` clause).
+    """
+    step = max(1, _MAX_PARAMS // width)
+    for at in range(0, len(rows), step):
+        chunk = rows[at : at + step]
+        key = (head + tail, width, len(chunk))
+        sql = _values_sql.get(key)
+        if sql is None:
+            row = "(" + ",".join("?" * width) + ")"
+            sql = _values_sql[key] = f"{head} VALUES {','.join([row] * len(chunk))}{tail}"
+        db.execute(sql, [v for r in chunk for v in r])
+
+
+class SQLiteDB:
+    """A writer connection (with its lock) and a reader connection on one file."""
+
+    def __init__(self, path: Path, schema: str) -> None:
+        """Open (or create) the database at ``path`` and run ``schema`` (idempotent DDL).
+
+        Raises:
+            StorageError: the file cannot be opened as a SQLite database.
+        """
+        self.path = path
+        self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(schema)
+            self._reader = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the sqlite store `{path}`: {exc}") from exc
+
+    def close(self) -> None:
+        """Close both connections."""
+        with self._lock, self._read_lock:
+            self._reader.close()
+            self._db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that commits on exit and rolls back on any error.
+
+        Raises:
+            StorageError: a statement or the commit failed (nothing is kept).
+        """
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StorageError(f"sqlite write failed: {exc}") from exc
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` on the writer connection under its lock (raises StorageError)."""
+        with self._lock:
+            try:
+                return fn(self._db)
+            except sqlite3.Error as exc:
+                raise StorageError(f"sqlite read failed: {exc}") from exc
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Run one read statement under the writer's lock and return all rows (the log's path)."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"sqlite read failed: {exc}") from exc
+
+    def read_query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Run one read statement on the reader connection (committed state, no writer wait)."""
+        with self._read_lock:
+            try:
+                return self._reader.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"sqlite read failed: {exc}") from exc
+
+    def self_test(self) -> None:
+        """SQLite's quick integrity check; raise StorageError unless it says ``ok``."""
+        rows = self.read(lambda db: db.execute("PRAGMA quick_check").fetchall())
+        if [tuple(r) for r in rows] != [("ok",)]:
+            raise StorageError(f"sqlite integrity check failed: {rows[:3]}")
