@@ -1,1 +1,1 @@
-"""storage: backends behind the kernel ports (SQLite, the embedded default)."""
+"""storage: backends behind backend-neutral ports (storage/ports.py); SQLite is the default."""

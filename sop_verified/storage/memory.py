@@ -1,4 +1,9 @@
-"""In-memory storage for tests: the kernel's ports without a disk.
+"""In-memory storage for kernel tests: three of the kernel's ports without a disk.
+
+The full in-memory reference backend, every storage role and the unit of
+work, is :class:`~sop_verified.storage.memory_backend.MemoryBackend` (the
+conformance suite runs on it); this module keeps the small combined store
+the kernel and capability tests inject faults into.
 
 :class:`MemoryStore` implements the ``CapabilityStore``, ``PolicyStore`` and
 ``DecisionLog`` ports of ``sop_verified.core.ports`` structurally (storage/

@@ -97,13 +97,19 @@ class SQLiteDB:
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                self._rollback()
                 raise StorageError(f"sqlite write failed: {exc}") from exc
             except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
+
+    def _rollback(self) -> None:
+        """Roll back an open transaction (a closed connection has none)."""
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.ProgrammingError:  # closed: nothing was begun
+            return
 
     def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn`` on the writer connection under its lock (raises StorageError)."""
