@@ -16,7 +16,7 @@ from typing import Any
 
 import sop_verified.core.persistence.writes as writes
 import sop_verified.storage.blobs as blobs
-import sop_verified.storage.sqlite as sqlite
+import sop_verified.storage.sqlite_log as sqlite_log
 from sop_verified.nexus.sop import SOP
 
 NOW = 1_800_000_000
@@ -38,7 +38,8 @@ POINTS = {
     # the effect entry is logged; the caller never got its answer
     "after_effect": [(writes, "_allowed")],
     # a small content-addressed write (ADR 0007): inside the one transaction, before COMMIT
-    "linked_in_commit": [(sqlite, "apply_ops")],
+    # (the log rows are inserted; the batch's unit of work is being applied)
+    "linked_in_commit": [(sqlite_log, "apply_unit")],
     # ... and after the COMMIT, before the caller got its answer
     "linked_after_commit": [(writes, "_allowed")],
 }

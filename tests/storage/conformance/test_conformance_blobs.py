@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from conformance_backends import ORIGIN, Opened
 from conformance_entries import BLOB_SCOPE, blob_name, blob_part
-from conftest import ORIGIN, Opened
 
 from sop_verified.core.persistence import index_entries
 from sop_verified.core.persistence.entries import tombstone_entry

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import ORIGIN, Opened
+from conformance_backends import ORIGIN, Opened
 
-from sop_verified.errors import StorageError
+from sop_verified.errors import StorageError, VerificationError
 from sop_verified.storage.entry_log import UnsignedLogWarning
 from sop_verified.storage.ports import StorageBackend
 from sop_verified.tools import merkle
@@ -19,7 +19,7 @@ def test_nothing_is_appended_before_the_log_is_opened(backend: StorageBackend) -
     for call in (
         lambda: backend.log.append(b"x"),
         lambda: backend.log.append_receipt(b"x"),
-        lambda: backend.log.log_size(),
+        backend.log.log_size,
         lambda: backend.log.opened,
     ):
         with pytest.raises(StorageError, match="not open"):
@@ -34,7 +34,9 @@ def test_opening_without_a_key_is_explicit_and_warns_every_time(backend: Storage
     assert backend.log.append_receipt(b"x").checkpoint is None  # nothing signed
 
 
-def test_appends_are_ordered_gap_free_and_read_back(backend: StorageBackend, signer: Signer) -> None:
+def test_appends_are_ordered_gap_free_and_read_back(
+    backend: StorageBackend, signer: Signer
+) -> None:
     backend.log.open(signer=signer, origin=ORIGIN)
     payloads = [b"entry-%d" % i for i in range(7)]
     assert [backend.log.append(p) for p in payloads[:3]] == [0, 1, 2]
@@ -100,7 +102,7 @@ def test_a_log_signed_by_another_key_does_not_open(backend: StorageBackend, sign
     backend.log.open(signer=signer, origin=ORIGIN)
     backend.log.append(b"signed")
     other = Signer.from_string(generate(ORIGIN)[0])
-    with pytest.raises(Exception, match="(?i)verif|signature|key"):
+    with pytest.raises(VerificationError):
         backend.log.open(signer=other, origin=ORIGIN)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ORIGIN, Opened
+from conformance_backends import ORIGIN, Opened
 
 from sop_verified.errors import StorageError
 from sop_verified.storage.ports import StorageBackend

@@ -1,9 +1,9 @@
-"""Conformance: capabilities and revocations, policy sets, verdicts (write-once, order, durability)."""
+"""Conformance: capabilities and revocations, policy sets, verdicts (write-once, durability)."""
 
 from __future__ import annotations
 
 import pytest
-from conftest import Opened
+from conformance_backends import Opened
 
 from sop_verified.errors import StorageError
 from sop_verified.storage.ports import StorageBackend

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from conformance_backends import ORIGIN
 from conformance_entries import BLOB_SCOPE, blob_name, blob_part, decision
-from conftest import ORIGIN
 
 from sop_verified.core.persistence import index_entries
 from sop_verified.errors import StorageError
