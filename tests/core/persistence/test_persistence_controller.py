@@ -107,7 +107,7 @@ def test_failed_linked_commit_records_neither_decision_nor_effect(
     def fail(*_a: Any, **_k: Any) -> Any:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr("sop_verified.storage.sqlite.apply_ops", fail)
+    monkeypatch.setattr("sop_verified.storage.sqlite_persist.apply_ops", fail)
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", b"bytes")
     monkeypatch.undo()
     assert d.effect is Effect.DENY and d.reasons[-1].code == "log_append_failed"
