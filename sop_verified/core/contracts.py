@@ -12,6 +12,12 @@ contracts, on small functions called several times per operation
 about a third of a gated operation's CPU; they are on when
 ``SOP_CONTRACTS=all`` is in the environment when SOP is imported (the test
 suite sets it) and off otherwise. Neither tier enforces anything alone.
+
+A contract states an invariant or a relation between a function's inputs and
+its result; one that only restates a type ``mypy --strict`` proves is not
+written (issue 12). An invariant of a class whose state is set once in
+``__init__`` is declared ``immutable=True``: it is checked when an instance is
+built and on any later attribute assignment, not around every method call.
 """
 
 from __future__ import annotations
@@ -57,8 +63,28 @@ _C = TypeVar("_C", bound=type)
 
 
 def invariant(
-    condition: Callable[..., Any], description: str | None = None, *, helper: bool = False
+    condition: Callable[..., Any],
+    description: str | None = None,
+    *,
+    helper: bool = False,
+    immutable: bool = False,
 ) -> Callable[[_C], _C]:
-    """A class invariant that stays on under ``python -O`` (a helper's: ``SOP_CONTRACTS=all``)."""
-    dec: Callable[[_C], _C] = icontract.invariant(condition, description, enabled=_on(helper))
+    """A class invariant that stays on under ``python -O`` (a helper's: ``SOP_CONTRACTS=all``).
+
+    Args:
+        condition: the invariant, a function of ``self``.
+        description: what it states.
+        helper: the helper tier (on with ``SOP_CONTRACTS=all``).
+        immutable: the class sets its state in ``__init__`` only: check the invariant
+            after construction and on every attribute assignment, not around each call.
+
+    Returns:
+        The class decorator.
+    """
+    check_on = (
+        icontract.InvariantCheckEvent.SETATTR if immutable else icontract.InvariantCheckEvent.CALL
+    )
+    dec: Callable[[_C], _C] = icontract.invariant(
+        condition, description, enabled=_on(helper), check_on=check_on
+    )
     return dec

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.contracts import ensure, invariant
 from sop_verified.core.policy.compiler import Condition, compile_condition
 from sop_verified.core.policy.loader import load_canonical, load_path
 from sop_verified.core.policy.model import Policy, PolicyDocument
@@ -53,6 +53,15 @@ class PolicyResult:
     reason: PolicyReason
     policy_ids: tuple[str, ...] = ()
     message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.effect is Effect.ALLOW and (
+            self.reason is not PolicyReason.PERMITTED or not self.policy_ids
+        ):  # spec: INV-1 (an ALLOW names the permits that matched; plain code, kept by -O)
+            raise PolicyEvaluationError(
+                f"an ALLOW must name its matching permits, got reason `{self.reason}`"
+                f" and policies `{self.policy_ids}`"
+            )
 
     @property
     def allowed(self) -> bool:
@@ -239,7 +248,11 @@ def _decide_safely(index: dict[tuple[str, str], _Bucket], request: object) -> Po
         )
 
 
-@invariant(lambda self: self._digest.startswith("sha256:"), "compiled from a digested document")
+@invariant(
+    lambda self: self._digest.startswith("sha256:"),
+    "compiled from a digested document",
+    immutable=True,
+)
 class PolicySet:
     """A compiled, immutable policy set: the policy stage of the decision path."""
 
@@ -264,8 +277,6 @@ class PolicySet:
         return f"PolicySet({len(self.document)} policies, {self._digest})"
 
     @classmethod
-    @require(lambda path: isinstance(path, str | Path), "a path")
-    @ensure(lambda result: isinstance(result, PolicySet), "a compiled set")
     def from_path(cls, path: str | Path) -> PolicySet:
         """Load and compile a policy file or directory.
 
@@ -282,7 +293,6 @@ class PolicySet:
         return cls(load_path(path))
 
     @classmethod
-    @require(lambda data: isinstance(data, bytes), "bytes")
     @ensure(lambda data, result: result.document.canonical_bytes() == data, "round-trips")
     def from_canonical(cls, data: bytes) -> PolicySet:
         """Compile a set stored in canonical form (as the policy store keeps it).
@@ -315,6 +325,7 @@ class PolicySet:
             or (result.reason is PolicyReason.PERMITTED and len(result.policy_ids) > 0)
         ),
         "INV-1: ALLOW only with a matching permit",
+        helper=True,
     )
     def evaluate(self, request: Request) -> PolicyResult:
         """Decide the policy stage for ``request``; never raises.
@@ -325,9 +336,12 @@ class PolicySet:
         Returns:
             ALLOW with the matching permits, or DENY with the reason (forbidden,
             no_permit, evaluation_error) and the determining policies. Anything
-            but a :class:`Request` is DENY (evaluation_error). The precondition is
-            plain code and the contract is the INV-1 postcondition only: this is
-            the hot path and each icontract check costs about 2.5 us.
+            but a :class:`Request` is DENY (evaluation_error). This is the hot
+            path, so both checks are plain code: the precondition here, INV-1 in
+            :class:`PolicyResult`'s constructor (an ALLOW without its permits is
+            an evaluation error, hence DENY). The INV-1 postcondition restates
+            that check in the helper tier (on in the tests), and the kernel's
+            boundary postcondition checks every ALLOW again (ADR 0007).
         """
         return _decide_safely(self._index, request)
 
