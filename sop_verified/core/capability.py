@@ -27,7 +27,7 @@ from sop_verified.core.attenuation import check_attenuation
 from sop_verified.core.capclaims import Capability, normalize_actions, normalize_resources
 from sop_verified.core.captoken import TokenCodec
 from sop_verified.core.captree import CapabilityRecord, load_tree
-from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.contracts import ensure, invariant
 from sop_verified.core.ports import CapabilityStore, Clock
 from sop_verified.core.request import Request
 from sop_verified.errors import AttenuationError, CapabilityError
@@ -87,7 +87,12 @@ class CapabilityRegistry:
 
     # -- the hot path ---------------------------------------------------------------
 
-    @require(lambda request: isinstance(request, Request), "a parsed request")
+    @ensure(
+        lambda request, result: (
+            result.principal == request.principal and request.action in result.actions
+        ),
+        "the capability is the requester's and grants the action",
+    )
     def check(self, token: str, request: Request) -> Capability:
         """Return the capability ``token`` grants for ``request``, or raise.
 
@@ -105,12 +110,7 @@ class CapabilityRegistry:
         """
         return self._check(token, request, self._clock())
 
-    @require(lambda pairs: all(isinstance(r, Request) for _, r in pairs), "parsed requests")
     @ensure(lambda pairs, result: len(result) == len(pairs), "one answer per request")
-    @ensure(
-        lambda result: all(isinstance(r, Capability | CapabilityError) for r in result),
-        "a capability or the reason there is none",
-    )
     def check_many(
         self, pairs: Sequence[tuple[str, Request]]
     ) -> list[Capability | CapabilityError]:
@@ -141,7 +141,10 @@ class CapabilityRegistry:
         _check_covers(record.cap, request)
         return record.cap
 
-    @ensure(lambda result: isinstance(result, Capability), "a live capability")
+    @ensure(
+        lambda self, result: result.id in self._tree.records and not self._tree.is_dead(result.id),
+        "a live capability",
+    )
     def holder(self, token: str) -> Capability:
         """The live capability ``token`` stands for, without any coverage check.
 
@@ -409,7 +412,7 @@ class CapabilityRegistry:
         """Return the ids derived (transitively) from ``cap_id``, breadth-first."""
         return self._tree.subtree(cap_id)
 
-    @require(lambda cap_id: isinstance(cap_id, str), "an id")
+    @ensure(lambda self, cap_id, result: result or cap_id not in self._tree.revoked, "INV-10")
     def is_revoked(self, cap_id: str) -> bool:
         """Whether ``cap_id`` or one of its ancestors is revoked; ``unknown`` if not admitted."""
         return self._tree.is_dead(cap_id)

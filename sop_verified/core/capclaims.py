@@ -188,7 +188,7 @@ class Capability:
         """Whether ``not_before <= now < expires``."""
         return self.not_before <= now < self.expires
 
-    @require(lambda action, resource: isinstance(action, str) and isinstance(resource, str))
+    @ensure(lambda self, action, result: not result or action in self.actions, "only its actions")
     def covers(self, action: str, resource: str) -> bool:
         """Whether ``action`` is granted and the well-formed path ``resource`` matches a glob."""
         return action in self.actions and any(g.matches(resource) for g in self.globs)

@@ -128,7 +128,7 @@ class CapabilityTree:
         for i in ids:  # spec: INV-10 — every id given, i.e. the whole subtree
             self.revoked.setdefault(i, at)
 
-    @require(lambda cap_id: isinstance(cap_id, str), "an id")
+    @ensure(lambda self, cap_id, result: result or cap_id not in self.revoked, "INV-10")
     def is_dead(self, cap_id: str) -> bool:
         """Whether ``cap_id`` or any ancestor is revoked; ``unknown`` if not admitted.
 

@@ -141,7 +141,6 @@ class OpsKernel:
         """
         return _submit(self, raw)
 
-    @require(lambda items: all(isinstance(req, Request) for req, _ in items), "parsed requests")
     @ensure(lambda items, result: len(result) == len(items), "one answer per request")
     @ensure(
         lambda items, result: all(

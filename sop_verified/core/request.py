@@ -238,7 +238,11 @@ class Request(BaseModel):
         }
 
 
-@ensure(lambda result: isinstance(result, Request), helper=True)
+@ensure(
+    lambda raw, result: not isinstance(raw, Request) or result is raw,
+    "a parsed request passes unchanged",
+    helper=True,
+)
 def parse_request(raw: Request | dict[str, Any] | bytes | str) -> Request:
     """Parse an untrusted request once, strictly.
 

@@ -47,7 +47,6 @@ Attest = Callable[[str, list[tuple[str, str]], str, dict[str, Any]], Receipt]
 
 
 @require(lambda submit: submit is not None)
-@ensure(lambda result: isinstance(result, Request | Decision))
 def parse_or_deny(submit: Submit, raw: Request | dict[str, Any]) -> Request | Decision:
     """The parsed request, or the kernel's logged DENY of a malformed one."""
     try:
@@ -56,14 +55,12 @@ def parse_or_deny(submit: Submit, raw: Request | dict[str, Any]) -> Request | De
         return submit(raw)  # the kernel records the malformed request and denies it
 
 
-@require(lambda exc: isinstance(exc, ProtocolError))
 @ensure(lambda exc, result: result.code == exc.code and result.stage is Stage.PROTOCOL)
 def rule(exc: ProtocolError) -> Reason:
     """A protocol rule's refusal as a reason (stage ``protocol``)."""
     return Reason(Stage.PROTOCOL, exc.code, str(exc))
 
 
-@require(lambda exc: isinstance(exc, BaseException))
 @ensure(lambda result: result.stage in (Stage.PROTOCOL, Stage.INTERNAL))
 def failure_reason(exc: BaseException, what: str) -> Reason:
     """A reason for an unexpected failure while carrying out ``what`` (INV-2)."""

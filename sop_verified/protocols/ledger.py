@@ -89,7 +89,6 @@ class RecordSink(Protocol):
         """Apply one logged record; raise IntegrityError if it contradicts the state."""
 
 
-@require(lambda payload: isinstance(payload, bytes))
 @ensure(lambda result: result is None or result in RECORD_TYPES or result in ADMIN_OPS)
 def record_kind(payload: bytes) -> str | None:
     """The record kind of a log entry (its protocol ``type`` or admin ``op``), or None.
@@ -112,7 +111,6 @@ def record_kind(payload: bytes) -> str | None:
     return kind if isinstance(kind, str) and kind in RECORD_TYPES else None
 
 
-@require(lambda raw: isinstance(raw, bytes))
 @ensure(lambda result: result.index >= 0)
 def receipt_from_json(raw: bytes) -> Receipt:
     """Parse a stored receipt (``Receipt.to_dict`` as JSON).

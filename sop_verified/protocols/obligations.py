@@ -19,7 +19,7 @@ obligation, and DRAC's controller gives it no effect.
 
 from __future__ import annotations
 
-from sop_verified.core.contracts import ensure, require
+from sop_verified.core.contracts import ensure
 from sop_verified.core.proofgate.derive import lineage, phase_order
 from sop_verified.core.request import Obligation, Request
 from sop_verified.protocols.csp.book import SnapshotBook
@@ -44,7 +44,6 @@ def _agrees(request: Request, session: str, phase: str | None) -> bool:
     return phase is None or "phase" not in ctx or ctx["phase"] == phase
 
 
-@require(lambda request: isinstance(request, Request))
 @ensure(lambda request, result: request.action in DERIVING_ACTIONS or not result)
 def protocol_obligations(
     request: Request, drac: DracState | None, book: SnapshotBook | None

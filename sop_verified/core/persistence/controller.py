@@ -128,7 +128,6 @@ class PersistenceController:
         """The declared scopes."""
         return self._scopes
 
-    @require(lambda data: isinstance(data, bytes | bytearray | memoryview), "bytes to write")
     @ensure(lambda decision, result: decision.allowed or result is decision, "DENY stays DENY")
     @ensure(
         lambda decision, result: not result.allowed or result.log_index == decision.log_index,
@@ -218,7 +217,6 @@ class PersistenceController:
             return self._index.latest(scope, name)
         return self._index.version(scope, name, version)
 
-    @require(lambda scope: isinstance(scope, str))
     @ensure(lambda scope, result: all(o.scope == scope for o in result))
     def objects(self, scope: str, name: str | None = None) -> list[ObjectRecord]:
         """Live objects of ``scope`` (of one name if given), by name, newest first."""

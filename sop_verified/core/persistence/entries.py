@@ -187,7 +187,6 @@ def _tombstone(index: int, payload: bytes) -> TombstoneRecord | None:
     return None if target is None else TombstoneRecord(index, target)
 
 
-@require(lambda request: isinstance(request, dict), helper=True)
 @ensure(lambda result: result.startswith(b"{"), helper=True)
 def request_key(request: dict[str, Any]) -> bytes:
     """How the index keys a logged request: sorted-key JSON (orjson), compared byte for byte.
@@ -199,7 +198,13 @@ def request_key(request: dict[str, Any]) -> bytes:
     return orjson.dumps(request, option=orjson.OPT_SORT_KEYS)
 
 
-@ensure(lambda result: isinstance(result, IndexOps), helper=True)
+@ensure(
+    lambda entries, result: (
+        len(result.pending) + len(result.effects) + len(result.tombstones) <= len(entries)
+    ),
+    "at most one index row per entry",
+    helper=True,
+)
 def index_entries(entries: Sequence[tuple[int, bytes]]) -> IndexOps:
     """What the given log entries change in the persistence index (never raises).
 

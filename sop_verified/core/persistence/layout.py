@@ -40,7 +40,6 @@ class ReadTarget:
     digest_hex: str | None = None
 
 
-@require(lambda rel: isinstance(rel, str), helper=True)
 @ensure(lambda rel, result: result == tuple(rel.split("/")), helper=True)
 def check_name(scope: Scope, rel: str, *, writing: bool) -> tuple[str, ...]:
     """Check a path below a scope prefix; return its names.
@@ -104,7 +103,6 @@ def stored_path(scope: Scope, rel: str, digest_hex: str, decision_index: int) ->
     return rel
 
 
-@require(lambda rel: isinstance(rel, str))
 @ensure(lambda result: (result.name is None) != (result.digest_hex is None))
 def read_target(scope: Scope, rel: str) -> ReadTarget:
     """What a read of ``rel`` in ``scope`` asks for.

@@ -126,20 +126,17 @@ class Scope:
                 accepted='`mode = "write-once"`',
             )
 
-    @require(lambda resource: isinstance(resource, str), helper=True)
     @ensure(lambda self, resource, result: result is None or resource.endswith(result), helper=True)
     def relative(self, resource: str) -> str | None:
         """The resource's path below this scope, or None when the scope does not serve it."""
         head = self.prefix + "/"
         return resource[len(head) :] if resource.startswith(head) else None
 
-    @require(lambda principal: isinstance(principal, str), helper=True)
     @ensure(lambda self, principal, result: not result or principal in self.owners, helper=True)
     def writable_by(self, principal: str) -> bool:
         """Whether ``principal`` owns this scope (only owners write, INV-4)."""
         return principal in self.owners
 
-    @require(lambda principal: isinstance(principal, str))
     @ensure(lambda self, principal, result: result == (principal in self.owners | self.readers))
     def readable_by(self, principal: str) -> bool:
         """Whether ``principal`` may read this scope (owners and declared readers)."""
@@ -177,7 +174,6 @@ class ScopeTable:
                     )
             seen[s.name] = s
 
-    @require(lambda resource: isinstance(resource, str), helper=True)
     @ensure(lambda result: result is None or result[1] != "", helper=True)
     def locate(self, resource: str) -> tuple[Scope, str] | None:
         """The scope serving ``resource`` and the path below its prefix, or None (unknown scope).
@@ -194,7 +190,6 @@ class ScopeTable:
                 return s, rel
         return None
 
-    @require(lambda name: isinstance(name, str))
     @ensure(lambda name, result: result is None or result.name == name)
     def get(self, name: str) -> Scope | None:
         """The scope called ``name``, or None."""

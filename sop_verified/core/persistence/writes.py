@@ -138,7 +138,6 @@ SubmitBatch = Callable[
 """The kernel's ``submit_batch``: decide requests, log each with its linked effect."""
 
 
-@require(lambda data: isinstance(data, bytes), helper=True)
 @ensure(
     lambda result: result is None or result.scope.mode is ScopeMode.CONTENT_ADDRESSED,
     "only content-addressed writes are linked",
@@ -225,7 +224,6 @@ def finish_linked(
     return _allowed(c, decision, plan, Outcome.WRITTEN, receipt)
 
 
-@require(lambda resource: isinstance(resource, str), helper=True)
 @ensure(
     lambda principal, result: result[0].writable_by(principal),
     "INV-4: owned scope only",

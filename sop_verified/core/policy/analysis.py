@@ -81,7 +81,6 @@ class AnalysisResult:
 
 
 @require(lambda timeout_ms: timeout_ms > 0, "a positive timeout")
-@ensure(lambda result: isinstance(result, z3.Solver), "a solver")
 def new_solver(timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Any:
     """A Z3 solver with a pinned seed, a deterministic resource limit and a timeout backstop.
 
@@ -98,7 +97,6 @@ def new_solver(timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Any:
     return solver
 
 
-@require(lambda cex: isinstance(cex, dict), "a decoded request")
 def replay_confirms(replay: Replay, cex: dict[str, Any]) -> bool:
     """Run a decoded counterexample through ``replay``; an invalid request is unconfirmed.
 
@@ -206,7 +204,6 @@ def _allows(s: PolicySet) -> Replay:
     return lambda cex: s.evaluate(parse_request(cex)).effect is Effect.ALLOW
 
 
-@require(lambda s: isinstance(s, PolicySet), "a compiled set")
 @ensure(lambda result: result.name == "always_denies", "names itself")
 def always_denies(s: PolicySet, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> AnalysisResult:
     """Whether ``s`` denies every well-formed request.
@@ -229,7 +226,6 @@ def always_denies(s: PolicySet, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Anal
     )
 
 
-@require(lambda a, b: isinstance(a, PolicySet) and isinstance(b, PolicySet), "two compiled sets")
 @ensure(lambda result: result.name == "implies", "names itself")
 def implies(a: PolicySet, b: PolicySet, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> AnalysisResult:
     """Whether every request ``a`` allows, ``b`` allows too.
@@ -256,7 +252,6 @@ def implies(a: PolicySet, b: PolicySet, *, timeout_ms: int = DEFAULT_TIMEOUT_MS)
     )
 
 
-@require(lambda a, b: isinstance(a, PolicySet) and isinstance(b, PolicySet), "two compiled sets")
 @ensure(lambda result: result.name == "equivalent", "names itself")
 def equivalent(
     a: PolicySet, b: PolicySet, *, timeout_ms: int = DEFAULT_TIMEOUT_MS

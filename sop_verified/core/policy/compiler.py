@@ -16,7 +16,7 @@ import operator
 from collections.abc import Callable
 from typing import Any, Final
 
-from sop_verified.core.contracts import ensure, require
+from sop_verified.core.contracts import ensure
 from sop_verified.core.policy.expr import (
     Attr,
     BoolLit,
@@ -170,7 +170,6 @@ def _has_member(collection: Any, element: Any) -> bool:
     return element in collection
 
 
-@require(lambda e: isinstance(e, Expr), "a checked condition")
 @ensure(lambda e, result: callable(result), "a closure")
 def compile_condition(e: Expr) -> Condition:
     """Compile a type-checked condition into one closure.

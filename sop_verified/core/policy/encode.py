@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import z3
 
-from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.contracts import ensure, invariant
 from sop_verified.core.policy.expr import (
     Attr,
     BoolLit,
@@ -160,7 +160,15 @@ def _scope(v: RequestVars, doc: PolicyDocument, p: Policy) -> Any:
     return z3.And(parts) if parts else z3.BoolVal(True)
 
 
-@invariant(lambda self: isinstance(self.allow, z3.BoolRef), "allow is a Z3 Bool")
+@invariant(
+    lambda self: (
+        set(self.applies)
+        == set(self.matches)
+        == set(self.errors)
+        == {p.id for p in self.document.policies}
+    ),
+    "one formula of each kind per policy",
+)
 class PolicyEncoding:
     """A policy set as Z3 formulas over one symbolic request."""
 
@@ -195,8 +203,6 @@ class PolicyEncoding:
             z3.Not(z3.Or(list(self.errors.values()))) if self.errors else z3.BoolVal(True),
         )
 
-    @require(lambda request: isinstance(request, Request), "a parsed Request")
-    @ensure(lambda result: result in (Effect.ALLOW, Effect.DENY), "an effect")
     def evaluate(self, request: Request) -> Effect:
         """Decide the encoding on a concrete request (for differential testing).
 
@@ -211,7 +217,6 @@ class PolicyEncoding:
         """
         return Effect.ALLOW if _decide_ground(self.allow, self.vars.bind(request)) else Effect.DENY
 
-    @require(lambda request: isinstance(request, Request), "a parsed Request")
     @ensure(lambda result: set(result) == {"permits", "forbids", "errors"}, "three id sets")
     def explain(self, request: Request) -> dict[str, frozenset[str]]:
         """Which policies match or err on a concrete request, per the encoding.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from sop_verified.core.contracts import ensure, require
+from sop_verified.core.contracts import ensure
 
 __all__ = [
     "ATTRIBUTES",
@@ -231,7 +231,6 @@ def _text(e: Expr) -> str:
     return f"{_wrap(e.collection, _PREC_POSTFIX)}.contains({_text(e.element)})"
 
 
-@require(lambda e: isinstance(e, Expr), "a condition expression")
 @ensure(lambda result: len(result) > 0, "the canonical text is never empty")
 def to_text(e: Expr) -> str:
     """Print ``e`` in canonical form: minimal parentheses, sets sorted, one space around operators.
@@ -245,8 +244,6 @@ def to_text(e: Expr) -> str:
     return _text(e)
 
 
-@require(lambda e: isinstance(e, Expr), "a condition expression")
-@ensure(lambda result: isinstance(result, tuple), "a tuple of sub-expressions")
 def children(e: Expr) -> tuple[Expr, ...]:
     """The direct sub-expressions of ``e``, left to right.
 
@@ -267,8 +264,6 @@ def children(e: Expr) -> tuple[Expr, ...]:
     return ()
 
 
-@require(lambda e: isinstance(e, Expr), "a condition expression")
-@ensure(lambda result: isinstance(result, frozenset), "a set of strings")
 def string_literals(e: Expr) -> frozenset[str]:
     """Every string mentioned as a literal in ``e`` (string literals and set-literal members).
 

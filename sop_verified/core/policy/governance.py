@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import z3
 
-from sop_verified.core.contracts import ensure, require
+from sop_verified.core.contracts import ensure
 from sop_verified.core.policy.analysis import (
     DEFAULT_TIMEOUT_MS,
     Replay,
@@ -86,7 +86,6 @@ class Finding:
         }
 
 
-@require(lambda scopes: isinstance(scopes, list | tuple), "a list of globs")
 @ensure(lambda scopes, result: len(result) == len(scopes), "one glob per scope")
 def approved_globs(scopes: Sequence[str]) -> tuple[Glob, ...]:
     """Check the approved scopes from configuration.
@@ -157,7 +156,6 @@ def _violations(
     return findings
 
 
-@require(lambda s: isinstance(s, PolicySet), "a compiled set")
 @ensure(lambda result: all(f.severity is Severity.ERROR for f in result), "violations are errors")
 def governance_check(
     s: PolicySet, approved_scopes: Sequence[str], *, timeout_ms: int = DEFAULT_TIMEOUT_MS
@@ -228,7 +226,6 @@ def governance_check(
     return findings
 
 
-@require(lambda s: isinstance(s, PolicySet), "a compiled set")
 def verify_governance(
     s: PolicySet, approved_scopes: Sequence[str], *, timeout_ms: int = DEFAULT_TIMEOUT_MS
 ) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from sop_verified.core.contracts import ensure, require
 from sop_verified.core.policy.expr import (
     ATTRIBUTES,
     Attr,
@@ -277,8 +276,6 @@ def _parse(text: str, where: str) -> Expr:
     return e
 
 
-@require(lambda text: isinstance(text, str), "condition text is a string")
-@ensure(lambda result: isinstance(result, Expr), "a syntax tree")
 def parse_condition(text: str, where: str = "") -> Expr:
     """Parse a `when` condition into a syntax tree (not yet type-checked).
 

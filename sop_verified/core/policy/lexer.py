@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from sop_verified.core.contracts import ensure, require
+from sop_verified.core.contracts import ensure
 from sop_verified.core.policy.expr import Pos
 from sop_verified.core.request import INT_MAX, INT_MIN
 from sop_verified.errors import PolicyParseError
@@ -39,7 +39,7 @@ class Token:
     pos: Pos
 
 
-@ensure(lambda result: isinstance(result, PolicyParseError), "an error to raise")
+@ensure(lambda where, result: result.where.startswith(where), "located where the caller says")
 def syntax_error(message: str, pos: Pos, where: str, accepted: str = "") -> PolicyParseError:
     """A parse error located at ``pos`` in the condition (``where`` names file, policy, field).
 
@@ -204,7 +204,6 @@ class _Lexer:
         )
 
 
-@require(lambda text: isinstance(text, str), "condition text")
 @ensure(lambda result: result[-1].kind == "eof", "ends with an end-of-input token")
 def tokenize(text: str, where: str = "") -> list[Token]:
     """Split condition text into tokens.

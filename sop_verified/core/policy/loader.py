@@ -241,7 +241,6 @@ def _fragment(obj: Any, source: str) -> Fragment:
     return policies, _roles_from_dict(obj.get("roles", {}), source), source
 
 
-@require(lambda fragments: isinstance(fragments, list), "a list of fragments")
 @ensure(
     lambda fragments, result: len(result) == sum(len(f[0]) for f in fragments),
     "every policy of every fragment is in the set",
@@ -276,7 +275,6 @@ def document_from_fragments(fragments: list[Fragment]) -> PolicyDocument:
 
 
 @require(lambda fmt: fmt in ("toml", "json"), "a known format")
-@ensure(lambda result: isinstance(result, tuple), "a fragment")
 def parse_bytes(data: bytes, *, source: str, fmt: str) -> Fragment:
     """Parse one policy file's bytes into a fragment (not yet merged into a set).
 
@@ -297,8 +295,6 @@ def parse_bytes(data: bytes, *, source: str, fmt: str) -> Fragment:
     return _fragment(_decode(data, source, fmt), source)
 
 
-@require(lambda obj: isinstance(obj, dict), "a JSON-like object")
-@ensure(lambda result: isinstance(result, PolicyDocument), "a checked document")
 def document_from_dict(obj: dict[str, Any], source: str = "<document>") -> PolicyDocument:
     """Build a set from one already-decoded document (the shape of a JSON policy file).
 
@@ -356,8 +352,6 @@ def _policy_files(path: Path) -> list[Path]:
     return files
 
 
-@require(lambda path: isinstance(path, str | Path), "a path")
-@ensure(lambda result: isinstance(result, PolicyDocument), "a checked document")
 def load_path(path: str | Path) -> PolicyDocument:
     """Load a policy set from one file or from a directory of ``*.toml`` / ``*.json`` files.
 
@@ -377,7 +371,6 @@ def load_path(path: str | Path) -> PolicyDocument:
     return document_from_fragments(fragments)
 
 
-@require(lambda data: isinstance(data, bytes), "bytes")
 @ensure(lambda data, result: result.canonical_bytes() == data, "the input was canonical")
 def load_canonical(data: bytes) -> PolicyDocument:
     """Read back a set stored in canonical form, refusing anything not byte-for-byte canonical.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.contracts import ensure, invariant
 from sop_verified.core.policy.expr import Expr, string_literals, to_text
 from sop_verified.core.policy.typecheck import CHANNELS, check_condition
 from sop_verified.core.request import ACTIONS, PRINCIPAL_PATTERN
@@ -337,7 +337,10 @@ class PolicyDocument:
         """
         return canonical_json(self.to_canonical())
 
-    @require(lambda policy: isinstance(policy, Policy), "a policy")
+    @ensure(
+        lambda policy, result: (result is None) == (policy.principals is None),
+        "None means any principal, and only then",
+    )
     def principals_of(self, policy: Policy) -> frozenset[str] | None:
         """The principal ids a policy names, with roles expanded; ``None`` means any.
 
@@ -357,7 +360,6 @@ class PolicyDocument:
                 out.add(entry)
         return frozenset(out)
 
-    @ensure(lambda result: isinstance(result, frozenset), "a set of strings")
     def string_literals(self) -> frozenset[str]:
         """Every string literal in every condition, plus principal ids named by the set.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sop_verified.core.contracts import ensure, require
+from sop_verified.core.contracts import ensure
 from sop_verified.core.policy.analysis import (
     DEFAULT_TIMEOUT_MS,
     AnalysisResult,
@@ -131,7 +131,6 @@ def _compare(
     return [wider, narrower], findings
 
 
-@require(lambda s: isinstance(s, PolicySet), "a compiled set")
 @ensure(lambda s, result: result.digest == s.digest, "reports on this set")
 def check_policy_set(
     s: PolicySet,
@@ -168,8 +167,7 @@ def check_policy_set(
     return PolicyCheckReport(source, s.digest, len(s.document), tuple(findings), tuple(analyses))
 
 
-@require(lambda path: isinstance(path, str | Path), "a path")
-@ensure(lambda result: isinstance(result, PolicyCheckReport), "a report")
+@ensure(lambda path, result: result.source == str(path), "reports on this path")
 def check_directory(
     path: str | Path,
     approved_scopes: Sequence[str],

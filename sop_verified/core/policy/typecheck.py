@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from sop_verified.core.contracts import ensure, require
 from sop_verified.core.policy.expr import (
     Attr,
     BoolLit,
@@ -170,8 +169,6 @@ def _type(e: Expr, where: str) -> AttrType:
     return _type_member(e.element, e.collection, "`.contains`", where)
 
 
-@require(lambda e: isinstance(e, Expr), "a condition expression")
-@ensure(lambda result: isinstance(result, AttrType), "a type of the language")
 def type_of(e: Expr, where: str = "") -> AttrType:
     """Infer the type of ``e``, checking every sub-expression.
 
@@ -189,7 +186,6 @@ def type_of(e: Expr, where: str = "") -> AttrType:
     return _type(e, where)
 
 
-@require(lambda e: isinstance(e, Expr), "a condition expression")
 def check_condition(e: Expr, where: str = "") -> None:
     """Accept ``e`` as a `when` condition: it must be well-typed and of type Bool.
 

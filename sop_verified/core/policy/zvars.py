@@ -52,8 +52,6 @@ def _char(c: str) -> str:
     return f"\\u{{{_MARK:x}}}{o:06x}"
 
 
-@require(lambda s: isinstance(s, str), "a Python string")
-@ensure(lambda result: isinstance(result, z3.SeqRef), "a Z3 string literal")
 def z3_string(s: str) -> Any:
     """The Z3 string literal standing for the Python string ``s`` (injective).
 
@@ -66,8 +64,6 @@ def z3_string(s: str) -> Any:
     return z3.StringVal("".join(_char(c) for c in s))
 
 
-@require(lambda values: all(isinstance(v, str) for v in values), "strings")
-@ensure(lambda result: isinstance(result, z3.ArrayRef), "a Z3 set")
 def z3_set(values: frozenset[str]) -> Any:
     """The Z3 set (an array String -> Bool) holding exactly ``values``.
 
@@ -191,7 +187,6 @@ class RequestVars:
             "channel": self.channel,
         }[name]
 
-    @ensure(lambda result: isinstance(result, z3.BoolRef), "a Z3 Bool")
     def well_formed(self) -> Any:
         """The constraint that these variables are a request ``parse_request`` accepts.
 
@@ -202,7 +197,6 @@ class RequestVars:
         """
         return z3.And(self.well_formed_core(), self.well_formed_bounds())
 
-    @ensure(lambda result: isinstance(result, z3.BoolRef), "a Z3 Bool")
     def well_formed_core(self) -> Any:
         """The cheap part of well-formedness: known action and channel, the path and principal
         grammars, 64-bit ints.
@@ -227,7 +221,6 @@ class RequestVars:
                 parts.append(z3.And(var >= INT_MIN, var <= INT_MAX))
         return z3.And(parts)
 
-    @ensure(lambda result: isinstance(result, z3.BoolRef), "a Z3 Bool")
     def well_formed_bounds(self) -> Any:
         """The costly part of well-formedness: no `.`/`..` segment, path and string lengths.
 
@@ -240,7 +233,6 @@ class RequestVars:
                 parts.append(z3.Length(self.context[name]) <= MAX_STRING)
         return z3.And(parts)
 
-    @require(lambda request: isinstance(request, Request), "a parsed Request")
     @ensure(lambda result: len(result) == 4 + 2 * len(CONTEXT_SCHEMA), "every variable bound")
     def bind(self, request: Request) -> list[tuple[Any, Any]]:
         """Substitution pairs giving every variable the request's value.
@@ -267,7 +259,6 @@ class RequestVars:
             pairs.append((self.context[name], _concrete(kind, value)))
         return pairs
 
-    @require(lambda universe: all(isinstance(s, str) for s in universe), "strings")
     @ensure(
         lambda result: set(result) >= {"principal", "action", "resource", "channel"},
         "a request dict",

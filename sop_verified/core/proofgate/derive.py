@@ -68,9 +68,7 @@ def _union(regexes: list[str]) -> str:
     return regexes[0] if len(regexes) == 1 else f"(re.union {' '.join(regexes)})"
 
 
-@require(
-    lambda scope: bool(scope) and all(isinstance(g, str) and g for g in _globs(scope)), helper=True
-)
+@require(lambda scope: bool(scope) and all(_globs(scope)), "non-empty globs", helper=True)
 @ensure(lambda result: result.id.startswith("scope:"), helper=True)
 def scope_containment(path: str, scope: str | Sequence[str]) -> Obligation:
     """The obligation "``path`` lies inside the scope glob ``scope``" (INV-4).

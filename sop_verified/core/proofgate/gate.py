@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.contracts import ensure, invariant
 from sop_verified.core.obligations import Verdict, VerdictResult
 from sop_verified.core.proofgate.outcome import Outcome, from_reply, rejected, unknown
 from sop_verified.core.proofgate.pool import SolverPool
@@ -72,7 +72,6 @@ class GateConfig:
         if self.rlimit < 1 or self.workers < 1 or self.memo_size < 0 or self.cvc5_rlimit < 1:
             raise ValueError("gate rlimit, workers and cvc5_rlimit must be positive")
 
-    @ensure(lambda result: isinstance(result, WorkerLimits))
     def worker_limits(self) -> WorkerLimits:
         """The pool's caps."""
         return WorkerLimits(self.memory_mb << 20, self.cpu_seconds, self.wall_seconds)
@@ -88,7 +87,10 @@ def _compile(fmt: str, source: str, limits: FilterLimits) -> CompiledObligation:
     )
 
 
-@require(lambda obligation_id: isinstance(obligation_id, str))
+@ensure(
+    lambda obligation_id, result: obligation_id.startswith(result) and ":" not in result,
+    "the id's first part",
+)
 def obligation_class(obligation_id: str) -> str:
     """The class of an obligation for cross-checking: its id up to the first ``:``."""
     return obligation_id.split(":", 1)[0]
@@ -135,7 +137,13 @@ class Z3ProofGate:
         """What a verdict depends on besides the obligation: z3's version, rlimit, parameters."""
         return self._pool.identity
 
-    @ensure(lambda result: isinstance(result, VerdictResult))
+    @ensure(
+        lambda obligation, result: (
+            result.verdict is not Verdict.PROVED
+            or result.digest == obligation_digest(obligation.format, obligation.source)
+        ),
+        "a proof names the obligation it proves",
+    )
     def check(self, obligation: Obligation) -> VerdictResult:
         """Decide ``obligation``; never raises (INV-2).
 
@@ -149,7 +157,6 @@ class Z3ProofGate:
         return self._check_closed(obligation)
 
     @ensure(lambda obligations, result: len(result) == len(obligations), "one per obligation")
-    @ensure(lambda result: all(isinstance(r, VerdictResult) for r in result))
     def check_many(self, obligations: Sequence[Obligation]) -> list[VerdictResult]:
         """:meth:`check` for each obligation, in order; never raises (INV-2).
 
@@ -296,8 +303,10 @@ class Z3ProofGate:
                 self._memo.pop(next(iter(self._memo)))
             self._memo[digest] = result
 
-    @require(lambda fmt, source: isinstance(fmt, str) and isinstance(source, str))
-    @ensure(lambda result: isinstance(result, VerdictResult))
+    @ensure(
+        lambda fmt, source, result: result.digest == obligation_digest(fmt, source),
+        "the verdict names the obligation it is about",
+    )
     def recheck(self, fmt: str, source: str, klass: str = "") -> VerdictResult:
         """Decide an obligation afresh, bypassing the memo and the store (for replay).
 
@@ -315,22 +324,19 @@ class Z3ProofGate:
         except Exception as exc:  # spec: INV-2
             return VerdictResult(Verdict.UNKNOWN, digest, f"internal error: {type(exc).__name__}")
 
-    @ensure(lambda result: result is None)
+    @ensure(lambda self, reason: reason in self.alarms, "the alarm is recorded")
     def raise_alarm(self, reason: str) -> None:
         """Raise the integrity alarm (used by replay)."""
         self._raise_alarm(reason)
 
-    @ensure(lambda result: result is None)
     def warm(self) -> None:
         """Start the worker processes now rather than on the first obligation."""
         self._pool.warm()
 
-    @ensure(lambda result: isinstance(result, list))
     def worker_pids(self) -> list[int]:
         """Live worker process ids (diagnostics, tests)."""
         return self._pool.pids()
 
-    @ensure(lambda result: result is None)
     def close(self) -> None:
         """Stop the workers; later fresh checks answer UNKNOWN ``gate closed``."""
         self._pool.close()

@@ -58,7 +58,6 @@ def rejected(exc: ObligationError) -> Outcome:
     return Outcome(Verdict.REJECTED, f"{exc.code}: {exc}", evidence, memoizable=True)
 
 
-@require(lambda reply: isinstance(reply, dict))
 @ensure(
     lambda reply, result: result.verdict is not Verdict.PROVED or reply.get("status") == "unsat"
 )

@@ -77,7 +77,6 @@ class SolverPool:
             return f"worker solver identity `{theirs}` differs from `{self.identity}`"
         return ""
 
-    @require(lambda compiled: isinstance(compiled, CompiledObligation))
     @ensure(lambda result: result.get("status") in _STATUSES)
     def solve(self, compiled: CompiledObligation) -> dict[str, Any]:
         """Solve a filtered obligation in a worker.
@@ -120,12 +119,10 @@ class SolverPool:
             return {"status": "unknown", "code": "worker crash", "detail": "malformed worker reply"}
         return reply
 
-    @ensure(lambda result: result is None)
     def warm(self) -> None:
         """Start the workers now."""
         self._pool.warm()
 
-    @ensure(lambda result: isinstance(result, list))
     def pids(self) -> list[int]:
         """Live worker process ids (diagnostics, tests)."""
         return self._pool.pids()

@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sop_verified.core.contracts import ensure, require
+from sop_verified.core.contracts import ensure
 from sop_verified.core.obligations import Verdict, VerdictResult
 from sop_verified.core.proofgate.gate import GateConfig, Z3ProofGate
 from sop_verified.core.request import Obligation
@@ -81,7 +81,6 @@ def _load(path: Path, max_bytes: int) -> tuple[str, str] | VerdictResult:
         )
 
 
-@require(lambda path: isinstance(path, Path))
 def prove_file(path: Path, rlimit: int | None = None) -> tuple[VerdictResult, dict[str, Any]]:
     """Check one obligation file with a fresh gate (one worker, in-memory store).
 

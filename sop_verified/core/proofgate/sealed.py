@@ -58,7 +58,6 @@ class SealedVerdictStore:
         self._inner = inner
         self._key = key
 
-    @require(lambda digest: isinstance(digest, str))
     def get(self, digest: str) -> bytes | None:
         """The record under ``digest`` after its seal verified, or None.
 
@@ -68,7 +67,7 @@ class SealedVerdictStore:
         sealed = self._inner.get(digest)
         return None if sealed is None else _open(self._key, digest, sealed)
 
-    @require(lambda digest, record: isinstance(digest, str) and isinstance(record, bytes))
+    @ensure(lambda self, digest, result: self.get(digest) == result, "INV-3: the stored record")
     def put_once(self, digest: str, record: bytes) -> bytes:
         """Seal and store ``record`` unless ``digest`` has one; return the (verified) stored record.
 
@@ -78,7 +77,6 @@ class SealedVerdictStore:
         stored = self._inner.put_once(digest, _mac(self._key, digest, record) + record)
         return _open(self._key, digest, stored)
 
-    @ensure(lambda result: isinstance(result, list))
     def digests(self) -> list[str]:
         """Every digest with a record."""
         return self._inner.digests()

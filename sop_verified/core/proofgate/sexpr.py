@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sop_verified.core.contracts import ensure, require
 from sop_verified.errors import ObligationError
 
 __all__ = ["Atom", "FilterLimits", "Kind", "Node", "SList", "read"]
@@ -187,8 +186,6 @@ def _check_size(text: str, limits: FilterLimits) -> None:
         )
 
 
-@require(lambda text: isinstance(text, str))
-@ensure(lambda result: all(isinstance(n, Atom | SList) for n in result))
 def read(text: str, limits: FilterLimits) -> list[Node]:
     """Read ``text`` into top-level S-expressions, enforcing every cap.
 

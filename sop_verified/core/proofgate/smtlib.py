@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.contracts import ensure, invariant
 from sop_verified.core.proofgate.logics import LOGICS
 from sop_verified.core.proofgate.sexpr import Atom, FilterLimits, Kind, Node, SList, read
 from sop_verified.core.proofgate.sorts import render_symbol
@@ -294,7 +294,6 @@ class _Script:
         )
 
 
-@require(lambda source: isinstance(source, str))
 @ensure(lambda result: len(result.assertions) == len(result.names))
 def compile_smt2(source: str, limits: FilterLimits | None = None) -> CompiledObligation:
     """Filter an SMT-LIB 2 obligation script and render what the solver may see.

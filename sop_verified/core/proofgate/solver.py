@@ -159,7 +159,6 @@ class SolverSession:
         """What the worker tells the pool when it starts (its solver identity)."""
         return {"solver": solver_identity(self.rlimit)}
 
-    @require(lambda request: isinstance(request, dict))
     @ensure(lambda result: result.get("status") in ("unsat", "sat", "unknown", "error"))
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one pool request ``{"op": "solve", "script", "names", "rlimit", "logic"}``.

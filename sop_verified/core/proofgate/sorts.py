@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.contracts import ensure, invariant
 from sop_verified.core.proofgate.logics import LOGICS, THEORY_SYMBOLS, Logic
 from sop_verified.core.proofgate.sexpr import Atom, FilterLimits, Kind, Node, SList
 from sop_verified.errors import ObligationError
@@ -115,7 +115,6 @@ class Declarations:
 
     # --- sorts ---------------------------------------------------------------------------
 
-    @require(lambda params: isinstance(params, frozenset))
     def sort(
         self, node: Node, params: frozenset[str] = frozenset(), *, reglan: bool = False
     ) -> str:

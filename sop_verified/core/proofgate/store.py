@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.contracts import ensure
 from sop_verified.core.obligations import Verdict, VerdictResult
 from sop_verified.errors import IntegrityError
 from sop_verified.tools.canonical import canonical_json
@@ -32,7 +32,7 @@ __all__ = [
 _FORMATS = ("smt2", "json")
 
 
-@require(lambda fmt, source: isinstance(fmt, str) and isinstance(source, str), helper=True)
+@ensure(lambda result: result.startswith("sha256:") and len(result) == 71, helper=True)
 def obligation_digest(fmt: str, source: str) -> str:
     """``sha256:<hex>`` of the RFC 8785 canonical JSON ``{"format": fmt, "source": source}``.
 
@@ -166,7 +166,6 @@ class VerdictRecord:
         return record
 
 
-@invariant(lambda self: isinstance(self._records, dict))
 class InMemoryVerdictStore:
     """A thread-safe, write-once, in-process :class:`VerdictStore` (tests and the CLI)."""
 
@@ -175,12 +174,10 @@ class InMemoryVerdictStore:
         self._records: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
-    @require(lambda digest: isinstance(digest, str))
     def get(self, digest: str) -> bytes | None:
         """The record stored under ``digest``, or None."""
         return self._records.get(digest)
 
-    @require(lambda digest, record: isinstance(digest, str) and isinstance(record, bytes))
     @ensure(lambda self, digest, result: self._records.get(digest) == result)
     def put_once(self, digest: str, record: bytes) -> bytes:
         """Store ``record`` unless ``digest`` has one; return the record now stored (INV-3).
@@ -195,7 +192,6 @@ class InMemoryVerdictStore:
         with self._lock:
             return self._records.setdefault(digest, record)  # spec: INV-3
 
-    @ensure(lambda result: isinstance(result, list))
     def digests(self) -> list[str]:
         """Every digest with a record, sorted."""
         with self._lock:

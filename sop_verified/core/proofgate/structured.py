@@ -130,7 +130,6 @@ def _name(name: str, where: str) -> str:
     return name
 
 
-@require(lambda source: isinstance(source, str))
 @ensure(lambda result: result.names[-1] == GOAL_NAME)
 def compile_structured(source: str, limits: FilterLimits | None = None) -> CompiledObligation:
     """Check a structured JSON obligation and compile it to a filtered SMT-LIB script.

@@ -78,7 +78,6 @@ class Signature(Declarations):
         self.macros[name] = (tuple(renamed[p] for p, _ in params), text)
         self.funs[name] = len(params)
 
-    @require(lambda bound: bound is None or isinstance(bound, Mapping))
     def term(self, node: Node, bound: Scope | None = None) -> str:
         """Check a term in the scope of ``bound`` variables and return its rendering.
 

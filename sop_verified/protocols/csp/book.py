@@ -105,25 +105,21 @@ class SnapshotBook:
         self._anchor: dict[str, str] = {}
         self._revoked: dict[str, str] = {}
 
-    @require(lambda snapshot: isinstance(snapshot, str))
     @ensure(lambda snapshot, result: result is None or result.snapshot == snapshot)
     def seal(self, snapshot: str) -> SealRecord | None:
         """The seal of ``snapshot``, or None."""
         return self._seals.get(snapshot)
 
-    @require(lambda snapshot: isinstance(snapshot, str))
     @ensure(lambda self, snapshot, result: not result or snapshot in self._seals)
     def is_revoked(self, snapshot: str) -> bool:
         """Whether ``snapshot`` itself was revoked (its descendants are refused too)."""
         return snapshot in self._revoked
 
-    @require(lambda session: isinstance(session, str))
     @ensure(lambda self, session, result: all(self._seals[s].session == session for s in result))
     def snapshots(self, session: str) -> list[str]:
         """The snapshots of ``session`` in the order they were sealed."""
         return list(self._sessions.get(session, ()))
 
-    @require(lambda session: isinstance(session, str))
     @ensure(lambda self, result: result is None or result in self._seals)
     def anchor(self, session: str) -> str | None:
         """The snapshot a resume of ``session`` must descend from (None: unknown session)."""
@@ -132,7 +128,6 @@ class SnapshotBook:
             return None
         return self._anchor.get(session, sealed[0])
 
-    @require(lambda snapshot: isinstance(snapshot, str))
     @ensure(lambda result: len(result) <= MAX_LINEAGE)
     def chain(self, snapshot: str, stop: str | None) -> dict[str, str | None]:
         """Parent links from ``snapshot`` up to ``stop`` (or a root), at most MAX_LINEAGE."""
@@ -146,7 +141,6 @@ class SnapshotBook:
             current = parent
         return links
 
-    @require(lambda session: isinstance(session, str))
     @ensure(lambda result: result.id.startswith("lineage:"))
     def lineage_obligation(self, session: str, snapshot: str) -> Obligation:
         """The gate's obligation: ``snapshot``'s parent chain reaches the session's anchor."""
@@ -156,7 +150,7 @@ class SnapshotBook:
             return lineage({}, snapshot, _NONE)  # no chain: refuted
         return lineage(self.chain(snapshot, anchor), snapshot, anchor)
 
-    @require(lambda session: isinstance(session, str))
+    @ensure(lambda self, snapshot: not self.is_revoked(snapshot), "INV-7")
     def check_resume(self, session: str, snapshot: str) -> None:
         """Raise unless ``snapshot`` of ``session`` may be resumed now (INV-7 lineage, revocation).
 
@@ -181,7 +175,10 @@ class SnapshotBook:
                 accepted="a descendant of the anchor, or an operator-authorised rollback",
             )
 
-    @require(lambda session: isinstance(session, str))
+    @ensure(
+        lambda self, session, parent: parent is None or self._seals[parent].session == session,
+        "a parent is a snapshot of the same session",
+    )
     def check_parent(self, session: str, parent: str | None) -> None:
         """Raise unless ``parent`` may be the parent of a new snapshot of ``session``.
 
@@ -216,7 +213,10 @@ class SnapshotBook:
                 )
             current = self._seals[current].parent
 
-    @require(lambda entry: isinstance(entry, Mapping))
+    @ensure(
+        lambda entry: _kind(entry) in ("csp.seal", "csp.resume", REVOKE_OP, ROLLBACK_OP),
+        "only a known kind of record fits",
+    )
     def check(self, entry: Mapping[str, Any]) -> None:
         """Raise IntegrityError unless the record fits the book now."""
         try:

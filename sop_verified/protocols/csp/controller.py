@@ -119,7 +119,6 @@ class CspController:
         """CSP's snapshot book (read-only use)."""
         return self._book
 
-    @require(lambda data: isinstance(data, bytes))
     @ensure(lambda result: not result.allowed or "effect" in result.extra)
     def persist_state(self, raw: Request | dict[str, Any], data: bytes) -> Decision:
         """Decide a ``state.persist`` (eligibility is the policy's, by ``context.state_class``)."""
@@ -139,7 +138,6 @@ class CspController:
             )
         return self._persistence.execute(decision, request, data)
 
-    @require(lambda entries: isinstance(entries, Mapping))
     @ensure(lambda session, result: result.session == session)
     def manifest(self, session: str, entries: Mapping[str, str], parent: str | None) -> Manifest:
         """A manifest of ``entries`` (key to blob digest), created now by SOP's clock.
@@ -149,7 +147,6 @@ class CspController:
         """
         return Manifest.build(session=session, parent=parent, created=self._now(), entries=entries)
 
-    @require(lambda manifest: isinstance(manifest, Manifest))
     @ensure(lambda result: not result.allowed or "snapshot" in result.extra)
     def seal(self, raw: Request | dict[str, Any], manifest: Manifest) -> Decision:
         """Decide a ``snapshot.seal`` of ``manifest``; on ALLOW store, sign and log the seal.

@@ -80,8 +80,6 @@ class Manifest(BaseModel):
         return v
 
     @classmethod
-    @require(lambda entries: isinstance(entries, Mapping))
-    @ensure(lambda result: isinstance(result, Manifest))
     def build(
         cls, *, session: str, parent: str | None, created: int, entries: Mapping[str, str]
     ) -> Manifest:
@@ -95,7 +93,6 @@ class Manifest(BaseModel):
         return cls.parse(canonical_json(raw))
 
     @classmethod
-    @require(lambda data: isinstance(data, bytes))
     @ensure(lambda data, result: result.to_bytes() == data, "the stored form is canonical")
     def parse(cls, data: bytes) -> Manifest:
         """Parse stored manifest bytes strictly; they must be canonical JSON.
@@ -145,7 +142,6 @@ def manifest_resource(session: str, snapshot: str) -> str:
     return f"{MANIFESTS_ROOT}/{session}/{snapshot}.json"
 
 
-@require(lambda resource: isinstance(resource, str))
 @ensure(lambda result: result is None or len(result) == 2)
 def parse_manifest_resource(resource: str) -> tuple[str, str] | None:
     """``(session, snapshot)`` of a manifest resource, or None."""
@@ -160,7 +156,6 @@ def blob_resource(digest: str) -> str:
     return f"{BLOBS_ROOT}/sha256/{digest.removeprefix('sha256:')}"
 
 
-@require(lambda manifest: isinstance(manifest, Manifest))
 @ensure(lambda result: result["predicateType"] == PREDICATE_SEAL)
 def seal_statement(manifest: Manifest, resource: str) -> dict[str, Any]:
     """The in-toto statement a seal signs: the manifest as subject, the snapshot as predicate."""

@@ -57,7 +57,6 @@ def _subject_digest(body: Mapping[str, object]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@require(lambda manifest_bytes: isinstance(manifest_bytes, bytes))
 @ensure(lambda seal, result: result.snapshot_id() == seal.snapshot)
 def verify_seal(seal: SealRecord, manifest_bytes: bytes, key: Ed25519PublicKey) -> Manifest:
     """Check the seal's signature and that it seals exactly these manifest bytes.
@@ -107,7 +106,6 @@ def verify_seal(seal: SealRecord, manifest_bytes: bytes, key: Ed25519PublicKey) 
     return manifest
 
 
-@require(lambda blobs: isinstance(blobs, Mapping))
 @ensure(lambda manifest, result: set(result) == {e.key for e in manifest.entries})
 def verify_blobs(manifest: Manifest, blobs: Mapping[str, bytes | None]) -> dict[str, bytes]:
     """Check every entry's blob is there with its digest; return the state, key to bytes.

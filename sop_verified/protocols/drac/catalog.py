@@ -38,7 +38,7 @@ MAX_INPUTS = 64
 _DIGEST_RE = re.compile(CONTENT_DIGEST_PATTERN)
 
 
-@require(lambda inputs: isinstance(inputs, Sequence) and not isinstance(inputs, str))
+@require(lambda inputs: not isinstance(inputs, str), "a sequence of digests, not one string")
 @ensure(lambda result: len(result) == len(set(result)) <= MAX_INPUTS)
 def check_inputs(inputs: Sequence[str]) -> tuple[str, ...]:
     """Validate an artifact's input digests (``sha256:<64 hex>``, distinct, at most 64).
@@ -208,8 +208,15 @@ class DracState:
         self._artifacts.append(record)
         self._by_digest.setdefault(record.digest, []).append(record)
 
-    @require(lambda digest: digest is None or isinstance(digest, str))
-    @ensure(lambda result: all(isinstance(r, ArtifactRecord) for r in result))
+    @ensure(
+        lambda session, phase, digest, result: all(
+            (session is None or r.session == session)
+            and (phase is None or r.phase == phase)
+            and (digest is None or r.digest == digest)
+            for r in result
+        ),
+        "every artifact matches every filter",
+    )
     def query(
         self, *, session: str | None = None, phase: str | None = None, digest: str | None = None
     ) -> list[ArtifactRecord]:
@@ -221,7 +228,6 @@ class DracState:
             if (session is None or r.session == session) and (phase is None or r.phase == phase)
         ]
 
-    @require(lambda digests: all(isinstance(d, str) for d in digests))
     @ensure(lambda digests, result: set(result) <= set(digests))
     def names(self, digests: Sequence[str]) -> dict[str, str]:
         """The catalogued name (``session/phase/name``) of each digest that is in the catalog."""

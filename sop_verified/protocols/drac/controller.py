@@ -115,7 +115,6 @@ class DracController:
         with self._lock:
             return _step(self, request)
 
-    @require(lambda data: isinstance(data, bytes))
     @ensure(lambda result: not result.allowed or "artifact" in result.extra)
     def catalog(
         self, raw: Request | dict[str, Any], data: bytes, inputs: Sequence[str] = ()

@@ -75,7 +75,6 @@ class Step:
     event: PhaseEvent
 
 
-@require(lambda phases: isinstance(phases, Sequence))
 @ensure(lambda result: 1 <= len(result) <= MAX_PHASES)
 def check_phases(phases: Sequence[str]) -> tuple[str, ...]:
     """Validate a configured phase order.
@@ -93,7 +92,6 @@ def check_phases(phases: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-@require(lambda resource: isinstance(resource, str))
 @ensure(lambda resource, result: result is None or resource.startswith(SESSIONS_ROOT))
 def parse_step(resource: str) -> Step | None:
     """The step a ``phase.advance`` resource names, or None when it names none."""
@@ -101,14 +99,12 @@ def parse_step(resource: str) -> Step | None:
     return None if m is None else Step(m.group(1), m.group(2), PhaseEvent(m.group(3)))
 
 
-@require(lambda step: isinstance(step, Step))
 @ensure(lambda step, result: parse_step(result) == step)
 def step_resource(step: Step) -> str:
     """The ``phase.advance`` resource of ``step``."""
     return f"{SESSIONS_ROOT}/{step.session}/phases/{step.phase}/{step.event}"
 
 
-@require(lambda resource: isinstance(resource, str))
 @ensure(lambda result: result is None or len(result) == 3)
 def parse_artifact(resource: str) -> tuple[str, str, str] | None:
     """``(session, phase, name)`` of a catalogued artifact's resource, or None."""
@@ -153,7 +149,6 @@ class PhaseMachine:
         """The configured phase order."""
         return self._phases
 
-    @require(lambda session: isinstance(session, str))
     @ensure(lambda result: result is None or result[1] in ("open", "completed"))
     def status(self, session: str) -> tuple[str, str] | None:
         """``(phase, "open" | "completed")`` of a known session, or None."""
@@ -168,13 +163,11 @@ class PhaseMachine:
         """Every known session, sorted."""
         return sorted(self._position)
 
-    @require(lambda step: isinstance(step, Step))
     @ensure(lambda result: result.id.startswith("phase:"))
     def step_obligation(self, step: Step) -> Obligation:
         """The gate's obligation for ``step``: its target state directly follows the current one."""
         return phase_order(self._line, self._current(step.session), self._target(step))
 
-    @require(lambda session: isinstance(session, str))
     @ensure(lambda result: result.id.startswith("phase:"))
     def open_obligation(self, session: str, phase: str) -> Obligation:
         """The gate's obligation "``session`` is in ``phase``, not completed" (catalog writes)."""
@@ -182,7 +175,12 @@ class PhaseMachine:
         before = self._line[k - 1] if k > 0 else ""
         return phase_order(self._line, before, self._current(session))
 
-    @require(lambda step: isinstance(step, Step))
+    @ensure(
+        lambda self, step: (
+            self._index.get(self._target(step), -1) == self._position.get(step.session, 0) + 1
+        ),
+        "exactly one step forward on the line",
+    )
     def check_step(self, step: Step) -> None:
         """Raise unless ``step`` is the next one of its session.
 
@@ -195,7 +193,7 @@ class PhaseMachine:
         if target != current + 1:  # DRAC rule: exactly one step forward on the line
             raise _step_error(self, step, current)
 
-    @require(lambda session: isinstance(session, str))
+    @ensure(lambda self, session, phase: self.status(session) == (phase, "open"), "open")
     def check_open(self, session: str, phase: str) -> None:
         """Raise unless ``session`` is in ``phase`` and has not completed it.
 

@@ -16,7 +16,7 @@ import dataclasses
 import threading
 from typing import Any
 
-from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.contracts import ensure, invariant
 from sop_verified.core.persistence import PersistenceController
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import Decision, Reason, Request, Stage
@@ -62,7 +62,6 @@ class EmpController:
         """EMP's state (keys and recorded outputs)."""
         return self._state
 
-    @require(lambda output: isinstance(output, VerificationOutput))
     @ensure(lambda result: not result.allowed or "output" in result.extra)
     def record(self, raw: Request | dict[str, Any], output: VerificationOutput) -> Decision:
         """Decide a ``verdict.record`` of ``output``; on ALLOW store, attest and record it.

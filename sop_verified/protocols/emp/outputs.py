@@ -91,8 +91,6 @@ class VerificationOutput(BaseModel):
         return "sha256:" + sha256_hex(self.to_bytes())
 
     @classmethod
-    @require(lambda data: isinstance(data, bytes | dict))
-    @ensure(lambda result: isinstance(result, VerificationOutput))
     def parse(cls, data: bytes | dict[str, Any]) -> VerificationOutput:
         """Parse an untrusted output strictly.
 
@@ -145,14 +143,12 @@ class OutputRecord:
         }
 
 
-@require(lambda public: isinstance(public, Ed25519PublicKey))
 @ensure(lambda result: len(result) == 64)
 def emp_key_id(public: Ed25519PublicKey) -> str:
     """The id of an EMP key: hex SHA-256 of the raw public key."""
     return hashlib.sha256(public.public_bytes_raw()).hexdigest()
 
 
-@require(lambda key: isinstance(key, Ed25519PrivateKey))
 @ensure(lambda key, result: result.key_id == emp_key_id(key.public_key()))
 def sign_output(
     *, subject: str, claim: str, verdict: str, evidence: Mapping[str, Any], key: Ed25519PrivateKey
@@ -175,7 +171,7 @@ def sign_output(
     return draft.model_copy(update={"signature": sig})
 
 
-@require(lambda subject: isinstance(subject, str) and subject.startswith("sha256:"))
+@require(lambda subject: subject.startswith("sha256:"))
 @ensure(lambda result: result.startswith(OUTPUTS_ROOT + "/"))
 def output_resource(subject: str, claim: str) -> str:
     """Where the output for ``(subject, claim)`` is stored (one name per pair: write-once)."""

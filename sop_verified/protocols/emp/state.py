@@ -27,7 +27,6 @@ __all__ = ["EmpState", "key_entry"]
 _REGISTER = "emp.key.register"
 
 
-@require(lambda public: isinstance(public, Ed25519PublicKey))
 @ensure(lambda result: result["op"] == _REGISTER)
 def key_entry(public: Ed25519PublicKey, *, time: int) -> dict[str, Any]:
     """The admin entry that registers ``public`` as an EMP signing key."""
@@ -84,7 +83,7 @@ class EmpState:
         """The registered key ids, sorted."""
         return sorted(self._keys)
 
-    @require(lambda output: isinstance(output, VerificationOutput))
+    @ensure(lambda self, output: output.key_id in self._keys, "signed with a registered key")
     def verify(self, output: VerificationOutput) -> None:
         """Check EMP's signature on ``output`` with the key it names.
 
@@ -106,13 +105,11 @@ class EmpState:
                 code="bad_signature",
             ) from None
 
-    @require(lambda subject: isinstance(subject, str))
     @ensure(lambda subject, result: result is None or result.subject == subject)
     def recorded(self, subject: str, claim: str) -> OutputRecord | None:
         """The output recorded for ``(subject, claim)``, or None."""
         return self._outputs.get((subject, claim))
 
-    @require(lambda output: isinstance(output, VerificationOutput))
     @ensure(
         lambda self, output, result: (
             not result or self.recorded(output.subject, output.claim) is not None
