@@ -46,10 +46,13 @@ def contracted(method: Any) -> bool:
     """Whether icontract wrapped ``method`` (a check that the switch took effect).
 
     Args:
-        method: a function or method.
+        method: a function or method, or a class.
 
     Returns:
-        True when the method carries icontract pre/postconditions or an invariant check.
+        True when the method carries icontract pre/postconditions or an invariant check,
+        or the class carries an icontract invariant.
     """
+    if isinstance(method, type):
+        return bool(getattr(method, "__invariants__", None))
     marks = ("__preconditions__", "__postconditions__", "__is_invariant_check__")
     return any(hasattr(method, m) for m in marks)
