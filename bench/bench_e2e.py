@@ -83,7 +83,11 @@ def probe_targets(sop: SOP) -> list[tuple[Any, str, Any]]:
     """The methods timed on the real path: (class or module, attribute, stage)."""
     return [
         (LinkedWrites, "persist", WHOLE),
-        (writes, "linked_plan", "scope rules of the write (owned scope, size, digest, name)"),
+        (
+            writes.Writer,
+            "linked_plan",
+            "scope rules of the write (owned scope, size, digest, name)",
+        ),
         (kernel, "_decide_many", DECIDE),
         (type(sop.capabilities), "check_many", CAPS),
         (PolicySet, "evaluate_many", POLICY),

@@ -28,20 +28,20 @@ def _die(*_args: Any, **_kw: Any) -> Any:
 
 POINTS = {
     # the ALLOW is logged; nothing else happened
-    "after_decision": [(writes, "_plan")],
+    "after_decision": [(writes.Writer, "_plan")],
     # the temporary file is written and synced, not yet named
     "after_temp": [(blobs, "_publish_exclusive"), (blobs, "_publish_replace")],
     # the final name is linked, the temporary name not yet removed (two links)
     "after_link": [(blobs, "_unlink_quiet")],
     # the file is complete under its final name; the effect entry is not logged
-    "after_publish": [(writes, "_append")],
+    "after_publish": [(writes.Writer, "_append")],
     # the effect entry is logged; the caller never got its answer
-    "after_effect": [(writes, "_allowed")],
+    "after_effect": [(writes.Writer, "_allowed")],
     # a small content-addressed write (ADR 0007): inside the one transaction, before COMMIT
     # (the log rows are inserted; the batch's unit of work is being applied)
     "linked_in_commit": [(sqlite_log, "apply_unit")],
     # ... and after the COMMIT, before the caller got its answer
-    "linked_after_commit": [(writes, "_allowed")],
+    "linked_after_commit": [(writes.Writer, "_allowed")],
 }
 
 

@@ -11,79 +11,42 @@ digest and size the decision bound. The write is confined to the scope root's
 directory descriptor (``storage/blobs.py``); then a ``persist.effect`` entry
 is appended to the log, and the index records the object in that entry's own
 transaction. A refusal is logged the same way (outcome ``refused``) and
-answered with a DENY carrying the reason (see :mod:`.writes`).
+answered with a DENY carrying the reason.
 
 :meth:`PersistenceController.read` needs a logged ALLOW of a read action and a
-scope the principal may read, and verifies the stored digest on every read
-(:mod:`.reads`). :meth:`PersistenceController.recover` is boot repair and
-:meth:`PersistenceController.apply_retention` is retention (:mod:`.maintenance`).
+scope the principal may read, and verifies the stored digest on every read.
+:meth:`PersistenceController.recover` is boot repair and
+:meth:`PersistenceController.apply_retention` is retention.
+
+The controller composes three collaborators, each given only what it needs,
+and delegates to them: a :class:`~.writes.Writer` (both write paths), a
+:class:`~.reads.Reader` and a :class:`~.maintenance.Maintenance` (boot repair
+and retention). They share the scopes' locks (:class:`~.guards.ScopeLocks`);
+the writer alone holds the decisions in use (:class:`~.guards.Claims`).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
-
-import orjson
+from collections.abc import Callable, Mapping, Sequence
 
 from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.health import Health
-from sop_verified.core.persistence.maintenance import RecoveryReport, apply_retention, recover
+from sop_verified.core.persistence.guards import Claims, ScopeLocks
+from sop_verified.core.persistence.maintenance import Maintenance, RecoveryReport
 from sop_verified.core.persistence.outcomes import ReadResult
 from sop_verified.core.persistence.ports import EffectLog, PersistIndex, ScopeFiles
-from sop_verified.core.persistence.reads import read_object
-from sop_verified.core.persistence.scopes import ScopeTable
-from sop_verified.core.persistence.writes import (
-    LinkedWrite,
-    SubmitBatch,
-    execute_linked_batch,
-    execute_write,
-)
+from sop_verified.core.persistence.reads import Reader
+from sop_verified.core.persistence.scopes import ScopeMode, ScopeTable
+from sop_verified.core.persistence.writes import LinkedWrite, SubmitBatch, WritePlan, Writer
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import Decision, Request
-from sop_verified.errors import PersistenceError
 from sop_verified.storage.persist_index import ObjectRecord
 from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["PersistenceController"]
 
 
-class _ScopeLock:
-    """Writes share a scope; retention holds it alone (a blob is never purged mid-write)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._alone = False
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._alone)
-            self._shared += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._shared -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._alone and not self._shared)
-            self._alone = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._alone = False
-                self._cond.notify_all()
-
-
-@invariant(lambda self: set(self._files) == set(self._locks), "one root and one lock per scope")
+@invariant(lambda self: set(self._files) == self._locks.names, "one root and one lock per scope")
 class PersistenceController:
     """Performs the effects of logged ALLOW decisions inside their scopes; nothing else writes."""
 
@@ -97,7 +60,7 @@ class PersistenceController:
         health: Callable[[], Health],
         now: Clock,
     ) -> None:
-        """Wire the controller.
+        """Wire the controller and its writer, reader and maintenance.
 
         Args:
             scopes: the declared scopes.
@@ -115,13 +78,25 @@ class PersistenceController:
         self._scopes = scopes
         self._files = dict(files)
         self._index = index
-        self._log = log
-        self._health = health
-        self._now = now
-        self._locks = {s.name: _ScopeLock() for s in scopes}
-        self._mutex = threading.Lock()
-        self._inflight: set[int] = set()
-        self._spent: set[int] = set()
+        self._locks = ScopeLocks(s.name for s in scopes)
+        self._claims = Claims(index)
+        roots, locks = self._files, self._locks
+        self._writer = Writer(
+            scopes=scopes,
+            files=roots,
+            index=index,
+            log=log,
+            health=health,
+            now=now,
+            locks=locks,
+            claims=self._claims,
+        )
+        self._reader = Reader(
+            scopes=scopes, files=roots, index=index, log=log, health=health, now=now
+        )
+        self._maintenance = Maintenance(
+            scopes=scopes, files=roots, index=index, log=log, now=now, locks=locks
+        )
 
     @property
     def scopes(self) -> ScopeTable:
@@ -153,7 +128,30 @@ class PersistenceController:
         """
         if not decision.allowed:
             return decision
-        return execute_write(self, decision, request, bytes(data))
+        return self._writer.execute(decision, request, bytes(data))
+
+    @require(lambda data: isinstance(data, bytes), "immutable bytes")
+    @ensure(
+        lambda result: result is None or result.scope.mode is ScopeMode.CONTENT_ADDRESSED,
+        "only content-addressed writes are linked",
+    )
+    @ensure(lambda data, result: result is None or result.size == len(data), "the data's size")
+    def linked_plan(
+        self, request: Request, data: bytes, digest_hex: str | None = None
+    ) -> WritePlan | None:
+        """The plan of a write that can commit with its decision, or None (two steps).
+
+        Only a small write into a content-addressed scope that every rule
+        already admits qualifies; anything else (including every refusal,
+        which the two-step path logs with its reason) returns None and records
+        nothing.
+
+        Args:
+            request: the parsed persist request (content bound).
+            data: the bytes.
+            digest_hex: the hex SHA-256 of ``data`` if the caller computed it.
+        """
+        return self._writer.linked_plan(request, data, digest_hex)
 
     @require(lambda writes: len(writes) > 0, "at least one write")
     @ensure(lambda writes, result: len(result) == len(writes), "one answer per write")
@@ -178,16 +176,33 @@ class PersistenceController:
 
         Args:
             submit_batch: the kernel's ``submit_batch``.
-            writes: what :func:`~sop_verified.core.persistence.writes.linked_plan`
-                admitted, one per caller.
+            writes: what :meth:`linked_plan` admitted, one per caller.
 
         Returns:
             Per write: the decision and the effect entry's receipt (None for a
-            DENY, or a log that cannot link);
-            :func:`~sop_verified.core.persistence.writes.finish_linked` turns
-            it into the caller's answer. Never raises for a refusal.
+            DENY, or a log that cannot link); :meth:`finish_linked` turns it
+            into the caller's answer. Never raises for a refusal.
         """
-        return execute_linked_batch(self, submit_batch, writes)
+        return self._writer.execute_linked_batch(submit_batch, writes)
+
+    @ensure(
+        lambda decision, write, result: result.request_id == write[0].request_id,
+        "the write's own answer",
+    )
+    @ensure(
+        lambda result: not result.allowed or "effect" in result.extra,
+        "INV-9: an ALLOW answer carries its recorded effect",
+    )
+    def finish_linked(
+        self, decision: Decision, receipt: Receipt | None, write: LinkedWrite
+    ) -> Decision:
+        """The answer to one write of :meth:`execute_linked_batch`.
+
+        A DENY is answered as it is; an ALLOW recorded with its effect gets the
+        effect's details; an ALLOW whose log could not link (no receipt) is
+        carried out now in two steps, as :meth:`execute` would.
+        """
+        return self._writer.finish_linked(decision, receipt, write)
 
     @ensure(lambda decision, result: decision.allowed or result.decision is decision)
     def read(
@@ -207,7 +222,7 @@ class PersistenceController:
         """
         if not decision.allowed:
             return ReadResult(decision)
-        return read_object(self, decision, request, resource)
+        return self._reader.read(decision, request, resource)
 
     @require(lambda version: version is None or version >= 1)
     @ensure(lambda scope, result: result is None or result.scope == scope)
@@ -229,7 +244,7 @@ class PersistenceController:
         Raises:
             StorageError: the log or index failed (boot fails; SOP is not READY).
         """
-        return recover(self)
+        return self._maintenance.recover()
 
     @require(lambda now: now >= 0)
     @ensure(lambda result: all(i >= 0 for i in result))
@@ -245,46 +260,10 @@ class PersistenceController:
         Raises:
             StorageError: the log or index failed.
         """
-        return apply_retention(self, now)[0]
+        return self._maintenance.apply_retention(now)[0]
 
-    @require(lambda self: not self._inflight, "no effect is in flight")
+    @require(lambda self: self._claims.idle, "no effect is in flight")
     def close(self) -> None:
         """Release every scope root."""
         for files in self._files.values():
             files.close()
-
-    # ---- package-internal ----------------------------------------------------------------
-    def _claim(self, index: int) -> None:
-        with self._mutex:
-            if index in self._inflight or index in self._spent:
-                raise PersistenceError(
-                    f"decision `{index}` is already being carried out", code="decision_in_use"
-                )
-            self._inflight.add(index)
-
-    def _release(self, index: int) -> None:
-        # spec: INV-9 — one ALLOW, one effect: a logged effect (or refusal) closed the pending
-        # row, which refuses any retry; only a decision still pending must be remembered here,
-        # so the set holds the rare failures until boot repair closes them, not every write
-        try:
-            still_pending = self._index.pending_decision(index) is not None
-        except Exception:  # spec: INV-2 — unsure: remember it
-            still_pending = True
-        with self._mutex:
-            self._inflight.discard(index)
-            if still_pending:
-                self._spent.add(index)
-
-    def _logged_request(self, index: int) -> dict[str, Any] | None:
-        """The request of the ALLOW decision logged at ``index``, or None."""
-        rows = self._log.log_entries(index, index + 1)
-        if len(rows) != 1:
-            return None
-        try:
-            entry = orjson.loads(rows[0][2])
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(entry, dict) or entry.get("type") != "decision":
-            return None
-        request = entry.get("request")
-        return request if entry.get("effect") == "ALLOW" and isinstance(request, dict) else None

@@ -1,5 +1,7 @@
 """Boot repair and retention: the controller's work that no request asks for.
 
+:class:`Maintenance` does both, for the controller.
+
 **Repair** (at boot, before SOP is READY): every ALLOW persist decision still
 pending in the index was cut short by a crash between its decision and its
 effect entry. For each, the leftover temporary files of that decision are
@@ -20,25 +22,25 @@ live object uses it any more.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import orjson
 
-from sop_verified.core.contracts import ensure, require
+from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.persistence.entries import Outcome, effect_entry, tombstone_entry
+from sop_verified.core.persistence.guards import ScopeLocks
 from sop_verified.core.persistence.layout import check_name, stored_path
 from sop_verified.core.persistence.outcomes import reason
-from sop_verified.core.persistence.scopes import Scope, ScopeMode
+from sop_verified.core.persistence.ports import EffectLog, PersistIndex, ScopeFiles
+from sop_verified.core.persistence.scopes import Scope, ScopeMode, ScopeTable
 from sop_verified.core.persistence.writes import locate_writable
+from sop_verified.core.ports import Clock
 from sop_verified.core.request import Request, parse_request
 from sop_verified.errors import InputError, PersistenceError
 from sop_verified.storage.persist_index import PendingDecision
 
-if TYPE_CHECKING:
-    from sop_verified.core.persistence.controller import PersistenceController
-
-__all__ = ["RecoveryReport", "apply_retention", "recover"]
+__all__ = ["Maintenance", "RecoveryReport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,31 +73,6 @@ class _AbortError(Exception):
         self.code = code
 
 
-def _request(p: PendingDecision) -> Request:
-    try:
-        return parse_request(orjson.loads(p.request))
-    except (InputError, orjson.JSONDecodeError) as exc:
-        message = f"the logged request does not parse: {exc}"
-        raise _AbortError("unreadable_request", message) from None
-
-
-def _target(
-    c: PersistenceController, p: PendingDecision, request: Request
-) -> tuple[Scope, str, str]:
-    """The scope, name and digest of the effect ``p`` would have had."""
-    digest = request.content_digest
-    if digest is None:
-        raise _AbortError(
-            "no_content", "the decision bound no content digest (it was not made by persist)"
-        )
-    try:
-        scope, rel = locate_writable(c, request.resource, request.principal)
-        check_name(scope, rel, writing=True)
-    except PersistenceError as exc:
-        raise _AbortError(exc.code, str(exc)) from None
-    return scope, rel, digest.removeprefix("sha256:")
-
-
 @dataclass(frozen=True, slots=True)
 class _Redo:
     outcome: Outcome
@@ -106,122 +83,180 @@ class _Redo:
     stored: str
 
 
-def _redo(c: PersistenceController, p: PendingDecision, request: Request) -> _Redo:
-    """Whether the decision's file is complete on disk (its temporary files are swept)."""
-    scope, rel, hexd = _target(c, p, request)
-    files = c._files[scope.name]
-    stored = stored_path(scope, rel, hexd, p.decision_index)
+def _request(p: PendingDecision) -> Request:
     try:
-        swept = files.sweep_temps(stored.rpartition("/")[0], tag=str(p.decision_index))
-        current = c._index.latest(scope.name, rel)
-        if scope.mode is ScopeMode.WRITE_ONCE and current is not None:
-            if current.digest != "sha256:" + hexd:
-                held = f"`{rel}` already holds `{current.digest}`"
-                raise _AbortError("write_once_violation", held)
-            return _Redo(Outcome.UNCHANGED, swept, scope, rel, hexd, stored)
-        found = files.digest(stored, max_bytes=scope.max_blob_bytes)
-    except PersistenceError as exc:  # a planted symlink or hard link on the way
-        raise _AbortError(exc.code, str(exc)) from None
-    if found != hexd:
-        raise _AbortError("effect_incomplete", "the crash came before the file was complete")
-    return _Redo(Outcome.WRITTEN, swept, scope, rel, hexd, stored)
+        return parse_request(orjson.loads(p.request))
+    except (InputError, orjson.JSONDecodeError) as exc:
+        message = f"the logged request does not parse: {exc}"
+        raise _AbortError("unreadable_request", message) from None
 
 
-def _repair_one(c: PersistenceController, p: PendingDecision) -> tuple[bool, int]:
-    """Record the effect of pending decision ``p``, or log its abort; (redone, temps swept)."""
-    request: Request | None = None
-    try:
-        request = _request(p)
-        redo = _redo(c, p, request)
-    except _AbortError as abort:
+@invariant(
+    lambda self: set(self._files) == self._locks.names, "one root per locked scope", helper=True
+)
+class Maintenance:
+    """Closes pending decisions at boot, and tombstones and removes what retention expires."""
+
+    def __init__(
+        self,
+        *,
+        scopes: ScopeTable,
+        files: Mapping[str, ScopeFiles],
+        index: PersistIndex,
+        log: EffectLog,
+        now: Clock,
+        locks: ScopeLocks,
+    ) -> None:
+        """Wire the upkeep.
+
+        Args:
+            scopes: the declared scopes (their retention rules).
+            files: each scope's root, by scope name.
+            index: the persistence index (pending decisions, objects, purges).
+            log: where repaired effects, aborts and tombstones are appended.
+            now: the clock.
+            locks: the scopes' locks: retention holds a scope alone.
+        """
+        self._scopes = scopes
+        self._files = files
+        self._index = index
+        self._log = log
+        self._now = now
+        self._locks = locks
+
+    @ensure(lambda result: result.redone >= 0 and result.aborted >= 0)
+    def recover(self) -> RecoveryReport:
+        """Close every pending decision (redo or abort), purge, then apply retention.
+
+        Raises:
+            StorageError: the log or the index failed (boot fails: SOP is not READY).
+        """
+        return self._recover()
+
+    @require(lambda now: now >= 0)
+    @ensure(lambda result: result[1] >= 0)
+    def apply_retention(self, now: int) -> tuple[list[int], int]:
+        """Tombstone and remove the superseded versions each scope's rule expires.
+
+        Args:
+            now: the clock reading ages are measured from.
+
+        Returns:
+            The tombstones' log indexes, and how many files were removed.
+
+        Raises:
+            StorageError: the log or the index failed.
+        """
+        return self._apply_retention(now)
+
+    # ---- boot repair ---------------------------------------------------------------------
+    def _recover(self) -> RecoveryReport:
+        redone = aborted = temps = 0
+        for p in self._index.pending():
+            ok, swept = self._repair_one(p)
+            redone, aborted, temps = redone + ok, aborted + (not ok), temps + swept
+        purged = self._purge()
+        tombstones = self._apply_retention(self._now())
+        return RecoveryReport(redone, aborted, temps, purged + tombstones[1], len(tombstones[0]))
+
+    def _target(self, p: PendingDecision, request: Request) -> tuple[Scope, str, str]:
+        """The scope, name and digest of the effect ``p`` would have had."""
+        digest = request.content_digest
+        if digest is None:
+            raise _AbortError(
+                "no_content", "the decision bound no content digest (it was not made by persist)"
+            )
+        try:
+            scope, rel = locate_writable(self._scopes, request.resource, request.principal)
+            check_name(scope, rel, writing=True)
+        except PersistenceError as exc:
+            raise _AbortError(exc.code, str(exc)) from None
+        return scope, rel, digest.removeprefix("sha256:")
+
+    def _redo(self, p: PendingDecision, request: Request) -> _Redo:
+        """Whether the decision's file is complete on disk (its temporary files are swept)."""
+        scope, rel, hexd = self._target(p, request)
+        files = self._files[scope.name]
+        stored = stored_path(scope, rel, hexd, p.decision_index)
+        try:
+            swept = files.sweep_temps(stored.rpartition("/")[0], tag=str(p.decision_index))
+            current = self._index.latest(scope.name, rel)
+            if scope.mode is ScopeMode.WRITE_ONCE and current is not None:
+                if current.digest != "sha256:" + hexd:
+                    held = f"`{rel}` already holds `{current.digest}`"
+                    raise _AbortError("write_once_violation", held)
+                return _Redo(Outcome.UNCHANGED, swept, scope, rel, hexd, stored)
+            found = files.digest(stored, max_bytes=scope.max_blob_bytes)
+        except PersistenceError as exc:  # a planted symlink or hard link on the way
+            raise _AbortError(exc.code, str(exc)) from None
+        if found != hexd:
+            raise _AbortError("effect_incomplete", "the crash came before the file was complete")
+        return _Redo(Outcome.WRITTEN, swept, scope, rel, hexd, stored)
+
+    def _repair_one(self, p: PendingDecision) -> tuple[bool, int]:
+        """Record the effect of pending decision ``p``, or log its abort; (redone, temps swept)."""
+        request: Request | None = None
+        try:
+            request = _request(p)
+            redo = self._redo(p, request)
+        except _AbortError as abort:
+            entry = effect_entry(
+                op="write",
+                outcome=Outcome.ABORTED,
+                time=self._now(),
+                decision_index=p.decision_index,
+                request_id=None if request is None else request.request_id,
+                reasons=(reason(abort.code, f"boot repair: {abort}"),),
+                repaired=True,
+            )
+            self._log.append_receipt(entry)
+            return False, 0
+        size = request.context.get("size_bytes", 0)
         entry = effect_entry(
             op="write",
-            outcome=Outcome.ABORTED,
-            time=c._now(),
+            outcome=redo.outcome,
+            time=self._now(),
             decision_index=p.decision_index,
-            request_id=None if request is None else request.request_id,
-            reasons=(reason(abort.code, f"boot repair: {abort}"),),
+            request_id=request.request_id,
+            scope=redo.scope.name,
+            name=redo.name,
+            stored=redo.stored,
+            digest="sha256:" + redo.digest_hex,
+            size=size if type(size) is int else 0,
             repaired=True,
         )
-        c._log.append_receipt(entry)
-        return False, 0
-    size = request.context.get("size_bytes", 0)
-    entry = effect_entry(
-        op="write",
-        outcome=redo.outcome,
-        time=c._now(),
-        decision_index=p.decision_index,
-        request_id=request.request_id,
-        scope=redo.scope.name,
-        name=redo.name,
-        stored=redo.stored,
-        digest="sha256:" + redo.digest_hex,
-        size=size if type(size) is int else 0,
-        repaired=True,
-    )
-    c._log.append_receipt(entry)
-    return True, redo.swept
+        self._log.append_receipt(entry)
+        return True, redo.swept
 
+    # ---- retention -----------------------------------------------------------------------
+    def _purge(self) -> int:
+        """Remove files whose tombstones are logged, unless a live object still uses them."""
+        removed = 0
+        for rec in self._index.purges():
+            scope = self._scopes.get(rec.scope)
+            if scope is not None and scope.mode is not ScopeMode.WRITE_ONCE:  # never write-once
+                # the database copy (small blobs) goes in one statement that checks it is unused
+                dropped = self._index.drop_blob(rec.scope, rec.stored)
+                in_use = self._index.by_stored(rec.scope, rec.stored) is not None
+                unlinked = not in_use and self._files[scope.name].unlink(rec.stored)
+                removed += dropped or unlinked
+            self._index.purged(rec.tombstone_index)
+        return removed
 
-@ensure(lambda result: result.redone >= 0 and result.aborted >= 0)
-def recover(c: PersistenceController) -> RecoveryReport:
-    """Close every pending decision (redo or abort), purge, then apply retention.
-
-    Raises:
-        StorageError: the log or the index failed (boot fails: SOP is not READY).
-    """
-    redone = aborted = temps = 0
-    for p in c._index.pending():
-        ok, swept = _repair_one(c, p)
-        redone, aborted, temps = redone + ok, aborted + (not ok), temps + swept
-    purged = _purge(c)
-    tombstones = apply_retention(c, c._now())
-    return RecoveryReport(redone, aborted, temps, purged + tombstones[1], len(tombstones[0]))
-
-
-def _purge(c: PersistenceController) -> int:
-    """Remove files whose tombstones are logged, unless a live object still uses them."""
-    removed = 0
-    for rec in c._index.purges():
-        scope = c._scopes.get(rec.scope)
-        if scope is not None and scope.mode is not ScopeMode.WRITE_ONCE:  # never write-once
-            # the database copy (small blobs) goes in one statement that checks it is unused
-            dropped = c._index.drop_blob(rec.scope, rec.stored)
-            in_use = c._index.by_stored(rec.scope, rec.stored) is not None
-            unlinked = not in_use and c._files[scope.name].unlink(rec.stored)
-            removed += dropped or unlinked
-        c._index.purged(rec.tombstone_index)
-    return removed
-
-
-@require(lambda now: now >= 0)
-@ensure(lambda result: result[1] >= 0)
-def apply_retention(c: PersistenceController, now: int) -> tuple[list[int], int]:
-    """Tombstone and remove the superseded versions each scope's rule expires.
-
-    Args:
-        c: the controller.
-        now: the clock reading ages are measured from.
-
-    Returns:
-        The tombstones' log indexes, and how many files were removed.
-
-    Raises:
-        StorageError: the log or the index failed.
-    """
-    tombstones: list[int] = []
-    removed = 0
-    for scope in c._scopes:
-        rule = scope.retention
-        if rule is None or scope.mode is ScopeMode.WRITE_ONCE:  # write-once is never deleted
-            continue
-        with c._locks[scope.name].exclusive():
-            rank: dict[str, int] = {}
-            for obj in c._index.objects(scope.name):
-                r = rank[obj.name] = rank.get(obj.name, -1) + 1
-                if rule.expired(r, now - obj.created_at):
-                    why = "keep" if rule.keep is not None and r >= rule.keep else "max_age"
-                    entry = tombstone_entry(obj, rule=why, time=now)
-                    tombstones.append(c._log.append_receipt(entry).index)  # logged first
-            removed += _purge(c)
-    return tombstones, removed
+    def _apply_retention(self, now: int) -> tuple[list[int], int]:
+        tombstones: list[int] = []
+        removed = 0
+        for scope in self._scopes:
+            rule = scope.retention
+            if rule is None or scope.mode is ScopeMode.WRITE_ONCE:  # write-once is never deleted
+                continue
+            with self._locks.exclusive(scope.name):
+                rank: dict[str, int] = {}
+                for obj in self._index.objects(scope.name):
+                    r = rank[obj.name] = rank.get(obj.name, -1) + 1
+                    if rule.expired(r, now - obj.created_at):
+                        why = "keep" if rule.keep is not None and r >= rule.keep else "max_age"
+                        entry = tombstone_entry(obj, rule=why, time=now)
+                        tombstones.append(self._log.append_receipt(entry).index)  # logged first
+                removed += self._purge()
+        return tombstones, removed

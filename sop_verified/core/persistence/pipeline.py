@@ -25,7 +25,6 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from sop_verified.core.contracts import ensure, invariant, require
-from sop_verified.core.persistence import writes
 from sop_verified.core.persistence.controller import PersistenceController
 from sop_verified.core.persistence.writes import LinkedWrite, SubmitBatch
 from sop_verified.core.request import Decision, Effect, Reason, Request, Stage
@@ -120,7 +119,7 @@ class LinkedWrites:
             return None
         try:
             decision, receipt = self._queue.submit(Ticket(write))
-            return writes.finish_linked(self._controller, decision, receipt, write)
+            return self._controller.finish_linked(decision, receipt, write)
         except Exception as exc:  # spec: INV-2 — fail closed, never a traceback to the caller
             return _failed(request, exc)
 
@@ -198,7 +197,7 @@ class AsyncLinkedWrites:
             queue.drainer = loop.create_task(self._drain(queue))
         try:
             decision, receipt = await answer
-            return writes.finish_linked(self._controller, decision, receipt, write)
+            return self._controller.finish_linked(decision, receipt, write)
         except Exception as exc:  # spec: INV-2 — fail closed, never a traceback to the caller
             return _failed(request, exc)
 
@@ -242,7 +241,7 @@ def _planned(
     """The write as a batch takes it, or None when it does not qualify for a linked effect."""
     if type(data) is not bytes:  # a digest of mutable bytes proves nothing
         data, digest_hex = bytes(data), None
-    plan = writes.linked_plan(controller, request, data, digest_hex)
+    plan = controller.linked_plan(request, data, digest_hex)
     return None if plan is None else (request, data, plan)
 
 

@@ -179,10 +179,10 @@ def test_allow_being_carried_out_cannot_be_used_twice_at_once(env: Env) -> None:
     request, decision = _allow(env, "csp", "state.persist", "state/csp/k", b"v1")
     controller = env.sop.persistence
     assert controller is not None and decision.log_index is not None
-    controller._claim(decision.log_index)  # another thread is carrying it out
+    controller._claims.claim(decision.log_index)  # another thread is carrying it out
     _refused(env, controller.execute(decision, request, b"v1"), "decision_in_use")
     assert regular_files(env.scope_root("csp-state")) == set()
-    controller._release(decision.log_index)
+    controller._claims.release(decision.log_index)
 
 
 def test_effect_needs_ready(env: Env) -> None:
@@ -224,12 +224,12 @@ def test_unrecorded_effect_is_never_retried_and_done_ones_are_not_remembered(
     assert store is not None and controller is not None
     done_request, done = _allow(env, "csp", "state.persist", "state/csp/ok", b"v")
     assert controller.execute(done, done_request, b"v").effect is Effect.ALLOW
-    assert controller._spent == set()  # closed by its effect entry: nothing to remember
+    assert controller._claims.spent == set()  # closed by its effect entry: nothing to remember
     request, decision = _allow(env, "csp", "state.persist", "state/csp/k", b"v")
     _fail_effect_appends(store.log, monkeypatch)
     assert controller.execute(decision, request, b"v").effect is Effect.DENY
     monkeypatch.undo()
-    assert controller._spent == {decision.log_index}  # still pending: remembered
+    assert controller._claims.spent == {decision.log_index}  # still pending: remembered
     _refused(env, controller.execute(decision, request, b"v"), "decision_in_use")
 
 
