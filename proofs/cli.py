@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from proofs.check import run_all
-from proofs.render import markdown_report
+from proofs.render import counterexample_text, markdown_report
 from proofs.results import CheckReport
 
 __all__ = ["DEFAULT_REPORT", "spec_check"]
@@ -59,7 +59,7 @@ def _failure_texts(report: CheckReport) -> list[str]:
     out = []
     for r in report.failures:
         if r.counterexample is not None:
-            out.append(r.counterexample.text)
+            out.append(counterexample_text(r.counterexample))
         else:
             out.append(f"{r.inv} {r.name} × {r.transition}: {r.verdict} {r.detail}".rstrip())
     return out

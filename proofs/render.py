@@ -137,6 +137,7 @@ def markdown_report(report: CheckReport) -> str:
         for r in failures:
             lines.append(f"### {r.inv} × {r.transition}")
             lines.append("")
-            body = r.counterexample.text if r.counterexample else (r.detail or r.verdict)
+            cex = r.counterexample
+            body = counterexample_text(cex) if cex else (r.detail or r.verdict)
             lines += ["```text", body, "```", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -44,13 +44,6 @@ class Counterexample:
             "trace": list(self.trace),
         }
 
-    @property
-    def text(self) -> str:
-        """The counterexample as readable text (state before, step, state after)."""
-        from proofs.render import counterexample_text  # noqa: PLC0415 - render imports us
-
-        return counterexample_text(self)
-
 
 @dataclass(frozen=True)
 class Result:

@@ -10,6 +10,7 @@ import z3
 from proofs import induction
 from proofs.bmc import BOOT_CHECKS, WITNESSES
 from proofs.check import run_all
+from proofs.render import counterexample_text
 from proofs.results import CheckReport, Result
 from sop_verified.errors import InputError
 from spec.invariants import INVARIANTS
@@ -103,7 +104,7 @@ def test_inv10_counterexample_is_reachable_and_readable(revoke_mutant_report: Ch
     assert steps[-1] == "revoke"
     assert "attenuate" in steps
     assert _unrevoked_child_of_revoked(cex.trace[-1]["state"]) is not None
-    text = cex.text
+    text = counterexample_text(cex)
     for part in (
         "INV-10 attenuation_only",
         "state before:",
