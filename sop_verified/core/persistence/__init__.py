@@ -26,7 +26,7 @@ or, in one call each, ``SOP.persist(request, data) -> Decision`` and
   ``not_pending``, ``decision_mismatch``, ``decision_in_use``, ``unrecorded``,
   ``not_ready``, ``storage_error``. Every refusal is logged.
 - :meth:`PersistenceController.execute_linked_batch` ``(submit_batch, writes)``:
-  small content-addressed writes (planned by :func:`.writes.linked_plan`)
+  small content-addressed writes (planned by :meth:`PersistenceController.linked_plan`)
   decided by the kernel and stored with their decisions, one durable
   transaction for the batch (docs/adr/0007, docs/adr/0008);
   :class:`.pipeline.LinkedWrites` batches them from concurrent callers for
