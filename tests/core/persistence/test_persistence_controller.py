@@ -86,6 +86,22 @@ def test_small_content_addressed_write_commits_with_its_allow(env: Env) -> None:
     assert env.read("drac", "artifacts/drac/s1/out.bin").data == b"bytes"
 
 
+def test_linked_allow_the_log_could_not_link_is_carried_out_in_two_steps(env: Env) -> None:
+    data = b"unlinked"
+    request, decision = _allow(env, "drac", "artifact.persist", "artifacts/drac/u.bin", data)
+    controller = env.sop.persistence
+    assert controller is not None
+    plan = controller.linked_plan(request, data)
+    assert plan is not None  # small and content-addressed: it would have been linked
+    # the log decided and recorded the ALLOW but gave no effect receipt: two steps now
+    d = controller.finish_linked(decision, None, (request, data, plan))
+    effect = _assert_written_after_allow(env, d, data)
+    assert d.log_index == decision.log_index and effect["stored"] == plan.stored
+    assert env.read("drac", "artifacts/drac/u.bin").data == data
+    denied = Decision(Effect.DENY, decision.reasons, decision.request_id)
+    assert controller.finish_linked(denied, None, (request, data, plan)) is denied
+
+
 def test_small_write_refused_by_a_rule_is_logged_as_two_steps(env: Env) -> None:
     d = env.persist(
         "drac",
