@@ -130,7 +130,6 @@ class PersistenceController:
             return decision
         return self._writer.execute(decision, request, bytes(data))
 
-    @require(lambda data: isinstance(data, bytes), "immutable bytes")
     @ensure(
         lambda result: result is None or result.scope.mode is ScopeMode.CONTENT_ADDRESSED,
         "only content-addressed writes are linked",

@@ -153,7 +153,6 @@ class Writer:
         """Carry out an ALLOW persist decision (see ``PersistenceController.execute``)."""
         return self._execute(decision, request, data)
 
-    @require(lambda data: isinstance(data, bytes), helper=True)
     @ensure(
         lambda result: result is None or result.scope.mode is ScopeMode.CONTENT_ADDRESSED,
         "only content-addressed writes are linked",
