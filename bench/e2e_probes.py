@@ -101,7 +101,7 @@ _CPU_RULES: list[tuple[str, str]] = [
     ("4 KiB write: open/write/fsync/rename (blobs.py)", "storage/blobs.py"),
     ("Merkle tree: hashing, tiles, consistency proof", "tlog_tiles.py"),
     ("Merkle tree: hashing, tiles, consistency proof", "tools/merkle"),
-    ("Merkle tree: hashing, tiles, consistency proof", "tlog_proofs.py"),
+    ("Merkle tree: hashing, tiles, consistency proof", "tile_proofs.py"),
     ("locks and wake-ups (threading.py)", "threading.py"),
     ("log append (tlog.py, group_commit.py)", "tools/tlog.py"),
     ("log append (tlog.py, group_commit.py)", "group_commit.py"),

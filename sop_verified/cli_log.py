@@ -150,7 +150,7 @@ def receipt_verify(
 ) -> None:
     """Check a receipt with nothing but the file and the key: signature, payload hash, inclusion."""
     from sop_verified.nexus.log_ops import parse_vkeys  # noqa: PLC0415 - lazy: keeps `sop --help` fast
-    from sop_verified.tools.tlog_proof import verify_bundle  # noqa: PLC0415 - lazy: keeps `sop --help` fast
+    from sop_verified.tools.tlog_receipt import verify_bundle  # noqa: PLC0415 - lazy: keeps `sop --help` fast
 
     try:
         data = bundle.read_bytes()

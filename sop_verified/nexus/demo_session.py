@@ -20,7 +20,7 @@ from sop_verified.errors import SOPError
 from sop_verified.nexus.log_ops import audit_data_dir
 from sop_verified.nexus.sop import SOP
 from sop_verified.protocols.emp import sign_output
-from sop_verified.tools.tlog_proof import verify_bundle
+from sop_verified.tools.tlog_receipt import verify_bundle
 
 __all__ = ["run_session"]
 

@@ -24,7 +24,7 @@ from sop_verified.storage.sqlite_log import SQLiteLogReader
 from sop_verified.tools.signed_note import Verifier
 from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_audit import AuditReport, audit_log
-from sop_verified.tools.tlog_proof import HEADER, ProofBundle
+from sop_verified.tools.tlog_receipt import HEADER, ProofBundle
 
 __all__ = [
     "DB_FILE",

@@ -27,8 +27,8 @@ from sop_verified.tools.checkpoint import Checkpoint, open_checkpoint, sign_chec
 from sop_verified.tools.group_commit import GroupCommit, Ticket
 from sop_verified.tools.merkle import verify_consistency
 from sop_verified.tools.signed_note import Signer, Verifier
-from sop_verified.tools.tlog_proof import ProofBundle
-from sop_verified.tools.tlog_proofs import TileReader
+from sop_verified.tools.tile_proofs import TileReader
+from sop_verified.tools.tlog_receipt import ProofBundle
 from sop_verified.tools.tlog_store import (
     MAX_STORED_SIZE,
     Attachment,

@@ -28,7 +28,7 @@ from sop_verified.tools.checkpoint import Checkpoint, open_checkpoint
 from sop_verified.tools.key_chain import KeyChain
 from sop_verified.tools.merkle import HASH_SIZE, verify_consistency
 from sop_verified.tools.signed_note import Verifier
-from sop_verified.tools.tlog_proofs import TileReader
+from sop_verified.tools.tile_proofs import TileReader
 from sop_verified.tools.tlog_store import LogReader
 from sop_verified.tools.tlog_tiles import TILE_HEIGHT, TreeState, extend, tile_id
 

@@ -16,7 +16,7 @@ from sop_verified.protocols.requests import bridge_request
 from sop_verified.tools.attest import verify_envelope
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.merkle import root_hash
-from sop_verified.tools.tlog_proof import verify_bundle
+from sop_verified.tools.tlog_receipt import verify_bundle
 
 
 def _blob(env: Env, data: bytes) -> str:

@@ -53,7 +53,7 @@ from sop_verified.protocols.effects import (
 from sop_verified.protocols.ledger import ProtocolLedger
 from sop_verified.tools.canonical import sha256_hex
 from sop_verified.tools.signed_note import Verifier
-from sop_verified.tools.tlog_proof import ProofBundle
+from sop_verified.tools.tlog_receipt import ProofBundle
 
 __all__ = ["CLOCK_SKEW", "CspController", "LogAccess", "ResumeResult", "SealSigner"]
 

@@ -29,7 +29,7 @@ from sop_verified.tools.attest import verify_envelope
 from sop_verified.tools.canonical import sha256_hex
 from sop_verified.tools.merkle import leaf_hash
 from sop_verified.tools.signed_note import Verifier
-from sop_verified.tools.tlog_proof import ProofBundle, verify_bundle
+from sop_verified.tools.tlog_receipt import ProofBundle, verify_bundle
 
 __all__ = ["verify_blobs", "verify_logged", "verify_seal"]
 

@@ -29,7 +29,7 @@ from sop_verified.tools.canonical import canonical_json, sha256_hex
 from sop_verified.tools.checkpoint import Checkpoint, sign_checkpoint
 from sop_verified.tools.merkle import inclusion_proof, leaf_hash, root_hash
 from sop_verified.tools.signed_note import Signer
-from sop_verified.tools.tlog_proof import ProofBundle
+from sop_verified.tools.tlog_receipt import ProofBundle
 from sop_verified.tools.tlog_store import Receipt
 
 ORIGIN = "test.local/log"

@@ -11,7 +11,7 @@ from sop_verified.errors import ReceiptError
 from sop_verified.tools import merkle
 from sop_verified.tools.signed_note import Signer, generate, sign_note
 from sop_verified.tools.tlog import TransparencyLog
-from sop_verified.tools.tlog_proof import HEADER, ProofBundle, verify_bundle
+from sop_verified.tools.tlog_receipt import HEADER, ProofBundle, verify_bundle
 
 ORIGIN = "example.test/log"
 SIGNER = Signer.from_string(generate(ORIGIN)[0])
