@@ -5,7 +5,7 @@ into ``ValueError``. Every test compares against it, byte for byte or error type
 the named cases also say which path a value takes, so that a fast path that grows past its
 proved subset (or one that never runs) is caught.
 
-No RFC 8785 vectors are in ../shared/vectors (it holds RFC 6962 Merkle probes only), so the
+No RFC 8785 vectors are in tests/vectors (it holds RFC 6962 Merkle probes only), so the
 two published examples of RFC 8785 (sections 3.2.2 and 3.2.3) are stated here with their source.
 """
 

@@ -1,7 +1,8 @@
 """RFC 6962 / RFC 9162 Merkle tree: conformance probes, published facts, a naive reference.
 
 Conformance probes: transparency-dev/merkle's testdata (inclusion, consistency,
-subtreeinclusion, subtreeconsistency), read in place from ../shared/vectors.
+subtreeinclusion, subtreeconsistency), copied into tests/vectors/rfc6962-merkle
+(source and licence in tests/vectors/README.md).
 The subtree folders test VerifySubtreeInclusion / VerifySubtreeConsistency
 (subtree proofs of the Merkle Tree Certificates draft), an API SOP does not
 have. Their probes whose subtree starts at 0 and is non-empty *are* plain
@@ -38,7 +39,7 @@ from sop_verified.tools.merkle import (
     verify_inclusion,
 )
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors" / "rfc6962-merkle"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "rfc6962-merkle"
 if not VECTORS.is_dir():  # fail the collection loudly, never skip
     raise FileNotFoundError(f"conformance vectors missing: {VECTORS}")
 
