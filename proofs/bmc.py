@@ -1,7 +1,7 @@
 """Bounded model checking: INV-8's boot order, witness runs, and reachable failure traces.
 
 - INV-8's boot order is checked for every service graph of 1 to
-  :data:`~spec.boot_order.MAX_SERVICES` services by unrolling Kahn's
+  :data:`~sop_verified.spec.boot_order.MAX_SERVICES` services by unrolling Kahn's
   algorithm that many steps (``bmc(k=5)``).
 - Witnesses run a fixed script of transitions from an initial state and ask
   Z3 for inputs that reach a goal (an ALLOW, a write, a resume): the model is
@@ -19,13 +19,13 @@ from typing import Any
 
 import z3
 
-from proofs.describe import inputs_dict, state_dict
-from proofs.induction import new_solver, verdict_of, witness_verdict
-from proofs.results import Counterexample, Result, Verdict
-from spec.boot_order import MAX_SERVICES, acyclic, fresh_graph, is_boot_order, kahn
-from spec.invariants import Invariant
-from spec.model import TRANSITIONS, Inputs, Transition, init, step
-from spec.state import State, Term, conj, same
+from sop_verified.proofs.describe import inputs_dict, state_dict
+from sop_verified.proofs.induction import new_solver, verdict_of, witness_verdict
+from sop_verified.proofs.results import Counterexample, Result, Verdict
+from sop_verified.spec.boot_order import MAX_SERVICES, acyclic, fresh_graph, is_boot_order, kahn
+from sop_verified.spec.invariants import Invariant
+from sop_verified.spec.model import TRANSITIONS, Inputs, Transition, init, step
+from sop_verified.spec.state import State, Term, conj, same
 
 __all__ = [
     "BOOT_CHECKS",

@@ -13,13 +13,13 @@ import time
 
 import z3
 
-from proofs.bmc import BOOT_CHECKS, boot_order_checks, reachable_trace, witness_checks
-from proofs.induction import all_step_checks, base_checks
-from proofs.results import CheckReport, Result
 from sop_verified.errors import InputError
-from spec import state as st
-from spec.invariants import INVARIANTS
-from spec.model import TRANSITIONS, check_mutations
+from sop_verified.proofs.bmc import BOOT_CHECKS, boot_order_checks, reachable_trace, witness_checks
+from sop_verified.proofs.induction import all_step_checks, base_checks
+from sop_verified.proofs.results import CheckReport, Result
+from sop_verified.spec import state as st
+from sop_verified.spec.invariants import INVARIANTS
+from sop_verified.spec.model import TRANSITIONS, check_mutations
 
 __all__ = ["TRACE_DEPTH", "UNIVERSE", "run_all"]
 
@@ -60,7 +60,7 @@ def run_all(
 
     Args:
         mutations: names of seeded bugs to build into the model (see
-            ``spec.model.MUTATIONS``); empty for the real model.
+            ``sop_verified.spec.model.MUTATIONS``); empty for the real model.
         trace_depth: the deepest reachable trace searched for a failure (0: none).
         witnesses: whether to run the witness scripts.
         focus: run only the checks at these names (``init`` for the base

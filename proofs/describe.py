@@ -11,8 +11,8 @@ from typing import Any
 
 import z3
 
-from spec import state as st
-from spec.state import Capability, Entry, State, Term
+from sop_verified.spec import state as st
+from sop_verified.spec.state import Capability, Entry, State, Term
 
 __all__ = ["inputs_dict", "state_dict"]
 

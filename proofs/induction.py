@@ -16,11 +16,11 @@ from typing import Any
 
 import z3
 
-from proofs.describe import inputs_dict, state_dict
-from proofs.results import Counterexample, Result, Verdict
-from spec.invariants import INVARIANTS, Clauses
-from spec.model import TRANSITIONS, Transition, init, step
-from spec.state import State, Term, conj
+from sop_verified.proofs.describe import inputs_dict, state_dict
+from sop_verified.proofs.results import Counterexample, Result, Verdict
+from sop_verified.spec.invariants import INVARIANTS, Clauses
+from sop_verified.spec.model import TRANSITIONS, Transition, init, step
+from sop_verified.spec.state import State, Term, conj
 
 __all__ = [
     "RLIMIT",

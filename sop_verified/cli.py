@@ -44,13 +44,21 @@ proofs_app = typer.Typer(no_args_is_help=True, help="Recorded proof verdicts.")
 app.add_typer(proofs_app, name="proofs")
 
 
+SPEC_REPORT = Path("REPORT.md")  # relative: the current directory, never the installed package
+
+
 @spec_app.command("check")
 @guarded
-def spec_check(json_output: JsonFlag = False) -> None:
-    """Discharge every invariant with Z3; write proofs/REPORT.md; exit 1 on a counterexample."""
-    from proofs.cli import spec_check as run
+def spec_check(
+    json_output: JsonFlag = False,
+    report_out: Annotated[
+        Path, typer.Option("--out", help="Where to write the markdown report.")
+    ] = SPEC_REPORT,
+) -> None:
+    """Discharge every invariant with Z3; write the report (--out, default ./REPORT.md)."""
+    from sop_verified.proofs.cli import spec_check as run
 
-    raise typer.Exit(run(json_output=json_output))
+    raise typer.Exit(run(json_output=json_output, report_path=report_out))
 
 
 @app.command("init")

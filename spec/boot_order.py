@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import z3
 
-from spec.state import Term
+from sop_verified.spec.state import Term
 
 __all__ = [
     "MAX_SERVICES",

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import z3
 
-from spec import state as st
-from spec.state import SEAL_ENTRY, Capability, Clauses, State, Term, leaves, pick, right_index
+from sop_verified.spec import state as st
+from sop_verified.spec.state import (
+    SEAL_ENTRY,
+    Capability,
+    Clauses,
+    State,
+    Term,
+    leaves,
+    pick,
+    right_index,
+)
 
 __all__ = [
     "admin_changed",

@@ -1,6 +1,6 @@
 """Authority and durable state: INV-4, INV-5, INV-6, INV-7, INV-8 and INV-10.
 
-Same conventions as :mod:`spec.inv_decisions`: labelled clauses, state
+Same conventions as :mod:`sop_verified.spec.inv_decisions`: labelled clauses, state
 predicates ``P(s)`` and step predicates ``P(s, s')``.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import z3
 
-from spec import state as st
-from spec.derived import snapshot_verifies
-from spec.state import READY, WRITE, Clauses, State, pick, same
+from sop_verified.spec import state as st
+from sop_verified.spec.derived import snapshot_verifies
+from sop_verified.spec.state import READY, WRITE, Clauses, State, pick, same
 
 __all__ = [
     "attenuation_only",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import z3
 
-from spec import state as st
-from spec.derived import admin_changed, covers, revoked_or_ancestor_revoked
-from spec.state import (
+from sop_verified.spec import state as st
+from sop_verified.spec.derived import admin_changed, covers, revoked_or_ancestor_revoked
+from sop_verified.spec.state import (
     ADMIN_ENTRY,
     DECISION_ENTRY,
     DEGRADED,

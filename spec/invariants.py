@@ -1,7 +1,7 @@
 """The invariants of SOP: INV-1 … INV-10 and the auxiliary AUX-1, as one registry.
 
-The predicates live in :mod:`spec.inv_decisions` (the decision path) and
-:mod:`spec.inv_authority` (authority and durable state); each returns
+The predicates live in :mod:`sop_verified.spec.inv_decisions` (the decision path) and
+:mod:`sop_verified.spec.inv_authority` (authority and durable state); each returns
 labelled clauses. An :class:`Invariant` pairs an id and name with its state
 predicate ``P(s)`` and/or step predicate ``P(s, s')``. spec/INVARIANTS.md
 states each in English and names these functions.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spec.inv_authority import (
+from sop_verified.spec.inv_authority import (
     attenuation_only,
     attenuation_only_step,
     deterministic_boot,
@@ -23,7 +23,7 @@ from spec.inv_authority import (
     scope_confinement,
     scope_confinement_step,
 )
-from spec.inv_decisions import (
+from sop_verified.spec.inv_decisions import (
     deny_by_default,
     effect_after_record,
     effect_after_record_step,
@@ -32,7 +32,7 @@ from spec.inv_decisions import (
     proof_immutability_step,
     well_formed,
 )
-from spec.state import Clauses, State
+from sop_verified.spec.state import Clauses, State
 
 __all__ = [
     "INVARIANTS",

@@ -22,16 +22,16 @@ from dataclasses import dataclass
 import z3
 
 from sop_verified.errors import InputError
-from spec import state as st
-from spec.boot_order import reference_boot_order
-from spec.derived import (
+from sop_verified.spec import state as st
+from sop_verified.spec.boot_order import reference_boot_order
+from sop_verified.spec.derived import (
     admin_changed,
     ancestors,
     covers,
     revoked_or_ancestor_revoked,
     snapshot_verifies,
 )
-from spec.state import (
+from sop_verified.spec.state import (
     ADMIN,
     ADMIN_ENTRY,
     BOOTING,

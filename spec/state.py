@@ -8,7 +8,7 @@ is in use when its index is below the matching counter (``cap_count``,
 Encodings: enumerations are Z3 integers with the named constants below, sets
 are tuples of Z3 booleans, indices are Z3 integers (``-1`` means "none").
 The helpers :func:`ite`, :func:`pick` and :func:`store` work on whole records
-(dataclasses of terms), which keeps the transitions in ``spec.model`` readable.
+(dataclasses of terms), which keeps the transitions in ``sop_verified.spec.model`` readable.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from proofs.check import run_all
-from proofs.results import CheckReport
+from sop_verified.proofs.check import run_all
+from sop_verified.proofs.results import CheckReport
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,14 @@ import z3
 
 from sop_verified.errors import ConfigError
 from sop_verified.nexus.graph import boot_order
-from spec.boot_order import acyclic, fresh_graph, is_boot_order, kahn, reference_boot_order
-from spec.state import SERVICE_DEPS, SERVICES
+from sop_verified.spec.boot_order import (
+    acyclic,
+    fresh_graph,
+    is_boot_order,
+    kahn,
+    reference_boot_order,
+)
+from sop_verified.spec.state import SERVICE_DEPS, SERVICES
 
 Deps = tuple[tuple[int, ...], ...]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import spec
-import spec.invariants
-from proofs.check import UNIVERSE
-from spec.invariants import INVARIANTS
-from spec.model import MUTATIONS, TRANSITIONS
+from sop_verified import spec
+from sop_verified.proofs.check import UNIVERSE
+from sop_verified.spec import invariants as spec_invariants
+from sop_verified.spec.invariants import INVARIANTS
+from sop_verified.spec.model import MUTATIONS, TRANSITIONS
 
 DOC = (Path(spec.__file__).resolve().parent / "INVARIANTS.md").read_text(encoding="utf-8")
 
@@ -63,7 +63,7 @@ def test_formal_names_are_the_predicates_of_the_registry() -> None:
         for fn in (inv.state, inv.step):
             if fn is not None:
                 assert f"`{fn.__name__}(" in text, (inv.id, fn.__name__)
-                assert getattr(spec.invariants, fn.__name__) is fn
+                assert getattr(spec_invariants, fn.__name__) is fn
 
 
 def test_every_seeded_bug_is_documented_under_its_invariant() -> None:

@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 import z3
 
-from proofs import induction
-from proofs.bmc import BOOT_CHECKS, WITNESSES
-from proofs.check import run_all
-from proofs.render import counterexample_text
-from proofs.results import CheckReport, Result
 from sop_verified.errors import InputError
-from spec.invariants import INVARIANTS
-from spec.model import MUTATIONS, TRANSITIONS
+from sop_verified.proofs import induction
+from sop_verified.proofs.bmc import BOOT_CHECKS, WITNESSES
+from sop_verified.proofs.check import run_all
+from sop_verified.proofs.render import counterexample_text
+from sop_verified.proofs.results import CheckReport, Result
+from sop_verified.spec.invariants import INVARIANTS
+from sop_verified.spec.model import MUTATIONS, TRANSITIONS
 
 INV_IDS = [f"INV-{n}" for n in range(1, 11)]
 

@@ -1,4 +1,4 @@
-"""`sop spec check` (proofs.cli.spec_check): table, JSON shape, exit codes, REPORT.md."""
+"""`sop spec check` (sop_verified.proofs.cli): table, JSON shape, exit codes, the report file."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-import proofs
-from proofs import cli
-from proofs.render import markdown_report
-from proofs.results import CheckReport
+from sop_verified import proofs
+from sop_verified.cli import app
+from sop_verified.proofs import cli
+from sop_verified.proofs.render import markdown_report
+from sop_verified.proofs.results import CheckReport
 
+ROOT = Path(__file__).resolve().parents[2]
 RESULT_KEYS = {"inv", "transition", "method", "verdict", "seconds"}
 
 
@@ -117,10 +120,38 @@ def test_report_has_no_timings_so_it_is_reproducible(real: CheckReport) -> None:
     assert markdown_report(slower) == markdown_report(real)
 
 
-def test_default_report_path_is_the_proofs_package() -> None:
-    assert Path(proofs.__file__).resolve().parent / "REPORT.md" == cli.DEFAULT_REPORT
+def test_default_report_goes_to_the_current_directory_not_the_package(
+    real: CheckReport,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    package_dir = Path(proofs.__file__).resolve().parent
+    before = sorted(p.name for p in package_dir.iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert cli.spec_check(False) == 0
+    assert (tmp_path / "REPORT.md").read_text(encoding="utf-8") == markdown_report(real)
+    assert sorted(p.name for p in package_dir.iterdir()) == before
+    assert not cli.DEFAULT_REPORT.is_absolute()
+
+
+def test_sop_spec_check_writes_where_out_says(real: CheckReport, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "proofs.md"
+    target.parent.mkdir()
+    result = CliRunner().invoke(app, ["spec", "check", "--out", str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.read_text(encoding="utf-8") == markdown_report(real)
+
+
+def test_unwritable_report_path_exits_1(
+    real: CheckReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.spec_check(False, tmp_path / "missing" / "REPORT.md") == 1
+    assert "could not write the report" in capsys.readouterr().err
 
 
 def test_committed_report_matches_the_model(real: CheckReport) -> None:
-    committed = cli.DEFAULT_REPORT.read_text(encoding="utf-8")
-    assert committed == markdown_report(real), "regenerate with `sop spec check`"
+    committed = (ROOT / "proofs" / "REPORT.md").read_text(encoding="utf-8")
+    assert committed == markdown_report(real), (
+        "regenerate with `sop spec check --out proofs/REPORT.md`"
+    )

@@ -4,7 +4,7 @@ A verdict is recorded under the obligation digest, once. The record binds the
 obligation text (so it can be replayed and so a record cannot be moved to
 another digest), the verdict, its reason and evidence, and the solver
 identity that produced it. storage/ implements :class:`VerdictStore`
-structurally (SQLite, PostgreSQL) without importing core.
+structurally (SQLite today) without importing core.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+../../sop_verified/__init__.py
