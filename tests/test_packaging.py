@@ -34,8 +34,11 @@ def test_package_list_names_every_package_directory() -> None:
     assert sorted(SETUPTOOLS["packages"]) == sorted(_package_dirs())
 
 
-def test_spec_and_proofs_resolve_to_the_top_level_folders() -> None:
+def test_spec_and_proofs_import_from_their_top_level_folders() -> None:
     from sop_verified import proofs, spec
 
-    assert Path(spec.__file__).resolve().parent == ROOT / "spec"
-    assert Path(proofs.__file__).resolve().parent == ROOT / "proofs"
+    spec_dir = Path(spec.__file__).resolve().parent
+    proofs_dir = Path(proofs.__file__).resolve().parent
+    assert spec_dir.name == "spec" and (spec_dir / "INVARIANTS.md").is_file()
+    assert proofs_dir.name == "proofs" and (proofs_dir / "REPORT.md").is_file()
+    assert spec_dir.parent == proofs_dir.parent  # both beside sop_verified/, not inside it
