@@ -147,8 +147,8 @@ def problem(decision: object, *, effect: bool) -> str | None:
     if not decision.allowed:
         first = decision.reasons[0] if decision.reasons else None
         return f"DENY {first.stage}/{first.code}: {first.message}" if first else "DENY"
-    if effect and decision.extra.get("effect", {}).get("outcome") != "written":
-        return f"ALLOW without a written effect: {decision.extra.get('effect')}"
+    if effect and (decision.write is None or decision.write.outcome != "written"):
+        return f"ALLOW without a written effect: {decision.write}"
     return None
 
 
@@ -314,9 +314,8 @@ def _account(result: RunResult, lock: threading.Lock, decision: object, *, effec
     if isinstance(decision, Decision):
         if decision.receipt is not None:
             sizes.append(decision.receipt.tree_size)
-        receipt = decision.extra.get("effect", {}).get("receipt")
-        if isinstance(receipt, dict):
-            sizes.append(int(receipt["tree_size"]))
+        if decision.write is not None:
+            sizes.append(decision.write.receipt.tree_size)
     why = problem(decision, effect=effect)
     with lock:
         result.tree_sizes.update(sizes)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.health import Health
-from sop_verified.core.obligations import ProofGate, Verdict
+from sop_verified.core.obligations import ProofGate, Verdict, denial_code
 from sop_verified.core.ports import Clock, DecisionLog
 from sop_verified.core.request import (
     ADMIN_ACTIONS,
@@ -32,7 +32,14 @@ from sop_verified.errors import CapabilityError, InputError, SOPError, StorageEr
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog_store import Attachment, LinkedPart, Receipt
 
-__all__ = ["CapabilityChecker", "LinkedEffect", "OpsKernel", "PolicyDecider", "PolicyOutcome"]
+__all__ = [
+    "CapabilityChecker",
+    "LinkedEffect",
+    "OpsKernel",
+    "PolicyDecider",
+    "PolicyOutcome",
+    "StageResult",
+]
 
 
 class _HasId(Protocol):
@@ -45,6 +52,11 @@ class CapabilityChecker(Protocol):
 
     def check(self, token: str, request: Request) -> _HasId:
         """Return the covering capability or raise CapabilityError."""
+
+    def check_many(
+        self, pairs: Sequence[tuple[str, Request]]
+    ) -> Sequence[_HasId | CapabilityError]:
+        """Per (token, request), in order: the covering capability or the error (returned)."""
 
 
 class PolicyOutcome(Protocol):
@@ -69,9 +81,26 @@ class PolicyDecider(Protocol):
     def evaluate(self, request: Request) -> PolicyOutcome:
         """Evaluate the request; any error must come back as a DENY outcome or raise."""
 
+    def evaluate_many(self, requests: Sequence[Request]) -> Sequence[PolicyOutcome]:
+        """Per request, in order, what :meth:`evaluate` returns for it."""
+
 
 def _deny(stage: Stage, code: str, message: str, **kw: Any) -> Reason:
     return Reason(stage=stage, code=code, message=message, **kw)
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """What the decision stages give, before the log: the answer and what it rests on."""
+
+    effect: Effect
+    reasons: tuple[Reason, ...]
+    capability_id: str | None = None
+    policy_ids: tuple[str, ...] = ()
+
+
+def _denied(why: Reason, capability_id: str | None = None) -> StageResult:
+    return StageResult(Effect.DENY, (why,), capability_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +150,6 @@ class OpsKernel:
         self._policy = policy
         self._gate = proof_gate
         self._log = log
-        self._append_receipt: Callable[[bytes], Receipt] | None = getattr(
-            log, "append_receipt", None
-        )
         self._health = health
         self._now = now
 
@@ -204,9 +230,6 @@ def _submit_batch(
     items: Sequence[tuple[Request, LinkedEffect | None]],
 ) -> list[tuple[Decision, Receipt | None]]:
     outs = _decide_all_closed(k, [req for req, _ in items])
-    append_parts = getattr(k._log, "append_parts", None)
-    if append_parts is None:  # a log without batches cannot link: one append per decision
-        return [_record(k, req, out) for (req, _), out in zip(items, outs, strict=True)]
     answers: list[tuple[Decision, Receipt | None] | None] = [None] * len(items)
     parts: list[LinkedPart] = []
     at: list[int] = []
@@ -216,13 +239,13 @@ def _submit_batch(
         except Exception as exc:  # spec: INV-2, INV-9 — no entry, no ALLOW
             answers[i] = (_unlogged(req, out, exc), None)
             continue
-        if linked is not None and out[0] is Effect.ALLOW:
+        if linked is not None and out.effect is Effect.ALLOW:
             parts.append(LinkedPart(payload, linked.entry, linked.attachments))
         else:
             parts.append(LinkedPart(payload))
         at.append(i)
     try:
-        got = append_parts(parts)
+        got = k._log.append_parts(parts)
         if type(got) is not list or len(got) != len(parts):
             raise StorageError(f"the log answered {len(parts)} parts with `{got!r:.80}`")
     except Exception as exc:  # spec: INV-2, INV-9 — no receipt, no ALLOW
@@ -243,14 +266,19 @@ def _submit_batch(
 def _dry_run(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decision:
     try:
         request = parse_request(raw)
-        effect, reasons, cap_id, policy_ids = _decide(k, request)
+        out = _decide(k, request)
     except InputError as exc:
         return Decision(Effect.DENY, (_deny(Stage.SCHEMA, "bad_request", str(exc)),))
     except Exception as exc:  # spec: INV-2
         reason = _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`")
         return Decision(Effect.DENY, (reason,))
     return Decision(
-        effect, reasons, request.request_id, cap_id, policy_ids, None, {"dry_run": True}
+        out.effect,
+        out.reasons,
+        request.request_id,
+        out.capability_id,
+        out.policy_ids,
+        dry_run=True,
     )
 
 
@@ -258,25 +286,25 @@ def _submit(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decisi
     try:
         request = parse_request(raw)
     except InputError as exc:
-        out: _Outcome = (Effect.DENY, (_deny(Stage.SCHEMA, "bad_request", str(exc)),), None, ())
+        out = _denied(_deny(Stage.SCHEMA, "bad_request", str(exc)))
         return _record(k, None, out, raw_digest=_raw_digest(raw))[0]
     except Exception as exc:  # spec: INV-2 — anything unexpected while parsing is DENY
         why = f"request parsing failed: `{type(exc).__name__}`"
-        out = (Effect.DENY, (_deny(Stage.INTERNAL, "internal_error", why),), None, ())
+        out = _denied(_deny(Stage.INTERNAL, "internal_error", why))
         return _record(k, None, out, raw_digest=_raw_digest(raw))[0]
     return _record(k, request, _decide_closed(k, request))[0]
 
 
-def _decide_closed(k: OpsKernel, req: Request) -> _Outcome:
+def _decide_closed(k: OpsKernel, req: Request) -> StageResult:
     """:func:`_decide`, with any exception turned into DENY (INV-2)."""
     try:
         return _decide(k, req)
     except Exception as exc:  # spec: INV-2 — fail closed on any exception
         why = _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`")
-        return Effect.DENY, (why,), None, ()
+        return _denied(why)
 
 
-def _decide_all_closed(k: OpsKernel, reqs: Sequence[Request]) -> list[_Outcome]:
+def _decide_all_closed(k: OpsKernel, reqs: Sequence[Request]) -> list[StageResult]:
     """:func:`_decide_many`; if it raises, each request is decided alone, failing closed alone."""
     try:
         return _decide_many(k, reqs)
@@ -284,7 +312,7 @@ def _decide_all_closed(k: OpsKernel, reqs: Sequence[Request]) -> list[_Outcome]:
         return [_decide_closed(k, req) for req in reqs]
 
 
-def _decide(k: OpsKernel, req: Request) -> _Outcome:
+def _decide(k: OpsKernel, req: Request) -> StageResult:
     return _decide_many(k, [req])[0]
 
 
@@ -309,7 +337,7 @@ def _bridge_refusal(req: Request) -> Reason | None:
     return None
 
 
-def _decide_many(k: OpsKernel, reqs: Sequence[Request]) -> list[_Outcome]:
+def _decide_many(k: OpsKernel, reqs: Sequence[Request]) -> list[StageResult]:
     """Decide each request, stage by stage over all of them (DESIGN section 4).
 
     Every request goes through the same stages in the same order as it would
@@ -320,13 +348,13 @@ def _decide_many(k: OpsKernel, reqs: Sequence[Request]) -> list[_Outcome]:
     health = k._health()
     if health is not Health.READY:  # spec: INV-1, INV-8 — only READY admits
         why = _deny(Stage.HEALTH, "not_ready", f"SOP is `{health}`, not `READY`")
-        return [(Effect.DENY, (why,), None, ()) for _ in reqs]
-    out: list[_Outcome | None] = [None] * len(reqs)
+        return [_denied(why) for _ in reqs]
+    out: list[StageResult | None] = [None] * len(reqs)
     live: list[int] = []
     for i, req in enumerate(reqs):
         refused = _bridge_refusal(req)
         if refused is not None:
-            out[i] = (Effect.DENY, (refused,), None, ())
+            out[i] = _denied(refused)
         else:
             live.append(i)
     caps = _check_capabilities(k, [(reqs[i].capability, reqs[i]) for i in live])
@@ -334,28 +362,28 @@ def _decide_many(k: OpsKernel, reqs: Sequence[Request]) -> list[_Outcome]:
     for i, cap in zip(live, caps, strict=True):
         if isinstance(cap, CapabilityError):  # spec: INV-1 — valid capability
             why = _deny(Stage.CAPABILITY, cap.code, str(cap), capability_id=cap.capability_id)
-            out[i] = (Effect.DENY, (why,), cap.capability_id, ())
+            out[i] = _denied(why, cap.capability_id)
         else:
             held.append((i, cap.id))
     policy = k._policy() if held else None
     if policy is None:  # empty means deny
         for i, cap_id in held:
             why = _deny(Stage.POLICY, "no_policy", "no policy set is active")
-            out[i] = (Effect.DENY, (why,), cap_id, ())
+            out[i] = _denied(why, cap_id)
         held = []
     outcomes = _evaluate(policy, [reqs[i] for i, _ in held]) if policy is not None else []
     permitted: list[tuple[int, str, PolicyOutcome]] = []
     for (i, cap_id), outcome in zip(held, outcomes, strict=True):
         if not outcome.allowed:  # spec: INV-1 — a permit matches and no forbid matches
-            out[i] = (Effect.DENY, (outcome.to_reason(),), cap_id, outcome.policy_ids)
+            out[i] = StageResult(Effect.DENY, (outcome.to_reason(),), cap_id, outcome.policy_ids)
         else:
             permitted.append((i, cap_id, outcome))
     denials = _check_obligations(k, [reqs[i] for i, _, _ in permitted])
     for (i, cap_id, outcome), denied in zip(permitted, denials, strict=True):
         if denied:  # spec: INV-1 — every obligation PROVED
-            out[i] = (Effect.DENY, denied, cap_id, outcome.policy_ids)
+            out[i] = StageResult(Effect.DENY, denied, cap_id, outcome.policy_ids)
         else:
-            out[i] = (Effect.ALLOW, (outcome.to_reason(),), cap_id, outcome.policy_ids)
+            out[i] = StageResult(Effect.ALLOW, (outcome.to_reason(),), cap_id, outcome.policy_ids)
     decided = [o for o in out if o is not None]
     if len(decided) != len(reqs):  # spec: INV-2 — never an answer out of place
         raise RuntimeError("a request was left undecided")
@@ -366,44 +394,32 @@ def _check_capabilities(
     k: OpsKernel, pairs: list[tuple[str, Request]]
 ) -> list[_HasId | CapabilityError]:
     """The registry's answer for each (token, request): its capability or its refusal."""
-    many = getattr(k._caps, "check_many", None)
-    if many is not None:
-        got: list[_HasId | CapabilityError] = many(pairs)
-        return got
-    out: list[_HasId | CapabilityError] = []
-    for token, request in pairs:
-        try:
-            out.append(k._caps.check(token, request))
-        except CapabilityError as exc:
-            out.append(exc)
-    return out
+    return list(k._caps.check_many(pairs))
 
 
 def _evaluate(policy: PolicyDecider, requests: list[Request]) -> list[PolicyOutcome]:
-    many = getattr(policy, "evaluate_many", None)
-    if many is not None:
-        got: list[PolicyOutcome] = many(requests)
-        return got
-    return [policy.evaluate(r) for r in requests]
+    return list(policy.evaluate_many(requests))
 
 
 def _check_obligations(k: OpsKernel, reqs: list[Request]) -> list[tuple[Reason, ...]]:
     """Per request, its denials: SOP's own obligations, then the attached ones, must be PROVED."""
     obligations = [(*k._derive(req), *req.obligations) for req in reqs]
     flat = [ob for obs in obligations for ob in obs]
-    many = getattr(k._gate, "check_many", None)
-    results = many(flat) if many is not None else [k._gate.check(ob) for ob in flat]
+    results = k._gate.check_many(flat)
     out: list[tuple[Reason, ...]] = []
     at = 0
     for obs in obligations:
         denied = []
         for ob, result in zip(obs, results[at : at + len(obs)], strict=True):
-            if result.verdict is not Verdict.PROVED:
-                ce = result.evidence.get("model") if result.verdict is Verdict.REFUTED else None
+            if type(result.verdict) is not Verdict:  # spec: INV-2 — no verdict, no ALLOW
+                raise TypeError(f"the proof gate answered `{result.verdict!r:.40}`")
+            code = denial_code(result.verdict)
+            if code is not None:  # spec: INV-1 — anything but PROVED denies
+                ce = result.evidence.get("model") if code == "obligation_refuted" else None
                 denied.append(
                     _deny(
                         Stage.OBLIGATION,
-                        f"obligation_{result.verdict.value.lower()}",
+                        code,
                         result.reason or f"obligation `{ob.id}` is `{result.verdict}`",
                         obligation=ob.id,
                         counterexample=ce,
@@ -425,22 +441,17 @@ def _raw_digest(raw: object) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-_Outcome = tuple[Effect, tuple[Reason, ...], str | None, tuple[str, ...]]
-"""What deciding gives: the effect, its reasons, the capability id and the policy ids."""
-
-
 def _entry_payload(
-    k: OpsKernel, req: Request | None, out: _Outcome, raw_digest: str | None = None
+    k: OpsKernel, req: Request | None, out: StageResult, raw_digest: str | None = None
 ) -> bytes:
     """The decision's log entry, canonical JSON (RFC 8785)."""
-    effect, reasons, cap_id, policy_ids = out
     entry: dict[str, Any] = {
         "type": "decision",
         "time": k._now(),
-        "effect": str(effect),
-        "capability_id": cap_id,
-        "policy_ids": list(policy_ids),
-        "reasons": [r.to_dict() for r in reasons],
+        "effect": str(out.effect),
+        "capability_id": out.capability_id,
+        "policy_ids": list(out.policy_ids),
+        "reasons": [r.to_dict() for r in out.reasons],
     }
     if req is not None:
         entry["request"] = req.to_dict()
@@ -449,35 +460,35 @@ def _entry_payload(
     return canonical_json(entry)
 
 
-def _unlogged(req: Request | None, out: _Outcome, exc: BaseException) -> Decision:
+def _unlogged(req: Request | None, out: StageResult, exc: BaseException) -> Decision:
     """The DENY for a decision whose entry could not be logged (INV-9: no entry, no ALLOW)."""
-    effect, reasons, cap_id, policy_ids = out
     detail = str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
     failure = _deny(Stage.LOG, "log_append_failed", f"the decision could not be logged: {detail}")
-    kept = reasons if effect is Effect.DENY else ()
+    kept = out.reasons if out.effect is Effect.DENY else ()
     request_id = req.request_id if req else None
-    return Decision(Effect.DENY, (*kept, failure), request_id, cap_id, policy_ids, None)
+    return Decision(
+        Effect.DENY, (*kept, failure), request_id, out.capability_id, out.policy_ids, None
+    )
 
 
 def _logged(
-    req: Request | None, out: _Outcome, payload: bytes, receipt: Receipt | None, index: int
+    req: Request | None, out: StageResult, payload: bytes, receipt: Receipt | None, index: int
 ) -> Decision:
     """The decision, recorded at ``index`` (its entry's digest and receipt attached)."""
-    effect, reasons, cap_id, policy_ids = out
     return Decision(
-        effect,
-        reasons,
+        out.effect,
+        out.reasons,
         req.request_id if req else None,
-        cap_id,
-        policy_ids,
+        out.capability_id,
+        out.policy_ids,
         index,
-        {"entry_digest": "sha256:" + hashlib.sha256(payload).hexdigest()},  # encoded once
         receipt,
+        entry_digest="sha256:" + hashlib.sha256(payload).hexdigest(),  # encoded once
     )
 
 
 def _record(
-    k: OpsKernel, req: Request | None, out: _Outcome, *, raw_digest: str | None = None
+    k: OpsKernel, req: Request | None, out: StageResult, *, raw_digest: str | None = None
 ) -> tuple[Decision, Receipt | None]:
     """Append the decision to the log; an ALLOW that cannot be logged is DENY (INV-9).
 
@@ -492,14 +503,10 @@ def _record(
     return _logged(req, out, payload, receipt, index), None
 
 
-def _append(k: OpsKernel, payload: bytes) -> tuple[int, Receipt | None]:
-    """Append through the receipt-giving method when the log has one; check the index."""
-    receipt = None
-    if k._append_receipt is not None:
-        receipt = k._append_receipt(payload)
-        index: object = receipt.index if isinstance(receipt, Receipt) else None
-    else:
-        index = k._log.append(payload)
+def _append(k: OpsKernel, payload: bytes) -> tuple[int, Receipt]:
+    """Append the entry, taking its receipt; check the index the receipt names."""
+    receipt = k._log.append_receipt(payload)
+    index: object = receipt.index if isinstance(receipt, Receipt) else None
     return _checked_index(index), receipt
 
 

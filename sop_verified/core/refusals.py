@@ -7,7 +7,7 @@ with outcome ``refused``, or a ``protocol.refused``), and each answers with
 the same DENY, built here: the reasons, then ``log_append_failed`` if the
 entry could not be appended (the refusal stands even unlogged, INV-2), the
 refused decision's capability and policies, the refusal entry's index and
-receipt, and ``extra["decision_index"]``, the refused decision's index.
+receipt, and ``decision_index``, the refused decision's index.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ __all__ = ["logged_refusal"]
 @require(lambda reasons: len(reasons) > 0, "a refusal says why")
 @ensure(lambda result: not result.allowed, "a refusal is a DENY")
 @ensure(
-    lambda decision, result: result.extra["decision_index"] == decision.log_index,
+    lambda decision, result: result.decision_index == decision.log_index,
     "the refusal names the decision it refuses",
     helper=True,
 )
@@ -66,6 +66,6 @@ def logged_refusal(
         decision.capability_id,
         decision.policy_ids,
         None if receipt is None else receipt.index,
-        {"decision_index": decision.log_index},
         receipt,
+        decision_index=decision.log_index,
     )

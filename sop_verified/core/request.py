@@ -10,13 +10,14 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sop_verified.core.contracts import ensure
+from sop_verified.core.decision_fields import ProtocolRecord, WriteResult
 from sop_verified.errors import InputError, RequestError
 from sop_verified.tools.paths import check_path
 from sop_verified.tools.tlog_store import Receipt
@@ -27,6 +28,7 @@ __all__ = [
     "BRIDGE_ACTIONS",
     "CONTENT_DIGEST_PATTERN",
     "CONTEXT_SCHEMA",
+    "DECISION_JSON_VERSION",
     "MAX_REQUEST_BYTES",
     "PERSIST_ACTIONS",
     "PRINCIPAL_PATTERN",
@@ -316,9 +318,34 @@ class Reason:
         return out
 
 
+_R = TypeVar("_R")
+
+DECISION_JSON_VERSION = 1
+"""The version of :meth:`Decision.to_dict`'s form (docs/DECISION_JSON.md); bumped on any change
+that removes, renames or retypes a key."""
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """SOP's answer: ALLOW only with every stage passed; reasons say why."""
+    """SOP's answer: ALLOW only with every stage passed; reasons say why.
+
+    The keyword-only fields are what a decision carries besides its answer
+    (docs/DECISION_JSON.md): each is set by the one component that knows it.
+
+    Attributes:
+        effect: ALLOW or DENY (named as in the log entry and the JSON form).
+        reasons: why, stage by stage.
+        request_id: the request's id (None for a request that did not parse).
+        capability_id: the capability that covered the request, if one was found.
+        policy_ids: the policies that decided.
+        log_index: this decision's log entry (a refusal's: the refusal entry).
+        receipt: that entry's receipt.
+        entry_digest: ``sha256:`` of the kernel's log entry for this decision.
+        dry_run: True for :meth:`OpsKernel.dry_run`'s answers (never logged).
+        decision_index: for a refusal, the log index of the decision it refused.
+        write: for an ALLOW the persistence controller carried out, what it wrote.
+        record: a protocol's record of what its ALLOW did (its own frozen type).
+    """
 
     effect: Effect
     reasons: tuple[Reason, ...]
@@ -326,18 +353,23 @@ class Decision:
     capability_id: str | None = None
     policy_ids: tuple[str, ...] = ()
     log_index: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     receipt: Receipt | None = None
+    _: KW_ONLY
+    entry_digest: str | None = None
+    dry_run: bool = False
+    decision_index: int | None = None
+    write: WriteResult | None = None
+    record: ProtocolRecord | None = None
 
     @property
     def allowed(self) -> bool:
         """True only for ALLOW."""
         return self.effect is Effect.ALLOW
 
-    @ensure(lambda self, key, value, result: result.extra[key] is value, helper=True)
+    @ensure(lambda write, result: result.write is write, helper=True)
     @ensure(lambda self, result: result.effect is self.effect, helper=True)
-    def with_extra(self, key: str, value: Any) -> Decision:
-        """This decision with ``extra[key] = value`` (``dataclasses.replace``, without its cost).
+    def with_write(self, write: WriteResult) -> Decision:
+        """This decision with its :attr:`write` (``dataclasses.replace``, without its cost).
 
         Returns:
             A new decision; every other field is this one's.
@@ -349,14 +381,24 @@ class Decision:
             self.capability_id,
             self.policy_ids,
             self.log_index,
-            {**self.extra, key: value},
             self.receipt,
+            entry_digest=self.entry_digest,
+            dry_run=self.dry_run,
+            decision_index=self.decision_index,
+            write=write,
+            record=self.record,
         )
 
+    def record_as(self, kind: type[_R]) -> _R | None:
+        """The protocol record if it is a ``kind``, else None (a typed read of :attr:`record`)."""
+        return self.record if isinstance(self.record, kind) else None
+
     @ensure(lambda result: result["effect"] in ("ALLOW", "DENY"), helper=True)
+    @ensure(lambda result: result["version"] == DECISION_JSON_VERSION, helper=True)
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+        """JSON-ready form, version :data:`DECISION_JSON_VERSION` (docs/DECISION_JSON.md)."""
         out: dict[str, Any] = {
+            "version": DECISION_JSON_VERSION,
             "effect": str(self.effect),
             "request_id": self.request_id,
             "capability_id": self.capability_id,
@@ -366,5 +408,14 @@ class Decision:
         }
         if self.receipt is not None:
             out["receipt"] = self.receipt.to_dict()
-        out.update({k: v for k, v in self.extra.items() if k not in out})
+        if self.entry_digest is not None:
+            out["entry_digest"] = self.entry_digest
+        if self.dry_run:
+            out["dry_run"] = True
+        if self.decision_index is not None:
+            out["decision_index"] = self.decision_index
+        if self.write is not None:
+            out["write"] = self.write.to_dict()
+        if self.record is not None:
+            out.update({k: v for k, v in self.record.json_fields().items() if k not in out})
         return out

@@ -19,6 +19,8 @@ from sop_verified.core.request import Decision
 from sop_verified.errors import SOPError
 from sop_verified.nexus.log_ops import audit_data_dir
 from sop_verified.nexus.sop import SOP
+from sop_verified.protocols.csp.book import SealRecord
+from sop_verified.protocols.drac.catalog import ArtifactRecord
 from sop_verified.protocols.emp import sign_output
 from sop_verified.tools.tlog_receipt import verify_bundle
 
@@ -60,8 +62,9 @@ def _drac(sop: SOP, token: str, rows: list[dict[str, Any]]) -> str:
             token=token,
         )
         rows.append(_row("DRAC", f"catalog {name} (provenance attested)", made))
-        if made.allowed:
-            previous.append(str(made.extra["artifact"]["digest"]))
+        artifact = made.record_as(ArtifactRecord)
+        if made.allowed and artifact is not None:
+            previous.append(artifact.digest)
             plan = plan or previous[-1]
         rows.append(_row("DRAC", f"complete {phase}", drac.complete(SESSION, phase, token=token)))
     back = drac.enter(SESSION, drac.phases[2], token=token)
@@ -110,20 +113,26 @@ def _csp(sop: SOP, token: str, data_dir: Path, rows: list[dict[str, Any]]) -> No
     for key, value in (("working-memory", b"goal: ship the plan"), ("episode", b"step 5 of 5")):
         put = csp.put_blob(value, state_class="working", token=token)
         rows.append(_row("CSP", f"store blob `{key}`", put))
-        entries[key] = str(put.extra["effect"]["digest"]) if put.allowed else ""
+        entries[key] = put.write.digest if put.allowed and put.write is not None else ""
     sealed = csp.seal(SESSION, entries, parent=None, token=token)
     rows.append(_row("CSP", "seal the holding-cell snapshot (Merkle root, signed, logged)", sealed))
-    snapshot = str(sealed.extra["snapshot"]["snapshot"]) if sealed.allowed else ""
+    seal = sealed.record_as(SealRecord)
+    snapshot = seal.snapshot if sealed.allowed and seal is not None else ""
     resumed = csp.resume(SESSION, snapshot, token=token)
     rows.append(_row("CSP", "resume it (signature, blobs, inclusion, lineage)", resumed.decision))
     victim = csp.put_blob(b"trusted memory", state_class="working", token=token)
-    digest = str(victim.extra["effect"]["digest"])
+    if victim.write is None:
+        raise SOPError(f"the demo's blob was not stored: `{victim.reasons}`")
+    digest = victim.write.digest
     tampered = csp.seal("session-9", {"memory": digest}, parent=None, token=token)
     hexd = digest.removeprefix("sha256:")
     path = data_dir / BLOBS / hexd[:2] / hexd
     os.chmod(path, 0o600)
     path.write_bytes(b"planted memory")  # an attacker with the disk, without any key
-    snap = str(tampered.extra["snapshot"]["snapshot"])
+    tampered_seal = tampered.record_as(SealRecord)
+    if tampered_seal is None:
+        raise SOPError(f"the demo's snapshot was not sealed: `{tampered.reasons}`")
+    snap = tampered_seal.snapshot
     refused = csp.resume("session-9", snap, token=token)
     rows.append(_row("CSP", "resume a snapshot whose blob was edited on disk", refused.decision))
 

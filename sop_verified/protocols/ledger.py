@@ -229,7 +229,7 @@ class ProtocolLedger:
 
         Returns:
             The DENY; ``log_index``/``receipt`` are the refusal's (None when it could
-            not be logged; the reasons then say so), ``extra["decision_index"]`` the
+            not be logged; the reasons then say so), ``decision_index`` the
             decision's.
         """
         said = tuple(reasons)

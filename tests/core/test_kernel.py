@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pytest
 
 import sop_verified.core.kernel as kernel_module
+from sop_verified.core.decision_fields import WriteResult
 from sop_verified.core.health import Health
 from sop_verified.core.kernel import OpsKernel, _allow_is_complete, _linked_after_decision
 from sop_verified.core.obligations import UnwiredProofGate, Verdict, VerdictResult
@@ -24,7 +26,7 @@ from sop_verified.core.request import (
 )
 from sop_verified.errors import CapabilityError, StorageError
 from sop_verified.tools.canonical import canonical_json, digest
-from sop_verified.tools.tlog_store import Receipt
+from sop_verified.tools.tlog_store import LinkedPart, Receipt
 
 
 @dataclass
@@ -40,6 +42,16 @@ class FakeCaps:
         if self.error:
             raise self.error
         return FakeCap()
+
+    def check_many(self, pairs: Sequence[tuple[str, Request]]) -> list[FakeCap | CapabilityError]:
+        """:meth:`check` per pair, the error returned in its place (as the registry does)."""
+        out: list[FakeCap | CapabilityError] = []
+        for token, request in pairs:
+            try:
+                out.append(self.check(token, request))
+            except CapabilityError as exc:
+                out.append(exc)
+        return out
 
 
 @dataclass
@@ -76,6 +88,9 @@ class FakePolicy:
             return Outcome(True, ("p1",), "permitted", "permitted by `p1`")
         return Outcome(False, ("f1",), "forbidden", "forbidden by `f1`")
 
+    def evaluate_many(self, requests: Sequence[Request]) -> list[Outcome]:
+        return [self.evaluate(r) for r in requests]
+
 
 class ListLog:
     def __init__(self, fail: bool = False) -> None:
@@ -88,8 +103,32 @@ class ListLog:
         self.entries.append(payload)
         return len(self.entries) - 1
 
+    def append_receipt(self, payload: bytes) -> Receipt:
+        """:meth:`append`, the index wrapped in a receipt (whatever the index is)."""
+        index = self.append(payload)
+        return Receipt(index, hashlib.sha256(payload).digest(), len(self.entries))
 
-class ProvingGate:
+    def append_parts(self, parts: Sequence[LinkedPart]) -> list[tuple[Receipt, Receipt | None]]:
+        """Each part in order: its entry, then its linked entry built from the first's index."""
+        out: list[tuple[Receipt, Receipt | None]] = []
+        for part in parts:
+            first = self.append_receipt(part.first)
+            then = None if part.then is None else self.append_receipt(part.then(first.index))
+            out.append((first, then))
+        return out
+
+
+class GateDouble:
+    """A test gate: :meth:`check_many` is :meth:`check` per obligation."""
+
+    def check(self, obligation: Obligation) -> VerdictResult:
+        raise NotImplementedError
+
+    def check_many(self, obligations: Sequence[Obligation]) -> list[VerdictResult]:
+        return [self.check(ob) for ob in obligations]
+
+
+class ProvingGate(GateDouble):
     def check(self, obligation: Obligation) -> VerdictResult:
         return VerdictResult(Verdict.PROVED, "sha256:ab")
 
@@ -208,7 +247,7 @@ def test_unwired_gate_denies_any_obligation() -> None:
 
 
 def test_refuted_obligation_denies_with_counterexample() -> None:
-    class RefutingGate:
+    class RefutingGate(GateDouble):
         def check(self, obligation: Obligation) -> VerdictResult:
             return VerdictResult(Verdict.REFUTED, "sha256:cd", "sat", {"model": {"x": 1}})
 
@@ -254,7 +293,8 @@ def test_dry_run_decides_as_submit_does_and_records_nothing() -> None:
         real = kernel.submit(REQ)
         assert (dry.effect, dry.reasons, dry.request_id) == (real.effect, real.reasons, "r-1")
         assert (dry.capability_id, dry.policy_ids) == (real.capability_id, real.policy_ids)
-        assert (dry.log_index, dry.extra, dry.receipt) == (None, {"dry_run": True}, None)
+        assert (dry.log_index, dry.dry_run, dry.receipt) == (None, True, None)
+        assert dry.to_dict()["dry_run"] is True and not real.dry_run
 
 
 def test_dry_run_of_bad_input_or_a_failure_is_a_deny() -> None:
@@ -327,7 +367,7 @@ def test_a_malformed_request_is_recorded_by_the_digest_of_its_bytes(raw: bytes |
     assert entry["malformed_request_digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
     assert "request" not in entry and entry["effect"] == "DENY"
     assert (entry["capability_id"], entry["policy_ids"]) == (None, [])
-    assert d.extra["entry_digest"] == "sha256:" + hashlib.sha256(log.entries[0]).hexdigest()
+    assert d.entry_digest == "sha256:" + hashlib.sha256(log.entries[0]).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -432,7 +472,7 @@ def test_a_parser_failure_is_a_recorded_deny(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_an_undecided_obligation_is_named_in_its_reason() -> None:
-    class SilentGate:
+    class SilentGate(GateDouble):
         def check(self, obligation: Obligation) -> VerdictResult:
             return VerdictResult(Verdict.UNKNOWN, "sha256:ef", "", {"model": {"x": 2}})
 
@@ -456,7 +496,7 @@ def test_log_entry_is_canonical_json() -> None:
     kernel, log = make()
     d = kernel.submit(REQ)
     assert canonical_json(json.loads(log.entries[0])) == log.entries[0]
-    assert d.extra["entry_digest"] == digest(json.loads(log.entries[0]))
+    assert d.entry_digest == digest(json.loads(log.entries[0]))
 
 
 @pytest.mark.parametrize(
@@ -478,14 +518,33 @@ def test_identifiers_must_match_their_whole_grammar(field: str, value: str) -> N
     assert d.reasons[0].message.endswith(f"at `{field}`")
 
 
-def test_with_extra_keeps_every_other_field_of_the_decision() -> None:
+def test_with_write_keeps_every_other_field_of_the_decision() -> None:
     reason = Reason(Stage.POLICY, "permitted", "ok", ("p",))
-    d = Decision(Effect.ALLOW, (reason,), "r-1", "cap-1", ("p",), 7, {"a": 1}, Receipt(7, b"h", 8))
-    e = d.with_extra("effect", {"outcome": "written"})
+    d = Decision(
+        Effect.ALLOW,
+        (reason,),
+        "r-1",
+        "cap-1",
+        ("p",),
+        7,
+        Receipt(7, b"h", 8),
+        entry_digest="sha256:aa",
+        dry_run=True,
+        decision_index=3,
+        record=_Record(),
+    )
+    write = WriteResult("written", 9, "s", "n", "n.bin", "sha256:bb", 1, 1, Receipt(9, b"i", 10))
+    e = d.with_write(write)
     for f in fields(Decision):
-        if f.name != "extra":
+        if f.name != "write":
             assert getattr(e, f.name) == getattr(d, f.name), f.name
-    assert e.extra == {"a": 1, "effect": {"outcome": "written"}} and d.extra == {"a": 1}
+    assert e.write is write and d.write is None
+
+
+@dataclass(frozen=True)
+class _Record:
+    def json_fields(self) -> dict[str, Any]:
+        return {"thing": 1}
 
 
 def test_the_kernel_contracts_refuse_incomplete_allows_and_early_effects() -> None:

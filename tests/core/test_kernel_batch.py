@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from test_kernel import REQ, FakeCap, FakePolicy, ListLog, make
+from test_kernel import REQ, FakeCap, FakeCaps, FakePolicy, GateDouble, ListLog, make
 from tools.tlog_memory import MemoryLogStore
 
 from sop_verified.core.kernel import LinkedEffect
@@ -24,7 +24,7 @@ from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_store import LinkedPart, Receipt
 
 
-class TokenCaps:
+class TokenCaps(FakeCaps):
     """Admits every token but `forged`."""
 
     def check(self, token: str, request: Request) -> FakeCap:
@@ -33,8 +33,15 @@ class TokenCaps:
         return FakeCap()
 
 
-def _log() -> TransparencyLog:
-    return TransparencyLog(MemoryLogStore(), origin="example.test/log", signer=_SIGNER)
+class KernelLog(TransparencyLog):
+    """The transparency log as the kernel's port: a decision's append answers its receipt."""
+
+    def append_receipt(self, payload: bytes) -> Receipt:
+        return self.append(payload)
+
+
+def _log() -> KernelLog:
+    return KernelLog(MemoryLogStore(), origin="example.test/log", signer=_SIGNER)
 
 
 _SIGNER = Signer.from_string(generate("example.test/log")[0])
@@ -52,7 +59,7 @@ def _mixed() -> list[Request]:
     return [_req(0), _req(1, capability="forged"), _req(2), _req(3, action="artifact.read")]
 
 
-class JudgingGate:
+class JudgingGate(GateDouble):
     """PROVED, except the obligations whose id starts with `refute`; counts its calls."""
 
     def __init__(self) -> None:
@@ -209,7 +216,7 @@ def test_a_failing_effect_denies_its_own_request_only() -> None:
 
 def test_an_entry_that_cannot_be_built_denies_its_own_request_only() -> None:
     store = MemoryLogStore()
-    log = TransparencyLog(store, origin="example.test/log", signer=_SIGNER)
+    log = KernelLog(store, origin="example.test/log", signer=_SIGNER)
     ticks = iter([1, None, 3])
 
     def clock() -> int:
@@ -241,6 +248,9 @@ class PartsLog:
     def append(self, payload: bytes) -> int:
         raise AssertionError("a batch must not fall back to one append per decision")
 
+    def append_receipt(self, payload: bytes) -> Receipt:
+        raise AssertionError("a batch must not fall back to one append per decision")
+
     def append_parts(self, parts: list[LinkedPart]) -> list[tuple[Receipt, Receipt | None]]:
         if self.answer == "raise":
             raise StorageError("disk on fire")
@@ -260,11 +270,12 @@ def test_a_failed_append_denies_every_request_keeping_deny_reasons(answer: str) 
     assert got[1][0].reasons[0].stage is Stage.CAPABILITY  # a DENY keeps why it was denied
 
 
-def test_a_log_without_batches_appends_each_decision_alone() -> None:
+def test_a_batch_is_appended_through_the_logs_parts_each_effect_after_its_allow() -> None:
     kernel, log = make(caps=TokenCaps(), log=ListLog())
 
     got = kernel.submit_batch([(r, _effect(r.request_id)) for r in _mixed()])
 
-    assert [d.log_index for d, _ in got] == [0, 1, 2, 3]
-    assert all(e is None for _, e in got)  # no link: each caller carries its effect out itself
-    assert len(log.entries) == 4
+    # every log takes parts (the port declares it): ALLOW, its effect, DENY alone, ...
+    assert [d.log_index for d, _ in got] == [0, 2, 3, 5]
+    assert [e and e.index for _, e in got] == [1, None, 4, 6]
+    assert len(log.entries) == 7 and log.entries[1] == b"r-0 after 0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from sop_verified.core.health import Health
 from sop_verified.core.kernel import OpsKernel
 from sop_verified.core.request import Effect, Stage
 from sop_verified.tools.merkle import leaf_hash
-from sop_verified.tools.tlog_store import Receipt
+from sop_verified.tools.tlog_store import LinkedPart, Receipt
 
 
 class ReceiptingLog:
@@ -20,7 +21,7 @@ class ReceiptingLog:
         self.answer = answer
 
     def append(self, payload: bytes) -> int:
-        raise AssertionError("the kernel must prefer append_receipt")
+        raise AssertionError("the kernel must record a decision with append_receipt")
 
     def append_receipt(self, payload: bytes) -> Any:
         self.entries.append(payload)
@@ -29,13 +30,24 @@ class ReceiptingLog:
         index = len(self.entries) - 1
         return Receipt(index, leaf_hash(payload), index + 1, "origin\n1\nAAAA\n\n— k x\n")
 
+    def append_parts(self, parts: Sequence[LinkedPart]) -> list[tuple[Receipt, Receipt | None]]:
+        return [(self.append_receipt(part.first), None) for part in parts]
+
 
 class IndexLog:
+    """A log whose receipt names ``answer`` as the entry's index."""
+
     def __init__(self, answer: Any) -> None:
         self.answer = answer
 
     def append(self, payload: bytes) -> Any:
         return self.answer
+
+    def append_receipt(self, payload: bytes) -> Receipt:
+        return Receipt(self.answer, leaf_hash(payload), 1)
+
+    def append_parts(self, parts: Sequence[LinkedPart]) -> list[tuple[Receipt, Receipt | None]]:
+        return [(self.append_receipt(part.first), None) for part in parts]
 
 
 def _kernel(log: Any) -> OpsKernel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,9 @@ class RefusingGate:
 
     def check(self, obligation: Obligation) -> VerdictResult:
         return VerdictResult(Verdict.UNKNOWN, "sha256:00", "refusing gate")
+
+    def check_many(self, obligations: Sequence[Obligation]) -> list[VerdictResult]:
+        return [self.check(ob) for ob in obligations]
 
 
 def test_attenuation_needs_the_gate_to_prove_narrowing(tmp_path: Path) -> None:

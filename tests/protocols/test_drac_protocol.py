@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,9 @@ class RefusingGate:
 
     def check(self, obligation: Obligation) -> VerdictResult:
         return VerdictResult(Verdict.UNKNOWN, "sha256:00", "refusing gate")
+
+    def check_many(self, obligations: Sequence[Obligation]) -> list[VerdictResult]:
+        return [self.check(ob) for ob in obligations]
 
 
 def test_a_step_needs_the_gate_to_prove_the_phase_order(tmp_path: Path) -> None:

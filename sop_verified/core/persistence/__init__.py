@@ -17,7 +17,7 @@ or, in one call each, ``SOP.persist(request, data) -> Decision`` and
   writes only for an ALLOW persist decision that is logged and still pending
   (INV-9), into a declared scope the principal owns (INV-4), within its size
   limit, with the digest and size the request bound; returns the ALLOW with
-  ``extra["effect"]`` (``outcome``, ``index``, ``scope``, ``name``, ``stored``,
+  ``write`` (``outcome``, ``index``, ``scope``, ``name``, ``stored``,
   ``digest``, ``size``, ``version``, ``receipt``), or a DENY whose reason has
   stage ``persistence`` and a ``code``: ``unknown_scope``, ``foreign_scope``,
   ``too_large``, ``size_mismatch``, ``digest_mismatch``,

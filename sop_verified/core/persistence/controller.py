@@ -118,12 +118,12 @@ class PersistenceController:
 
         Returns:
             ``decision`` itself when it is a DENY; the ALLOW with
-            ``extra["effect"]`` (outcome, scope, name, stored path, digest, size,
+            ``write`` (outcome, scope, name, stored path, digest, size,
             version, effect index and receipt) once the bytes are durably
             stored and the effect logged; otherwise a DENY with a
             ``persistence`` reason, logged as a refused effect (its
             ``log_index``/``receipt`` are the refusal's;
-            ``extra["decision_index"]`` is the refused ALLOW). Never raises for
+            ``decision_index`` is the refused ALLOW). Never raises for
             bad input or storage failures.
         """
         if not decision.allowed:

@@ -65,7 +65,7 @@ def refusal(
     Returns:
         The DENY; its ``log_index`` and ``receipt`` are the refusal entry's
         (None when it could not be logged: then the reasons say so too), and
-        ``extra["decision_index"]`` is the refused decision's index.
+        ``decision_index`` is the refused decision's index.
     """
 
     def append() -> Receipt:

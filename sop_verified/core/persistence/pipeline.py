@@ -56,7 +56,7 @@ def _callers_own_answer(request: Request, result: Decision | None) -> bool:
 
 
 def _allow_carries_effect(result: Decision | None) -> bool:
-    return result is None or not result.allowed or "effect" in result.extra
+    return result is None or not result.allowed or result.write is not None
 
 
 def _persist_contracts(fn: _F) -> _F:

@@ -15,12 +15,12 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sop_verified.core.contracts import ensure, invariant, require
+from sop_verified.core.decision_fields import WriteResult
 from sop_verified.core.health import Health
 from sop_verified.core.kernel import LinkedEffect
-from sop_verified.core.persistence.entries import Outcome, effect_entry, request_key
+from sop_verified.core.persistence.entries import EffectOutcome, effect_entry, request_key
 from sop_verified.core.persistence.guards import Claims, ScopeLocks
 from sop_verified.core.persistence.layout import check_name, stored_path
 from sop_verified.core.persistence.outcomes import reason, refusal
@@ -187,7 +187,7 @@ class Writer:
         """
         return self._execute_linked_batch(submit_batch, writes)
 
-    @ensure(lambda result: not result.allowed or "effect" in result.extra, helper=True)
+    @ensure(lambda result: not result.allowed or result.write is not None, helper=True)
     def finish_linked(
         self, decision: Decision, receipt: Receipt | None, write: LinkedWrite
     ) -> Decision:
@@ -290,7 +290,7 @@ class Writer:
 
     def _effect_builder(self, plan: WritePlan, request: Request) -> Callable[[int], bytes]:
         def effect(decision_index: int) -> bytes:
-            return self._entry(plan, Outcome.WRITTEN, decision_index, request)
+            return self._entry(plan, EffectOutcome.WRITTEN, decision_index, request)
 
         return effect
 
@@ -300,7 +300,7 @@ class Writer:
         request, data, plan = write
         if receipt is None:  # a DENY (logged alone), or a log that cannot link: two steps
             return decision if not decision.allowed else self._execute(decision, request, data)
-        return self._allowed(decision, plan, Outcome.WRITTEN, receipt)
+        return self._allowed(decision, plan, EffectOutcome.WRITTEN, receipt)
 
     # ---- the steps -----------------------------------------------------------------------
     def _plan(
@@ -338,12 +338,12 @@ class Writer:
         stored = stored_path(scope, rel, digest_hex, index)
         return WritePlan(scope, rel, digest_hex, stored, len(data))
 
-    def _store(self, plan: WritePlan, request: Request, data: bytes, index: int) -> Outcome:
+    def _store(self, plan: WritePlan, request: Request, data: bytes, index: int) -> EffectOutcome:
         files, scope = self._files[plan.scope.name], plan.scope
         if scope.mode is ScopeMode.CONTENT_ADDRESSED:
             if files.digest(plan.stored, max_bytes=scope.max_blob_bytes) != plan.digest_hex:
                 files.write(plan.stored, data, tag=str(index), exclusive=False)  # new, or corrupt
-            return Outcome.WRITTEN  # a new name -> digest record; the blob may be shared
+            return EffectOutcome.WRITTEN  # a new name -> digest record; the blob may be shared
         if scope.mode is ScopeMode.WRITE_ONCE:
             current = self._index.latest(scope.name, plan.name)
             if current is not None:
@@ -361,9 +361,9 @@ class Writer:
                     code="write_once_violation",
                 ) from None
             return _unchanged_or_refuse(current, plan, request)
-        return Outcome.WRITTEN
+        return EffectOutcome.WRITTEN
 
-    def _entry(self, plan: WritePlan, outcome: Outcome, index: int, request: Request) -> bytes:
+    def _entry(self, plan: WritePlan, outcome: EffectOutcome, index: int, request: Request) -> bytes:
         return effect_entry(
             op="write",
             outcome=outcome,
@@ -384,26 +384,26 @@ class Writer:
             raise _UnrecordedError(_detail(exc)) from exc
 
     def _allowed(
-        self, decision: Decision, plan: WritePlan, outcome: Outcome, receipt: Receipt
+        self, decision: Decision, plan: WritePlan, outcome: EffectOutcome, receipt: Receipt
     ) -> Decision:
         version = self._index.written_version(receipt.index)
-        effect: dict[str, Any] = {
-            "outcome": str(outcome),
-            "index": receipt.index,
-            "scope": plan.scope.name,
-            "name": plan.name,
-            "stored": plan.stored,
-            "digest": "sha256:" + plan.digest_hex,
-            "size": plan.size,
-            "version": version,
-            "receipt": receipt.to_dict(),
-        }
-        return decision.with_extra("effect", effect)
+        written = WriteResult(
+            outcome=str(outcome),
+            index=receipt.index,
+            scope=plan.scope.name,
+            name=plan.name,
+            stored=plan.stored,
+            digest="sha256:" + plan.digest_hex,
+            size=plan.size,
+            version=version,
+            receipt=receipt,
+        )
+        return decision.with_write(written)
 
 
-def _unchanged_or_refuse(current: ObjectRecord, plan: WritePlan, request: Request) -> Outcome:
+def _unchanged_or_refuse(current: ObjectRecord, plan: WritePlan, request: Request) -> EffectOutcome:
     if current.digest == "sha256:" + plan.digest_hex:
-        return Outcome.UNCHANGED
+        return EffectOutcome.UNCHANGED
     raise PersistenceError(
         f"`{request.resource}` is write-once and holds `{current.digest}`",
         code="write_once_violation",

@@ -62,6 +62,10 @@ class SealRecord:
             "seal_receipt": self.receipt.to_dict(),
         }
 
+    def json_fields(self) -> dict[str, Any]:
+        """What this seal adds to its ALLOW's JSON form: ``snapshot``."""
+        return {"snapshot": self.to_dict()}
+
 
 def _seal_of(index: int, entry: Mapping[str, Any], payload: bytes, receipt: Receipt) -> SealRecord:
     try:

@@ -54,8 +54,23 @@ from sop_verified.protocols.ledger import ProtocolLedger
 from sop_verified.tools.canonical import sha256_hex
 from sop_verified.tools.signed_note import Verifier
 from sop_verified.tools.tlog_receipt import ProofBundle
+from sop_verified.tools.tlog_store import Receipt
 
-__all__ = ["CLOCK_SKEW", "CspController", "LogAccess", "ResumeResult", "SealSigner"]
+__all__ = ["CLOCK_SKEW", "CspController", "LogAccess", "ResumeResult", "Resumed", "SealSigner"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """What a resume's ALLOW records: the snapshot's seal and the resume record's receipt."""
+
+    seal: SealRecord | None
+    receipt: Receipt
+
+    def json_fields(self) -> dict[str, Any]:
+        """What this adds to its ALLOW's JSON form: ``snapshot`` (the seal, ``resume_receipt``)."""
+        seal = self.seal.to_dict() if self.seal is not None else {}
+        return {"snapshot": {**seal, "resume_receipt": self.receipt.to_dict()}}
+
 
 CLOCK_SKEW = 300
 """How far in SOP's future a manifest's ``created`` may be (seconds)."""
@@ -119,7 +134,7 @@ class CspController:
         """CSP's snapshot book (read-only use)."""
         return self._book
 
-    @ensure(lambda result: not result.allowed or "effect" in result.extra)
+    @ensure(lambda result: not result.allowed or result.write is not None)
     def persist_state(self, raw: Request | dict[str, Any], data: bytes) -> Decision:
         """Decide a ``state.persist`` (eligibility is the policy's, by ``context.state_class``)."""
         request = parse_or_deny(self._submit, raw)
@@ -147,14 +162,14 @@ class CspController:
         """
         return Manifest.build(session=session, parent=parent, created=self._now(), entries=entries)
 
-    @ensure(lambda result: not result.allowed or "snapshot" in result.extra)
+    @ensure(lambda result: not result.allowed or isinstance(result.record, SealRecord))
     def seal(self, raw: Request | dict[str, Any], manifest: Manifest) -> Decision:
         """Decide a ``snapshot.seal`` of ``manifest``; on ALLOW store, sign and log the seal.
 
         Returns:
             The kernel's DENY, a refusal (``missing_blob``, ``unknown_parent``,
             ``parent_required``, ``already_sealed``, ``resource_mismatch``, ...), or
-            the ALLOW with ``extra["snapshot"]`` (the seal, its index and receipt).
+            the ALLOW with its :class:`SealRecord` ``record`` (the seal, its index and receipt).
         """
         request = parse_or_deny(self._submit, raw)
         if isinstance(request, Decision):
@@ -243,13 +258,15 @@ def _seal(c: CspController, request: Request, manifest: Manifest) -> Decision:
         seal = _log_seal(c, written, request, manifest)
     except Exception as exc:  # spec: INV-2 — stored but not sealed: say so, DENY
         return c._ledger.refuse("csp", written, request, [failure_reason(exc, "sealing")])
-    return dataclasses.replace(written, extra={**written.extra, "snapshot": seal.to_dict()})
+    return dataclasses.replace(written, record=seal)
 
 
 def _log_seal(
     c: CspController, written: Decision, request: Request, manifest: Manifest
 ) -> SealRecord:
     snapshot = manifest.snapshot_id()
+    if written.write is None:  # the persistence controller's ALLOW always says what it wrote
+        raise ProtocolError("the write of the manifest is not reported", code="effect_failed")
     envelope = c._sign(seal_statement(manifest, request.resource))
     entry = {
         "type": "csp.seal",
@@ -263,7 +280,7 @@ def _log_seal(
         "entries": len(manifest.entries),
         "envelope": envelope,
         "decision_index": written.log_index,
-        "effect_index": int(written.extra["effect"]["index"]),
+        "effect_index": written.write.index,
         "request_id": request.request_id,
         "time": c._now(),
     }
@@ -300,9 +317,8 @@ def _resume(c: CspController, request: Request) -> ResumeResult:
         why_not = failure_reason(exc, "the resume")
         return ResumeResult(refuse(c._ledger, "csp", decision, request, why_not, now=c._now()))
     seal = book.seal(target[1])
-    info = {**(seal.to_dict() if seal else {}), "resume_receipt": receipt.to_dict()}
     return ResumeResult(
-        dataclasses.replace(decision, extra={**decision.extra, "snapshot": info}), state, manifest
+        dataclasses.replace(decision, record=Resumed(seal, receipt)), state, manifest
     )
 
 

@@ -5,9 +5,9 @@ kernel and returns its :class:`~sop_verified.core.request.Decision` (with the
 receipt) or, for a resume, a :class:`~sop_verified.protocols.csp.ResumeResult`::
 
     d = sop.csp.put_blob(b"...", state_class="working", token=t)   # stored by digest
-    digest = d.extra["effect"]["digest"]
+    digest = d.write.digest                                        # d.write: what was stored
     s = sop.csp.seal("agent-1", {"wm": digest}, parent=None, token=t)
-    snapshot = s.extra["snapshot"]["snapshot"]
+    snapshot = s.record.snapshot                                   # s.record: the SealRecord
     r = sop.csp.resume("agent-1", snapshot, token=t)               # r.state == {"wm": b"..."}
 
 Which state classes may be persisted where is the active policy's to say
@@ -62,7 +62,7 @@ class CSP:
     def put_blob(
         self, data: bytes, *, state_class: str, token: str, request_id: str | None = None
     ) -> Decision:
-        """Store a snapshot blob by its digest (``extra["effect"]["digest"]`` on ALLOW)."""
+        """Store a snapshot blob by its digest (``write.digest`` on ALLOW)."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         request = bridge_request(
             self.principal,
@@ -88,8 +88,9 @@ class CSP:
         """Seal a snapshot of ``entries`` (key to stored blob digest) as a child of ``parent``.
 
         Returns:
-            The decision; on ALLOW ``extra["snapshot"]`` holds the snapshot id, the
-            Merkle root and the seal's log index and receipt.
+            The decision; on ALLOW its ``record`` is the
+            :class:`~sop_verified.core.csp.book.SealRecord` (the snapshot id, the
+            Merkle root and the seal's log index and receipt).
 
         Raises:
             ProtocolError: ``bad_manifest`` (a malformed session, parent, key or digest).

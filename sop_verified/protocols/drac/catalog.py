@@ -95,6 +95,10 @@ class ArtifactRecord:
             "time": self.time,
         }
 
+    def json_fields(self) -> dict[str, Any]:
+        """What this record adds to its ALLOW's JSON form: ``artifact``."""
+        return {"artifact": self.to_dict()}
+
 
 def _rfc3339(t: int) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

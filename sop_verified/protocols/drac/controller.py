@@ -51,8 +51,30 @@ from sop_verified.protocols.effects import (
 )
 from sop_verified.protocols.ledger import ProtocolLedger
 from sop_verified.tools.attest import PREDICATE_ARTIFACT
+from sop_verified.tools.tlog_store import Receipt
 
-__all__ = ["CatalogQuery", "DracController"]
+__all__ = ["CatalogQuery", "DracController", "PhaseStep"]
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseStep:
+    """A logged phase step: the session, the phase, the event and the record's receipt."""
+
+    session: str
+    phase: str
+    event: str
+    receipt: Receipt
+
+    def json_fields(self) -> dict[str, Any]:
+        """What this step adds to its ALLOW's JSON form: ``phase``."""
+        return {
+            "phase": {
+                "session": self.session,
+                "phase": self.phase,
+                "event": self.event,
+                "receipt": self.receipt.to_dict(),
+            }
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +123,13 @@ class DracController:
         return self._state
 
     @require(lambda raw: raw is not None)
-    @ensure(lambda result: not result.allowed or "phase" in result.extra)
+    @ensure(lambda result: not result.allowed or isinstance(result.record, PhaseStep))
     def step(self, raw: Request | dict[str, Any]) -> Decision:
         """Decide a ``phase.advance`` request and, on ALLOW, move the session one step.
 
         Returns:
             The kernel's DENY (explained when the phase order refused it), a
-            refusal, or the ALLOW with ``extra["phase"]`` (the record and its receipt).
+            refusal, or the ALLOW with its :class:`PhaseStep` ``record`` (with its receipt).
         """
         request = parse_or_deny(self._submit, raw)
         if isinstance(request, Decision):
@@ -115,7 +137,7 @@ class DracController:
         with self._lock:
             return _step(self, request)
 
-    @ensure(lambda result: not result.allowed or "artifact" in result.extra)
+    @ensure(lambda result: not result.allowed or isinstance(result.record, ArtifactRecord))
     def catalog(
         self, raw: Request | dict[str, Any], data: bytes, inputs: Sequence[str] = ()
     ) -> Decision:
@@ -128,8 +150,8 @@ class DracController:
             inputs: the digests it was made from.
 
         Returns:
-            The DENY, a refusal, or the ALLOW with ``extra["artifact"]`` (the
-            record) and ``extra["effect"]`` (the write).
+            The DENY, a refusal, or the ALLOW with its :class:`ArtifactRecord`
+            ``record`` and its ``write``.
         """
         request = parse_or_deny(self._submit, raw)
         if isinstance(request, Decision):
@@ -189,9 +211,8 @@ def _step(c: DracController, request: Request) -> Decision:
         return refuse(
             c._ledger, "drac", decision, request, failure_reason(exc, "the step"), now=c._now()
         )
-    record = {"session": step.session, "phase": step.phase, "event": str(step.event)}
-    extra = {**decision.extra, "phase": {**record, "receipt": receipt.to_dict()}}
-    return dataclasses.replace(decision, extra=extra)
+    record = PhaseStep(step.session, step.phase, str(step.event), receipt)
+    return dataclasses.replace(decision, record=record)
 
 
 def _check_context(request: Request, session: str, phase: str) -> None:
@@ -241,7 +262,7 @@ def _catalog(c: DracController, request: Request, data: bytes, inputs: Sequence[
         record = _record_artifact(c, written, request, target, checked)
     except Exception as exc:  # spec: INV-2 — stored but not catalogued: say so, DENY
         return c._ledger.refuse("drac", written, request, [failure_reason(exc, "cataloguing")])
-    return dataclasses.replace(written, extra={**written.extra, "artifact": record.to_dict()})
+    return dataclasses.replace(written, record=record)
 
 
 def _record_artifact(
@@ -252,8 +273,10 @@ def _record_artifact(
     inputs: tuple[str, ...],
 ) -> ArtifactRecord:
     session, phase, name = target
-    effect = written.extra["effect"]
-    digest, index = str(effect["digest"]), int(written.log_index or 0)
+    effect = written.write
+    if effect is None:  # the persistence controller's ALLOW always says what it wrote
+        raise _not("effect_failed", "the write of an allowed artifact is not reported")
+    digest, index = effect.digest, int(written.log_index or 0)
     predicate = provenance(
         session=session,
         phase=phase,
@@ -272,11 +295,11 @@ def _record_artifact(
         "phase": phase,
         "name": name,
         "digest": digest,
-        "size": int(effect["size"]),
+        "size": effect.size,
         "inputs": list(inputs),
         "resource": request.resource,
         "decision_index": index,
-        "effect_index": int(effect["index"]),
+        "effect_index": effect.index,
         "attestation_index": attestation.index,
         "request_id": request.request_id,
         "time": c._now(),

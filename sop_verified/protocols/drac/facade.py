@@ -93,8 +93,8 @@ class DRAC:
             request_id: optional; a fresh one by default.
 
         Returns:
-            The decision; on ALLOW ``extra["artifact"]`` is the catalogue record
-            and ``extra["effect"]`` the write.
+            The decision; on ALLOW its ``record`` is the catalogue's
+            :class:`~sop_verified.core.drac.catalog.ArtifactRecord` and ``write`` the write.
         """
         request = bridge_request(
             self.principal,

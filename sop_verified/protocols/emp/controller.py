@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from sop_verified.core.contracts import ensure, invariant
@@ -31,7 +32,19 @@ from sop_verified.protocols.emp.outputs import (
 from sop_verified.protocols.emp.state import EmpState
 from sop_verified.protocols.ledger import ProtocolLedger
 
-__all__ = ["EmpController"]
+__all__ = ["EmpController", "RecordedOutput"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedOutput:
+    """What an EMP ALLOW recorded: the output's record, and whether it was recorded before."""
+
+    output: OutputRecord
+    unchanged: bool
+
+    def json_fields(self) -> dict[str, Any]:
+        """What this adds to its ALLOW's JSON form: ``output`` and ``unchanged``."""
+        return {"output": self.output.to_dict(), "unchanged": self.unchanged}
 
 
 @invariant(lambda self: self._state is not None and self._ledger is not None)
@@ -62,7 +75,7 @@ class EmpController:
         """EMP's state (keys and recorded outputs)."""
         return self._state
 
-    @ensure(lambda result: not result.allowed or "output" in result.extra)
+    @ensure(lambda result: not result.allowed or isinstance(result.record, RecordedOutput))
     def record(self, raw: Request | dict[str, Any], output: VerificationOutput) -> Decision:
         """Decide a ``verdict.record`` of ``output``; on ALLOW store, attest and record it.
 
@@ -73,9 +86,9 @@ class EmpController:
 
         Returns:
             The kernel's DENY, a refusal (``resource_mismatch``, ``unknown_key``,
-            ``bad_signature``, ``immutability_violation``, ...), or the ALLOW with
-            ``extra["output"]`` (the record) and ``extra["unchanged"]`` when this very
-            output was recorded before.
+            ``bad_signature``, ``immutability_violation``, ...), or the ALLOW with its
+            :class:`RecordedOutput` ``record`` (``unchanged`` when this very output was
+            recorded before).
         """
         request = parse_or_deny(self._submit, raw)
         if isinstance(request, Decision):
@@ -113,8 +126,7 @@ def _record(c: EmpController, request: Request, output: VerificationOutput) -> D
         record = record or _attest_and_record(c, written, request, output)
     except Exception as exc:  # spec: INV-2 — stored but not recorded: say so, DENY
         return c._ledger.refuse("emp", written, request, [failure_reason(exc, "recording")])
-    extra = {**written.extra, "output": record.to_dict(), "unchanged": unchanged}
-    return dataclasses.replace(written, extra=extra)
+    return dataclasses.replace(written, record=RecordedOutput(record, unchanged))
 
 
 def _immutable(written: Decision) -> Decision:
@@ -132,7 +144,9 @@ def _immutable(written: Decision) -> Decision:
 def _attest_and_record(
     c: EmpController, written: Decision, request: Request, output: VerificationOutput
 ) -> OutputRecord:
-    effect = written.extra["effect"]
+    effect = written.write
+    if effect is None:  # the persistence controller's ALLOW always says what it wrote
+        raise ProtocolError("the write of the output is not reported", code="effect_failed")
     predicate = {
         "claim": output.claim,
         "verdict": output.verdict,
@@ -154,7 +168,7 @@ def _attest_and_record(
         "key_id": output.key_id,
         "resource": request.resource,
         "decision_index": written.log_index,
-        "effect_index": int(effect["index"]),
+        "effect_index": effect.index,
         "attestation_index": attestation.index,
         "request_id": request.request_id,
         "time": c._now(),

@@ -76,8 +76,9 @@ class EMP:
             request_id: optional; a fresh one by default.
 
         Returns:
-            The decision; on ALLOW ``extra["output"]`` is the record (and
-            ``extra["unchanged"]`` is True when this very output was recorded before).
+            The decision; on ALLOW its ``record`` is a
+            :class:`~sop_verified.core.emp.controller.RecordedOutput` (the output's
+            record, ``unchanged`` True when this very output was recorded before).
 
         Raises:
             SOPError: the facade was made without SOP's EMP controller.

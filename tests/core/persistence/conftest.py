@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,6 +200,9 @@ class SharedGate:
 
     def check(self, obligation: Obligation) -> VerdictResult:
         return self._gate.check(obligation)
+
+    def check_many(self, obligations: Sequence[Obligation]) -> list[VerdictResult]:
+        return self._gate.check_many(obligations)
 
 
 @pytest.fixture(scope="session")
