@@ -62,8 +62,8 @@ def test_concurrent_persists_are_allowed_and_written(scenario: Scenario) -> None
     for client, i, decision in done:
         data = scenario.payload("t", client, i)
         assert decision.effect is Effect.ALLOW
-        assert decision.extra["effect"]["outcome"] == "written"
-        assert decision.extra["effect"]["digest"] == "sha256:" + sha256_hex(data)
+        assert decision.write.outcome == "written"
+        assert decision.write.digest == "sha256:" + sha256_hex(data)
         assert _read_back(scenario, data) == data
     summary = run.summary()
     assert summary["ops"] == 6
@@ -88,7 +88,7 @@ def test_decision_only_run_allows_without_effect(scenario: Scenario) -> None:
 
     assert decision.effect is Effect.ALLOW
     assert decision.log_index is not None
-    assert "effect" not in decision.extra
+    assert decision.write is None
     assert problem(decision, effect=False) is None
 
 
@@ -103,7 +103,7 @@ def test_denied_operation_is_counted_as_refused(scenario: Scenario) -> None:
 
 
 def test_allow_without_written_effect_is_a_problem() -> None:
-    decision = Decision(Effect.ALLOW, (), "x", "cap", ("p",), 3, {})
+    decision = Decision(Effect.ALLOW, (), "x", "cap", ("p",), 3)
 
     assert problem(decision, effect=True) is not None
     assert problem(decision, effect=False) is None

@@ -269,7 +269,7 @@ def test_tombstoned_file_left_by_a_crash_is_removed_at_boot(
             "resource": resource,
             "capability": tokens["csp"],
         }
-        stored.append(sop.persist(req, f"v{i}".encode()).extra["effect"]["stored"])
+        stored.append(sop.persist(req, f"v{i}".encode()).write.stored)
 
     def crash(self: ScopeDir, rel: str) -> bool:
         raise KeyboardInterrupt  # the process dies after logging the tombstone

@@ -22,13 +22,13 @@ from sop_verified.tools.tlog_receipt import verify_bundle
 def _blob(env: Env, data: bytes) -> str:
     d = env.sop.csp.put_blob(data, state_class="working", token=env.csp)
     assert d.allowed, d.reasons
-    return str(d.extra["effect"]["digest"])
+    return str(d.write.digest)
 
 
 def _seal(env: Env, session: str, entries: dict[str, str], parent: str | None) -> str:
     d = env.sop.csp.seal(session, entries, parent=parent, token=env.csp)
     assert d.allowed, d.reasons
-    return str(d.extra["snapshot"]["snapshot"])
+    return str(d.record.snapshot)
 
 
 def _codes(d: Decision) -> list[str]:
@@ -39,18 +39,18 @@ def test_a_sealed_snapshot_resumes_with_its_state(env: Env) -> None:
     wm, ep = _blob(env, b"working memory"), _blob(env, b"episode 1")
     sealed = env.sop.csp.seal("rt", {"wm": wm, "episodes": ep}, parent=None, token=env.csp)
     assert sealed.allowed, sealed.reasons
-    info = sealed.extra["snapshot"]
+    info = sealed.record.to_dict()
     resumed = env.sop.csp.resume("rt", info["snapshot"], token=env.csp)
     assert resumed.allowed, resumed.decision.reasons
     assert resumed.state == {"wm": b"working memory", "episodes": b"episode 1"}
     assert resumed.manifest is not None and resumed.manifest.snapshot_id() == info["snapshot"]
-    assert resumed.decision.extra["snapshot"]["resume_receipt"]["index"] > info["seal_index"]
+    assert resumed.decision.record.receipt.index > info["seal_index"]
 
 
 def test_the_seal_is_a_signed_merkle_root_logged_with_its_receipt(env: Env) -> None:
     wm = _blob(env, b"sealed state")
     sealed = env.sop.csp.seal("mr", {"wm": wm}, parent=None, token=env.csp)
-    info = sealed.extra["snapshot"]
+    info = sealed.record.to_dict()
     log, key = env.sop.log, env.sop.attestation_key
     assert log is not None and key is not None
     entry = orjson.loads(log.entry(info["seal_index"]))

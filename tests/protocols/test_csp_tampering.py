@@ -31,10 +31,10 @@ def _snapshot(env: Env, session: str, state: dict[str, bytes]) -> tuple[str, dic
     for key, data in state.items():
         d = env.sop.csp.put_blob(data, state_class="working", token=env.csp)
         assert d.allowed, d.reasons
-        digests[key] = str(d.extra["effect"]["digest"])
+        digests[key] = str(d.write.digest)
     sealed = env.sop.csp.seal(session, digests, parent=None, token=env.csp)
     assert sealed.allowed, sealed.reasons
-    return str(sealed.extra["snapshot"]["snapshot"]), digests
+    return str(sealed.record.snapshot), digests
 
 
 def _blob_file(env: Env, digest: str) -> Path:
@@ -97,7 +97,7 @@ def test_an_edited_manifest_is_refused(own_env: Env) -> None:
         session="em",
         parent=None,
         created=original.created,
-        entries={"wm": str(planted.extra["effect"]["digest"])},
+        entries={"wm": str(planted.write.digest)},
     )
     _overwrite(path, edited.to_bytes())  # a well-formed manifest naming a stored blob
     _refused(own_env.sop.csp.resume("em", snap, token=own_env.csp), "manifest_digest")
@@ -109,9 +109,7 @@ def test_a_replayed_old_snapshot_is_refused(own_env: Env) -> None:
         "rp", {"wm": digests["wm"], "x": digests["wm"]}, parent=old, token=own_env.csp
     )
     assert new.allowed
-    assert own_env.sop.csp.resume(
-        "rp", new.extra["snapshot"]["snapshot"], token=own_env.csp
-    ).allowed
+    assert own_env.sop.csp.resume("rp", new.record.snapshot, token=own_env.csp).allowed
     _refused(own_env.sop.csp.resume("rp", old, token=own_env.csp), "lineage")
 
 

@@ -48,8 +48,8 @@ def test_every_step_is_logged_after_its_allow(env: Env) -> None:
     start = env.log_size()
     step = env.sop.drac.open_session("logged", token=env.drac)
     assert step.allowed and step.log_index is not None
-    record = step.extra["phase"]
-    assert record["receipt"]["index"] > step.log_index  # spec: INV-9 — the decision first
+    record = step.record
+    assert record.receipt.index > step.log_index  # spec: INV-9 — the decision first
     entries = env.entries(start)
     kinds = [e.get("type") for e in entries]
     assert kinds.index("decision") < kinds.index("drac.phase")
@@ -207,13 +207,13 @@ def test_a_catalogued_artifact_has_a_provenance_attestation_linking_its_inputs(e
     assert drac.open_session("prov", token=env.drac).allowed
     first = drac.catalog("prov", "SCAN", "deps.json", b'{"deps": 3}', token=env.drac)
     assert first.allowed, first.reasons
-    dep = first.extra["artifact"]["digest"]
+    dep = first.record.digest
     outside = "sha256:" + "e" * 64
     made = drac.catalog("prov", "SCAN", "plan.json", b"plan", inputs=[dep, outside], token=env.drac)
     assert made.allowed, made.reasons
-    record = made.extra["artifact"]
+    record = made.record.to_dict()
     assert record["inputs"] == [dep, outside]
-    assert record["effect_index"] == made.extra["effect"]["index"]
+    assert record["effect_index"] == made.write.index
     statement = _attestation(env, record["attestation_index"])
     assert statement["predicateType"] == PREDICATE_ARTIFACT
     subject = statement["subject"][0]
@@ -359,7 +359,7 @@ def test_the_attestation_envelope_signature_is_standard_base64(env: Env) -> None
     drac = env.sop.drac
     assert drac.open_session("b64", token=env.drac).allowed
     made = drac.catalog("b64", "SCAN", "a", b"a", token=env.drac)
-    index = made.extra["artifact"]["attestation_index"]
+    index = made.record.attestation_index
     store = env.sop.store
     assert store is not None
     ((_, _, payload),) = store.log.log_entries(index, index + 1)

@@ -40,9 +40,9 @@ def test_an_output_is_recorded_write_once_with_an_attestation(env: Env) -> None:
     output = _output(env.emp_key, "1")
     d = env.sop.emp.record_output(output, token=env.emp)
     assert d.allowed, d.reasons
-    record = d.extra["output"]
+    record = d.record.output.to_dict()
     assert record["output_digest"] == output.digest()
-    assert d.extra["unchanged"] is False
+    assert d.record.unchanged is False
     assert _stored(env, output) == [output.digest()]
     store, key = env.sop.store, env.sop.attestation_key
     assert store is not None and key is not None
@@ -76,8 +76,8 @@ def test_the_same_output_again_is_unchanged(env: Env) -> None:
     output = _output(env.emp_key, "3")
     assert env.sop.emp.record_output(output, token=env.emp).allowed
     again = env.sop.emp.record_output(output, token=env.emp)
-    assert again.allowed and again.extra["unchanged"] is True
-    assert again.extra["effect"]["outcome"] == "unchanged"
+    assert again.allowed and again.record.unchanged is True
+    assert again.write.outcome == "unchanged"
 
 
 def test_an_output_signed_by_an_unregistered_key_is_refused(env: Env) -> None:

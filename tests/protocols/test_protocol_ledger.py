@@ -140,7 +140,7 @@ def test_a_refusal_is_logged_and_answers_deny() -> None:
     why = Reason(Stage.PROTOCOL, "out_of_order", "no")
     d = ledger.refuse("drac", allow, request, [why])
     assert d.effect is Effect.DENY and d.reasons == (why,)
-    assert d.log_index == 0 and d.extra["decision_index"] == 41
+    assert d.log_index == 0 and d.decision_index == 41
     assert b'"type":"protocol.refused"' in log.payloads[0]
 
 

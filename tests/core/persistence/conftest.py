@@ -177,10 +177,11 @@ def assert_own_answers(
     for i, (data, d) in enumerate(zip(datas, decisions, strict=True)):
         if i == forged:
             assert d.effect is Effect.DENY and d.reasons[0].stage is Stage.CAPABILITY
-            assert "effect" not in d.extra
+            assert d.write is None
             continue
         assert d.effect is Effect.ALLOW, d.reasons
-        effect = d.extra["effect"]
+        assert d.write is not None
+        effect = d.write.to_dict()
         assert effect["digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
         assert (effect["name"], effect["size"]) == (f"{folder}/{i}", len(data))
         assert effect["index"] == d.log_index + 1

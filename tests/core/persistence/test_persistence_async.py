@@ -115,8 +115,8 @@ def test_writes_that_do_not_qualify_run_as_persist_does(env: Env) -> None:
         return list(await asyncio.gather(*(env.sop.persist_async(*w) for w in writes)))
 
     small, large_one, foreign = asyncio.run(main())
-    assert small.allowed and small.extra["effect"]["size"] == 5
-    assert large_one.allowed and large_one.extra["effect"]["size"] == len(big)
+    assert small.allowed and small.write.size == 5
+    assert large_one.allowed and large_one.write.size == len(big)
     assert env.read("drac", "artifacts/drac/q/big").data == big
     assert foreign.effect is Effect.DENY and foreign.reasons[-1].code == "foreign_scope"
 
@@ -193,7 +193,7 @@ def test_event_loops_in_two_threads_each_get_their_own_answers(env: Env) -> None
     for k in range(2):
         for i, d in enumerate(out[k]):
             assert d.allowed, d.reasons
-            assert d.extra["effect"]["name"] == f"l{k}/{i}"
+            assert d.write.name == f"l{k}/{i}"
             assert (
                 env.read("drac", f"artifacts/drac/l{k}/{i}").data == f"loop {k} write {i}".encode()
             )

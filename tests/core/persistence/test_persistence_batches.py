@@ -89,8 +89,8 @@ def test_writes_that_do_not_qualify_take_two_steps_beside_a_batch(env: Env) -> N
 
     small, large_one, foreign = _run([lambda w=w: env.sop.persist(*w) for w in writes])
 
-    assert small.allowed and small.extra["effect"]["size"] == 5
-    assert large_one.allowed and large_one.extra["effect"]["size"] == len(big)
+    assert small.allowed and small.write.size == 5
+    assert large_one.allowed and large_one.write.size == len(big)
     assert foreign.effect is Effect.DENY
     assert foreign.reasons[-1].code == "foreign_scope"
 

@@ -304,7 +304,7 @@ def test_hard_link_planted_at_a_write_once_name_is_refused(env: Env) -> None:
 def test_read_refuses_a_blob_later_hard_linked_from_outside(env: Env) -> None:
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", large(b"payload"))
     assert d.effect is Effect.ALLOW
-    stored = env.scope_root("drac-artifacts") / d.extra["effect"]["stored"]
+    stored = env.scope_root("drac-artifacts") / d.write.stored
     os.link(stored, env.outside / "alias")  # whoever holds the alias could change the blob
     r = env.read("drac", "artifacts/drac/s1/out.bin")
     assert not r.allowed and r.data is None
@@ -314,7 +314,7 @@ def test_read_refuses_a_blob_later_hard_linked_from_outside(env: Env) -> None:
 def test_read_refuses_a_version_replaced_by_a_symlink(env: Env) -> None:
     d = env.persist("csp", "state.persist", "state/csp/k1", b"state")
     assert d.effect is Effect.ALLOW
-    stored = env.scope_root("csp-state") / d.extra["effect"]["stored"]
+    stored = env.scope_root("csp-state") / d.write.stored
     stored.unlink()
     os.symlink(env.outside / "target.txt", stored)
     r = env.read("csp", "state/csp/k1")

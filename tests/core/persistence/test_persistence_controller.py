@@ -51,7 +51,8 @@ def _allow(
 # ---- INV-9: the effect follows its logged ALLOW -------------------------------------------
 def _assert_written_after_allow(env: Env, d: Decision, data: bytes) -> dict[str, Any]:
     assert d.effect is Effect.ALLOW
-    effect: dict[str, Any] = d.extra["effect"]
+    assert d.write is not None
+    effect: dict[str, Any] = d.write.to_dict()
     assert d.log_index is not None and d.log_index < effect["index"]
     log = env.log()
     assert (log[d.log_index]["type"], log[d.log_index]["effect"]) == ("decision", "ALLOW")
@@ -230,7 +231,7 @@ def test_effect_that_cannot_be_logged_is_denied_and_stays_pending(
     d = env.persist("csp", "state.persist", "state/csp/k", b"v")
     assert d.effect is Effect.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.LOG, "effect_unrecorded")
-    assert d.extra["decision_index"] in [p.decision_index for p in store.persist.pending()]
+    assert d.decision_index in [p.decision_index for p in store.persist.pending()]
 
 
 def test_unrecorded_effect_is_never_retried_and_done_ones_are_not_remembered(
@@ -254,8 +255,8 @@ def test_another_protocols_scope_is_refused_even_when_the_kernel_allows(env: Env
     before = outside_state(env)
     d = env.persist("drac", "artifact.persist", "state/csp/k", b"not yours")
     entry = _refused(env, d, "foreign_scope")
-    assert env.log()[d.extra["decision_index"]]["effect"] == "ALLOW"  # the kernel did allow
-    assert entry["decision_index"] == d.extra["decision_index"]  # the refusal closes it
+    assert env.log()[d.decision_index]["effect"] == "ALLOW"  # the kernel did allow
+    assert entry["decision_index"] == d.decision_index  # the refusal closes it
     assert regular_files(env.scope_root("csp-state")) == set()
     assert outside_state(env) == before
 
@@ -307,7 +308,7 @@ def test_content_addressed_blobs_are_stored_once(env: Env) -> None:
     for same in (b"same", large(b"same")):
         a = env.persist("drac", "artifact.persist", "artifacts/drac/s1/a", same)
         b = env.persist("drac", "artifact.persist", "artifacts/drac/s2/b", same)
-        assert a.extra["effect"]["stored"] == b.extra["effect"]["stored"]
+        assert a.write.stored == b.write.stored
         assert env.read("csp", "artifacts/drac/s1/a").data == same
         assert env.read("drac", "artifacts/drac/s2/b").data == same
     assert len(regular_files(env.scope_root("drac-artifacts"))) == 1  # the large one
@@ -317,7 +318,7 @@ def test_content_addressed_blobs_are_stored_once(env: Env) -> None:
 def test_tampered_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) -> None:
     data = large(b"original")
     d = env.persist("drac", "artifact.persist", "artifacts/drac/a", data)
-    blob = env.scope_root("drac-artifacts") / d.extra["effect"]["stored"]
+    blob = env.scope_root("drac-artifacts") / d.write.stored
     blob.write_bytes(b"tampered")
     r = env.read("drac", "artifacts/drac/a")
     assert r.data is None and r.decision.reasons[0].code == "integrity"
@@ -331,7 +332,7 @@ def test_tampered_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) ->
 
 def test_tampered_database_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) -> None:
     d = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"original")
-    stored = d.extra["effect"]["stored"]
+    stored = d.write.stored
     for tampered in (b"tampered", b"original+"):  # other bytes; the same bytes grown
         env.tamper_db_blob("drac-artifacts", stored, tampered)
         r = env.read("drac", "artifacts/drac/a")
@@ -353,9 +354,9 @@ def test_grown_file_is_refused_on_read(env: Env) -> None:
 
 def test_write_once_keeps_the_first_bytes(env: Env) -> None:
     first = env.persist("emp", "verdict.record", "verdicts/emp/subject/claim", b"PROVED")
-    assert first.extra["effect"]["outcome"] == "written"
+    assert first.write.outcome == "written"
     same = env.persist("emp", "verdict.record", "verdicts/emp/subject/claim", b"PROVED")
-    assert same.effect is Effect.ALLOW and same.extra["effect"]["outcome"] == "unchanged"
+    assert same.effect is Effect.ALLOW and same.write.outcome == "unchanged"
     other = env.persist("emp", "verdict.record", "verdicts/emp/subject/claim", b"REFUTED")
     _refused(env, other, "write_once_violation")
     assert (env.scope_root("emp-verdicts") / "subject" / "claim").read_bytes() == b"PROVED"
@@ -365,7 +366,7 @@ def test_write_once_keeps_the_first_bytes(env: Env) -> None:
 def test_versioned_scope_keeps_versions_and_the_latest(env: Env) -> None:
     for i in (1, 2, 3):
         d = env.persist("csp", "state.persist", "state/csp/k", f"v{i}".encode())
-        assert d.extra["effect"]["version"] == i
+        assert d.write.version == i
     assert env.read("csp", "state/csp/k").data == b"v3"
     assert env.read("csp", "state/csp/k@v1").data == b"v1"
     assert env.read("csp", "state/csp/k@v9").decision.reasons[0].code == "not_found"
@@ -410,7 +411,7 @@ def test_index_entries_ignores_what_it_cannot_read() -> None:
 def test_decision_closed_in_the_same_entries_opens_no_pending_row(env: Env) -> None:
     d = env.persist("drac", "artifact.persist", "artifacts/drac/a", large(b"a"))  # two steps
     assert env.sop.store is not None and d.log_index is not None
-    effect_at = d.extra["effect"]["index"]
+    effect_at = d.write.index
     rows = {i: p for i, _, p in env.sop.store.log.log_entries(d.log_index, effect_at + 1)}
     together = index_entries([(d.log_index, rows[d.log_index]), (effect_at, rows[effect_at])])
     assert together.pending == () and together.closed() == []

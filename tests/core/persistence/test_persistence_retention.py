@@ -22,7 +22,7 @@ def test_keep_n_versions_tombstones_the_older_ones_first(env: Env) -> None:
     for i in range(4):
         env.clock[0] += 1
         d = env.persist("csp", "state.persist", "state/csp/k", f"v{i}".encode())
-        stored.append(d.extra["effect"]["stored"])
+        stored.append(d.write.stored)
     assert env.sop.persistence is not None
     indexes = env.sop.persistence.apply_retention(env.clock[0])
     assert len(indexes) == 2
@@ -96,7 +96,7 @@ def test_unused_blob_is_removed_after_its_tombstone(
     env.clock[0] += 31 * DAY
     assert env.sop.persistence is not None
     [index] = env.sop.persistence.apply_retention(env.clock[0])
-    stored = first.extra["effect"]["stored"]
+    stored = first.write.stored
     assert env.log()[index]["stored"] == stored
     assert not (env.scope_root("drac-artifacts") / stored).exists()
     assert stored not in env.db_blobs("drac-artifacts")
