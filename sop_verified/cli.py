@@ -267,6 +267,8 @@ def demo_cmd(
 
 
 def _render_demo(result: Any) -> None:
+    from sop_verified.nexus.demo import effect_colour
+
     out.rule("[bold]SOP demo")
     out.print(f"data directory: {result.data_dir}")
     out.print(f"boot order: {' -> '.join(result.boot_order)}   health: [green]{result.health}[/]")
@@ -285,7 +287,7 @@ def _render_demo(result: Any) -> None:
     for col in ("#", "request", "effect", "why (stage: code)"):
         table.add_column(col)
     for i, r in enumerate(result.rows, 1):
-        colour = "green" if r["effect"] == "ALLOW" else "red"
+        colour = effect_colour(r["effect"])
         why = f"{r['stage']}: {r['code']}"
         if "verdict" in r:
             model = r.get("evidence", {}).get("model")
@@ -299,11 +301,13 @@ def _render_demo(result: Any) -> None:
 
 
 def _render_session(session: dict[str, Any]) -> None:
+    from sop_verified.nexus.demo import effect_colour
+
     table = Table(title="a whole session: DRAC, EMP, CSP", box=box.SIMPLE)
     for col in ("protocol", "step", "effect", "why (stage: code)"):
         table.add_column(col)
     for r in session["rows"]:
-        colour = "green" if r["effect"] == "ALLOW" else "red"
+        colour = effect_colour(r["effect"])
         table.add_row(
             r["act"], r["label"], f"[{colour}]{r['effect']}[/]", f"{r['stage']}: {r['code']}"
         )

@@ -250,7 +250,7 @@ def test_an_altered_verdict_record_cannot_let_a_false_obligation_through(tmp_pat
     import sqlite3
 
     from sop_verified.core.proofgate import obligation_digest
-    from sop_verified.core.request import Effect
+    from sop_verified.core.request import Permission
     from sop_verified.nexus.demo import OBLIGATIONS
     from sop_verified.nexus.sop import SOP
 
@@ -277,7 +277,7 @@ def test_an_altered_verdict_record_cannot_let_a_false_obligation_through(tmp_pat
         outcome = sop.emp.submit_obligation(OBLIGATIONS[1][1], token=token)
     finally:
         sop.close()
-    assert outcome.decision.effect is Effect.DENY
+    assert outcome.decision.effect is Permission.DENY
     assert outcome.verdict is not None
     assert "fails its seal" in outcome.verdict.reason
     assert sop.health.value == "DEGRADED"  # the integrity alarm was raised

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sop_verified.cli import app
-from sop_verified.core.request import Effect
+from sop_verified.core.request import Permission
 from sop_verified.nexus.sop import SOP
 from sop_verified.tools.checkpoint import open_checkpoint
 from sop_verified.tools.merkle import leaf_hash
@@ -33,7 +33,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ob
             "resource": "artifacts/drac/a",
         }
     )
-    assert decision.effect is Effect.DENY  # denials are logged, and get receipts too
+    assert decision.effect is Permission.DENY  # denials are logged, and get receipts too
     assert decision.receipt is not None
     sop.submit(
         {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.health import Health
@@ -21,8 +21,8 @@ from sop_verified.core.ports import Clock, DecisionLog
 from sop_verified.core.request import (
     ADMIN_ACTIONS,
     Decision,
-    Effect,
     Obligation,
+    Permission,
     Reason,
     Request,
     Stage,
@@ -93,14 +93,14 @@ def _deny(stage: Stage, code: str, message: str, **kw: Any) -> Reason:
 class StageResult:
     """What the decision stages give, before the log: the answer and what it rests on."""
 
-    effect: Effect
+    effect: Permission
     reasons: tuple[Reason, ...]
     capability_id: str | None = None
     policy_ids: tuple[str, ...] = ()
 
 
 def _denied(why: Reason, capability_id: str | None = None) -> StageResult:
-    return StageResult(Effect.DENY, (why,), capability_id)
+    return StageResult(Permission.DENY, (why,), capability_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +125,13 @@ def _linked_after_decision(decision: Decision, effect: Receipt | None) -> bool:
 
 def _allow_is_complete(result: Decision) -> bool:
     # spec: INV-1, INV-9 — an ALLOW names its capability and policies and has a log index
-    if result.effect is not Effect.ALLOW:
-        return True
-    return bool(result.capability_id and result.policy_ids and result.log_index is not None)
+    match result.effect:
+        case Permission.ALLOW:
+            return bool(result.capability_id and result.policy_ids and result.log_index is not None)
+        case Permission.DENY:
+            return True
+        case _:
+            assert_never(result.effect)
 
 
 @invariant(lambda self: self._log is not None and self._gate is not None)
@@ -239,7 +243,7 @@ def _submit_batch(
         except Exception as exc:  # spec: INV-2, INV-9 — no entry, no ALLOW
             answers[i] = (_unlogged(req, out, exc), None)
             continue
-        if linked is not None and out.effect is Effect.ALLOW:
+        if linked is not None and out.effect is Permission.ALLOW:
             parts.append(LinkedPart(payload, linked.entry, linked.attachments))
         else:
             parts.append(LinkedPart(payload))
@@ -268,10 +272,10 @@ def _dry_run(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decis
         request = parse_request(raw)
         out = _decide(k, request)
     except InputError as exc:
-        return Decision(Effect.DENY, (_deny(Stage.SCHEMA, "bad_request", str(exc)),))
+        return Decision(Permission.DENY, (_deny(Stage.SCHEMA, "bad_request", str(exc)),))
     except Exception as exc:  # spec: INV-2
         reason = _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`")
-        return Decision(Effect.DENY, (reason,))
+        return Decision(Permission.DENY, (reason,))
     return Decision(
         out.effect,
         out.reasons,
@@ -375,15 +379,19 @@ def _decide_many(k: OpsKernel, reqs: Sequence[Request]) -> list[StageResult]:
     permitted: list[tuple[int, str, PolicyOutcome]] = []
     for (i, cap_id), outcome in zip(held, outcomes, strict=True):
         if not outcome.allowed:  # spec: INV-1 — a permit matches and no forbid matches
-            out[i] = StageResult(Effect.DENY, (outcome.to_reason(),), cap_id, outcome.policy_ids)
+            out[i] = StageResult(
+                Permission.DENY, (outcome.to_reason(),), cap_id, outcome.policy_ids
+            )
         else:
             permitted.append((i, cap_id, outcome))
     denials = _check_obligations(k, [reqs[i] for i, _, _ in permitted])
     for (i, cap_id, outcome), denied in zip(permitted, denials, strict=True):
         if denied:  # spec: INV-1 — every obligation PROVED
-            out[i] = StageResult(Effect.DENY, denied, cap_id, outcome.policy_ids)
+            out[i] = StageResult(Permission.DENY, denied, cap_id, outcome.policy_ids)
         else:
-            out[i] = StageResult(Effect.ALLOW, (outcome.to_reason(),), cap_id, outcome.policy_ids)
+            out[i] = StageResult(
+                Permission.ALLOW, (outcome.to_reason(),), cap_id, outcome.policy_ids
+            )
     decided = [o for o in out if o is not None]
     if len(decided) != len(reqs):  # spec: INV-2 — never an answer out of place
         raise RuntimeError("a request was left undecided")
@@ -464,11 +472,22 @@ def _unlogged(req: Request | None, out: StageResult, exc: BaseException) -> Deci
     """The DENY for a decision whose entry could not be logged (INV-9: no entry, no ALLOW)."""
     detail = str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
     failure = _deny(Stage.LOG, "log_append_failed", f"the decision could not be logged: {detail}")
-    kept = out.reasons if out.effect is Effect.DENY else ()
+    kept = _kept_reasons(out)
     request_id = req.request_id if req else None
     return Decision(
-        Effect.DENY, (*kept, failure), request_id, out.capability_id, out.policy_ids, None
+        Permission.DENY, (*kept, failure), request_id, out.capability_id, out.policy_ids, None
     )
+
+
+def _kept_reasons(out: StageResult) -> tuple[Reason, ...]:
+    """What an unlogged decision keeps of its reasons: a DENY's; an ALLOW's no longer hold."""
+    match out.effect:
+        case Permission.DENY:
+            return out.reasons
+        case Permission.ALLOW:
+            return ()
+        case _:
+            assert_never(out.effect)
 
 
 def _logged(

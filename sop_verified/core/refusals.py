@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from sop_verified.core.contracts import ensure, require
-from sop_verified.core.request import Decision, Effect, Reason, Request, Stage
+from sop_verified.core.request import Decision, Permission, Reason, Request, Stage
 from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["logged_refusal"]
@@ -60,7 +60,7 @@ def logged_refusal(
             failed = Reason(Stage.LOG, "log_append_failed", f"`{type(exc).__name__}`: {exc}")
             said = (*said, failed)
     return Decision(
-        Effect.DENY,
+        Permission.DENY,
         (*said, *kept),
         request.request_id,
         decision.capability_id,

@@ -34,8 +34,8 @@ __all__ = [
     "PRINCIPAL_PATTERN",
     "AttrType",
     "Decision",
-    "Effect",
     "Obligation",
+    "Permission",
     "Reason",
     "Request",
     "Stage",
@@ -123,8 +123,14 @@ class Stage(enum.StrEnum):
     INTERNAL = "internal"
 
 
-class Effect(enum.StrEnum):
-    """The only two answers SOP gives."""
+class Permission(enum.StrEnum):
+    """The only two answers SOP gives: ALLOW or DENY (a decision's ``effect``).
+
+    Named for what it is, not "effect": an *effect* is the write an ALLOW
+    permits (:class:`~sop_verified.core.decision_fields.WriteResult`, the
+    ``persist.effect`` log entry). Code that branches on it matches every
+    member with ``assert_never``, so ``mypy --strict`` finds a new one.
+    """
 
     ALLOW = "ALLOW"
     DENY = "DENY"
@@ -332,8 +338,13 @@ class Decision:
     The keyword-only fields are what a decision carries besides its answer
     (docs/DECISION_JSON.md): each is set by the one component that knows it.
 
+    The answer keeps the attribute name ``effect``: it is the key of the
+    signed ``decision`` log entry (which the persistence index and ``sop log``
+    read) and of the JSON form, as in Cedar and XACML; the write an ALLOW
+    permits is :attr:`write`, never "effect".
+
     Attributes:
-        effect: ALLOW or DENY (named as in the log entry and the JSON form).
+        effect: the :class:`Permission`, ALLOW or DENY.
         reasons: why, stage by stage.
         request_id: the request's id (None for a request that did not parse).
         capability_id: the capability that covered the request, if one was found.
@@ -347,7 +358,7 @@ class Decision:
         record: a protocol's record of what its ALLOW did (its own frozen type).
     """
 
-    effect: Effect
+    effect: Permission
     reasons: tuple[Reason, ...]
     request_id: str | None = None
     capability_id: str | None = None
@@ -364,7 +375,7 @@ class Decision:
     @property
     def allowed(self) -> bool:
         """True only for ALLOW."""
-        return self.effect is Effect.ALLOW
+        return self.effect is Permission.ALLOW
 
     @ensure(lambda write, result: result.write is write, helper=True)
     @ensure(lambda self, result: result.effect is self.effect, helper=True)

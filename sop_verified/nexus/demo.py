@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
-from sop_verified.core.request import Decision
+from sop_verified.core.request import Decision, Permission
 from sop_verified.errors import PolicyError, SOPError
 from sop_verified.nexus.demo_session import run_session
 from sop_verified.nexus.sop import SOP, PolicyRefusedError
@@ -174,10 +174,36 @@ class DemoResult:
             "activated_policy_digest": self.activated,
             "capabilities": self.capabilities,
             "requests": self.rows,
-            "allowed": sum(r["effect"] == "ALLOW" for r in self.rows),
-            "denied": sum(r["effect"] == "DENY" for r in self.rows),
+            **_tally(self.rows),
             "session": self.session,
         }
+
+
+def _tally(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many rows were allowed and denied (every permission is counted somewhere)."""
+    allowed = denied = 0
+    for r in rows:
+        permission = Permission(r["effect"])
+        match permission:
+            case Permission.ALLOW:
+                allowed += 1
+            case Permission.DENY:
+                denied += 1
+            case _:
+                assert_never(permission)
+    return {"allowed": allowed, "denied": denied}
+
+
+def effect_colour(effect: str) -> str:
+    """The colour ``sop demo`` shows a decision's ``effect`` (ALLOW or DENY) in."""
+    permission = Permission(effect)
+    match permission:
+        case Permission.ALLOW:
+            return "green"
+        case Permission.DENY:
+            return "red"
+        case _:
+            assert_never(permission)
 
 
 def _row(label: str, req: dict[str, Any], d: Decision) -> dict[str, Any]:

@@ -35,8 +35,8 @@ from sop_verified.core.proofgate.sealed import SealedVerdictStore, derive_seal_k
 from sop_verified.core.request import (
     PERSIST_ACTIONS,
     Decision,
-    Effect,
     Obligation,
+    Permission,
     Reason,
     Request,
     Stage,
@@ -261,7 +261,7 @@ class ServiceWiring:
         reason = Reason(
             Stage.HEALTH, "not_ready", f"SOP is `{self.registry.health()}`; boot did not finish"
         )
-        return Decision(Effect.DENY, (reason,))
+        return Decision(Permission.DENY, (reason,))
 
     def _start_kernel(self) -> None:
         self.kernel = OpsKernel(

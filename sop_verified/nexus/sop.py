@@ -36,8 +36,8 @@ from sop_verified.core.proofgate import Z3ProofGate
 from sop_verified.core.proofgate.derive import narrowing
 from sop_verified.core.request import (
     Decision,
-    Effect,
     Obligation,
+    Permission,
     Reason,
     Request,
     Stage,
@@ -191,7 +191,7 @@ class SOP(ServiceWiring):
             return await asyncio.get_running_loop().run_in_executor(self._writer, call)
         except Exception as exc:  # spec: INV-2 — e.g. SOP was closed: DENY, never a traceback
             why = f"the operation could not run: `{type(exc).__name__}`"
-            return Decision(Effect.DENY, (Reason(Stage.INTERNAL, "internal_error", why),))
+            return Decision(Permission.DENY, (Reason(Stage.INTERNAL, "internal_error", why),))
 
     def read(self, request: Request | dict[str, Any]) -> ReadResult:
         """Decide an ``artifact.read`` request and, on ALLOW, return the verified bytes.

@@ -23,10 +23,10 @@ from typing import Any, Protocol
 import orjson
 
 from sop_verified.core.contracts import ensure, invariant, require
-from sop_verified.core.persistence.entries import Outcome, effect_entry
+from sop_verified.core.persistence.entries import EffectOutcome, effect_entry
 from sop_verified.core.ports import Clock
 from sop_verified.core.refusals import logged_refusal
-from sop_verified.core.request import Decision, Effect, Reason, Request
+from sop_verified.core.request import Decision, Permission, Reason, Request
 from sop_verified.errors import IntegrityError, StorageError
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog_store import Receipt
@@ -241,7 +241,7 @@ class ProtocolLedger:
             "request_id": request.request_id,
             "reasons": [r.to_dict() for r in said],
         }
-        kept = tuple(r for r in decision.reasons if decision.effect is Effect.DENY)
+        kept = tuple(r for r in decision.reasons if decision.effect is Permission.DENY)
         return logged_refusal(
             decision,
             request,
@@ -272,7 +272,7 @@ class ProtocolLedger:
         """
         entry = effect_entry(
             op="write",
-            outcome=Outcome.REFUSED,
+            outcome=EffectOutcome.REFUSED,
             time=now,
             decision_index=decision.log_index,  # closes the pending decision: no effect follows
             request_id=request.request_id,

@@ -23,7 +23,7 @@ from e2e_probes import Probes, categorize
 from e2e_report import render
 from e2e_scenario import Scenario, problem, run_clients, run_coroutines, sha256_hex
 
-from sop_verified.core.request import Decision, Effect
+from sop_verified.core.request import Decision, Permission
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_concurrent_persists_are_allowed_and_written(scenario: Scenario) -> None
     assert sorted((c, i) for c, i, _ in done) == [(c, i) for c in range(2) for i in range(3)]
     for client, i, decision in done:
         data = scenario.payload("t", client, i)
-        assert decision.effect is Effect.ALLOW
+        assert decision.effect is Permission.ALLOW
         assert decision.write.outcome == "written"
         assert decision.write.digest == "sha256:" + sha256_hex(data)
         assert _read_back(scenario, data) == data
@@ -86,7 +86,7 @@ def test_repeated_paths_meet_recorded_verdicts(scenario: Scenario) -> None:
 def test_decision_only_run_allows_without_effect(scenario: Scenario) -> None:
     decision = scenario.submit("u", 0, 0)
 
-    assert decision.effect is Effect.ALLOW
+    assert decision.effect is Permission.ALLOW
     assert decision.log_index is not None
     assert decision.write is None
     assert problem(decision, effect=False) is None
@@ -103,7 +103,7 @@ def test_denied_operation_is_counted_as_refused(scenario: Scenario) -> None:
 
 
 def test_allow_without_written_effect_is_a_problem() -> None:
-    decision = Decision(Effect.ALLOW, (), "x", "cap", ("p",), 3)
+    decision = Decision(Permission.ALLOW, (), "x", "cap", ("p",), 3)
 
     assert problem(decision, effect=True) is not None
     assert problem(decision, effect=False) is None

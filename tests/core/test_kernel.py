@@ -17,8 +17,8 @@ from sop_verified.core.kernel import OpsKernel, _allow_is_complete, _linked_afte
 from sop_verified.core.obligations import UnwiredProofGate, Verdict, VerdictResult
 from sop_verified.core.request import (
     Decision,
-    Effect,
     Obligation,
+    Permission,
     Reason,
     Request,
     Stage,
@@ -160,7 +160,7 @@ REQ = {
 def test_all_stages_pass_allows_and_logs_first() -> None:
     kernel, log = make()
     d = kernel.submit(REQ)
-    assert d.effect is Effect.ALLOW
+    assert d.effect is Permission.ALLOW
     assert d.log_index == 0
     assert b'"effect":"ALLOW"' in log.entries[0]
     assert d.capability_id == "cap-1"
@@ -171,7 +171,7 @@ def test_all_stages_pass_allows_and_logs_first() -> None:
 def test_not_ready_denies_everything(health: Health) -> None:
     kernel, log = make(health=lambda: health)
     d = kernel.submit(REQ)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.HEALTH, "not_ready")
     assert d.reasons[0].message == f"SOP is `{health}`, not `READY`"
     assert len(log.entries) == 1  # denials are logged too
@@ -188,7 +188,7 @@ def test_no_active_policy_is_default_deny() -> None:
         now=lambda: 0,
     )
     d = kernel.submit(REQ)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.POLICY, "no_policy")
     assert d.reasons[0].message == "no policy set is active" and d.capability_id == "cap-1"
 
@@ -197,7 +197,7 @@ def test_capability_error_denies_with_its_code() -> None:
     err = CapabilityError("capability `c9` expired", code="expired", capability_id="c9")
     kernel, _ = make(caps=FakeCaps(err))
     d = kernel.submit(REQ)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code, d.reasons[0].capability_id) == (
         Stage.CAPABILITY,
         "expired",
@@ -216,20 +216,20 @@ def test_the_capability_is_checked_against_the_request_it_came_with() -> None:
     kernel, _ = make(caps=BoundCaps())
     assert kernel.submit(REQ).allowed
     d = kernel.submit({**REQ, "principal": "emp"})
-    assert (d.effect, d.reasons[0].code) == (Effect.DENY, "wrong_principal")
+    assert (d.effect, d.reasons[0].code) == (Permission.DENY, "wrong_principal")
 
 
 def test_policy_forbid_denies_naming_policy() -> None:
     kernel, _ = make(policy=FakePolicy(allowed=False))
     d = kernel.submit(REQ)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].policy_ids == ("f1",)
 
 
 def test_policy_exception_is_deny() -> None:
     kernel, log = make(policy=FakePolicy(boom=True))
     d = kernel.submit(REQ)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].stage is Stage.INTERNAL
     assert "RuntimeError" in d.reasons[0].message
     assert "blew up" not in d.reasons[0].message  # no internals leak to the caller
@@ -240,7 +240,7 @@ def test_unwired_gate_denies_any_obligation() -> None:
     kernel, _ = make(gate=UnwiredProofGate())
     req = {**REQ, "obligations": [{"id": "o1", "format": "smt2", "source": "(assert false)"}]}
     d = kernel.submit(req)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].stage is Stage.OBLIGATION
     assert d.reasons[0].code == "obligation_unknown"
     assert d.reasons[0].obligation == "o1"
@@ -254,14 +254,14 @@ def test_refuted_obligation_denies_with_counterexample() -> None:
     kernel, _ = make(gate=RefutingGate())
     req = {**REQ, "obligations": [{"id": "o1", "format": "smt2", "source": "(assert true)"}]}
     d = kernel.submit(req)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].counterexample == {"x": 1}
 
 
 def test_log_failure_turns_allow_into_deny() -> None:
     kernel, _ = make(log=ListLog(fail=True))
     d = kernel.submit(REQ)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[-1].stage, d.reasons[-1].code) == (Stage.LOG, "log_append_failed")
     assert d.reasons[-1].message == "the decision could not be logged: disk on fire"
     assert len(d.reasons) == 1  # the ALLOW's reasons are not kept for a DENY
@@ -300,14 +300,14 @@ def test_dry_run_decides_as_submit_does_and_records_nothing() -> None:
 def test_dry_run_of_bad_input_or_a_failure_is_a_deny() -> None:
     kernel, log = make()
     bad = kernel.dry_run(b"{not json")
-    assert bad.effect is Effect.DENY and (bad.reasons[0].stage, bad.reasons[0].code) == (
+    assert bad.effect is Permission.DENY and (bad.reasons[0].stage, bad.reasons[0].code) == (
         Stage.SCHEMA,
         "bad_request",
     )
     assert "not JSON" in bad.reasons[0].message
     boom, _ = make(policy=FakePolicy(boom=True))
     d = boom.dry_run(REQ)
-    assert d.effect is Effect.DENY and (d.reasons[0].stage, d.reasons[0].code) == (
+    assert d.effect is Permission.DENY and (d.reasons[0].stage, d.reasons[0].code) == (
         Stage.INTERNAL,
         "internal_error",
     )
@@ -318,7 +318,7 @@ def test_dry_run_of_bad_input_or_a_failure_is_a_deny() -> None:
 def test_admin_action_through_bridge_denied() -> None:
     kernel, log = make()
     d = kernel.submit({**REQ, "action": "policy.activate", "resource": "policies/x"})
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.SCHEMA, "admin_via_bridge")
     assert "`policy.activate` cannot arrive through the bridge" in d.reasons[0].message
     assert len(log.entries) == 1
@@ -329,7 +329,7 @@ def test_a_body_claiming_the_admin_channel_is_denied_before_the_capability(actio
     caps = CountingCaps()
     kernel, log = make(caps=caps)  # the fake policy permits everything
     d = kernel.submit({**REQ, "action": action, "channel": "admin"})
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.SCHEMA, "admin_channel_via_bridge")
     assert d.reasons[0].message == (
         "a request through the bridge cannot name channel `admin`; omit `channel` or send"
@@ -387,7 +387,7 @@ def test_a_malformed_request_is_recorded_by_the_digest_of_its_bytes(raw: bytes |
 def test_malformed_request_denied_and_logged(raw: Any, where: str) -> None:
     kernel, log = make()
     d = kernel.submit(raw)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.SCHEMA, "bad_request")
     assert where in d.reasons[0].message
     assert len(log.entries) == 1
@@ -405,7 +405,7 @@ class Unprintable:
 def test_a_request_of_another_type_is_recorded_by_a_digest_too(raw: Any, data: bytes) -> None:
     kernel, log = make()
     d = kernel.submit(raw)
-    assert d.effect is Effect.DENY and d.log_index == 0
+    assert d.effect is Permission.DENY and d.log_index == 0
     entry = json.loads(log.entries[0])
     assert entry["malformed_request_digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -424,7 +424,7 @@ class IndexLog(ListLog):
 def test_a_log_answering_without_an_entry_index_turns_allow_into_deny(index: object) -> None:
     kernel, _ = make(log=IndexLog(index))
     d = kernel.submit(REQ)
-    assert d.effect is Effect.DENY and d.log_index is None
+    assert d.effect is Permission.DENY and d.log_index is None
     assert d.reasons[-1].message == (
         f"the decision could not be logged: the log returned `{index!r}` instead of an entry index"
     )
@@ -447,14 +447,14 @@ def test_a_log_with_receipts_gives_the_decision_its_receipt() -> None:
     assert d.log_index == 0
     broken, _ = make(log=ReceiptLog(answer=None))
     d = broken.submit(REQ)
-    assert d.effect is Effect.DENY and d.receipt is None
+    assert d.effect is Permission.DENY and d.receipt is None
     assert d.reasons[-1].message.endswith("the log returned `None` instead of an entry index")
 
 
 def test_a_malformed_request_the_log_cannot_take_is_still_answered() -> None:
     kernel, _ = make(log=ListLog(fail=True))
     d = kernel.submit(b"{not json")
-    assert d.effect is Effect.DENY and d.request_id is None and d.log_index is None
+    assert d.effect is Permission.DENY and d.request_id is None and d.log_index is None
     assert [r.code for r in d.reasons] == ["bad_request", "log_append_failed"]
 
 
@@ -465,7 +465,7 @@ def test_a_parser_failure_is_a_recorded_deny(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(kernel_module, "parse_request", broken)
     kernel, log = make()
     d = kernel.submit(REQ)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.INTERNAL, "internal_error")
     assert d.reasons[0].message == "request parsing failed: `MemoryError`"
     assert len(log.entries) == 1 and "malformed_request_digest" in json.loads(log.entries[0])
@@ -513,7 +513,7 @@ def test_log_entry_is_canonical_json() -> None:
 def test_identifiers_must_match_their_whole_grammar(field: str, value: str) -> None:
     kernel, _ = make()
     d = kernel.submit({**REQ, field: value})
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].stage is Stage.SCHEMA
     assert d.reasons[0].message.endswith(f"at `{field}`")
 
@@ -521,7 +521,7 @@ def test_identifiers_must_match_their_whole_grammar(field: str, value: str) -> N
 def test_with_write_keeps_every_other_field_of_the_decision() -> None:
     reason = Reason(Stage.POLICY, "permitted", "ok", ("p",))
     d = Decision(
-        Effect.ALLOW,
+        Permission.ALLOW,
         (reason,),
         "r-1",
         "cap-1",
@@ -549,8 +549,8 @@ class _Record:
 
 def test_the_kernel_contracts_refuse_incomplete_allows_and_early_effects() -> None:
     # The second line of INV-1/INV-9 (the postconditions of submit and submit_batch).
-    ok = Decision(Effect.ALLOW, (), "r-1", "cap-1", ("p1",), 3)
-    deny = Decision(Effect.DENY, (), "r-1")
+    ok = Decision(Permission.ALLOW, (), "r-1", "cap-1", ("p1",), 3)
+    deny = Decision(Permission.DENY, (), "r-1")
     assert _allow_is_complete(ok) and _allow_is_complete(deny)
     for field, value in (("capability_id", None), ("policy_ids", ()), ("log_index", None)):
         assert not _allow_is_complete(replace(ok, **{field: value})), field
@@ -559,3 +559,25 @@ def test_the_kernel_contracts_refuse_incomplete_allows_and_early_effects() -> No
     assert not _linked_after_decision(ok, same)  # an effect is logged after its ALLOW
     assert not _linked_after_decision(deny, after)  # and only for an ALLOW
     assert not _linked_after_decision(replace(ok, log_index=None), after)
+
+
+@pytest.mark.parametrize("verdict", list(Verdict))
+def test_every_verdict_but_proved_denies_with_its_own_code(verdict: Verdict) -> None:
+    class OneVerdictGate(GateDouble):
+        def check(self, obligation: Obligation) -> VerdictResult:
+            return VerdictResult(verdict, "sha256:ab")
+
+    kernel, _ = make(gate=OneVerdictGate())
+    d = kernel.submit({**REQ, "obligations": [{"id": "o1", "format": "smt2", "source": "x"}]})
+    assert d.allowed is (verdict is Verdict.PROVED)
+    assert d.allowed or d.reasons[0].code == f"obligation_{verdict.value.lower()}"
+
+
+def test_a_gate_answering_a_string_for_a_verdict_is_deny() -> None:
+    class StringGate(GateDouble):
+        def check(self, obligation: Obligation) -> VerdictResult:
+            return VerdictResult("PROVED", "sha256:ab")  # type: ignore[arg-type]
+
+    kernel, _ = make(gate=StringGate())
+    d = kernel.submit({**REQ, "obligations": [{"id": "o1", "format": "smt2", "source": "x"}]})
+    assert d.effect is Permission.DENY and d.reasons[0].code == "internal_error"

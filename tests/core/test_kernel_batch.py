@@ -17,7 +17,7 @@ from tools.tlog_memory import MemoryLogStore
 
 from sop_verified.core.kernel import LinkedEffect
 from sop_verified.core.obligations import Verdict, VerdictResult
-from sop_verified.core.request import Effect, Obligation, Request, Stage, parse_request
+from sop_verified.core.request import Obligation, Permission, Request, Stage, parse_request
 from sop_verified.errors import CapabilityError, StorageError
 from sop_verified.tools.signed_note import Signer, generate
 from sop_verified.tools.tlog import TransparencyLog
@@ -109,13 +109,13 @@ def test_a_batch_answers_each_request_in_its_place_whatever_stage_denies_it() ->
     assert codes[1] == "bad_signature" and codes[2] == "admin_via_bridge"
     assert [d.reasons[0].obligation for d in (got[0][0], got[5][0])] == ["refute-1", "refute-2"]
     assert [d.effect for d, _ in got] == [
-        Effect.DENY,
-        Effect.DENY,
-        Effect.DENY,
-        Effect.ALLOW,
-        Effect.ALLOW,
-        Effect.DENY,
-        Effect.ALLOW,
+        Permission.DENY,
+        Permission.DENY,
+        Permission.DENY,
+        Permission.ALLOW,
+        Permission.ALLOW,
+        Permission.DENY,
+        Permission.ALLOW,
     ]
 
 
@@ -132,7 +132,7 @@ def test_a_component_answering_out_of_place_fails_closed_per_request() -> None:
 
     got = kernel.submit_batch([(_req(i, obligations=[_ob(f"fine-{i}")]), None) for i in range(3)])
 
-    assert [d.effect for d, _ in got] == [Effect.DENY] * 3
+    assert [d.effect for d, _ in got] == [Permission.DENY] * 3
     assert all(d.reasons[0].code == "internal_error" for d, _ in got)
 
 
@@ -150,7 +150,7 @@ def test_one_request_failing_a_stage_leaves_the_others_decided() -> None:
 
     got = kernel.submit_batch([(_req(i), None) for i in range(3)])
 
-    assert [d.effect for d, _ in got] == [Effect.ALLOW, Effect.DENY, Effect.ALLOW]
+    assert [d.effect for d, _ in got] == [Permission.ALLOW, Permission.DENY, Permission.ALLOW]
     bad = got[1][0]
     assert (bad.reasons[0].stage, bad.reasons[0].code) == (Stage.INTERNAL, "internal_error")
     assert bad.reasons[0].message == "decision failed: `RuntimeError`"
@@ -174,7 +174,12 @@ def test_batch_decides_each_request_as_submit_does() -> None:
             one.capability_id,
             one.policy_ids,
         )
-    assert [d.effect for d, _ in got] == [Effect.ALLOW, Effect.DENY, Effect.ALLOW, Effect.ALLOW]
+    assert [d.effect for d, _ in got] == [
+        Permission.ALLOW,
+        Permission.DENY,
+        Permission.ALLOW,
+        Permission.ALLOW,
+    ]
 
 
 def test_each_allow_is_logged_with_its_effect_and_each_deny_alone() -> None:
@@ -205,7 +210,7 @@ def test_a_failing_effect_denies_its_own_request_only() -> None:
     items = [(_req(0), _effect("a")), (_req(1), LinkedEffect(doomed)), (_req(2), _effect("c"))]
     (a, _), (bad, none), (c, _) = kernel.submit_batch(items)
 
-    assert bad.effect is Effect.DENY and none is None and bad.log_index is None
+    assert bad.effect is Permission.DENY and none is None and bad.log_index is None
     assert (
         bad.reasons[-1].stage is Stage.LOG and "cannot build the effect" in bad.reasons[-1].message
     )
@@ -231,7 +236,7 @@ def test_an_entry_that_cannot_be_built_denies_its_own_request_only() -> None:
 
     assert len(got) == 3 and [d.request_id for d, _ in got] == ["r-0", "r-1", "r-2"]
     (a, ea), (bad, none), (c, ec) = got
-    assert bad.effect is Effect.DENY and none is None and bad.log_index is None
+    assert bad.effect is Permission.DENY and none is None and bad.log_index is None
     assert bad.reasons[-1].code == "log_append_failed" and "clock is gone" in str(bad.reasons)
     assert a.allowed and c.allowed and ea is not None and ec is not None
     assert log.size == 4 and b"r-1" not in b"".join(log.entry(i) for i in range(log.size))
@@ -263,7 +268,7 @@ def test_a_failed_append_denies_every_request_keeping_deny_reasons(answer: str) 
 
     got = kernel.submit_batch([(r, _effect(r.request_id)) for r in _mixed()])
 
-    assert all(d.effect is Effect.DENY and e is None and d.log_index is None for d, e in got)
+    assert all(d.effect is Permission.DENY and e is None and d.log_index is None for d, e in got)
     assert all(d.reasons[-1].code == "log_append_failed" for d, _ in got)
     why = "disk on fire" if answer == "raise" else "the log answered 4 parts with `[]`"
     assert all(d.reasons[-1].message == f"the decision could not be logged: {why}" for d, _ in got)

@@ -10,7 +10,7 @@ from test_kernel import REQ, FakeCaps, FakePolicy, ProvingGate
 
 from sop_verified.core.health import Health
 from sop_verified.core.kernel import OpsKernel
-from sop_verified.core.request import Effect, Stage
+from sop_verified.core.request import Permission, Stage
 from sop_verified.tools.merkle import leaf_hash
 from sop_verified.tools.tlog_store import LinkedPart, Receipt
 
@@ -64,7 +64,7 @@ def _kernel(log: Any) -> OpsKernel:
 def test_allow_carries_the_logs_receipt() -> None:
     log = ReceiptingLog()
     d = _kernel(log).submit(REQ)
-    assert d.effect is Effect.ALLOW
+    assert d.effect is Permission.ALLOW
     assert d.receipt is not None and d.log_index == d.receipt.index == 0
     assert d.receipt.leaf_hash == leaf_hash(log.entries[0])
     out = d.to_dict()
@@ -74,14 +74,14 @@ def test_allow_carries_the_logs_receipt() -> None:
 
 def test_denial_carries_a_receipt_too() -> None:
     d = _kernel(ReceiptingLog()).submit({"request_id": "x"})
-    assert d.effect is Effect.DENY and d.receipt is not None
+    assert d.effect is Permission.DENY and d.receipt is not None
 
 
 @pytest.mark.parametrize("answer", ["7", object(), -1])
 def test_log_answering_no_receipt_is_deny(answer: Any) -> None:
     log = ReceiptingLog(answer) if not isinstance(answer, int) else IndexLog(answer)
     d = _kernel(log).submit(REQ)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[-1].stage is Stage.LOG
     assert d.reasons[-1].code == "log_append_failed"
     assert d.log_index is None
@@ -90,4 +90,4 @@ def test_log_answering_no_receipt_is_deny(answer: Any) -> None:
 @pytest.mark.parametrize("answer", [None, True, 1.0])
 def test_log_answering_no_index_is_deny(answer: Any) -> None:
     d = _kernel(IndexLog(answer)).submit(REQ)
-    assert (d.effect, d.reasons[-1].code) == (Effect.DENY, "log_append_failed")
+    assert (d.effect, d.reasons[-1].code) == (Permission.DENY, "log_append_failed")

@@ -9,7 +9,7 @@ import pytest
 
 from sop_verified.core.obligations import Verdict, VerdictResult
 from sop_verified.core.policy import PolicySet, load_path
-from sop_verified.core.request import Effect, Obligation, Stage
+from sop_verified.core.request import Obligation, Permission, Stage
 from sop_verified.errors import AttenuationError
 from sop_verified.nexus.sop import SOP
 
@@ -49,8 +49,8 @@ def test_persist_outside_approved_scopes_fails_its_derived_obligation(tmp_path: 
         outside = sop.submit(_req(token, "etc/cron.d/evil"))
     finally:
         sop.close()
-    assert inside.effect is Effect.ALLOW
-    assert outside.effect is Effect.DENY
+    assert inside.effect is Permission.ALLOW
+    assert outside.effect is Permission.DENY
     reason = outside.reasons[0]
     assert (reason.stage, reason.code) == (Stage.OBLIGATION, "obligation_refuted")
     assert reason.obligation is not None and reason.obligation.startswith("scope:")

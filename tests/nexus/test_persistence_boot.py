@@ -24,7 +24,7 @@ import pytest
 
 import sop_verified
 from sop_verified.core.health import Health
-from sop_verified.core.request import Effect
+from sop_verified.core.request import Permission
 from sop_verified.nexus.sop import SOP
 from sop_verified.storage.blobs import TEMP_PREFIX, ScopeDir
 
@@ -243,7 +243,7 @@ def test_allow_without_bound_content_is_aborted_at_boot(tmp_path: Path) -> None:
             "capability": tokens["drac"],
         }
     )
-    assert d.effect is Effect.ALLOW  # a bridge ALLOW with no bytes: it authorises nothing yet
+    assert d.effect is Permission.ALLOW  # a bridge ALLOW with no bytes: it authorises nothing yet
     sop.close()
     sop = _reboot(data)
     try:
@@ -302,7 +302,7 @@ def test_symlinked_scope_root_fails_boot(tmp_path: Path) -> None:
         assert sop.health is Health.FAILED
         service = sop.registry.get("persistence")
         assert service.health is Health.FAILED and "symlink" in service.detail
-        assert sop.persist({"request_id": "x"}, b"x").effect is Effect.DENY
+        assert sop.persist({"request_id": "x"}, b"x").effect is Permission.DENY
     finally:
         sop.close()
     assert list(outside.iterdir()) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sop_verified.core.health import Health
-from sop_verified.core.request import Effect, Stage
+from sop_verified.core.request import Permission, Stage
 from sop_verified.errors import ConfigError, PolicyError
 from sop_verified.nexus.sop import SOP, PolicyRefusedError
 
@@ -97,14 +97,14 @@ def _log(s: SOP) -> list[dict[str, object]]:
 def test_allowed_request_end_to_end(sop: SOP) -> None:
     _, token = sop.admit("drac", ["artifact.persist"], ["artifacts/drac/**"], expires=NOW + 60)
     d = sop.submit(_req(token))
-    assert d.effect is Effect.ALLOW
+    assert d.effect is Permission.ALLOW
     assert _log(sop)[d.log_index or 0]["effect"] == "ALLOW"
 
 
 def test_forbid_trumps_permit_end_to_end(sop: SOP) -> None:
     _, token = sop.admit("drac", ["artifact.persist"], ["artifacts/drac/**"], expires=NOW + 60)
     d = sop.submit(_req(token, context={"size_bytes": 1, "classification": "secret"}))
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].policy_ids == ("no-secrets",)
 
 
@@ -115,10 +115,10 @@ def test_revoked_parent_kills_attenuated_child(sop: SOP) -> None:
     _, ctoken = sop.attenuate(
         ptoken, actions=["artifact.persist"], resources=["artifacts/drac/s1/*"]
     )
-    assert sop.submit(_req(ctoken)).effect is Effect.ALLOW
+    assert sop.submit(_req(ctoken)).effect is Permission.ALLOW
     sop.revoke(parent.id)
     d = sop.submit(_req(ctoken))
-    assert (d.effect, d.reasons[0].code) == (Effect.DENY, "revoked")
+    assert (d.effect, d.reasons[0].code) == (Permission.DENY, "revoked")
 
 
 def test_admin_actions_are_logged_before_their_effect(sop: SOP) -> None:
@@ -131,7 +131,7 @@ def test_bridge_cannot_change_policy(sop: SOP) -> None:
     before = sop.policy.digest if sop.policy else None
     _, token = sop.admit("drac", ["artifact.persist"], ["artifacts/drac/**"], expires=NOW + 60)
     d = sop.submit(_req(token, action="policy.activate", resource="policies/evil"))
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].code == "admin_via_bridge"
     assert (sop.policy.digest if sop.policy else None) == before
 
@@ -169,7 +169,7 @@ def test_bridge_cannot_claim_the_admin_channel(
     _, token = sop.admit("drac", [action], ["artifacts/drac/**", "policies/**"], expires=NOW + 60)
     claimed = _req(token, action=action, resource=resource, channel="admin", context={})
     d = sop.submit(claimed)
-    assert (d.effect, d.reasons[0].stage) == (Effect.DENY, Stage.SCHEMA)
+    assert (d.effect, d.reasons[0].stage) == (Permission.DENY, Stage.SCHEMA)
     assert d.reasons[0].code == "admin_channel_via_bridge"
     assert "omit `channel`" in d.reasons[0].message
     assert d.log_index is not None  # recorded, like every decision
@@ -177,7 +177,7 @@ def test_bridge_cannot_claim_the_admin_channel(
     assert (sop.policy.digest if sop.policy else None) == before
     # the same body on the bridge channel is decided by the bridge's policies
     plain = sop.submit(_req(token, action=action, resource=resource, context={}))
-    assert plain.effect is Effect.DENY
+    assert plain.effect is Permission.DENY
     assert plain.reasons[0].code in {"no_permit", "admin_via_bridge"}
 
 
@@ -209,7 +209,7 @@ def test_no_policy_denies_by_default(tmp_path: Path) -> None:
     s = SOP.boot(tmp_path / "d", now=lambda: NOW)
     _, token = s.admit("drac", ["artifact.persist"], ["artifacts/drac/**"], expires=NOW + 60)
     d = s.submit(_req(token))
-    assert (d.effect, d.reasons[0].code) == (Effect.DENY, "no_policy")
+    assert (d.effect, d.reasons[0].code) == (Permission.DENY, "no_policy")
 
 
 def test_boot_manifest_is_byte_identical_across_boots(sop: SOP) -> None:
@@ -241,7 +241,7 @@ def test_failed_service_leaves_everything_denied(sop: SOP) -> None:
     assert broken.health is Health.FAILED
     assert broken.boot_report is not None and broken.boot_report.failed == "policy"
     d = broken.submit(_req(token))
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].stage is Stage.HEALTH
 
 

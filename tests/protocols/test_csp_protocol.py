@@ -9,7 +9,7 @@ import orjson
 import pytest
 from protocol_env import Env, make_env
 
-from sop_verified.core.request import Decision, Effect, Stage
+from sop_verified.core.request import Decision, Permission, Stage
 from sop_verified.errors import ProtocolError
 from sop_verified.protocols.csp import Manifest, SnapshotBook
 from sop_verified.protocols.requests import bridge_request
@@ -71,7 +71,7 @@ def test_a_manifest_that_references_a_missing_blob_is_refused_and_nothing_writte
     missing = "sha256:" + "d" * 64
     manifest = env.sop.csp._controller.manifest("mb", {"wm": missing}, None)
     d = env.sop.csp.seal("mb", {"wm": missing}, parent=None, token=env.csp)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.PROTOCOL, "missing_blob")
     assert d.log_index is not None  # recorded
     persistence = env.sop.persistence
@@ -97,7 +97,7 @@ def test_resuming_an_unknown_session_or_snapshot_is_denied(env: Env) -> None:
     wm = _blob(env, b"unknown")
     snap = _seal(env, "uk", {"wm": wm}, None)
     no_session = env.sop.csp.resume("nobody", snap, token=env.csp)
-    assert no_session.decision.effect is Effect.DENY and no_session.state is None
+    assert no_session.decision.effect is Permission.DENY and no_session.state is None
     assert _codes(no_session.decision)[0] == "unknown_session"
     assert any(r.code == "obligation_refuted" for r in no_session.decision.reasons)
     ghost = "snap-" + "0" * 32
@@ -111,7 +111,7 @@ def test_replaying_an_older_snapshot_after_a_newer_resume_is_denied(env: Env) ->
     s2 = _seal(env, "ln", {"wm": _blob(env, b"v2")}, s1)
     assert env.sop.csp.resume("ln", s2, token=env.csp).allowed
     replay = env.sop.csp.resume("ln", s1, token=env.csp)
-    assert replay.decision.effect is Effect.DENY and replay.state is None
+    assert replay.decision.effect is Permission.DENY and replay.state is None
     first = replay.decision.reasons[0]
     assert (first.stage, first.code) == (Stage.PROTOCOL, "lineage")
     refuted = [r for r in replay.decision.reasons if r.stage is Stage.OBLIGATION]
@@ -138,7 +138,7 @@ def test_a_revoked_snapshot_and_its_descendants_never_resume(env: Env) -> None:
     env.sop.revoke_snapshot(s1, "poisoned memory")
     for snap in (s1, s2):
         d = env.sop.csp.resume("rv", snap, token=env.csp)
-        assert d.decision.effect is Effect.DENY
+        assert d.decision.effect is Permission.DENY
         assert _codes(d.decision)[0] == "revoked"
         assert "poisoned memory" in d.decision.reasons[0].message
 
@@ -178,12 +178,12 @@ when = 'has context.state_class && context.state_class == "episodic"'
     finally:
         e.sop.close()
     assert outcomes == {
-        ("working", "state"): Effect.ALLOW,
-        ("working", "snapshot"): Effect.ALLOW,
-        ("episodic", "state"): Effect.ALLOW,
-        ("episodic", "snapshot"): Effect.DENY,
-        ("secret", "state"): Effect.DENY,
-        ("secret", "snapshot"): Effect.DENY,
+        ("working", "state"): Permission.ALLOW,
+        ("working", "snapshot"): Permission.ALLOW,
+        ("episodic", "state"): Permission.ALLOW,
+        ("episodic", "snapshot"): Permission.DENY,
+        ("secret", "state"): Permission.DENY,
+        ("secret", "snapshot"): Permission.DENY,
     }
 
 
@@ -203,7 +203,7 @@ channel = "bridge"
     try:
         request = bridge_request("csp", "state.persist", "state/csp/a/nc", token=e.csp, data=b"x")
         d = e.sop.csp._controller.persist_state(request, b"x")
-        assert d.effect is Effect.DENY and d.reasons[0].code == "no_state_class"
+        assert d.effect is Permission.DENY and d.reasons[0].code == "no_state_class"
         assert e.sop.persistence is not None
         assert e.sop.persistence.objects("csp-state", "a/nc") == []
         assert e.sop.csp.persist_state("a/nc", b"x", state_class="working", token=e.csp).allowed
@@ -223,7 +223,7 @@ def test_csp_cannot_write_into_drac_s_scope(env: Env) -> None:
         },
         b"x",
     )
-    assert d.effect is Effect.DENY and d.reasons[0].stage is Stage.CAPABILITY
+    assert d.effect is Permission.DENY and d.reasons[0].stage is Stage.CAPABILITY
 
 
 def test_lineage_and_revocations_survive_a_reboot(own_env: Env) -> None:
@@ -252,13 +252,13 @@ def test_the_gate_alone_still_denies_a_rollback(env: Env, monkeypatch: pytest.Mo
     assert env.sop.csp.resume("depth", s2, token=env.csp).allowed
     monkeypatch.setattr(SnapshotBook, "check_resume", lambda self, session, snapshot: None)
     replay = env.sop.csp.resume("depth", s1, token=env.csp)  # the plain lineage check is broken
-    assert replay.state is None and replay.decision.effect is Effect.DENY
+    assert replay.state is None and replay.decision.effect is Permission.DENY
     assert replay.decision.reasons[0].code == "obligation_refuted"  # the lineage obligation
 
 
 @pytest.mark.parametrize("session", ["a/b", "../x", "", "x" * 300])
 def test_a_malformed_session_or_snapshot_is_denied_or_refused(env: Env, session: str) -> None:
-    assert env.sop.csp.resume(session, "snap-x", token=env.csp).decision.effect is Effect.DENY
+    assert env.sop.csp.resume(session, "snap-x", token=env.csp).decision.effect is Permission.DENY
     with pytest.raises(ProtocolError) as info:
         env.sop.csp.seal(session, {"wm": "sha256:" + "1" * 64}, parent=None, token=env.csp)
     assert info.value.code == "bad_manifest"

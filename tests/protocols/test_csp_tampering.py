@@ -16,7 +16,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol_env import Env
 
-from sop_verified.core.request import Effect, Stage
+from sop_verified.core.request import Permission, Stage
 from sop_verified.protocols.csp import ResumeResult, seal_statement
 from sop_verified.protocols.csp.manifest import Manifest
 from sop_verified.tools.attest import sign_envelope
@@ -48,7 +48,7 @@ def _overwrite(path: Path, data: bytes) -> None:
 
 
 def _refused(result: ResumeResult, code: str) -> None:
-    assert result.decision.effect is Effect.DENY, result.decision
+    assert result.decision.effect is Permission.DENY, result.decision
     assert result.state is None
     first = result.decision.reasons[0]
     assert (first.stage, first.code) == (Stage.PROTOCOL, code), result.decision.reasons

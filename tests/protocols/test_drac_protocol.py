@@ -14,7 +14,7 @@ from protocol_env import NOW, Env, make_env
 
 from sop_verified.core.health import Health
 from sop_verified.core.obligations import Verdict, VerdictResult
-from sop_verified.core.request import Decision, Effect, Obligation, Stage
+from sop_verified.core.request import Decision, Obligation, Permission, Stage
 from sop_verified.nexus.config import DEFAULT_CONFIG
 from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.sop import SOP
@@ -40,7 +40,7 @@ def test_a_session_walks_every_phase_in_order(env: Env) -> None:
         assert drac.complete("walk", phase, token=env.drac).allowed, phase
         assert drac.status("walk") == (phase, "completed")
     finished = drac.enter("walk", "FREEZE", token=env.drac)
-    assert finished.effect is Effect.DENY
+    assert finished.effect is Permission.DENY
     assert "out_of_order" in _codes(finished)
 
 
@@ -63,7 +63,7 @@ def test_skipping_a_phase_is_denied_with_reason(env: Env) -> None:
     assert drac.open_session("skip", token=env.drac).allowed
     assert drac.complete("skip", "SCAN", token=env.drac).allowed
     skipped = drac.enter("skip", "ASSEMBLE", token=env.drac)
-    assert skipped.effect is Effect.DENY
+    assert skipped.effect is Permission.DENY
     first = skipped.reasons[0]
     assert (first.stage, first.code) == (Stage.PROTOCOL, "out_of_order")
     assert "`skip` is at `SCAN.done`" in first.message and "`enter RESOLVE`" in first.message
@@ -78,7 +78,7 @@ def test_entering_the_next_phase_before_completing_this_one_is_denied(env: Env) 
     drac = env.sop.drac
     assert drac.open_session("early", token=env.drac).allowed
     early = drac.enter("early", "RESOLVE", token=env.drac)
-    assert early.effect is Effect.DENY
+    assert early.effect is Permission.DENY
     assert _codes(early)[0] == "out_of_order"
     assert drac.status("early") == ("SCAN", "open")
 
@@ -100,7 +100,7 @@ def test_unknown_session_is_denied(env: Env, op: str) -> None:
         d = drac.complete("ghost", "SCAN", token=env.drac)
     else:
         d = drac.catalog("ghost", "SCAN", "a.json", b"{}", token=env.drac)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].code == "unknown_session"
     assert drac.status("ghost") is None
 
@@ -109,14 +109,14 @@ def test_opening_an_existing_session_is_denied(env: Env) -> None:
     drac = env.sop.drac
     assert drac.open_session("again", token=env.drac).allowed
     d = drac.open_session("again", token=env.drac)
-    assert d.effect is Effect.DENY and _codes(d)[0] == "session_exists"
+    assert d.effect is Permission.DENY and _codes(d)[0] == "session_exists"
 
 
 def test_unknown_phase_is_denied(env: Env) -> None:
     drac = env.sop.drac
     assert drac.open_session("phaseless", token=env.drac).allowed
     d = drac.complete("phaseless", "DEPLOY", token=env.drac)
-    assert d.effect is Effect.DENY and _codes(d)[0] == "unknown_phase"
+    assert d.effect is Permission.DENY and _codes(d)[0] == "unknown_phase"
 
 
 def test_a_raw_step_whose_context_disagrees_with_its_resource_is_refuted(env: Env) -> None:
@@ -131,7 +131,7 @@ def test_a_raw_step_whose_context_disagrees_with_its_resource_is_refuted(env: En
             "context": {"session": "other", "phase": "SCAN"},
         }
     )
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].code == "obligation_refuted"
 
 
@@ -154,7 +154,7 @@ def test_a_step_needs_the_gate_to_prove_the_phase_order(tmp_path: Path) -> None:
         sop.activate_policy(tmp_path / "p")
         _, token = sop.admit("drac", ["phase.advance"], ["artifacts/drac/**"], expires=NOW + 60)
         d = sop.drac.open_session("s", token=token)
-        assert d.effect is Effect.DENY
+        assert d.effect is Permission.DENY
         assert any(
             r.code == "obligation_unknown" and (r.obligation or "").startswith("phase:")
             for r in d.reasons
@@ -262,7 +262,7 @@ def test_an_artifact_outside_the_open_phase_is_refused_and_nothing_written(env: 
     assert drac.open_session("closed", token=env.drac).allowed
     assert drac.complete("closed", "SCAN", token=env.drac).allowed
     late = drac.catalog("closed", "SCAN", "late.json", b"late", token=env.drac)
-    assert late.effect is Effect.DENY
+    assert late.effect is Permission.DENY
     assert late.reasons[0].code == "phase_not_open"
     persistence = env.sop.persistence
     assert persistence is not None
@@ -273,7 +273,7 @@ def test_malformed_inputs_are_refused_and_nothing_written(env: Env) -> None:
     drac = env.sop.drac
     assert drac.open_session("inputs", token=env.drac).allowed
     bad = drac.catalog("inputs", "SCAN", "x.json", b"x", inputs=["md5:abc"], token=env.drac)
-    assert bad.effect is Effect.DENY and bad.reasons[0].code == "bad_inputs"
+    assert bad.effect is Permission.DENY and bad.reasons[0].code == "bad_inputs"
     persistence = env.sop.persistence
     assert persistence is not None
     assert persistence.objects("drac-artifacts", "sessions/inputs/SCAN/x.json") == []
@@ -283,7 +283,7 @@ def test_malformed_inputs_are_refused_and_nothing_written(env: Env) -> None:
 
 def test_drac_cannot_catalogue_into_another_protocols_scope(env: Env) -> None:
     d = env.sop.drac.catalog("x", "SCAN", "a", b"a", token=env.drac)
-    assert d.effect is Effect.DENY  # unknown session first; and CSP's scope below
+    assert d.effect is Permission.DENY  # unknown session first; and CSP's scope below
     raw = env.sop.persist(
         {
             "request_id": "drac-into-csp",
@@ -294,7 +294,7 @@ def test_drac_cannot_catalogue_into_another_protocols_scope(env: Env) -> None:
         },
         b"x",
     )
-    assert raw.effect is Effect.DENY
+    assert raw.effect is Permission.DENY
     assert raw.reasons[0].stage is Stage.CAPABILITY
 
 
@@ -352,7 +352,7 @@ def test_an_out_of_order_record_in_the_log_fails_the_boot(own_env: Env) -> None:
     d = sop.submit(
         {"request_id": "r", "principal": "drac", "action": "artifact.read", "resource": "a"}
     )
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
 
 
 def test_the_attestation_envelope_signature_is_standard_base64(env: Env) -> None:
@@ -374,7 +374,7 @@ def test_the_gate_alone_still_denies_a_skipped_phase(
     assert drac.open_session("depth", token=env.drac).allowed
     monkeypatch.setattr(PhaseMachine, "check_step", lambda self, step: None)  # plain check broken
     skipped = drac.enter("depth", "VERIFY", token=env.drac)
-    assert skipped.effect is Effect.DENY
+    assert skipped.effect is Permission.DENY
     assert skipped.reasons[0].code == "obligation_refuted"  # the phase_order obligation
     assert drac.status("depth") == ("SCAN", "open")
 
@@ -388,7 +388,7 @@ def test_a_malformed_session_id_is_denied_not_raised(env: Env, session: str) -> 
         drac.catalog(session, "SCAN", "a", b"a", token=env.drac),
         drac.artifacts(token=env.drac, session=session).decision,
     ):
-        assert d.effect is Effect.DENY
+        assert d.effect is Permission.DENY
 
 
 def test_racing_steps_of_one_session_move_it_once(env: Env) -> None:

@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol_env import Env
 
-from sop_verified.core.request import Effect, Stage
+from sop_verified.core.request import Permission, Stage
 from sop_verified.errors import InputError, SOPError
 from sop_verified.protocols.emp import (
     EMP,
@@ -61,7 +61,7 @@ def test_a_second_different_output_for_the_same_subject_and_claim_is_refused(env
     size = env.log_size()
     second = _output(env.emp_key, "2", "FAIL")
     d = env.sop.emp.record_output(second, token=env.emp)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.PROTOCOL, "immutability_violation")
     assert d.log_index is not None and d.log_index >= size  # the refusal is recorded
     assert _stored(env, first) == [first.digest()]  # nothing written: the first stays
@@ -84,7 +84,7 @@ def test_an_output_signed_by_an_unregistered_key_is_refused(env: Env) -> None:
     stranger = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
     output = _output(stranger, "4")
     d = env.sop.emp.record_output(output, token=env.emp)
-    assert d.effect is Effect.DENY and d.reasons[0].code == "unknown_key"
+    assert d.effect is Permission.DENY and d.reasons[0].code == "unknown_key"
     assert _stored(env, output) == []
 
 
@@ -92,13 +92,13 @@ def test_an_output_with_a_forged_signature_is_refused(env: Env) -> None:
     genuine = _output(env.emp_key, "5", "FAIL")
     forged = genuine.model_copy(update={"verdict": "PASS"})  # the verdict changed after signing
     d = env.sop.emp.record_output(forged, token=env.emp)
-    assert d.effect is Effect.DENY and d.reasons[0].code == "bad_signature"
+    assert d.effect is Permission.DENY and d.reasons[0].code == "bad_signature"
     assert _stored(env, forged) == []
 
 
 def test_recording_needs_emps_capability(env: Env) -> None:
     d = env.sop.emp.record_output(_output(env.emp_key, "6"), token=env.csp)
-    assert d.effect is Effect.DENY and d.reasons[0].stage is Stage.CAPABILITY
+    assert d.effect is Permission.DENY and d.reasons[0].stage is Stage.CAPABILITY
 
 
 def test_emps_key_is_registered_on_the_admin_plane_and_logged(env: Env) -> None:
@@ -124,7 +124,7 @@ def test_a_bridge_request_cannot_register_a_key(env: Env) -> None:
             "capability": env.emp,
         }
     )
-    assert d.effect is Effect.DENY and d.reasons[0].code == "admin_via_bridge"
+    assert d.effect is Permission.DENY and d.reasons[0].code == "admin_via_bridge"
 
 
 def test_outputs_and_keys_survive_a_reboot(own_env: Env) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sop_verified.core.request import Decision, Effect, Reason, Request, Stage
+from sop_verified.core.request import Decision, Permission, Reason, Request, Stage
 from sop_verified.errors import IntegrityError, StorageError
 from sop_verified.protocols.ledger import (
     ADMIN_OPS,
@@ -136,10 +136,10 @@ def test_a_refusal_is_logged_and_answers_deny() -> None:
     log = FakeLog(events)
     ledger = _ledger(Sink(events), log, FakeIndex(events))
     request = Request(request_id="r", principal="drac", action="phase.advance", resource="a")
-    allow = Decision(Effect.ALLOW, (), "r", "cap", ("p",), 41)
+    allow = Decision(Permission.ALLOW, (), "r", "cap", ("p",), 41)
     why = Reason(Stage.PROTOCOL, "out_of_order", "no")
     d = ledger.refuse("drac", allow, request, [why])
-    assert d.effect is Effect.DENY and d.reasons == (why,)
+    assert d.effect is Permission.DENY and d.reasons == (why,)
     assert d.log_index == 0 and d.decision_index == 41
     assert b'"type":"protocol.refused"' in log.payloads[0]
 
@@ -149,10 +149,10 @@ def test_a_refused_persist_effect_closes_the_pending_decision() -> None:
     log = FakeLog(events)
     ledger = _ledger(Sink(events), log, FakeIndex(events))
     request = Request(request_id="r", principal="drac", action="artifact.persist", resource="a")
-    allow = Decision(Effect.ALLOW, (), "r", "cap", ("p",), 41)
+    allow = Decision(Permission.ALLOW, (), "r", "cap", ("p",), 41)
     why = Reason(Stage.PROTOCOL, "out_of_order", "no")
     d = ledger.refuse_effect(allow, request, why, now=9)
-    assert d.effect is Effect.DENY and d.reasons == (why,)
+    assert d.effect is Permission.DENY and d.reasons == (why,)
     assert d.log_index == 0 and d.extra["decision_index"] == 41
     entry = log.payloads[0]
     assert b'"type":"persist.effect"' in entry and b'"outcome":"refused"' in entry
@@ -165,13 +165,13 @@ def test_a_refusal_stands_when_the_log_fails() -> None:
     log.fail = True
     ledger = _ledger(Sink(events), log, FakeIndex(events))
     request = Request(request_id="r", principal="drac", action="artifact.persist", resource="a")
-    allow = Decision(Effect.ALLOW, (), "r", "cap", ("p",), 41)
+    allow = Decision(Permission.ALLOW, (), "r", "cap", ("p",), 41)
     why = Reason(Stage.PROTOCOL, "out_of_order", "no")
     for d in (
         ledger.refuse("drac", allow, request, [why]),
         ledger.refuse_effect(allow, request, why, now=9),
     ):
-        assert d.effect is Effect.DENY and d.log_index is None and d.receipt is None
+        assert d.effect is Permission.DENY and d.log_index is None and d.receipt is None
         assert [r.code for r in d.reasons] == ["out_of_order", "log_append_failed"]
 
 

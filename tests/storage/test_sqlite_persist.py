@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sop_verified.core.persistence import index_entries
-from sop_verified.core.persistence.entries import Outcome, effect_entry
+from sop_verified.core.persistence.entries import EffectOutcome, effect_entry
 from sop_verified.errors import StorageError
 from sop_verified.storage.entry_log import UnsignedLogWarning
 from sop_verified.storage.persist_index import IndexOps
@@ -55,7 +55,7 @@ def _effect(
 ) -> bytes:
     return effect_entry(
         op="write",
-        outcome=Outcome.WRITTEN,
+        outcome=EffectOutcome.WRITTEN,
         time=2,
         decision_index=decision_index,
         request_id="r-1",

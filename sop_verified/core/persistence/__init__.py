@@ -55,7 +55,7 @@ from sop_verified.core.persistence.controller import PersistenceController
 from sop_verified.core.persistence.entries import (
     EFFECT_TYPE,
     TOMBSTONE_TYPE,
-    Outcome,
+    EffectOutcome,
     index_entries,
 )
 from sop_verified.core.persistence.maintenance import RecoveryReport
@@ -67,7 +67,7 @@ __all__ = [
     "EFFECT_TYPE",
     "READ_ACTIONS",
     "TOMBSTONE_TYPE",
-    "Outcome",
+    "EffectOutcome",
     "PersistenceController",
     "ReadResult",
     "RecoveryReport",

@@ -42,7 +42,7 @@ from sop_verified.tools.canonical import canonical_json
 __all__ = [
     "EFFECT_TYPE",
     "TOMBSTONE_TYPE",
-    "Outcome",
+    "EffectOutcome",
     "effect_entry",
     "index_entries",
     "request_key",
@@ -58,8 +58,8 @@ _EFFECT_MARK = f'"type":"{EFFECT_TYPE}"'.encode()
 _TOMBSTONE_MARK = f'"type":"{TOMBSTONE_TYPE}"'.encode()
 
 
-class Outcome(enum.StrEnum):
-    """What became of an ALLOW persist decision."""
+class EffectOutcome(enum.StrEnum):
+    """What became of an ALLOW persist decision (a ``persist.effect`` entry's ``outcome``)."""
 
     WRITTEN = "written"
     UNCHANGED = "unchanged"
@@ -72,7 +72,7 @@ class Outcome(enum.StrEnum):
 def effect_entry(
     *,
     op: str,
-    outcome: Outcome,
+    outcome: EffectOutcome,
     time: int,
     decision_index: int | None,
     request_id: str | None,

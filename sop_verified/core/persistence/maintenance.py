@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import orjson
 
 from sop_verified.core.contracts import ensure, invariant, require
-from sop_verified.core.persistence.entries import Outcome, effect_entry, tombstone_entry
+from sop_verified.core.persistence.entries import EffectOutcome, effect_entry, tombstone_entry
 from sop_verified.core.persistence.guards import ScopeLocks
 from sop_verified.core.persistence.layout import check_name, stored_path
 from sop_verified.core.persistence.outcomes import reason
@@ -75,7 +75,7 @@ class _AbortError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Redo:
-    outcome: Outcome
+    outcome: EffectOutcome
     swept: int
     scope: Scope
     name: str
@@ -185,13 +185,13 @@ class Maintenance:
                 if current.digest != "sha256:" + hexd:
                     held = f"`{rel}` already holds `{current.digest}`"
                     raise _AbortError("write_once_violation", held)
-                return _Redo(Outcome.UNCHANGED, swept, scope, rel, hexd, stored)
+                return _Redo(EffectOutcome.UNCHANGED, swept, scope, rel, hexd, stored)
             found = files.digest(stored, max_bytes=scope.max_blob_bytes)
         except PersistenceError as exc:  # a planted symlink or hard link on the way
             raise _AbortError(exc.code, str(exc)) from None
         if found != hexd:
             raise _AbortError("effect_incomplete", "the crash came before the file was complete")
-        return _Redo(Outcome.WRITTEN, swept, scope, rel, hexd, stored)
+        return _Redo(EffectOutcome.WRITTEN, swept, scope, rel, hexd, stored)
 
     def _repair_one(self, p: PendingDecision) -> tuple[bool, int]:
         """Record the effect of pending decision ``p``, or log its abort; (redone, temps swept)."""
@@ -202,7 +202,7 @@ class Maintenance:
         except _AbortError as abort:
             entry = effect_entry(
                 op="write",
-                outcome=Outcome.ABORTED,
+                outcome=EffectOutcome.ABORTED,
                 time=self._now(),
                 decision_index=p.decision_index,
                 request_id=None if request is None else request.request_id,

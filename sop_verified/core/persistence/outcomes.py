@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sop_verified.core.contracts import ensure, require
-from sop_verified.core.persistence.entries import Outcome, effect_entry
+from sop_verified.core.persistence.entries import EffectOutcome, effect_entry
 from sop_verified.core.persistence.ports import EffectLog
 from sop_verified.core.ports import Clock
 from sop_verified.core.refusals import logged_refusal
@@ -71,7 +71,7 @@ def refusal(
     def append() -> Receipt:
         entry = effect_entry(
             op=op,
-            outcome=Outcome.REFUSED,
+            outcome=EffectOutcome.REFUSED,
             time=now(),
             decision_index=index,
             request_id=request.request_id,

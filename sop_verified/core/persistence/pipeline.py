@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.persistence.controller import PersistenceController
 from sop_verified.core.persistence.writes import LinkedWrite, SubmitBatch
-from sop_verified.core.request import Decision, Effect, Reason, Request, Stage
+from sop_verified.core.request import Decision, Permission, Reason, Request, Stage
 from sop_verified.tools.canonical import sha256_hex
 from sop_verified.tools.group_commit import GroupCommit, Ticket
 from sop_verified.tools.tlog_store import Receipt
@@ -248,7 +248,7 @@ def _planned(
 def _failed(request: Request, exc: BaseException) -> Decision:
     why = f"the linked write failed: `{type(exc).__name__}`"
     return Decision(
-        Effect.DENY, (Reason(Stage.INTERNAL, "internal_error", why),), request.request_id
+        Permission.DENY, (Reason(Stage.INTERNAL, "internal_error", why),), request.request_id
     )
 
 

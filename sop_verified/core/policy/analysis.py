@@ -25,7 +25,7 @@ from sop_verified.core.contracts import ensure, require
 from sop_verified.core.policy.encode import PolicyEncoding
 from sop_verified.core.policy.evaluator import PolicySet
 from sop_verified.core.policy.zvars import RequestVars
-from sop_verified.core.request import Effect, parse_request
+from sop_verified.core.request import Permission, parse_request
 from sop_verified.errors import InputError
 
 __all__ = [
@@ -201,7 +201,7 @@ def find_request(
 
 
 def _allows(s: PolicySet) -> Replay:
-    return lambda cex: s.evaluate(parse_request(cex)).effect is Effect.ALLOW
+    return lambda cex: s.evaluate(parse_request(cex)).effect is Permission.ALLOW
 
 
 @ensure(lambda result: result.name == "always_denies", "names itself")

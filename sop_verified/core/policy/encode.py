@@ -40,7 +40,7 @@ from sop_verified.core.policy.expr import (
 )
 from sop_verified.core.policy.model import Policy, PolicyDocument
 from sop_verified.core.policy.zvars import RequestVars, z3_set, z3_string
-from sop_verified.core.request import Effect, Request
+from sop_verified.core.request import Permission, Request
 from sop_verified.tools.paths import Glob
 
 __all__ = ["PolicyEncoding"]
@@ -203,7 +203,7 @@ class PolicyEncoding:
             z3.Not(z3.Or(list(self.errors.values()))) if self.errors else z3.BoolVal(True),
         )
 
-    def evaluate(self, request: Request) -> Effect:
+    def evaluate(self, request: Request) -> Permission:
         """Decide the encoding on a concrete request (for differential testing).
 
         Args:
@@ -215,7 +215,11 @@ class PolicyEncoding:
         Raises:
             RuntimeError: Z3 could not decide the ground formula (never expected).
         """
-        return Effect.ALLOW if _decide_ground(self.allow, self.vars.bind(request)) else Effect.DENY
+        return (
+            Permission.ALLOW
+            if _decide_ground(self.allow, self.vars.bind(request))
+            else Permission.DENY
+        )
 
     @ensure(lambda result: set(result) == {"permits", "forbids", "errors"}, "three id sets")
     def explain(self, request: Request) -> dict[str, frozenset[str]]:

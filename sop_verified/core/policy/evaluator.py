@@ -24,7 +24,7 @@ from sop_verified.core.policy.compiler import Condition, compile_condition
 from sop_verified.core.policy.loader import load_canonical, load_path
 from sop_verified.core.policy.model import Policy, PolicyDocument
 from sop_verified.core.policy.typecheck import CHANNELS
-from sop_verified.core.request import ACTIONS, Effect, Reason, Request, Stage
+from sop_verified.core.request import ACTIONS, Permission, Reason, Request, Stage
 from sop_verified.errors import PolicyEvaluationError
 from sop_verified.tools.paths import Glob
 
@@ -49,7 +49,7 @@ class PolicyResult:
     evaluation-error DENY, none on a default DENY.
     """
 
-    effect: Effect
+    effect: Permission
     reason: PolicyReason
     policy_ids: tuple[str, ...] = ()
     message: str = ""
@@ -66,7 +66,7 @@ class PolicyResult:
     @property
     def allowed(self) -> bool:
         """True only for ALLOW."""
-        return self.effect is Effect.ALLOW
+        return self.effect is Permission.ALLOW
 
     @ensure(lambda result: result.stage is Stage.POLICY, "a policy-stage reason", helper=True)
     def to_reason(self) -> Reason:
@@ -109,9 +109,9 @@ class PolicyResult:
         }
 
 
-_NO_PERMIT: Final = PolicyResult(Effect.DENY, PolicyReason.NO_PERMIT)
+_NO_PERMIT: Final = PolicyResult(Permission.DENY, PolicyReason.NO_PERMIT)
 _NOT_A_REQUEST: Final = PolicyResult(
-    Effect.DENY,
+    Permission.DENY,
     PolicyReason.EVALUATION_ERROR,
     (),
     "not a parsed Request (any evaluation error denies)",
@@ -222,15 +222,15 @@ def _decide(index: dict[tuple[str, str], _Bucket], request: Request) -> PolicyRe
     if errors:  # spec: INV-2 (an error in any applying policy denies; Cedar would skip it)
         ids = tuple(pid for pid, _ in errors)
         return PolicyResult(
-            Effect.DENY,
+            Permission.DENY,
             PolicyReason.EVALUATION_ERROR,
             ids,
             f"policy `{errors[0][0]}`: {errors[0][1]} (any evaluation error denies)",
         )
     if forbids:  # forbid overrides permit
-        return PolicyResult(Effect.DENY, PolicyReason.FORBIDDEN, tuple(forbids))
+        return PolicyResult(Permission.DENY, PolicyReason.FORBIDDEN, tuple(forbids))
     if permits:
-        return PolicyResult(Effect.ALLOW, PolicyReason.PERMITTED, tuple(permits))
+        return PolicyResult(Permission.ALLOW, PolicyReason.PERMITTED, tuple(permits))
     return _NO_PERMIT  # spec: INV-1 (no matching permit: default deny)
 
 
@@ -241,7 +241,7 @@ def _decide_safely(index: dict[tuple[str, str], _Bucket], request: object) -> Po
         return _decide(index, request)
     except Exception as exc:  # spec: INV-2 (anything unexpected on the decision path is DENY)
         return PolicyResult(
-            Effect.DENY,
+            Permission.DENY,
             PolicyReason.EVALUATION_ERROR,
             (),
             f"evaluation failed: {type(exc).__name__} (any evaluation error denies)",
@@ -321,7 +321,7 @@ class PolicySet:
 
     @ensure(
         lambda result: (
-            result.effect is Effect.DENY
+            result.effect is Permission.DENY
             or (result.reason is PolicyReason.PERMITTED and len(result.policy_ids) > 0)
         ),
         "INV-1: ALLOW only with a matching permit",
@@ -348,7 +348,7 @@ class PolicySet:
     @ensure(lambda requests, result: len(result) == len(requests), "one answer per request")
     @ensure(
         lambda result: all(
-            r.effect is Effect.DENY
+            r.effect is Permission.DENY
             or (r.reason is PolicyReason.PERMITTED and len(r.policy_ids) > 0)
             for r in result
         ),

@@ -34,7 +34,7 @@ from sop_verified.core.policy.analysis import (
 )
 from sop_verified.core.policy.encode import PolicyEncoding
 from sop_verified.core.policy.evaluator import PolicySet
-from sop_verified.core.request import ADMIN_ACTIONS, PERSIST_ACTIONS, Effect, parse_request
+from sop_verified.core.request import ADMIN_ACTIONS, PERSIST_ACTIONS, Permission, parse_request
 from sop_verified.errors import ConfigError, InputError, PolicyValidationError
 from sop_verified.tools.paths import Glob
 
@@ -180,7 +180,7 @@ def governance_check(
     scope_list = ", ".join(f"`{g.pattern}`" for g in scopes) or "(none)"
 
     def allowed(cex: dict[str, Any]) -> bool:
-        return s.evaluate(parse_request(cex)).effect is Effect.ALLOW
+        return s.evaluate(parse_request(cex)).effect is Permission.ALLOW
 
     in_scope = (
         z3.Or([z3.InRe(v.resource, g.z3_regex()) for g in scopes]) if scopes else z3.BoolVal(False)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sop_verified.core.contracts import ensure, invariant
 from sop_verified.core.obligations import Verdict, VerdictResult
-from sop_verified.core.proofgate.outcome import Outcome, from_reply, rejected, unknown
+from sop_verified.core.proofgate.outcome import SolverOutcome, from_reply, rejected, unknown
 from sop_verified.core.proofgate.pool import SolverPool
 from sop_verified.core.proofgate.sexpr import FilterLimits
 from sop_verified.core.proofgate.smtlib import CompiledObligation, compile_smt2
@@ -217,7 +217,7 @@ class Z3ProofGate:
         self._remember(digest, result)
         return result
 
-    def _decide(self, fmt: str, source: str, klass: str) -> Outcome:
+    def _decide(self, fmt: str, source: str, klass: str) -> SolverOutcome:
         try:
             compiled = _compile(fmt, source, self.config.limits)
         except ObligationError as exc:
@@ -231,7 +231,7 @@ class Z3ProofGate:
         wanted = self.config.cross_check
         return bool(wanted) and ("*" in wanted or klass in wanted)
 
-    def _cross_check(self, compiled: CompiledObligation, outcome: Outcome) -> Outcome:
+    def _cross_check(self, compiled: CompiledObligation, outcome: SolverOutcome) -> SolverOutcome:
         reply = self._pool.cross_check(compiled, self.config.cvc5_rlimit)
         status = reply.get("status")
         if status == "unsat":
@@ -239,7 +239,9 @@ class Z3ProofGate:
                 **outcome.evidence,
                 "cross_check": {"solver": reply.get("solver"), "answer": "unsat"},
             }
-            return Outcome(outcome.verdict, outcome.reason, evidence, outcome.storable)  # PROVED
+            return SolverOutcome(
+                outcome.verdict, outcome.reason, evidence, outcome.storable
+            )  # PROVED
         if status == "sat":
             reason = "z3 answered unsat but cvc5 answered sat"
             self._raise_alarm(reason)
@@ -249,7 +251,7 @@ class Z3ProofGate:
             f"cvc5 did not confirm: {reply.get('code', '')} {reply.get('detail', '')}",
         )
 
-    def _record(self, obligation: Obligation, digest: str, outcome: Outcome) -> VerdictResult:
+    def _record(self, obligation: Obligation, digest: str, outcome: SolverOutcome) -> VerdictResult:
         record = VerdictRecord(
             obligation.format,
             obligation.source,
@@ -292,7 +294,7 @@ class Z3ProofGate:
                 _log.exception("integrity alarm callback failed")
 
     @staticmethod
-    def _result(digest: str, outcome: Outcome) -> VerdictResult:
+    def _result(digest: str, outcome: SolverOutcome) -> VerdictResult:
         return VerdictResult(outcome.verdict, digest, outcome.reason, outcome.evidence)
 
     def _remember(self, digest: str, result: VerdictResult) -> None:

@@ -23,14 +23,14 @@ from sop_verified.core.contracts import ensure, require
 from sop_verified.core.obligations import Verdict
 from sop_verified.errors import ObligationError
 
-__all__ = ["DETERMINISTIC_UNKNOWN", "Outcome", "from_reply", "rejected", "unknown"]
+__all__ = ["DETERMINISTIC_UNKNOWN", "SolverOutcome", "from_reply", "rejected", "unknown"]
 
 DETERMINISTIC_UNKNOWN = frozenset({"resource limit", "solver unknown"})
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """A verdict before it is recorded."""
+class SolverOutcome:
+    """The solver's verdict before the gate records it (the gate answers a ``VerdictResult``)."""
 
     verdict: Verdict
     reason: str
@@ -41,9 +41,9 @@ class Outcome:
 
 @require(lambda code: code != "")
 @ensure(lambda result: result.verdict is Verdict.UNKNOWN)
-def unknown(code: str, detail: str) -> Outcome:
+def unknown(code: str, detail: str) -> SolverOutcome:
     """An UNKNOWN outcome with its reason code (never recorded; memoized when deterministic)."""
-    return Outcome(
+    return SolverOutcome(
         Verdict.UNKNOWN,
         f"{code}: {detail}" if detail else code,
         {"code": code, "detail": detail},
@@ -52,16 +52,16 @@ def unknown(code: str, detail: str) -> Outcome:
 
 
 @ensure(lambda result: result.verdict is Verdict.REJECTED)
-def rejected(exc: ObligationError) -> Outcome:
+def rejected(exc: ObligationError) -> SolverOutcome:
     """The REJECTED outcome for a filter error: what, where and what is accepted."""
     evidence = {"code": exc.code, "line": exc.line, "where": exc.where, "accepted": exc.accepted}
-    return Outcome(Verdict.REJECTED, f"{exc.code}: {exc}", evidence, memoizable=True)
+    return SolverOutcome(Verdict.REJECTED, f"{exc.code}: {exc}", evidence, memoizable=True)
 
 
 @ensure(
     lambda reply, result: result.verdict is not Verdict.PROVED or reply.get("status") == "unsat"
 )
-def from_reply(reply: dict[str, Any], rlimit: int) -> Outcome:
+def from_reply(reply: dict[str, Any], rlimit: int) -> SolverOutcome:
     """Map a worker reply to an outcome (only ``unsat`` is PROVED).
 
     Args:
@@ -74,7 +74,7 @@ def from_reply(reply: dict[str, Any], rlimit: int) -> Outcome:
     status = reply.get("status")
     if status == "unsat":  # spec: INV-1 (only an unsat answer proves)
         core = [str(n) for n in reply.get("core", [])]
-        return Outcome(
+        return SolverOutcome(
             Verdict.PROVED, "proved: the assertions are unsatisfiable", {"unsat_core": core}, True
         )
     if status == "sat":
@@ -83,7 +83,7 @@ def from_reply(reply: dict[str, Any], rlimit: int) -> Outcome:
             "model": model.get("values", {}),
             "truncated": bool(model.get("truncated", False)),
         }
-        return Outcome(
+        return SolverOutcome(
             Verdict.REFUTED,
             "refuted: the assertions are satisfiable (counterexample in evidence)",
             evidence,
@@ -94,7 +94,7 @@ def from_reply(reply: dict[str, Any], rlimit: int) -> Outcome:
     if status == "error" and code == "solver_parse":
         exc = ObligationError(f"the solver rejected the filtered script: {detail}", code="solver")
         evidence = {"code": "solver", "line": None, "detail": detail}
-        return Outcome(Verdict.REJECTED, f"solver: {exc}", evidence, memoizable=True)
+        return SolverOutcome(Verdict.REJECTED, f"solver: {exc}", evidence, memoizable=True)
     if code == "resource limit":
         detail = f"rlimit {rlimit} exhausted ({detail})"
     if status == "error":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from rich.console import Console
 from rich.table import Table
@@ -23,14 +23,39 @@ from sop_verified.tools.canonical import canonical_json
 
 __all__ = ["EXIT_CODES", "prove_command", "prove_file"]
 
-EXIT_CODES = {Verdict.PROVED: 0, Verdict.REFUTED: 1, Verdict.UNKNOWN: 2, Verdict.REJECTED: 3}
 _FORMATS = {".smt2": "smt2", ".json": "json"}
-_STYLE = {
-    Verdict.PROVED: "bold green",
-    Verdict.REFUTED: "bold red",
-    Verdict.UNKNOWN: "bold yellow",
-    Verdict.REJECTED: "bold magenta",
-}
+
+
+def _exit_code(verdict: Verdict) -> int:
+    match verdict:
+        case Verdict.PROVED:
+            return 0
+        case Verdict.REFUTED:
+            return 1
+        case Verdict.UNKNOWN:
+            return 2
+        case Verdict.REJECTED:
+            return 3
+        case _:
+            assert_never(verdict)
+
+
+def _style(verdict: Verdict) -> str:
+    match verdict:
+        case Verdict.PROVED:
+            return "bold green"
+        case Verdict.REFUTED:
+            return "bold red"
+        case Verdict.UNKNOWN:
+            return "bold yellow"
+        case Verdict.REJECTED:
+            return "bold magenta"
+        case _:
+            assert_never(verdict)
+
+
+EXIT_CODES = {verdict: _exit_code(verdict) for verdict in Verdict}
+"""``sop prove``'s exit status per verdict."""
 
 
 def _raw_digest(path: Path) -> str:
@@ -108,7 +133,7 @@ def _human(result: VerdictResult, identity: dict[str, Any], path: Path) -> None:
     table = Table(title=f"sop prove {path}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    table.add_row("verdict", f"[{_STYLE[result.verdict]}]{result.verdict}[/]")
+    table.add_row("verdict", f"[{_style(result.verdict)}]{result.verdict}[/]")
     table.add_row("digest", result.digest)
     table.add_row("reason", result.reason)
     if result.evidence:
@@ -144,4 +169,4 @@ def prove_command(path: Path, json_output: bool, rlimit: int | None) -> int:
         print(canonical_json(payload).decode("utf-8"))  # the command's output
     else:
         _human(result, identity, Path(path))
-    return EXIT_CODES[result.verdict]
+    return _exit_code(result.verdict)

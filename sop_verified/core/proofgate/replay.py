@@ -11,6 +11,7 @@ is chosen by digest, so the same percentage picks the same records every time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from sop_verified.core.contracts import ensure, require
 from sop_verified.core.obligations import Verdict
@@ -60,7 +61,13 @@ def in_sample(digest: str, sample_pct: float) -> bool:
 
 def _contradicts(verdict: Verdict) -> bool:
     """Only a definitive answer (or a refusal) can contradict a record; UNKNOWN is inconclusive."""
-    return verdict is not Verdict.UNKNOWN
+    match verdict:
+        case Verdict.PROVED | Verdict.REFUTED | Verdict.REJECTED:
+            return True
+        case Verdict.UNKNOWN:
+            return False
+        case _:
+            assert_never(verdict)
 
 
 @require(lambda sample_pct: 0.0 <= sample_pct <= 100.0)

@@ -24,7 +24,7 @@ from sop_verified.core.health import Health
 from sop_verified.core.obligations import ProofGate, VerdictResult
 from sop_verified.core.persistence.writes import INLINE_MAX_BYTES
 from sop_verified.core.proofgate import GateConfig, InMemoryVerdictStore, Z3ProofGate
-from sop_verified.core.request import Decision, Effect, Obligation, Stage
+from sop_verified.core.request import Decision, Obligation, Permission, Stage
 from sop_verified.nexus.config import DEFAULT_CONFIG, init_data_dir
 from sop_verified.nexus.sop import SOP
 
@@ -176,10 +176,10 @@ def assert_own_answers(
     """
     for i, (data, d) in enumerate(zip(datas, decisions, strict=True)):
         if i == forged:
-            assert d.effect is Effect.DENY and d.reasons[0].stage is Stage.CAPABILITY
+            assert d.effect is Permission.DENY and d.reasons[0].stage is Stage.CAPABILITY
             assert d.write is None
             continue
-        assert d.effect is Effect.ALLOW, d.reasons
+        assert d.effect is Permission.ALLOW, d.reasons
         assert d.write is not None
         effect = d.write.to_dict()
         assert effect["digest"] == "sha256:" + hashlib.sha256(data).hexdigest()

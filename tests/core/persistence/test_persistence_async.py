@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import Env, assert_own_answers, batch_writes
 
-from sop_verified.core.request import Decision, Effect, Stage
+from sop_verified.core.request import Decision, Permission, Stage
 
 CALLERS = 12
 
@@ -118,7 +118,7 @@ def test_writes_that_do_not_qualify_run_as_persist_does(env: Env) -> None:
     assert small.allowed and small.write.size == 5
     assert large_one.allowed and large_one.write.size == len(big)
     assert env.read("drac", "artifacts/drac/q/big").data == big
-    assert foreign.effect is Effect.DENY and foreign.reasons[-1].code == "foreign_scope"
+    assert foreign.effect is Permission.DENY and foreign.reasons[-1].code == "foreign_scope"
 
 
 @pytest.mark.parametrize("bad", [None, [1, 2], "x", 5, b"{"])
@@ -126,7 +126,7 @@ def test_a_malformed_request_is_recorded_and_denied(env: Env, bad: Any) -> None:
     d = asyncio.run(env.sop.persist_async(bad, b"x"))
     sync = env.sop.persist(bad, b"x")  # the blocking entry answers it the same way
     for answer in (d, sync):
-        assert answer.effect is Effect.DENY and answer.reasons[0].stage is Stage.SCHEMA
+        assert answer.effect is Permission.DENY and answer.reasons[0].stage is Stage.SCHEMA
         assert answer.log_index is not None
         assert env.log()[answer.log_index]["effect"] == "DENY"
 
@@ -165,7 +165,7 @@ def test_after_close_persist_async_denies_without_a_traceback(env: Env) -> None:
     env.sop.close()
     request = env.request("drac", "artifact.persist", "artifacts/drac/closed")
     d = asyncio.run(env.sop.persist_async(request, b"late"))
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.INTERNAL, "internal_error")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from conftest import Env, assert_own_answers, batch_writes
 
-from sop_verified.core.request import Decision, Effect, Stage
+from sop_verified.core.request import Decision, Permission, Stage
 
 CALLERS = 12
 
@@ -91,7 +91,7 @@ def test_writes_that_do_not_qualify_take_two_steps_beside_a_batch(env: Env) -> N
 
     assert small.allowed and small.write.size == 5
     assert large_one.allowed and large_one.write.size == len(big)
-    assert foreign.effect is Effect.DENY
+    assert foreign.effect is Permission.DENY
     assert foreign.reasons[-1].code == "foreign_scope"
 
 
@@ -121,7 +121,7 @@ def test_a_batch_failing_outside_the_kernel_answers_deny(
     d = entry(env, env.request("drac", "artifact.persist", "artifacts/drac/z"), b"z")
     monkeypatch.undo()
 
-    assert d.effect is Effect.DENY and d.log_index is None
+    assert d.effect is Permission.DENY and d.log_index is None
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.INTERNAL, "internal_error")
     assert "RuntimeError" in d.reasons[0].message
     assert env.sop.store.log.log_size() == before

@@ -22,7 +22,7 @@ import pytest
 from conftest import Env, large, outside_state, regular_files
 
 from sop_verified.core.persistence.layout import check_name
-from sop_verified.core.request import Effect, Stage, parse_request
+from sop_verified.core.request import Permission, Stage, parse_request
 from sop_verified.errors import ConfinementError, PersistenceError, RequestError
 from sop_verified.storage.blobs import ScopeDir, split_relative
 
@@ -187,7 +187,7 @@ def test_end_to_end_traversal_corpus_is_denied_and_nothing_escapes(env: Env) -> 
     scope_files_before = regular_files(env.data / "scopes")
     for payload in CORPUS:
         d = env.persist("drac", "artifact.persist", f"artifacts/drac/{payload}", b"escape")
-        assert d.effect is Effect.DENY, payload
+        assert d.effect is Permission.DENY, payload
         assert d.reasons and d.reasons[0].message, payload
         assert d.reasons[0].stage is Stage.SCHEMA, payload
     assert outside_state(env) == before
@@ -197,7 +197,7 @@ def test_end_to_end_traversal_corpus_is_denied_and_nothing_escapes(env: Env) -> 
 def test_reserved_temporary_names_are_refused_by_the_controller(env: Env) -> None:
     for name in (".sop-tmp-1-deadbeef", "s1/.sop-tmp-7-cafe", ".sop-x"):
         d = env.persist("emp", "verdict.record", f"verdicts/emp/{name}", b"{}")
-        assert d.effect is Effect.DENY
+        assert d.effect is Permission.DENY
         assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.PERSISTENCE, "reserved_name")
     assert regular_files(env.scope_root("emp-verdicts")) == set()
 
@@ -207,7 +207,7 @@ def _assert_refused(env: Env, d: object, code: str) -> None:
     from sop_verified.core.request import Decision
 
     assert isinstance(d, Decision)
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert d.reasons[0].stage is Stage.PERSISTENCE
     assert d.reasons[0].code == code, d.reasons
     assert d.log_index is not None  # the refusal is recorded
@@ -267,7 +267,7 @@ def test_symlink_at_a_small_blob_name_is_never_followed(env: Env) -> None:
     hexd = _plant_at_blob_name(env, data, os.symlink)
     before = outside_state(env)
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", data)
-    assert d.effect is Effect.ALLOW
+    assert d.effect is Permission.ALLOW
     assert env.read("drac", "artifacts/drac/s1/out.bin").data == data
     assert env.read("drac", f"artifacts/drac/sha256/{hexd}").data == data
     assert outside_state(env) == before
@@ -303,7 +303,7 @@ def test_hard_link_planted_at_a_write_once_name_is_refused(env: Env) -> None:
 
 def test_read_refuses_a_blob_later_hard_linked_from_outside(env: Env) -> None:
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", large(b"payload"))
-    assert d.effect is Effect.ALLOW
+    assert d.effect is Permission.ALLOW
     stored = env.scope_root("drac-artifacts") / d.write.stored
     os.link(stored, env.outside / "alias")  # whoever holds the alias could change the blob
     r = env.read("drac", "artifacts/drac/s1/out.bin")
@@ -313,7 +313,7 @@ def test_read_refuses_a_blob_later_hard_linked_from_outside(env: Env) -> None:
 
 def test_read_refuses_a_version_replaced_by_a_symlink(env: Env) -> None:
     d = env.persist("csp", "state.persist", "state/csp/k1", b"state")
-    assert d.effect is Effect.ALLOW
+    assert d.effect is Permission.ALLOW
     stored = env.scope_root("csp-state") / d.write.stored
     stored.unlink()
     os.symlink(env.outside / "target.txt", stored)
@@ -323,7 +323,7 @@ def test_read_refuses_a_version_replaced_by_a_symlink(env: Env) -> None:
 
 def test_read_refuses_a_fifo_without_blocking(env: Env) -> None:
     d = env.persist("emp", "verdict.record", "verdicts/emp/v.json", b"{}")
-    assert d.effect is Effect.ALLOW
+    assert d.effect is Permission.ALLOW
     stored = env.scope_root("emp-verdicts") / "v.json"
     stored.unlink()
     os.mkfifo(stored)
@@ -332,6 +332,6 @@ def test_read_refuses_a_fifo_without_blocking(env: Env) -> None:
 
 
 def test_a_file_where_a_directory_is_needed_is_refused(env: Env) -> None:
-    assert env.persist("emp", "verdict.record", "verdicts/emp/a", b"{}").effect is Effect.ALLOW
+    assert env.persist("emp", "verdict.record", "verdicts/emp/a", b"{}").effect is Permission.ALLOW
     d = env.persist("emp", "verdict.record", "verdicts/emp/a/b", b"{}")
     _assert_refused(env, d, "not_a_directory")

@@ -17,7 +17,7 @@ import pytest
 from conftest import Env, large, outside_state, regular_files
 
 from sop_verified.core.persistence import index_entries
-from sop_verified.core.request import Decision, Effect, Stage, parse_request
+from sop_verified.core.request import Decision, Permission, Stage, parse_request
 from sop_verified.errors import StorageError
 
 
@@ -26,7 +26,7 @@ def _sha(data: bytes) -> str:
 
 
 def _refused(env: Env, d: Decision, code: str) -> dict[str, Any]:
-    assert d.effect is Effect.DENY, d
+    assert d.effect is Permission.DENY, d
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.PERSISTENCE, code), d.reasons
     assert d.log_index is not None, "a refusal is recorded"
     entry = env.log()[d.log_index]
@@ -44,13 +44,13 @@ def _allow(
     raw["context"] = {"size_bytes": len(data)}
     request = parse_request(raw)
     decision = env.sop.submit(request)
-    assert decision.effect is Effect.ALLOW, decision.reasons
+    assert decision.effect is Permission.ALLOW, decision.reasons
     return request, decision
 
 
 # ---- INV-9: the effect follows its logged ALLOW -------------------------------------------
 def _assert_written_after_allow(env: Env, d: Decision, data: bytes) -> dict[str, Any]:
-    assert d.effect is Effect.ALLOW
+    assert d.effect is Permission.ALLOW
     assert d.write is not None
     effect: dict[str, Any] = d.write.to_dict()
     assert d.log_index is not None and d.log_index < effect["index"]
@@ -99,7 +99,7 @@ def test_linked_allow_the_log_could_not_link_is_carried_out_in_two_steps(env: En
     effect = _assert_written_after_allow(env, d, data)
     assert d.log_index == decision.log_index and effect["stored"] == plan.stored
     assert env.read("drac", "artifacts/drac/u.bin").data == data
-    denied = Decision(Effect.DENY, decision.reasons, decision.request_id)
+    denied = Decision(Permission.DENY, decision.reasons, decision.request_id)
     assert controller.finish_linked(denied, None, (request, data, plan)) is denied
 
 
@@ -127,7 +127,7 @@ def test_failed_linked_commit_records_neither_decision_nor_effect(
     monkeypatch.setattr("sop_verified.storage.sqlite_persist.apply_ops", fail)
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", b"bytes")
     monkeypatch.undo()
-    assert d.effect is Effect.DENY and d.reasons[-1].code == "log_append_failed"
+    assert d.effect is Permission.DENY and d.reasons[-1].code == "log_append_failed"
     assert env.sop.store.log.log_size() == before
     assert env.db_blobs("drac-artifacts") == {}
     assert env.read("drac", "artifacts/drac/s1/out.bin").data is None
@@ -136,7 +136,7 @@ def test_failed_linked_commit_records_neither_decision_nor_effect(
 def test_deny_is_returned_unchanged_and_writes_nothing(env: Env) -> None:
     raw = env.request("drac", "artifact.persist", "artifacts/drac/s1/x", capability="forged")
     d = env.sop.persist(raw, b"x")
-    assert d.effect is Effect.DENY and d.reasons[0].stage is Stage.CAPABILITY
+    assert d.effect is Permission.DENY and d.reasons[0].stage is Stage.CAPABILITY
     assert regular_files(env.data / "scopes") == set()
     assert not [e for e in env.log() if e.get("type") == "persist.effect"]
 
@@ -156,9 +156,9 @@ def test_dry_run_decision_authorises_nothing(env: Env) -> None:
     request = parse_request(raw)
     assert env.sop.kernel is not None and env.sop.persistence is not None
     dry = env.sop.kernel.dry_run(request)
-    assert dry.effect is Effect.ALLOW
+    assert dry.effect is Permission.ALLOW
     d = env.sop.persistence.execute(dry, request, b"a")
-    assert d.effect is Effect.DENY and d.reasons[0].code == "unrecorded"
+    assert d.effect is Permission.DENY and d.reasons[0].code == "unrecorded"
     assert regular_files(env.data / "scopes") == set()
 
 
@@ -186,7 +186,7 @@ def test_allow_for_another_request_is_refused(env: Env) -> None:
 def test_one_allow_authorises_one_effect(env: Env) -> None:
     request, decision = _allow(env, "csp", "state.persist", "state/csp/k", b"v1")
     assert env.sop.persistence is not None
-    assert env.sop.persistence.execute(decision, request, b"v1").effect is Effect.ALLOW
+    assert env.sop.persistence.execute(decision, request, b"v1").effect is Permission.ALLOW
     again = env.sop.persistence.execute(decision, request, b"v1")
     _refused(env, again, "not_pending")  # its effect entry closed it
     assert len(env.sop.persistence.objects("csp-state", "k")) == 1
@@ -229,7 +229,7 @@ def test_effect_that_cannot_be_logged_is_denied_and_stays_pending(
     assert store is not None and env.sop.persistence is not None
     _fail_effect_appends(store.log, monkeypatch)
     d = env.persist("csp", "state.persist", "state/csp/k", b"v")
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert (d.reasons[0].stage, d.reasons[0].code) == (Stage.LOG, "effect_unrecorded")
     assert d.decision_index in [p.decision_index for p in store.persist.pending()]
 
@@ -240,11 +240,11 @@ def test_unrecorded_effect_is_never_retried_and_done_ones_are_not_remembered(
     store, controller = env.sop.store, env.sop.persistence
     assert store is not None and controller is not None
     done_request, done = _allow(env, "csp", "state.persist", "state/csp/ok", b"v")
-    assert controller.execute(done, done_request, b"v").effect is Effect.ALLOW
+    assert controller.execute(done, done_request, b"v").effect is Permission.ALLOW
     assert controller._claims.spent == set()  # closed by its effect entry: nothing to remember
     request, decision = _allow(env, "csp", "state.persist", "state/csp/k", b"v")
     _fail_effect_appends(store.log, monkeypatch)
-    assert controller.execute(decision, request, b"v").effect is Effect.DENY
+    assert controller.execute(decision, request, b"v").effect is Permission.DENY
     monkeypatch.undo()
     assert controller._claims.spent == {decision.log_index}  # still pending: remembered
     _refused(env, controller.execute(decision, request, b"v"), "decision_in_use")
@@ -274,7 +274,7 @@ def test_oversized_blob_is_refused_and_nothing_is_written(env: Env) -> None:
     assert regular_files(env.data / "scopes") == set()
     assert env.db_blobs("drac-artifacts") == {}
     limit = env.persist("drac", "artifact.persist", "artifacts/drac/big", b"x" * 262144)
-    assert limit.effect is Effect.ALLOW
+    assert limit.effect is Permission.ALLOW
 
 
 def test_digest_mismatch_is_refused(env: Env) -> None:
@@ -298,7 +298,7 @@ def test_digest_name_must_name_the_content(env: Env) -> None:
     _refused(env, d, "digest_mismatch")
     hexd = hashlib.sha256(b"blob").hexdigest()
     ok = env.persist("drac", "artifact.persist", f"artifacts/drac/sha256/{hexd}", b"blob")
-    assert ok.effect is Effect.ALLOW
+    assert ok.effect is Permission.ALLOW
     r = env.read("emp", f"artifacts/drac/sha256/{hexd}")
     assert r.data == b"blob"
 
@@ -326,7 +326,7 @@ def test_tampered_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) ->
     entry = env.log()[r.decision.log_index or 0]
     assert (entry["op"], entry["outcome"]) == ("read", "refused")
     again = env.persist("drac", "artifact.persist", "artifacts/drac/a", data)
-    assert again.effect is Effect.ALLOW
+    assert again.effect is Permission.ALLOW
     assert env.read("drac", "artifacts/drac/a").data == data
 
 
@@ -340,7 +340,7 @@ def test_tampered_database_blob_is_refused_on_read_and_repaired_by_a_rewrite(env
         entry = env.log()[r.decision.log_index or 0]
         assert (entry["op"], entry["outcome"]) == ("read", "refused")
     again = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"original")
-    assert again.effect is Effect.ALLOW
+    assert again.effect is Permission.ALLOW
     assert env.read("drac", "artifacts/drac/a").data == b"original"
 
 
@@ -356,7 +356,7 @@ def test_write_once_keeps_the_first_bytes(env: Env) -> None:
     first = env.persist("emp", "verdict.record", "verdicts/emp/subject/claim", b"PROVED")
     assert first.write.outcome == "written"
     same = env.persist("emp", "verdict.record", "verdicts/emp/subject/claim", b"PROVED")
-    assert same.effect is Effect.ALLOW and same.write.outcome == "unchanged"
+    assert same.effect is Permission.ALLOW and same.write.outcome == "unchanged"
     other = env.persist("emp", "verdict.record", "verdicts/emp/subject/claim", b"REFUTED")
     _refused(env, other, "write_once_violation")
     assert (env.scope_root("emp-verdicts") / "subject" / "claim").read_bytes() == b"PROVED"

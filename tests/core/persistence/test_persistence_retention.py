@@ -8,7 +8,7 @@ import pytest
 from conftest import Env, large, regular_files
 
 from sop_verified.core.persistence import Retention
-from sop_verified.core.request import Effect
+from sop_verified.core.request import Permission
 
 DAY = 86_400
 
@@ -123,6 +123,6 @@ def test_retention_rule_never_expires_the_latest_version() -> None:
 
 def test_deny_leaves_retention_nothing_to_do(env: Env) -> None:
     d = env.persist("drac", "artifact.persist", "state/csp/k", b"x")
-    assert d.effect is Effect.DENY
+    assert d.effect is Permission.DENY
     assert env.sop.persistence is not None
     assert env.sop.persistence.apply_retention(env.clock[0]) == []

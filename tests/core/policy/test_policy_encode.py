@@ -14,7 +14,7 @@ from sop_verified.core.policy.encode import PolicyEncoding
 from sop_verified.core.policy.evaluator import PolicySet
 from sop_verified.core.policy.loader import document_from_dict
 from sop_verified.core.policy.zvars import RequestVars, _decode_string, z3_set, z3_string
-from sop_verified.core.request import Effect, Request, parse_request
+from sop_verified.core.request import Permission, Request, parse_request
 
 
 def _doc(*policies: dict[str, Any]) -> Any:
@@ -114,10 +114,10 @@ def test_concrete_evaluation_follows_the_semantics() -> None:
         },
     )
     enc = PolicyEncoding(doc)
-    assert enc.evaluate(_req(context={"size_bytes": 3})) is Effect.ALLOW
-    assert enc.evaluate(_req(context={"size_bytes": 30})) is Effect.DENY
-    assert enc.evaluate(_req()) is Effect.DENY  # absent attribute: an error denies
-    assert enc.evaluate(_req(context={"size_bytes": 3, "labels": ["stop"]})) is Effect.DENY
+    assert enc.evaluate(_req(context={"size_bytes": 3})) is Permission.ALLOW
+    assert enc.evaluate(_req(context={"size_bytes": 30})) is Permission.DENY
+    assert enc.evaluate(_req()) is Permission.DENY  # absent attribute: an error denies
+    assert enc.evaluate(_req(context={"size_bytes": 3, "labels": ["stop"]})) is Permission.DENY
     assert enc.explain(_req()) == {
         "permits": frozenset(),
         "forbids": frozenset(),
@@ -149,7 +149,7 @@ def test_decoded_model_is_a_request_the_encoding_allows() -> None:
     cex = enc.vars.decode(solver.model(), universe)
     request = parse_request(cex)
     assert PolicySet(doc).evaluate(request).allowed
-    assert enc.evaluate(request) is Effect.ALLOW
+    assert enc.evaluate(request) is Permission.ALLOW
     assert request.context["tenant"] in request.context["labels"]
 
 

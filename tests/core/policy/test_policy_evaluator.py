@@ -12,7 +12,7 @@ import pytest
 from sop_verified.core.policy.evaluator import PolicyReason, PolicyResult, PolicySet
 from sop_verified.core.policy.loader import document_from_dict
 from sop_verified.core.policy.model import PolicyDocument
-from sop_verified.core.request import Effect, Request, Stage, parse_request
+from sop_verified.core.request import Permission, Request, Stage, parse_request
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -44,14 +44,14 @@ def _req(**fields: Any) -> Request:
 
 def test_matching_permit_allows_with_its_id() -> None:
     result = _set(_permit("p1")).evaluate(_req())
-    assert result == PolicyResult(Effect.ALLOW, PolicyReason.PERMITTED, ("p1",))
+    assert result == PolicyResult(Permission.ALLOW, PolicyReason.PERMITTED, ("p1",))
     assert result.allowed
 
 
 def test_forbid_trumps_permit() -> None:
     s = _set(_permit("p1"), _permit("p2"), _forbid("f1"))
     result = s.evaluate(_req())
-    assert result.effect is Effect.DENY
+    assert result.effect is Permission.DENY
     assert result.reason is PolicyReason.FORBIDDEN
     assert result.policy_ids == ("f1",)
 
@@ -59,14 +59,14 @@ def test_forbid_trumps_permit() -> None:
 def test_forbid_trumps_permit_whatever_the_order() -> None:
     a = _set(_forbid("a-forbid"), _permit("z-permit"))
     b = _set(_forbid("z-forbid"), _permit("a-permit"))
-    assert a.evaluate(_req()).effect is Effect.DENY
-    assert b.evaluate(_req()).effect is Effect.DENY
+    assert a.evaluate(_req()).effect is Permission.DENY
+    assert b.evaluate(_req()).effect is Permission.DENY
 
 
 def test_default_deny() -> None:
     s = _set(_permit("p1", principal=["emp"]), _forbid("f1", principal=["csp"]))
     result = s.evaluate(_req())
-    assert result == PolicyResult(Effect.DENY, PolicyReason.NO_PERMIT)
+    assert result == PolicyResult(Permission.DENY, PolicyReason.NO_PERMIT)
     assert "default deny" in result.describe()
 
 
@@ -77,13 +77,13 @@ def test_empty_set_denies() -> None:
 
 
 def test_forbid_alone_denies() -> None:
-    assert _set(_forbid("f1", resource=["nothing/**"])).evaluate(_req()).effect is Effect.DENY
+    assert _set(_forbid("f1", resource=["nothing/**"])).evaluate(_req()).effect is Permission.DENY
 
 
 def test_evaluation_error_denies() -> None:
     s = _set(_permit("p1"), _permit("p2", when="context.size_bytes <= 4096"))
     result = s.evaluate(_req())  # no size_bytes: p2 errs, so p1's permit does not count
-    assert result.effect is Effect.DENY
+    assert result.effect is Permission.DENY
     assert result.reason is PolicyReason.EVALUATION_ERROR
     assert result.policy_ids == ("p2",)
     assert "`size_bytes` is absent" in result.message
@@ -181,7 +181,7 @@ def test_attribute_comparisons() -> None:
 
 def test_not_a_request_is_denied() -> None:
     result = _set(_permit("p1")).evaluate({"principal": "drac"})  # type: ignore[arg-type]  # misuse on purpose
-    assert result.effect is Effect.DENY
+    assert result.effect is Permission.DENY
     assert result.reason is PolicyReason.EVALUATION_ERROR
 
 
@@ -198,7 +198,7 @@ def test_unexpected_exception_is_denied() -> None:
         obligations=(),
     )
     result = s.evaluate(broken)
-    assert result.effect is Effect.DENY
+    assert result.effect is Permission.DENY
     assert result.reason is PolicyReason.EVALUATION_ERROR
     assert "TypeError" in result.message
 

@@ -16,7 +16,7 @@ from sop_verified.core.proofgate import (
     Z3ProofGate,
     obligation_digest,
 )
-from sop_verified.core.proofgate.outcome import Outcome, from_reply
+from sop_verified.core.proofgate.outcome import SolverOutcome, from_reply
 from sop_verified.errors import StorageError
 from sop_verified.tools.canonical import canonical_json
 
@@ -176,7 +176,7 @@ def test_disagreeing_recheck_raises_the_alarm_and_keeps_the_record() -> None:
         first = gate.check(smt2(UNSAT_LIA))
         recorded = store.get(first.digest)
         # a re-check that lands elsewhere (a solver bug, a tampered worker, a race)
-        flipped = Outcome(Verdict.REFUTED, "refuted: planted", {"model": {}}, storable=True)
+        flipped = SolverOutcome(Verdict.REFUTED, "refuted: planted", {"model": {}}, storable=True)
         result = gate._record(smt2(UNSAT_LIA), first.digest, flipped)
     assert first.verdict is Verdict.PROVED
     assert result.verdict is Verdict.UNKNOWN

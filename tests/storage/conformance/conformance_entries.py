@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sop_verified.core.persistence.entries import Outcome, effect_entry
+from sop_verified.core.persistence.entries import EffectOutcome, effect_entry
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog_store import LinkedPart
 
@@ -38,7 +38,7 @@ def effect(
     """A ``written`` effect entry closing ``decision_index``."""
     return effect_entry(
         op="write",
-        outcome=Outcome.WRITTEN,
+        outcome=EffectOutcome.WRITTEN,
         time=2,
         decision_index=decision_index,
         request_id="r-1",
