@@ -45,6 +45,9 @@ def test_a_sealed_snapshot_resumes_with_its_state(env: Env) -> None:
     assert resumed.state == {"wm": b"working memory", "episodes": b"episode 1"}
     assert resumed.manifest is not None and resumed.manifest.snapshot_id() == info["snapshot"]
     assert resumed.decision.record.receipt.index > info["seal_index"]
+    assert sealed.to_dict()["snapshot"] == info  # the JSON form
+    resume_json = resumed.decision.to_dict()["snapshot"]
+    assert resume_json == {**info, "resume_receipt": resumed.decision.record.receipt.to_dict()}
 
 
 def test_the_seal_is_a_signed_merkle_root_logged_with_its_receipt(env: Env) -> None:

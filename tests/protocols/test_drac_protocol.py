@@ -50,6 +50,7 @@ def test_every_step_is_logged_after_its_allow(env: Env) -> None:
     assert step.allowed and step.log_index is not None
     record = step.record
     assert record.receipt.index > step.log_index  # spec: INV-9 — the decision first
+    assert step.to_dict()["phase"]["receipt"] == record.receipt.to_dict()  # the JSON form
     entries = env.entries(start)
     kinds = [e.get("type") for e in entries]
     assert kinds.index("decision") < kinds.index("drac.phase")

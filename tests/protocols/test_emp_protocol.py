@@ -43,6 +43,7 @@ def test_an_output_is_recorded_write_once_with_an_attestation(env: Env) -> None:
     record = d.record.output.to_dict()
     assert record["output_digest"] == output.digest()
     assert d.record.unchanged is False
+    assert (d.to_dict()["output"], d.to_dict()["unchanged"]) == (record, False)  # the JSON form
     assert _stored(env, output) == [output.digest()]
     store, key = env.sop.store, env.sop.attestation_key
     assert store is not None and key is not None
