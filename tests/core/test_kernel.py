@@ -55,7 +55,7 @@ class FakeCaps:
 
 
 @dataclass
-class Outcome:
+class FakePolicyOutcome:
     allowed: bool
     policy_ids: tuple[str, ...]
     code: str
@@ -81,14 +81,14 @@ class FakePolicy:
     def __init__(self, allowed: bool = True, boom: bool = False) -> None:
         self.allowed, self.boom = allowed, boom
 
-    def evaluate(self, request: Request) -> Outcome:
+    def evaluate(self, request: Request) -> FakePolicyOutcome:
         if self.boom:
             raise RuntimeError("policy blew up")
         if self.allowed:
-            return Outcome(True, ("p1",), "permitted", "permitted by `p1`")
-        return Outcome(False, ("f1",), "forbidden", "forbidden by `f1`")
+            return FakePolicyOutcome(True, ("p1",), "permitted", "permitted by `p1`")
+        return FakePolicyOutcome(False, ("f1",), "forbidden", "forbidden by `f1`")
 
-    def evaluate_many(self, requests: Sequence[Request]) -> list[Outcome]:
+    def evaluate_many(self, requests: Sequence[Request]) -> list[FakePolicyOutcome]:
         return [self.evaluate(r) for r in requests]
 
 
