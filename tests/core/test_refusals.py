@@ -21,7 +21,8 @@ def test_a_logged_refusal_is_a_deny_with_the_refusal_entry_receipt() -> None:
     d = logged_refusal(ALLOW, REQUEST, [WHY], lambda: RECEIPT)
     assert d.effect is Permission.DENY and d.reasons == (WHY,)
     assert d.log_index == 42 and d.receipt == RECEIPT
-    assert d.extra == {"decision_index": 41}
+    assert d.decision_index == 41
+    assert (d.entry_digest, d.dry_run, d.write, d.record) == (None, False, None, None)
     assert (d.request_id, d.capability_id, d.policy_ids) == ("r", "cap", ("p",))
 
 

@@ -153,7 +153,7 @@ def test_a_refused_persist_effect_closes_the_pending_decision() -> None:
     why = Reason(Stage.PROTOCOL, "out_of_order", "no")
     d = ledger.refuse_effect(allow, request, why, now=9)
     assert d.effect is Permission.DENY and d.reasons == (why,)
-    assert d.log_index == 0 and d.extra["decision_index"] == 41
+    assert d.log_index == 0 and d.decision_index == 41
     entry = log.payloads[0]
     assert b'"type":"persist.effect"' in entry and b'"outcome":"refused"' in entry
     assert b'"decision_index":41' in entry  # spec: INV-9 — nothing will follow this ALLOW

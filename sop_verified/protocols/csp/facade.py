@@ -89,7 +89,7 @@ class CSP:
 
         Returns:
             The decision; on ALLOW its ``record`` is the
-            :class:`~sop_verified.core.csp.book.SealRecord` (the snapshot id, the
+            :class:`~sop_verified.protocols.csp.book.SealRecord` (the snapshot id, the
             Merkle root and the seal's log index and receipt).
 
         Raises:

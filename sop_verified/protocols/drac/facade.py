@@ -94,7 +94,7 @@ class DRAC:
 
         Returns:
             The decision; on ALLOW its ``record`` is the catalogue's
-            :class:`~sop_verified.core.drac.catalog.ArtifactRecord` and ``write`` the write.
+            :class:`~sop_verified.protocols.drac.catalog.ArtifactRecord` and ``write`` the write.
         """
         request = bridge_request(
             self.principal,

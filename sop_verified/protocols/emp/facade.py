@@ -77,7 +77,7 @@ class EMP:
 
         Returns:
             The decision; on ALLOW its ``record`` is a
-            :class:`~sop_verified.core.emp.controller.RecordedOutput` (the output's
+            :class:`~sop_verified.protocols.emp.controller.RecordedOutput` (the output's
             record, ``unchanged`` True when this very output was recorded before).
 
         Raises:
