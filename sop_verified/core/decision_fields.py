@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sop_verified.core.contracts import ensure
 from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["ProtocolRecord", "WriteResult"]
@@ -42,6 +43,10 @@ class WriteResult:
     version: int | None
     receipt: Receipt
 
+    @ensure(
+        lambda self, result: (result["index"], result["digest"]) == (self.index, self.digest),
+        helper=True,
+    )
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the receipt as :meth:`Receipt.to_dict`)."""
         return {

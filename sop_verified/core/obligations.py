@@ -37,6 +37,7 @@ class VerdictResult:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
+@ensure(lambda verdict, result: (result is None) == (verdict is Verdict.PROVED), "INV-1")
 def denial_code(verdict: Verdict) -> str | None:
     """The kernel's reason code for an obligation with ``verdict``; None for PROVED (INV-1).
 

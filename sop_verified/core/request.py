@@ -400,6 +400,7 @@ class Decision:
             record=self.record,
         )
 
+    @ensure(lambda self, result: result is None or result is self.record, helper=True)
     def record_as(self, kind: type[_R]) -> _R | None:
         """The protocol record if it is a ``kind``, else None (a typed read of :attr:`record`)."""
         return self.record if isinstance(self.record, kind) else None

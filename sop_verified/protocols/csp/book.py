@@ -62,6 +62,7 @@ class SealRecord:
             "seal_receipt": self.receipt.to_dict(),
         }
 
+    @ensure(lambda self, result: result["snapshot"]["snapshot"] == self.snapshot)
     def json_fields(self) -> dict[str, Any]:
         """What this seal adds to its ALLOW's JSON form: ``snapshot``."""
         return {"snapshot": self.to_dict()}

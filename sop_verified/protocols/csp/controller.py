@@ -66,6 +66,9 @@ class Resumed:
     seal: SealRecord | None
     receipt: Receipt
 
+    @ensure(
+        lambda self, result: result["snapshot"]["resume_receipt"]["index"] == self.receipt.index
+    )
     def json_fields(self) -> dict[str, Any]:
         """What this adds to its ALLOW's JSON form: ``snapshot`` (the seal, ``resume_receipt``)."""
         seal = self.seal.to_dict() if self.seal is not None else {}

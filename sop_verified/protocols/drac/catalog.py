@@ -95,6 +95,7 @@ class ArtifactRecord:
             "time": self.time,
         }
 
+    @ensure(lambda self, result: result["artifact"]["digest"] == self.digest)
     def json_fields(self) -> dict[str, Any]:
         """What this record adds to its ALLOW's JSON form: ``artifact``."""
         return {"artifact": self.to_dict()}

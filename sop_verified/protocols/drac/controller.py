@@ -65,6 +65,7 @@ class PhaseStep:
     event: str
     receipt: Receipt
 
+    @ensure(lambda self, result: result["phase"]["receipt"]["index"] == self.receipt.index)
     def json_fields(self) -> dict[str, Any]:
         """What this step adds to its ALLOW's JSON form: ``phase``."""
         return {

@@ -42,6 +42,7 @@ class RecordedOutput:
     output: OutputRecord
     unchanged: bool
 
+    @ensure(lambda self, result: result["unchanged"] is self.unchanged)
     def json_fields(self) -> dict[str, Any]:
         """What this adds to its ALLOW's JSON form: ``output`` and ``unchanged``."""
         return {"output": self.output.to_dict(), "unchanged": self.unchanged}
