@@ -363,7 +363,9 @@ class Writer:
             return _unchanged_or_refuse(current, plan, request)
         return EffectOutcome.WRITTEN
 
-    def _entry(self, plan: WritePlan, outcome: EffectOutcome, index: int, request: Request) -> bytes:
+    def _entry(
+        self, plan: WritePlan, outcome: EffectOutcome, index: int, request: Request
+    ) -> bytes:
         return effect_entry(
             op="write",
             outcome=outcome,

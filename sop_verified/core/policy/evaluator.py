@@ -55,7 +55,7 @@ class PolicyResult:
     message: str = ""
 
     def __post_init__(self) -> None:
-        if self.effect is Effect.ALLOW and (
+        if self.effect is Permission.ALLOW and (
             self.reason is not PolicyReason.PERMITTED or not self.policy_ids
         ):  # spec: INV-1 (an ALLOW names the permits that matched; plain code, kept by -O)
             raise PolicyEvaluationError(

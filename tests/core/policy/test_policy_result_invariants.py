@@ -15,7 +15,7 @@ import pytest
 from sop_verified.core.policy import evaluator
 from sop_verified.core.policy.evaluator import PolicyReason, PolicyResult, PolicySet
 from sop_verified.core.policy.loader import document_from_dict
-from sop_verified.core.request import Effect, parse_request
+from sop_verified.core.request import Permission, parse_request
 from sop_verified.errors import PolicyEvaluationError
 
 _PERMIT = {"id": "p", "effect": "permit", "principal": "*", "action": "*", "resource": "*"}
@@ -42,13 +42,13 @@ def test_an_allow_without_its_matching_permits_cannot_be_built(
     reason: PolicyReason, ids: tuple[str, ...]
 ) -> None:
     with pytest.raises(PolicyEvaluationError, match="an ALLOW must name its matching permits"):
-        PolicyResult(Effect.ALLOW, reason, ids)
+        PolicyResult(Permission.ALLOW, reason, ids)
 
 
 def test_every_deny_and_a_permitted_allow_can_be_built() -> None:
-    assert PolicyResult(Effect.ALLOW, PolicyReason.PERMITTED, ("p",)).allowed
+    assert PolicyResult(Permission.ALLOW, PolicyReason.PERMITTED, ("p",)).allowed
     for reason in PolicyReason:
-        assert not PolicyResult(Effect.DENY, reason).allowed
+        assert not PolicyResult(Permission.DENY, reason).allowed
 
 
 def test_a_broken_allow_on_the_decision_path_is_an_evaluation_error_deny(
@@ -58,13 +58,13 @@ def test_a_broken_allow_on_the_decision_path_is_an_evaluation_error_deny(
     real = evaluator.PolicyResult
 
     def _no_ids(
-        effect: Effect, reason: PolicyReason, ids: tuple[str, ...] = (), message: str = ""
+        effect: Permission, reason: PolicyReason, ids: tuple[str, ...] = (), message: str = ""
     ) -> PolicyResult:  # a bug that forgets the permits of an ALLOW
-        return real(effect, reason, () if effect is Effect.ALLOW else ids, message)
+        return real(effect, reason, () if effect is Permission.ALLOW else ids, message)
 
     monkeypatch.setattr(evaluator, "PolicyResult", _no_ids)
     result = s.evaluate(parse_request(_REQUEST))
-    assert result.effect is Effect.DENY
+    assert result.effect is Permission.DENY
     assert result.reason is PolicyReason.EVALUATION_ERROR
 
 
@@ -77,11 +77,11 @@ def test_the_policy_set_invariant_is_checked_on_assignment() -> None:
 def test_inv1_holds_in_plain_code_under_python_O_with_shipped_contracts() -> None:
     code = (
         "from sop_verified.core.policy.evaluator import PolicyReason, PolicyResult\n"
-        "from sop_verified.core.request import Effect\n"
+        "from sop_verified.core.request import Permission\n"
         "from sop_verified.errors import PolicyEvaluationError\n"
         "assert not __debug__\n"
         "try:\n"
-        "    PolicyResult(Effect.ALLOW, PolicyReason.PERMITTED, ())\n"
+        "    PolicyResult(Permission.ALLOW, PolicyReason.PERMITTED, ())\n"
         "except PolicyEvaluationError:\n"
         "    print('denied')\n"
     )
