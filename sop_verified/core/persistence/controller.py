@@ -189,7 +189,7 @@ class PersistenceController:
         "the write's own answer",
     )
     @ensure(
-        lambda result: not result.allowed or "effect" in result.extra,
+        lambda result: not result.allowed or result.write is not None,
         "INV-9: an ALLOW answer carries its recorded effect",
     )
     def finish_linked(
