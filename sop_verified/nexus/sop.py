@@ -11,20 +11,19 @@ plane: not reachable through ``submit`` (INV-6), and each one is logged.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from sop_verified.core.capability import Capability, CapabilityRegistry
 from sop_verified.core.health import Health
+from sop_verified.core.kernel import OpsKernel
 from sop_verified.core.obligations import ProofGate, Verdict, VerdictResult
-from sop_verified.core.persistence import (
-    ReadResult,
-)
-from sop_verified.core.persistence.pipeline import AsyncLinkedWrites, LinkedWrites
+from sop_verified.core.persistence import PersistenceController, ReadResult, RecoveryReport
 from sop_verified.core.policy import (
     PolicyCheckReport,
     PolicySet,
@@ -32,7 +31,6 @@ from sop_verified.core.policy import (
     check_policy_set,
 )
 from sop_verified.core.ports import Clock
-from sop_verified.core.proofgate import Z3ProofGate
 from sop_verified.core.proofgate.derive import narrowing
 from sop_verified.core.request import (
     Decision,
@@ -50,18 +48,22 @@ from sop_verified.errors import (
 )
 from sop_verified.nexus import persistence as persistence_service
 from sop_verified.nexus import protocols as protocol_service
-from sop_verified.nexus.boot import boot
-from sop_verified.nexus.config import init_data_dir
-from sop_verified.nexus.log_service import rotate_key
-from sop_verified.nexus.registry import Service
-from sop_verified.nexus.services import SERVICE_GRAPH, ServiceWiring, _need
+from sop_verified.nexus.config import SOPConfig, init_data_dir
+from sop_verified.nexus.log_service import attest, rotate_key
+from sop_verified.nexus.protocols import ProtocolServices
+from sop_verified.nexus.root import SERVICE_GRAPH, Booted, Services, compose, not_booted
 from sop_verified.protocols.csp import CSP
 from sop_verified.protocols.drac import DRAC
 from sop_verified.protocols.emp import EMP
-from sop_verified.tools.canonical import canonical_json
+from sop_verified.storage.ports import StorageBackend
+from sop_verified.tools.attest import PREDICATE_BOOT
+from sop_verified.tools.canonical import canonical_json, sha256_hex
+from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_store import Receipt
 
-__all__ = ["SERVICE_GRAPH", "SOP", "PolicyRefusedError", "wall_clock"]
+__all__ = ["MANIFEST_NAME", "SERVICE_GRAPH", "SOP", "PolicyRefusedError", "wall_clock"]
+
+MANIFEST_NAME = "boot-manifest.json"
 
 
 def wall_clock() -> int:
@@ -78,8 +80,21 @@ class PolicyRefusedError(PolicyError):
         super().__init__("policy set refused: " + "; ".join(firsts))
 
 
-class SOP(ServiceWiring):
-    """A booted SOP instance over one data directory."""
+class SOP:
+    """A booted SOP instance over one data directory.
+
+    Use it as a context manager (``with SOP.boot(path) as sop: ...``) or call
+    :meth:`close`. Anything but READY denies every request.
+    """
+
+    def __init__(self, data_dir: Path, booted: Booted, *, now: Clock) -> None:
+        self.data_dir = data_dir
+        self.now = now
+        self.registry = booted.registry
+        self.boot_report = booted.report
+        self._services = booted.services
+        self._closer = booted.closer
+        self._partial_log = booted.log
 
     # ---- life cycle -------------------------------------------------------------------
     @staticmethod
@@ -96,50 +111,113 @@ class SOP(ServiceWiring):
         Args:
             data_dir: a directory made by :meth:`init`.
             now: the clock (tests pin it).
-            proof_gate: the proof gate to wire; default the unwired gate (all UNKNOWN).
+            proof_gate: a proof gate to wire instead of SOP's own; the default is the
+                isolated Z3 gate (:class:`~sop_verified.core.proofgate.Z3ProofGate`) the
+                configuration's ``[proofs]`` table describes.
 
         Returns:
             The instance; check ``health`` — anything but READY denies every request.
         """
-        sop = cls(data_dir, now=now, proof_gate=proof_gate)
-        for name, deps in SERVICE_GRAPH.items():
-            start, test = getattr(sop, f"_start_{name}"), getattr(sop, f"_test_{name}")
-            sop.registry.register(Service(name, deps, start, test))
-        report = boot(sop.registry, now=now, facts=sop._facts)
-        sop.boot_report = report
-        if sop.persistence is not None and sop.kernel is not None:
-            sop.linked_writes = LinkedWrites(sop.persistence, sop.kernel.submit_batch)
-            sop.async_writes = AsyncLinkedWrites(
-                sop.persistence, sop.kernel.submit_batch, sop._writer
-            )
-        sop._write_manifest(report)
+        sop = cls(data_dir, compose(data_dir, now=now, proof_gate=proof_gate), now=now)
+        sop._write_manifest()
         return sop
 
     def close(self) -> None:
-        """Stop the solver workers and release the storage (after the writer's last batch)."""
-        self._writer.shutdown(wait=True)
-        if isinstance(self.gate, Z3ProofGate):
-            self.gate.close()
-        if self.persistence is not None:
-            self.persistence.close()
-        if self.protocols is not None:
-            self.protocols.close()
-        if self.store is not None:
-            self.store.close()
+        """Stop the writer and the solver workers, release the storage (in reverse boot order)."""
+        if self._services is not None:
+            self._services.writer.shutdown(wait=True)  # after the writer's last batch
+        self._closer.close()
+
+    def __enter__(self) -> SOP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def health(self) -> Health:
         """SOP's health; only READY admits anything."""
         return self.registry.health()
 
+    @property
+    def services(self) -> Services:
+        """The booted services.
+
+        Raises:
+            SOPError: boot did not finish (the report says why).
+        """
+        if self._services is None:
+            raise SOPError(
+                f"SOP is `{self.health}`; boot did not finish: {self.boot_report.detail}"
+            )
+        return self._services
+
+    # The services a caller may want by name (each raises SOPError if boot did not finish).
+    @property
+    def config(self) -> SOPConfig:
+        """The validated configuration."""
+        return self.services.config
+
+    @property
+    def store(self) -> StorageBackend:
+        """The storage backend."""
+        return self.services.store
+
+    @property
+    def log(self) -> TransparencyLog:
+        """The signed log."""
+        return self.services.log
+
+    @property
+    def capabilities(self) -> CapabilityRegistry:
+        """The capability registry."""
+        return self.services.capabilities
+
+    @property
+    def gate(self) -> ProofGate:
+        """The proof gate."""
+        return self.services.gate
+
+    @property
+    def kernel(self) -> OpsKernel:
+        """The kernel (the bridge entry is :meth:`submit`)."""
+        return self.services.kernel
+
+    @property
+    def persistence(self) -> PersistenceController:
+        """The persistence controller."""
+        return self.services.persistence
+
+    @property
+    def recovery(self) -> RecoveryReport:
+        """What boot repair did."""
+        return self.services.recovery
+
+    @property
+    def protocols(self) -> ProtocolServices:
+        """The wired protocol controllers (the facades: :attr:`drac`, :attr:`emp`, :attr:`csp`)."""
+        return self.services.protocols
+
+    @property
+    def attestation_key(self) -> Ed25519PrivateKey:
+        """The key SOP signs attestations with."""
+        return self.services.keys.attestation
+
+    @property
+    def policy(self) -> PolicySet | None:
+        """The active policy set (None: none activated, or boot did not finish)."""
+        return None if self._services is None else self._services.policy.current
+
     # ---- the bridge ------------------------------------------------------------------
     def submit(self, request: Request | dict[str, Any] | bytes | str) -> Decision:
         """Decide one request (the Runtime Bridge entry); never raises."""
-        return self._bridge_submit(request)
+        if self._services is None:  # boot failed before the kernel existed: nothing is allowed
+            return not_booted(self.health)
+        return self._services.kernel.submit(request)
 
     def recorded_verdict(self, obligation: Obligation) -> VerdictResult | None:
         """The gate's verdict for ``obligation`` (cached: recorded verdicts are never re-solved)."""
-        return None if self.gate is None else self.gate.check(obligation)
+        return None if self._services is None else self._services.gate.check(obligation)
 
     def persist(self, request: Request | dict[str, Any], data: bytes) -> Decision:
         """Decide a persist request and, on ALLOW, write ``data`` (the effect after the record).
@@ -154,10 +232,12 @@ class SOP(ServiceWiring):
             The decision (see :meth:`PersistenceController.execute`); never
             raises for bad input.
         """
-        if self.persistence is None:
-            return self._not_booted()
-        linked = None if self.linked_writes is None else self.linked_writes.persist
-        return persistence_service.persist(self.submit, self.persistence, request, data, linked)
+        if self._services is None:
+            return not_booted(self.health)
+        services = self._services
+        return persistence_service.persist(
+            self.submit, services.persistence, request, data, services.linked_writes.persist
+        )
 
     async def persist_async(self, request: Request | dict[str, Any], data: bytes) -> Decision:
         """:meth:`persist` for coroutines on an event loop (ADR 0010).
@@ -174,21 +254,20 @@ class SOP(ServiceWiring):
         Returns:
             The same answer :meth:`persist` gives; never raises for bad input.
         """
-        if self.persistence is None:
-            return self._not_booted()
-        linked = None if self.async_writes is None else self.async_writes.persist
+        if self._services is None:
+            return not_booted(self.health)
         return await persistence_service.persist_async(
             self.submit,
-            self.persistence,
+            self._services.persistence,
             request,
             data,
-            linked=linked,
+            linked=self._services.async_writes.persist,
             offload=self._offload,
         )
 
     async def _offload(self, call: Callable[[], Decision]) -> Decision:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._writer, call)
+            return await asyncio.get_running_loop().run_in_executor(self.services.writer, call)
         except Exception as exc:  # spec: INV-2 — e.g. SOP was closed: DENY, never a traceback
             why = f"the operation could not run: `{type(exc).__name__}`"
             return Decision(Permission.DENY, (Reason(Stage.INTERNAL, "internal_error", why),))
@@ -202,30 +281,30 @@ class SOP(ServiceWiring):
         Returns:
             The decision and, when allowed, the bytes (digest verified) and their record.
         """
-        if self.persistence is None:
-            return ReadResult(self._not_booted())
-        return persistence_service.read(self.submit, self.persistence, request)
+        if self._services is None:
+            return ReadResult(not_booted(self.health))
+        return persistence_service.read(self.submit, self._services.persistence, request)
 
     def apply_retention(self) -> list[int]:
         """Apply every scope's retention rules now (admin plane); returns the tombstone indexes."""
         self._ready_caps()
         self._log_admin("persistence.retention", {})  # spec: INV-9 — recorded before the effect
-        return _need(self.persistence, "persistence").apply_retention(self.now())
+        return self.persistence.apply_retention(self.now())
 
     @property
     def emp(self) -> EMP:
         """EMP's facade: ``submit_obligation(obligation, token=...)``, ``record_output``."""
-        return EMP(self, None if self.protocols is None else self.protocols.emp)
+        return EMP(self, None if self._services is None else self._services.protocols.emp)
 
     @property
     def drac(self) -> DRAC:
         """DRAC's facade: session phases and the artifact catalog (:mod:`..protocols.drac`)."""
-        return DRAC(_need(self.protocols, "protocols").drac)
+        return DRAC(self.protocols.drac)
 
     @property
     def csp(self) -> CSP:
         """CSP's facade: eligible state, snapshots, resume (:mod:`..protocols.csp`)."""
-        return CSP(_need(self.protocols, "protocols").csp)
+        return CSP(self.protocols.csp)
 
     def register_emp_key(self, public_key: Ed25519PublicKey | bytes | str) -> str:
         """Register the Ed25519 key EMP signs verification outputs with (admin plane); logged.
@@ -235,21 +314,17 @@ class SOP(ServiceWiring):
         """
         self._ready_caps()
         key = protocol_service.load_public_key(public_key)
-        return protocol_service.register_emp_key(
-            _need(self.protocols, "protocols"), key, self.now()
-        )
+        return protocol_service.register_emp_key(self.protocols, key, self.now())
 
     def revoke_snapshot(self, snapshot: str, reason: str = "revoked by the operator") -> None:
         """Revoke a CSP snapshot (admin plane); logged. It and its descendants never resume."""
         self._ready_caps()
-        protocol_service.revoke_snapshot(
-            _need(self.protocols, "protocols"), snapshot, reason, self.now()
-        )
+        protocol_service.revoke_snapshot(self.protocols, snapshot, reason, self.now())
 
     def authorize_rollback(self, session: str, snapshot: str) -> Receipt:
         """Authorise resuming an older snapshot of ``session`` (admin plane); logged first."""
         self._ready_caps()
-        services = _need(self.protocols, "protocols")
+        services = self.protocols
         return protocol_service.authorize_rollback(services, session, snapshot, self.now())
 
     # ---- the admin plane (never reachable through submit) ---------------------------------
@@ -320,7 +395,7 @@ class SOP(ServiceWiring):
             obligation = narrowing(parent.resources, list(resources))
         except InputError as exc:
             raise AttenuationError(str(exc), code="malformed", capability_id=parent.id) from None
-        result = _need(self.gate, "proof gate").check(obligation)
+        result = self.gate.check(obligation)
         if result.verdict is not Verdict.PROVED:  # spec: INV-10 — only a proved narrowing
             model = result.evidence.get("model")
             raise AttenuationError(
@@ -341,8 +416,7 @@ class SOP(ServiceWiring):
 
     def check_policy(self, path: Path) -> PolicyCheckReport:
         """Run every analysis on the set at ``path`` against this data directory's scopes."""
-        config = _need(self.config, "config")
-        return check_directory(path, config.scopes.approved, self.policy)
+        return check_directory(path, self.config.scopes.approved, self.policy)
 
     def activate_policy(self, path: Path) -> PolicyCheckReport:
         """Activate the set at ``path`` only if its analyses pass; logged.
@@ -351,21 +425,21 @@ class SOP(ServiceWiring):
             PolicyRefusedError: the set failed an analysis (with the counterexample).
             PolicyError: the set does not load.
         """
-        if self.store is None or self.config is None:
-            raise SOPError("SOP did not boot far enough to activate a policy set")
+        services = self.services
         new = PolicySet.from_path(path)
-        report = check_policy_set(new, self.config.scopes.approved, self.policy, source=str(path))
+        approved = services.config.scopes.approved
+        report = check_policy_set(new, approved, services.policy.current, source=str(path))
         if not report.ok:  # spec: INV-6 — governance gates activation
             raise PolicyRefusedError(report)
         document = new.document.canonical_bytes()
         self._log_admin("policy.activate", {"policy_digest": new.digest})  # spec: INV-9
-        self.store.policies.save_policy_set(new.digest, document, self.now())
-        self.policy = new
+        services.store.policies.save_policy_set(new.digest, document, self.now())
+        services.policy.activate(new)
         return report
 
     def status(self) -> dict[str, Any]:
         """Health, services, boot order and digests."""
-        report = self.boot_report
+        log = self._partial_log
         return {
             "health": str(self.health),
             "data_dir": str(self.data_dir),
@@ -373,10 +447,10 @@ class SOP(ServiceWiring):
                 s.name: {"health": str(s.health), "detail": s.detail}
                 for s in self.registry.services()
             },
-            "boot_order": list(report.order) if report else [],
+            "boot_order": list(self.boot_report.order),
             "policy_digest": self.policy.digest if self.policy else None,
-            "log_size": self.log.size if self.log else None,
-            "checkpoint": self.log.checkpoint_note if self.log else None,
+            "log_size": log.size if log else None,
+            "checkpoint": log.checkpoint_note if log else None,
         }
 
     def rotate_checkpoint_key(self) -> Receipt:
@@ -389,17 +463,47 @@ class SOP(ServiceWiring):
             SOPError: SOP is not READY, a rotation is staged, or the append failed.
         """
         self._ready_caps()
-        log, old = _need(self.log, "log"), _need(self._checkpoint_signer, "keys")
-        origin = _need(self.config, "config").origin
-        receipt, self._checkpoint_signer = rotate_key(self.data_dir, log, origin, old, self.now())
+        services = self.services
+        receipt, signer = rotate_key(
+            self.data_dir,
+            services.log,
+            services.config.origin,
+            services.keys.checkpoint,
+            self.now(),
+        )
+        services.keys.use_checkpoint(signer)
         return receipt
 
     def _ready_caps(self) -> CapabilityRegistry:
-        if self.capabilities is None or self.health is not Health.READY:
+        if self._services is None or self.health is not Health.READY:
             raise SOPError(f"SOP is `{self.health}`; admin actions need `READY`")
-        return self.capabilities
+        return self._services.capabilities
 
     def _log_admin(self, op: str, detail: dict[str, Any]) -> None:
-        _need(self.store, "storage").log.append(
+        self.store.log.append(
             canonical_json({"type": "admin", "op": op, "time": self.now(), **detail})
+        )
+
+    def _write_manifest(self) -> None:
+        """Write the boot manifest (atomically) and, when READY, log it and attest it."""
+        report = self.boot_report
+        tmp = self.data_dir / (MANIFEST_NAME + ".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(report.manifest)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.data_dir / MANIFEST_NAME)
+        if self._services is None or report.health is not Health.READY:
+            return
+        services = self._services
+        services.store.log.append(
+            canonical_json({"type": "boot", "manifest": report.manifest_dict()})
+        )
+        attest(
+            services.log,
+            services.keys.attestation,
+            "boot_manifest",
+            subjects=[(MANIFEST_NAME, sha256_hex(report.manifest))],
+            predicate_type=PREDICATE_BOOT,
+            predicate=report.manifest_dict(),
         )

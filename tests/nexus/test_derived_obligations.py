@@ -43,7 +43,7 @@ def test_persist_outside_approved_scopes_fails_its_derived_obligation(tmp_path: 
     try:
         (tmp_path / "wide.toml").write_text(WIDE)
         # a set that never passed governance (say, a compromised store) is in force
-        sop.policy = PolicySet(load_path(tmp_path / "wide.toml"))
+        sop.services.policy.activate(PolicySet(load_path(tmp_path / "wide.toml")))
         _, token = sop.admit("drac", ["artifact.persist"], ["**"], expires=NOW + 60)
         inside = sop.submit(_req(token, "artifacts/drac/s1/a.bin"))
         outside = sop.submit(_req(token, "etc/cron.d/evil"))

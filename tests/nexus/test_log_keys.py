@@ -100,10 +100,10 @@ def test_interrupted_rotation_not_yet_announced_is_dropped(data: Path) -> None:
 def test_interrupted_rotation_already_announced_is_finished(data: Path) -> None:
     sop = SOP.boot(data, now=lambda: NOW)
     staged = keys.stage_checkpoint_key(data, "sop.local/log")
-    assert sop.log is not None and sop._checkpoint_signer is not None
+    assert sop.log is not None and sop.services.keys.checkpoint is not None
 
     sop.log.rotate(
-        staged, rotation_entry(sop._checkpoint_signer.verifier(), staged.verifier(), NOW)
+        staged, rotation_entry(sop.services.keys.checkpoint.verifier(), staged.verifier(), NOW)
     )
     sop.close()  # crash before the staged key replaced the old one
     again = SOP.boot(data, now=lambda: NOW)

@@ -51,7 +51,7 @@ async def _until(check: Callable[[], bool]) -> None:
 
 
 def _queued(env: Env) -> int:
-    writes = env.sop.async_writes
+    writes = env.sop.services.async_writes
     assert writes is not None
     return sum(len(q.items) for q in writes._loops.values())
 

@@ -27,7 +27,7 @@ CALLERS = 12
 
 def _held_batches(env: Env, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record batch sizes; hold the first batch until every other caller has queued."""
-    controller, pipeline = env.sop.persistence, env.sop.linked_writes
+    controller, pipeline = env.sop.persistence, env.sop.services.linked_writes
     assert controller is not None and pipeline is not None
     real = controller.execute_linked_batch
     sizes: list[int] = []
