@@ -22,7 +22,7 @@ from sop_verified.core.request import Decision, Request, parse_request
 from sop_verified.errors import InputError, IntegrityError, PersistenceError
 from sop_verified.nexus.config import SOPConfig
 from sop_verified.storage.blobs import ScopeDir
-from sop_verified.storage.ports import StorageBackend
+from sop_verified.storage.ports import PersistIndex, StorageBackend
 from sop_verified.tools.canonical import sha256_hex
 
 __all__ = [
@@ -63,6 +63,7 @@ def start(
     Raises:
         ConfigError: the scopes are inconsistent.
         ConfinementError: a scope root is (or passes through) a symlink.
+        IntegrityError: a root did not refuse a `..` escape (the boot canary).
         StorageError: a root cannot be opened, or the log or index failed.
     """
     table = config.scope_table()
@@ -72,6 +73,7 @@ def start(
     try:
         for scope in table:
             files[scope.name] = ScopeDir(base, scope.root)
+            _refuses_escape(scope.name, files[scope.name])
         controller = PersistenceController(
             scopes=table, files=files, index=store.persist, log=store.log, health=health, now=now
         )
@@ -82,23 +84,25 @@ def start(
         raise
 
 
-def self_test(controller: PersistenceController) -> None:
-    """Every root refuses a `..` escape, and no decision is left pending.
+def _refuses_escape(scope: str, files: ScopeDir) -> None:
+    """The boot canary of one scope root: a `..` escape must be refused (INV-4)."""
+    try:
+        files.digest("../boot-canary", max_bytes=1)
+    except PersistenceError:
+        return
+    raise IntegrityError(f"scope `{scope}` did not refuse `../boot-canary`")
+
+
+def self_test(index: PersistIndex) -> None:
+    """No decision is left pending after boot repair (INV-9); the roots were tested at start.
 
     Args:
-        controller: the booted controller.
+        index: the persistence index the controller uses.
 
     Raises:
-        IntegrityError: a check failed.
+        IntegrityError: a decision is still pending.
     """
-    for scope in controller.scopes:
-        files = controller._files[scope.name]
-        try:
-            files.digest("../boot-canary", max_bytes=1)
-        except PersistenceError:
-            continue
-        raise IntegrityError(f"scope `{scope.name}` did not refuse `../boot-canary`")
-    if controller._index.pending():
+    if index.pending():
         raise IntegrityError("boot repair left a persist decision pending")
 
 

@@ -389,7 +389,7 @@ def _start_persistence(b: _Build) -> None:
 
 
 def _test_persistence(b: _Build) -> None:
-    persistence_service.self_test(b.persistence)
+    persistence_service.self_test(b.store.persist)
 
 
 def _start_protocols(b: _Build) -> None:
