@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sop_verified.errors import SOPError
     from sop_verified.nexus.sop import SOP, PolicyRefusedError
     from sop_verified.tools.signed_note import Verifier
-    from sop_verified.tools.tlog_proof import verify_bundle as verify_receipt
+    from sop_verified.tools.tlog_receipt import verify_bundle as verify_receipt
 
 __all__ = [
     "SOP",
@@ -45,7 +45,7 @@ _PUBLIC = {
     "Health": ("sop_verified.core.health", "Health"),
     "SOPError": ("sop_verified.errors", "SOPError"),
     "Verifier": ("sop_verified.tools.signed_note", "Verifier"),
-    "verify_receipt": ("sop_verified.tools.tlog_proof", "verify_bundle"),
+    "verify_receipt": ("sop_verified.tools.tlog_receipt", "verify_bundle"),
 }
 
 
