@@ -16,6 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sop_verified.core.request import Decision
+from sop_verified.errors import SOPError
 from sop_verified.nexus.log_ops import audit_data_dir
 from sop_verified.nexus.sop import SOP
 from sop_verified.protocols.csp.book import SealRecord

@@ -36,8 +36,8 @@ from sop_verified.core.proofgate.sealed import SealedVerdictStore, derive_seal_k
 from sop_verified.core.request import (
     PERSIST_ACTIONS,
     Decision,
-    Permission,
     Obligation,
+    Permission,
     Reason,
     Request,
     Stage,
