@@ -24,7 +24,7 @@ import z3
 from sop_verified.core.contracts import ensure, require
 from sop_verified.core.policy.encode import PolicyEncoding
 from sop_verified.core.policy.evaluator import PolicySet
-from sop_verified.core.policy.zvars import RequestVars
+from sop_verified.core.policy.request_vars import RequestVars
 from sop_verified.core.request import Permission, parse_request
 from sop_verified.errors import InputError
 

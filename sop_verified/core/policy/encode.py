@@ -39,7 +39,7 @@ from sop_verified.core.policy.expr import (
     StrLit,
 )
 from sop_verified.core.policy.model import Policy, PolicyDocument
-from sop_verified.core.policy.zvars import RequestVars, z3_set, z3_string
+from sop_verified.core.policy.request_vars import RequestVars, z3_set, z3_string
 from sop_verified.core.request import Permission, Request
 from sop_verified.tools.paths import Glob
 

@@ -172,7 +172,7 @@ class SolverSession:
             ``{"status": "error", "code", "detail"}``.
         """
         if request.get("op") == "cvc5":
-            from sop_verified.core.proofgate.second import cvc5_check  # noqa: PLC0415 - optional, lazy
+            from sop_verified.core.proofgate.cross_check import cvc5_check  # noqa: PLC0415 - optional, lazy
 
             return cvc5_check(
                 str(request.get("script", "")), int(request.get("rlimit", self.rlimit))

@@ -27,7 +27,7 @@ from sop_verified.core.policy.governance import (
 )
 from sop_verified.core.policy.loader import document_from_dict
 from sop_verified.core.policy.report import check_directory, check_policy_set
-from sop_verified.core.policy.zvars import RequestVars
+from sop_verified.core.policy.request_vars import RequestVars
 from sop_verified.core.request import ADMIN_ACTIONS, PERSIST_ACTIONS, parse_request
 from sop_verified.errors import ConfigError, PolicyValidationError
 from sop_verified.tools.paths import Glob

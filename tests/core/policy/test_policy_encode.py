@@ -13,7 +13,7 @@ from policy_strategies import requests
 from sop_verified.core.policy.encode import PolicyEncoding
 from sop_verified.core.policy.evaluator import PolicySet
 from sop_verified.core.policy.loader import document_from_dict
-from sop_verified.core.policy.zvars import RequestVars, _decode_string, z3_set, z3_string
+from sop_verified.core.policy.request_vars import RequestVars, _decode_string, z3_set, z3_string
 from sop_verified.core.request import Permission, Request, parse_request
 
 
