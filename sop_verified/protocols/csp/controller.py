@@ -178,7 +178,7 @@ class CspController:
         if isinstance(request, Decision):
             return request
         with self._lock:
-            return _seal(self, request, manifest)
+            return self._seal(request, manifest)
 
     @require(lambda raw: raw is not None)
     @ensure(lambda result: result.state is None or result.decision.allowed)
@@ -194,7 +194,164 @@ class CspController:
         if isinstance(request, Decision):
             return ResumeResult(request)
         with self._lock:
-            return _resume(self, request)
+            return self._resume(request)
+
+    def _check_seal(self, request: Request, manifest: Manifest) -> None:
+        snapshot = manifest.snapshot_id()
+        expected = manifest_resource(manifest.session, snapshot)
+        if request.action != "snapshot.seal" or request.resource != expected:
+            raise ProtocolError(
+                f"`{request.action}` of `{request.resource}` does not seal this manifest",
+                code="resource_mismatch",
+                accepted=f"`snapshot.seal` of `{expected}`",
+            )
+        _check_context(request, manifest.session)
+        if self._book.seal(snapshot) is not None:
+            raise ProtocolError(f"snapshot `{snapshot}` is sealed already", code="already_sealed")
+        self._book.check_parent(manifest.session, manifest.parent)
+        parent = self._book.seal(manifest.parent) if manifest.parent else None
+        now = self._now()
+        if manifest.created > now + CLOCK_SKEW or (parent and manifest.created < parent.created):
+            raise ProtocolError(
+                f"manifest `created` = {manifest.created} is not plausible",
+                code="bad_manifest",
+                accepted=f"between the parent's creation and {now + CLOCK_SKEW}",
+            )
+        for entry in manifest.entries:  # a manifest never references a blob that is not stored
+            if not self._blob_stored(entry.digest):
+                raise ProtocolError(
+                    f"the blob `{entry.digest}` of key `{entry.key}` is not stored",
+                    code="missing_blob",
+                    accepted=f"blobs stored first at `{blob_resource(entry.digest)}`",
+                )
+
+    def _blob_stored(self, digest: str) -> bool:
+        located = self._persistence.scopes.locate(blob_resource(digest))
+        if located is None:
+            return False
+        scope, rel = located
+        record = self._persistence.lookup(scope.name, rel)
+        return record is not None and record.digest == digest
+
+    def _seal(self, request: Request, manifest: Manifest) -> Decision:
+        decision = self._submit(request)
+        if not decision.allowed:
+            return decision
+        try:
+            self._check_seal(request, manifest)
+        except Exception as exc:  # spec: INV-2 — refused before anything is written
+            return refuse(
+                self._ledger,
+                "csp",
+                decision,
+                request,
+                failure_reason(exc, "sealing"),
+                now=self._now(),
+            )
+        written = self._persistence.execute(decision, request, manifest.to_bytes())  # spec: INV-9
+        if not written.allowed:
+            return written
+        try:
+            seal = self._log_seal(written, request, manifest)
+        except Exception as exc:  # spec: INV-2 — stored but not sealed: say so, DENY
+            return self._ledger.refuse("csp", written, request, [failure_reason(exc, "sealing")])
+        return dataclasses.replace(written, record=seal)
+
+    def _log_seal(self, written: Decision, request: Request, manifest: Manifest) -> SealRecord:
+        snapshot = manifest.snapshot_id()
+        if written.write is None:  # the persistence controller's ALLOW always says what it wrote
+            raise ProtocolError("the write of the manifest is not reported", code="effect_failed")
+        envelope = self._sign(seal_statement(manifest, request.resource))
+        entry = {
+            "type": "csp.seal",
+            "snapshot": snapshot,
+            "session": manifest.session,
+            "parent": manifest.parent,
+            "created": manifest.created,
+            "merkle_root": manifest.merkle_root(),
+            "manifest_digest": "sha256:" + sha256_hex(manifest.to_bytes()),
+            "resource": request.resource,
+            "entries": len(manifest.entries),
+            "envelope": envelope,
+            "decision_index": written.log_index,
+            "effect_index": written.write.index,
+            "request_id": request.request_id,
+            "time": self._now(),
+        }
+        self._ledger.record(entry)  # spec: INV-9 — the seal is logged; its receipt is recorded
+        seal = self._book.seal(snapshot)
+        if seal is None:
+            raise ProtocolError(f"the seal of `{snapshot}` was not applied", code="effect_failed")
+        return seal
+
+    def _resume(self, request: Request) -> ResumeResult:
+        target = (
+            parse_manifest_resource(request.resource)
+            if request.action == "snapshot.resume"
+            else None
+        )
+        book = self._book
+        why = None if target is None else diagnose(lambda: book.check_resume(*target))
+        decision = self._submit(request)
+        if not decision.allowed:
+            return ResumeResult(explain(self._ledger, "csp", decision, request, why))
+        try:
+            if target is None:
+                raise ProtocolError(
+                    f"`{request.resource}` names no snapshot", code="not_a_snapshot"
+                )
+            manifest, state = self._verified(decision, request, target)
+            entry = {
+                "type": "csp.resume",
+                "session": target[0],
+                "snapshot": target[1],
+                "decision_index": decision.log_index,
+                "request_id": request.request_id,
+                "time": self._now(),
+            }
+            # logged before the state is handed back
+            receipt = self._ledger.record(entry)  # spec: INV-9
+        except Exception as exc:  # spec: INV-2, INV-7 — any failed check: DENY, nothing resumed
+            why_not = failure_reason(exc, "the resume")
+            return ResumeResult(
+                refuse(self._ledger, "csp", decision, request, why_not, now=self._now())
+            )
+        seal = book.seal(target[1])
+        return ResumeResult(
+            dataclasses.replace(decision, record=Resumed(seal, receipt)), state, manifest
+        )
+
+    def _verified(
+        self, decision: Decision, request: Request, target: tuple[str, str]
+    ) -> tuple[Manifest, dict[str, bytes]]:
+        session, snapshot = target
+        _check_context(request, session)
+        self._book.check_resume(session, snapshot)  # spec: INV-7 — revocation and lineage, again
+        seal = self._book.seal(snapshot)
+        if seal is None:  # check_resume already refused this; kept for the type checker
+            raise ProtocolError(f"no snapshot `{snapshot}`", code="unknown_snapshot")
+        raw = self._read(decision, request, seal.resource, "manifest")
+        manifest = verify_seal(seal, raw, self._seal_key)  # spec: INV-7 — the signature
+        blobs = {
+            e.digest: self._read(decision, request, blob_resource(e.digest), "blob")
+            for e in manifest.entries
+        }
+        state = verify_blobs(manifest, blobs)  # spec: INV-7 — every blob's digest
+        proof = self._logs.prove(seal.log_index)
+        keys, origin = self._logs.keys(), self._logs.origin
+        verify_logged(seal, proof, keys, origin)  # spec: INV-7 — log inclusion
+        return manifest, state
+
+    def _read(self, decision: Decision, request: Request, resource: str, what: str) -> bytes:
+        result = self._persistence.read(decision, request, resource=resource)
+        if result.allowed and result.data is not None:
+            return result.data
+        first = result.decision.reasons[0] if result.decision.reasons else None
+        code = first.code if first else "unreadable"
+        raise ProtocolError(
+            f"the {what} `{resource}` could not be read back: {first.message if first else code}",
+            code=_READ_CODES.get((what, code), f"{what}_unreadable"),
+        )
 
 
 def _check_context(request: Request, session: str) -> None:
@@ -205,164 +362,9 @@ def _check_context(request: Request, session: str) -> None:
         )
 
 
-def _check_seal(c: CspController, request: Request, manifest: Manifest) -> None:
-    snapshot = manifest.snapshot_id()
-    expected = manifest_resource(manifest.session, snapshot)
-    if request.action != "snapshot.seal" or request.resource != expected:
-        raise ProtocolError(
-            f"`{request.action}` of `{request.resource}` does not seal this manifest",
-            code="resource_mismatch",
-            accepted=f"`snapshot.seal` of `{expected}`",
-        )
-    _check_context(request, manifest.session)
-    if c._book.seal(snapshot) is not None:
-        raise ProtocolError(f"snapshot `{snapshot}` is sealed already", code="already_sealed")
-    c._book.check_parent(manifest.session, manifest.parent)
-    parent = c._book.seal(manifest.parent) if manifest.parent else None
-    now = c._now()
-    if manifest.created > now + CLOCK_SKEW or (parent and manifest.created < parent.created):
-        raise ProtocolError(
-            f"manifest `created` = {manifest.created} is not plausible",
-            code="bad_manifest",
-            accepted=f"between the parent's creation and {now + CLOCK_SKEW}",
-        )
-    for entry in manifest.entries:  # a manifest never references a blob that is not stored
-        if not _blob_stored(c, entry.digest):
-            raise ProtocolError(
-                f"the blob `{entry.digest}` of key `{entry.key}` is not stored",
-                code="missing_blob",
-                accepted=f"blobs stored first at `{blob_resource(entry.digest)}`",
-            )
-
-
-def _blob_stored(c: CspController, digest: str) -> bool:
-    located = c._persistence.scopes.locate(blob_resource(digest))
-    if located is None:
-        return False
-    scope, rel = located
-    record = c._persistence.lookup(scope.name, rel)
-    return record is not None and record.digest == digest
-
-
-def _seal(c: CspController, request: Request, manifest: Manifest) -> Decision:
-    decision = c._submit(request)
-    if not decision.allowed:
-        return decision
-    try:
-        _check_seal(c, request, manifest)
-    except Exception as exc:  # spec: INV-2 — refused before anything is written
-        return refuse(
-            c._ledger, "csp", decision, request, failure_reason(exc, "sealing"), now=c._now()
-        )
-    written = c._persistence.execute(decision, request, manifest.to_bytes())  # spec: INV-9
-    if not written.allowed:
-        return written
-    try:
-        seal = _log_seal(c, written, request, manifest)
-    except Exception as exc:  # spec: INV-2 — stored but not sealed: say so, DENY
-        return c._ledger.refuse("csp", written, request, [failure_reason(exc, "sealing")])
-    return dataclasses.replace(written, record=seal)
-
-
-def _log_seal(
-    c: CspController, written: Decision, request: Request, manifest: Manifest
-) -> SealRecord:
-    snapshot = manifest.snapshot_id()
-    if written.write is None:  # the persistence controller's ALLOW always says what it wrote
-        raise ProtocolError("the write of the manifest is not reported", code="effect_failed")
-    envelope = c._sign(seal_statement(manifest, request.resource))
-    entry = {
-        "type": "csp.seal",
-        "snapshot": snapshot,
-        "session": manifest.session,
-        "parent": manifest.parent,
-        "created": manifest.created,
-        "merkle_root": manifest.merkle_root(),
-        "manifest_digest": "sha256:" + sha256_hex(manifest.to_bytes()),
-        "resource": request.resource,
-        "entries": len(manifest.entries),
-        "envelope": envelope,
-        "decision_index": written.log_index,
-        "effect_index": written.write.index,
-        "request_id": request.request_id,
-        "time": c._now(),
-    }
-    c._ledger.record(entry)  # spec: INV-9 — the seal is logged; its receipt is recorded
-    seal = c._book.seal(snapshot)
-    if seal is None:
-        raise ProtocolError(f"the seal of `{snapshot}` was not applied", code="effect_failed")
-    return seal
-
-
-def _resume(c: CspController, request: Request) -> ResumeResult:
-    target = (
-        parse_manifest_resource(request.resource) if request.action == "snapshot.resume" else None
-    )
-    book = c._book
-    why = None if target is None else diagnose(lambda: book.check_resume(*target))
-    decision = c._submit(request)
-    if not decision.allowed:
-        return ResumeResult(explain(c._ledger, "csp", decision, request, why))
-    try:
-        if target is None:
-            raise ProtocolError(f"`{request.resource}` names no snapshot", code="not_a_snapshot")
-        manifest, state = _verified(c, decision, request, target)
-        entry = {
-            "type": "csp.resume",
-            "session": target[0],
-            "snapshot": target[1],
-            "decision_index": decision.log_index,
-            "request_id": request.request_id,
-            "time": c._now(),
-        }
-        receipt = c._ledger.record(entry)  # spec: INV-9 — logged before the state is handed back
-    except Exception as exc:  # spec: INV-2, INV-7 — any failed check: DENY, nothing resumed
-        why_not = failure_reason(exc, "the resume")
-        return ResumeResult(refuse(c._ledger, "csp", decision, request, why_not, now=c._now()))
-    seal = book.seal(target[1])
-    return ResumeResult(
-        dataclasses.replace(decision, record=Resumed(seal, receipt)), state, manifest
-    )
-
-
-def _verified(
-    c: CspController, decision: Decision, request: Request, target: tuple[str, str]
-) -> tuple[Manifest, dict[str, bytes]]:
-    session, snapshot = target
-    _check_context(request, session)
-    c._book.check_resume(session, snapshot)  # spec: INV-7 — revocation and lineage, again
-    seal = c._book.seal(snapshot)
-    if seal is None:  # check_resume already refused this; kept for the type checker
-        raise ProtocolError(f"no snapshot `{snapshot}`", code="unknown_snapshot")
-    raw = _read(c, decision, request, seal.resource, "manifest")
-    manifest = verify_seal(seal, raw, c._seal_key)  # spec: INV-7 — the signature
-    blobs = {
-        e.digest: _read(c, decision, request, blob_resource(e.digest), "blob")
-        for e in manifest.entries
-    }
-    state = verify_blobs(manifest, blobs)  # spec: INV-7 — every blob's digest
-    proof = c._logs.prove(seal.log_index)
-    verify_logged(seal, proof, c._logs.keys(), c._logs.origin)  # spec: INV-7 — log inclusion
-    return manifest, state
-
-
 _READ_CODES = {
     ("manifest", "not_found"): "missing_manifest",
     ("manifest", "integrity"): "manifest_digest",
     ("blob", "not_found"): "missing_blob",
     ("blob", "integrity"): "blob_digest",
 }
-
-
-def _read(
-    c: CspController, decision: Decision, request: Request, resource: str, what: str
-) -> bytes:
-    result = c._persistence.read(decision, request, resource=resource)
-    if result.allowed and result.data is not None:
-        return result.data
-    first = result.decision.reasons[0] if result.decision.reasons else None
-    code = first.code if first else "unreadable"
-    raise ProtocolError(
-        f"the {what} `{resource}` could not be read back: {first.message if first else code}",
-        code=_READ_CODES.get((what, code), f"{what}_unreadable"),
-    )

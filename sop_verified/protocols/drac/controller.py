@@ -136,7 +136,7 @@ class DracController:
         if isinstance(request, Decision):
             return request
         with self._lock:
-            return _step(self, request)
+            return self._step(request)
 
     @ensure(lambda result: not result.allowed or isinstance(result.record, ArtifactRecord))
     def catalog(
@@ -158,7 +158,7 @@ class DracController:
         if isinstance(request, Decision):
             return request
         with self._lock:
-            return _catalog(self, request, data, inputs)
+            return self._catalog(request, data, inputs)
 
     @require(lambda raw: raw is not None)
     @ensure(lambda result: result.allowed or not result.artifacts)
@@ -189,31 +189,125 @@ class DracController:
         found = self._state.query(session=session, phase=phase, digest=digest)
         return CatalogQuery(decision, tuple(found))
 
+    def _step(self, request: Request) -> Decision:
+        step = parse_step(request.resource) if request.action == "phase.advance" else None
+        machine = self._state.machine
+        why = None if step is None else diagnose(lambda: machine.check_step(step))
+        decision = self._submit(request)
+        if not decision.allowed:
+            return explain(self._ledger, "drac", decision, request, why)
+        try:
+            if step is None:
+                raise _not("not_a_step", f"`{request.resource}` names no DRAC phase step")
+            _check_context(request, step.session, step.phase)
+            machine.check_step(step)  # DRAC rule: the previous phase completed and was logged
+            receipt = self._ledger.record(self._phase_entry(decision, request, step))
+        except Exception as exc:  # spec: INV-2 — no step unless every check passed and it is logged
+            return refuse(
+                self._ledger,
+                "drac",
+                decision,
+                request,
+                failure_reason(exc, "the step"),
+                now=self._now(),
+            )
+        record = PhaseStep(step.session, step.phase, str(step.event), receipt)
+        return dataclasses.replace(decision, record=record)
+
+    def _phase_entry(self, decision: Decision, request: Request, step: Step) -> dict[str, Any]:
+        return {
+            "type": "drac.phase",
+            "session": step.session,
+            "phase": step.phase,
+            "event": str(step.event),
+            "decision_index": decision.log_index,
+            "request_id": request.request_id,
+            "time": self._now(),
+        }
+
+    def _catalog(self, request: Request, data: bytes, inputs: Sequence[str]) -> Decision:
+        target = parse_artifact(request.resource) if request.action == "artifact.persist" else None
+        machine = self._state.machine
+        why = None if target is None else diagnose(lambda: machine.check_open(target[0], target[1]))
+        decision = self._submit(request)
+        if not decision.allowed:
+            return explain(self._ledger, "drac", decision, request, why)
+        try:
+            if target is None:
+                raise _not("not_an_artifact", f"`{request.resource}` names no session artifact")
+            _check_context(request, target[0], target[1])
+            checked = check_inputs(inputs)
+            machine.check_open(target[0], target[1])  # DRAC rule: only the open phase's artifacts
+        except Exception as exc:  # spec: INV-2 — refused before anything is written
+            return refuse(
+                self._ledger,
+                "drac",
+                decision,
+                request,
+                failure_reason(exc, "cataloguing"),
+                now=self._now(),
+            )
+        # after the logged ALLOW, the only record that admits the write
+        written = self._persistence.execute(decision, request, data)  # spec: INV-9
+        if not written.allowed:
+            return written
+        try:
+            record = self._record_artifact(written, request, target, checked)
+        except Exception as exc:  # spec: INV-2 — stored but not catalogued: say so, DENY
+            return self._ledger.refuse(
+                "drac", written, request, [failure_reason(exc, "cataloguing")]
+            )
+        return dataclasses.replace(written, record=record)
+
+    def _record_artifact(
+        self,
+        written: Decision,
+        request: Request,
+        target: tuple[str, str, str],
+        inputs: tuple[str, ...],
+    ) -> ArtifactRecord:
+        session, phase, name = target
+        effect = written.write
+        if effect is None:  # the persistence controller's ALLOW always says what it wrote
+            raise _not("effect_failed", "the write of an allowed artifact is not reported")
+        digest, index = effect.digest, int(written.log_index or 0)
+        predicate = provenance(
+            session=session,
+            phase=phase,
+            name=name,
+            inputs=inputs,
+            known=self._state.names(inputs),
+            request_id=request.request_id,
+            decision_index=index,
+            time=self._now(),
+        )
+        subject = [(request.resource, digest.removeprefix("sha256:"))]
+        attestation = self._attest("artifact", subject, PREDICATE_ARTIFACT, predicate)
+        entry = {
+            "type": "drac.artifact",
+            "session": session,
+            "phase": phase,
+            "name": name,
+            "digest": digest,
+            "size": effect.size,
+            "inputs": list(inputs),
+            "resource": request.resource,
+            "decision_index": index,
+            "effect_index": effect.index,
+            "attestation_index": attestation.index,
+            "request_id": request.request_id,
+            "time": self._now(),
+        }
+        receipt = self._ledger.record(entry)
+        found = [r for r in self._state.query(digest=digest) if r.log_index == receipt.index]
+        if not found:
+            raise _not("effect_failed", f"the catalogue record `{receipt.index}` was not applied")
+        return found[0]
+
 
 def _filters_ok(session: str | None, phase: str | None, digest: str | None) -> bool:
     checks = ((session, SESSION_PATTERN), (phase, PHASE_PATTERN), (digest, CONTENT_DIGEST_PATTERN))
     return all(v is None or re.fullmatch(p, v) is not None for v, p in checks)
-
-
-def _step(c: DracController, request: Request) -> Decision:
-    step = parse_step(request.resource) if request.action == "phase.advance" else None
-    machine = c._state.machine
-    why = None if step is None else diagnose(lambda: machine.check_step(step))
-    decision = c._submit(request)
-    if not decision.allowed:
-        return explain(c._ledger, "drac", decision, request, why)
-    try:
-        if step is None:
-            raise _not("not_a_step", f"`{request.resource}` names no DRAC phase step")
-        _check_context(request, step.session, step.phase)
-        machine.check_step(step)  # DRAC rule: the previous phase completed and was logged
-        receipt = c._ledger.record(_phase_entry(c, decision, request, step))
-    except Exception as exc:  # spec: INV-2 — no step unless every check passed and it is logged
-        return refuse(
-            c._ledger, "drac", decision, request, failure_reason(exc, "the step"), now=c._now()
-        )
-    record = PhaseStep(step.session, step.phase, str(step.event), receipt)
-    return dataclasses.replace(decision, record=record)
 
 
 def _check_context(request: Request, session: str, phase: str) -> None:
@@ -223,90 +317,3 @@ def _check_context(request: Request, session: str, phase: str) -> None:
             raise _not(
                 "context_mismatch", f"`context.{name}` is `{got}`, the resource says `{want}`"
             )
-
-
-def _phase_entry(
-    c: DracController, decision: Decision, request: Request, step: Step
-) -> dict[str, Any]:
-    return {
-        "type": "drac.phase",
-        "session": step.session,
-        "phase": step.phase,
-        "event": str(step.event),
-        "decision_index": decision.log_index,
-        "request_id": request.request_id,
-        "time": c._now(),
-    }
-
-
-def _catalog(c: DracController, request: Request, data: bytes, inputs: Sequence[str]) -> Decision:
-    target = parse_artifact(request.resource) if request.action == "artifact.persist" else None
-    machine = c._state.machine
-    why = None if target is None else diagnose(lambda: machine.check_open(target[0], target[1]))
-    decision = c._submit(request)
-    if not decision.allowed:
-        return explain(c._ledger, "drac", decision, request, why)
-    try:
-        if target is None:
-            raise _not("not_an_artifact", f"`{request.resource}` names no session artifact")
-        _check_context(request, target[0], target[1])
-        checked = check_inputs(inputs)
-        machine.check_open(target[0], target[1])  # DRAC rule: only the open phase's artifacts
-    except Exception as exc:  # spec: INV-2 — refused before anything is written
-        return refuse(
-            c._ledger, "drac", decision, request, failure_reason(exc, "cataloguing"), now=c._now()
-        )
-    written = c._persistence.execute(decision, request, data)  # spec: INV-9 — after the record
-    if not written.allowed:
-        return written
-    try:
-        record = _record_artifact(c, written, request, target, checked)
-    except Exception as exc:  # spec: INV-2 — stored but not catalogued: say so, DENY
-        return c._ledger.refuse("drac", written, request, [failure_reason(exc, "cataloguing")])
-    return dataclasses.replace(written, record=record)
-
-
-def _record_artifact(
-    c: DracController,
-    written: Decision,
-    request: Request,
-    target: tuple[str, str, str],
-    inputs: tuple[str, ...],
-) -> ArtifactRecord:
-    session, phase, name = target
-    effect = written.write
-    if effect is None:  # the persistence controller's ALLOW always says what it wrote
-        raise _not("effect_failed", "the write of an allowed artifact is not reported")
-    digest, index = effect.digest, int(written.log_index or 0)
-    predicate = provenance(
-        session=session,
-        phase=phase,
-        name=name,
-        inputs=inputs,
-        known=c._state.names(inputs),
-        request_id=request.request_id,
-        decision_index=index,
-        time=c._now(),
-    )
-    subject = [(request.resource, digest.removeprefix("sha256:"))]
-    attestation = c._attest("artifact", subject, PREDICATE_ARTIFACT, predicate)
-    entry = {
-        "type": "drac.artifact",
-        "session": session,
-        "phase": phase,
-        "name": name,
-        "digest": digest,
-        "size": effect.size,
-        "inputs": list(inputs),
-        "resource": request.resource,
-        "decision_index": index,
-        "effect_index": effect.index,
-        "attestation_index": attestation.index,
-        "request_id": request.request_id,
-        "time": c._now(),
-    }
-    receipt = c._ledger.record(entry)
-    found = [r for r in c._state.query(digest=digest) if r.log_index == receipt.index]
-    if not found:
-        raise _not("effect_failed", f"the catalogue record `{receipt.index}` was not applied")
-    return found[0]

@@ -95,39 +95,75 @@ class EmpController:
         if isinstance(request, Decision):
             return request
         with self._lock:
-            return _record(self, request, output)
+            return self._record(request, output)
 
+    def _check(self, request: Request, output: VerificationOutput) -> bool:
+        expected = output_resource(output.subject, output.claim)
+        if request.action != "verdict.record" or request.resource != expected:
+            raise ProtocolError(
+                f"`{request.action}` of `{request.resource}` does not record this output",
+                code="resource_mismatch",
+                accepted=f"`verdict.record` of `{expected}`",
+            )
+        self._state.verify(output)  # EMP rule: the signature of a key the operator registered
+        return self._state.is_recorded(output)  # spec: INV-3 — a recorded output never changes
 
-def _check(c: EmpController, request: Request, output: VerificationOutput) -> bool:
-    expected = output_resource(output.subject, output.claim)
-    if request.action != "verdict.record" or request.resource != expected:
-        raise ProtocolError(
-            f"`{request.action}` of `{request.resource}` does not record this output",
-            code="resource_mismatch",
-            accepted=f"`verdict.record` of `{expected}`",
-        )
-    c._state.verify(output)  # EMP rule: the signature of a key the operator registered
-    return c._state.is_recorded(output)  # spec: INV-3 — a recorded output never changes
+    def _record(self, request: Request, output: VerificationOutput) -> Decision:
+        decision = self._submit(request)
+        if not decision.allowed:
+            return decision
+        try:
+            unchanged = self._check(request, output)
+        except Exception as exc:  # spec: INV-2 — refused before anything is written
+            why = failure_reason(exc, "recording the output")
+            return refuse(self._ledger, "emp", decision, request, why, now=self._now())
+        written = self._persistence.execute(decision, request, output.to_bytes())  # spec: INV-9
+        if not written.allowed:
+            return _immutable(written)
+        try:
+            record = self._state.recorded(output.subject, output.claim) if unchanged else None
+            record = record or self._attest_and_record(written, request, output)
+        except Exception as exc:  # spec: INV-2 — stored but not recorded: say so, DENY
+            return self._ledger.refuse("emp", written, request, [failure_reason(exc, "recording")])
+        return dataclasses.replace(written, record=RecordedOutput(record, unchanged))
 
-
-def _record(c: EmpController, request: Request, output: VerificationOutput) -> Decision:
-    decision = c._submit(request)
-    if not decision.allowed:
-        return decision
-    try:
-        unchanged = _check(c, request, output)
-    except Exception as exc:  # spec: INV-2 — refused before anything is written
-        why = failure_reason(exc, "recording the output")
-        return refuse(c._ledger, "emp", decision, request, why, now=c._now())
-    written = c._persistence.execute(decision, request, output.to_bytes())  # spec: INV-9
-    if not written.allowed:
-        return _immutable(written)
-    try:
-        record = c._state.recorded(output.subject, output.claim) if unchanged else None
-        record = record or _attest_and_record(c, written, request, output)
-    except Exception as exc:  # spec: INV-2 — stored but not recorded: say so, DENY
-        return c._ledger.refuse("emp", written, request, [failure_reason(exc, "recording")])
-    return dataclasses.replace(written, record=RecordedOutput(record, unchanged))
+    def _attest_and_record(
+        self, written: Decision, request: Request, output: VerificationOutput
+    ) -> OutputRecord:
+        effect = written.write
+        if effect is None:  # the persistence controller's ALLOW always says what it wrote
+            raise ProtocolError("the write of the output is not reported", code="effect_failed")
+        predicate = {
+            "claim": output.claim,
+            "verdict": output.verdict,
+            "evidence": output.evidence,
+            "output_digest": output.digest(),
+            "emp_key_id": output.key_id,
+            "signature": output.signature,
+            "resource": request.resource,
+            "decision_index": written.log_index,
+        }
+        subject = [(output.subject, output.subject.removeprefix("sha256:"))]
+        attestation = self._attest("verification_output", subject, PREDICATE_OUTPUT, predicate)
+        entry = {
+            "type": "emp.output",
+            "subject": output.subject,
+            "claim": output.claim,
+            "verdict": output.verdict,
+            "output_digest": output.digest(),
+            "key_id": output.key_id,
+            "resource": request.resource,
+            "decision_index": written.log_index,
+            "effect_index": effect.index,
+            "attestation_index": attestation.index,
+            "request_id": request.request_id,
+            "time": self._now(),
+        }
+        self._ledger.record(entry)
+        record = self._state.recorded(output.subject, output.claim)
+        if record is None:
+            raise ProtocolError("the output record was not applied", code="effect_failed")
+        return record
 
 
 def _immutable(written: Decision) -> Decision:
@@ -140,42 +176,3 @@ def _immutable(written: Decision) -> Decision:
         "another output is stored for this subject and claim; it never changes",
     )
     return dataclasses.replace(written, reasons=(why, *written.reasons))
-
-
-def _attest_and_record(
-    c: EmpController, written: Decision, request: Request, output: VerificationOutput
-) -> OutputRecord:
-    effect = written.write
-    if effect is None:  # the persistence controller's ALLOW always says what it wrote
-        raise ProtocolError("the write of the output is not reported", code="effect_failed")
-    predicate = {
-        "claim": output.claim,
-        "verdict": output.verdict,
-        "evidence": output.evidence,
-        "output_digest": output.digest(),
-        "emp_key_id": output.key_id,
-        "signature": output.signature,
-        "resource": request.resource,
-        "decision_index": written.log_index,
-    }
-    subject = [(output.subject, output.subject.removeprefix("sha256:"))]
-    attestation = c._attest("verification_output", subject, PREDICATE_OUTPUT, predicate)
-    entry = {
-        "type": "emp.output",
-        "subject": output.subject,
-        "claim": output.claim,
-        "verdict": output.verdict,
-        "output_digest": output.digest(),
-        "key_id": output.key_id,
-        "resource": request.resource,
-        "decision_index": written.log_index,
-        "effect_index": effect.index,
-        "attestation_index": attestation.index,
-        "request_id": request.request_id,
-        "time": c._now(),
-    }
-    c._ledger.record(entry)
-    record = c._state.recorded(output.subject, output.claim)
-    if record is None:
-        raise ProtocolError("the output record was not applied", code="effect_failed")
-    return record
