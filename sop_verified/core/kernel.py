@@ -169,7 +169,7 @@ class OpsKernel:
             The decision; ALLOW only when every stage passed and the decision is
             durably logged. Never raises for bad input or internal failures.
         """
-        return _submit(self, raw)
+        return self._submit(raw)
 
     @ensure(lambda items, result: len(result) == len(items), "one answer per request")
     @ensure(
@@ -212,7 +212,7 @@ class OpsKernel:
             raises for internal failures: a decision that cannot be logged is
             a DENY.
         """
-        return _submit_batch(self, items)
+        return self._submit_batch(items)
 
     @require(lambda raw: raw is not None, "a request is required")
     @ensure(lambda result: result.log_index is None, "a dry run records nothing")
@@ -226,98 +226,225 @@ class OpsKernel:
             The decision the kernel would take now, with ``log_index`` None. It
             authorizes nothing: only :meth:`submit` decisions may precede effects.
         """
-        return _dry_run(self, raw)
+        return self._dry_run(raw)
 
-
-def _submit_batch(
-    k: OpsKernel,
-    items: Sequence[tuple[Request, LinkedEffect | None]],
-) -> list[tuple[Decision, Receipt | None]]:
-    outs = _decide_all_closed(k, [req for req, _ in items])
-    answers: list[tuple[Decision, Receipt | None] | None] = [None] * len(items)
-    parts: list[LinkedPart] = []
-    at: list[int] = []
-    for i, ((req, linked), out) in enumerate(zip(items, outs, strict=True)):
+    def _submit_batch(
+        self,
+        items: Sequence[tuple[Request, LinkedEffect | None]],
+    ) -> list[tuple[Decision, Receipt | None]]:
+        outs = self._decide_all_closed([req for req, _ in items])
+        answers: list[tuple[Decision, Receipt | None] | None] = [None] * len(items)
+        parts: list[LinkedPart] = []
+        at: list[int] = []
+        for i, ((req, linked), out) in enumerate(zip(items, outs, strict=True)):
+            try:
+                payload = self._entry_payload(req, out)
+            except Exception as exc:  # spec: INV-2, INV-9 — no entry, no ALLOW
+                answers[i] = (_unlogged(req, out, exc), None)
+                continue
+            if linked is not None and out.effect is Permission.ALLOW:
+                parts.append(LinkedPart(payload, linked.entry, linked.attachments))
+            else:
+                parts.append(LinkedPart(payload))
+            at.append(i)
         try:
-            payload = _entry_payload(k, req, out)
-        except Exception as exc:  # spec: INV-2, INV-9 — no entry, no ALLOW
-            answers[i] = (_unlogged(req, out, exc), None)
-            continue
-        if linked is not None and out.effect is Permission.ALLOW:
-            parts.append(LinkedPart(payload, linked.entry, linked.attachments))
+            got = self._log.append_parts(parts)
+            if type(got) is not list or len(got) != len(parts):
+                raise StorageError(f"the log answered {len(parts)} parts with `{got!r:.80}`")
+        except Exception as exc:  # spec: INV-2, INV-9 — no receipt, no ALLOW
+            got = [exc] * len(parts)
+        for i, part, g in zip(at, parts, got, strict=True):
+            req, out = items[i][0], outs[i]
+            try:
+                if isinstance(g, BaseException):
+                    raise g
+                receipt, effect_receipt = g
+                index = _checked_index(receipt.index)  # spec: INV-9 — durable (with its effect)
+                answers[i] = (_logged(req, out, part.first, receipt, index), effect_receipt)
+            except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
+                answers[i] = (_unlogged(req, out, exc), None)
+        return [a for a in answers if a is not None]
+
+    def _dry_run(self, raw: Request | dict[str, Any] | bytes | str) -> Decision:
+        try:
+            request = parse_request(raw)
+            out = self._decide(request)
+        except InputError as exc:
+            return Decision(Permission.DENY, (_deny(Stage.SCHEMA, "bad_request", str(exc)),))
+        except Exception as exc:  # spec: INV-2
+            reason = _deny(
+                Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`"
+            )
+            return Decision(Permission.DENY, (reason,))
+        return Decision(
+            out.effect,
+            out.reasons,
+            request.request_id,
+            out.capability_id,
+            out.policy_ids,
+            dry_run=True,
+        )
+
+    def _submit(self, raw: Request | dict[str, Any] | bytes | str) -> Decision:
+        try:
+            request = parse_request(raw)
+        except InputError as exc:
+            out = _denied(_deny(Stage.SCHEMA, "bad_request", str(exc)))
+            return self._record(None, out, raw_digest=_raw_digest(raw))[0]
+        except Exception as exc:  # spec: INV-2 — anything unexpected while parsing is DENY
+            why = f"request parsing failed: `{type(exc).__name__}`"
+            out = _denied(_deny(Stage.INTERNAL, "internal_error", why))
+            return self._record(None, out, raw_digest=_raw_digest(raw))[0]
+        return self._record(request, self._decide_closed(request))[0]
+
+    def _decide_closed(self, req: Request) -> StageResult:
+        """:meth:`_decide`, with any exception turned into DENY (INV-2)."""
+        try:
+            return self._decide(req)
+        except Exception as exc:  # spec: INV-2 — fail closed on any exception
+            why = _deny(
+                Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`"
+            )
+            return _denied(why)
+
+    def _decide_all_closed(self, reqs: Sequence[Request]) -> list[StageResult]:
+        """:meth:`_decide_many`; if it raises, each request is decided alone, failing closed."""
+        try:
+            return self._decide_many(reqs)
+        except Exception:  # spec: INV-2 — one request's failure must not decide the others
+            return [self._decide_closed(req) for req in reqs]
+
+    def _decide(self, req: Request) -> StageResult:
+        return self._decide_many([req])[0]
+
+    def _decide_many(self, reqs: Sequence[Request]) -> list[StageResult]:
+        """Decide each request, stage by stage over all of them (DESIGN section 4).
+
+        Every request goes through the same stages in the same order as it would
+        alone (health, bridge admin, capability, policy, obligations) and stops at
+        the first that denies it; a stage's component is called once for all the
+        requests still standing, so its contracts are checked once per batch.
+        """
+        health = self._health()
+        if health is not Health.READY:  # spec: INV-1, INV-8 — only READY admits
+            why = _deny(Stage.HEALTH, "not_ready", f"SOP is `{health}`, not `READY`")
+            return [_denied(why) for _ in reqs]
+        out: list[StageResult | None] = [None] * len(reqs)
+        live: list[int] = []
+        for i, req in enumerate(reqs):
+            refused = _bridge_refusal(req)
+            if refused is not None:
+                out[i] = _denied(refused)
+            else:
+                live.append(i)
+        caps = self._check_capabilities([(reqs[i].capability, reqs[i]) for i in live])
+        held: list[tuple[int, str]] = []
+        for i, cap in zip(live, caps, strict=True):
+            if isinstance(cap, CapabilityError):  # spec: INV-1 — valid capability
+                why = _deny(Stage.CAPABILITY, cap.code, str(cap), capability_id=cap.capability_id)
+                out[i] = _denied(why, cap.capability_id)
+            else:
+                held.append((i, cap.id))
+        policy = self._policy() if held else None
+        if policy is None:  # empty means deny
+            for i, cap_id in held:
+                why = _deny(Stage.POLICY, "no_policy", "no policy set is active")
+                out[i] = _denied(why, cap_id)
+            held = []
+        outcomes = _evaluate(policy, [reqs[i] for i, _ in held]) if policy is not None else []
+        permitted: list[tuple[int, str, PolicyOutcome]] = []
+        for (i, cap_id), outcome in zip(held, outcomes, strict=True):
+            if not outcome.allowed:  # spec: INV-1 — a permit matches and no forbid matches
+                out[i] = StageResult(
+                    Permission.DENY, (outcome.to_reason(),), cap_id, outcome.policy_ids
+                )
+            else:
+                permitted.append((i, cap_id, outcome))
+        denials = self._check_obligations([reqs[i] for i, _, _ in permitted])
+        for (i, cap_id, outcome), denied in zip(permitted, denials, strict=True):
+            if denied:  # spec: INV-1 — every obligation PROVED
+                out[i] = StageResult(Permission.DENY, denied, cap_id, outcome.policy_ids)
+            else:
+                out[i] = StageResult(
+                    Permission.ALLOW, (outcome.to_reason(),), cap_id, outcome.policy_ids
+                )
+        decided = [o for o in out if o is not None]
+        if len(decided) != len(reqs):  # spec: INV-2 — never an answer out of place
+            raise RuntimeError("a request was left undecided")
+        return decided
+
+    def _check_capabilities(
+        self, pairs: list[tuple[str, Request]]
+    ) -> list[_HasId | CapabilityError]:
+        """The registry's answer for each (token, request): its capability or its refusal."""
+        return list(self._caps.check_many(pairs))
+
+    def _check_obligations(self, reqs: list[Request]) -> list[tuple[Reason, ...]]:
+        """Per request, its denials: derived obligations, then attached ones, must be PROVED."""
+        obligations = [(*self._derive(req), *req.obligations) for req in reqs]
+        flat = [ob for obs in obligations for ob in obs]
+        results = self._gate.check_many(flat)
+        out: list[tuple[Reason, ...]] = []
+        at = 0
+        for obs in obligations:
+            denied = []
+            for ob, result in zip(obs, results[at : at + len(obs)], strict=True):
+                if type(result.verdict) is not Verdict:  # spec: INV-2 — no verdict, no ALLOW
+                    raise TypeError(f"the proof gate answered `{result.verdict!r:.40}`")
+                code = denial_code(result.verdict)
+                if code is not None:  # spec: INV-1 — anything but PROVED denies
+                    ce = result.evidence.get("model") if code == "obligation_refuted" else None
+                    denied.append(
+                        _deny(
+                            Stage.OBLIGATION,
+                            code,
+                            result.reason or f"obligation `{ob.id}` is `{result.verdict}`",
+                            obligation=ob.id,
+                            counterexample=ce,
+                        )
+                    )
+            out.append(tuple(denied))
+            at += len(obs)
+        return out
+
+    def _entry_payload(
+        self, req: Request | None, out: StageResult, raw_digest: str | None = None
+    ) -> bytes:
+        """The decision's log entry, canonical JSON (RFC 8785)."""
+        entry: dict[str, Any] = {
+            "type": "decision",
+            "time": self._now(),
+            "effect": str(out.effect),
+            "capability_id": out.capability_id,
+            "policy_ids": list(out.policy_ids),
+            "reasons": [r.to_dict() for r in out.reasons],
+        }
+        if req is not None:
+            entry["request"] = req.to_dict()
         else:
-            parts.append(LinkedPart(payload))
-        at.append(i)
-    try:
-        got = k._log.append_parts(parts)
-        if type(got) is not list or len(got) != len(parts):
-            raise StorageError(f"the log answered {len(parts)} parts with `{got!r:.80}`")
-    except Exception as exc:  # spec: INV-2, INV-9 — no receipt, no ALLOW
-        got = [exc] * len(parts)
-    for i, part, g in zip(at, parts, got, strict=True):
-        req, out = items[i][0], outs[i]
+            entry["malformed_request_digest"] = raw_digest
+        return canonical_json(entry)
+
+    def _record(
+        self, req: Request | None, out: StageResult, *, raw_digest: str | None = None
+    ) -> tuple[Decision, Receipt | None]:
+        """Append the decision to the log; an ALLOW that cannot be logged is DENY (INV-9).
+
+        Returns:
+            The decision, and None: no effect is linked to it.
+        """
         try:
-            if isinstance(g, BaseException):
-                raise g
-            receipt, effect_receipt = g
-            index = _checked_index(receipt.index)  # spec: INV-9 — durable (with its effect)
-            answers[i] = (_logged(req, out, part.first, receipt, index), effect_receipt)
+            payload = self._entry_payload(req, out, raw_digest)
+            index, receipt = self._append(payload)  # spec: INV-9 — durable first
         except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
-            answers[i] = (_unlogged(req, out, exc), None)
-    return [a for a in answers if a is not None]
+            return _unlogged(req, out, exc), None
+        return _logged(req, out, payload, receipt, index), None
 
-
-def _dry_run(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decision:
-    try:
-        request = parse_request(raw)
-        out = _decide(k, request)
-    except InputError as exc:
-        return Decision(Permission.DENY, (_deny(Stage.SCHEMA, "bad_request", str(exc)),))
-    except Exception as exc:  # spec: INV-2
-        reason = _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`")
-        return Decision(Permission.DENY, (reason,))
-    return Decision(
-        out.effect,
-        out.reasons,
-        request.request_id,
-        out.capability_id,
-        out.policy_ids,
-        dry_run=True,
-    )
-
-
-def _submit(k: OpsKernel, raw: Request | dict[str, Any] | bytes | str) -> Decision:
-    try:
-        request = parse_request(raw)
-    except InputError as exc:
-        out = _denied(_deny(Stage.SCHEMA, "bad_request", str(exc)))
-        return _record(k, None, out, raw_digest=_raw_digest(raw))[0]
-    except Exception as exc:  # spec: INV-2 — anything unexpected while parsing is DENY
-        why = f"request parsing failed: `{type(exc).__name__}`"
-        out = _denied(_deny(Stage.INTERNAL, "internal_error", why))
-        return _record(k, None, out, raw_digest=_raw_digest(raw))[0]
-    return _record(k, request, _decide_closed(k, request))[0]
-
-
-def _decide_closed(k: OpsKernel, req: Request) -> StageResult:
-    """:func:`_decide`, with any exception turned into DENY (INV-2)."""
-    try:
-        return _decide(k, req)
-    except Exception as exc:  # spec: INV-2 — fail closed on any exception
-        why = _deny(Stage.INTERNAL, "internal_error", f"decision failed: `{type(exc).__name__}`")
-        return _denied(why)
-
-
-def _decide_all_closed(k: OpsKernel, reqs: Sequence[Request]) -> list[StageResult]:
-    """:func:`_decide_many`; if it raises, each request is decided alone, failing closed alone."""
-    try:
-        return _decide_many(k, reqs)
-    except Exception:  # spec: INV-2 — one request's failure must not decide the others
-        return [_decide_closed(k, req) for req in reqs]
-
-
-def _decide(k: OpsKernel, req: Request) -> StageResult:
-    return _decide_many(k, [req])[0]
+    def _append(self, payload: bytes) -> tuple[int, Receipt]:
+        """Append the entry, taking its receipt; check the index the receipt names."""
+        receipt = self._log.append_receipt(payload)
+        index: object = receipt.index if isinstance(receipt, Receipt) else None
+        return _checked_index(index), receipt
 
 
 def _bridge_refusal(req: Request) -> Reason | None:
@@ -341,101 +468,8 @@ def _bridge_refusal(req: Request) -> Reason | None:
     return None
 
 
-def _decide_many(k: OpsKernel, reqs: Sequence[Request]) -> list[StageResult]:
-    """Decide each request, stage by stage over all of them (DESIGN section 4).
-
-    Every request goes through the same stages in the same order as it would
-    alone (health, bridge admin, capability, policy, obligations) and stops at
-    the first that denies it; a stage's component is called once for all the
-    requests still standing, so its contracts are checked once per batch.
-    """
-    health = k._health()
-    if health is not Health.READY:  # spec: INV-1, INV-8 — only READY admits
-        why = _deny(Stage.HEALTH, "not_ready", f"SOP is `{health}`, not `READY`")
-        return [_denied(why) for _ in reqs]
-    out: list[StageResult | None] = [None] * len(reqs)
-    live: list[int] = []
-    for i, req in enumerate(reqs):
-        refused = _bridge_refusal(req)
-        if refused is not None:
-            out[i] = _denied(refused)
-        else:
-            live.append(i)
-    caps = _check_capabilities(k, [(reqs[i].capability, reqs[i]) for i in live])
-    held: list[tuple[int, str]] = []
-    for i, cap in zip(live, caps, strict=True):
-        if isinstance(cap, CapabilityError):  # spec: INV-1 — valid capability
-            why = _deny(Stage.CAPABILITY, cap.code, str(cap), capability_id=cap.capability_id)
-            out[i] = _denied(why, cap.capability_id)
-        else:
-            held.append((i, cap.id))
-    policy = k._policy() if held else None
-    if policy is None:  # empty means deny
-        for i, cap_id in held:
-            why = _deny(Stage.POLICY, "no_policy", "no policy set is active")
-            out[i] = _denied(why, cap_id)
-        held = []
-    outcomes = _evaluate(policy, [reqs[i] for i, _ in held]) if policy is not None else []
-    permitted: list[tuple[int, str, PolicyOutcome]] = []
-    for (i, cap_id), outcome in zip(held, outcomes, strict=True):
-        if not outcome.allowed:  # spec: INV-1 — a permit matches and no forbid matches
-            out[i] = StageResult(
-                Permission.DENY, (outcome.to_reason(),), cap_id, outcome.policy_ids
-            )
-        else:
-            permitted.append((i, cap_id, outcome))
-    denials = _check_obligations(k, [reqs[i] for i, _, _ in permitted])
-    for (i, cap_id, outcome), denied in zip(permitted, denials, strict=True):
-        if denied:  # spec: INV-1 — every obligation PROVED
-            out[i] = StageResult(Permission.DENY, denied, cap_id, outcome.policy_ids)
-        else:
-            out[i] = StageResult(
-                Permission.ALLOW, (outcome.to_reason(),), cap_id, outcome.policy_ids
-            )
-    decided = [o for o in out if o is not None]
-    if len(decided) != len(reqs):  # spec: INV-2 — never an answer out of place
-        raise RuntimeError("a request was left undecided")
-    return decided
-
-
-def _check_capabilities(
-    k: OpsKernel, pairs: list[tuple[str, Request]]
-) -> list[_HasId | CapabilityError]:
-    """The registry's answer for each (token, request): its capability or its refusal."""
-    return list(k._caps.check_many(pairs))
-
-
 def _evaluate(policy: PolicyDecider, requests: list[Request]) -> list[PolicyOutcome]:
     return list(policy.evaluate_many(requests))
-
-
-def _check_obligations(k: OpsKernel, reqs: list[Request]) -> list[tuple[Reason, ...]]:
-    """Per request, its denials: SOP's own obligations, then the attached ones, must be PROVED."""
-    obligations = [(*k._derive(req), *req.obligations) for req in reqs]
-    flat = [ob for obs in obligations for ob in obs]
-    results = k._gate.check_many(flat)
-    out: list[tuple[Reason, ...]] = []
-    at = 0
-    for obs in obligations:
-        denied = []
-        for ob, result in zip(obs, results[at : at + len(obs)], strict=True):
-            if type(result.verdict) is not Verdict:  # spec: INV-2 — no verdict, no ALLOW
-                raise TypeError(f"the proof gate answered `{result.verdict!r:.40}`")
-            code = denial_code(result.verdict)
-            if code is not None:  # spec: INV-1 — anything but PROVED denies
-                ce = result.evidence.get("model") if code == "obligation_refuted" else None
-                denied.append(
-                    _deny(
-                        Stage.OBLIGATION,
-                        code,
-                        result.reason or f"obligation `{ob.id}` is `{result.verdict}`",
-                        obligation=ob.id,
-                        counterexample=ce,
-                    )
-                )
-        out.append(tuple(denied))
-        at += len(obs)
-    return out
 
 
 def _raw_digest(raw: object) -> str:
@@ -447,25 +481,6 @@ def _raw_digest(raw: object) -> str:
     except Exception:  # spec: INV-2 — a digest failure must not escape
         data = b""
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _entry_payload(
-    k: OpsKernel, req: Request | None, out: StageResult, raw_digest: str | None = None
-) -> bytes:
-    """The decision's log entry, canonical JSON (RFC 8785)."""
-    entry: dict[str, Any] = {
-        "type": "decision",
-        "time": k._now(),
-        "effect": str(out.effect),
-        "capability_id": out.capability_id,
-        "policy_ids": list(out.policy_ids),
-        "reasons": [r.to_dict() for r in out.reasons],
-    }
-    if req is not None:
-        entry["request"] = req.to_dict()
-    else:
-        entry["malformed_request_digest"] = raw_digest
-    return canonical_json(entry)
 
 
 def _unlogged(req: Request | None, out: StageResult, exc: BaseException) -> Decision:
@@ -504,29 +519,6 @@ def _logged(
         receipt,
         entry_digest="sha256:" + hashlib.sha256(payload).hexdigest(),  # encoded once
     )
-
-
-def _record(
-    k: OpsKernel, req: Request | None, out: StageResult, *, raw_digest: str | None = None
-) -> tuple[Decision, Receipt | None]:
-    """Append the decision to the log; an ALLOW that cannot be logged is DENY (INV-9).
-
-    Returns:
-        The decision, and None: no effect is linked to it.
-    """
-    try:
-        payload = _entry_payload(k, req, out, raw_digest)
-        index, receipt = _append(k, payload)  # spec: INV-9 — durable first
-    except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
-        return _unlogged(req, out, exc), None
-    return _logged(req, out, payload, receipt, index), None
-
-
-def _append(k: OpsKernel, payload: bytes) -> tuple[int, Receipt]:
-    """Append the entry, taking its receipt; check the index the receipt names."""
-    receipt = k._log.append_receipt(payload)
-    index: object = receipt.index if isinstance(receipt, Receipt) else None
-    return _checked_index(index), receipt
 
 
 def _checked_index(index: object) -> int:
