@@ -53,6 +53,14 @@ class Ticket(Generic[_R]):
         self._wake = threading.Lock()
         self._wake.acquire()
 
+    def sleep(self) -> None:
+        """Block the caller until :meth:`wake`: its batch is done or it must lead."""
+        self._wake.acquire()
+
+    def wake(self) -> None:
+        """Wake the caller sleeping on this ticket (once per :meth:`sleep`)."""
+        self._wake.release()
+
 
 Take = Callable[[list[Ticket[Any]]], int]
 """Given the queue (non-empty), how many tickets from its front go into the next batch (>= 1)."""
@@ -99,7 +107,7 @@ class GroupCommit(Generic[_R]):
                 self._leader = ticket
         if follower:
             try:
-                ticket._wake.acquire()  # until our batch is done or we are told to lead
+                ticket.sleep()  # until our batch is done or we are told to lead
             except BaseException:
                 self._withdraw(ticket)
                 raise
@@ -142,13 +150,13 @@ class GroupCommit(Generic[_R]):
             self._hand_over()
         for t in batch:
             if t is not mine:
-                t._wake.release()
+                t.wake()
 
     def _hand_over(self) -> None:
         """Make the front ticket's caller the leader and wake it, or step down (mutex held)."""
         if self._queue:
             self._leader = self._queue[0]
-            self._leader._wake.release()
+            self._leader.wake()
         else:
             self._leader = None
 
