@@ -88,7 +88,7 @@ def probe_targets(sop: SOP) -> list[tuple[Any, str, Any]]:
             "linked_plan",
             "scope rules of the write (owned scope, size, digest, name)",
         ),
-        (kernel, "_decide_many", DECIDE),
+        (kernel.OpsKernel, "_decide_many", DECIDE),
         (type(sop.capabilities), "check_many", CAPS),
         (PolicySet, "evaluate_many", POLICY),
         (type(sop.gate), "check_many", GATE),
