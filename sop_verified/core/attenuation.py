@@ -16,7 +16,6 @@ Results are cached by ``(child, sorted parents)``; they are pure.
 
 from __future__ import annotations
 
-import enum
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +24,13 @@ import z3
 
 from sop_verified.core.capclaims import Capability
 from sop_verified.core.contracts import ensure, require
+from sop_verified.core.obligations import Verdict
 from sop_verified.errors import AttenuationError, InputError
 from sop_verified.tools.paths import Glob, check_path, z3_well_formed_path
 
 __all__ = [
     "RLIMIT",
     "InclusionResult",
-    "InclusionVerdict",
     "check_actions_and_window",
     "check_attenuation",
     "prove_glob_within",
@@ -50,28 +49,19 @@ _LOCK = threading.Lock()
 _CACHE: dict[tuple[str, tuple[str, ...]], InclusionResult] = {}
 
 
-class InclusionVerdict(enum.StrEnum):
-    """What the solver established about ``child ⊆ parents``."""
-
-    PROVED = "PROVED"
-    REFUTED = "REFUTED"
-    UNKNOWN = "UNKNOWN"
-
-
 @dataclass(frozen=True, slots=True)
 class InclusionResult:
-    """The verdict, the counterexample path when refuted, and why when unknown."""
+    """The verdict (the proof gate's vocabulary; never REJECTED), the counterexample path when
+    refuted, and why when unknown."""
 
-    verdict: InclusionVerdict
+    verdict: Verdict
     counterexample: str | None = None
     reason: str = ""
 
 
 @require(lambda parents: len(parents) > 0, "there is at least one parent glob")
 @ensure(
-    lambda result: (
-        (result.verdict is InclusionVerdict.REFUTED) == (result.counterexample is not None)
-    ),
+    lambda result: (result.verdict is Verdict.REFUTED) == (result.counterexample is not None),
     "a counterexample comes with, and only with, a refutation",
 )
 def prove_glob_within(child: str, parents: tuple[str, ...]) -> InclusionResult:
@@ -95,9 +85,7 @@ def prove_glob_within(child: str, parents: tuple[str, ...]) -> InclusionResult:
     parent_globs = [Glob(p, where="parent resources") for p in key[1]]
     with _LOCK:
         if child in key[1]:
-            result = InclusionResult(
-                InclusionVerdict.PROVED, reason="the child glob is a parent glob"
-            )
+            result = InclusionResult(Verdict.PROVED, reason="the child glob is a parent glob")
         else:
             result = _solve(child_glob, parent_globs)
         if len(_CACHE) >= _CACHE_MAX:
@@ -121,14 +109,12 @@ def _solve(child: Glob, parents: list[Glob]) -> InclusionResult:
         solver.add(z3.InRe(x, child.z3_regex()), z3.Not(z3.InRe(x, union)), z3_well_formed_path(x))
         answer = solver.check()
         if answer == z3.unsat:
-            return InclusionResult(InclusionVerdict.PROVED)
+            return InclusionResult(Verdict.PROVED)
         if answer == z3.sat:
             return _refutation(child, parents, solver.model().eval(x, model_completion=True))
-        return InclusionResult(
-            InclusionVerdict.UNKNOWN, reason=f"solver: {solver.reason_unknown()}"
-        )
+        return InclusionResult(Verdict.UNKNOWN, reason=f"solver: {solver.reason_unknown()}")
     except z3.Z3Exception as exc:  # fail-closed: no proof
-        return InclusionResult(InclusionVerdict.UNKNOWN, reason=f"solver error: {exc}")
+        return InclusionResult(Verdict.UNKNOWN, reason=f"solver error: {exc}")
 
 
 def _refutation(child: Glob, parents: list[Glob], value: Any) -> InclusionResult:
@@ -141,11 +127,11 @@ def _refutation(child: Glob, parents: list[Glob], value: Any) -> InclusionResult
     else:
         well_formed = True
     if well_formed and child.matches(path) and not any(p.matches(path) for p in parents):
-        return InclusionResult(InclusionVerdict.REFUTED, counterexample=path)
+        return InclusionResult(Verdict.REFUTED, counterexample=path)
     # The solver and the matcher disagree, or the witness is beyond the path
     # limits: not a proof either way, so it stays a refusal.
     return InclusionResult(
-        InclusionVerdict.UNKNOWN,
+        Verdict.UNKNOWN,
         reason=f"solver witness `{path[:80]}` is not confirmed by the path matcher",
     )
 
@@ -207,7 +193,7 @@ def check_attenuation(
     check_actions_and_window(parent, actions, not_before, expires)
     for glob in resources:
         result = prove_glob_within(glob, parent.resources)
-        if result.verdict is InclusionVerdict.REFUTED:  # spec: INV-10 — resources only narrow
+        if result.verdict is Verdict.REFUTED:  # spec: INV-10 — resources only narrow
             raise AttenuationError(
                 f"child resource `{glob}` is wider than parent `{parent.id}` resources "
                 f"`{', '.join(parent.resources)}`: it matches `{result.counterexample}`",
@@ -215,7 +201,7 @@ def check_attenuation(
                 capability_id=parent.id,
                 counterexample=result.counterexample,
             )
-        if result.verdict is not InclusionVerdict.PROVED:  # spec: INV-10, INV-2 — no proof
+        if result.verdict is not Verdict.PROVED:  # spec: INV-10, INV-2 — no proof
             raise AttenuationError(
                 f"child resource `{glob}` could not be proved within parent `{parent.id}` "
                 f"resources ({result.reason})",

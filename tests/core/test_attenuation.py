@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sop_verified.core import attenuation
-from sop_verified.core.attenuation import InclusionVerdict, prove_glob_within
+from sop_verified.core.attenuation import prove_glob_within
 from sop_verified.core.capability import CapabilityRegistry
+from sop_verified.core.obligations import Verdict
 from sop_verified.errors import AttenuationError, InputError
 from sop_verified.storage.memory import MemoryStore
 from sop_verified.tools.paths import Glob, check_path
@@ -35,32 +36,32 @@ def _brute_force_escape(child: str, parents: tuple[str, ...]) -> str | None:
     return None
 
 
-CASES: list[tuple[str, tuple[str, ...], InclusionVerdict]] = [
-    ("artifacts/**", ("artifacts/drac/**",), InclusionVerdict.REFUTED),
-    ("artifacts/drac/s1/*.bin", ("artifacts/drac/**",), InclusionVerdict.PROVED),
-    ("artifacts/drac/**", ("artifacts/drac/*",), InclusionVerdict.REFUTED),
-    ("a/*/c", ("a/**",), InclusionVerdict.PROVED),
-    ("a/*", ("a/b*",), InclusionVerdict.REFUTED),
-    ("a?c/**/d*e", ("a*/**",), InclusionVerdict.PROVED),
-    ("**/a/**", ("**/a/**/*",), InclusionVerdict.PROVED),
-    ("x/**", ("x/*", "x/*/**"), InclusionVerdict.PROVED),
-    ("a/**/b", ("a/*/b", "a/b", "a/**/*/b"), InclusionVerdict.PROVED),
-    ("a/**/b", ("a/*/b", "a/b"), InclusionVerdict.REFUTED),
-    ("*", ("?*",), InclusionVerdict.PROVED),
-    ("**", ("*",), InclusionVerdict.REFUTED),
-    ("*.bin", ("*",), InclusionVerdict.PROVED),
-    ("*", ("*.bin",), InclusionVerdict.REFUTED),
+CASES: list[tuple[str, tuple[str, ...], Verdict]] = [
+    ("artifacts/**", ("artifacts/drac/**",), Verdict.REFUTED),
+    ("artifacts/drac/s1/*.bin", ("artifacts/drac/**",), Verdict.PROVED),
+    ("artifacts/drac/**", ("artifacts/drac/*",), Verdict.REFUTED),
+    ("a/*/c", ("a/**",), Verdict.PROVED),
+    ("a/*", ("a/b*",), Verdict.REFUTED),
+    ("a?c/**/d*e", ("a*/**",), Verdict.PROVED),
+    ("**/a/**", ("**/a/**/*",), Verdict.PROVED),
+    ("x/**", ("x/*", "x/*/**"), Verdict.PROVED),
+    ("a/**/b", ("a/*/b", "a/b", "a/**/*/b"), Verdict.PROVED),
+    ("a/**/b", ("a/*/b", "a/b"), Verdict.REFUTED),
+    ("*", ("?*",), Verdict.PROVED),
+    ("**", ("*",), Verdict.REFUTED),
+    ("*.bin", ("*",), Verdict.PROVED),
+    ("*", ("*.bin",), Verdict.REFUTED),
 ]
 
 
 @pytest.mark.parametrize(("child", "parents", "expected"), CASES)
 def test_glob_inclusion_verdicts_match_reference(
-    child: str, parents: tuple[str, ...], expected: InclusionVerdict
+    child: str, parents: tuple[str, ...], expected: Verdict
 ) -> None:
     result = prove_glob_within(child, parents)
     assert result.verdict is expected, result.reason
     escape = _brute_force_escape(child, parents)
-    if result.verdict is InclusionVerdict.PROVED:
+    if result.verdict is Verdict.PROVED:
         assert escape is None, f"proved, yet `{escape}` escapes"
     else:
         cx = result.counterexample
@@ -79,7 +80,7 @@ def test_solver_unknown_refuses_attenuation(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(attenuation, "_CACHE", {})
     monkeypatch.setattr(attenuation, "RLIMIT", 1)
     result = prove_glob_within("u/*/*", ("u/**/*z*", "u/a*/*"))
-    assert result.verdict is InclusionVerdict.UNKNOWN
+    assert result.verdict is Verdict.UNKNOWN
     store = MemoryStore()
     reg = CapabilityRegistry(store, KEY, "k1", lambda: T0)
     _, token = reg.admit("drac", ["artifact.read"], ["u/**/*z*", "u/a*/*"], T0, T0 + 60)
@@ -118,12 +119,12 @@ def _check_soundness(child: str, parents: tuple[str, ...], paths: list[str]) -> 
     result = prove_glob_within(child, parents)
     event(str(result.verdict))
     c, ps = Glob(child), [Glob(p) for p in parents]
-    if result.verdict is InclusionVerdict.PROVED:
+    if result.verdict is Verdict.PROVED:
         for path in paths:
             if c.matches(path):
                 assert any(p.matches(path) for p in ps), f"`{path}` escapes a proved inclusion"
         assert _brute_force_escape(child, parents) is None
-    elif result.verdict is InclusionVerdict.REFUTED:
+    elif result.verdict is Verdict.REFUTED:
         cx = result.counterexample
         assert cx is not None
         assert c.matches(cx)
