@@ -90,6 +90,7 @@ def _render_audit(data: dict[str, Any]) -> None:
         f"{data['entries']} entries, {data['verified_checkpoints']}/{data['checkpoints']}"
         f" checkpoints verified, root {data['root']}"
     )
+    out.print(f"derived state: {data['derived_state']}")
     if data["ok"]:
         out.print("[green]log verified: no tampering found[/]")
         return

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from attacker import attacker_db
 from typer.testing import CliRunner
 
 from sop_verified.cli import app
@@ -220,8 +221,7 @@ def test_proofs_replay_detects_a_tampered_verdict(tmp_path: Path) -> None:
     clean = json.loads(output)
     assert clean["checked"] >= 2
     assert clean["disagreements"] == []
-    db = sqlite3.connect(d / "sop.db")
-    db.execute("DROP TRIGGER verdicts_no_update")  # an attacker with write access to the file
+    db = attacker_db(d / "sop.db")  # an attacker with write access to the file
     rows = db.execute("SELECT digest, record FROM verdicts").fetchall()
     for digest, record in rows:
         db.execute(
@@ -231,16 +231,19 @@ def test_proofs_replay_detects_a_tampered_verdict(tmp_path: Path) -> None:
     db.commit()
     db.close()
     code, output = _run("proofs", "replay", "--data-dir", str(d), "--json")
-    assert code == 1
-    assert json.loads(output)["disagreements"]
+    assert code == 2  # spec: INV-11 — SOP refuses to boot on the edited verdicts
+    assert "derived table `verdicts` does not match its seal" in " ".join(output.split())
 
 
 def test_verdict_store_is_write_once(tmp_path: Path) -> None:
     import sqlite3
 
+    from sop_verified.storage.sqlite_seal import register
+
     d = tmp_path / "d"
     assert _run("demo", "--data-dir", str(d), "--json")[0] == 0
     db = sqlite3.connect(d / "sop.db")
+    register(db, None)  # the seal's functions exist but refuse: the write-once guard speaks first
     for sql in ("UPDATE verdicts SET record = x'00'", "DELETE FROM verdicts"):
         with pytest.raises(sqlite3.IntegrityError, match="write-once"):
             db.execute(sql)
@@ -256,8 +259,7 @@ def test_an_altered_verdict_record_cannot_let_a_false_obligation_through(tmp_pat
 
     d = tmp_path / "d"
     assert _run("demo", "--data-dir", str(d), "--json")[0] == 0
-    db = sqlite3.connect(d / "sop.db")
-    db.execute("DROP TRIGGER verdicts_no_update")
+    db = attacker_db(d / "sop.db")
     target = obligation_digest("smt2", OBLIGATIONS[1][1]["source"])
     (record,) = db.execute("SELECT record FROM verdicts WHERE digest = ?", (target,)).fetchone()
     assert b"REFUTED" in record
@@ -269,15 +271,10 @@ def test_an_altered_verdict_record_cannot_let_a_false_obligation_through(tmp_pat
     db.close()
     assert changed == 1
     sop = SOP.boot(d)
-    assert sop.health.value == "READY"
-    try:
-        _, token = sop.admit(
-            "emp", ["obligation.submit"], ["verdicts/emp/**"], expires=sop.now() + 60
-        )
-        outcome = sop.emp.submit_obligation(OBLIGATIONS[1][1], token=token)
+    try:  # spec: INV-11 — the edited row no longer matches the state seal: boot refuses
+        assert sop.health.value == "FAILED"
+        assert "derived table `verdicts` does not match its seal" in sop.boot_report.detail
+        outcome = sop.emp.submit_obligation(OBLIGATIONS[1][1], token="sopcap1.x.e30.AAAA")
     finally:
         sop.close()
     assert outcome.decision.effect is Permission.DENY
-    assert outcome.verdict is not None
-    assert "fails its seal" in outcome.verdict.reason
-    assert sop.health.value == "DEGRADED"  # the integrity alarm was raised

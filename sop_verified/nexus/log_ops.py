@@ -15,15 +15,16 @@ from pathlib import Path
 
 import orjson
 
-from sop_verified.errors import ConfigError, InputError, StorageError
-from sop_verified.nexus.config import load_config
+from sop_verified.errors import ConfigError, InputError, IntegrityError, StorageError
+from sop_verified.nexus.config import load_config, load_mac_key
 from sop_verified.nexus.keys import CHECKPOINT_GENESIS, CHECKPOINT_VKEY, read_vkey
 from sop_verified.storage.entry_log import UnsignedLogWarning
 from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.storage.sqlite_log import SQLiteLogReader
+from sop_verified.storage.sqlite_seal import check_state_file
 from sop_verified.tools.signed_note import Verifier
 from sop_verified.tools.tlog import TransparencyLog
-from sop_verified.tools.tlog_audit import AuditReport, audit_log
+from sop_verified.tools.tlog_audit import AuditReport, Finding, audit_log
 from sop_verified.tools.tlog_receipt import HEADER, ProofBundle
 
 __all__ = [
@@ -99,7 +100,32 @@ def audit_data_dir(
         )
     finally:
         reader.close()
+    if report.ok:
+        _check_derived_state(data_dir, report)
     return report, trusted
+
+
+def _check_derived_state(data_dir: Path, report: AuditReport) -> None:
+    """Check the derived tables against the state seal (INV-11); a mismatch is a finding.
+
+    Only when the log itself verified: the seal is bound to the log's size,
+    which is worth something only once the log is known to be intact. The
+    check needs the capability key (the seal is keyed); without it the report
+    says the derived state was not checked, rather than pretend.
+    """
+    try:
+        master, _ = load_mac_key(data_dir)
+    except ConfigError as exc:
+        report.derived_state = f"not checked: {exc}"
+        return
+    try:
+        tables = check_state_file(data_dir / DB_FILE, master, report.entries)
+    except IntegrityError as exc:  # spec: INV-11
+        report.derived_state = "failed"
+        report.findings.append(Finding("derived_state", report.entries, str(exc)))
+        report.total_findings += 1
+        return
+    report.derived_state = f"verified: {tables} derived tables match the state seal"
 
 
 def _held_note(path: Path) -> str:

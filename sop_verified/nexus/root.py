@@ -72,15 +72,16 @@ DB_NAME = "sop.db"
 # The declared service graph (service -> dependencies); boot order derives from it.
 SERVICE_GRAPH: dict[str, tuple[str, ...]] = {
     "config": (),
-    "storage": ("config",),
+    "storage": ("config", "keys"),
     "keys": ("config",),
     "log": ("config", "keys", "storage"),
-    "capabilities": ("keys", "storage"),
-    "policy": ("config", "storage"),
-    "proof_gate": ("keys", "log", "storage"),
+    "state": ("log", "storage"),
+    "capabilities": ("keys", "state", "storage"),
+    "policy": ("config", "state", "storage"),
+    "proof_gate": ("keys", "log", "state", "storage"),
     "kernel": ("capabilities", "log", "policy", "proof_gate"),
-    "persistence": ("config", "log", "storage"),
-    "protocols": ("config", "keys", "log", "persistence", "storage"),
+    "persistence": ("config", "log", "state", "storage"),
+    "protocols": ("config", "keys", "log", "persistence", "state", "storage"),
 }
 
 _T = TypeVar("_T")
@@ -238,7 +239,7 @@ def _test_config(b: _Build) -> None:
 
 
 def _start_storage(b: _Build) -> None:
-    b.store = SQLiteBackend.open(b.data_dir / DB_NAME)
+    b.store = SQLiteBackend.open(b.data_dir / DB_NAME, state_key=b.keys.mac_key)
     b.closer.callback(b.store.close)
     b.store.set_entry_indexer(index_entries)  # the persistence index follows the log
 
@@ -272,6 +273,20 @@ def _start_log(b: _Build) -> None:
 
 def _test_log(b: _Build) -> None:
     b.store.log.verify_tail()
+
+
+def _start_state(b: _Build) -> None:
+    """Authenticate every derived table against the state seal and the log (INV-11).
+
+    Every service that reads derived state (capabilities, policy, verdicts,
+    the persistence index, protocol records) starts after this one, so none
+    of them ever reads a row that was not checked first.
+    """
+    b.store.verify_state(b.log.size)  # spec: INV-11 — derived state authenticated before use
+
+
+def _test_state(b: _Build) -> None:
+    """Nothing more to test: the start step checked every row against the seal."""
 
 
 def _start_capabilities(b: _Build) -> None:
@@ -416,6 +431,7 @@ _STEPS: Mapping[str, tuple[_Step, _Step]] = {
     "storage": (_start_storage, _test_storage),
     "keys": (_start_keys, _test_keys),
     "log": (_start_log, _test_log),
+    "state": (_start_state, _test_state),
     "capabilities": (_start_capabilities, _test_capabilities),
     "policy": (_start_policy, _test_policy),
     "proof_gate": (_start_proof_gate, _test_proof_gate),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 
-from sop_verified.errors import StorageError
+from sop_verified.errors import IntegrityError, StorageError
 from sop_verified.storage.entry_log import StoreLog
 from sop_verified.storage.memory_index import IndexState, MemoryBlobs, MemoryPersistIndex
 from sop_verified.storage.memory_log import LogState, MemoryLogStore
@@ -115,6 +115,20 @@ class MemoryBackend:
         entries = self._log_store.read_entries(0, self._log_store.log_tail()[0])
         if any(i != k for k, (i, _, _) in enumerate(entries)):
             raise StorageError("the memory log's entries are out of order")
+
+    def verify_state(self, log_size: int) -> None:
+        """Nothing to check: this state lives in the process, out of an attacker's reach.
+
+        The threat INV-11 answers is someone who edits what is stored; the
+        in-memory reference stores nothing outside the process. It still
+        checks the one thing it can: that it belongs to a log of ``log_size``.
+
+        Raises:
+            IntegrityError: the log holds another number of entries.
+        """
+        size = self._log_store.log_tail()[0]
+        if size != log_size:
+            raise IntegrityError(f"the memory log holds `{size}` entries, expected `{log_size}`")
 
     def close(self) -> None:
         """Refuse writes from now on."""

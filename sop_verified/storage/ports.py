@@ -253,5 +253,13 @@ class StorageBackend(Protocol):
     def self_test(self) -> None:
         """Check the backend's own integrity; raise StorageError if it fails."""
 
+    def verify_state(self, log_size: int) -> None:
+        """Check every derived table against what SOP sealed for a log of ``log_size`` entries.
+
+        Raises:
+            IntegrityError: derived state was edited, inserted, deleted or
+                reordered behind SOP's back (the first table that differs named).
+        """
+
     def close(self) -> None:
         """Release the backend's resources."""

@@ -23,7 +23,10 @@ batch's own transaction.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+from sop_verified.errors import IntegrityError
 
 from sop_verified.storage.entry_log import StoreLog
 from sop_verified.storage.persist_index import EntryIndexer
@@ -32,30 +35,64 @@ from sop_verified.storage.sqlite_blobs import INLINE_SCHEMA, SQLiteBlobs
 from sop_verified.storage.sqlite_capabilities import CAPABILITY_SCHEMA, SQLiteCapabilities
 from sop_verified.storage.sqlite_db import SQLiteDB
 from sop_verified.storage.sqlite_log import LOG_SCHEMA, SQLiteLog
-from sop_verified.storage.sqlite_persist import PERSIST_SCHEMA, SQLitePersistIndex, fill_versions
+from sop_verified.storage.sqlite_persist import PERSIST_SCHEMA, SQLitePersistIndex
 from sop_verified.storage.sqlite_policies import POLICY_SCHEMA, SQLitePolicies
-from sop_verified.storage.sqlite_protocols import SQLiteRecordIndex
+from sop_verified.storage.sqlite_protocols import PROTOCOL_SCHEMA, SQLiteRecordIndex
+from sop_verified.storage.sqlite_seal import (
+    KEYLESS,
+    SEAL_SCHEMA,
+    SEALED,
+    check_state,
+    register,
+    seal_if_empty,
+)
+from sop_verified.storage.state_seal import SealKeeper
 from sop_verified.storage.sqlite_verdicts import VERDICT_SCHEMA, SQLiteVerdicts
 
 __all__ = ["DEFAULT_ORIGIN", "SQLiteBackend"]
 
 _SCHEMA = (
-    CAPABILITY_SCHEMA + POLICY_SCHEMA + VERDICT_SCHEMA + LOG_SCHEMA + PERSIST_SCHEMA + INLINE_SCHEMA
+    CAPABILITY_SCHEMA
+    + POLICY_SCHEMA
+    + VERDICT_SCHEMA
+    + LOG_SCHEMA
+    + PERSIST_SCHEMA
+    + INLINE_SCHEMA
+    + PROTOCOL_SCHEMA
+    + SEAL_SCHEMA
 )
 
 
 class SQLiteBackend:
     """Every storage role, backed by one SQLite database file (a ``StorageBackend``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, state_key: bytes | None = None) -> None:
         """Open (or create) the database at ``path``; the log opens with :meth:`StoreLog.open`.
+
+        Args:
+            path: The database file.
+            state_key: The key the derived state is sealed under (derived from
+                the capability MAC key, INV-11). Without it the store opens
+                read-only in effect: every write to the log or a derived table
+                is refused, since it could not be sealed.
 
         Raises:
             StorageError: the file cannot be opened as a SQLite database.
         """
         self.path = path
-        self._db = SQLiteDB(path, _SCHEMA)
-        self._db.read(fill_versions)
+        self._keeper = None if state_key is None else SealKeeper(state_key, tuple(SEALED))
+        keeper = self._keeper
+
+        def prepare(db: sqlite3.Connection) -> None:
+            register(db, keeper)
+
+        def explain() -> str | None:
+            return KEYLESS if keeper is None else keeper.failure
+
+        self._db = SQLiteDB(path, _SCHEMA, prepare=prepare, explain=explain)
+        if keeper is not None:
+            with self._db.tx() as db:
+                seal_if_empty(db, keeper)
         self._blobs = SQLiteBlobs(self._db)
         self._persist = SQLitePersistIndex(self._db, self._blobs)
         self._log_store = SQLiteLog(self._db, self._persist.note_versions)
@@ -63,16 +100,16 @@ class SQLiteBackend:
         self._capabilities = SQLiteCapabilities(self._db)
         self._policies = SQLitePolicies(self._db)
         self._verdicts = SQLiteVerdicts(self._db)
-        self._records = SQLiteRecordIndex(path)
+        self._records = SQLiteRecordIndex(path, prepare=prepare, explain=explain)
 
     @classmethod
-    def open(cls, path: Path) -> SQLiteBackend:
+    def open(cls, path: Path, *, state_key: bytes | None = None) -> SQLiteBackend:
         """Open (or create) the database at ``path`` (the same as the constructor).
 
         Raises:
             StorageError: the file cannot be opened as a SQLite database.
         """
-        return cls(path)
+        return cls(path, state_key=state_key)
 
     @property
     def log(self) -> StoreLog:
@@ -133,6 +170,23 @@ class SQLiteBackend:
     def self_test(self) -> None:
         """SQLite's quick integrity check; raise StorageError unless it says ``ok``."""
         self._db.self_test()
+
+    def verify_state(self, log_size: int) -> None:
+        """Check every derived table against the state seal and the seal against the log.
+
+        Args:
+            log_size: The log's size, authenticated by its signed checkpoint.
+
+        Raises:
+            IntegrityError: a derived table, the seal or its triggers were
+                tampered with (the first table that differs is named), or the
+                store was opened without the state key (nothing can be checked).
+            StorageError: the database could not be read.
+        """
+        keeper = self._keeper
+        if keeper is None:
+            raise IntegrityError("the derived state cannot be checked without SOP's state key")
+        self._db.read(lambda db: check_state(db, keeper, log_size))
 
     def close(self) -> None:
         """Close the database's connections."""

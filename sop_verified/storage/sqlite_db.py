@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sop_verified.errors import StorageError
 
-__all__ = ["SQLiteDB", "insert_rows"]
+__all__ = ["SQLiteDB", "explained", "insert_rows"]
 
 _T = TypeVar("_T")
 
@@ -56,11 +56,32 @@ def insert_rows(
         db.execute(sql, [v for r in chunk for v in r])
 
 
+def explained(exc: sqlite3.Error, explain: Callable[[], str | None] | None) -> str:
+    """``exc``'s message, with the reason a registered function gave when one raised."""
+    why = explain() if explain is not None and "user-defined function" in str(exc) else None
+    return f"{exc}: {why}" if why else str(exc)
+
+
 class SQLiteDB:
     """A writer connection (with its lock) and a reader connection on one file."""
 
-    def __init__(self, path: Path, schema: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        schema: str,
+        *,
+        prepare: Callable[[sqlite3.Connection], None] | None = None,
+        explain: Callable[[], str | None] | None = None,
+    ) -> None:
         """Open (or create) the database at ``path`` and run ``schema`` (idempotent DDL).
+
+        Args:
+            path: The database file.
+            schema: Idempotent DDL run at every open.
+            prepare: Called on each new connection before the schema runs (the
+                state seal's functions).
+            explain: Says why the last failed write failed when SQLite cannot
+                (a function's refusal reaches SQLite only as "raised exception").
 
         Raises:
             StorageError: the file cannot be opened as a SQLite database.
@@ -68,8 +89,11 @@ class SQLiteDB:
         self.path = path
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._explain = explain
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            if prepare is not None:
+                prepare(self._db)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -98,10 +122,13 @@ class SQLiteDB:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise StorageError(f"sqlite write failed: {exc}") from exc
+                raise StorageError(f"sqlite write failed: {self._why(exc)}") from exc
             except BaseException:
                 self._rollback()
                 raise
+
+    def _why(self, exc: sqlite3.Error) -> str:
+        return explained(exc, self._explain)
 
     def _rollback(self) -> None:
         """Roll back an open transaction (a closed connection has none)."""

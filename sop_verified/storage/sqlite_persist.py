@@ -34,7 +34,6 @@ __all__ = [
     "apply_ops",
     "apply_unit",
     "catch_up",
-    "fill_versions",
     "indexed_to",
     "set_indexed_to",
 ]
@@ -111,16 +110,6 @@ def set_indexed_to(db: sqlite3.Connection, size: int) -> None:
         "INSERT INTO persist_state (key, value) VALUES ('indexed_to', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (size,),
-    )
-
-
-def fill_versions(db: sqlite3.Connection) -> None:
-    """Fill ``persist_versions`` from the effects of a database indexed before it existed."""
-    if db.execute("SELECT 1 FROM persist_versions LIMIT 1").fetchone() is not None:
-        return
-    db.execute(
-        "INSERT INTO persist_versions (scope, name, latest) SELECT scope, name, MAX(version)"
-        " FROM persist_effects WHERE outcome = 'written' GROUP BY scope, name"
     )
 
 

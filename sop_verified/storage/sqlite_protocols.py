@@ -14,9 +14,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from sop_verified.errors import StorageError
+from sop_verified.storage.sqlite_db import explained
 
 __all__ = ["PROTOCOL_SCHEMA", "SQLiteRecordIndex"]
 
@@ -44,15 +46,27 @@ _BUSY_MS = 30_000
 class SQLiteRecordIndex:
     """The protocol record index (a :class:`~sop_verified.protocols.ledger.RecordIndex`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        prepare: Callable[[sqlite3.Connection], None] | None = None,
+        explain: Callable[[], str | None] | None = None,
+    ) -> None:
         """Open the index in the database at ``path`` (the log's database).
+
+        ``prepare`` is called on the new connection (the state seal's
+        functions); ``explain`` says why the last failed write failed.
 
         Raises:
             StorageError: the database cannot be opened.
         """
         self._lock = threading.Lock()
+        self._explain = explain
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            if prepare is not None:
+                prepare(self._db)
             self._db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -75,7 +89,8 @@ class SQLiteRecordIndex:
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StorageError(f"the protocol index write failed: {exc}") from exc
+                detail = explained(exc, self._explain)
+                raise StorageError(f"the protocol index write failed: {detail}") from exc
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:

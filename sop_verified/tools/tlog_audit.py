@@ -69,6 +69,8 @@ class AuditReport:
     root: str = ""
     findings: list[Finding] = field(default_factory=list)
     total_findings: int = 0
+    derived_state: str = "not checked: the log did not verify"
+    """What the caller found of the state derived from the log (a data directory's audit)."""
 
     @property
     def ok(self) -> bool:
@@ -106,6 +108,7 @@ class AuditReport:
             "first_bad_index": self.first_bad_index,
             "findings": [f.to_dict() for f in self.findings],
             "total_findings": self.total_findings,
+            "derived_state": self.derived_state,
         }
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from attacker import drop_triggers
 from typer.testing import CliRunner
 
 from sop_verified.cli import app
@@ -58,9 +59,7 @@ def db(data: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _drop_triggers(db: sqlite3.Connection) -> None:
-    for table in ("log_entries", "log_tiles", "log_checkpoints"):  # the attacker's first move
-        db.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
-        db.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
+    drop_triggers(db)  # the attacker's first move: the log's guards and the seal's upkeep
 
 
 def _size(db: sqlite3.Connection) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+
+from attacker import attacker_db
 from pathlib import Path
 
 import pytest
@@ -232,14 +234,14 @@ def test_boot_manifest_is_byte_identical_across_boots(sop: SOP) -> None:
 def test_failed_service_leaves_everything_denied(sop: SOP) -> None:
     _, token = sop.admit("drac", ["artifact.persist"], ["artifacts/drac/**"], expires=NOW + 60)
     sop.close()
-    # tamper with the stored policy set: the policy service's integrity check fails at boot
-    db = sqlite3.connect(sop.data_dir / "sop.db")
+    # tamper with the stored policy set: the derived-state check fails at boot (INV-11)
+    db = attacker_db(sop.data_dir / "sop.db")
     db.execute("UPDATE policy_sets SET digest = 'sha256:' || hex(zeroblob(32))")
-    db.commit()
     db.close()
     broken = SOP.boot(sop.data_dir, now=lambda: NOW)
     assert broken.health is Health.FAILED
-    assert broken.boot_report is not None and broken.boot_report.failed == "policy"
+    assert broken.boot_report is not None and broken.boot_report.failed == "state"
+    assert "`policy_sets` does not match its seal" in broken.boot_report.detail
     d = broken.submit(_req(token))
     assert d.effect is Permission.DENY
     assert d.reasons[0].stage is Stage.HEALTH

@@ -20,7 +20,7 @@ from sop_verified.protocols.ledger import (
 )
 from sop_verified.storage.entry_log import UnsignedLogWarning
 from sop_verified.storage.sqlite import SQLiteBackend
-from sop_verified.storage.sqlite_protocols import SQLiteRecordIndex
+from sop_verified.storage.sqlite_seal import register
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog_store import Receipt
 
@@ -186,14 +186,17 @@ def test_only_protocol_records_have_a_kind() -> None:
     assert record_kind(b'"type":"csp.seal" but not json') is None
 
 
+STATE_KEY = bytes(range(32))
+
+
 def test_the_sqlite_index_catches_up_and_replays_in_log_order(tmp_path: Path) -> None:
-    store = SQLiteBackend.open(tmp_path / "sop.db")
+    store = SQLiteBackend.open(tmp_path / "sop.db", state_key=STATE_KEY)
     with pytest.warns(UnsignedLogWarning):
         log = store.log.unsafe_open_unsigned()
     for i in range(5):
         store.log.append(canonical_json({"type": "decision", "i": i}))
         store.log.append(canonical_json({**ENTRY, "session": f"s{i}"}))
-    index = SQLiteRecordIndex(tmp_path / "sop.db")
+    index = store.records
     events = Events()
     sink = Sink(events)
     sinks: dict[str, RecordSink] = dict.fromkeys(RECORD_TYPES | ADMIN_OPS, sink)
@@ -205,19 +208,18 @@ def test_the_sqlite_index_catches_up_and_replays_in_log_order(tmp_path: Path) ->
     assert sink.applied == [1, 3, 5, 7, 9]
     receipt = ledger.record({**ENTRY, "session": "live"})
     assert index.indexed_to() == receipt.index + 1
-    index.close()
     store.close()
 
 
 def test_the_sqlite_index_is_insert_only(tmp_path: Path) -> None:
-    store = SQLiteBackend.open(tmp_path / "sop.db")
-    index = SQLiteRecordIndex(tmp_path / "sop.db")
+    store = SQLiteBackend.open(tmp_path / "sop.db", state_key=STATE_KEY)
+    index = store.records
     index.add(0, "drac.phase", b"{}", indexed_to=1)
     db = sqlite3.connect(str(tmp_path / "sop.db"))
+    register(db, None)  # the seal's functions exist but refuse: the guard speaks first
     with pytest.raises(sqlite3.DatabaseError, match="insert-only"):
         db.execute("DELETE FROM protocol_records")
     db.close()
     with pytest.raises(StorageError, match="missing from the log"):
         index.records()  # the row names no log entry
-    index.close()
     store.close()

@@ -141,9 +141,10 @@ class Env:
         return kept
 
     def tamper_db_blob(self, scope: str, stored: str, data: bytes) -> None:
-        """Overwrite a database-kept blob behind SOP's back."""
+        """Overwrite a database-kept blob behind SOP's back (the seal's trigger dropped first)."""
         assert self.sop.store is not None
         with sqlite3.connect(self.sop.store.path) as db:
+            db.execute("DROP TRIGGER IF EXISTS persist_inline_seal_update")
             cur = db.execute(
                 "UPDATE persist_inline SET data = ? WHERE effect_index IN (SELECT effect_index"
                 " FROM persist_effects WHERE scope = ? AND stored = ?)",

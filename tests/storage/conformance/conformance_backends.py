@@ -17,6 +17,8 @@ from sop_verified.storage.ports import StorageBackend
 from sop_verified.storage.sqlite import SQLiteBackend
 
 ORIGIN = "conformance.local/log"
+STATE_KEY = bytes(range(32))
+"""The key the SQLite backend seals its derived state under in the suite (INV-11)."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,9 @@ class BackendKind:
 
 BACKENDS = (
     BackendKind("memory", lambda _: MemoryBackend(), durable=False),
-    BackendKind("sqlite", lambda d: SQLiteBackend.open(d / "sop.db"), durable=True),
+    BackendKind(
+        "sqlite", lambda d: SQLiteBackend.open(d / "sop.db", state_key=STATE_KEY), durable=True
+    ),
 )
 """Every backend the suite runs on; a new backend is one more entry."""
 

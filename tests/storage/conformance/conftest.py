@@ -21,6 +21,8 @@ def opened(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opened]:
     kind: BackendKind = request.param
     case = Opened(kind, tmp_path, kind.open(tmp_path))
     yield case
+    # spec: INV-11 — whatever the test wrote, through any role, kept the state seal exact
+    case.backend.verify_state(case.backend.log_store.log_tail()[0])
     case.backend.close()
 
 

@@ -1,0 +1,191 @@
+"""The state seal in SQLite: triggers on every derived table, one sealed row, the boot check.
+
+Every derived table has three triggers (after insert, delete, update) that
+pass the changed row to ``sop_seal``, a function SOP registers on its own
+connections (:func:`register`); the log's entries table has one that passes
+each new index to ``sop_seal_grow``. Both rewrite the single row of
+``state_seal`` in the transaction that changed the table, so every write SOP
+makes keeps the seal exact, whichever code path made it. A connection
+without the functions (another process, the ``sqlite3`` shell) cannot write
+a derived table at all while the triggers exist; one that drops them can,
+but cannot update the seal to match (see :mod:`sop_verified.storage.state_seal`).
+:func:`check_state` recomputes everything and names the first table that differs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from sop_verified.errors import IntegrityError, StorageError
+from sop_verified.storage.state_seal import RawText, Seal, SealKeeper, check_tables
+
+__all__ = [
+    "KEYLESS",
+    "SEALED",
+    "SEAL_SCHEMA",
+    "check_state",
+    "check_state_file",
+    "register",
+    "seal_if_empty",
+]
+
+SEALED: dict[str, tuple[str, ...]] = {
+    "capabilities": ("seq", "id", "parent_id", "claims"),
+    "revocations": ("id", "at"),
+    "policy_sets": ("seq", "digest", "document", "activated_at"),
+    "verdicts": ("digest", "record"),
+    "persist_state": ("key", "value"),
+    "persist_pending": ("decision_index", "request"),
+    "persist_effects": (
+        "effect_index",
+        "decision_index",
+        "outcome",
+        "scope",
+        "name",
+        "stored",
+        "digest",
+        "size",
+        "time",
+        "version",
+    ),
+    "persist_tombstones": ("effect_index", "tombstone_index"),
+    "persist_purge": ("tombstone_index", "scope", "stored"),
+    "persist_versions": ("scope", "name", "latest"),
+    "persist_inline": ("effect_index", "data"),
+    "protocol_records": ("log_index", "kind", "receipt"),
+    "protocol_state": ("key", "value"),
+}
+"""Every derived table and the columns its rows are sealed by (the seal's layout, in order)."""
+
+
+def _row(table: str, ref: str, sign: int) -> str:
+    cols = ", ".join(f"{ref}.{c}" for c in SEALED[table])
+    return f"UPDATE state_seal SET seal = sop_seal(seal, '{table}', {sign}, {cols}) WHERE id = 1;"
+
+
+SEAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state_seal (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seal BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS log_entries_seal AFTER INSERT ON log_entries
+BEGIN UPDATE state_seal SET seal = sop_seal_grow(seal, NEW.idx) WHERE id = 1; END;
+""" + "".join(
+    f"CREATE TRIGGER IF NOT EXISTS {t}_seal_insert AFTER INSERT ON {t}\n"
+    f"BEGIN {_row(t, 'NEW', 1)} END;\n"
+    f"CREATE TRIGGER IF NOT EXISTS {t}_seal_delete AFTER DELETE ON {t}\n"
+    f"BEGIN {_row(t, 'OLD', -1)} END;\n"
+    f"CREATE TRIGGER IF NOT EXISTS {t}_seal_update AFTER UPDATE ON {t}\n"
+    f"BEGIN {_row(t, 'OLD', -1)} {_row(t, 'NEW', 1)} END;\n"
+    for t in SEALED
+)
+"""DDL of the seal row and its triggers (after every other table's DDL)."""
+
+_TRIGGERS = frozenset(
+    ["log_entries_seal"]
+    + [f"{t}_seal_{op}" for t in SEALED for op in ("insert", "delete", "update")]
+)
+
+
+KEYLESS = "the derived state is sealed: open the store with SOP's keys to write"
+
+
+def register(db: sqlite3.Connection, keeper: SealKeeper | None) -> None:
+    """Give ``db`` the seal functions; without a keeper every sealed write is refused."""
+
+    def seal_row(data: object, table: str, sign: int, *values: object) -> bytes:
+        if keeper is None:
+            raise StorageError(KEYLESS)
+        return keeper.update(data, table, sign, values)
+
+    def seal_grow(data: object, index: int) -> bytes:
+        if keeper is None:
+            raise StorageError(KEYLESS)
+        return keeper.grow(data, index)
+
+    db.create_function("sop_seal", -1, seal_row)
+    db.create_function("sop_seal_grow", 2, seal_grow)
+
+
+def seal_if_empty(db: sqlite3.Connection, keeper: SealKeeper) -> None:
+    """Write the first seal of a database whose log and derived tables are all empty."""
+    if db.execute("SELECT 1 FROM state_seal").fetchone() is not None:
+        return
+    if db.execute("SELECT 1 FROM log_entries LIMIT 1").fetchone() is not None:
+        return  # a log without a seal: check_state refuses it (never sealed blind)
+    for table in SEALED:
+        if db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:  # noqa: S608
+            return
+    db.execute(
+        "INSERT INTO state_seal (id, seal) VALUES (1, ?)",
+        (keeper.close(Seal.empty(len(SEALED))),),
+    )
+
+
+def _rows(db: sqlite3.Connection, table: str) -> Iterator[tuple[object, ...]]:
+    cols = ", ".join(SEALED[table])
+    yield from db.execute(f"SELECT {cols} FROM {table}")  # noqa: S608 — constant names
+
+
+def check_state(db: sqlite3.Connection, keeper: SealKeeper, log_size: int) -> None:
+    """Check every derived table against the seal, and the seal against ``log_size``.
+
+    Args:
+        db: A connection (read only is enough).
+        keeper: The keeper holding the state keys.
+        log_size: The log's size, authenticated by its signed checkpoint.
+
+    Raises:
+        IntegrityError: a trigger is missing, the seal is missing, forged or
+            for another log size, or a table differs from what was sealed.
+    """
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    missing = sorted(_TRIGGERS - names)
+    if missing:  # spec: INV-11 — without its triggers a write would go unsealed
+        raise IntegrityError(
+            f"the state seal's trigger `{missing[0]}` is missing"
+            f" ({len(missing)} of {len(_TRIGGERS)}): someone dropped it"
+        )
+    factory = db.text_factory
+    db.text_factory = RawText  # read TEXT as stored, valid UTF-8 or not
+    try:
+        row = db.execute("SELECT seal FROM state_seal WHERE id = 1").fetchone()
+        if row is None:
+            raise IntegrityError(
+                "the derived state has no seal: it was deleted, or this database predates"
+                " sealing; run `sop state repair` to rebuild it from the log"
+            )
+        seal = keeper.open(row[0])
+        check_tables(keeper, seal, log_size, {t: _rows(db, t) for t in SEALED})
+    finally:
+        db.text_factory = factory
+
+
+def check_state_file(path: Path, master: bytes, log_size: int) -> int:
+    """:func:`check_state` on the database at ``path``, opened read-only (an audit writes nothing).
+
+    Args:
+        path: The database file.
+        master: The capability MAC key the state keys derive from.
+        log_size: The log's size, as the audit verified it.
+
+    Returns:
+        The number of derived tables checked.
+
+    Raises:
+        IntegrityError: as :func:`check_state`.
+        StorageError: the database cannot be opened or read.
+    """
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open `{path}` to check its derived state: {exc}") from exc
+    try:
+        check_state(db, SealKeeper(master, tuple(SEALED)), log_size)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read the derived state of `{path}`: {exc}") from exc
+    finally:
+        db.close()
+    return len(SEALED)

@@ -1,0 +1,288 @@
+"""The state seal: a keyed commitment to every derived table, bound to the log's size.
+
+Every table SOP derives from the log (capabilities, revocations, policy sets,
+verdicts, the persistence index and its small blobs, protocol records and
+their marks) is stored where an attacker who can write the database can edit
+it (DESIGN.md §7, INV-11). The seal is what lets SOP notice, without
+replaying the log:
+
+- per table, the number of rows and the sum, modulo 2**256, of a keyed
+  BLAKE2b digest of every row (:func:`row_digest`); a sum is indifferent to
+  the order rows are stored in and can be updated for one inserted, deleted
+  or changed row without reading the others;
+- the log size the derived state belongs to, so an old seal cannot be
+  replayed once the log has grown;
+- an HMAC-SHA256 over all of it.
+
+Both keys are derived from the capability MAC key, which the attacker cannot
+read (ADR 0012). He can drop the triggers that keep the seal and edit rows,
+or write the seal's bytes, but he cannot compute a row's digest or the MAC:
+any edit, insertion, deletion or reordering leaves the recomputed sums apart
+from the sealed ones, for good (SOP's own later writes add exact deltas, so
+the drift an edit made never cancels). :func:`check_tables` names the first
+table that differs.
+
+The seal never re-MACs bytes it cannot open (:meth:`SealKeeper.update`), so a
+forged seal cannot be laundered by SOP's next write; that write fails
+instead, and the decision that needed it is DENY (INV-2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from sop_verified.errors import IntegrityError
+
+__all__ = [
+    "MODULUS",
+    "RawText",
+    "Seal",
+    "SealKeeper",
+    "TableDigest",
+    "check_tables",
+    "derive_state_keys",
+    "row_digest",
+]
+
+MODULUS = 1 << 256
+_VERSION = 1
+_HEAD = struct.Struct(">BQ")  # version, log size
+_TABLE = struct.Struct(">Q32s")  # row count, sum
+_MAC_LEN = 32
+
+
+def derive_state_keys(master: bytes) -> tuple[bytes, bytes]:
+    """The row-digest key and the seal MAC key, each with its own purpose label.
+
+    HMAC-SHA256 as a PRF (RFC 2104) over a fixed label: two independent keys
+    from the capability MAC key, so no digest here can be replayed as a
+    capability MAC or a verdict seal.
+    """
+    rows = hmac.new(master, b"sop/state-seal/rows/v1", hashlib.sha256).digest()
+    seal = hmac.new(master, b"sop/state-seal/mac/v1", hashlib.sha256).digest()
+    return rows, seal
+
+
+class RawText(bytes):
+    """A TEXT value read back as its stored bytes (the check reads what an attacker wrote,
+    even when it is not UTF-8; valid text encodes exactly as the ``str`` SOP wrote)."""
+
+
+def _encode(values: Iterable[object]) -> bytes:
+    """An unambiguous encoding of one row's column values (type tag, length, bytes)."""
+    out = bytearray()
+    for v in values:
+        if v is None:
+            out += b"n"
+        elif isinstance(v, RawText):
+            out += b"s" + len(v).to_bytes(8, "big") + v
+        elif isinstance(v, int):
+            text = str(v).encode()
+            out += b"i" + len(text).to_bytes(2, "big") + text
+        elif isinstance(v, str):
+            data = v.encode("utf-8", "surrogatepass")
+            out += b"s" + len(data).to_bytes(8, "big") + data
+        elif isinstance(v, bytes | bytearray | memoryview):
+            data = bytes(v)
+            out += b"b" + len(data).to_bytes(8, "big") + data
+        elif isinstance(v, float):  # never written by SOP; an attacker's edit still counts
+            text = repr(v).encode()
+            out += b"f" + len(text).to_bytes(2, "big") + text
+        else:
+            raise IntegrityError(f"a stored value of type `{type(v).__name__}` cannot be sealed")
+    return bytes(out)
+
+
+def row_digest(key: bytes, table: str, values: Sequence[object]) -> int:
+    """The keyed digest of one row of ``table``, as an integer below :data:`MODULUS`."""
+    h = hashlib.blake2b(key=key, digest_size=32, person=b"sop-state-v1")
+    h.update(table.encode() + b"\x00")
+    h.update(_encode(values))
+    return int.from_bytes(h.digest(), "big")
+
+
+@dataclass(frozen=True, slots=True)
+class TableDigest:
+    """The row count and the digest sum of one table."""
+
+    count: int
+    total: int
+
+    def add(self, digest: int, sign: int) -> TableDigest:
+        """This digest with one row added (``sign`` 1) or removed (``sign`` -1)."""
+        return TableDigest(self.count + sign, (self.total + sign * digest) % MODULUS)
+
+
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """What the seal commits to: the log size and one :class:`TableDigest` per table."""
+
+    log_size: int
+    tables: tuple[TableDigest, ...]
+
+    @classmethod
+    def empty(cls, tables: int) -> Seal:
+        """The seal of an empty database."""
+        return cls(0, (TableDigest(0, 0),) * tables)
+
+
+class SealKeeper:
+    """Opens, updates and closes seal bytes under the state keys (the triggers' functions).
+
+    Thread-safe: the SQLite connections of one backend share it.
+    """
+
+    def __init__(self, master: bytes, tables: Sequence[str]) -> None:
+        """Keep the seal of ``tables`` (their order is the seal's layout) under ``master``."""
+        self._row_key, self._mac_key = derive_state_keys(master)
+        self.tables = tuple(tables)
+        self._slot = {t: i for i, t in enumerate(self.tables)}
+        self._lock = threading.Lock()
+        self._last: bytes | None = None  # the bytes this keeper produced last (opened already)
+        self.failure: str | None = None  # why the last update was refused (for the error)
+
+    # ---- bytes -----------------------------------------------------------------------
+    def close(self, seal: Seal) -> bytes:
+        """The MAC'd bytes of ``seal``."""
+        body = _HEAD.pack(_VERSION, seal.log_size) + b"".join(
+            _TABLE.pack(t.count % (1 << 64), t.total.to_bytes(32, "big")) for t in seal.tables
+        )
+        return body + hmac.new(self._mac_key, body, hashlib.sha256).digest()
+
+    def open(self, data: object) -> Seal:
+        """The seal in ``data``, once its MAC verifies.
+
+        Raises:
+            IntegrityError: ``data`` is not seal bytes of this layout, or its MAC is wrong.
+        """
+        want = _HEAD.size + _TABLE.size * len(self.tables) + _MAC_LEN
+        if not isinstance(data, bytes) or len(data) != want:
+            found = f"{len(data)} bytes" if isinstance(data, bytes) else type(data).__name__
+            raise IntegrityError(
+                f"the state seal is malformed: expected {want} bytes, found {found}"
+            )
+        body, mac = data[:-_MAC_LEN], data[-_MAC_LEN:]
+        if not hmac.compare_digest(mac, hmac.new(self._mac_key, body, hashlib.sha256).digest()):
+            raise IntegrityError(
+                "the state seal's MAC does not verify: the seal was written by"
+                " someone without SOP's keys"
+            )
+        version, size = _HEAD.unpack_from(body)
+        if version != _VERSION:
+            raise IntegrityError(f"the state seal has version `{version}`, expected `{_VERSION}`")
+        tables = tuple(
+            TableDigest(count, int.from_bytes(total, "big"))
+            for count, total in (
+                _TABLE.unpack_from(body, _HEAD.size + i * _TABLE.size)
+                for i in range(len(self.tables))
+            )
+        )
+        return Seal(size, tables)
+
+    def digest(self, table: str, values: Sequence[object]) -> int:
+        """The keyed digest of one row of ``table``."""
+        return row_digest(self._row_key, table, values)
+
+    # ---- what the triggers call -------------------------------------------------------
+    def update(self, data: object, table: str, sign: int, values: Sequence[object]) -> bytes:
+        """The seal ``data`` with one row of ``table`` added (sign 1) or removed (sign -1).
+
+        Raises:
+            IntegrityError: the stored seal does not open (it is never re-MAC'd then).
+        """
+        d = self.digest(table, values)
+        with self._lock:
+            seal = self._opened(data)
+            slot = self._slot[table]
+            tables = list(seal.tables)
+            tables[slot] = tables[slot].add(d, sign)
+            return self._produce(Seal(seal.log_size, tuple(tables)))
+
+    def grow(self, data: object, index: int) -> bytes:
+        """The seal ``data`` once log entry ``index`` is appended (its size must be ``index``).
+
+        Raises:
+            IntegrityError: the seal does not open, or belongs to another log size
+                (an old seal put back: it is never carried forward).
+        """
+        with self._lock:
+            seal = self._opened(data)
+            if seal.log_size != index:  # spec: INV-11 — a seal is bound to one log size
+                raise self._refuse(
+                    f"the state seal is for a log of `{seal.log_size}` entries, but entry"
+                    f" `{index}` is being appended: the seal was replaced"
+                )
+            return self._produce(Seal(index + 1, seal.tables))
+
+    def _opened(self, data: object) -> Seal:
+        if data is not None and data == self._last:
+            return self.open_trusted(data)
+        try:
+            return self.open(data)
+        except IntegrityError as exc:
+            raise self._refuse(str(exc)) from None
+
+    def open_trusted(self, data: bytes) -> Seal:
+        """Decode bytes this keeper produced (no MAC check needed)."""
+        version, size = _HEAD.unpack_from(data)
+        return Seal(
+            size,
+            tuple(
+                TableDigest(c, int.from_bytes(t, "big"))
+                for c, t in (
+                    _TABLE.unpack_from(data, _HEAD.size + i * _TABLE.size)
+                    for i in range(len(self.tables))
+                )
+            ),
+        )
+
+    def _produce(self, seal: Seal) -> bytes:
+        out = self.close(seal)
+        self._last = out
+        self.failure = None
+        return out
+
+    def _refuse(self, why: str) -> IntegrityError:
+        self.failure = why
+        return IntegrityError(why)
+
+
+def check_tables(
+    keeper: SealKeeper,
+    seal: Seal,
+    log_size: int,
+    rows: Mapping[str, Iterable[Sequence[object]]],
+) -> None:
+    """Recompute every table's count and sum and compare them with ``seal``.
+
+    Args:
+        keeper: The keeper holding the state keys.
+        seal: The opened seal.
+        log_size: The size of the log, authenticated by its signed checkpoint.
+        rows: Every row of every sealed table, as the triggers pass them.
+
+    Raises:
+        IntegrityError: the seal belongs to another log size, or a table's rows
+            differ from what was sealed (the first such table, with counts).
+    """
+    if seal.log_size != log_size:  # spec: INV-11
+        raise IntegrityError(
+            f"the state seal is for a log of `{seal.log_size}` entries but the log holds"
+            f" `{log_size}`: the derived state was put back from another time"
+        )
+    for table, sealed in zip(keeper.tables, seal.tables, strict=True):
+        found = TableDigest(0, 0)
+        for values in rows[table]:
+            found = found.add(keeper.digest(table, values), 1)
+        if found != sealed:  # spec: INV-11 — edit, insertion, deletion or reordering
+            change = (
+                f"{sealed.count} rows sealed, {found.count} found"
+                if found.count != sealed.count
+                else f"{sealed.count} rows as sealed, but their contents differ"
+            )
+            raise IntegrityError(f"derived table `{table}` does not match its seal: {change}")
