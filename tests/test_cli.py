@@ -212,7 +212,6 @@ def test_prove_exit_status_follows_the_verdict(tmp_path: Path) -> None:
 
 
 def test_proofs_replay_detects_a_tampered_verdict(tmp_path: Path) -> None:
-    import sqlite3
 
     d = tmp_path / "d"
     assert _run("demo", "--data-dir", str(d), "--json")[0] == 0
@@ -250,7 +249,6 @@ def test_verdict_store_is_write_once(tmp_path: Path) -> None:
 
 
 def test_an_altered_verdict_record_cannot_let_a_false_obligation_through(tmp_path: Path) -> None:
-    import sqlite3
 
     from sop_verified.core.proofgate import obligation_digest
     from sop_verified.core.request import Permission

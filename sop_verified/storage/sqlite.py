@@ -27,7 +27,6 @@ import sqlite3
 from pathlib import Path
 
 from sop_verified.errors import IntegrityError
-
 from sop_verified.storage.entry_log import StoreLog
 from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.ports import DEFAULT_ORIGIN
@@ -46,8 +45,8 @@ from sop_verified.storage.sqlite_seal import (
     register,
     seal_if_empty,
 )
-from sop_verified.storage.state_seal import SealKeeper
 from sop_verified.storage.sqlite_verdicts import VERDICT_SCHEMA, SQLiteVerdicts
+from sop_verified.storage.state_seal import SealKeeper
 
 __all__ = ["DEFAULT_ORIGIN", "SQLiteBackend"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sop_verified.errors import StorageError

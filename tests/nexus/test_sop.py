@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
-
-from attacker import attacker_db
 from pathlib import Path
 
 import pytest
+from attacker import attacker_db
 
 from sop_verified.core.health import Health
 from sop_verified.core.request import Permission, Stage

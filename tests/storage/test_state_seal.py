@@ -61,7 +61,7 @@ def sealed(tmp_path: Path) -> Iterator[tuple[SQLiteBackend, Path]]:
         for table, columns in SEALED.items():
             for n in range(3):
                 db.execute(
-                    f"INSERT INTO {table} ({', '.join(columns)})"  # noqa: S608
+                    f"INSERT INTO {table} ({', '.join(columns)})"
                     f" VALUES ({', '.join('?' * len(columns))})",
                     [_value(c, n) for c in columns],
                 )
@@ -75,29 +75,29 @@ def _edit(db: sqlite3.Connection, table: str) -> None:
     new = 999 if column in _INTS else (b"forged" if column in _BLOBS else "forged")
     db.execute(
         f"UPDATE {table} SET {column} = ? WHERE rowid = (SELECT MIN(rowid) FROM {table})", (new,)
-    )  # noqa: S608,E501
+    )
 
 
 def _insert(db: sqlite3.Connection, table: str) -> None:
     columns = SEALED[table]
     db.execute(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",  # noqa: S608
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
         [_value(c, 7) for c in columns],
     )
 
 
 def _delete(db: sqlite3.Connection, table: str) -> None:
-    db.execute(f"DELETE FROM {table} WHERE rowid = (SELECT MAX(rowid) FROM {table})")  # noqa: S608
+    db.execute(f"DELETE FROM {table} WHERE rowid = (SELECT MAX(rowid) FROM {table})")
 
 
 def _reorder(db: sqlite3.Connection, table: str) -> None:
     """Swap the two first rows' contents (every column but the first, the key)."""
     columns = SEALED[table]
-    a, b = db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid LIMIT 2")  # noqa: S608
-    db.execute(f"DELETE FROM {table} WHERE {columns[0]} IN (?, ?)", (a[0], b[0]))  # noqa: S608
+    a, b = db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid LIMIT 2")
+    db.execute(f"DELETE FROM {table} WHERE {columns[0]} IN (?, ?)", (a[0], b[0]))
     for row in ((a[0], *b[1:]), (b[0], *a[1:])):
         db.execute(
-            f"INSERT INTO {table} ({', '.join(columns)})"  # noqa: S608
+            f"INSERT INTO {table} ({', '.join(columns)})"
             f" VALUES ({', '.join('?' * len(columns))})",
             row,
         )
