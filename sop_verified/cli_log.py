@@ -27,6 +27,7 @@ from sop_verified.cli_support import (
     print_json,
 )
 from sop_verified.errors import InputError, ReceiptError
+from sop_verified.tools.private_fs import write_private
 
 __all__ = ["register"]
 
@@ -117,7 +118,7 @@ def log_prove(
     if out_file is None:
         sys.stdout.write(text)
         return
-    out_file.write_text(text, encoding="utf-8")
+    write_private(out_file, text.encode("utf-8"))
     err.print(f"wrote the receipt of entry {index} to {out_file}")
 
 

@@ -21,6 +21,7 @@ from sop_verified.nexus.keys import CHECKPOINT_GENESIS, CHECKPOINT_VKEY, read_vk
 from sop_verified.storage.entry_log import UnsignedLogWarning
 from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.storage.sqlite_log import SQLiteLogReader
+from sop_verified.tools.private_fs import make_private_dir, write_private
 from sop_verified.tools.signed_note import Verifier
 from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_audit import AuditReport, audit_log
@@ -198,7 +199,7 @@ def export_attestations(data_dir: Path, out_dir: Path) -> list[Path]:
     reader = SQLiteLogReader(data_dir / DB_FILE)
     written = []
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(out_dir)
         for index, _, payload in reader.iter_entries(4096):
             if _ATTESTATION_MARK not in payload:
                 continue
@@ -207,7 +208,7 @@ def export_attestations(data_dir: Path, out_dir: Path) -> list[Path]:
                 continue
             kind = str(entry.get("kind", "attestation")).replace("/", "_")[:64]
             path = out_dir / f"{index:012d}-{kind}.json"
-            path.write_bytes(orjson.dumps(entry["envelope"], option=orjson.OPT_INDENT_2) + b"\n")
+            write_private(path, orjson.dumps(entry["envelope"], option=orjson.OPT_INDENT_2) + b"\n")
             written.append(path)
     except (OSError, orjson.JSONDecodeError, KeyError) as exc:
         raise StorageError(f"cannot export the attestations: {exc}") from exc
