@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,6 +28,7 @@ from sop_verified.cli_support import (
     print_json,
 )
 from sop_verified.errors import InputError, ReceiptError
+from sop_verified.tools.private_fs import write_private
 
 __all__ = ["register"]
 
@@ -43,7 +45,11 @@ def log_verify(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     vkey: Annotated[
         str | None,
-        typer.Option(help="Trusted checkpoint key (string or file); default the genesis key."),
+        typer.Option(
+            help="Trusted checkpoint key (string or file), held outside the data directory;"
+            " default the data directory's own genesis key, which proves nothing against"
+            " whoever can rewrite that directory."
+        ),
     ] = None,
     checkpoint: Annotated[
         list[Path] | None,
@@ -65,11 +71,11 @@ def log_verify(
                 bar.update(task, completed=done, total=rows)
 
             report, trusted = audit_data_dir(data_dir, vkey=vkey, progress=step, held=held)
-    data = {**report.to_dict(), "trusted_key": trusted.vkey}
+    data = {**report.to_dict(), **trusted.to_dict()}
     if json_output:
         print_json(data)
     else:
-        _render_audit(data)
+        _render_audit(data, trusted.origin())
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -84,15 +90,23 @@ def _progress() -> Progress:
     )
 
 
-def _render_audit(data: dict[str, Any]) -> None:
-    out.print(f"trusted key: {data['trusted_key']}")
+def _render_audit(data: dict[str, Any], origin: str) -> None:
+    name = f"{data['trusted_key_name']}+{data['trusted_key_id']}"
+    out.print(f"trusted key: {name}, {origin}", markup=False, highlight=False)
+    out.print(f"  {data['trusted_key']}", markup=False, highlight=False)
+    if data["trusted_key_warning"]:
+        out.print(f"[yellow]warning[/]: {escape(data['trusted_key_warning'])}")
     out.print(
         f"{data['entries']} entries, {data['verified_checkpoints']}/{data['checkpoints']}"
         f" checkpoints verified, root {data['root']}"
     )
     out.print(f"derived state: {data['derived_state']}")
     if data["ok"]:
-        out.print("[green]log verified: no tampering found[/]")
+        caveat = " [yellow](against the data directory's own key: see the warning)[/]"
+        out.print(
+            "[green]log verified: no tampering found[/]"
+            + (caveat if data["trusted_key_warning"] else "")
+        )
         return
     table = Table(title="findings", box=box.SIMPLE)
     for col in ("kind", "index", "what"):
@@ -118,7 +132,7 @@ def log_prove(
     if out_file is None:
         sys.stdout.write(text)
         return
-    out_file.write_text(text, encoding="utf-8")
+    write_private(out_file, text.encode("utf-8"))
     err.print(f"wrote the receipt of entry {index} to {out_file}")
 
 

@@ -28,6 +28,7 @@ from sop_verified.nexus.keys import create_log_keys, write_secret
 from sop_verified.protocols.drac.phases import DEFAULT_PHASES, check_phases
 from sop_verified.tools.canonical import digest, sha256_hex
 from sop_verified.tools.paths import Glob, check_path
+from sop_verified.tools.private_fs import make_private_dir, write_private
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -338,8 +339,8 @@ def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
         raise ConfigError(
             f"`{data_dir}` is already initialised", accepted="an empty or new directory"
         )
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (data_dir / CONFIG_NAME).write_text(config_text, encoding="utf-8")
+    make_private_dir(data_dir)
+    write_private(data_dir / CONFIG_NAME, config_text.encode("utf-8"))
     config = load_config(data_dir)  # refuse to leave a directory that will not boot
     write_secret(data_dir / MAC_KEY_NAME, secrets.token_bytes(32))
     create_log_keys(data_dir, config.origin)  # checkpoint and attestation keys, 0600

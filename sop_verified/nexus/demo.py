@@ -16,6 +16,7 @@ from sop_verified.core.request import Decision, Permission
 from sop_verified.errors import PolicyError, SOPError
 from sop_verified.nexus.demo_session import run_session
 from sop_verified.nexus.sop import SOP, PolicyRefusedError
+from sop_verified.tools.private_fs import make_private_dir, write_private
 
 __all__ = ["DemoClock", "DemoResult", "run_demo"]
 
@@ -229,8 +230,8 @@ def _forge(token: str) -> str:
 
 def _write_set(base: Path, name: str, text: str) -> Path:
     path = base / "policies" / name
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "policies.toml").write_text(text, encoding="utf-8")
+    make_private_dir(path)
+    write_private(path / "policies.toml", text.encode("utf-8"))
     return path
 
 

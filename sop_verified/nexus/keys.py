@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sop_verified.errors import ConfigError, InputError
+from sop_verified.tools.private_fs import create_private_file, make_private_dir, write_private
 from sop_verified.tools.signed_note import Signer, Verifier, generate
 
 __all__ = [
@@ -58,8 +59,8 @@ ATTESTATION_PUB = "keys/attestation.pub"
 
 def write_secret(path: Path, data: bytes) -> None:
     """Create ``path`` mode 0600 (no symlink followed, never overwritten) and fsync it."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    make_private_dir(path.parent)
+    fd = create_private_file(path)
     try:
         os.write(fd, data)
         os.fsync(fd)
@@ -68,18 +69,14 @@ def write_secret(path: Path, data: bytes) -> None:
 
 
 def write_public(path: Path, text: str) -> None:
-    """Write a public file atomically (temp file, fsync, rename).
+    """Write a public key file atomically (temp file, fsync, rename), 0600 like every file.
 
     Args:
         path: The destination.
         text: The content.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    make_private_dir(path.parent)
+    write_private(path, text.encode("utf-8"))
 
 
 def _read_secret(path: Path, what: str) -> bytes:

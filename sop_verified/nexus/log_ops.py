@@ -2,7 +2,9 @@
 
 Booting appends a boot manifest to the log; these only read it. ``sop log
 verify`` opens the database read-only and trusts one key: the one given, or
-the data directory's genesis checkpoint key (the start of the key chain).
+the data directory's genesis checkpoint key (the start of the key chain), and
+says which and from where (a key from inside the data directory proves nothing
+against whoever can rewrite it: :mod:`sop_verified.nexus.trusted_key`).
 ``sop log prove`` and ``sop log checkpoint`` open the log without its secret
 key, checking the latest checkpoint against the public key.
 """
@@ -17,11 +19,13 @@ import orjson
 
 from sop_verified.errors import ConfigError, InputError, IntegrityError, StorageError
 from sop_verified.nexus.config import load_config, load_mac_key
-from sop_verified.nexus.keys import CHECKPOINT_GENESIS, CHECKPOINT_VKEY, read_vkey
+from sop_verified.nexus.keys import CHECKPOINT_VKEY, read_vkey
+from sop_verified.nexus.trusted_key import TrustedKey, read_vkey_arg, trusted_key
 from sop_verified.storage.entry_log import UnsignedLogWarning
 from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.storage.sqlite_log import SQLiteLogReader
 from sop_verified.storage.sqlite_seal import check_state_file
+from sop_verified.tools.private_fs import make_private_dir, write_private
 from sop_verified.tools.signed_note import Verifier
 from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_audit import AuditReport, Finding, audit_log
@@ -52,17 +56,7 @@ def parse_vkeys(values: Iterable[str]) -> list[Verifier]:
     Raises:
         InputError: a value is neither a readable key file nor a key string.
     """
-    keys = []
-    for value in values:
-        path = Path(value)
-        if "+" not in value and path.is_file():
-            try:
-                keys.append(read_vkey(path))
-            except ConfigError as exc:
-                raise InputError(str(exc), accepted="a C2SP verifier key or its file") from None
-        else:
-            keys.append(Verifier.from_string(value.strip()))
-    return keys
+    return [read_vkey_arg(value)[0] for value in values]
 
 
 def audit_data_dir(
@@ -71,7 +65,7 @@ def audit_data_dir(
     vkey: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     held: Iterable[Path] = (),
-) -> tuple[AuditReport, Verifier]:
+) -> tuple[AuditReport, TrustedKey]:
     """Audit the whole log of ``data_dir``.
 
     Args:
@@ -83,7 +77,8 @@ def audit_data_dir(
             bundles); the log must still match each.
 
     Returns:
-        The report and the key the audit trusted.
+        The report, and the key the audit trusted with where it came from
+        (a key from inside the data directory carries a warning).
 
     Raises:
         ConfigError: no configuration or no readable key.
@@ -91,12 +86,12 @@ def audit_data_dir(
         StorageError: the database cannot be read.
     """
     config = load_config(data_dir)
-    trusted = parse_vkeys([vkey])[0] if vkey else read_vkey(data_dir / CHECKPOINT_GENESIS)
+    trusted = trusted_key(data_dir, vkey)  # whose key, and what trusting it is worth
     notes = [_held_note(path) for path in held]
     reader = SQLiteLogReader(data_dir / DB_FILE)
     try:
         report = audit_log(
-            reader, origin=config.origin, trusted=trusted, progress=progress, held=notes
+            reader, origin=config.origin, trusted=trusted.verifier, progress=progress, held=notes
         )
     finally:
         reader.close()
@@ -224,7 +219,7 @@ def export_attestations(data_dir: Path, out_dir: Path) -> list[Path]:
     reader = SQLiteLogReader(data_dir / DB_FILE)
     written = []
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(out_dir)
         for index, _, payload in reader.iter_entries(4096):
             if _ATTESTATION_MARK not in payload:
                 continue
@@ -233,7 +228,7 @@ def export_attestations(data_dir: Path, out_dir: Path) -> list[Path]:
                 continue
             kind = str(entry.get("kind", "attestation")).replace("/", "_")[:64]
             path = out_dir / f"{index:012d}-{kind}.json"
-            path.write_bytes(orjson.dumps(entry["envelope"], option=orjson.OPT_INDENT_2) + b"\n")
+            write_private(path, orjson.dumps(entry["envelope"], option=orjson.OPT_INDENT_2) + b"\n")
             written.append(path)
     except (OSError, orjson.JSONDecodeError, KeyError) as exc:
         raise StorageError(f"cannot export the attestations: {exc}") from exc

@@ -24,6 +24,7 @@ from sop_verified.nexus.config import SOPConfig
 from sop_verified.storage.blobs import ScopeDir
 from sop_verified.storage.ports import PersistIndex, StorageBackend
 from sop_verified.tools.canonical import sha256_hex
+from sop_verified.tools.private_fs import make_private_dir
 
 __all__ = [
     "SCOPES_DIR",
@@ -68,7 +69,7 @@ def start(
     """
     table = config.scope_table()
     base = data_dir / SCOPES_DIR
-    base.mkdir(mode=0o700, exist_ok=True)
+    make_private_dir(base)
     files: dict[str, ScopeDir] = {}
     try:
         for scope in table:

@@ -11,7 +11,6 @@ plane: not reachable through ``submit`` (INV-6), and each one is logged.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +57,7 @@ from sop_verified.protocols.emp import EMP
 from sop_verified.storage.ports import StorageBackend
 from sop_verified.tools.attest import PREDICATE_BOOT
 from sop_verified.tools.canonical import canonical_json, sha256_hex
+from sop_verified.tools.private_fs import write_private
 from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_store import Receipt
 
@@ -487,12 +487,7 @@ class SOP:
     def _write_manifest(self) -> None:
         """Write the boot manifest (atomically) and, when READY, log it and attest it."""
         report = self.boot_report
-        tmp = self.data_dir / (MANIFEST_NAME + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(report.manifest)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.data_dir / MANIFEST_NAME)
+        write_private(self.data_dir / MANIFEST_NAME, report.manifest)
         if self._services is None or report.health is not Health.READY:
             return
         services = self._services

@@ -46,12 +46,12 @@ from sop_verified.storage.blob_names import (
     refuse,
     split_relative,
 )
+from sop_verified.tools.private_fs import DIR_MODE, create_private_file, set_private_dir
 
 __all__ = ["MAX_NAME_LEN", "RESERVED_PREFIX", "TEMP_PREFIX", "ScopeDir", "split_relative"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
 _Refusal = ConfinementError | StorageError
 
@@ -103,13 +103,19 @@ class ScopeDir:
             if not create:
                 raise PersistenceError(f"no stored object at `{where}`", code="not_found") from None
             try:
-                os.mkdir(name, 0o700, dir_fd=parent)
+                os.mkdir(name, DIR_MODE, dir_fd=parent)
                 os.fsync(parent)  # the new directory's entry is durable
-            except FileExistsError:
-                pass  # created meanwhile, or planted: the open below decides
+            except FileExistsError:  # created meanwhile, or planted: the open decides
+                return self._open_dir(parent, name, create=False, where=where)
             except OSError as exc:
                 raise StorageError(f"cannot create a directory at `{where}`: {exc}") from exc
-            return self._open_dir(parent, name, create=False, where=where)
+            fd = self._open_dir(parent, name, create=False, where=where)
+            try:
+                set_private_dir(fd)  # exactly 0700, whatever the umask
+            except OSError as exc:
+                os.close(fd)
+                raise StorageError(f"cannot set the mode of `{where}`: {exc}") from exc
+            return fd
         except OSError as exc:
             raise _classify(parent, name, exc, where) from None
         if os.fstat(fd).st_dev != self._dev:
@@ -327,7 +333,7 @@ def _write_temp(dfd: int, tag: str, data: bytes, where: str) -> str:
     """Write ``data`` to a fresh temporary file in ``dfd`` and fsync it; return its name."""
     name = f"{TEMP_PREFIX}{tag}-{secrets.token_hex(8)}"
     try:
-        fd = os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dfd)
+        fd = create_private_file(name, dir_fd=dfd)  # O_EXCL|O_NOFOLLOW, 0600 whatever the umask
     except OSError as exc:
         raise StorageError(f"cannot create a temporary file for `{where}`: {exc}") from exc
     try:

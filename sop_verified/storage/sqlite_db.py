@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sop_verified.errors import StorageError
+from sop_verified.tools.private_fs import ensure_private_file
 
 __all__ = ["SQLiteDB", "explained", "insert_rows"]
 
@@ -90,6 +91,10 @@ class SQLiteDB:
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._explain = explain
+        try:
+            ensure_private_file(path)  # 0600 before SQLite creates it (and its -wal, -shm) 0644
+        except OSError as exc:
+            raise StorageError(f"cannot create the sqlite store `{path}`: {exc}") from exc
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             if prepare is not None:

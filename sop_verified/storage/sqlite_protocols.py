@@ -19,6 +19,7 @@ from typing import Any
 
 from sop_verified.errors import StorageError
 from sop_verified.storage.sqlite_db import explained
+from sop_verified.tools.private_fs import ensure_private_file
 
 __all__ = ["PROTOCOL_SCHEMA", "SQLiteRecordIndex"]
 
@@ -64,6 +65,7 @@ class SQLiteRecordIndex:
         self._lock = threading.Lock()
         self._explain = explain
         try:
+            ensure_private_file(path)  # 0600 before SQLite creates it (and its -wal, -shm) 0644
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             if prepare is not None:
                 prepare(self._db)
@@ -71,7 +73,7 @@ class SQLiteRecordIndex:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(PROTOCOL_SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the protocol index in `{path}`: {exc}") from exc
 
     def close(self) -> None:
