@@ -137,7 +137,9 @@ def test_proved_recorded_without_cvc5_is_not_reused_by_a_class_that_needs_it(
     assert again.verdict is Verdict.PROVED  # the class without the cross-check is unaffected
 
 
-def test_cross_check_run_later_is_recorded_apart_and_read_back() -> None:
+def test_cross_check_run_later_is_recorded_apart_and_read_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     store = InMemoryVerdictStore()
     with _gate(store, []) as gate:
         assert "cross_check" not in gate.check(smt2(UNSAT_LIA, oid="misc:1")).evidence
@@ -153,7 +155,7 @@ def test_cross_check_run_later_is_recorded_apart_and_read_back() -> None:
     assert [s[0] for s in record.solvers] == ["z3", "cvc5"]
     calls: list[int] = []
     with _gate(store, [], memo_size=0) as later:  # a reboot: cvc5 is not asked again
-        later._pool.cross_check = _counting({"status": "sat"}, calls)  # type: ignore[method-assign]
+        monkeypatch.setattr(later._pool, "cross_check", _counting({"status": "sat"}, calls))
         assert later.check(smt2(UNSAT_LIA, oid="scope:2")).verdict is Verdict.PROVED
     assert calls == []
 
@@ -226,7 +228,7 @@ def test_a_z3_only_record_that_wins_the_race_is_cross_checked_before_use() -> No
     assert store.digests() == sorted([DIGEST, CONFIRMED_KEY])
 
 
-def test_replay_rechecks_a_confirmation_with_both_solvers() -> None:
+def test_replay_rechecks_a_confirmation_with_both_solvers(monkeypatch: pytest.MonkeyPatch) -> None:
     store = InMemoryVerdictStore()
     calls: list[int] = []
     with _gate(store, []) as gate:
@@ -238,7 +240,7 @@ def test_replay_rechecks_a_confirmation_with_both_solvers() -> None:
             calls.append(1)
             return real(*args)
 
-        gate._pool.cross_check = counted  # type: ignore[method-assign]
+        monkeypatch.setattr(gate._pool, "cross_check", counted)
         report = replay(gate)
     assert (report.total, report.agreed, report.ok) == (2, 2, True)
     assert calls == [1]  # the confirmation, not the z3-only record
