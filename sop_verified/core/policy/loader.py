@@ -9,7 +9,6 @@ spec/POLICY_LANGUAGE.md section 2.
 
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 from typing import Any, Final
@@ -18,6 +17,7 @@ from sop_verified.core.contracts import ensure, require
 from sop_verified.core.policy.lang import parse_condition
 from sop_verified.core.policy.model import ANY, Policy, PolicyDocument, PolicyEffect
 from sop_verified.errors import PolicyParseError, PolicyValidationError
+from sop_verified.tools.strict_json import loads_unique_keys
 
 __all__ = [
     "MAX_FILES",
@@ -57,15 +57,6 @@ def _no_float(text: str) -> Any:
     raise ValueError(f"floats are not accepted (found `{text[:40]}`)")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key `{k[:80]}`")
-        out[k] = v
-    return out
-
-
 def _has_surrogate(value: Any) -> bool:
     """Whether any string in the decoded document holds a lone surrogate (JSON ``\\ud800``)."""
     stack = [value]
@@ -96,9 +87,7 @@ def _decode(data: bytes, source: str, fmt: str) -> Any:
     try:
         if fmt == "toml":
             return tomllib.loads(text)
-        value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_float=_no_float, parse_constant=_no_float
-        )
+        value = loads_unique_keys(text, parse_float=_no_float, parse_constant=_no_float)
         if _has_surrogate(value):
             raise ValueError("a string holds a lone surrogate escape (`\\ud800`-`\\udfff`)")
         return value

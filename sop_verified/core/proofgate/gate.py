@@ -7,6 +7,13 @@ UNKNOWN with its reason (INV-2), and only an ``unsat`` answer is PROVED
 from then on (INV-3); a re-check that disagrees with the record raises the
 integrity alarm, answers UNKNOWN ``integrity alarm`` and leaves the record
 as it was.
+
+The cross-check is chosen by the obligation's class (its id) but verdicts are
+kept by content, so a class that needs cvc5 takes a recorded PROVED only if
+the record carries cvc5's agreeing PROVED. Otherwise cvc5 runs now and its
+confirmation is written once as a record of its own (see
+:func:`~sop_verified.core.proofgate.store.cross_checked_key`); the z3 record
+is never changed.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sop_verified.core.contracts import ensure, invariant
@@ -25,9 +32,11 @@ from sop_verified.core.proofgate.pool import SolverPool
 from sop_verified.core.proofgate.sexpr import FilterLimits
 from sop_verified.core.proofgate.smtlib import CompiledObligation, compile_smt2
 from sop_verified.core.proofgate.store import (
+    CrossCheck,
     InMemoryVerdictStore,
     VerdictRecord,
     VerdictStore,
+    cross_checked_key,
     obligation_digest,
 )
 from sop_verified.core.proofgate.structured import compile_structured
@@ -85,6 +94,11 @@ def _compile(fmt: str, source: str, limits: FilterLimits) -> CompiledObligation:
     raise ObligationError(
         f"unknown obligation format `{fmt[:20]}`", code="unsupported", accepted="`smt2`, `json`"
     )
+
+
+def _memo_key(digest: str, *, needs: bool) -> str:
+    """Memo entries of cross-check classes are kept apart: a z3-only PROVED never serves them."""
+    return cross_checked_key(digest) if needs else digest  # spec: INV-1
 
 
 @ensure(
@@ -189,7 +203,8 @@ class Z3ProofGate:
         return self._result(digest, unknown("verdict store failed", detail))
 
     def _check(self, obligation: Obligation, digest: str) -> VerdictResult:
-        memo = self._memo.get(digest)
+        needs = self._wants_cross_check(obligation_class(obligation.id))
+        memo = self._memo.get(_memo_key(digest, needs=needs))
         if memo is not None:
             return memo
         try:
@@ -197,33 +212,80 @@ class Z3ProofGate:
         except Exception as exc:  # spec: INV-2
             return self._store_failed(digest, exc)
         if raw is not None:
-            return self._recorded(digest, raw)
-        outcome = self._decide(
-            obligation.format, obligation.source, obligation_class(obligation.id)
-        )
+            return self._recorded(digest, raw, needs=needs)
+        outcome = self._decide(obligation.format, obligation.source, cross_check=needs)
         if outcome.storable:
-            return self._record(obligation, digest, outcome)
+            return self._record(obligation, digest, outcome, needs=needs)
         result = self._result(digest, outcome)
         if outcome.memoizable:
-            self._remember(digest, result)
+            self._remember(_memo_key(digest, needs=needs), result)
         return result
 
-    def _recorded(self, digest: str, raw: bytes) -> VerdictResult:
+    def _recorded(self, digest: str, raw: bytes, *, needs: bool) -> VerdictResult:
         try:
             record = VerdictRecord.from_bytes(raw, digest=digest)
         except IntegrityError as exc:
             return self._alarm(digest, str(exc))
+        return self._accept(digest, record, needs=needs)
+
+    def _accept(self, digest: str, record: VerdictRecord, *, needs: bool) -> VerdictResult:
+        """Answer with a recorded verdict, if it is strong enough for the class that asked.
+
+        A class that needs the cross-check takes a PROVED only with cvc5's
+        agreeing evidence, whatever id the text was first recorded under;
+        without it, cvc5 is asked now (:meth:`_confirm`).
+        """
+        if needs and record.verdict is Verdict.PROVED and not record.cross_checked:  # spec: INV-1
+            return self._confirm(digest, record)
         result = record.result()
-        self._remember(digest, result)
+        self._remember(_memo_key(digest, needs=needs), result)
         return result
 
-    def _decide(self, fmt: str, source: str, klass: str) -> SolverOutcome:
+    def _confirm(self, digest: str, record: VerdictRecord) -> VerdictResult:
+        """Cross-check a PROVED that z3 alone recorded; keep the confirmation as its own record.
+
+        The z3 record stays as it was (INV-3). The confirmation is written once
+        under ``cross_checked_key(digest)``, so later asks read it instead of
+        running cvc5 again. cvc5 ``sat`` raises the integrity alarm; anything
+        but ``unsat`` denies and records nothing.
+        """
+        key = cross_checked_key(digest)
+        try:
+            raw = self.store.get(key)
+        except Exception as exc:  # spec: INV-2
+            return self._store_failed(digest, exc)
+        if raw is not None:
+            try:  # from_bytes refuses, under this key, a record without cvc5's agreeing PROVED
+                return self._confirmed(digest, VerdictRecord.from_bytes(raw, digest=key))
+            except IntegrityError as exc:
+                return self._alarm(digest, str(exc))
+        try:
+            compiled = _compile(record.format, record.source, self.config.limits)
+        except ObligationError as exc:
+            return self._result(digest, rejected(exc))
+        z3 = SolverOutcome(record.verdict, record.reason, record.evidence, storable=True)
+        outcome = self._cross_check(compiled, z3)
+        if outcome.cross_check is None:  # spec: INV-1 — cvc5 did not confirm: deny
+            return self._result(digest, outcome)
+        stored = self._put(key, digest, replace(record, cross_check=outcome.cross_check))
+        if isinstance(stored, VerdictResult):
+            return stored
+        return self._confirmed(digest, stored)
+
+    def _confirmed(self, digest: str, record: VerdictRecord) -> VerdictResult:
+        if not record.cross_checked:  # spec: INV-1 (from_bytes already refuses it; fail closed)
+            return self._alarm(digest, f"the cross-checked record for `{digest}` lacks cvc5")
+        result = record.result()
+        self._remember(_memo_key(digest, needs=True), result)
+        return result
+
+    def _decide(self, fmt: str, source: str, *, cross_check: bool) -> SolverOutcome:
         try:
             compiled = _compile(fmt, source, self.config.limits)
         except ObligationError as exc:
             return rejected(exc)
         outcome = from_reply(self._pool.solve(compiled), self.config.rlimit)
-        if outcome.verdict is Verdict.PROVED and self._wants_cross_check(klass):
+        if outcome.verdict is Verdict.PROVED and cross_check:
             return self._cross_check(compiled, outcome)
         return outcome
 
@@ -232,26 +294,30 @@ class Z3ProofGate:
         return bool(wanted) and ("*" in wanted or klass in wanted)
 
     def _cross_check(self, compiled: CompiledObligation, outcome: SolverOutcome) -> SolverOutcome:
+        """z3's PROVED with cvc5's agreeing evidence, or UNKNOWN (the alarm raised on ``sat``)."""
         reply = self._pool.cross_check(compiled, self.config.cvc5_rlimit)
         status = reply.get("status")
         if status == "unsat":
-            evidence = {
-                **outcome.evidence,
-                "cross_check": {"solver": reply.get("solver"), "answer": "unsat"},
-            }
-            return SolverOutcome(
-                outcome.verdict, outcome.reason, evidence, outcome.storable
-            )  # PROVED
+            solver = reply.get("solver")
+            if not isinstance(solver, dict) or solver.get("name") != "cvc5":
+                return unknown("cross-check", f"cvc5 answered unsat without its identity: {solver}")
+            try:
+                evidence = CrossCheck(solver, Verdict.PROVED, agreed=True)
+            except ValueError as exc:
+                return unknown("cross-check", str(exc))
+            return replace(outcome, cross_check=evidence)  # PROVED, confirmed
         if status == "sat":
             reason = "z3 answered unsat but cvc5 answered sat"
-            self._raise_alarm(reason)
+            self._raise_alarm(reason)  # spec: INV-3
             return unknown("integrity alarm", reason)
         return unknown(
             "cross-check",
             f"cvc5 did not confirm: {reply.get('code', '')} {reply.get('detail', '')}",
         )
 
-    def _record(self, obligation: Obligation, digest: str, outcome: SolverOutcome) -> VerdictResult:
+    def _record(
+        self, obligation: Obligation, digest: str, outcome: SolverOutcome, *, needs: bool
+    ) -> VerdictResult:
         record = VerdictRecord(
             obligation.format,
             obligation.source,
@@ -259,26 +325,33 @@ class Z3ProofGate:
             outcome.reason,
             outcome.evidence,
             self.solver_identity,
+            outcome.cross_check,
         )
+        stored = self._put(digest, digest, record)
+        if isinstance(stored, VerdictResult):
+            return stored
+        # another ask may have recorded the same text first, under a class without cvc5
+        return self._accept(digest, stored, needs=needs)
+
+    def _put(self, key: str, digest: str, record: VerdictRecord) -> VerdictRecord | VerdictResult:
+        """Write ``record`` once under ``key``; the record now stored, or the denial to answer."""
         data = record.to_bytes()
         try:
-            stored = self.store.put_once(digest, data)  # spec: INV-3
+            stored = self.store.put_once(key, data)  # spec: INV-3
         except Exception as exc:  # spec: INV-2
             return self._store_failed(digest, exc)
-        if stored != data:
-            try:
-                earlier = VerdictRecord.from_bytes(stored, digest=digest)
-            except IntegrityError as exc:
-                return self._alarm(digest, str(exc))
-            if earlier.verdict is not outcome.verdict:  # spec: INV-3
-                return self._alarm(
-                    digest,
-                    f"recorded {earlier.verdict} for `{digest}`, a re-check gave {outcome.verdict}",
-                )
-            record = earlier
-        result = record.result()
-        self._remember(digest, result)
-        return result
+        if stored == data:
+            return record
+        try:
+            earlier = VerdictRecord.from_bytes(stored, digest=key)
+        except IntegrityError as exc:
+            return self._alarm(digest, str(exc))
+        if earlier.verdict is not record.verdict:  # spec: INV-3
+            return self._alarm(
+                digest,
+                f"recorded {earlier.verdict} for `{digest}`, a re-check gave {record.verdict}",
+            )
+        return earlier
 
     def _alarm(self, digest: str, reason: str) -> VerdictResult:
         self._raise_alarm(reason)
@@ -297,32 +370,37 @@ class Z3ProofGate:
     def _result(digest: str, outcome: SolverOutcome) -> VerdictResult:
         return VerdictResult(outcome.verdict, digest, outcome.reason, outcome.evidence)
 
-    def _remember(self, digest: str, result: VerdictResult) -> None:
+    def _remember(self, key: str, result: VerdictResult) -> None:
         if self.config.memo_size == 0:
             return
         with self._memo_lock:
             if len(self._memo) >= self.config.memo_size:
                 self._memo.pop(next(iter(self._memo)))
-            self._memo[digest] = result
+            self._memo[key] = result
 
     @ensure(
         lambda fmt, source, result: result.digest == obligation_digest(fmt, source),
         "the verdict names the obligation it is about",
     )
-    def recheck(self, fmt: str, source: str, klass: str = "") -> VerdictResult:
+    def recheck(
+        self, fmt: str, source: str, klass: str = "", *, cross_check: bool = False
+    ) -> VerdictResult:
         """Decide an obligation afresh, bypassing the memo and the store (for replay).
 
         Args:
             fmt: ``smt2`` or ``json``.
             source: the obligation text.
             klass: the obligation class (for the cross-check setting).
+            cross_check: have cvc5 re-check a PROVED whatever the class
+                (a record that carries a cross-check is replayed with one).
 
         Returns:
             The fresh verdict; nothing is recorded.
         """
         digest = obligation_digest(fmt, source)
+        needs = cross_check or self._wants_cross_check(klass)
         try:
-            return self._result(digest, self._decide(fmt, source, klass))
+            return self._result(digest, self._decide(fmt, source, cross_check=needs))
         except Exception as exc:  # spec: INV-2
             return VerdictResult(Verdict.UNKNOWN, digest, f"internal error: {type(exc).__name__}")
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from sop_verified.core.contracts import ensure, require
 from sop_verified.core.obligations import Verdict
+from sop_verified.core.proofgate.store import CrossCheck
 from sop_verified.errors import ObligationError
 
 __all__ = ["DETERMINISTIC_UNKNOWN", "SolverOutcome", "from_reply", "rejected", "unknown"]
@@ -30,13 +31,17 @@ DETERMINISTIC_UNKNOWN = frozenset({"resource limit", "solver unknown"})
 
 @dataclass(frozen=True, slots=True)
 class SolverOutcome:
-    """The solver's verdict before the gate records it (the gate answers a ``VerdictResult``)."""
+    """The solver's verdict before the gate records it (the gate answers a ``VerdictResult``).
+
+    ``cross_check`` is cvc5's confirmation, set only on a PROVED that cvc5 also proved.
+    """
 
     verdict: Verdict
     reason: str
     evidence: dict[str, Any] = field(default_factory=dict)
     storable: bool = False
     memoizable: bool = False
+    cross_check: CrossCheck | None = None
 
 
 @require(lambda code: code != "")

@@ -4,8 +4,9 @@ A replay never writes: the store keeps every record as it was (INV-3). A
 re-check that lands on another verdict (the other definitive answer, or a
 refusal by today's filter), or a record that does not belong to its digest,
 is a disagreement and raises the integrity alarm; a re-check that ends
-UNKNOWN (rlimit, timeout, crash, memory) is only inconclusive. The sample
-is chosen by digest, so the same percentage picks the same records every time.
+UNKNOWN (rlimit, timeout, crash, memory) is only inconclusive. A record that
+carries a cross-check is re-checked by both solvers. The sample is chosen by
+key, so the same percentage picks the same records every time.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def _replay_one(gate: Z3ProofGate, digest: str) -> Disagreement | str | None:
         record = VerdictRecord.from_bytes(raw, digest=digest)
     except IntegrityError as exc:
         return Disagreement(digest, "record", "unreadable", str(exc))
-    now = gate.recheck(record.format, record.source)
+    now = gate.recheck(record.format, record.source, cross_check=record.cross_check is not None)
     if now.verdict is record.verdict:
         return None
     if not _contradicts(now.verdict):

@@ -20,6 +20,7 @@ from sop_verified.core.proofgate.sexpr import Atom, FilterLimits, Node, read
 from sop_verified.core.proofgate.smtlib import CompiledObligation, compile_smt2
 from sop_verified.core.proofgate.sorts import render_symbol
 from sop_verified.errors import ObligationError
+from sop_verified.tools.strict_json import DuplicateKeyError, loads_unique_keys
 
 __all__ = ["GOAL_NAME", "MAX_ASSUMPTIONS", "assumption_name", "compile_structured"]
 
@@ -73,6 +74,7 @@ def _load(source: str) -> dict[str, Any]:
         raise ObligationError(
             f"obligation is not JSON: {exc}", code="syntax", accepted=_SHAPE
         ) from None
+    _refuse_duplicate_keys(source)
     if not isinstance(data, dict):
         raise _structure(f"expected a JSON object, got `{type(data).__name__}`", "obligation")
     unknown = sorted(set(data) - _KEYS)
@@ -80,6 +82,36 @@ def _load(source: str) -> dict[str, Any]:
     if unknown or missing:
         raise _structure(f"unknown keys {unknown} or missing keys {missing}", "obligation")
     return data
+
+
+def _refuse_duplicate_keys(source: str) -> None:
+    """Refuse an object that names a key twice, at any depth.
+
+    orjson (like ``json``) keeps the last of two equal keys, so two ``goal``
+    keys would make the obligation mean whatever the last one says; the text
+    must mean one thing to every reader, as a policy document must.
+    """
+    try:
+        loads_unique_keys(source)
+    except DuplicateKeyError as exc:
+        raise ObligationError(
+            f"duplicate key `{exc.key[:40]}`; an object names each key once",
+            code="duplicate_key",
+            where=_field(exc.path),
+            accepted=_SHAPE,
+        ) from None
+    except (ValueError, RecursionError) as exc:  # orjson read it; fail closed all the same
+        raise ObligationError(
+            f"obligation is not JSON: {type(exc).__name__}", code="syntax", accepted=_SHAPE
+        ) from None
+
+
+def _field(path: tuple[str | int, ...]) -> str:
+    """A JSON place the way the other errors name it: ``declarations.f.args``, ``sorts[0]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part[:40]}" if out else part[:40])
+    return out or "obligation"
 
 
 def _declarations(data: dict[str, Any], limits: FilterLimits) -> tuple[list[str], list[str]]:

@@ -159,7 +159,8 @@ def test_not_utf8_rejected() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('{"policy": [], "policy": []}', "duplicate key `policy`"),
+        ('{"policy": [], "policy": []}', "duplicate key `policy` at `/policy`"),
+        ('{"policy": [{"id": "a", "id": "b"}]}', "duplicate key `id` at `/policy/0/id`"),
         ('{"policy": [{"id": 1.5}]}', "floats are not accepted"),
         ('{"policy": [{"id": NaN}]}', "floats are not accepted"),
         ("[1, 2", "malformed JSON"),

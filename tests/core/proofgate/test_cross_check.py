@@ -18,7 +18,8 @@ def test_cross_checked_proof_carries_cvc5_evidence() -> None:
         other = gate.check(smt2(UNSAT_LIA, oid="misc:1"))
         refuted = gate.check(smt2(SAT_LIA, oid="scope:2"))
     assert scoped.verdict is Verdict.PROVED
-    assert scoped.evidence["cross_check"]["answer"] == "unsat"
+    assert scoped.evidence["cross_check"]["verdict"] == "PROVED"
+    assert scoped.evidence["cross_check"]["agreed"] is True
     assert scoped.evidence["cross_check"]["solver"]["name"] == "cvc5"
     assert "cross_check" not in other.evidence  # class not configured
     assert refuted.verdict is Verdict.REFUTED  # only PROVED verdicts are cross-checked

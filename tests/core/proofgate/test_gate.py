@@ -177,7 +177,7 @@ def test_disagreeing_recheck_raises_the_alarm_and_keeps_the_record() -> None:
         recorded = store.get(first.digest)
         # a re-check that lands elsewhere (a solver bug, a tampered worker, a race)
         flipped = SolverOutcome(Verdict.REFUTED, "refuted: planted", {"model": {}}, storable=True)
-        result = gate._record(smt2(UNSAT_LIA), first.digest, flipped)
+        result = gate._record(smt2(UNSAT_LIA), first.digest, flipped, needs=False)
     assert first.verdict is Verdict.PROVED
     assert result.verdict is Verdict.UNKNOWN
     assert (
@@ -199,8 +199,8 @@ def test_conflicting_record_in_the_store_alarms_and_denies() -> None:
     with Z3ProofGate(
         GateConfig(workers=1, memo_size=0), store=store, on_alarm=alarms.append
     ) as gate:
-        outcome = gate._decide("smt2", UNSAT_LIA, "test")
-        result = gate._record(smt2(UNSAT_LIA), digest, outcome)
+        outcome = gate._decide("smt2", UNSAT_LIA, cross_check=False)
+        result = gate._record(smt2(UNSAT_LIA), digest, outcome, needs=False)
     assert result.verdict is Verdict.UNKNOWN
     assert result.reason.startswith("integrity alarm: recorded REFUTED")
     assert alarms == [result.reason.removeprefix("integrity alarm: ")]
@@ -241,7 +241,7 @@ def test_store_failure_is_unknown_never_proved(fail_get: bool, fail_put: bool) -
 def test_internal_exception_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     with Z3ProofGate(GateConfig(workers=1)) as gate:
 
-        def boom(*_: object) -> None:
+        def boom(*_: object, **__: object) -> None:
             raise RuntimeError("bug")
 
         monkeypatch.setattr(gate, "_decide", boom)

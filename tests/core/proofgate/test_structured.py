@@ -89,3 +89,47 @@ def test_structured_caps_apply_to_each_term() -> None:
     deep = "(not " * 200 + "true" + ")" * 200
     err = _error({**BASE, "goal": deep})
     assert err.code == "too_deep" and err.where.startswith("goal")
+
+
+def _with_duplicate(fragment: str) -> str:
+    """BASE as JSON text with ``fragment`` appended (json.dumps cannot repeat a key)."""
+    text = json.dumps(BASE)
+    return text[:-1] + ", " + fragment + "}"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "where"),
+    [
+        # the attack: the first `goal` is what a reviewer reads, the last is what a parser keeps
+        (_with_duplicate('"goal": "true"'), "goal", "goal"),
+        (_with_duplicate('"assumptions": []'), "assumptions", "assumptions"),
+        (
+            json.dumps({**BASE, "declarations": {"x": "Int", "y": "Int"}})[:-1].replace(
+                '"y": "Int"}', '"y": "Int", "x": "Bool"}'
+            )
+            + "}",
+            "x",
+            "declarations.x",
+        ),
+        (
+            '{"logic": "QF_UF", "sorts": ["U"], "declarations": {"f": {"args": ["U"], '
+            '"result": "U", "args": ["U", "U"]}}, "assumptions": [], "goal": "true"}',
+            "args",
+            "declarations.f.args",
+        ),
+    ],
+)
+def test_duplicate_json_keys_are_rejected_with_the_key_and_its_place(
+    text: str, key: str, where: str
+) -> None:
+    err = _error(text)
+    assert err.code == "duplicate_key"
+    assert err.where == where
+    assert err.message == f"duplicate key `{key}`; an object names each key once"
+
+
+def test_duplicate_goal_is_rejected_by_the_gate_not_proved(shared_gate: Z3ProofGate) -> None:
+    # the last `goal` alone would be PROVED (`true` holds); the text is refused instead
+    result = shared_gate.check(structured(_with_duplicate('"goal": "true"')))
+    assert result.verdict is Verdict.REJECTED
+    assert result.reason.startswith("duplicate_key: duplicate key `goal`")
