@@ -62,25 +62,35 @@ SEALED: dict[str, tuple[str, ...]] = {
 
 def _row(table: str, ref: str, sign: int) -> str:
     cols = ", ".join(f"{ref}.{c}" for c in SEALED[table])
-    return f"UPDATE state_seal SET seal = sop_seal(seal, '{table}', {sign}, {cols}) WHERE id = 1;"
+    update = "UPDATE state_seal SET seal = sop_seal"
+    return f"{update}(seal, '{table}', {sign}, {cols}) WHERE id = 1;"
 
 
-SEAL_SCHEMA = """
+def _triggers(table: str) -> str:
+    """The three triggers that keep ``table`` in the seal (insert, delete, update)."""
+    out = []
+    for op, body in (
+        ("insert", _row(table, "NEW", 1)),
+        ("delete", _row(table, "OLD", -1)),
+        ("update", _row(table, "OLD", -1) + " " + _row(table, "NEW", 1)),
+    ):
+        out.append(
+            f"CREATE TRIGGER IF NOT EXISTS {table}_seal_{op} AFTER {op.upper()} ON {table}\n"
+            f"BEGIN {body} END;\n"
+        )
+    return "".join(out)
+
+
+_SEAL_TABLE = """
 CREATE TABLE IF NOT EXISTS state_seal (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seal BLOB NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS log_entries_seal AFTER INSERT ON log_entries
 BEGIN UPDATE state_seal SET seal = sop_seal_grow(seal, NEW.idx) WHERE id = 1; END;
-""" + "".join(
-    f"CREATE TRIGGER IF NOT EXISTS {t}_seal_insert AFTER INSERT ON {t}\n"
-    f"BEGIN {_row(t, 'NEW', 1)} END;\n"
-    f"CREATE TRIGGER IF NOT EXISTS {t}_seal_delete AFTER DELETE ON {t}\n"
-    f"BEGIN {_row(t, 'OLD', -1)} END;\n"
-    f"CREATE TRIGGER IF NOT EXISTS {t}_seal_update AFTER UPDATE ON {t}\n"
-    f"BEGIN {_row(t, 'OLD', -1)} {_row(t, 'NEW', 1)} END;\n"
-    for t in SEALED
-)
+"""
+
+SEAL_SCHEMA = _SEAL_TABLE + "".join(_triggers(t) for t in SEALED)
 """DDL of the seal row and its triggers (after every other table's DDL)."""
 
 _TRIGGERS = frozenset(

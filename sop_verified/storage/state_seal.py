@@ -220,8 +220,9 @@ class SealKeeper:
             return self._produce(Seal(index + 1, seal.tables))
 
     def _opened(self, data: object) -> Seal:
-        if data is not None and data == self._last:
-            return self.open_trusted(data)
+        last = self._last
+        if last is not None and data == last:
+            return self.open_trusted(last)
         try:
             return self.open(data)
         except IntegrityError as exc:
@@ -229,7 +230,7 @@ class SealKeeper:
 
     def open_trusted(self, data: bytes) -> Seal:
         """Decode bytes this keeper produced (no MAC check needed)."""
-        version, size = _HEAD.unpack_from(data)
+        _, size = _HEAD.unpack_from(data)
         return Seal(
             size,
             tuple(

@@ -97,8 +97,7 @@ def _reorder(db: sqlite3.Connection, table: str) -> None:
     db.execute(f"DELETE FROM {table} WHERE {columns[0]} IN (?, ?)", (a[0], b[0]))
     for row in ((a[0], *b[1:]), (b[0], *a[1:])):
         db.execute(
-            f"INSERT INTO {table} ({', '.join(columns)})"
-            f" VALUES ({', '.join('?' * len(columns))})",
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             row,
         )
 
