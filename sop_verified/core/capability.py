@@ -379,8 +379,9 @@ class CapabilityRegistry:
         """
         with self._lock:
             ids = [cap_id, *self._tree.subtree(cap_id)]
+            fresh = [i for i in ids if i not in self._tree.revoked]
             self._tree.mark_revoked(ids, self._clock())  # spec: INV-10 — the whole subtree
-            for i in ids:
+            for i in fresh:  # spec: INV-11 — each row written once: a row already there is forged
                 self._store.save_revocation(i, self._tree.revoked[i])
             return ids
 
@@ -411,6 +412,11 @@ class CapabilityRegistry:
     def descendants(self, cap_id: str) -> list[str]:
         """Return the ids derived (transitively) from ``cap_id``, breadth-first."""
         return self._tree.subtree(cap_id)
+
+    @ensure(lambda self, cap_id, result: (result is None) == (cap_id not in self._tree.revoked))
+    def revoked_at(self, cap_id: str) -> int | None:
+        """When ``cap_id`` itself was revoked (the time its revocation row holds), or None."""
+        return self._tree.revoked.get(cap_id)
 
     @ensure(lambda self, cap_id, result: result or cap_id not in self._tree.revoked, "INV-10")
     def is_revoked(self, cap_id: str) -> bool:

@@ -411,7 +411,10 @@ class SOP:
         caps = self._ready_caps()
         self._log_admin("capability.revoke", {"capability_id": cap_id})  # spec: INV-9
         revoked = caps.revoke(cap_id)
-        self._log_admin("capability.revoked", {"capability_id": cap_id, "revoked": revoked})
+        at = {i: caps.revoked_at(i) for i in revoked}  # the rows' times: the log can rebuild them
+        self._log_admin(
+            "capability.revoked", {"capability_id": cap_id, "revoked": revoked, "at": at}
+        )
         return revoked
 
     def check_policy(self, path: Path) -> PolicyCheckReport:
@@ -432,8 +435,10 @@ class SOP:
         if not report.ok:  # spec: INV-6 — governance gates activation
             raise PolicyRefusedError(report)
         document = new.document.canonical_bytes()
-        self._log_admin("policy.activate", {"policy_digest": new.digest})  # spec: INV-9
-        services.store.policies.save_policy_set(new.digest, document, self.now())
+        now = self.now()
+        detail = {"policy_digest": new.digest, "activated_at": now}
+        self._log_admin("policy.activate", detail)  # spec: INV-9
+        services.store.policies.save_policy_set(new.digest, document, now)
         services.policy.activate(new)
         return report
 

@@ -8,7 +8,7 @@ the kernel and capability tests inject faults into.
 :class:`MemoryStore` implements the ``CapabilityStore``, ``PolicyStore`` and
 ``DecisionLog`` ports of ``sop_verified.core.ports`` structurally (storage/
 never imports core). It keeps the same rules as the durable backends:
-capabilities are write-once by id, revocations are idempotent (the first
+capabilities are write-once by id, revocations are written once (the first
 time wins), the log only grows. Setting :attr:`MemoryStore.fail_writes`
 makes every write raise :class:`~sop_verified.errors.StorageError`, to test
 fail-closed paths; :meth:`MemoryStore.snapshot` returns a deep copy of the
@@ -77,14 +77,16 @@ class MemoryStore:
             return list(self._state.capabilities)
 
     def save_revocation(self, cap_id: str, at: int) -> None:
-        """Record a revocation; idempotent, the first time wins.
+        """Record a revocation, once.
 
         Raises:
-            StorageError: writes are failing.
+            StorageError: writes are failing, or ``cap_id`` is already recorded.
         """
         with self._lock:
             self._writable(f"revocation of `{cap_id}`")
-            self._state.revocations.setdefault(cap_id, at)
+            if cap_id in self._state.revocations:
+                raise StorageError(f"the revocation of `{cap_id}` is already recorded")
+            self._state.revocations[cap_id] = at
 
     def load_revocations(self) -> dict[str, int]:
         """All revocations, id to time."""

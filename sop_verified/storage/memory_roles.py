@@ -1,7 +1,7 @@
 """The in-memory capability, policy, verdict and protocol-record roles.
 
 Each keeps the rules of the durable backends: capabilities are write-once
-by id, revocations idempotent (the first time wins), policy sets and
+by id, revocations once, policy sets and
 verdicts insert-only (a verdict is never replaced), protocol records indexed
 once per log index with a high-water mark that never goes down. Writes call
 the backend's ``writable`` check first, so a backend made to fail raises
@@ -48,10 +48,12 @@ class MemoryCapabilities:
             return list(self._caps.values())
 
     def save_revocation(self, cap_id: str, at: int) -> None:
-        """Record a revocation (idempotent: the first time wins)."""
+        """Record a revocation, once (a second record of ``cap_id`` is refused)."""
         with self._lock:
             self._writable(f"revocation of `{cap_id}`")
-            self._revocations.setdefault(cap_id, at)
+            if cap_id in self._revocations:
+                raise StorageError(f"the revocation of `{cap_id}` is already recorded")
+            self._revocations[cap_id] = at
 
     def load_revocations(self) -> dict[str, int]:
         """All revocations, id to time."""
@@ -123,10 +125,12 @@ class MemoryRecordIndex:
         self._mark = 0
 
     def add(self, index: int, kind: str, receipt: bytes, *, indexed_to: int) -> None:
-        """Index one record (idempotent by log index) and raise the mark to ``indexed_to``."""
+        """Index one record, once, and raise the mark to ``indexed_to``."""
         with self._lock:
             self._writable(f"protocol record `{index}`")
-            self._rows.setdefault(index, (kind, bytes(receipt)))
+            if index in self._rows:
+                raise StorageError(f"protocol record `{index}` is already indexed")
+            self._rows[index] = (kind, bytes(receipt))
             self._mark = max(self._mark, indexed_to)
 
     def indexed_to(self) -> int:

@@ -68,7 +68,7 @@ class CapabilityStore(Protocol):
         """All admitted capabilities as (id, parent id, canonical claims), in admission order."""
 
     def save_revocation(self, cap_id: str, at: int) -> None:
-        """Record that ``cap_id`` was revoked at time ``at`` (idempotent, the first time wins)."""
+        """Record that ``cap_id`` was revoked at time ``at``, once (a second record is refused)."""
 
     def load_revocations(self) -> dict[str, int]:
         """All revocations, id to time."""
@@ -200,7 +200,7 @@ class RecordIndex(Protocol):
     """Which log entries are protocol records (derived from the log)."""
 
     def add(self, index: int, kind: str, receipt: bytes, *, indexed_to: int) -> None:
-        """Index the record at ``index`` (idempotent) and raise the mark to ``indexed_to``."""
+        """Index the record at ``index``, once, and raise the mark to ``indexed_to``."""
 
     def indexed_to(self) -> int:
         """Every record below this log index is indexed."""

@@ -24,15 +24,16 @@ batch's own transaction.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sop_verified.errors import IntegrityError
+from sop_verified.errors import IntegrityError, StorageError
 from sop_verified.storage.entry_log import StoreLog
 from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.ports import DEFAULT_ORIGIN
-from sop_verified.storage.sqlite_blobs import INLINE_SCHEMA, SQLiteBlobs
+from sop_verified.storage.sqlite_blobs import INLINE_SCHEMA, SQLiteBlobs, store_blobs
 from sop_verified.storage.sqlite_capabilities import CAPABILITY_SCHEMA, SQLiteCapabilities
-from sop_verified.storage.sqlite_db import SQLiteDB
+from sop_verified.storage.sqlite_db import SQLiteDB, insert_rows
 from sop_verified.storage.sqlite_log import LOG_SCHEMA, SQLiteLog
 from sop_verified.storage.sqlite_persist import PERSIST_SCHEMA, SQLitePersistIndex
 from sop_verified.storage.sqlite_policies import POLICY_SCHEMA, SQLitePolicies
@@ -47,8 +48,16 @@ from sop_verified.storage.sqlite_seal import (
 )
 from sop_verified.storage.sqlite_verdicts import VERDICT_SCHEMA, SQLiteVerdicts
 from sop_verified.storage.state_seal import SealKeeper
+from sop_verified.storage.unit_of_work import KeptBlob
 
 __all__ = ["DEFAULT_ORIGIN", "SQLiteBackend"]
+
+_LOG_COPY = (
+    ("log_entries", "idx, leaf_hash, payload", "idx"),
+    ("log_tiles", "id, hashes", "id"),
+    ("log_checkpoints", "size, note", "size"),
+)
+_COPY_CHUNK = 20_000
 
 _SCHEMA = (
     CAPABILITY_SCHEMA
@@ -186,6 +195,63 @@ class SQLiteBackend:
         if keeper is None:
             raise IntegrityError("the derived state cannot be checked without SOP's state key")
         self._db.read(lambda db: check_state(db, keeper, log_size))
+
+    def copy_log(self, source: Path, progress: Callable[[int, int], None] | None = None) -> int:
+        """Copy the log's rows of the database at ``source`` into this empty store, verbatim.
+
+        The first step of rebuilding derived state from the log (``sop state
+        repair``): the copy is sealed as it goes (the state seal grows with
+        each entry); nothing derived is copied. The caller audits the source
+        log first.
+
+        Args:
+            source: Another SOP database (opened read-only).
+            progress: Called with ``(entries copied, entries)``.
+
+        Returns:
+            The number of entries copied.
+
+        Raises:
+            StorageError: this store's log is not empty, or a read or write failed.
+        """
+        if self._log_store.log_tail()[0]:
+            raise StorageError("the log can only be copied into an empty store")
+        try:
+            src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open `{source}` to copy its log: {exc}") from exc
+        try:
+            ((size,),) = src.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries")
+            for table, columns, key in _LOG_COPY:
+                at = -1
+                while True:
+                    rows = src.execute(
+                        f"SELECT {columns} FROM {table} WHERE {key} > ?"  # noqa: S608
+                        f" ORDER BY {key} LIMIT {_COPY_CHUNK}",
+                        (at,),
+                    ).fetchall()
+                    if not rows:
+                        break
+                    with self._db.tx() as db:
+                        width = len(rows[0])
+                        insert_rows(db, f"INSERT INTO {table} ({columns})", rows, width)
+                    at = rows[-1][0]
+                    if progress is not None and table == "log_entries":
+                        progress(at + 1, size)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the log of `{source}`: {exc}") from exc
+        finally:
+            src.close()
+        return int(size)
+
+    def restore_blobs(self, blobs: Sequence[KeptBlob]) -> None:
+        """Keep small blobs again under their effects (a rebuild; each checked by the caller).
+
+        Raises:
+            StorageError: the write failed (nothing is kept).
+        """
+        with self._db.tx() as db:
+            store_blobs(db, blobs)
 
     def close(self) -> None:
         """Close the database's connections."""

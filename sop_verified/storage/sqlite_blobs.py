@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from sop_verified.storage.sqlite_db import SQLiteDB, insert_rows
 from sop_verified.storage.unit_of_work import KeptBlob
 
-__all__ = ["INLINE_SCHEMA", "SQLiteBlobs", "migrate_blobs", "store_blobs"]
+__all__ = ["INLINE_SCHEMA", "SQLiteBlobs", "store_blobs"]
 
 INLINE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS persist_inline (
@@ -64,24 +64,6 @@ def store_blobs(db: sqlite3.Connection, blobs: Sequence[KeptBlob]) -> None:
     """
     rows = [(b.effect_index, b.scope, b.stored, b.data) for b in blobs]
     insert_rows(db, "INSERT INTO persist_inline_in (effect_index, scope, stored, data)", rows, 4)
-
-
-def migrate_blobs(db: sqlite3.Connection) -> None:
-    """Move blobs from the ``persist_blobs`` table of earlier versions (inside a transaction).
-
-    Each ``(scope, stored)`` row goes under the first written effect that
-    stored it; a row no indexed effect refers to was never readable and is
-    dropped with the old table.
-    """
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'persist_blobs'").fetchone() is None:
-        return
-    db.execute(
-        "INSERT OR IGNORE INTO persist_inline (effect_index, data)"
-        " SELECT MIN(e.effect_index), b.data FROM persist_blobs b JOIN persist_effects e"
-        " ON e.scope = b.scope AND e.stored = b.stored AND e.outcome = 'written'"
-        " GROUP BY b.scope, b.stored"
-    )
-    db.execute("DROP TABLE persist_blobs")
 
 
 class SQLiteBlobs:

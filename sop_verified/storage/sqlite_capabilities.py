@@ -51,9 +51,17 @@ class SQLiteCapabilities:
         return [(str(r[0]), None if r[1] is None else str(r[1]), bytes(r[2])) for r in rows]
 
     def save_revocation(self, cap_id: str, at: int) -> None:
-        """Record a revocation (idempotent: the first time wins)."""
+        """Record a revocation, once (INV-11).
+
+        SOP writes each revocation row once, so a row already there was put in
+        by someone else; ignoring it would let him delete it later with the
+        seal none the wiser. The write is refused instead.
+
+        Raises:
+            StorageError: ``cap_id`` already has a revocation row, or the write failed.
+        """
         with self._db.tx() as db:
-            db.execute("INSERT OR IGNORE INTO revocations (id, at) VALUES (?, ?)", (cap_id, at))
+            db.execute("INSERT INTO revocations (id, at) VALUES (?, ?)", (cap_id, at))
 
     def load_revocations(self) -> dict[str, int]:
         """All revocations, id to time."""

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 from sop_verified.errors import StorageError
 from sop_verified.storage.persist_index import EntryIndexer
-from sop_verified.storage.sqlite_blobs import migrate_blobs
 from sop_verified.storage.sqlite_db import SQLiteDB, insert_rows
 from sop_verified.storage.sqlite_persist import apply_unit, catch_up, indexed_to
 from sop_verified.storage.unit_of_work import UnitOfWork, plan_unit
@@ -95,7 +94,6 @@ class SQLiteLog:
         """
         with self._db.tx() as db:
             catch_up(db, indexer)
-            migrate_blobs(db)
             self._indexer = indexer
             self._indexed_to = None  # read from the database at the next batch
 

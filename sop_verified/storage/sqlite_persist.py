@@ -144,7 +144,7 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
     if ops.pending:
         insert_rows(
             db,
-            "INSERT OR IGNORE INTO persist_pending (decision_index, request)",
+            "INSERT INTO persist_pending (decision_index, request)",
             [(p.decision_index, p.request) for p in ops.pending],
             2,
         )
@@ -169,7 +169,7 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
             rows.append((*_effect_row(e), version))
         insert_rows(
             db,
-            "INSERT OR IGNORE INTO persist_effects (effect_index, decision_index, outcome, scope,"
+            "INSERT INTO persist_effects (effect_index, decision_index, outcome, scope,"
             " name, stored, digest, size, time, version)",
             rows,
             10,
@@ -196,7 +196,7 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
             (t.effect_index, t.tombstone_index),
         )
         db.execute(
-            "INSERT OR IGNORE INTO persist_purge (tombstone_index, scope, stored) VALUES (?, ?, ?)",
+            "INSERT INTO persist_purge (tombstone_index, scope, stored) VALUES (?, ?, ?)",
             (t.tombstone_index, row[0], row[1]),
         )
     return versions

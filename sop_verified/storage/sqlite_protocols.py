@@ -102,12 +102,11 @@ class SQLiteRecordIndex:
                 raise StorageError(f"the protocol index read failed: {exc}") from exc
 
     def add(self, index: int, kind: str, receipt: bytes, *, indexed_to: int) -> None:
-        """Index one record (idempotent by log index) and raise the mark to ``indexed_to``."""
+        """Index one record, once (a row already there was not SOP's), and raise the mark."""
         self._write(
             [
                 (
-                    "INSERT OR IGNORE INTO protocol_records (log_index, kind, receipt) "
-                    "VALUES (?, ?, ?)",
+                    "INSERT INTO protocol_records (log_index, kind, receipt) VALUES (?, ?, ?)",
                     (index, kind, receipt),
                 ),
                 *self._mark(indexed_to),

@@ -227,7 +227,8 @@ def test_log_and_checkpoints_cut_back_are_found_with_a_held_receipt(
     db.execute("DELETE FROM log_checkpoints WHERE size > ?", (n - 4,))
     db.commit()
     code, report = _verify(data)
-    assert code == 0  # self-consistent: nothing inside the data directory shows the cut
+    assert code == 1  # spec: INV-11 — the state seal still names the longer log
+    assert report["findings"][0]["kind"] == "derived_state"
     code, report = _verify(data, "--checkpoint", str(receipt))
     assert (code, report["first_bad_index"]) == (1, n - 4)
     assert report["findings"][0]["kind"] == "truncated"

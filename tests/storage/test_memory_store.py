@@ -23,10 +23,11 @@ def test_capabilities_load_in_admission_order() -> None:
     assert [c[0] for c in store.load_capabilities()] == ["cap-3", "cap-1", "cap-2"]
 
 
-def test_revocation_is_idempotent_first_time_wins() -> None:
+def test_a_revocation_is_written_once() -> None:
     store = MemoryStore()
     store.save_revocation("cap-1", 10)
-    store.save_revocation("cap-1", 20)
+    with pytest.raises(StorageError, match="already recorded"):
+        store.save_revocation("cap-1", 20)
     assert store.load_revocations() == {"cap-1": 10}
 
 

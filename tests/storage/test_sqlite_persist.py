@@ -210,33 +210,3 @@ def test_a_blob_no_effect_of_its_batch_records_fails_the_batch_closed(tmp_path: 
         store.log.append_parts([stray])
     assert store.log.log_size() == 0 and _inline_rows(store) == []
     store.close()
-
-
-def test_blobs_of_an_earlier_database_move_under_their_first_effect(tmp_path: Path) -> None:
-    path = tmp_path / "sop.db"
-    store = _open(path)
-    store.set_entry_indexer(index_entries)
-    first = _linked(store, "sha256/aa/" + "a" * 64, b"A")
-    _linked(store, "sha256/aa/" + "a" * 64, b"A")
-    with store._db.tx() as db:  # the layout before ADR 0009: one row per (scope, stored)
-        db.execute(
-            "CREATE TABLE persist_blobs (scope TEXT NOT NULL, stored TEXT NOT NULL,"
-            " data BLOB NOT NULL, PRIMARY KEY (scope, stored))"
-        )
-        db.execute(
-            "INSERT INTO persist_blobs SELECT 'drac-artifacts', 'sha256/aa/' || ?, ?",
-            ("a" * 64, b"A"),
-        )
-        db.execute("INSERT INTO persist_blobs VALUES ('drac-artifacts', 'orphan', x'00')")
-        db.execute("DELETE FROM persist_inline")
-    store.close()
-    store = _open(path)
-    store.set_entry_indexer(index_entries)
-    assert _inline_rows(store) == [(first, b"A")]  # the orphan was never readable: dropped
-    assert store.persist.blob("drac-artifacts", "sha256/aa/" + "a" * 64) == b"A"
-    with store._db.tx() as db:
-        assert (
-            db.execute("SELECT 1 FROM sqlite_master WHERE name = 'persist_blobs'").fetchone()
-            is None
-        )
-    store.close()

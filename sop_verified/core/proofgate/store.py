@@ -133,6 +133,7 @@ class CrossCheck:
         """Whether cvc5 answered PROVED and agreed: the only evidence a cross-check class takes."""
         return self.solver.get("name") == "cvc5" and self.verdict is Verdict.PROVED and self.agreed
 
+    @ensure(lambda self, result: result["agreed"] is self.agreed)
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the record."""
         return {"solver": self.solver, "verdict": str(self.verdict), "agreed": self.agreed}

@@ -17,7 +17,8 @@ def test_records_read_their_payload_from_the_log(backend: StorageBackend, signer
     records = backend.records
     assert records.indexed_to() == 0 and records.records() == []
     records.add(index, "drac.phase", b"receipt", indexed_to=index + 1)
-    records.add(index, "drac.other", b"changed", indexed_to=0)  # idempotent; the mark stays
+    with pytest.raises(StorageError):  # INV-11: written once; a row already there is not SOP's
+        records.add(index, "drac.other", b"changed", indexed_to=0)
     assert records.indexed_to() == index + 1
     assert records.records() == [(index, "drac.phase", b'{"type":"drac.phase"}', b"receipt")]
     records.set_indexed_to(1)

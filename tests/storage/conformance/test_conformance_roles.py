@@ -19,11 +19,12 @@ def test_capabilities_are_write_once_and_kept_in_admission_order(backend: Storag
     assert caps.load_capabilities() == [("c2", None, b'{"id":"c2"}'), ("c1", "c2", b'{"id":"c1"}')]
 
 
-def test_revocations_are_idempotent_and_the_first_time_wins(backend: StorageBackend) -> None:
+def test_a_revocation_is_written_once(backend: StorageBackend) -> None:
     caps = backend.capabilities
     assert caps.load_revocations() == {}
     caps.save_revocation("c1", 10)
-    caps.save_revocation("c1", 20)
+    with pytest.raises(StorageError):  # INV-11: a row already there was not SOP's
+        caps.save_revocation("c1", 20)
     caps.save_revocation("c2", 5)
     assert caps.load_revocations() == {"c1": 10, "c2": 5}
 
