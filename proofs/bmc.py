@@ -25,7 +25,8 @@ from sop_verified.proofs.results import Counterexample, Result, Verdict
 from sop_verified.spec.boot_order import MAX_SERVICES, acyclic, fresh_graph, is_boot_order, kahn
 from sop_verified.spec.invariants import Invariant
 from sop_verified.spec.model import TRANSITIONS, Inputs, Transition, init, step
-from sop_verified.spec.state import State, Term, conj, same
+from sop_verified.spec.state import FAILED, State, Term, conj, same
+from sop_verified.spec.store import derived_tables, tables_equal
 
 __all__ = [
     "BOOT_CHECKS",
@@ -242,6 +243,15 @@ WITNESSES: tuple[tuple[str, tuple[str, ...], Callable[[State], Term]], ...] = (
         ("admit", "attenuate", "attenuate", "revoke"),
         lambda s: z3.And(
             s.cap_count == 3, s.caps[2].parent == 1, s.caps[0].revoked, s.caps[2].revoked
+        ),
+    ),
+    (
+        "tampered_store_refused",
+        ("admit", "revoke", "tamper_store", "boot"),
+        lambda s: z3.And(
+            s.health == FAILED,
+            *s.services_up,
+            z3.Not(tables_equal(s.disk[0], derived_tables(s)[0])),
         ),
     ),
     (

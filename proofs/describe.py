@@ -12,7 +12,8 @@ from typing import Any
 import z3
 
 from sop_verified.spec import state as st
-from sop_verified.spec.state import Capability, Entry, State, Term
+from sop_verified.spec.state import TABLES, Capability, Entry, State, Term
+from sop_verified.spec.store import derived_tables, seal_check, tables_equal
 
 __all__ = ["inputs_dict", "state_dict"]
 
@@ -179,6 +180,22 @@ def state_dict(s: State, model: Any) -> dict[str, Any]:
         "resumes": r.integer(s.resumes),
         "last_decision": _last(r, s),
         "bridge_changes": r.integer(s.bridge_changes),
+        "store": _store(r, s),
+    }
+
+
+def _store(r: _Reader, s: State) -> dict[str, Any]:
+    """The seal and the stored tables that differ from the derived state SOP decides on."""
+    mine = derived_tables(s)
+    return {
+        "seal_mac_ok": r.truth(s.seal.mac_ok),
+        "seal_log_size": r.integer(s.seal.log_size),
+        "passes_check": r.truth(seal_check(s)),
+        "tampered": [
+            name
+            for (name, _, _), d, t in zip(TABLES, s.disk, mine, strict=True)
+            if not r.truth(tables_equal(d, t))
+        ],
     }
 
 

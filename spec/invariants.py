@@ -1,4 +1,4 @@
-"""The invariants of SOP: INV-1 … INV-10 and the auxiliary AUX-1, as one registry.
+"""The invariants of SOP: INV-1 … INV-11 and the auxiliary AUX-1, as one registry.
 
 The predicates live in :mod:`sop_verified.spec.inv_decisions` (the decision path) and
 :mod:`sop_verified.spec.inv_authority` (authority and durable state); each returns
@@ -32,6 +32,10 @@ from sop_verified.spec.inv_decisions import (
     proof_immutability_step,
     well_formed,
 )
+from sop_verified.spec.inv_store import (
+    stored_state_authenticated,
+    stored_state_authenticated_step,
+)
 from sop_verified.spec.state import Clauses, State
 
 __all__ = [
@@ -53,6 +57,8 @@ __all__ = [
     "resume_integrity_step",
     "scope_confinement",
     "scope_confinement_step",
+    "stored_state_authenticated",
+    "stored_state_authenticated_step",
     "well_formed",
 ]
 
@@ -150,5 +156,13 @@ INVARIANTS: tuple[Invariant, ...] = (
         "a child never grants more than its parent; revoking a parent revokes all descendants",
         attenuation_only,
         attenuation_only_step,
+    ),
+    Invariant(
+        "INV-11",
+        "stored_state_authenticated",
+        "a stored input of a decision is trusted only if it authenticates against the log; "
+        "else SOP refuses",
+        stored_state_authenticated,
+        stored_state_authenticated_step,
     ),
 )

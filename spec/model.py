@@ -43,6 +43,8 @@ from sop_verified.spec.state import (
     PROVED,
     READY,
     SEAL_ENTRY,
+    TABLES,
+    VERDICT_ENTRY,
     Capability,
     Checkpoint,
     Effect,
@@ -50,13 +52,24 @@ from sop_verified.spec.state import (
     LastDecision,
     Policy,
     Scope,
+    Seal,
     Snapshot,
     State,
+    StoredTable,
     Term,
     VerdictSlot,
     ite,
     pick,
     store,
+)
+from sop_verified.spec.store import (
+    derived_tables,
+    digests_unforgeable,
+    load,
+    seal_check,
+    seal_commits_to,
+    tables_equal,
+    write_through,
 )
 
 __all__ = [
@@ -124,6 +137,24 @@ MUTATIONS: dict[str, Mutation] = {
     ),
     "admin_unlogged": Mutation(
         "INV-9", ("activate_policy",), "a policy activation takes effect without a log entry"
+    ),
+    "boot_skips_store_check": Mutation(
+        "INV-11", ("boot",), "boot reads the derived tables back without checking the seal"
+    ),
+    "digests_forgeable": Mutation(
+        "INV-11",
+        ("tamper_store",),
+        "the assumption is dropped: the attacker may find rows with a given digest sum",
+    ),
+    "seal_trusts_stored_row": Mutation(
+        "INV-11",
+        ("revoke",),
+        "SOP's write subtracts the stored row's digest without checking it is the row it wrote",
+    ),
+    "remac_ignores_log_size": Mutation(
+        "INV-11",
+        ("decide",),
+        "the seal is MAC'd again on a log append even when it binds another log size",
     ),
 }
 
@@ -249,6 +280,10 @@ def init(s: State) -> Term:
         s.resumes == 0,
         z3.Not(s.last.made),
         s.bridge_changes == 0,
+        *[tables_equal(d, t) for d, t in zip(s.disk, derived_tables(s), strict=True)],
+        s.seal.mac_ok,
+        s.seal.log_size == 0,
+        seal_commits_to(s.seal, derived_tables(s)),
     )
 
 
@@ -432,7 +467,19 @@ def _record_verdict(s: State, x: Inputs, m: frozenset[str]) -> tuple[Term, State
     )
     health = z3.If(disagree, z3.IntVal(DEGRADED), s.health)  # spec: INV-3 — the alarm
     post = dataclasses.replace(s, verdicts=store(s.verdicts, h, new), health=health)
-    guard = z3.And(s.health == READY, z3.Implies(v == PROVED, storable))
+    # A new verdict is attested and appended to the log (nexus/verdict_attest.py).
+    entry = Entry(
+        z3.IntVal(VERDICT_ENTRY),
+        z3.BoolVal(True),
+        z3.IntVal(-1),
+        z3.IntVal(0),
+        z3.IntVal(0),
+        z3.IntVal(0),
+        z3.IntVal(-1),
+    )
+    room, appended = _append(post, entry)
+    post = ite(first, appended, post)
+    guard = z3.And(s.health == READY, z3.Implies(v == PROVED, storable), z3.Implies(first, room))
     return guard, post, ch
 
 
@@ -554,6 +601,47 @@ def _tamper_snapshot(s: State, x: Inputs, m: frozenset[str]) -> tuple[Term, Stat
     return _env(s, post, k < s.snap_count)
 
 
+def _fresh_table(x: Inputs, name: str, n: int, sorts: tuple[str, ...]) -> StoredTable:
+    def field(label: str, sort: str) -> Term:
+        return x.boolean(label) if sort == "bool" else x.integer(label)
+
+    return StoredTable(
+        x.booleans(f"disk.{name}.present", n),
+        tuple(
+            tuple(field(f"disk.{name}.row{k}.f{j}", sort) for j, sort in enumerate(sorts))
+            for k in range(n)
+        ),
+    )
+
+
+def _tamper_store(s: State, x: Inputs, m: frozenset[str]) -> tuple[Term, State, Term]:
+    """An attacker who writes the database, not the key files, rewrites derived rows and the seal.
+
+    Any row of any derived table may be edited, inserted or deleted (reordering
+    is an edit of the keys' contents: rows are read by key). The seal's bytes
+    may be anything, but a seal whose MAC verifies is one SOP produced: one of
+    an earlier log size (the log never shrinks, INV-5), or one of this log size,
+    which commits to the derived state SOP keeps, because that state changes
+    only in a step that appends to the log (INV-11's step part).
+    """
+    disk = tuple(_fresh_table(x, name, n, sorts) for name, n, sorts in TABLES)
+    seal = Seal(
+        x.boolean("seal.mac_ok"),
+        x.integer("seal.log_size"),
+        tuple(x.integer(f"seal.count.{n}") for n, _, _ in TABLES),
+        tuple(x.integer(f"seal.sum.{n}") for n, _, _ in TABLES),
+    )
+    mine = derived_tables(s)
+    minted = z3.Or(
+        seal.log_size < s.log_size,
+        z3.And(seal.log_size == s.log_size, seal_commits_to(seal, mine)),
+    )
+    guard = z3.Implies(seal.mac_ok, minted)
+    if "digests_forgeable" not in m:
+        guard = z3.And(guard, digests_unforgeable(disk, mine))  # the assumption of INV-11
+    return _env(s, dataclasses.replace(s, disk=disk, seal=seal), guard)
+
+
 def _boot(s: State, x: Inputs, m: frozenset[str]) -> tuple[Term, State, Term]:
     ok = x.booleans("self_test_ok", st.N_SERVICES)
     up = list(s.services_up)
@@ -562,10 +650,13 @@ def _boot(s: State, x: Inputs, m: frozenset[str]) -> tuple[Term, State, Term]:
         started = z3.And(started, ok[svc])
         up[svc] = started
     all_up = z3.And(up)
-    health = z3.If(all_up, z3.IntVal(READY), z3.IntVal(FAILED))  # spec: INV-8
+    # The derived tables are read back only if the seal check passes (spec: INV-11).
+    authentic = z3.BoolVal(True) if "boot_skips_store_check" in m else seal_check(s)
+    health = z3.If(z3.And(all_up, authentic), z3.IntVal(READY), z3.IntVal(FAILED))  # spec: INV-8
     if "boot_ready_on_failure" in m:
         health = z3.IntVal(READY)
-    post = dataclasses.replace(s, services_up=tuple(up), health=health)
+    post = ite(authentic, load(s, s.disk), s)
+    post = dataclasses.replace(post, services_up=tuple(up), health=health)
     return _env(s, post, s.health == BOOTING)
 
 
@@ -606,11 +697,18 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("resume", "a sealed snapshot is resumed", _resume),
     Transition("checkpoint", "a signed checkpoint of the log is taken", _checkpoint),
     Transition("tamper_snapshot", "an attacker edits a stored snapshot", _tamper_snapshot),
+    Transition(
+        "tamper_store", "an attacker rewrites derived rows and the state seal", _tamper_store
+    ),
     Transition("boot", "services start in boot order", _boot),
     Transition("fail", "a service fails at run time", _fail),
     Transition("crash", "the process crashes or restarts; volatile state is lost", _crash),
     Transition("tick", "the clock moves (either way)", _tick),
 )
+
+
+_NO_WRITE_THROUGH = frozenset({"tamper_store", "boot"})
+"""The attacker writes the store himself; boot only reads it."""
 
 
 def step(
@@ -633,6 +731,13 @@ def step(
     """
     x = Inputs(prefix)
     guard, post, ch = t.build(s, x, mutations)
+    if t.name not in _NO_WRITE_THROUGH:  # SOP's own writes reach the stored tables and the seal
+        post = write_through(
+            s,
+            post,
+            compare="seal_trusts_stored_row" not in mutations,
+            log_size="remac_ignores_log_size" not in mutations,
+        )
     if t.name != "decide":
         post = dataclasses.replace(
             post, last=dataclasses.replace(post.last, made=z3.BoolVal(False))

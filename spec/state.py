@@ -39,6 +39,7 @@ __all__ = [
     "PROTOCOLS",
     "SERVICES",
     "SERVICE_DEPS",
+    "TABLES",
     "VERDICTS",
     "Capability",
     "Checkpoint",
@@ -48,8 +49,10 @@ __all__ = [
     "LastDecision",
     "Policy",
     "Scope",
+    "Seal",
     "Snapshot",
     "State",
+    "StoredTable",
     "Term",
     "VerdictSlot",
     "conj",
@@ -85,13 +88,30 @@ CHANNELS = ("bridge", "admin", "env")
 BRIDGE, ADMIN, ENV = range(3)
 ACTS = ("write", "seal", "resume", "phase")
 WRITE, SEAL, RESUME, PHASE = range(4)
-ENTRY_KINDS = ("decision", "seal", "admin")
-DECISION_ENTRY, SEAL_ENTRY, ADMIN_ENTRY = range(3)
+ENTRY_KINDS = ("decision", "seal", "admin", "verdict")
+DECISION_ENTRY, SEAL_ENTRY, ADMIN_ENTRY, VERDICT_ENTRY = range(4)
 PROTOCOLS = ("drac", "emp", "csp")
 # The declared service graph of the state machine (names sorted = indices).
 SERVICES = ("keys", "log", "policy")
 SERVICE_DEPS: tuple[tuple[int, ...], ...] = ((), (0,), (0, 1))
 N_SERVICES = len(SERVICES)
+
+
+# The derived tables, each a projection of the log that SOP reads back from storage
+# (INV-11): name, number of slots, and the sorts of a row's fields (the row's key,
+# its slot, is part of its canonical bytes and is the first argument of its digest).
+TABLES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    (
+        "capabilities",
+        N_CAPS,
+        ("int", "int") + ("bool",) * (N_ACTS * N_SCOPES) + ("int", "int", "bool"),
+    ),
+    ("policies", N_POLICIES, ("bool",)),
+    ("keys", 1, ("int",)),
+    ("scopes", N_SCOPES, ("int",)),
+    ("verdicts", N_OBLIGATIONS, ("int",)),
+    ("snapshot_records", N_SNAPSHOTS, ("bool",)),
+)
 
 
 def right_index(act: int, scope: int) -> int:
@@ -182,6 +202,32 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class StoredTable:
+    """One derived table as stored: per slot, whether a row is there, and its fields.
+
+    This is what an attacker with write access to the database edits; SOP
+    reads it back only at boot, through the seal check (INV-11).
+    """
+
+    present: tuple[Term, ...]  # Bool per slot
+    rows: tuple[tuple[Term, ...], ...]  # the fields of each slot's row (see TABLES)
+
+
+@dataclass(frozen=True)
+class Seal:
+    """The state seal as stored: per table a row count and a sum of keyed row digests.
+
+    ``mac_ok`` says whether its MAC verifies: an attacker can write any bytes
+    here, but the only seals whose MAC verifies are seals SOP produced.
+    """
+
+    mac_ok: Term  # Bool
+    log_size: Term  # Int: the log size the seal binds
+    counts: tuple[Term, ...]  # Int per table
+    sums: tuple[Term, ...]  # Int per table: the sum of the keyed digests of its rows
+
+
+@dataclass(frozen=True)
 class LastDecision:
     """The output of the most recent step when it was a decision (``made``)."""
 
@@ -224,6 +270,8 @@ class State:
     resumes: Term
     last: LastDecision
     bridge_changes: Term  # ghost: steps through the bridge that changed admin state
+    disk: tuple[StoredTable, ...]  # the derived tables as stored (see TABLES)
+    seal: Seal
 
     @staticmethod
     def fresh(prefix: str) -> State:
@@ -332,6 +380,25 @@ def _fresh_state(p: str) -> State:
         resumes=i(f"{p}.resumes"),
         last=last,
         bridge_changes=i(f"{p}.bridge_changes"),
+        disk=tuple(_stored_table(f"{p}.disk.{name}", n, sorts) for name, n, sorts in TABLES),
+        seal=Seal(
+            b(f"{p}.seal.mac_ok"),
+            i(f"{p}.seal.log_size"),
+            _ints(f"{p}.seal.counts", len(TABLES)),
+            _ints(f"{p}.seal.sums", len(TABLES)),
+        ),
+    )
+
+
+def _stored_table(p: str, n: int, sorts: tuple[str, ...]) -> StoredTable:
+    def field(name: str, sort: str) -> Term:
+        return z3.Bool(name) if sort == "bool" else z3.Int(name)
+
+    return StoredTable(
+        _bools(f"{p}.present", n),
+        tuple(
+            tuple(field(f"{p}[{k}].f{j}", sort) for j, sort in enumerate(sorts)) for k in range(n)
+        ),
     )
 
 

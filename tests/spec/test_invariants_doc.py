@@ -24,6 +24,7 @@ DESIGN_NAMES = {
     "INV-8": "deterministic_boot",
     "INV-9": "effect_after_record",
     "INV-10": "attenuation_only",
+    "INV-11": "stored_state_authenticated",
 }
 
 

@@ -16,7 +16,7 @@ from sop_verified.proofs.results import CheckReport, Result
 from sop_verified.spec.invariants import INVARIANTS
 from sop_verified.spec.model import MUTATIONS, TRANSITIONS
 
-INV_IDS = [f"INV-{n}" for n in range(1, 11)]
+INV_IDS = [f"INV-{n}" for n in range(1, 12)]
 
 
 def _failures(report: CheckReport) -> set[tuple[str, str]]:
@@ -134,17 +134,83 @@ def test_seeded_bug_is_caught_naming_its_invariant(mutation: str) -> None:
         assert r.counterexample.inv == r.inv
 
 
+ALSO_BROKEN: dict[str, set[str]] = {
+    # an overwritten ALLOW no longer backs its effect
+    "log_overwrites_when_full": {"INV-9"},
+    # a derived change without a log append is also one a replayed seal could undo
+    "admin_unlogged": {"INV-11"},
+    "verdict_overwrite": {"INV-11"},
+    # forged rows, read back unchecked, break everything they feed
+    "boot_skips_store_check": {"AUX-1", "INV-3", "INV-4", "INV-9", "INV-10"},
+}
+"""Other invariants a seeded bug breaks besides its own, and why."""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
 def test_full_check_names_exactly_the_broken_invariant(mutation: str) -> None:
     bug = MUTATIONS[mutation]
     report = run_all(frozenset({mutation}))
     broken = {r.inv for r in report.failures if r.inv != "SANITY"}
-    expected = {bug.breaks} | ({"INV-9"} if mutation == "log_overwrites_when_full" else set())
+    expected = {bug.breaks} | ALSO_BROKEN.get(mutation, set())
     assert broken == expected
     for r in report.failures:
         if r.method == "inductive" and r.counterexample and r.counterexample.trace:
             assert r.counterexample.trace[-1]["step"] == r.transition
+
+
+def test_the_storage_attacker_is_a_transition_every_invariant_is_proved_against(
+    proof_report: tuple[CheckReport, float],
+) -> None:
+    assert "tamper_store" in {t.name for t in TRANSITIONS}
+    rows = [r for r in proof_report[0].results if r.transition == "tamper_store"]
+    assert {r.inv for r in rows if r.method == "inductive"} == {i.id for i in INVARIANTS}
+    assert all(r.verdict == "PROVED" for r in rows)
+
+
+def test_boot_without_the_seal_check_decides_on_forged_rows() -> None:
+    """Drop the boot check: Z3 finds a run in which the attacker's rows become SOP's state.
+
+    The run must go through `tamper_store` and end READY on a store that fails
+    the check: this fails if the attacker is taken out of the model (no such
+    run exists) as well as if the check stops mattering.
+    """
+    report = run_all(
+        frozenset({"boot_skips_store_check"}), witnesses=False, focus=frozenset({"boot"})
+    )
+    (fail,) = [r for r in report.failures if r.inv == "INV-11"]
+    cex = fail.counterexample
+    assert cex is not None
+    assert any("change only with a log append" in b for b in cex.broken)
+    steps = [t["step"] for t in cex.trace]
+    assert "tamper_store" in steps, steps
+    assert steps[-1] == "boot"
+    end = cex.trace[-1]["state"]
+    assert end["health"] == "READY"
+    assert end["store"]["passes_check"] is False
+
+
+def test_with_the_boot_check_a_tampered_store_fails_boot(
+    proof_report: tuple[CheckReport, float],
+) -> None:
+    rows = {r.name: r for r in proof_report[0].results if r.method.startswith("witness")}
+    assert rows["tampered_store_refused"].verdict == "PROVED"
+    boot = [r for r in proof_report[0].results if r.transition == "boot" and r.inv == "INV-11"]
+    assert [r.verdict for r in boot] == ["PROVED"]
+
+
+def test_the_digest_assumption_is_needed_and_the_attacker_uses_it() -> None:
+    """Without the assumption Z3 picks digest values that let a forged table pass the check."""
+    report = run_all(
+        frozenset({"digests_forgeable"}), trace_depth=0, focus=frozenset({"tamper_store"})
+    )
+    (fail,) = [r for r in report.failures if r.inv == "INV-11"]
+    assert fail.transition == "tamper_store"
+    cex = fail.counterexample
+    assert cex is not None
+    assert any("pass the seal check are the rows SOP decides on" in b for b in cex.broken)
+    assert cex.after["store"]["passes_check"] is True
+    assert cex.after["store"]["tampered"]
 
 
 def test_unknown_mutation_is_refused() -> None:
