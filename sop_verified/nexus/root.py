@@ -50,6 +50,7 @@ from sop_verified.nexus.config import SOPConfig, load_config, load_mac_key
 from sop_verified.nexus.keys import load_attestation_key, load_checkpoint_signer
 from sop_verified.nexus.log_service import open_signed_log
 from sop_verified.nexus.registry import Service, ServiceRegistry
+from sop_verified.nexus.state_rebuild import locate
 from sop_verified.nexus.verdict_attest import AttestingVerdictStore
 from sop_verified.storage.ports import StorageBackend
 from sop_verified.storage.sqlite import SQLiteBackend
@@ -282,7 +283,13 @@ def _start_state(b: _Build) -> None:
     the persistence index, protocol records) starts after this one, so none
     of them ever reads a row that was not checked first.
     """
-    b.store.verify_state(b.log.size)  # spec: INV-11 — derived state authenticated before use
+    try:
+        b.store.verify_state(b.log.size)  # spec: INV-11 — derived state authenticated before use
+    except IntegrityError as exc:  # say where, from the log, before refusing to boot
+        where = locate(b.data_dir / DB_NAME, b.keys.mac_key, b.log.size)
+        raise IntegrityError(
+            f"{exc}; {where}; `sop state repair` rebuilds it from the log"
+        ) from None
 
 
 def _test_state(b: _Build) -> None:

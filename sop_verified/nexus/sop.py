@@ -479,6 +479,17 @@ class SOP:
         services.keys.use_checkpoint(signer)
         return receipt
 
+    def record_state_repair(self, detail: dict[str, Any]) -> int:
+        """Log that derived state was rebuilt from the log (``sop state repair``); its index.
+
+        Raises:
+            SOPError: SOP is not READY, or the append failed.
+        """
+        self._ready_caps()
+        return self.store.log.append(
+            canonical_json({"type": "admin", "op": "state.repair", "time": self.now(), **detail})
+        )
+
     def _ready_caps(self) -> CapabilityRegistry:
         if self._services is None or self.health is not Health.READY:
             raise SOPError(f"SOP is `{self.health}`; admin actions need `READY`")

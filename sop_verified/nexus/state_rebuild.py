@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +42,22 @@ from sop_verified.core.proofgate.store import InMemoryVerdictStore
 from sop_verified.errors import IntegrityError, PolicyError, StorageError
 from sop_verified.protocols.ledger import record_kind
 from sop_verified.storage.sqlite import SQLiteBackend
+from sop_verified.storage.sqlite_seal import check_state_file
 from sop_verified.storage.unit_of_work import KeptBlob
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog_store import Receipt
 
-__all__ = ["MAX_SHOWN", "Mismatch", "Rebuilt", "diff", "rebuild"]
+__all__ = [
+    "LOCATE_LIMIT",
+    "MAX_SHOWN",
+    "Mismatch",
+    "Rebuilt",
+    "StateCheck",
+    "check_store",
+    "diff",
+    "locate",
+    "rebuild",
+]
 
 MAX_SHOWN = 20
 """Mismatches a diff keeps (the count goes on)."""
@@ -371,3 +383,73 @@ def _mismatch(
     if table == "verdicts" and got is not None and row in rebuilt.dropped.get("verdicts", []):
         return Mismatch(table, row, None, "a record whose verdict seal verifies", "an altered one")
     return Mismatch(table, row, index, _show(expected), _show(got))
+
+
+# ---- what boot, `sop state check` and `sop state repair` call -------------------------------
+LOCATE_LIMIT = 100_000
+"""Largest log boot rebuilds to locate a mismatch (beyond it, ``sop state check`` does)."""
+
+
+def locate(db: Path, master: bytes, log_size: int) -> str:
+    """Where the store differs from the log's projection, as one sentence for a boot failure.
+
+    Rebuilds into a temporary directory (the failure path only; bounded by
+    :data:`LOCATE_LIMIT` entries, past which it says what to run instead).
+    """
+    if log_size > LOCATE_LIMIT:
+        return f"run `sop state check` to locate the row (the log holds {log_size:,} entries)"
+    with tempfile.TemporaryDirectory(prefix="sop-locate-") as tmp:
+        try:
+            rebuilt = rebuild(db, Path(tmp) / "rebuilt.db", master)
+            shown, total = diff(db, rebuilt)
+        except (StorageError, IntegrityError) as exc:
+            return f"the rows could not be located: {exc}"
+    if not shown:
+        return "no row differs from the log's projection (an index mark was changed)"
+    more = f" (and {total - 1} more)" if total > 1 else ""
+    return f"first mismatch: {shown[0].message()}{more}"
+
+
+@dataclass
+class StateCheck:
+    """What ``sop state check`` found."""
+
+    log_ok: bool
+    log_detail: str
+    seal: str
+    mismatches: list[Mismatch] = field(default_factory=list)
+    total: int = 0
+    dropped: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the log verifies, the seal matches and no row differs."""
+        return self.log_ok and self.seal == "ok" and self.total == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form."""
+        return {
+            "ok": self.ok,
+            "log_verified": self.log_ok,
+            "log": self.log_detail,
+            "seal": self.seal,
+            "mismatches": [m.to_dict() for m in self.mismatches],
+            "total_mismatches": self.total,
+            "unauthenticated_rows": {t: len(v) for t, v in self.dropped.items()},
+        }
+
+
+def check_store(db: Path, master: bytes, log_size: int, work: Path) -> StateCheck:
+    """Check the seal, then compare every row with the log's projection (built under ``work``).
+
+    The caller has verified the log (``log_size`` entries).
+    """
+    check = StateCheck(True, f"{log_size} entries verified", "ok")
+    try:
+        check_state_file(db, master, log_size)
+    except IntegrityError as exc:
+        check.seal = str(exc)
+    rebuilt = rebuild(db, work / "rebuilt.db", master)
+    check.mismatches, check.total = diff(db, rebuilt)
+    check.dropped = rebuilt.dropped
+    return check

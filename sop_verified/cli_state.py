@@ -1,0 +1,102 @@
+"""The `sop state` commands: check derived state against the log, and repair it (INV-11).
+
+Registered on the main app by :func:`register`, with the CLI's conventions:
+rich output for humans, ``--json`` for machines, one error line and exit 2
+for bad input, exit 1 when a check fails or a repair is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from sop_verified.cli_support import DEFAULT_DATA_DIR, DataDir, JsonFlag, guarded, out, print_json
+from sop_verified.errors import IntegrityError
+
+__all__ = ["register"]
+
+state_app = typer.Typer(
+    no_args_is_help=True, help="Derived state: check it against the log, rebuild it from the log."
+)
+
+VKey = Annotated[
+    str | None,
+    typer.Option(help="Trusted checkpoint key (string or file), held outside the data directory."),
+]
+
+
+def state_check(
+    data_dir: DataDir = DEFAULT_DATA_DIR, vkey: VKey = None, json_output: JsonFlag = False
+) -> None:
+    """Audit the log, then compare every derived row with the log's projection (exit 1: differs)."""
+    from sop_verified.nexus.state_ops import check_data_dir  # noqa: PLC0415 - keep --help fast
+
+    check = check_data_dir(data_dir, vkey=vkey)
+    data = check.to_dict()
+    if json_output:
+        print_json(data)
+    else:
+        _render_check(data)
+    raise typer.Exit(0 if check.ok else 1)
+
+
+def _render_check(data: dict[str, Any]) -> None:
+    out.print(f"log: {escape(data['log'])}")
+    out.print(f"state seal: {escape(data['seal'])}")
+    for table, n in data["unauthenticated_rows"].items():
+        out.print(f"[yellow]{n} row(s) of `{table}` do not authenticate and would be dropped[/]")
+    if data["ok"]:
+        out.print("[green]derived state matches the log[/]")
+        return
+    if data["mismatches"]:
+        table = Table(title="rows that differ from the log", box=box.SIMPLE)
+        for col in ("table", "row", "log entry", "expected", "found"):
+            table.add_column(col, overflow="fold")
+        for m in data["mismatches"]:
+            index = "" if m["log_index"] is None else str(m["log_index"])
+            table.add_row(m["table"], m["row"], index, escape(m["expected"]), escape(m["found"]))
+        out.print(table)
+    out.print(
+        f"[red]derived state differs from the log: {data['total_mismatches']} row(s)[/];"
+        " `sop state repair` rebuilds it from the log"
+    )
+
+
+def state_repair(
+    data_dir: DataDir = DEFAULT_DATA_DIR, vkey: VKey = None, json_output: JsonFlag = False
+) -> None:
+    """Rebuild every derived table from the verified log, put it in place and log the repair."""
+    from sop_verified.nexus.state_ops import repair_data_dir  # noqa: PLC0415 - keep --help fast
+
+    try:
+        report = repair_data_dir(data_dir, vkey=vkey)
+    except IntegrityError as exc:
+        if json_output:
+            print_json({"ok": False, "error": str(exc)})
+        else:
+            out.print(f"[red]repair refused:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    data = {"ok": True, **report.to_dict()}
+    if json_output:
+        print_json(data)
+        return
+    out.print(
+        f"rebuilt derived state from {report.log_size} log entries; {report.total} row(s) differed"
+    )
+    for line in report.first:
+        out.print(f"  {escape(line)}")
+    for table, n in report.dropped.items():
+        out.print(f"[yellow]dropped {n} row(s) of `{table}` that did not authenticate[/]")
+    out.print(f"the previous database is kept as `{report.kept_as}`")
+    out.print(f"[green]repair logged at entry {report.log_index}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the state sub-commands to ``app`` (``sop_verified.cli.app``)."""
+    state_app.command("check")(guarded(state_check))
+    state_app.command("repair")(guarded(state_repair))
+    app.add_typer(state_app, name="state")
