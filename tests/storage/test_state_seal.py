@@ -226,3 +226,23 @@ def test_row_digests_are_keyed_and_typed() -> None:
     assert keeper.digest("t", ("a", "b")) != keeper.digest("t", ("ab", ""))  # unambiguous
     assert keeper.digest("t", (b"a",)) != keeper.digest("t", ("a",))
     assert keeper.digest("t", (None,)) != keeper.digest("t", ("",))
+
+
+def test_a_row_planted_before_sops_write_makes_that_write_fail(
+    sealed: tuple[SQLiteBackend, Path],
+) -> None:
+    """Planted unsealed, then deleted after SOP's write was ignored: the seal would never know.
+
+    So SOP's sealed inserts are strict: the plant makes the real write fail loudly.
+    """
+    store, path = sealed
+    db = sqlite3.connect(path, isolation_level=None)
+    (sql,) = db.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'revocations_seal_insert'"
+    ).fetchone()
+    db.execute("DROP TRIGGER revocations_seal_insert")
+    db.execute("INSERT INTO revocations (id, at) VALUES ('cap-x', 1)")
+    db.execute(sql)  # the trigger put back, so nothing looks amiss
+    db.close()
+    with pytest.raises(StorageError, match=r"UNIQUE constraint failed: revocations\.id"):
+        store.capabilities.save_revocation("cap-x", 5)
