@@ -16,6 +16,7 @@ never passes a record it has not indexed; if indexing fails the ledger goes
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -332,5 +333,13 @@ class ProtocolLedger:
             entry = _load(payload)
             if entry is None or record_kind(payload) != kind:
                 raise IntegrityError(f"log entry `{index}` is indexed as `{kind}` but is not one")
-            self._sinks[kind].apply(index, entry, payload, receipt_from_json(receipt_json))
+            receipt = receipt_from_json(receipt_json)
+            leaf = hashlib.sha256(b"\x00" + payload).digest()
+            if receipt.index != index or receipt.leaf_hash != leaf:  # spec: INV-11
+                raise IntegrityError(
+                    f"protocol record `{index}`: the log entry hashes to leaf `{leaf.hex()}`,"
+                    f" but its receipt names entry `{receipt.index}` with leaf"
+                    f" `{receipt.leaf_hash.hex()}`: the entry or the receipt was altered"
+                )
+            self._sinks[kind].apply(index, entry, payload, receipt)
         return len(rows)

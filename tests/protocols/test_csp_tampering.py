@@ -16,6 +16,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol_env import Env
 
+from sop_verified.core.health import Health
 from sop_verified.core.request import Permission, Stage
 from sop_verified.protocols.csp import ResumeResult, seal_statement
 from sop_verified.protocols.csp.manifest import Manifest
@@ -53,6 +54,14 @@ def _refused(result: ResumeResult, code: str) -> None:
     first = result.decision.reasons[0]
     assert (first.stage, first.code) == (Stage.PROTOCOL, code), result.decision.reasons
     assert result.decision.log_index is not None  # the refusal is recorded
+
+
+def _refused_at_boot(env: Env) -> None:
+    """The rewritten entry no longer hashes to the leaf its record's receipt names (INV-11)."""
+    report = env.sop.boot_report
+    assert (report.health, report.failed) == (Health.FAILED, "protocols"), report.detail
+    assert "the log entry hashes to leaf" in report.detail
+    assert "the entry or the receipt was altered" in report.detail
 
 
 def _rewrite_log_entry(env: Env, index: int, payload: bytes) -> None:
@@ -131,7 +140,8 @@ def test_a_forged_seal_is_refused(own_env: Env) -> None:
     entry["envelope"] = sign_envelope(statement, forger, "forger")
     own_env.sop.csp.put_blob(b"later entry", state_class="working", token=own_env.csp)
     _rewrite_log_entry(own_env, index, canonical_json(entry))
-    _refused(own_env.sop.csp.resume("fs", snap, token=own_env.csp), "seal_signature")
+    _refused_at_boot(own_env)
+    assert own_env.sop.csp.resume("fs", snap, token=own_env.csp).state is None
 
 
 def test_an_unlogged_seal_is_refused(own_env: Env) -> None:
@@ -140,4 +150,5 @@ def test_an_unlogged_seal_is_refused(own_env: Env) -> None:
     entry["time"] = int(str(entry["time"])) + 1  # the signed envelope is intact; the entry is not
     own_env.sop.csp.put_blob(b"later entry", state_class="working", token=own_env.csp)
     _rewrite_log_entry(own_env, index, canonical_json(entry))
-    _refused(own_env.sop.csp.resume("us", snap, token=own_env.csp), "seal_not_logged")
+    _refused_at_boot(own_env)
+    assert own_env.sop.csp.resume("us", snap, token=own_env.csp).state is None
