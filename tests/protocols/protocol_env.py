@@ -39,11 +39,12 @@ class Env:
     csp: str
     emp_key: Ed25519PrivateKey
 
-    def reboot(self) -> SOP:
-        """Close and boot again on the same data directory."""
+    def reboot(self, *, ready: bool = True) -> SOP:
+        """Close and boot again on the same data directory (READY unless ``ready`` is False)."""
         self.sop.close()
         self.sop = SOP.boot(self.data_dir, now=self.clock)
-        assert self.sop.health is Health.READY, self.sop.boot_report
+        if ready:
+            assert self.sop.health is Health.READY, self.sop.boot_report
         return self.sop
 
     def entries(self, start: int = 0) -> list[dict[str, object]]:

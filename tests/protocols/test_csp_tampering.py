@@ -13,11 +13,13 @@ import os
 from pathlib import Path
 
 import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol_env import Env
 
 from sop_verified.core.health import Health
 from sop_verified.core.request import Permission, Stage
+from sop_verified.errors import SOPError
 from sop_verified.protocols.csp import ResumeResult, seal_statement
 from sop_verified.protocols.csp.manifest import Manifest
 from sop_verified.tools.attest import sign_envelope
@@ -62,16 +64,18 @@ def _refused_at_boot(env: Env) -> None:
     assert (report.health, report.failed) == (Health.FAILED, "protocols"), report.detail
     assert "the log entry hashes to leaf" in report.detail
     assert "the entry or the receipt was altered" in report.detail
+    with pytest.raises(SOPError, match="boot did not finish"):  # no CSP to ask at all
+        env.sop.csp  # noqa: B018
 
 
-def _rewrite_log_entry(env: Env, index: int, payload: bytes) -> None:
+def _rewrite_log_entry(env: Env, index: int, payload: bytes, *, ready: bool = True) -> None:
     """Rewrite one log row as an attacker with the database file would, then boot again."""
     env.sop.close()
     db = env.db()
     db.execute("DROP TRIGGER log_entries_no_update")
     db.execute("UPDATE log_entries SET payload = ? WHERE idx = ?", (payload, index))
     db.close()
-    env.reboot()
+    env.reboot(ready=ready)
 
 
 def test_an_untampered_snapshot_resumes(own_env: Env) -> None:
@@ -139,9 +143,8 @@ def test_a_forged_seal_is_refused(own_env: Env) -> None:
     statement = seal_statement(manifest, str(entry["resource"]))
     entry["envelope"] = sign_envelope(statement, forger, "forger")
     own_env.sop.csp.put_blob(b"later entry", state_class="working", token=own_env.csp)
-    _rewrite_log_entry(own_env, index, canonical_json(entry))
+    _rewrite_log_entry(own_env, index, canonical_json(entry), ready=False)
     _refused_at_boot(own_env)
-    assert own_env.sop.csp.resume("fs", snap, token=own_env.csp).state is None
 
 
 def test_an_unlogged_seal_is_refused(own_env: Env) -> None:
@@ -149,6 +152,5 @@ def test_an_unlogged_seal_is_refused(own_env: Env) -> None:
     index, entry = _seal_entry(own_env, snap)
     entry["time"] = int(str(entry["time"])) + 1  # the signed envelope is intact; the entry is not
     own_env.sop.csp.put_blob(b"later entry", state_class="working", token=own_env.csp)
-    _rewrite_log_entry(own_env, index, canonical_json(entry))
+    _rewrite_log_entry(own_env, index, canonical_json(entry), ready=False)
     _refused_at_boot(own_env)
-    assert own_env.sop.csp.resume("us", snap, token=own_env.csp).state is None
