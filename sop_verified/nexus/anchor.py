@@ -50,7 +50,6 @@ __all__ = [
     "MAX_ANCHOR_BYTES",
     "REANCHOR_HINT",
     "AnchorWriter",
-    "catch_up",
     "check_anchor",
     "describe_anchor",
     "read_anchor",
@@ -176,19 +175,6 @@ def check_anchor(log: TransparencyLog, path: Path) -> Checkpoint | None:
         return log.check_extends(note)  # spec: INV-5
     except SOPError as exc:
         raise IntegrityError(f"rollback anchor `{path}` refused: {exc}; {REANCHOR_HINT}") from exc
-
-
-def catch_up(log: TransparencyLog, writer: AnchorWriter, anchored: Checkpoint | None) -> None:
-    """Rewrite a lagging anchor (a crash after a commit) with the log's latest checkpoint.
-
-    Raises:
-        StorageError: the anchor could not be written.
-    """
-    note, latest = log.checkpoint_note, log.checkpoint
-    if note is None or latest is None:
-        return
-    if anchored is None or anchored.size < latest.size:
-        writer(latest.size, note)
 
 
 def describe_anchor(note: str) -> dict[str, Any]:

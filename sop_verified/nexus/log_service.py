@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sop_verified.errors import SOPError
-from sop_verified.nexus.anchor import ANCHOR_NAME, AnchorWriter, catch_up, check_anchor
+from sop_verified.nexus.anchor import ANCHOR_NAME, AnchorWriter, check_anchor
 from sop_verified.nexus.keys import (
     attestation_key_id,
     load_staged_signer,
@@ -83,8 +83,7 @@ def open_signed_log(
     writer = AnchorWriter(data_dir / ANCHOR_NAME, on_anchor_failure)
     log = store.log.open(origin=origin, signer=signer, trusted=trusted, on_checkpoint=writer)
     if not unsafe_skip_anchor:
-        anchored = check_anchor(log, writer.path)  # spec: INV-5 — no rollback past the anchor
-        catch_up(log, writer, anchored)
+        check_anchor(log, writer.path)  # spec: INV-5 — no rollback past the anchor
     if staged is None:
         return log, signer
     note = log.checkpoint_note
