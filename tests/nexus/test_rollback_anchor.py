@@ -162,6 +162,25 @@ def test_whole_data_directory_rolled_back_is_caught_only_by_an_anchor_kept_elsew
     assert report["anchor"]["source"] == "given"  # type: ignore[index]
 
 
+def test_rollback_across_a_key_rotation_is_refused_by_the_key_files(
+    grown: tuple[Path, int, str, set[int]], tmp_path: Path
+) -> None:
+    """docs/ROLLBACK.md: an older pair signed only by the retired key does not open."""
+    data = grown[0]
+    with _boot(data) as sop:
+        sop.rotate_checkpoint_key()
+    for name in ("sop.db", "sop.db-wal", "sop.db-shm", ANCHOR_NAME):
+        (data / name).unlink(missing_ok=True)
+        if (tmp_path / "backup" / name).exists():
+            shutil.copyfile(tmp_path / "backup" / name, data / name)
+    sop = _boot(data)
+    try:
+        assert (sop.health, sop.boot_report.failed) == (Health.FAILED, "log")
+        assert "no signature by a known key" in sop.boot_report.detail
+    finally:
+        sop.close()
+
+
 def test_a_missing_given_anchor_is_bad_input(
     grown: tuple[Path, int, str, set[int]], tmp_path: Path
 ) -> None:
