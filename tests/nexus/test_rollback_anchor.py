@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,6 +206,31 @@ def test_a_lagging_anchor_is_accepted(
         assert sop.health is Health.READY, sop.boot_report.detail
         assert sop.log.size > size
         assert (data / ANCHOR_NAME).read_text() == sop.log.checkpoint_note  # the boot entry
+
+
+_CRASH_BEFORE_THE_ANCHOR = """
+import os, signal, sys
+from pathlib import Path
+from sop_verified.nexus import anchor
+from sop_verified.nexus.sop import SOP
+anchor.write_anchor = lambda path, note: os.kill(os.getpid(), signal.SIGKILL)
+SOP.boot(Path(sys.argv[1]))
+"""
+
+
+def test_a_crash_between_the_commit_and_the_anchor_leaves_a_bootable_lag(
+    grown: tuple[Path, int, str, set[int]],
+) -> None:
+    data = grown[0]
+    before = (data / ANCHOR_NAME).read_text()
+    child = subprocess.run(
+        [sys.executable, "-c", _CRASH_BEFORE_THE_ANCHOR, str(data)], check=False, timeout=240
+    )
+    assert child.returncode == -signal.SIGKILL
+    assert (data / ANCHOR_NAME).read_text() == before  # the boot entry committed, unanchored
+    with _boot(data) as sop:
+        assert sop.health is Health.READY, sop.boot_report.detail
+        assert _body(before).size < sop.log.size
 
 
 def test_deleted_anchor_is_refused_until_accepted_on_purpose(
