@@ -28,7 +28,7 @@ from typing import Any
 from sop_verified.core.persistence import index_entries
 from sop_verified.errors import IntegrityError
 from sop_verified.nexus.anchor import ANCHOR_NAME, describe_anchor, read_anchor
-from sop_verified.nexus.config import load_config
+from sop_verified.nexus.config import load_config, load_mac_key
 from sop_verified.nexus.keys import load_checkpoint_signer
 from sop_verified.nexus.log_ops import DB_FILE, audit_data_dir
 from sop_verified.nexus.log_service import open_signed_log
@@ -82,7 +82,8 @@ def unsafe_accept_current(data_dir: Path, now: int) -> dict[str, Any]:
         previous = None if old is None else describe_anchor(old)
     except IntegrityError as exc:
         previous = {"unreadable": str(exc)}
-    store = SQLiteBackend.open(data_dir / DB_FILE)
+    mac_key, _ = load_mac_key(data_dir)  # the state seal follows the appended entry
+    store = SQLiteBackend.open(data_dir / DB_FILE, state_key=mac_key)
     try:
         store.set_entry_indexer(index_entries)
         signer = load_checkpoint_signer(data_dir, config.origin)
