@@ -55,14 +55,22 @@ def log_verify(
         list[Path] | None,
         typer.Option(help="A checkpoint or receipt you kept; the log must match it (repeatable)."),
     ] = None,
+    anchor: Annotated[
+        Path | None,
+        typer.Option(
+            help="The rollback anchor to check against, e.g. a copy kept off the machine;"
+            " default the data directory's checkpoint.anchor."
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Recompute every leaf, tile and root; check every checkpoint; exit 1 on any tampering."""
+    """Recompute every leaf, tile and root; check every checkpoint and the rollback anchor;
+    exit 1 on any tampering."""
     from sop_verified.nexus.log_ops import audit_data_dir  # noqa: PLC0415 - keep --help fast
 
     held = checkpoint or []
     if json_output:
-        report, trusted = audit_data_dir(data_dir, vkey=vkey, held=held)
+        report, trusted = audit_data_dir(data_dir, vkey=vkey, held=held, anchor=anchor)
     else:
         with _progress() as bar:
             task = bar.add_task("verifying", total=None)
@@ -70,7 +78,9 @@ def log_verify(
             def step(done: int, rows: int) -> None:
                 bar.update(task, completed=done, total=rows)
 
-            report, trusted = audit_data_dir(data_dir, vkey=vkey, progress=step, held=held)
+            report, trusted = audit_data_dir(
+                data_dir, vkey=vkey, progress=step, held=held, anchor=anchor
+            )
     data = {**report.to_dict(), **trusted.to_dict()}
     if json_output:
         print_json(data)
@@ -96,6 +106,7 @@ def _render_audit(data: dict[str, Any], origin: str) -> None:
     out.print(f"  {data['trusted_key']}", markup=False, highlight=False)
     if data["trusted_key_warning"]:
         out.print(f"[yellow]warning[/]: {escape(data['trusted_key_warning'])}")
+    out.print(_anchor_line(data["anchor"]), markup=False, highlight=False)
     out.print(
         f"{data['entries']} entries, {data['verified_checkpoints']}/{data['checkpoints']}"
         f" checkpoints verified, root {data['root']}"
@@ -118,6 +129,45 @@ def _render_audit(data: dict[str, Any], origin: str) -> None:
         f"[red]tampering found[/]: {data['total_findings']} findings,"
         f" first bad index [bold]{data['first_bad_index']}[/]"
     )
+
+
+def _anchor_line(anchor: dict[str, Any]) -> str:
+    where = f"{anchor['path']} ({anchor['source']})"
+    if not anchor["found"]:
+        return f"rollback anchor: none at {where}"
+    return (
+        f"checked against the rollback anchor {where}: size {anchor['size']}, root {anchor['root']}"
+    )
+
+
+def log_anchor(
+    accept_current: Annotated[
+        bool,
+        typer.Option(
+            "--accept-current",
+            help="Accept the log as it is now as the new anchor (logged). Only for a data"
+            " directory made before anchors, or after `sop log verify --anchor <your copy>`.",
+        ),
+    ] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """Re-anchor the log (the rollback anchor): audit it, log the change, write the anchor."""
+    from sop_verified.nexus.reanchor import unsafe_accept_current  # noqa: PLC0415 - keep --help fast
+    from sop_verified.nexus.sop import wall_clock  # noqa: PLC0415 - keep --help fast
+
+    if not accept_current:
+        raise InputError("`sop log anchor` changes nothing without `--accept-current`")
+    done = unsafe_accept_current(data_dir, wall_clock())
+    if json_output:
+        print_json(done)
+        return
+    err.print(
+        f"[yellow]re-anchored[/]: the log was accepted at size {done['accepted']['size']}"
+        f" (previous anchor: {done['previous']}); logged as entry {done['entry']}",
+        highlight=False,
+    )
+    out.print(f"anchor: size {done['anchor']['size']}, root {done['anchor']['root']}")
 
 
 def log_prove(
@@ -279,6 +329,7 @@ def register(app: typer.Typer) -> None:
     log_app.command("verify")(guarded(log_verify))
     log_app.command("prove")(guarded(log_prove))
     log_app.command("checkpoint")(guarded(log_checkpoint))
+    log_app.command("anchor")(guarded(log_anchor))
     receipt_app.command("verify")(guarded(receipt_verify))
     keys_app.command("export")(guarded(keys_export))
     keys_app.command("rotate")(guarded(keys_rotate))

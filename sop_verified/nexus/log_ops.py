@@ -4,7 +4,9 @@ Booting appends a boot manifest to the log; these only read it. ``sop log
 verify`` opens the database read-only and trusts one key: the one given, or
 the data directory's genesis checkpoint key (the start of the key chain), and
 says which and from where (a key from inside the data directory proves nothing
-against whoever can rewrite it: :mod:`sop_verified.nexus.trusted_key`).
+against whoever can rewrite it: :mod:`sop_verified.nexus.trusted_key`). It
+checks the log against the rollback anchor, the data directory's own or a
+copy given with ``--anchor``.
 ``sop log prove`` and ``sop log checkpoint`` open the log without its secret
 key, checking the latest checkpoint against the public key.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 import orjson
 
 from sop_verified.errors import ConfigError, InputError, IntegrityError, StorageError
+from sop_verified.nexus.anchor import ANCHOR_NAME, REANCHOR_HINT, read_anchor
 from sop_verified.nexus.config import load_config, load_mac_key
 from sop_verified.nexus.keys import CHECKPOINT_VKEY, read_vkey
 from sop_verified.nexus.trusted_key import TrustedKey, read_vkey_arg, trusted_key
@@ -65,8 +68,9 @@ def audit_data_dir(
     vkey: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     held: Iterable[Path] = (),
+    anchor: Path | None = None,
 ) -> tuple[AuditReport, TrustedKey]:
-    """Audit the whole log of ``data_dir``.
+    """Audit the whole log of ``data_dir``, against its rollback anchor.
 
     Args:
         data_dir: The data directory.
@@ -75,29 +79,59 @@ def audit_data_dir(
         progress: Called with ``(entries done, entry rows)``.
         held: Files with checkpoints seen before (signed notes or tlog-proof
             bundles); the log must still match each.
+        anchor: The anchor to check against, e.g. a copy kept off the
+            machine; default the data directory's ``checkpoint.anchor``,
+            whose absence is a finding once the log has checkpoints.
 
     Returns:
-        The report, and the key the audit trusted with where it came from
-        (a key from inside the data directory carries a warning).
+        The report (``anchor`` says which file was checked, and what it
+        holds), and the key the audit trusted with where it came from (a key
+        from inside the data directory carries a warning).
 
     Raises:
         ConfigError: no configuration or no readable key.
-        InputError: ``vkey`` is malformed.
+        InputError: ``vkey`` is malformed, or a given ``anchor`` cannot be read.
         StorageError: the database cannot be read.
     """
     config = load_config(data_dir)
     trusted = trusted_key(data_dir, vkey)  # whose key, and what trusting it is worth
     notes = [_held_note(path) for path in held]
+    path = data_dir / ANCHOR_NAME if anchor is None else anchor
+    note, problem = _anchor_note(path, given=anchor is not None)
     reader = SQLiteLogReader(data_dir / DB_FILE)
     try:
         report = audit_log(
-            reader, origin=config.origin, trusted=trusted.verifier, progress=progress, held=notes
+            reader,
+            origin=config.origin,
+            trusted=trusted.verifier,
+            progress=progress,
+            held=notes,
+            anchor=note,
         )
     finally:
         reader.close()
+    if note is None and report.checkpoints:  # spec: INV-5 — a lost anchor hides a cut
+        why = f"{problem}, but the log holds signed checkpoints; {REANCHOR_HINT}"
+        report.add("anchor", report.entries, why)  # what it lost may lie past the log's end
+    source = "given" if anchor is not None else "data directory"
+    report.anchor = {**(report.anchor or {}), "path": str(path), "source": source}
+    report.anchor["found"] = note is not None
     if report.ok:
         _check_derived_state(data_dir, report)
     return report, trusted
+
+
+def _anchor_note(path: Path, *, given: bool) -> tuple[str | None, str]:
+    """The anchor's note, or None and why; a given anchor that cannot be read is bad input."""
+    try:
+        note = read_anchor(path)
+    except IntegrityError as exc:
+        if given:
+            raise InputError(str(exc), accepted="a signed checkpoint note") from None
+        return None, str(exc)
+    if note is None and given:
+        raise InputError(f"no anchor at `{path}`", accepted="a signed checkpoint note")
+    return note, f"no rollback anchor at `{path}`"
 
 
 def _check_derived_state(data_dir: Path, report: AuditReport) -> None:

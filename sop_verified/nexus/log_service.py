@@ -1,20 +1,24 @@
 """The log service's wiring: open the signed log, rotate its key, log attestations.
 
 Used by :class:`~sop_verified.nexus.sop.SOP`: :func:`open_signed_log` opens
-the store's log with the checkpoint key (finishing or dropping a rotation a
-crash interrupted), :func:`rotate_key` announces a new checkpoint key under
-the old one, :func:`attest` signs an in-toto statement into a DSSE envelope
-and appends it to the log (``sop attest export`` writes them out again).
+the store's log with the checkpoint key, checks it against its rollback
+anchor and keeps the anchor from then on (:mod:`sop_verified.nexus.anchor`),
+finishing or dropping a rotation a crash interrupted; :func:`rotate_key`
+announces a new checkpoint key under the old one, :func:`attest` signs an
+in-toto statement into a DSSE envelope and appends it to the log (``sop
+attest export`` writes them out again).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sop_verified.errors import SOPError
+from sop_verified.nexus.anchor import ANCHOR_NAME, AnchorWriter, check_anchor
 from sop_verified.nexus.keys import (
     attestation_key_id,
     load_staged_signer,
@@ -44,28 +48,42 @@ def _signed_by(note: str, signer: Signer) -> bool:
 
 
 def open_signed_log(
-    data_dir: Path, store: StorageBackend, origin: str, signer: Signer
+    data_dir: Path,
+    store: StorageBackend,
+    origin: str,
+    signer: Signer,
+    *,
+    on_anchor_failure: Callable[[str], None] | None = None,
+    unsafe_skip_anchor: bool = False,
 ) -> tuple[TransparencyLog, Signer]:
-    """Open the log with ``signer``; finish or drop a rotation a crash interrupted.
+    """Open the log with ``signer``; check it against its rollback anchor; finish or drop a
+    rotation a crash interrupted. Every later checkpoint rewrites the anchor.
 
     Args:
-        data_dir: The data directory (for a staged key).
+        data_dir: The data directory (for a staged key and the anchor).
         store: The opened store.
         origin: The log's origin.
         signer: The current checkpoint key.
+        on_anchor_failure: Told why, when writing the anchor fails (the alarm).
+        unsafe_skip_anchor: DANGER: do not check the anchor (only
+            ``sop log anchor --accept-current``, which logs that it did).
 
     Returns:
         The log and the checkpoint key now in use.
 
     Raises:
-        IntegrityError: the tail does not match the latest checkpoint.
+        IntegrityError: the tail does not match the latest checkpoint, or the
+            log does not extend its anchor (or lost it).
         VerificationError: the latest checkpoint does not verify.
         ConfigError: a staged key is unreadable.
-        StorageError: the database failed.
+        StorageError: the database failed, or the anchor could not be written.
     """
     staged = load_staged_signer(data_dir, origin)
     trusted = () if staged is None else (staged.verifier(),)
-    log = store.log.open(origin=origin, signer=signer, trusted=trusted)
+    writer = AnchorWriter(data_dir / ANCHOR_NAME, on_anchor_failure)
+    log = store.log.open(origin=origin, signer=signer, trusted=trusted, on_checkpoint=writer)
+    if not unsafe_skip_anchor:
+        check_anchor(log, writer.path)  # spec: INV-5 — no rollback past the anchor
     if staged is None:
         return log, signer
     note = log.checkpoint_note
@@ -73,7 +91,7 @@ def open_signed_log(
     unstage_checkpoint_key(data_dir, origin, commit=announced)
     if not announced:
         return log, signer
-    return store.log.open(origin=origin, signer=staged), staged
+    return store.log.open(origin=origin, signer=staged, on_checkpoint=writer), staged
 
 
 def rotate_key(

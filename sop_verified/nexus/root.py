@@ -266,7 +266,13 @@ def _test_keys(b: _Build) -> None:
 
 
 def _start_log(b: _Build) -> None:
-    b.log, signer = open_signed_log(b.data_dir, b.store, b.config.origin, b.keys.checkpoint)
+    b.log, signer = open_signed_log(  # refuses a log cut back behind its anchor (INV-5)
+        b.data_dir,
+        b.store,
+        b.config.origin,
+        b.keys.checkpoint,
+        on_anchor_failure=lambda reason: b.registry.raise_alarm("log", reason),
+    )
     b.keys.use_checkpoint(signer)  # a rotation a crash interrupted may have finished
     b.opened_log = b.log
     b.facts["key_ids"] = b.keys.ids()

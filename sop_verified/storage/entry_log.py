@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from sop_verified.errors import StorageError
 from sop_verified.storage.ports import DEFAULT_ORIGIN
 from sop_verified.tools.signed_note import Signer, Verifier
-from sop_verified.tools.tlog import TransparencyLog
+from sop_verified.tools.tlog import OnCheckpoint, TransparencyLog
 from sop_verified.tools.tlog_store import LinkedPart, LogStore, Receipt
 
 __all__ = ["StoreLog", "UnsignedLogWarning"]
@@ -38,7 +38,12 @@ class StoreLog:
         self._tlog: TransparencyLog | None = None
 
     def open(
-        self, *, signer: Signer, origin: str = DEFAULT_ORIGIN, trusted: tuple[Verifier, ...] = ()
+        self,
+        *,
+        signer: Signer,
+        origin: str = DEFAULT_ORIGIN,
+        trusted: tuple[Verifier, ...] = (),
+        on_checkpoint: OnCheckpoint | None = None,
     ) -> TransparencyLog:
         """Open the log with its checkpoint key: read its tail and check the latest checkpoint.
 
@@ -46,6 +51,8 @@ class StoreLog:
             signer: The checkpoint key; every batch is signed with it.
             origin: The checkpoint origin line (``origin`` in sop.toml).
             trusted: Further keys the latest checkpoint may be signed by.
+            on_checkpoint: Told each checkpoint once its batch committed
+                (nexus keeps the rollback anchor with it).
 
         Returns:
             The log, used by every append from now on.
@@ -55,7 +62,9 @@ class StoreLog:
             VerificationError: the latest checkpoint does not verify.
             StorageError: the database failed.
         """
-        self._tlog = TransparencyLog(self._store, origin=origin, signer=signer, trusted=trusted)
+        self._tlog = TransparencyLog(
+            self._store, origin=origin, signer=signer, trusted=trusted, on_checkpoint=on_checkpoint
+        )
         return self._tlog
 
     def unsafe_open_unsigned(

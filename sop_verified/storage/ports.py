@@ -38,7 +38,7 @@ from sop_verified.storage.persist_index import (
 )
 from sop_verified.storage.unit_of_work import UnitOfWork
 from sop_verified.tools.signed_note import Signer, Verifier
-from sop_verified.tools.tlog import TransparencyLog
+from sop_verified.tools.tlog import OnCheckpoint, TransparencyLog
 from sop_verified.tools.tlog_store import Batch, LinkedPart, LogStore, Receipt
 
 __all__ = [
@@ -101,9 +101,15 @@ class EntryLog(Protocol):
     """The tamper-evident log (INV-5, INV-9): one instance per backend, opened once."""
 
     def open(
-        self, *, signer: Signer, origin: str = DEFAULT_ORIGIN, trusted: tuple[Verifier, ...] = ()
+        self,
+        *,
+        signer: Signer,
+        origin: str = DEFAULT_ORIGIN,
+        trusted: tuple[Verifier, ...] = (),
+        on_checkpoint: OnCheckpoint | None = None,
     ) -> TransparencyLog:
-        """Open the log with its checkpoint key, checking the tail against the last checkpoint."""
+        """Open the log with its checkpoint key, checking the tail against the last checkpoint;
+        ``on_checkpoint`` is told each checkpoint once its batch committed."""
 
     def unsafe_open_unsigned(
         self, *, origin: str = DEFAULT_ORIGIN, trusted: tuple[Verifier, ...] = ()

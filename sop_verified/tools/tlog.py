@@ -14,18 +14,26 @@ call returns only after that transaction committed. Before signing, the new
 checkpoint is checked against the previous one (same prefix root, and an
 RFC 9162 consistency proof from the stored nodes verifies): the log never
 signs two inconsistent checkpoints.
+
+Rollback: a store can be cut back, entries, tiles and checkpoints together,
+to an earlier checkpoint, and it is then consistent with itself. Only a
+checkpoint kept elsewhere shows the cut. The log hands every checkpoint it
+signs to an optional ``on_checkpoint`` hook once the batch is durable (the
+caller keeps it where it likes; nexus writes it to an anchor file), and
+:meth:`TransparencyLog.check_extends` checks the log against such a kept
+checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sop_verified.errors import InputError, IntegrityError, StorageError, VerificationError
 from sop_verified.tools.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from sop_verified.tools.group_commit import GroupCommit, Ticket
-from sop_verified.tools.merkle import verify_consistency
+from sop_verified.tools.merkle import EMPTY_ROOT, verify_consistency
 from sop_verified.tools.signed_note import Signer, Verifier
 from sop_verified.tools.tile_proofs import TileReader
 from sop_verified.tools.tlog_receipt import ProofBundle
@@ -39,12 +47,15 @@ from sop_verified.tools.tlog_store import (
 )
 from sop_verified.tools.tlog_tiles import TreeState, extend, rebuild
 
-__all__ = ["MAX_BATCH", "TransparencyLog"]
+__all__ = ["MAX_BATCH", "OnCheckpoint", "TransparencyLog"]
 
 MAX_BATCH = 1 << 16
 """Most entries the leader takes into one transaction (a bulk append may exceed it alone)."""
 
 _sha256 = hashlib.sha256
+
+OnCheckpoint = Callable[[int, str], None]
+"""Told ``(size, signed note)`` of each checkpoint, after the batch it signs committed."""
 
 
 class TransparencyLog:
@@ -57,6 +68,7 @@ class TransparencyLog:
         origin: str,
         signer: Signer | None,
         trusted: Iterable[Verifier] = (),
+        on_checkpoint: OnCheckpoint | None = None,
     ) -> None:
         """Open the log: read its tail and check it against the latest checkpoint.
 
@@ -66,6 +78,11 @@ class TransparencyLog:
             signer: The checkpoint key; None opens the log unsigned (tests),
                 which refuses to append to a log that has checkpoints.
             trusted: Further keys the latest checkpoint may be signed by.
+            on_checkpoint: Called with ``(size, note)`` of every checkpoint
+                this log signs, after its batch committed (never before: a
+                copy kept through it is never ahead of the store). If it
+                raises, the batch stays acknowledged (it is durable) and the
+                log takes no further entry: the caller's copy would lag.
 
         Raises:
             IntegrityError: the stored tail does not match the latest checkpoint.
@@ -79,6 +96,7 @@ class TransparencyLog:
         self._reader = TileReader(store.read_tiles)
         self._queue: GroupCommit[list[Receipt]] = GroupCommit(self._commit, _take)
         self._broken: str | None = None
+        self._on_checkpoint = on_checkpoint
         self._state, self._checkpoint, self._note = self._read_tail()
 
     # ---- state ---------------------------------------------------------------------
@@ -277,6 +295,17 @@ class TransparencyLog:
                 for i in range(at, at + len(t.items))
             ]
             at += len(t.items)
+        if signed is not None:
+            self._announce(new.size, signed[1])
+
+    def _announce(self, size: int, note: str) -> None:
+        """Hand the durable checkpoint to ``on_checkpoint``; if that fails, take no more entries."""
+        if self._on_checkpoint is None:
+            return
+        try:
+            self._on_checkpoint(size, note)
+        except Exception as exc:  # spec: INV-2 — the batch is durable; what follows is refused
+            self._broken = f"checkpoint `{size}` is durable but `on_checkpoint` failed: {exc}"
 
     def _resync(self, cause: BaseException) -> None:
         try:
@@ -311,6 +340,54 @@ class TransparencyLog:
                 verify_consistency(prev.size, new.size, proof, prev.root_hash, new.root_hash)
             except VerificationError as exc:
                 raise IntegrityError(f"refusing to sign an inconsistent checkpoint: {exc}") from exc
+
+    def check_extends(self, note: str) -> Checkpoint:
+        """Check that the durable tree is the tree of the signed checkpoint ``note``, or extends it.
+
+        A checkpoint kept outside the store (an anchor, a receipt, a witness's
+        cosigned view) catches a store cut back to an earlier checkpoint, or
+        replaced by a fork: the log may have grown since, never shrunk or
+        diverged.
+
+        Args:
+            note: The kept checkpoint, a signed note (untrusted).
+
+        Returns:
+            The kept checkpoint, verified.
+
+        Raises:
+            InputError: ``note`` is not a signed checkpoint.
+            VerificationError: no trusted key signed ``note``, or its origin
+                is another log's.
+            IntegrityError: the log is smaller than ``note``, or is not
+                consistent with it (``expected`` and ``found`` in the message).
+            StorageError: the backend failed.
+        """
+        kept = open_checkpoint(note, self._trusted, origin=self._origin)
+        state = self._state
+        size, root = state.size, state.root()
+        found = f"found size `{size}`, root `{root.hex()}`"
+        kept_at = f"size `{kept.size}`, root `{kept.root_hash.hex()}`"
+        if kept.size > size:  # spec: INV-5 — entries were removed
+            raise IntegrityError(
+                f"the log is smaller than the kept checkpoint: expected at least {kept_at}, {found}"
+            )
+        if kept.size in (size, 0):
+            want = root if kept.size == size else EMPTY_ROOT
+            if kept.root_hash != want:  # spec: INV-5 — a fork: same size, another tree
+                raise IntegrityError(
+                    f"the log is not the kept checkpoint (a fork): expected {kept_at}, {found}"
+                )
+            return kept
+        proof = self._reader.consistency_proof(state, kept.size, size)
+        try:  # spec: INV-5 — the kept checkpoint is a prefix of the log
+            verify_consistency(kept.size, size, proof, kept.root_hash, root)
+        except VerificationError as exc:
+            raise IntegrityError(
+                f"the log is not consistent with the kept checkpoint: expected a log extending"
+                f" {kept_at}, {found} ({exc})"
+            ) from exc
+        return kept
 
     # ---- proofs and reads ------------------------------------------------------------
     def _committed(self, size: int | None, state: TreeState) -> int:

@@ -9,6 +9,11 @@ RFC 9162 consistency proof, built from tiles already compared, verifies). The
 log must end exactly at its latest checkpoint. Memory is ``O(log n)`` plus
 one chunk of entries.
 
+A checkpoint kept outside the store (``held``: receipts, witnesses' views;
+``anchor``: the latest checkpoint SOP wrote outside the database) must be
+signed by the key the chain trusts at its size and carry the recomputed root
+there; one the log ends before is a cut (``truncated``, or ``anchor``).
+
 Whatever differs is a :class:`Finding`. Some pin one entry (a leaf that
 does not hash, a missing row, the first leaf under a differing tile hash);
 a checkpoint that fails only says its range ``[index, end)`` holds a bad
@@ -38,6 +43,8 @@ MAX_FINDINGS = 100
 """Findings kept in a report (the count goes on)."""
 
 _OFFSETS = (0, 16, 24, 28)
+_HELD, _ANCHOR = "held_checkpoint", "anchor"
+_Held = tuple[int, str, str]  # size, note, finding kind
 _sha256 = hashlib.sha256
 Progress = Callable[[int, int], None]
 
@@ -71,6 +78,8 @@ class AuditReport:
     total_findings: int = 0
     derived_state: str = "not checked: the log did not verify"
     """What the caller found of the state derived from the log (a data directory's audit)."""
+    anchor: dict[str, Any] | None = None
+    """The anchor checked: its ``size`` and ``root`` (None when no anchor was given)."""
 
     @property
     def ok(self) -> bool:
@@ -109,6 +118,7 @@ class AuditReport:
             "findings": [f.to_dict() for f in self.findings],
             "total_findings": self.total_findings,
             "derived_state": self.derived_state,
+            "anchor": self.anchor,
         }
 
 
@@ -137,7 +147,7 @@ class _Auditor:
         self.stored: tuple[int, bytes] | None = next(self.tiles, None)
         self.previous: Checkpoint | None = None
         self.good = 0  # entries vouched for by the last verified checkpoint
-        self.held: list[tuple[int, str]] = []
+        self.held: list[_Held] = []
 
     def compare_tiles(self, produced: list[tuple[int, bytes]]) -> None:
         for key, expected in produced:
@@ -187,17 +197,21 @@ class _Auditor:
         report.verified_checkpoints += 1
         self.previous, self.good = checkpoint, size
 
-    def check_held(self, size: int, note: str) -> None:
+    def check_held(self, held: _Held) -> None:
+        size, note, kind = held
+        what = "the anchor" if kind == _ANCHOR else "held checkpoint"
         try:
             checkpoint = open_checkpoint(note, [self.chain.current], origin=self.origin)
         except SOPError as exc:
-            self.report.add("held_checkpoint", size, f"held checkpoint `{size}`: {exc}")
+            self.report.add(kind, size, f"{what} `{size}`: {exc}")
             return
-        if checkpoint.root_hash != self.state.root():  # spec: INV-5 — what was seen still holds
+        root = self.state.root()
+        if checkpoint.root_hash != root:  # spec: INV-5 — what was seen still holds
             self.report.add(
-                "held_checkpoint",
+                kind,
                 self.good,
-                f"held checkpoint `{size}` signs a root the entries do not give",
+                f"{what} `{size}` signs root `{checkpoint.root_hash.hex()}`, the entries"
+                f" give `{root.hex()}` at that size",
                 size,
             )
 
@@ -234,6 +248,7 @@ def audit_log(
     progress: Progress | None = None,
     chunk: int = 1 << 16,
     held: Sequence[str] = (),
+    anchor: str | None = None,
 ) -> AuditReport:
     """Recompute and check the whole stored log.
 
@@ -246,6 +261,8 @@ def audit_log(
         held: Signed checkpoints the auditor kept from earlier (receipts,
             witnesses): each must match the log, which catches a log whose
             entries and checkpoints were both cut back.
+        anchor: The rollback anchor's note: checked like ``held``, reported
+            as ``anchor`` findings and in :attr:`AuditReport.anchor`.
 
     Returns:
         The report; ``ok`` only when nothing was found.
@@ -255,7 +272,9 @@ def audit_log(
         StorageError: the log cannot be read.
     """
     a = _Auditor(reader, origin, trusted)
-    a.held = sorted((_held_size(note), note) for note in held)
+    a.held = sorted((_held_size(note), note, _HELD) for note in held)
+    if anchor is not None:
+        _add_anchor(a, anchor)
     checkpoints = reader.checkpoints()
     a.report.checkpoints = len(checkpoints)
     rows = reader.entry_rows()
@@ -292,10 +311,27 @@ def audit_log(
     return a.report
 
 
+def _add_anchor(a: _Auditor, note: str) -> None:
+    """Queue the anchor with the held checkpoints; one that does not parse is a finding."""
+    try:
+        body = _held_body(note)
+    except SOPError as exc:
+        a.report.add(_ANCHOR, 0, f"the anchor is not a checkpoint: {exc}")
+        a.report.anchor = {"size": None, "root": None}
+        return
+    a.report.anchor = {"size": body.size, "root": body.root_hash.hex()}
+    a.held = sorted([*a.held, (body.size, note, _ANCHOR)])
+
+
 def _held_size(note: str) -> int:
     """The size a held checkpoint signs (its signature is checked when the audit gets there)."""
+    return _held_body(note).size
+
+
+def _held_body(note: str) -> Checkpoint:
+    """A held checkpoint's body, not yet verified."""
     text = note[: note.find("\n\n") + 1] if "\n\n" in note else note
-    return Checkpoint.from_text(text).size
+    return Checkpoint.from_text(text)
 
 
 def _advance(
@@ -308,7 +344,7 @@ def _advance(
     """Add ``leaves``, check the checkpoints of ``size``; return the next stored one after it."""
     a.grow(leaves)
     while a.held and a.held[0][0] == size:
-        a.check_held(*a.held.pop(0))
+        a.check_held(a.held.pop(0))
     checked = False
     while mark is not None and mark[0] <= size:
         if mark[0] == size and not checked:
@@ -337,11 +373,12 @@ def _finish(
         report.add(
             "unsigned_entries", latest, f"entries `[{latest}, {size})` are past the last checkpoint"
         )
-    for held_size, _ in a.held:
+    for held_size, _, kind in a.held:
+        what = "the anchor" if kind == _ANCHOR else "a held checkpoint"
         report.add(
-            "truncated",
+            "truncated" if kind == _HELD else kind,
             size,
-            f"the log ends at `{size}` entries, a held checkpoint signs `{held_size}`",
+            f"the log ends at `{size}` entries (root `{report.root}`), {what} signs `{held_size}`",
         )
     while a.stored is not None:
         a.extra_tile(a.stored[0])

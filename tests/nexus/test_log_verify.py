@@ -223,9 +223,13 @@ def test_log_and_checkpoints_cut_back_are_found_with_a_held_receipt(
     )
     assert result.exit_code == 0, result.output
     _drop_triggers(db)  # opening the store to prove put them back
+    ((older,),) = db.execute("SELECT note FROM log_checkpoints WHERE size = ?", (n - 4,))
     db.execute("DELETE FROM log_entries WHERE idx >= ?", (n - 4,))
     db.execute("DELETE FROM log_checkpoints WHERE size > ?", (n - 4,))
     db.commit()
+    code, report = _verify(data)
+    assert (code, report["findings"][0]["kind"]) == (1, "anchor")  # the anchor shows the cut
+    (data / "checkpoint.anchor").write_text(older)  # unless it is rolled back with the log
     code, report = _verify(data)
     assert code == 1  # spec: INV-11 — the state seal still names the longer log
     assert report["findings"][0]["kind"] == "derived_state"

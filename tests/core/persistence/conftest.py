@@ -271,12 +271,13 @@ def tree(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, tuple[Any, ...]
 
 
 def outside_state(env: Env) -> dict[str, tuple[Any, ...]]:
-    """The tmp tree minus the SOP database and the scope roots (which the tests inspect apart)."""
+    """The tmp tree minus the SOP database, its anchor and the scope roots (inspected apart)."""
     skip = (
         "data/sop.db",
         "data/sop.db-wal",
         "data/sop.db-shm",
         "data/boot-manifest.json",
+        "data/checkpoint.anchor",
         "data/scopes",
     )
     return tree(env.root, skip=skip)
