@@ -95,8 +95,24 @@ def state_repair(
     out.print(f"[green]repair logged at entry {report.log_index}[/]")
 
 
+config_app = typer.Typer(no_args_is_help=True, help="The configuration, `sop.toml`.")
+
+
+def config_accept(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
+    """Accept the current `sop.toml` after you changed it (logged; needs the keys)."""
+    from sop_verified.nexus.state_ops import accept_config  # noqa: PLC0415 - keep --help fast
+
+    digest, index = accept_config(data_dir)
+    if json_output:
+        print_json({"config_digest": digest, "log_index": index})
+        return
+    out.print(f"accepted `sop.toml` ({digest}); logged at entry {index}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the state sub-commands to ``app`` (``sop_verified.cli.app``)."""
+    """Add the state and config sub-commands to ``app`` (``sop_verified.cli.app``)."""
     state_app.command("check")(guarded(state_check))
     state_app.command("repair")(guarded(state_repair))
+    config_app.command("accept")(guarded(config_accept))
     app.add_typer(state_app, name="state")
+    app.add_typer(config_app, name="config")

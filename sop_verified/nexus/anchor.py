@@ -43,6 +43,7 @@ from typing import Any
 from sop_verified.errors import IntegrityError, SOPError, StorageError
 from sop_verified.tools.canonical import sha256_hex
 from sop_verified.tools.checkpoint import Checkpoint
+from sop_verified.tools.private_fs import create_private_file
 from sop_verified.tools.tlog import TransparencyLog
 
 __all__ = [
@@ -85,7 +86,7 @@ def write_anchor(path: Path, note: str) -> None:
     """
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)  # a crash's leftover; O_EXCL below never reuses a stranger's file
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = create_private_file(tmp)  # 0600 whatever the umask; O_EXCL, never through a symlink
     try:
         os.write(fd, note.encode("utf-8"))
         os.fsync(fd)  # the rename must never publish an empty or partial anchor

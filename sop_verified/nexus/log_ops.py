@@ -148,7 +148,8 @@ def _check_derived_state(data_dir: Path, report: AuditReport) -> None:
         report.derived_state = f"not checked: {exc}"
         return
     try:
-        tables = check_state_file(data_dir / DB_FILE, master, report.entries)
+        config = load_config(data_dir).digest()
+        tables = check_state_file(data_dir / DB_FILE, master, report.entries, config)
     except IntegrityError as exc:  # spec: INV-11
         report.derived_state = "failed"
         report.findings.append(Finding("derived_state", report.entries, str(exc)))

@@ -76,7 +76,7 @@ SERVICE_GRAPH: dict[str, tuple[str, ...]] = {
     "storage": ("config", "keys"),
     "keys": ("config",),
     "log": ("config", "keys", "storage"),
-    "state": ("log", "storage"),
+    "state": ("config", "log", "storage"),
     "capabilities": ("keys", "state", "storage"),
     "policy": ("config", "state", "storage"),
     "proof_gate": ("keys", "log", "state", "storage"),
@@ -296,6 +296,10 @@ def _start_state(b: _Build) -> None:
         raise IntegrityError(
             f"{exc}; {where}; `sop state repair` rebuilds it from the log"
         ) from None
+    config = b.config.digest()
+    b.store.verify_state(b.log.size, config)  # spec: INV-11 — sop.toml is a stored input too
+    if b.log.size == 0:
+        b.store.accept_config(config)  # a fresh log: the first boot accepts its configuration
 
 
 def _test_state(b: _Build) -> None:

@@ -16,13 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sop_verified.core.persistence import index_entries
 from sop_verified.errors import IntegrityError
-from sop_verified.nexus.config import load_mac_key
+from sop_verified.nexus.config import load_config, load_mac_key
+from sop_verified.nexus.keys import load_checkpoint_signer
 from sop_verified.nexus.log_ops import audit_data_dir
+from sop_verified.nexus.log_service import open_signed_log
 from sop_verified.nexus.root import DB_NAME
+from sop_verified.nexus.sop import SOP, wall_clock
 from sop_verified.nexus.state_rebuild import StateCheck, check_store, diff, rebuild
+from sop_verified.storage.sqlite import SQLiteBackend
+from sop_verified.tools.canonical import canonical_json
 
-__all__ = ["RepairReport", "check_data_dir", "repair_data_dir"]
+__all__ = ["RepairReport", "accept_config", "check_data_dir", "repair_data_dir"]
 
 _WAL_SUFFIXES = ("", "-wal", "-shm")
 
@@ -105,8 +111,6 @@ def repair_data_dir(data_dir: Path, *, vkey: str | None = None) -> RepairReport:
         [m.message() for m in shown[:5]],
         {t: len(rows) for t, rows in rebuilt.dropped.items()},
     )
-    from sop_verified.nexus.sop import SOP  # noqa: PLC0415 — the facade imports this module's callers
-
     with SOP.boot(data_dir) as sop:
         if sop.boot_report.failed is not None:
             raise IntegrityError(
@@ -123,3 +127,43 @@ def _free_name(data_dir: Path, base: str) -> str:
         n += 1
         name = f"{base}.{n}"
     return name
+
+
+def accept_config(data_dir: Path) -> tuple[str, int]:
+    """Accept the data directory's current ``sop.toml`` (after an operator changed it); logged.
+
+    The configuration is an input of every decision (scopes, readers, limits,
+    which proof classes need the cross-check), so SOP refuses to boot on one
+    it did not accept (INV-11). Accepting needs the keys: the change is logged
+    under the checkpoint key and sealed under the state key, which someone who
+    can only write the data directory does not have.
+
+    Returns:
+        The accepted digest and the index of the log entry that records it.
+
+    Raises:
+        IntegrityError: the log or the derived state does not verify (repair first).
+        ConfigError: the configuration or a key does not load.
+        StorageError: the database failed.
+    """
+    config = load_config(data_dir)
+    digest = config.digest()
+    master, _ = load_mac_key(data_dir)
+    signer = load_checkpoint_signer(data_dir, config.origin)
+    store = SQLiteBackend.open(data_dir / DB_NAME, state_key=master)
+    try:
+        store.set_entry_indexer(index_entries)
+        log, signer = open_signed_log(data_dir, store, config.origin, signer)
+        store.log.verify_tail()
+        store.verify_state(log.size)  # spec: INV-11 — never seal over state that does not verify
+        entry = {
+            "type": "admin",
+            "op": "config.accept",
+            "time": wall_clock(),
+            "config_digest": digest,
+        }
+        index = store.log.append(canonical_json(entry))  # spec: INV-9 — logged before sealed
+        store.accept_config(digest)
+    finally:
+        store.close()
+    return digest, index

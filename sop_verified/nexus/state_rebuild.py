@@ -63,6 +63,7 @@ MAX_SHOWN = 20
 """Mismatches a diff keeps (the count goes on)."""
 
 _ADMIN = b'"type":"admin"'
+_BOOT = b'"type":"boot"'
 _CHUNK = 20_000
 Progress = Callable[[str, int, int], None]
 
@@ -106,6 +107,8 @@ class Rebuilt:
     """Rows of the old store that did not authenticate, by table (verdicts, documents, blobs)."""
     sources: dict[tuple[str, str], int] = field(default_factory=dict)
     """The log index each rebuilt capability, revocation and policy row comes from."""
+    config: str | None = None
+    """The configuration digest the log last names (a READY boot or ``config.accept``)."""
 
 
 def _entries(src: sqlite3.Connection, size: int) -> Iterator[tuple[int, bytes, bytes]]:
@@ -191,7 +194,13 @@ def _project_entries(
             store.records.add(index, kind, receipt, indexed_to=0)
         if _ADMIN in payload:
             _admin(store, index, orjson.loads(payload), documents, out)
+        elif _BOOT in payload:
+            entry = orjson.loads(payload)
+            if entry.get("type") == "boot":
+                out.config = entry["manifest"]["config_digest"]
     store.records.set_indexed_to(size)
+    if out.config is not None:
+        store.accept_config(out.config)
 
 
 def _admin(
@@ -210,6 +219,8 @@ def _admin(
             if ("revocations", cap_id) not in out.sources:  # the first revocation's time
                 store.capabilities.save_revocation(cap_id, int(times.get(cap_id, entry["time"])))
                 out.sources[("revocations", cap_id)] = index
+    elif op == "config.accept":
+        out.config = entry["config_digest"]
     elif op == "policy.activate":
         digest = entry["policy_digest"]
         document = docs.get(digest)

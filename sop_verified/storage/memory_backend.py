@@ -49,6 +49,7 @@ class MemoryBackend:
         self._verdicts = MemoryVerdicts(self._lock, self._writable)
         self._records = MemoryRecordIndex(self._lock, self._writable, self._payload)
         self._closed = False
+        self._config: str | None = None
 
     def _writable(self, what: str) -> None:
         if self._closed:
@@ -116,7 +117,11 @@ class MemoryBackend:
         if any(i != k for k, (i, _, _) in enumerate(entries)):
             raise StorageError("the memory log's entries are out of order")
 
-    def verify_state(self, log_size: int) -> None:
+    def accept_config(self, config: str) -> None:
+        """Remember ``config`` as the accepted configuration."""
+        self._config = config
+
+    def verify_state(self, log_size: int, config: str | None = None) -> None:
         """Nothing to check: this state lives in the process, out of an attacker's reach.
 
         The threat INV-11 answers is someone who edits what is stored; the
@@ -129,6 +134,9 @@ class MemoryBackend:
         size = self._log_store.log_tail()[0]
         if size != log_size:
             raise IntegrityError(f"the memory log holds `{size}` entries, expected `{log_size}`")
+        accepted = self._config
+        if config is not None and accepted is not None and accepted != config:
+            raise IntegrityError(f"the configuration `{config}` is not the accepted `{accepted}`")
 
     def close(self) -> None:
         """Refuse writes from now on."""

@@ -259,13 +259,18 @@ class StorageBackend(Protocol):
     def self_test(self) -> None:
         """Check the backend's own integrity; raise StorageError if it fails."""
 
-    def verify_state(self, log_size: int) -> None:
-        """Check every derived table against what SOP sealed for a log of ``log_size`` entries.
+    def verify_state(self, log_size: int, config: str | None = None) -> None:
+        """Check every derived table against what SOP sealed for a log of ``log_size`` entries,
+        and ``config`` (a configuration digest, when given) against the accepted one.
 
         Raises:
             IntegrityError: derived state was edited, inserted, deleted or
-                reordered behind SOP's back (the first table that differs named).
+                reordered behind SOP's back (the first table that differs
+                named), or the configuration is not the one accepted.
         """
+
+    def accept_config(self, config: str) -> None:
+        """Make ``config`` the accepted configuration (the caller logged the change first)."""
 
     def close(self) -> None:
         """Release the backend's resources."""

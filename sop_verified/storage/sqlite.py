@@ -42,6 +42,7 @@ from sop_verified.storage.sqlite_seal import (
     KEYLESS,
     SEAL_SCHEMA,
     SEALED,
+    accept_config,
     check_state,
     register,
     seal_if_empty,
@@ -179,11 +180,13 @@ class SQLiteBackend:
         """SQLite's quick integrity check; raise StorageError unless it says ``ok``."""
         self._db.self_test()
 
-    def verify_state(self, log_size: int) -> None:
+    def verify_state(self, log_size: int, config: str | None = None) -> None:
         """Check every derived table against the state seal and the seal against the log.
 
         Args:
             log_size: The log's size, authenticated by its signed checkpoint.
+            config: The configuration's digest, held against the accepted one
+                (None: not checked).
 
         Raises:
             IntegrityError: a derived table, the seal or its triggers were
@@ -194,7 +197,16 @@ class SQLiteBackend:
         keeper = self._keeper
         if keeper is None:
             raise IntegrityError("the derived state cannot be checked without SOP's state key")
-        self._db.read(lambda db: check_state(db, keeper, log_size))
+        self._db.read(lambda db: check_state(db, keeper, log_size, config))
+
+    def accept_config(self, config: str) -> None:
+        """Make ``config`` (``sha256:<hex>``) the configuration the seal accepts (INV-11).
+
+        Raises:
+            StorageError: the seal does not open (or no key), or the write failed.
+        """
+        with self._db.tx() as db:
+            accept_config(db, config)
 
     def copy_log(self, source: Path, progress: Callable[[int, int], None] | None = None) -> int:
         """Copy the log's rows of the database at ``source`` into this empty store, verbatim.

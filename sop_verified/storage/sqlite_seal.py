@@ -19,12 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sop_verified.errors import IntegrityError, StorageError
-from sop_verified.storage.state_seal import RawText, Seal, SealKeeper, check_tables
+from sop_verified.storage.state_seal import NO_CONFIG, RawText, Seal, SealKeeper, check_tables
 
 __all__ = [
     "KEYLESS",
     "SEALED",
     "SEAL_SCHEMA",
+    "accept_config",
+    "check_config",
     "check_state",
     "check_state_file",
     "register",
@@ -115,8 +117,14 @@ def register(db: sqlite3.Connection, keeper: SealKeeper | None) -> None:
             raise StorageError(KEYLESS)
         return keeper.grow(data, index)
 
+    def seal_config(data: object, config: bytes) -> bytes:
+        if keeper is None:
+            raise StorageError(KEYLESS)
+        return keeper.accept_config(data, config)
+
     db.create_function("sop_seal", -1, seal_row)
     db.create_function("sop_seal_grow", 2, seal_grow)
+    db.create_function("sop_seal_config", 2, seal_config)
 
 
 def seal_if_empty(db: sqlite3.Connection, keeper: SealKeeper) -> None:
@@ -139,17 +147,22 @@ def _rows(db: sqlite3.Connection, table: str) -> Iterator[tuple[object, ...]]:
     yield from db.execute(f"SELECT {cols} FROM {table}")  # noqa: S608 — constant names
 
 
-def check_state(db: sqlite3.Connection, keeper: SealKeeper, log_size: int) -> None:
+def check_state(
+    db: sqlite3.Connection, keeper: SealKeeper, log_size: int, config: str | None = None
+) -> None:
     """Check every derived table against the seal, and the seal against ``log_size``.
 
     Args:
         db: A connection (read only is enough).
         keeper: The keeper holding the state keys.
         log_size: The log's size, authenticated by its signed checkpoint.
+        config: The configuration's digest (``sha256:<hex>``) to hold against
+            the one the seal accepted; None: not checked.
 
     Raises:
         IntegrityError: a trigger is missing, the seal is missing, forged or
-            for another log size, or a table differs from what was sealed.
+            for another log size, a table differs from what was sealed, or
+            the configuration is not the one accepted.
     """
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     missing = sorted(_TRIGGERS - names)
@@ -171,9 +184,47 @@ def check_state(db: sqlite3.Connection, keeper: SealKeeper, log_size: int) -> No
         check_tables(keeper, seal, log_size, {t: _rows(db, t) for t in SEALED})
     finally:
         db.text_factory = factory
+    if config is not None:
+        check_config(seal, log_size, config)
 
 
-def check_state_file(path: Path, master: bytes, log_size: int) -> int:
+def check_config(seal: Seal, log_size: int, config: str) -> None:
+    """The configuration must be the one SOP last accepted (a fresh log accepts the first).
+
+    Raises:
+        IntegrityError: the seal accepted another configuration, or none on a log with entries.
+    """
+    found = _config_bytes(config)
+    if seal.config == NO_CONFIG:
+        if log_size == 0:
+            return  # the first boot accepts the configuration it finds
+        raise IntegrityError(
+            "the state seal names no accepted configuration although the log holds"
+            f" `{log_size}` entries; run `sop config accept` to accept `{config}` (logged)"
+        )
+    if seal.config != found:  # spec: INV-11 — the configuration is a stored input too
+        raise IntegrityError(
+            f"`sop.toml` is not the configuration SOP accepted: accepted"
+            f" `sha256:{seal.config.hex()}`, found `{config}`; if you changed it, run"
+            " `sop config accept` (it is logged), otherwise restore it"
+        )
+
+
+def _config_bytes(config: str) -> bytes:
+    if not config.startswith("sha256:") or len(config) != 71:
+        raise IntegrityError(f"`{config}` is not a configuration digest (`sha256:<64 hex>`)")
+    return bytes.fromhex(config[7:])
+
+
+def accept_config(db: sqlite3.Connection, config: str) -> None:
+    """Make ``config`` the accepted configuration in the seal (inside the caller's transaction)."""
+    db.execute(
+        "UPDATE state_seal SET seal = sop_seal_config(seal, ?) WHERE id = 1",
+        (_config_bytes(config),),
+    )
+
+
+def check_state_file(path: Path, master: bytes, log_size: int, config: str | None = None) -> int:
     """:func:`check_state` on the database at ``path``, opened read-only (an audit writes nothing).
 
     Args:
@@ -193,7 +244,7 @@ def check_state_file(path: Path, master: bytes, log_size: int) -> int:
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open `{path}` to check its derived state: {exc}") from exc
     try:
-        check_state(db, SealKeeper(master, tuple(SEALED)), log_size)
+        check_state(db, SealKeeper(master, tuple(SEALED)), log_size, config)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot read the derived state of `{path}`: {exc}") from exc
     finally:

@@ -40,6 +40,7 @@ from sop_verified.errors import IntegrityError
 
 __all__ = [
     "MODULUS",
+    "NO_CONFIG",
     "RawText",
     "Seal",
     "SealKeeper",
@@ -51,7 +52,7 @@ __all__ = [
 
 MODULUS = 1 << 256
 _VERSION = 1
-_HEAD = struct.Struct(">BQ")  # version, log size
+_HEAD = struct.Struct(">BQ32s")  # version, log size, accepted configuration digest
 _TABLE = struct.Struct(">Q32s")  # row count, sum
 _MAC_LEN = 32
 
@@ -118,12 +119,18 @@ class TableDigest:
         return TableDigest(self.count + sign, (self.total + sign * digest) % MODULUS)
 
 
+NO_CONFIG = bytes(32)
+"""The configuration digest of a seal that has accepted none yet (a fresh database)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Seal:
-    """What the seal commits to: the log size and one :class:`TableDigest` per table."""
+    """What the seal commits to: the log size, one :class:`TableDigest` per table, and the
+    SHA-256 of the configuration (``sop.toml``) last accepted, through SOP's keys."""
 
     log_size: int
     tables: tuple[TableDigest, ...]
+    config: bytes = NO_CONFIG
 
     @classmethod
     def empty(cls, tables: int) -> Seal:
@@ -149,7 +156,7 @@ class SealKeeper:
     # ---- bytes -----------------------------------------------------------------------
     def close(self, seal: Seal) -> bytes:
         """The MAC'd bytes of ``seal``."""
-        body = _HEAD.pack(_VERSION, seal.log_size) + b"".join(
+        body = _HEAD.pack(_VERSION, seal.log_size, seal.config) + b"".join(
             _TABLE.pack(t.count % (1 << 64), t.total.to_bytes(32, "big")) for t in seal.tables
         )
         return body + hmac.new(self._mac_key, body, hashlib.sha256).digest()
@@ -172,7 +179,7 @@ class SealKeeper:
                 "the state seal's MAC does not verify: the seal was written by"
                 " someone without SOP's keys"
             )
-        version, size = _HEAD.unpack_from(body)
+        version, size, config = _HEAD.unpack_from(body)
         if version != _VERSION:
             raise IntegrityError(f"the state seal has version `{version}`, expected `{_VERSION}`")
         tables = tuple(
@@ -182,7 +189,7 @@ class SealKeeper:
                 for i in range(len(self.tables))
             )
         )
-        return Seal(size, tables)
+        return Seal(size, tables, config)
 
     def digest(self, table: str, values: Sequence[object]) -> int:
         """The keyed digest of one row of ``table``."""
@@ -201,7 +208,7 @@ class SealKeeper:
             slot = self._slot[table]
             tables = list(seal.tables)
             tables[slot] = tables[slot].add(d, sign)
-            return self._produce(Seal(seal.log_size, tuple(tables)))
+            return self._produce(Seal(seal.log_size, tuple(tables), seal.config))
 
     def grow(self, data: object, index: int) -> bytes:
         """The seal ``data`` once log entry ``index`` is appended (its size must be ``index``).
@@ -217,7 +224,17 @@ class SealKeeper:
                     f"the state seal is for a log of `{seal.log_size}` entries, but entry"
                     f" `{index}` is being appended: the seal was replaced"
                 )
-            return self._produce(Seal(index + 1, seal.tables))
+            return self._produce(Seal(index + 1, seal.tables, seal.config))
+
+    def accept_config(self, data: object, config: bytes) -> bytes:
+        """The seal ``data`` with ``config`` (a SHA-256) as the accepted configuration.
+
+        Raises:
+            IntegrityError: the stored seal does not open.
+        """
+        with self._lock:
+            seal = self._opened(data)
+            return self._produce(Seal(seal.log_size, seal.tables, config))
 
     def _opened(self, data: object) -> Seal:
         last = self._last
@@ -230,7 +247,7 @@ class SealKeeper:
 
     def open_trusted(self, data: bytes) -> Seal:
         """Decode bytes this keeper produced (no MAC check needed)."""
-        _, size = _HEAD.unpack_from(data)
+        _, size, config = _HEAD.unpack_from(data)
         return Seal(
             size,
             tuple(
@@ -240,6 +257,7 @@ class SealKeeper:
                     for i in range(len(self.tables))
                 )
             ),
+            config,
         )
 
     def _produce(self, seal: Seal) -> bytes:

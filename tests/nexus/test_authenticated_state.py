@@ -160,3 +160,32 @@ def test_repair_refuses_a_log_that_does_not_verify(data: Path) -> None:
     assert "the log does not verify" in str(report["error"])
     assert (data / "sop.db").read_bytes() == before  # nothing changed
     assert not list(data.glob("sop.db.replaced-*"))
+
+
+def test_an_edited_configuration_is_refused_until_accepted_and_the_accept_is_logged(
+    data: Path,
+) -> None:
+    toml = data / "sop.toml"
+    toml.write_text(toml.read_text().replace("max_blob_bytes = ", "max_blob_bytes = 9"))
+    sop = SOP.boot(data)
+    try:
+        assert sop.health is Health.FAILED and sop.boot_report.failed == "state"
+        assert "`sop.toml` is not the configuration SOP accepted" in sop.boot_report.detail
+    finally:
+        sop.close()
+    code, report = _cli("log", "verify", "--data-dir", str(data))
+    assert code == 1 and report["findings"][0]["kind"] == "derived_state"
+    code, accepted = _cli("config", "accept", "--data-dir", str(data))
+    assert code == 0, accepted
+    entry = _last_entry(data)
+    assert (entry["op"], entry["config_digest"]) == ("config.accept", accepted["config_digest"])
+    with SOP.boot(data) as sop:
+        assert sop.health is Health.READY
+    assert _cli("state", "check", "--data-dir", str(data))[0] == 0  # the rebuild agrees
+
+
+def test_accepting_a_configuration_refuses_tampered_state(data: Path) -> None:
+    attacker_db(data / "sop.db").execute("DELETE FROM revocations")
+    result = runner.invoke(app, ["config", "accept", "--data-dir", str(data)])
+    assert result.exit_code == 2
+    assert "derived table `revocations` does not match its seal" in " ".join(result.output.split())
