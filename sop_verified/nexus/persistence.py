@@ -48,6 +48,7 @@ def start(
     store: StorageBackend,
     health: Callable[[], Health],
     now: Clock,
+    on_alarm: Callable[[str], None] | None = None,
 ) -> tuple[PersistenceController, RecoveryReport]:
     """Open the scope roots, wire the controller, run boot repair.
 
@@ -57,6 +58,7 @@ def start(
         store: the storage backend (its persistence index and log).
         health: SOP's health (effects happen only while READY).
         now: the clock.
+        on_alarm: raises the integrity alarm (the registry's: SOP becomes DEGRADED).
 
     Returns:
         The controller and what repair did.
@@ -64,7 +66,8 @@ def start(
     Raises:
         ConfigError: the scopes are inconsistent.
         ConfinementError: a scope root is (or passes through) a symlink.
-        IntegrityError: a root did not refuse a `..` escape (the boot canary).
+        IntegrityError: a root did not refuse a `..` escape (the boot canary), or
+            boot repair found a pending-effects row the log does not back.
         StorageError: a root cannot be opened, or the log or index failed.
     """
     table = config.scope_table()
@@ -76,7 +79,13 @@ def start(
             files[scope.name] = ScopeDir(base, scope.root)
             _refuses_escape(scope.name, files[scope.name])
         controller = PersistenceController(
-            scopes=table, files=files, index=store.persist, log=store.log, health=health, now=now
+            scopes=table,
+            files=files,
+            index=store.persist,
+            log=store.log,
+            health=health,
+            now=now,
+            on_alarm=on_alarm,
         )
         return controller, controller.recover()
     except BaseException:

@@ -415,7 +415,12 @@ def _test_kernel(b: _Build) -> None:
 
 def _start_persistence(b: _Build) -> None:
     b.persistence, b.recovery = persistence_service.start(
-        b.data_dir, b.config, b.store, b.registry.health, b.now
+        b.data_dir,
+        b.config,
+        b.store,
+        b.registry.health,
+        b.now,
+        on_alarm=lambda reason: b.registry.raise_alarm("persistence", reason),  # spec: INV-5
     )
     b.closer.callback(b.persistence.close)
 

@@ -16,7 +16,15 @@ Writes are durable before they return: the bytes go to a temporary file in
 the target directory (``O_CREAT|O_EXCL|O_NOFOLLOW``, random name), which is
 fsynced and then published under its final name, either by ``rename``
 (replace) or by ``link`` (exclusive: never overwrites), and the directory is
-fsynced. Reads open a regular single-link file, refuse anything larger than
+fsynced. After publishing, the write checks that the directory it published
+into is still where the scope root says: each directory from the scopes
+directory down to the target is opened again *by name* (``O_NOFOLLOW``) and
+its device and inode compared with those of the descriptors the write held. A
+directory renamed out of the root while the write was in flight (the held
+descriptor follows it) fails that check: the published file is removed
+through the held descriptor (if the name still holds the file just written)
+and an :class:`~sop_verified.errors.IntegrityError` says which directory
+moved. Reads open a regular single-link file, refuse anything larger than
 the caller's limit, and compare its SHA-256 with the expected digest: a
 mismatch is an :class:`~sop_verified.errors.IntegrityError`.
 
@@ -54,6 +62,10 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CHUNK = 1 << 20
 _Refusal = ConfinementError | StorageError
+_Id = tuple[int, int]
+"""A file's identity: ``(st_dev, st_ino)``."""
+_Trail = list[tuple[str, _Id]]
+"""Directories opened one below the other: each name and the identity of what it opened."""
 
 
 class ScopeDir:
@@ -73,16 +85,22 @@ class ScopeDir:
         """
         self.root = root
         self.path = base / root
+        self._base = base
         parts = split_relative(root, where="scope root")
         try:
             fd = os.open(base, _DIR_FLAGS)
         except OSError as exc:
             raise StorageError(f"cannot open the scopes directory `{base}`: {exc}") from exc
         self._fd = fd
-        self._dev = os.fstat(fd).st_dev
+        st = os.fstat(fd)
+        self._dev = st.st_dev
+        self._base_id: _Id = (st.st_dev, st.st_ino)
+        self._root_trail: _Trail = []  # the root's directories, from ``base`` down
         try:
             for part in parts:
-                child = self._open_dir(self._fd, part, create=True, where=root)
+                child = self._open_dir(
+                    self._fd, part, create=True, where=root, trail=self._root_trail
+                )
                 os.close(self._fd)
                 self._fd = child
         except BaseException:
@@ -96,7 +114,9 @@ class ScopeDir:
             self._fd = -1
 
     # ---- resolution -------------------------------------------------------------------
-    def _open_dir(self, parent: int, name: str, *, create: bool, where: str) -> int:
+    def _open_dir(
+        self, parent: int, name: str, *, create: bool, where: str, trail: _Trail | None = None
+    ) -> int:
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError:
@@ -106,10 +126,10 @@ class ScopeDir:
                 os.mkdir(name, DIR_MODE, dir_fd=parent)
                 os.fsync(parent)  # the new directory's entry is durable
             except FileExistsError:  # created meanwhile, or planted: the open decides
-                return self._open_dir(parent, name, create=False, where=where)
+                return self._open_dir(parent, name, create=False, where=where, trail=trail)
             except OSError as exc:
                 raise StorageError(f"cannot create a directory at `{where}`: {exc}") from exc
-            fd = self._open_dir(parent, name, create=False, where=where)
+            fd = self._open_dir(parent, name, create=False, where=where, trail=trail)
             try:
                 set_private_dir(fd)  # exactly 0700, whatever the umask
             except OSError as exc:
@@ -118,20 +138,28 @@ class ScopeDir:
             return fd
         except OSError as exc:
             raise _classify(parent, name, exc, where) from None
-        if os.fstat(fd).st_dev != self._dev:
+        st = os.fstat(fd)
+        if st.st_dev != self._dev:
             os.close(fd)
             raise refuse(f"`{name}` is on another device (a mount point)", "mount_point", where)
+        if trail is not None:
+            trail.append((name, (st.st_dev, st.st_ino)))
         return fd
 
     @contextmanager
-    def _directory(self, parts: tuple[str, ...], *, create: bool, where: str) -> Iterator[int]:
-        """Yield a descriptor of the directory ``parts`` below the root (component by component)."""
+    def _directory(
+        self, parts: tuple[str, ...], *, create: bool, where: str, trail: _Trail | None = None
+    ) -> Iterator[int]:
+        """Yield a descriptor of the directory ``parts`` below the root (component by component).
+
+        ``trail``, if given, gets the name and identity of each directory opened below the root.
+        """
         if self._fd < 0:
             raise StorageError(f"the scope directory `{self.root}` is closed")
         fd = self._fd
         try:
             for part in parts:  # spec: INV-4 — each component relative to the last, O_NOFOLLOW
-                child = self._open_dir(fd, part, create=create, where=where)
+                child = self._open_dir(fd, part, create=create, where=where, trail=trail)
                 if fd != self._fd:
                     os.close(fd)
                 fd = child
@@ -209,11 +237,15 @@ class ScopeDir:
         Raises:
             ConfinementError: a bad name, or a symlink or file on the way.
             PersistenceError: ``exclusive`` and the name exists (``exists``).
+            IntegrityError: a directory on the way was moved while the write was
+                in flight: the file was published outside the root (and removed
+                again through the held descriptor, unless the message says otherwise).
             StorageError: the write failed (no temporary file is left behind).
         """
         parts = split_relative(rel)
-        with self._directory(parts[:-1], create=True, where=rel) as dfd:
-            tmp = _write_temp(dfd, tag, data, rel)
+        trail: _Trail = []
+        with self._directory(parts[:-1], create=True, where=rel, trail=trail) as dfd:
+            tmp, written = _write_temp(dfd, tag, data, rel)
             try:
                 if exclusive:
                     _publish_exclusive(dfd, tmp, parts[-1], rel)
@@ -223,6 +255,46 @@ class ScopeDir:
                 _unlink_quiet(dfd, tmp)
                 raise
             _fsync(dfd, rel)  # the published name is durable
+            moved = self._moved(trail)  # spec: INV-4 — published where the root says?
+            if moved is not None:
+                undone = _undo(dfd, parts[-1], written)
+                raise IntegrityError(
+                    f"scope root `{self.root}`: {moved} while `{rel}` was written; {undone}"
+                )
+
+    def _moved(self, trail: _Trail) -> str | None:
+        """What moved, if a directory from the scopes directory down to ``trail`` is not the
+        one this root (and the write's ``trail``) opened; None when every one is in place.
+
+        Each name is opened again from its parent *by path* (``O_NOFOLLOW``): a directory
+        renamed away, or replaced (by another directory or a symlink), no longer matches.
+        """
+        try:
+            fd = os.open(self._base, _DIR_FLAGS)
+        except OSError as exc:
+            return f"the scopes directory `{self._base}` cannot be opened again ({exc.strerror})"
+        try:
+            found = _identity(fd)
+            if found != self._base_id:
+                return _another(str(self._base), self._base_id, found)
+            where = ""
+            for name, expected in (*self._root_trail, *trail):
+                where = f"{where}/{name}" if where else name
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    return (
+                        f"the directory `{where}` (dev:ino `{_show(expected)}`) is no longer"
+                        f" below the scopes directory ({exc.strerror})"
+                    )
+                os.close(fd)
+                fd = child
+                found = _identity(fd)
+                if found != expected:
+                    return _another(where, expected, found)
+            return None
+        finally:
+            os.close(fd)
 
     def unlink(self, rel: str) -> bool:
         """Remove the name ``rel`` (a symlink is removed, never followed); False if absent.
@@ -329,8 +401,45 @@ def _read_all(fd: int, max_bytes: int, where: str) -> bytes:
         chunks.append(chunk)
 
 
-def _write_temp(dfd: int, tag: str, data: bytes, where: str) -> str:
-    """Write ``data`` to a fresh temporary file in ``dfd`` and fsync it; return its name."""
+def _identity(fd: int) -> _Id:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
+def _show(ident: _Id) -> str:
+    return f"{ident[0]}:{ident[1]}"
+
+
+def _another(where: str, expected: _Id, found: _Id) -> str:
+    return (
+        f"`{where}` is another directory (dev:ino `{_show(found)}`,"
+        f" expected `{_show(expected)}`): the one written into was moved"
+    )
+
+
+def _undo(dfd: int, leaf: str, written: _Id) -> str:
+    """Remove ``leaf`` from the moved directory ``dfd`` if it is still the file just written."""
+    try:
+        st = os.stat(leaf, dir_fd=dfd, follow_symlinks=False)
+        if (st.st_dev, st.st_ino) != written:
+            return (
+                f"the name now holds another file (dev:ino `{st.st_dev}:{st.st_ino}`), left"
+                " alone; the write is not recorded as stored"
+            )
+        os.unlink(leaf, dir_fd=dfd)
+        os.fsync(dfd)
+    except FileNotFoundError:
+        return "the published file is already gone; the write is not recorded as stored"
+    except OSError as exc:
+        return (
+            f"removing the published file failed ({exc.strerror}); it stays in the moved"
+            " directory and the write is not recorded as stored"
+        )
+    return "the published file was removed again; the write is not recorded as stored"
+
+
+def _write_temp(dfd: int, tag: str, data: bytes, where: str) -> tuple[str, _Id]:
+    """Write ``data`` to a fresh temporary file in ``dfd`` and fsync it; its name and identity."""
     name = f"{TEMP_PREFIX}{tag}-{secrets.token_hex(8)}"
     try:
         fd = create_private_file(name, dir_fd=dfd)  # O_EXCL|O_NOFOLLOW, 0600 whatever the umask
@@ -341,6 +450,7 @@ def _write_temp(dfd: int, tag: str, data: bytes, where: str) -> str:
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)  # the content is durable before it gets a name
+        written = _identity(fd)
     except BaseException as exc:
         os.close(fd)
         _unlink_quiet(dfd, name)
@@ -348,7 +458,7 @@ def _write_temp(dfd: int, tag: str, data: bytes, where: str) -> str:
             raise StorageError(f"cannot write `{where}`: {exc}") from exc
         raise
     os.close(fd)
-    return name
+    return name, written
 
 
 def _publish_exclusive(dfd: int, tmp: str, leaf: str, where: str) -> None:

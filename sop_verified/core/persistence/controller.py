@@ -27,6 +27,7 @@ the writer alone holds the decisions in use (:class:`~.guards.Claims`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from sop_verified.core.contracts import ensure, invariant, require
@@ -34,7 +35,7 @@ from sop_verified.core.health import Health
 from sop_verified.core.persistence.guards import Claims, ScopeLocks
 from sop_verified.core.persistence.maintenance import Maintenance, RecoveryReport
 from sop_verified.core.persistence.outcomes import ReadResult
-from sop_verified.core.persistence.ports import EffectLog, PersistIndex, ScopeFiles
+from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeFiles
 from sop_verified.core.persistence.reads import Reader
 from sop_verified.core.persistence.scopes import ScopeMode, ScopeTable
 from sop_verified.core.persistence.writes import LinkedWrite, SubmitBatch, WritePlan, Writer
@@ -44,6 +45,8 @@ from sop_verified.storage.persist_index import ObjectRecord
 from sop_verified.tools.tlog_store import Receipt
 
 __all__ = ["PersistenceController"]
+
+_log = logging.getLogger(__name__)
 
 
 @invariant(lambda self: set(self._files) == self._locks.names, "one root and one lock per scope")
@@ -59,6 +62,7 @@ class PersistenceController:
         log: EffectLog,
         health: Callable[[], Health],
         now: Clock,
+        on_alarm: Alarm | None = None,
     ) -> None:
         """Wire the controller and its writer, reader and maintenance.
 
@@ -69,6 +73,8 @@ class PersistenceController:
             log: the tamper-evident log.
             health: SOP's health; effects and reads happen only while READY.
             now: the clock.
+            on_alarm: called with the reason whenever the integrity alarm is raised
+                (stored state the log does not vouch for; nexus makes SOP DEGRADED).
 
         Raises:
             ValueError: a scope has no root, or a root no scope.
@@ -80,7 +86,10 @@ class PersistenceController:
         self._index = index
         self._locks = ScopeLocks(s.name for s in scopes)
         self._claims = Claims(index)
-        roots, locks = self._files, self._locks
+        self._on_alarm = on_alarm
+        self.alarms: list[str] = []
+        """Every integrity alarm raised, in order (diagnostics and tests)."""
+        roots, locks, alarm = self._files, self._locks, self._raise_alarm
         self._writer = Writer(
             scopes=scopes,
             files=roots,
@@ -90,13 +99,24 @@ class PersistenceController:
             now=now,
             locks=locks,
             claims=self._claims,
+            alarm=alarm,
         )
         self._reader = Reader(
-            scopes=scopes, files=roots, index=index, log=log, health=health, now=now
+            scopes=scopes, files=roots, index=index, log=log, health=health, now=now, alarm=alarm
         )
         self._maintenance = Maintenance(
-            scopes=scopes, files=roots, index=index, log=log, now=now, locks=locks
+            scopes=scopes, files=roots, index=index, log=log, now=now, locks=locks, alarm=alarm
         )
+
+    def _raise_alarm(self, reason: str) -> None:
+        """The integrity alarm: recorded, logged, and handed to ``on_alarm`` (never raises)."""
+        self.alarms.append(reason)
+        _log.error("persistence integrity alarm: %s", reason)
+        if self._on_alarm is not None:
+            try:
+                self._on_alarm(reason)
+            except Exception:  # the refusal stands whatever the callback does
+                _log.exception("integrity alarm callback failed")
 
     @property
     def scopes(self) -> ScopeTable:
@@ -240,7 +260,12 @@ class PersistenceController:
     def recover(self) -> RecoveryReport:
         """Boot repair: redo or abort pending decisions, purge, apply retention.
 
+        Only a pending row that the log backs (an ALLOW persist decision of the
+        same request, proved included under the signed checkpoint) is redone or
+        aborted; any other raises the integrity alarm and fails boot.
+
         Raises:
+            IntegrityError: a pending row the log does not back (SOP is not READY).
             StorageError: the log or index failed (boot fails; SOP is not READY).
         """
         return self._maintenance.recover()

@@ -4,7 +4,15 @@
 
 **Repair** (at boot, before SOP is READY): every ALLOW persist decision still
 pending in the index was cut short by a crash between its decision and its
-effect entry. For each, the leftover temporary files of that decision are
+effect entry. The pending-effects journal is a database table, which the
+attacker SOP defends against can write, so a row is only a pointer: the
+decision entry it names is read from the log and proved included under the
+signed checkpoint (:func:`~.logged.authenticated_entry`), and it must be an
+ALLOW of a persist action whose request is byte for byte the row's. A row the
+log does not back gets nothing done for it (no effect, no abort entry): the
+integrity alarm is raised naming the log index and what was expected and
+found, the other rows are repaired, and boot fails (SOP is not READY). For
+each backed row, the leftover temporary files of that decision are
 removed; then, if the file the decision would have produced is there with the
 digest the decision bound, the effect is recorded (``written``, or
 ``unchanged`` for a write-once name that already held those bytes): redoing
@@ -25,19 +33,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import hashlib
+from typing import Any
+
 import orjson
 
 from sop_verified.core.contracts import ensure, invariant, require
-from sop_verified.core.persistence.entries import EffectOutcome, effect_entry, tombstone_entry
+from sop_verified.core.persistence.entries import (
+    EffectOutcome,
+    effect_entry,
+    request_key,
+    tombstone_entry,
+)
 from sop_verified.core.persistence.guards import ScopeLocks
 from sop_verified.core.persistence.layout import check_name, stored_path
+from sop_verified.core.persistence.logged import authenticated_entry
 from sop_verified.core.persistence.outcomes import reason
-from sop_verified.core.persistence.ports import EffectLog, PersistIndex, ScopeFiles
+from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeFiles
 from sop_verified.core.persistence.scopes import Scope, ScopeMode, ScopeTable
 from sop_verified.core.persistence.writes import locate_writable
 from sop_verified.core.ports import Clock
-from sop_verified.core.request import Request, parse_request
-from sop_verified.errors import InputError, PersistenceError
+from sop_verified.core.request import PERSIST_ACTIONS, Permission, Request, parse_request
+from sop_verified.errors import InputError, IntegrityError, PersistenceError
 from sop_verified.storage.persist_index import PendingDecision
 
 __all__ = ["Maintenance", "RecoveryReport"]
@@ -91,6 +108,16 @@ def _request(p: PendingDecision) -> Request:
         raise _AbortError("unreadable_request", message) from None
 
 
+def _describe(request: bytes) -> str:
+    """A request for messages: its id (if it has one) and the SHA-256 of its key bytes."""
+    try:
+        parsed: Any = orjson.loads(request)
+    except orjson.JSONDecodeError:
+        parsed = None
+    rid = parsed.get("request_id") if isinstance(parsed, dict) else None
+    return f"{rid!s:.80}` sha256 `{hashlib.sha256(request).hexdigest()}"
+
+
 @invariant(
     lambda self: set(self._files) == self._locks.names, "one root per locked scope", helper=True
 )
@@ -106,6 +133,7 @@ class Maintenance:
         log: EffectLog,
         now: Clock,
         locks: ScopeLocks,
+        alarm: Alarm,
     ) -> None:
         """Wire the upkeep.
 
@@ -116,6 +144,7 @@ class Maintenance:
             log: where repaired effects, aborts and tombstones are appended.
             now: the clock.
             locks: the scopes' locks: retention holds a scope alone.
+            alarm: raises the integrity alarm (a journal row the log does not back).
         """
         self._scopes = scopes
         self._files = files
@@ -123,12 +152,15 @@ class Maintenance:
         self._log = log
         self._now = now
         self._locks = locks
+        self._alarm = alarm
 
     @ensure(lambda result: result.redone >= 0 and result.aborted >= 0)
     def recover(self) -> RecoveryReport:
         """Close every pending decision (redo or abort), purge, then apply retention.
 
         Raises:
+            IntegrityError: a pending row is not backed by a logged ALLOW persist
+                decision of its request; nothing was done for it (boot fails).
             StorageError: the log or the index failed (boot fails: SOP is not READY).
         """
         return self._recover()
@@ -152,12 +184,54 @@ class Maintenance:
     # ---- boot repair ---------------------------------------------------------------------
     def _recover(self) -> RecoveryReport:
         redone = aborted = temps = 0
-        for p in self._index.pending():
+        unbacked: list[str] = []
+        for row in self._index.pending():
+            try:
+                p = self._logged_allow(row)
+            except IntegrityError as exc:  # spec: INV-9 — never an effect on a journal row's word
+                self._alarm(f"boot repair: {exc}")
+                unbacked.append(str(exc))
+                continue
             ok, swept = self._repair_one(p)
             redone, aborted, temps = redone + ok, aborted + (not ok), temps + swept
+        if unbacked:  # fail closed: SOP does not become READY over a forged journal
+            more = f" (and {len(unbacked) - 1} more)" if len(unbacked) > 1 else ""
+            raise IntegrityError(f"boot repair refused a pending-effects row: {unbacked[0]}{more}")
         purged = self._purge()
         tombstones = self._apply_retention(self._now())
         return RecoveryReport(redone, aborted, temps, purged + tombstones[1], len(tombstones[0]))
+
+    def _logged_allow(self, row: PendingDecision) -> PendingDecision:
+        """The pending decision as the log has it, if the log backs the journal ``row``.
+
+        Raises:
+            IntegrityError: the entry at the row's index is not in the signed log,
+                is not an ALLOW of a persist action, or is for another request.
+        """
+        at = row.decision_index
+        what = "the decision a pending-effects row names"
+        entry = authenticated_entry(self._log, at, what=what)  # spec: INV-5 — the log decides
+        request = entry.get("request")
+        action = request.get("action") if isinstance(request, dict) else None
+        found = (entry.get("type"), entry.get("effect"), action)
+        if (
+            found[:2] != ("decision", str(Permission.ALLOW))
+            or action not in PERSIST_ACTIONS
+            or not isinstance(request, dict)
+        ):
+            raise IntegrityError(
+                f"the pending-effects row names log index `{at}`, expected an `ALLOW` decision"
+                f" of a persist action, found type `{found[0]}`, effect `{found[1]}`,"
+                f" action `{found[2]!s:.80}`"
+            )
+        logged = request_key(request)
+        if logged != row.request:  # spec: INV-9 — the same request, byte for byte
+            raise IntegrityError(
+                f"the pending-effects row for log index `{at}` carries request"
+                f" `{_describe(row.request)}`, the log's ALLOW is for request"
+                f" `{_describe(logged)}`"
+            )
+        return PendingDecision(at, logged)
 
     def _target(self, p: PendingDecision, request: Request) -> tuple[Scope, str, str]:
         """The scope, name and digest of the effect ``p`` would have had."""

@@ -9,12 +9,17 @@ role (:class:`~sop_verified.storage.ports.EntryLog`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from sop_verified.storage.ports import PersistIndex
+from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_store import Receipt
 
-__all__ = ["EffectLog", "PersistIndex", "ScopeFiles"]
+__all__ = ["Alarm", "EffectLog", "PersistIndex", "ScopeFiles"]
+
+Alarm = Callable[[str], None]
+"""Raises the integrity alarm with its reason (nexus: the service, so SOP, becomes DEGRADED)."""
 
 
 class EffectLog(Protocol):
@@ -25,6 +30,10 @@ class EffectLog(Protocol):
 
     def log_entries(self, start: int = 0, end: int | None = None) -> list[tuple[int, bytes, bytes]]:
         """Entries ``[start, end)`` as (index, leaf hash, payload)."""
+
+    @property
+    def opened(self) -> TransparencyLog:
+        """The opened log: its signed checkpoint, entries and inclusion proofs."""
 
 
 class ScopeFiles(Protocol):

@@ -1,27 +1,34 @@
-"""Reading stored bytes: a logged ALLOW of a read action, a readable scope, a verified digest.
+"""Reading stored bytes: a logged ALLOW of a read action, a readable scope, bytes the log vouches for.
 
 :class:`Reader` is the controller's reading half. Reads resolve paths exactly
 as writes do (component by component under the scope root, ``O_NOFOLLOW``, no
-hard links: INV-4), and every read compares the content's SHA-256 with the
-digest the index recorded when it was written: a mismatch (or a file that
-grew) is refused as an integrity failure and logged, and the bytes are never
-returned.
+hard links: INV-4). The persistence index only says *where to look*: it lives
+in the database, which the attacker SOP defends against can rewrite. What the
+bytes must be comes from the log: the index row names the ``persist.effect``
+entry that wrote the object; that entry is proved included under the signed
+checkpoint (:func:`~.logged.authenticated_entry`), must be a ``written``
+effect of the same scope, name and stored path (and agree with the row in
+every field it carries), and the content's SHA-256 and size must be the ones
+it records. Any disagreement is refused as an integrity failure, logged, and
+raises the integrity alarm; the bytes are never returned.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.health import Health
-from sop_verified.core.persistence.entries import request_key
+from sop_verified.core.persistence.entries import EFFECT_TYPE, EffectOutcome, request_key
 from sop_verified.core.persistence.layout import read_target
+from sop_verified.core.persistence.logged import authenticated_entry
 from sop_verified.core.persistence.outcomes import ReadResult, reason, refusal
-from sop_verified.core.persistence.ports import EffectLog, PersistIndex, ScopeFiles
+from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeFiles
 from sop_verified.core.persistence.scopes import Scope, ScopeTable
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import Decision, Reason, Request
@@ -33,6 +40,19 @@ __all__ = ["READ_ACTIONS", "Reader"]
 
 READ_ACTIONS = frozenset({"artifact.read", "snapshot.resume"})
 """Decisions that authorise reading stored bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Logged:
+    """What the log's effect entry at ``index`` says the object's content is."""
+
+    index: int
+    digest_hex: str
+    size: int
+
+
+def _show(values: tuple[Any, ...]) -> str:
+    return "/".join(str(v) for v in values)
 
 
 @invariant(
@@ -50,6 +70,7 @@ class Reader:
         log: EffectLog,
         health: Callable[[], Health],
         now: Clock,
+        alarm: Alarm,
     ) -> None:
         """Wire the reader.
 
@@ -60,6 +81,7 @@ class Reader:
             log: the log: the decision's request is read back from it, refusals appended.
             health: SOP's health; reads happen only while READY.
             now: the clock.
+            alarm: raises the integrity alarm (a read that the log does not vouch for).
         """
         self._scopes = scopes
         self._files = files
@@ -67,6 +89,7 @@ class Reader:
         self._log = log
         self._health = health
         self._now = now
+        self._alarm = alarm
 
     @require(lambda decision: decision.allowed)
     @ensure(lambda result: result.data is None or result.record is not None)
@@ -82,10 +105,13 @@ class Reader:
                 raise PersistenceError(f"SOP is `{health}`; reads need `READY`", code="not_ready")
             scope, rel = self._locate_readable(target, request.principal)
             record = self._find(scope, rel)
-            data = self._load(scope, record)
-        except (PersistenceError, IntegrityError) as exc:
-            code = exc.code if isinstance(exc, PersistenceError) else "integrity"
-            return self._refused(decision, request, reason(code, str(exc)))
+            logged = self._logged(scope, rel, record)
+            data = self._load(scope, record, logged)
+        except PersistenceError as exc:
+            return self._refused(decision, request, reason(exc.code, str(exc)))
+        except IntegrityError as exc:  # the store disagrees with the log: alarm, and refuse
+            self._alarm(f"read of `{request.resource}`: {exc}")
+            return self._refused(decision, request, reason("integrity", str(exc)))
         except Exception as exc:  # spec: INV-2 — a failing read returns nothing
             detail = str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
             why = reason("storage_error", f"the read failed: {detail}")
@@ -150,38 +176,88 @@ class Reader:
         target = read_target(scope, rel)
         if target.digest_hex is not None:
             hexd = target.digest_hex
-            record = self._index.by_stored(scope.name, f"sha256/{hexd[:2]}/{hexd}")
-        elif target.version is not None:
-            record = self._index.version(scope.name, str(target.name), target.version)
+            stored = f"sha256/{hexd[:2]}/{hexd}"
+            record = self._index.by_stored(scope.name, stored)
+            if record is not None and record.stored != stored:
+                raise IntegrityError(
+                    f"the index answered `{stored}` in scope `{scope.name}` with `{record.stored}`"
+                )
         else:
-            record = self._index.latest(scope.name, str(target.name))
+            if target.version is not None:
+                record = self._index.version(scope.name, str(target.name), target.version)
+            else:
+                record = self._index.latest(scope.name, str(target.name))
+            if record is not None and record.name != target.name:
+                raise IntegrityError(
+                    f"the index answered `{target.name}` in scope `{scope.name}`"
+                    f" with `{record.name}`"
+                )
         if record is None:
             raise PersistenceError(
                 f"nothing is stored as `{rel}` in scope `{scope.name}`", code="not_found"
             )
         return record
 
-    def _load(self, scope: Scope, record: ObjectRecord) -> bytes:
-        expected = record.digest.removeprefix("sha256:")
+    def _logged(self, scope: Scope, rel: str, record: ObjectRecord) -> _Logged:
+        """What the log says the object is: the effect entry the index row names, checked."""
+        at = record.effect_index
+        what = f"the effect entry of `{rel}` in scope `{scope.name}`"
+        entry = authenticated_entry(self._log, at, what=what)  # spec: INV-5 — the log decides
+        kind = tuple(entry.get(k) for k in ("type", "op", "outcome", "scope"))
+        want = (EFFECT_TYPE, "write", str(EffectOutcome.WRITTEN), scope.name)
+        if kind != want:
+            raise IntegrityError(
+                f"the index row for `{rel}` in scope `{scope.name}` names log index `{at}`,"
+                f" which holds `{_show(kind)}`, expected `{_show(want)}`"
+                " (type/op/outcome/scope)"
+            )
+        row: dict[str, Any] = {
+            "decision_index": record.decision_index,
+            "scope": record.scope,
+            "name": record.name,
+            "stored": record.stored,
+            "digest": record.digest,
+            "size": record.size,
+            "time": record.created_at,
+        }
+        for k, v in row.items():  # spec: INV-4 — the row must be the log's record of this object
+            logged = entry.get(k)
+            if logged != v or type(logged) is not type(v):
+                raise IntegrityError(
+                    f"the index row for `{rel}` in scope `{scope.name}` disagrees with the"
+                    f" effect entry at log index `{at}`: `{k}` is `{v!s:.200}` in the row,"
+                    f" `{logged!s:.200}` in the log"
+                )
+        return _Logged(at, str(entry["digest"]).removeprefix("sha256:"), int(entry["size"]))
+
+    def _load(self, scope: Scope, record: ObjectRecord, logged: _Logged) -> bytes:
+        expected, size, at = logged.digest_hex, logged.size, logged.index
         kept = self._index.blob(scope.name, record.stored)  # a small blob lives in the database
         if kept is not None:
-            if len(kept) != record.size or hashlib.sha256(kept).hexdigest() != expected:
+            found = hashlib.sha256(kept).hexdigest()
+            if len(kept) != size or found != expected:
                 raise IntegrityError(  # spec: INV-4 — verified on every read, never returned
-                    f"stored object `{record.stored}` does not have its recorded digest and size"
+                    f"stored object `{record.stored}` has digest `sha256:{found}` and"
+                    f" {len(kept)} bytes, expected `sha256:{expected}` and {size} bytes"
+                    f" (the effect entry at log index `{at}`)"
                 )
             return kept
         try:
             files = self._files[scope.name]
-            data = files.read(record.stored, max_bytes=record.size, expected_hex=expected)
+            data = files.read(record.stored, max_bytes=size, expected_hex=expected)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{exc} (the effect entry at log index `{at}`)") from None
         except PersistenceError as exc:
             if exc.code != "too_large":
                 raise
             raise IntegrityError(
-                f"stored object `{record.stored}` grew past its recorded {record.size} bytes"
+                f"stored object `{record.stored}` grew past the {size} bytes"
+                f" the effect entry at log index `{at}` records"
             ) from None
-        if len(data) != record.size:
+        if len(data) != size:
             raise IntegrityError(
-                f"stored object `{record.stored}` has {len(data)} bytes, recorded {record.size}"
+                f"stored object `{record.stored}` has {len(data)} bytes,"
+                f" expected {size} (the effect entry at log index `{at}`)"
             )
         return data
 

@@ -24,7 +24,7 @@ from sop_verified.core.persistence.entries import EffectOutcome, effect_entry, r
 from sop_verified.core.persistence.guards import Claims, ScopeLocks
 from sop_verified.core.persistence.layout import check_name, stored_path
 from sop_verified.core.persistence.outcomes import reason, refusal
-from sop_verified.core.persistence.ports import EffectLog, PersistIndex, ScopeFiles
+from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeFiles
 from sop_verified.core.persistence.scopes import Scope, ScopeMode, ScopeTable
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import PERSIST_ACTIONS, Decision, Request, Stage
@@ -125,6 +125,7 @@ class Writer:
         now: Clock,
         locks: ScopeLocks,
         claims: Claims,
+        alarm: Alarm,
     ) -> None:
         """Wire the writer.
 
@@ -137,6 +138,7 @@ class Writer:
             now: the clock.
             locks: the scopes' locks, shared with retention.
             claims: the decisions being carried out.
+            alarm: raises the integrity alarm (a scope directory moved under a write).
         """
         self._scopes = scopes
         self._files = files
@@ -146,6 +148,7 @@ class Writer:
         self._now = now
         self._locks = locks
         self._claims = claims
+        self._alarm = alarm
 
     @require(lambda decision: decision.allowed)
     @ensure(lambda decision, result: not result.allowed or result.log_index == decision.log_index)
@@ -250,9 +253,12 @@ class Writer:
             with self._locks.shared(plan.scope.name):
                 outcome = self._store(plan, request, data, index)
                 receipt = self._append(self._entry(plan, outcome, index, request))
-        except (PersistenceError, IntegrityError) as exc:
-            code = exc.code if isinstance(exc, PersistenceError) else "integrity"
-            return refusal(log, now, decision, request, reason(code, str(exc)), index=index)
+        except PersistenceError as exc:
+            return refusal(log, now, decision, request, reason(exc.code, str(exc)), index=index)
+        except IntegrityError as exc:  # the scope's files were tampered with: no effect, alarm
+            self._alarm(f"write of `{request.resource}` (decision `{index}`): {exc}")
+            why = reason("integrity", str(exc))
+            return refusal(log, now, decision, request, why, index=index)
         except _UnrecordedError as exc:
             why = reason("effect_unrecorded", f"the effect could not be logged: {exc}", Stage.LOG)
             return refusal(log, now, decision, request, why, index=index, record=False)

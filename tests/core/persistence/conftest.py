@@ -95,6 +95,14 @@ class Env:
     tokens: dict[str, str]
     clock: list[int] = field(default_factory=lambda: [NOW])
     _n: list[int] = field(default_factory=lambda: [0])
+    gate: ProofGate | None = None
+
+    def reboot(self) -> Health:
+        """Close SOP and boot it again on the same data directory; the new health."""
+        self.sop.close()
+        clock = self.clock
+        self.sop = SOP.boot(self.data, now=lambda: clock[0], proof_gate=self.gate)
+        return self.sop.health
 
     def scope_root(self, name: str) -> Path:
         controller = self.sop.persistence
@@ -239,7 +247,7 @@ def boot_env(tmp_path: Path, gate: ProofGate, config: str = TEST_CONFIG) -> Env:
     outside.mkdir()
     (outside / "target.txt").write_bytes(b"outside: must never change\n")
     (outside / "dir").mkdir()
-    return Env(sop, tmp_path, data, outside, tokens, clock)
+    return Env(sop, tmp_path, data, outside, tokens, clock, gate=gate)
 
 
 @pytest.fixture

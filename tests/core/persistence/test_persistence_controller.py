@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from conftest import Env, large, outside_state, regular_files
 
+from sop_verified.core.health import Health
 from sop_verified.core.persistence import index_entries
 from sop_verified.core.request import Decision, Permission, Stage, parse_request
 from sop_verified.errors import StorageError
@@ -325,6 +326,9 @@ def test_tampered_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) ->
     assert "expected `" + _sha(data) + "`" in r.decision.reasons[0].message
     entry = env.log()[r.decision.log_index or 0]
     assert (entry["op"], entry["outcome"]) == ("read", "refused")
+    assert env.sop.health is Health.DEGRADED  # the integrity alarm: everything is denied
+    assert env.persist("drac", "artifact.persist", "artifacts/drac/a", data).effect is Permission.DENY
+    assert env.reboot() is Health.READY  # an operator's reboot clears the alarm
     again = env.persist("drac", "artifact.persist", "artifacts/drac/a", data)
     assert again.effect is Permission.ALLOW
     assert env.read("drac", "artifacts/drac/a").data == data
@@ -339,6 +343,8 @@ def test_tampered_database_blob_is_refused_on_read_and_repaired_by_a_rewrite(env
         assert r.data is None and r.decision.reasons[0].code == "integrity"
         entry = env.log()[r.decision.log_index or 0]
         assert (entry["op"], entry["outcome"]) == ("read", "refused")
+        assert env.sop.health is Health.DEGRADED
+        assert env.reboot() is Health.READY
     again = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"original")
     assert again.effect is Permission.ALLOW
     assert env.read("drac", "artifacts/drac/a").data == b"original"

@@ -1,0 +1,83 @@
+"""Log entries read back as evidence: proved included under the signed checkpoint first.
+
+The persistence index and the pending-effects journal are projections of the
+log that live in the database, and the database is writable by the attacker
+SOP defends against (DESIGN.md §7). So a read, and boot repair, take the
+facts they act on from the log entry itself, and only after proving that the
+entry *is* the log's: its leaf hash ``SHA-256(0x00 || payload)`` is computed
+here from the payload (the stored leaf hash is not trusted) and verified by an
+RFC 9162 inclusion proof against the root of the latest signed checkpoint the
+opened log holds in memory. That root was checked against its Ed25519
+signature when the log was opened and has only been extended by SOP since; the
+proof's nodes come from the database, but a forged node cannot lead to that
+root without a SHA-256 collision. The proof costs one tile read per level not
+in the in-memory frontier (a few tiles at most), which is why it is done per
+read instead of re-hashing anything larger.
+
+:func:`authenticated_entry` returns the parsed entry or raises
+:class:`~sop_verified.errors.IntegrityError` naming the log index and what
+was expected and found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from sop_verified.core.contracts import ensure, require
+from sop_verified.core.persistence.ports import EffectLog
+from sop_verified.errors import IntegrityError, SOPError, StorageError
+from sop_verified.tools.merkle import verify_inclusion
+
+__all__ = ["authenticated_entry"]
+
+
+@require(lambda index: type(index) is int, helper=True)
+@ensure(lambda result: isinstance(result, dict), helper=True)
+def authenticated_entry(log: EffectLog, index: int, *, what: str) -> dict[str, Any]:
+    """The entry at ``index``, parsed, once proved included under the latest signed checkpoint.
+
+    Args:
+        log: the log (its opened :class:`~sop_verified.tools.tlog.TransparencyLog`).
+        index: the entry's log index, as a database row names it (untrusted).
+        what: what the entry should be, for messages (``the effect entry``).
+
+    Returns:
+        The entry's JSON object.
+
+    Raises:
+        IntegrityError: no signed checkpoint covers ``index``, the payload is
+            not the one the signed tree holds at ``index``, or it is not a JSON
+            object.
+        StorageError: the database failed (or lost the row).
+    """
+    tlog = log.opened
+    checkpoint = tlog.checkpoint  # one object: its size and root belong together
+    if checkpoint is None:  # fail closed: no signed root, nothing to prove against
+        raise IntegrityError(f"{what} at log index `{index}` cannot be checked: the log is unsigned")
+    size = checkpoint.size
+    if not 0 <= index < size:
+        raise IntegrityError(
+            f"{what} is named at log index `{index}`, "
+            f"but the signed checkpoint covers `[0, {size})`"
+        )
+    try:
+        payload = tlog.entry(index)
+        leaf = hashlib.sha256(b"\x00" + payload).digest()  # spec: INV-5 — from the payload itself
+        verify_inclusion(leaf, index, size, tlog.inclusion_proof(index, size), checkpoint.root_hash)
+    except StorageError:
+        raise  # the database failed: the caller refuses (INV-2), no evidence either way
+    except SOPError as exc:  # VerificationError, IntegrityError (a missing tile), InputError
+        raise IntegrityError(
+            f"{what} stored at log index `{index}` is not the entry the signed checkpoint"
+            f" (size `{size}`, root `{checkpoint.root_hash.hex()}`) holds there: {exc}"
+        ) from None
+    try:
+        entry = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        entry = None
+    if not isinstance(entry, dict):
+        raise IntegrityError(f"{what} at log index `{index}` is not a JSON object")
+    return entry
