@@ -48,6 +48,7 @@ def start(
     store: StorageBackend,
     health: Callable[[], Health],
     now: Clock,
+    *,
     on_alarm: Callable[[str], None] | None = None,
 ) -> tuple[PersistenceController, RecoveryReport]:
     """Open the scope roots, wire the controller, run boot repair.

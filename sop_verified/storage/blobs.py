@@ -47,6 +47,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sop_verified.errors import ConfinementError, IntegrityError, PersistenceError, StorageError
+from sop_verified.storage.blob_moves import FileId, Trail, identity, moved_from, undo_publish
 from sop_verified.storage.blob_names import (
     MAX_NAME_LEN,
     RESERVED_PREFIX,
@@ -62,10 +63,6 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CHUNK = 1 << 20
 _Refusal = ConfinementError | StorageError
-_Id = tuple[int, int]
-"""A file's identity: ``(st_dev, st_ino)``."""
-_Trail = list[tuple[str, _Id]]
-"""Directories opened one below the other: each name and the identity of what it opened."""
 
 
 class ScopeDir:
@@ -94,8 +91,8 @@ class ScopeDir:
         self._fd = fd
         st = os.fstat(fd)
         self._dev = st.st_dev
-        self._base_id: _Id = (st.st_dev, st.st_ino)
-        self._root_trail: _Trail = []  # the root's directories, from ``base`` down
+        self._base_id: FileId = (st.st_dev, st.st_ino)
+        self._root_trail: Trail = []  # the root's directories, from ``base`` down
         try:
             for part in parts:
                 child = self._open_dir(
@@ -115,7 +112,7 @@ class ScopeDir:
 
     # ---- resolution -------------------------------------------------------------------
     def _open_dir(
-        self, parent: int, name: str, *, create: bool, where: str, trail: _Trail | None = None
+        self, parent: int, name: str, *, create: bool, where: str, trail: Trail | None = None
     ) -> int:
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
@@ -148,7 +145,7 @@ class ScopeDir:
 
     @contextmanager
     def _directory(
-        self, parts: tuple[str, ...], *, create: bool, where: str, trail: _Trail | None = None
+        self, parts: tuple[str, ...], *, create: bool, where: str, trail: Trail | None = None
     ) -> Iterator[int]:
         """Yield a descriptor of the directory ``parts`` below the root (component by component).
 
@@ -243,7 +240,7 @@ class ScopeDir:
             StorageError: the write failed (no temporary file is left behind).
         """
         parts = split_relative(rel)
-        trail: _Trail = []
+        trail: Trail = []
         with self._directory(parts[:-1], create=True, where=rel, trail=trail) as dfd:
             tmp, written = _write_temp(dfd, tag, data, rel)
             try:
@@ -255,46 +252,13 @@ class ScopeDir:
                 _unlink_quiet(dfd, tmp)
                 raise
             _fsync(dfd, rel)  # the published name is durable
-            moved = self._moved(trail)  # spec: INV-4 — published where the root says?
+            # spec: INV-4 — published where the root says? (the held descriptors follow a move)
+            moved = moved_from(self._base, self._base_id, (*self._root_trail, *trail))
             if moved is not None:
-                undone = _undo(dfd, parts[-1], written)
+                undone = undo_publish(dfd, parts[-1], written)
                 raise IntegrityError(
                     f"scope root `{self.root}`: {moved} while `{rel}` was written; {undone}"
                 )
-
-    def _moved(self, trail: _Trail) -> str | None:
-        """What moved, if a directory from the scopes directory down to ``trail`` is not the
-        one this root (and the write's ``trail``) opened; None when every one is in place.
-
-        Each name is opened again from its parent *by path* (``O_NOFOLLOW``): a directory
-        renamed away, or replaced (by another directory or a symlink), no longer matches.
-        """
-        try:
-            fd = os.open(self._base, _DIR_FLAGS)
-        except OSError as exc:
-            return f"the scopes directory `{self._base}` cannot be opened again ({exc.strerror})"
-        try:
-            found = _identity(fd)
-            if found != self._base_id:
-                return _another(str(self._base), self._base_id, found)
-            where = ""
-            for name, expected in (*self._root_trail, *trail):
-                where = f"{where}/{name}" if where else name
-                try:
-                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    return (
-                        f"the directory `{where}` (dev:ino `{_show(expected)}`) is no longer"
-                        f" below the scopes directory ({exc.strerror})"
-                    )
-                os.close(fd)
-                fd = child
-                found = _identity(fd)
-                if found != expected:
-                    return _another(where, expected, found)
-            return None
-        finally:
-            os.close(fd)
 
     def unlink(self, rel: str) -> bool:
         """Remove the name ``rel`` (a symlink is removed, never followed); False if absent.
@@ -401,44 +365,7 @@ def _read_all(fd: int, max_bytes: int, where: str) -> bytes:
         chunks.append(chunk)
 
 
-def _identity(fd: int) -> _Id:
-    st = os.fstat(fd)
-    return (st.st_dev, st.st_ino)
-
-
-def _show(ident: _Id) -> str:
-    return f"{ident[0]}:{ident[1]}"
-
-
-def _another(where: str, expected: _Id, found: _Id) -> str:
-    return (
-        f"`{where}` is another directory (dev:ino `{_show(found)}`,"
-        f" expected `{_show(expected)}`): the one written into was moved"
-    )
-
-
-def _undo(dfd: int, leaf: str, written: _Id) -> str:
-    """Remove ``leaf`` from the moved directory ``dfd`` if it is still the file just written."""
-    try:
-        st = os.stat(leaf, dir_fd=dfd, follow_symlinks=False)
-        if (st.st_dev, st.st_ino) != written:
-            return (
-                f"the name now holds another file (dev:ino `{st.st_dev}:{st.st_ino}`), left"
-                " alone; the write is not recorded as stored"
-            )
-        os.unlink(leaf, dir_fd=dfd)
-        os.fsync(dfd)
-    except FileNotFoundError:
-        return "the published file is already gone; the write is not recorded as stored"
-    except OSError as exc:
-        return (
-            f"removing the published file failed ({exc.strerror}); it stays in the moved"
-            " directory and the write is not recorded as stored"
-        )
-    return "the published file was removed again; the write is not recorded as stored"
-
-
-def _write_temp(dfd: int, tag: str, data: bytes, where: str) -> tuple[str, _Id]:
+def _write_temp(dfd: int, tag: str, data: bytes, where: str) -> tuple[str, FileId]:
     """Write ``data`` to a fresh temporary file in ``dfd`` and fsync it; its name and identity."""
     name = f"{TEMP_PREFIX}{tag}-{secrets.token_hex(8)}"
     try:
@@ -450,7 +377,7 @@ def _write_temp(dfd: int, tag: str, data: bytes, where: str) -> tuple[str, _Id]:
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)  # the content is durable before it gets a name
-        written = _identity(fd)
+        written = identity(fd)
     except BaseException as exc:
         os.close(fd)
         _unlink_quiet(dfd, name)

@@ -33,7 +33,10 @@ or, in one call each, ``SOP.persist(request, data) -> Decision`` and
   ``SOP.persist``.
 - :meth:`PersistenceController.read` ``(decision, request, *, resource=None) -> ReadResult``:
   for ``artifact.read`` (and ``snapshot.resume``, which may name the objects
-  the snapshot needs); the digest is verified on every read (``integrity``).
+  the snapshot needs); on every read the bytes are verified against the digest
+  of the object's effect entry in the log, proved included under the signed
+  checkpoint, never against the database alone (``integrity``, and the
+  integrity alarm: :attr:`PersistenceController.alarms`).
 - :meth:`PersistenceController.lookup` ``(scope, name, version=None)`` and
   :meth:`PersistenceController.objects` ``(scope, name=None)``: the index
   (:class:`~sop_verified.storage.persist_index.ObjectRecord`: name, version,

@@ -56,7 +56,9 @@ def authenticated_entry(log: EffectLog, index: int, *, what: str) -> dict[str, A
     tlog = log.opened
     checkpoint = tlog.checkpoint  # one object: its size and root belong together
     if checkpoint is None:  # fail closed: no signed root, nothing to prove against
-        raise IntegrityError(f"{what} at log index `{index}` cannot be checked: the log is unsigned")
+        raise IntegrityError(
+            f"{what} at log index `{index}` cannot be checked: the log is unsigned"
+        )
     size = checkpoint.size
     if not 0 <= index < size:
         raise IntegrityError(

@@ -30,10 +30,9 @@ live object uses it any more.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import hashlib
 from typing import Any
 
 import orjson

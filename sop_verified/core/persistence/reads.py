@@ -1,4 +1,4 @@
-"""Reading stored bytes: a logged ALLOW of a read action, a readable scope, bytes the log vouches for.
+"""Reading stored bytes: a logged ALLOW of a read action, a readable scope, the log's bytes.
 
 :class:`Reader` is the controller's reading half. Reads resolve paths exactly
 as writes do (component by component under the scope root, ``O_NOFOLLOW``, no

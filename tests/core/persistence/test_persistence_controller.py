@@ -327,7 +327,9 @@ def test_tampered_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) ->
     entry = env.log()[r.decision.log_index or 0]
     assert (entry["op"], entry["outcome"]) == ("read", "refused")
     assert env.sop.health is Health.DEGRADED  # the integrity alarm: everything is denied
-    assert env.persist("drac", "artifact.persist", "artifacts/drac/a", data).effect is Permission.DENY
+    assert (
+        env.persist("drac", "artifact.persist", "artifacts/drac/a", data).effect is Permission.DENY
+    )
     assert env.reboot() is Health.READY  # an operator's reboot clears the alarm
     again = env.persist("drac", "artifact.persist", "artifacts/drac/a", data)
     assert again.effect is Permission.ALLOW

@@ -32,6 +32,8 @@ from conftest import Env, large, regular_files
 from sop_verified.core.health import Health
 from sop_verified.core.persistence.entries import request_key
 from sop_verified.core.request import Decision, Permission
+from sop_verified.nexus.persistence import bind_content
+from sop_verified.nexus.sop import SOP
 from sop_verified.storage import blobs
 from sop_verified.tools.canonical import canonical_json
 
@@ -47,7 +49,7 @@ def _attacker_db(env: Env | Path) -> sqlite3.Connection:
     tables = ("persist_effects", "persist_inline", "persist_pending", "log_entries")
     marks = ",".join("?" * len(tables))
     triggers = db.execute(
-        f"SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks})",  # noqa: S608 - placeholders only
+        f"SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks})",
         tables,
     ).fetchall()
     for (name,) in triggers:
@@ -235,8 +237,6 @@ def _boot_refuses(env: Env, index: int, *fragments: str) -> None:
     """Boot is not READY, names ``index``, raised the alarm, and logged no effect for it."""
     before = len(_logged(env))
     clock = env.clock
-    from sop_verified.nexus.sop import SOP  # noqa: PLC0415 - the reboot is the step under test
-
     env.sop = SOP.boot(env.data, now=lambda: clock[0], proof_gate=env.gate)
     assert env.sop.health is not Health.READY
     report = env.sop.boot_report
@@ -303,8 +303,6 @@ def test_pending_row_of_a_logged_allow_is_still_repaired(env: Env) -> None:
     """The check lets a genuine crash repair through: the row matches its logged ALLOW."""
     data = b"complete before the crash"
     request = env.request("emp", "verdict.record", "verdicts/emp/crashed")
-    from sop_verified.nexus.persistence import bind_content  # noqa: PLC0415
-
     bound = bind_content(request, data)
     d = env.sop.submit(bound)  # the decision is logged; the effect never is (a crash)
     assert d.allowed, d.reasons
