@@ -282,6 +282,7 @@ class PersistenceController:
             The log indexes of the tombstones.
 
         Raises:
+            IntegrityError: a purge row the log does not back (the alarm is raised).
             StorageError: the log or index failed.
         """
         return self._maintenance.apply_retention(now)[0]

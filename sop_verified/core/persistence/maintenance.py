@@ -24,7 +24,8 @@ visible: files get their final name only after they are complete and synced.
 never anything in a write-once scope), each announced by a
 ``persist.tombstone`` entry in the log *before* the file is removed; a file
 whose tombstone is logged but which still exists (a crash in between) is
-removed at the next boot. A content-addressed blob is removed only when no
+removed at the next boot; a purge row is acted on only if the log holds that
+tombstone (proved included, same scope and stored path). A content-addressed blob is removed only when no
 live object uses it any more.
 """
 
@@ -39,6 +40,7 @@ import orjson
 
 from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.persistence.entries import (
+    TOMBSTONE_TYPE,
     EffectOutcome,
     effect_entry,
     request_key,
@@ -54,7 +56,7 @@ from sop_verified.core.persistence.writes import locate_writable
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import PERSIST_ACTIONS, Permission, Request, parse_request
 from sop_verified.errors import InputError, IntegrityError, PersistenceError
-from sop_verified.storage.persist_index import PendingDecision
+from sop_verified.storage.persist_index import PendingDecision, PurgeRecord
 
 __all__ = ["Maintenance", "RecoveryReport"]
 
@@ -176,6 +178,7 @@ class Maintenance:
             The tombstones' log indexes, and how many files were removed.
 
         Raises:
+            IntegrityError: a purge row the log does not back (the alarm is raised).
             StorageError: the log or the index failed.
         """
         return self._apply_retention(now)
@@ -303,9 +306,24 @@ class Maintenance:
 
     # ---- retention -----------------------------------------------------------------------
     def _purge(self) -> int:
-        """Remove files whose tombstones are logged, unless a live object still uses them."""
+        """Remove files whose tombstones are logged, unless a live object still uses them.
+
+        A purge row is a database row too: the file goes only if the entry at its
+        tombstone index is, in the signed log, a tombstone of that scope and stored
+        path. Any other row is left in the queue, raises the alarm, and fails the purge.
+
+        Raises:
+            IntegrityError: a purge row the log does not back (nothing was removed for it).
+        """
         removed = 0
+        unbacked: list[str] = []
         for rec in self._index.purges():
+            try:
+                self._logged_tombstone(rec)
+            except IntegrityError as exc:  # spec: INV-5 — never delete on a row's word
+                self._alarm(f"purge: {exc}")
+                unbacked.append(str(exc))
+                continue
             scope = self._scopes.get(rec.scope)
             if scope is not None and scope.mode is not ScopeMode.WRITE_ONCE:  # never write-once
                 # the database copy (small blobs) goes in one statement that checks it is unused
@@ -314,7 +332,28 @@ class Maintenance:
                 unlinked = not in_use and self._files[scope.name].unlink(rec.stored)
                 removed += dropped or unlinked
             self._index.purged(rec.tombstone_index)
+        if unbacked:
+            more = f" (and {len(unbacked) - 1} more)" if len(unbacked) > 1 else ""
+            raise IntegrityError(f"refused a purge row: {unbacked[0]}{more}")
         return removed
+
+    def _logged_tombstone(self, rec: PurgeRecord) -> None:
+        """Return if the log's entry at ``rec.tombstone_index`` is the tombstone ``rec`` says.
+
+        Raises:
+            IntegrityError: it is not in the signed log, not a tombstone, or of
+                another scope or stored path.
+        """
+        at = rec.tombstone_index
+        entry = authenticated_entry(self._log, at, what="the tombstone a purge row names")
+        found = tuple(entry.get(k) for k in ("type", "scope", "stored"))
+        want = (TOMBSTONE_TYPE, rec.scope, rec.stored)
+        if found != want:
+            raise IntegrityError(
+                f"the purge row names log index `{at}` as the tombstone of `{rec.stored}` in"
+                f" scope `{rec.scope}`; the log holds type `{found[0]}`, scope `{found[1]}`,"
+                f" stored `{found[2]!s:.200}`"
+            )
 
     def _apply_retention(self, now: int) -> tuple[list[int], int]:
         tombstones: list[int] = []

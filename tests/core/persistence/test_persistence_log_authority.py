@@ -314,6 +314,23 @@ def test_pending_row_of_a_logged_allow_is_still_repaired(env: Env) -> None:
     assert env.sop.persistence.alarms == []
 
 
+def test_forged_purge_row_deletes_nothing(env: Env) -> None:
+    """The purge queue is a database table too: boot removes a file only for a logged tombstone."""
+    d = env.persist("drac", "artifact.persist", "artifacts/drac/keep", large(b"keep me"))
+    assert d.allowed, d.reasons
+    blob = env.scope_root("drac-artifacts") / d.write.stored
+    env.sop.close()
+    db = _attacker_db(env)
+    db.execute(
+        "INSERT INTO persist_purge (tombstone_index, scope, stored) VALUES (?, ?, ?)",
+        (d.log_index, "drac-artifacts", d.write.stored),
+    )
+    db.close()
+
+    _boot_refuses(env, d.log_index, "as the tombstone of", "the log holds type `decision`")
+    assert blob.is_file(), "a file was deleted on a forged purge row's word"
+
+
 # ---- 3. a scope directory moved while a write is in flight -----------------------------
 def _move_during_write(
     env: Env, monkeypatch: pytest.MonkeyPatch, move: Callable[[], None]
