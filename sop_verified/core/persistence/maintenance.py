@@ -25,8 +25,8 @@ never anything in a write-once scope), each announced by a
 ``persist.tombstone`` entry in the log *before* the file is removed; a file
 whose tombstone is logged but which still exists (a crash in between) is
 removed at the next boot; a purge row is acted on only if the log holds that
-tombstone (proved included, same scope and stored path). A content-addressed blob is removed only when no
-live object uses it any more.
+tombstone (proved included, same scope and stored path). A content-addressed
+blob is removed only when no live object uses it any more.
 """
 
 from __future__ import annotations
