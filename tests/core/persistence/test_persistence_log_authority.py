@@ -23,10 +23,10 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from attacker import attacker_db
 from conftest import Env, large, regular_files
 
 from sop_verified.core.health import Health
@@ -35,6 +35,7 @@ from sop_verified.core.request import Decision, Permission
 from sop_verified.nexus.persistence import bind_content
 from sop_verified.nexus.sop import SOP
 from sop_verified.storage import blobs
+from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.tools.canonical import canonical_json
 
 
@@ -42,25 +43,20 @@ def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _attacker_db(env: Env | Path) -> sqlite3.Connection:
-    """The database as the attacker opens it: every trigger of the tables they edit dropped."""
-    path = env if isinstance(env, Path) else env.data / "sop.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    tables = ("persist_effects", "persist_inline", "persist_pending", "log_entries")
-    marks = ",".join("?" * len(tables))
-    triggers = db.execute(
-        f"SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks})",
-        tables,
-    ).fetchall()
-    for (name,) in triggers:
-        db.execute(f'DROP TRIGGER "{name}"')
-    return db
+def _attacker_db(env: Env) -> sqlite3.Connection:
+    """The database as the attacker opens it: every trigger dropped (the seal's too)."""
+    return attacker_db(env.data / "sop.db")
 
 
-def _row(db: sqlite3.Connection, effect_index: int) -> dict[str, Any]:
-    cur = db.execute("SELECT * FROM persist_effects WHERE effect_index = ?", (effect_index,))
-    names = [c[0] for c in cur.description]
-    return dict(zip(names, cur.fetchone(), strict=True))
+@pytest.fixture
+def unsealed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Take the state seal (INV-11, the first layer at boot) away, to test this layer alone.
+
+    With the seal in place a forged row fails boot in the ``state`` service before boot
+    repair runs; these tests show boot repair refuses it by itself too (defence in depth,
+    and the only layer for an attacker who also defeats the seal).
+    """
+    monkeypatch.setattr(SQLiteBackend, "verify_state", lambda self, log_size: None)
 
 
 def _refused_by_the_log(env: Env, r: Any, index: int, *fragments: str) -> str:
@@ -233,6 +229,18 @@ def _forge_pending(env: Env, decision_index: int, request: dict[str, Any]) -> No
     db.close()
 
 
+def test_forged_pending_row_fails_boot_with_the_seal_in_place(env: Env) -> None:
+    """Both layers on: boot is not READY either way and nothing is done for the row."""
+    index, request = _deny_of_a_persist(env, "verdicts/emp/sealed", b"attacker verdict")
+    (env.scope_root("emp-verdicts") / "sealed").write_bytes(b"attacker verdict")
+    _forge_pending(env, index, request)
+    before = len(_logged(env))
+
+    assert env.reboot() is not Health.READY
+    assert env.sop.boot_report.failed in ("state", "persistence"), env.sop.boot_report
+    assert [e for e in _logged(env)[before:] if e.get("decision_index") == index] == []
+
+
 def _boot_refuses(env: Env, index: int, *fragments: str) -> None:
     """Boot is not READY, names ``index``, raised the alarm, and logged no effect for it."""
     before = len(_logged(env))
@@ -265,7 +273,7 @@ def _deny_of_a_persist(env: Env, resource: str, data: bytes) -> tuple[int, dict[
     return d.log_index, logged["request"]
 
 
-def test_forged_pending_row_pointing_at_a_deny_is_not_redone(env: Env) -> None:
+def test_forged_pending_row_pointing_at_a_deny_is_not_redone(env: Env, unsealed: None) -> None:
     planted = b"attacker verdict"
     index, request = _deny_of_a_persist(env, "verdicts/emp/claim", planted)
     root = env.scope_root("emp-verdicts")
@@ -275,7 +283,7 @@ def test_forged_pending_row_pointing_at_a_deny_is_not_redone(env: Env) -> None:
     _boot_refuses(env, index, "expected an `ALLOW` decision", "effect `DENY`")
 
 
-def test_forged_pending_row_pointing_at_a_deny_creates_no_file(env: Env) -> None:
+def test_forged_pending_row_pointing_at_a_deny_creates_no_file(env: Env, unsealed: None) -> None:
     index, request = _deny_of_a_persist(env, "verdicts/emp/other", b"never stored")
     root = env.scope_root("emp-verdicts")
     before = regular_files(root)
@@ -285,7 +293,7 @@ def test_forged_pending_row_pointing_at_a_deny_creates_no_file(env: Env) -> None
     assert regular_files(root) == before
 
 
-def test_forged_pending_row_with_another_request_is_not_redone(env: Env) -> None:
+def test_forged_pending_row_with_another_request_is_not_redone(env: Env, unsealed: None) -> None:
     genuine = env.persist("emp", "verdict.record", "verdicts/emp/genuine", b"PROVED")
     assert genuine.allowed
     index = genuine.log_index
@@ -314,7 +322,7 @@ def test_pending_row_of_a_logged_allow_is_still_repaired(env: Env) -> None:
     assert env.sop.persistence.alarms == []
 
 
-def test_forged_purge_row_deletes_nothing(env: Env) -> None:
+def test_forged_purge_row_deletes_nothing(env: Env, unsealed: None) -> None:
     """The purge queue is a database table too: boot removes a file only for a logged tombstone."""
     d = env.persist("drac", "artifact.persist", "artifacts/drac/keep", large(b"keep me"))
     assert d.allowed, d.reasons
