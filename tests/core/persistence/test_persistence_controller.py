@@ -336,20 +336,18 @@ def test_tampered_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) ->
     assert env.read("drac", "artifacts/drac/a").data == data
 
 
-def test_tampered_database_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) -> None:
+@pytest.mark.parametrize("tampered", [b"tampered", b"original+"])  # other bytes; grown
+def test_tampered_database_blob_is_refused_on_read_and_fails_the_next_boot(
+    env: Env, tampered: bytes
+) -> None:
     d = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"original")
-    stored = d.write.stored
-    for tampered in (b"tampered", b"original+"):  # other bytes; the same bytes grown
-        env.tamper_db_blob("drac-artifacts", stored, tampered)
-        r = env.read("drac", "artifacts/drac/a")
-        assert r.data is None and r.decision.reasons[0].code == "integrity"
-        entry = env.log()[r.decision.log_index or 0]
-        assert (entry["op"], entry["outcome"]) == ("read", "refused")
-        assert env.sop.health is Health.DEGRADED
-        assert env.reboot() is Health.READY
-    again = env.persist("drac", "artifact.persist", "artifacts/drac/a", b"original")
-    assert again.effect is Permission.ALLOW
-    assert env.read("drac", "artifacts/drac/a").data == b"original"
+    env.tamper_db_blob("drac-artifacts", d.write.stored, tampered)
+    r = env.read("drac", "artifacts/drac/a")
+    assert r.data is None and r.decision.reasons[0].code == "integrity"
+    entry = env.log()[r.decision.log_index or 0]
+    assert (entry["op"], entry["outcome"]) == ("read", "refused")
+    assert env.sop.health is Health.DEGRADED
+    assert env.reboot() is not Health.READY  # the state seal (INV-11) catches the row at boot
 
 
 def test_grown_file_is_refused_on_read(env: Env) -> None:
