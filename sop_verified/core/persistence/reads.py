@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.health import Health
 from sop_verified.core.persistence.entries import EFFECT_TYPE, EffectOutcome, request_key
@@ -148,15 +146,13 @@ class Reader:
             raise PersistenceError(str(exc), code="bad_name") from None
 
     def _logged_request(self, index: int) -> dict[str, Any] | None:
-        """The request of the ALLOW decision logged at ``index``, or None."""
-        rows = self._log.log_entries(index, index + 1)
-        if len(rows) != 1:
-            return None
-        try:
-            entry = orjson.loads(rows[0][2])
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(entry, dict) or entry.get("type") != "decision":
+        """The request of the ALLOW decision logged at ``index`` (proved in the log), or None.
+
+        Raises:
+            IntegrityError: the stored entry is not the one the signed tree holds there.
+        """
+        entry = authenticated_entry(self._log, index, what="the read's decision")  # spec: INV-11
+        if entry.get("type") != "decision":
             return None
         request = entry.get("request")
         return request if entry.get("effect") == "ALLOW" and isinstance(request, dict) else None
