@@ -54,6 +54,7 @@ from sop_verified.nexus.state_rebuild import locate
 from sop_verified.nexus.verdict_attest import AttestingVerdictStore
 from sop_verified.storage.ports import StorageBackend
 from sop_verified.storage.sqlite import SQLiteBackend
+from sop_verified.storage.state_seal import TableMismatchError
 from sop_verified.tools.signed_note import Signer
 from sop_verified.tools.tlog import TransparencyLog
 
@@ -289,15 +290,14 @@ def _start_state(b: _Build) -> None:
     the persistence index, protocol records) starts after this one, so none
     of them ever reads a row that was not checked first.
     """
-    try:
-        b.store.verify_state(b.log.size)  # spec: INV-11 — derived state authenticated before use
-    except IntegrityError as exc:  # say where, from the log, before refusing to boot
+    config = b.config.digest()
+    try:  # spec: INV-11 — derived state and sop.toml authenticated before any service reads them
+        b.store.verify_state(b.log.size, config)
+    except TableMismatchError as exc:  # say where, from the log, before refusing to boot
         where = locate(b.data_dir / DB_NAME, b.keys.mac_key, b.log.size)
         raise IntegrityError(
             f"{exc}; {where}; `sop state repair` rebuilds it from the log"
         ) from None
-    config = b.config.digest()
-    b.store.verify_state(b.log.size, config)  # spec: INV-11 — sop.toml is a stored input too
     if b.log.size == 0:
         b.store.accept_config(config)  # a fresh log: the first boot accepts its configuration
 

@@ -44,6 +44,7 @@ from sop_verified.storage.sqlite_seal import (
     SEALED,
     accept_config,
     check_state,
+    close_seal,
     register,
     seal_if_empty,
 )
@@ -98,9 +99,15 @@ class SQLiteBackend:
         def explain() -> str | None:
             return KEYLESS if keeper is None else keeper.failure
 
-        self._db = SQLiteDB(path, _SCHEMA, prepare=prepare, explain=explain)
-        if keeper is not None:
-            with self._db.tx() as db:
+        def before_commit(db: sqlite3.Connection, growth: tuple[int, int] | None) -> None:
+            if keeper is not None:  # spec: INV-11 — one MAC per transaction, bound to the log
+                close_seal(db, growth)
+
+        self._db = SQLiteDB(
+            path, _SCHEMA, prepare=prepare, explain=explain, before_commit=before_commit
+        )
+        if keeper is not None and not self._db.query("SELECT 1 FROM state_seal"):
+            with self._db.tx() as db:  # only a store without a seal writes at open
                 seal_if_empty(db, keeper)
         self._blobs = SQLiteBlobs(self._db)
         self._persist = SQLitePersistIndex(self._db, self._blobs)
@@ -109,7 +116,9 @@ class SQLiteBackend:
         self._capabilities = SQLiteCapabilities(self._db)
         self._policies = SQLitePolicies(self._db)
         self._verdicts = SQLiteVerdicts(self._db)
-        self._records = SQLiteRecordIndex(path, prepare=prepare, explain=explain)
+        self._records = SQLiteRecordIndex(
+            path, prepare=prepare, explain=explain, before_commit=before_commit
+        )
 
     @classmethod
     def open(cls, path: Path, *, state_key: bytes | None = None) -> SQLiteBackend:
@@ -244,7 +253,8 @@ class SQLiteBackend:
                     ).fetchall()
                     if not rows:
                         break
-                    with self._db.tx() as db:
+                    growth = (rows[0][0], rows[-1][0] + 1) if table == "log_entries" else None
+                    with self._db.tx(growth) as db:
                         width = len(rows[0])
                         insert_rows(db, f"INSERT INTO {table} ({columns})", rows, width)
                     at = rows[-1][0]

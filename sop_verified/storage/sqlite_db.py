@@ -73,6 +73,7 @@ class SQLiteDB:
         *,
         prepare: Callable[[sqlite3.Connection], None] | None = None,
         explain: Callable[[], str | None] | None = None,
+        before_commit: Callable[[sqlite3.Connection, tuple[int, int] | None], None] | None = None,
     ) -> None:
         """Open (or create) the database at ``path`` and run ``schema`` (idempotent DDL).
 
@@ -83,6 +84,8 @@ class SQLiteDB:
                 state seal's functions).
             explain: Says why the last failed write failed when SQLite cannot
                 (a function's refusal reaches SQLite only as "raised exception").
+            before_commit: Runs last in every write transaction, before
+                ``COMMIT``, with the transaction's log growth (the state seal's close).
 
         Raises:
             StorageError: the file cannot be opened as a SQLite database.
@@ -91,6 +94,7 @@ class SQLiteDB:
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._explain = explain
+        self._before_commit = before_commit
         try:
             ensure_private_file(path)  # 0600 before SQLite creates it (and its -wal, -shm) 0644
         except OSError as exc:
@@ -114,8 +118,12 @@ class SQLiteDB:
             self._db.close()
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self, growth: tuple[int, int] | None = None) -> Iterator[sqlite3.Connection]:
         """A write transaction that commits on exit and rolls back on any error.
+
+        Args:
+            growth: ``(log size before, after)`` when the transaction appends
+                log entries (None: it appends none).
 
         Raises:
             StorageError: a statement or the commit failed (nothing is kept).
@@ -124,6 +132,8 @@ class SQLiteDB:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
+                if self._before_commit is not None:
+                    self._before_commit(self._db, growth)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()

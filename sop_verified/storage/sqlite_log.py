@@ -92,10 +92,15 @@ class SQLiteLog:
         Raises:
             StorageError: the catch-up failed.
         """
-        with self._db.tx() as db:
-            catch_up(db, indexer)
-            self._indexer = indexer
-            self._indexed_to = None  # read from the database at the next batch
+        behind = self._db.query(
+            "SELECT 1 FROM log_entries WHERE idx >= COALESCE("
+            "(SELECT value FROM persist_state WHERE key = 'indexed_to'), 0) LIMIT 1"
+        )
+        if behind:  # a write transaction only when there is something to index
+            with self._db.tx() as db:
+                catch_up(db, indexer)
+        self._indexer = indexer
+        self._indexed_to = None  # read from the database at the next batch
 
     def log_tail(self) -> tuple[int, str | None]:
         """Return the entry count (largest index + 1) and the latest checkpoint note."""
@@ -140,7 +145,8 @@ class SQLiteLog:
             StorageError: the write failed; nothing is stored.
         """
         versions: dict[int, int] = {}
-        with self._db.tx() as db:
+        growth = (batch.start, batch.start + len(batch.entries))
+        with self._db.tx(growth) as db:
             insert_rows(db, "INSERT INTO log_entries (idx, leaf_hash, payload)", batch.entries, 3)
             insert_rows(db, "INSERT INTO log_tiles (id, hashes)", batch.tiles, 2)
             if batch.checkpoint is not None:

@@ -53,17 +53,20 @@ class SQLiteRecordIndex:
         *,
         prepare: Callable[[sqlite3.Connection], None] | None = None,
         explain: Callable[[], str | None] | None = None,
+        before_commit: Callable[[sqlite3.Connection, tuple[int, int] | None], None] | None = None,
     ) -> None:
         """Open the index in the database at ``path`` (the log's database).
 
         ``prepare`` is called on the new connection (the state seal's
-        functions); ``explain`` says why the last failed write failed.
+        functions); ``explain`` says why the last failed write failed;
+        ``before_commit`` runs before every ``COMMIT`` (the seal's close).
 
         Raises:
             StorageError: the database cannot be opened.
         """
         self._lock = threading.Lock()
         self._explain = explain
+        self._before_commit = before_commit
         try:
             ensure_private_file(path)  # 0600 before SQLite creates it (and its -wal, -shm) 0644
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -87,6 +90,8 @@ class SQLiteRecordIndex:
                 self._db.execute("BEGIN IMMEDIATE")
                 for sql, params in statements:
                     self._db.execute(sql, params)
+                if self._before_commit is not None:
+                    self._before_commit(self._db, None)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:

@@ -2,10 +2,10 @@
 
 Every derived table has three triggers (after insert, delete, update) that
 pass the changed row to ``sop_seal``, a function SOP registers on its own
-connections (:func:`register`); the log's entries table has one that passes
-each new index to ``sop_seal_grow``. Both rewrite the single row of
-``state_seal`` in the transaction that changed the table, so every write SOP
-makes keeps the seal exact, whichever code path made it. A connection
+connections (:func:`register`); it adds the row's digest to the transaction's
+pending seal. Just before ``COMMIT`` every write transaction of SOP's calls
+:func:`close_seal`, which binds the log's size and MACs the seal once, so
+every write SOP makes keeps the seal exact, whichever code path made it. A connection
 without the functions (another process, the ``sqlite3`` shell) cannot write
 a derived table at all while the triggers exist; one that drops them can,
 but cannot update the seal to match (see :mod:`sop_verified.storage.state_seal`).
@@ -29,6 +29,7 @@ __all__ = [
     "check_config",
     "check_state",
     "check_state_file",
+    "close_seal",
     "register",
     "seal_if_empty",
 ]
@@ -88,17 +89,12 @@ CREATE TABLE IF NOT EXISTS state_seal (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seal BLOB NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS log_entries_seal AFTER INSERT ON log_entries
-BEGIN UPDATE state_seal SET seal = sop_seal_grow(seal, NEW.idx) WHERE id = 1; END;
 """
 
 SEAL_SCHEMA = _SEAL_TABLE + "".join(_triggers(t) for t in SEALED)
 """DDL of the seal row and its triggers (after every other table's DDL)."""
 
-_TRIGGERS = frozenset(
-    ["log_entries_seal"]
-    + [f"{t}_seal_{op}" for t in SEALED for op in ("insert", "delete", "update")]
-)
+_TRIGGERS = frozenset(f"{t}_seal_{op}" for t in SEALED for op in ("insert", "delete", "update"))
 
 
 KEYLESS = "the derived state is sealed: open the store with SOP's keys to write"
@@ -112,10 +108,10 @@ def register(db: sqlite3.Connection, keeper: SealKeeper | None) -> None:
             raise StorageError(KEYLESS)
         return keeper.update(data, table, sign, values)
 
-    def seal_grow(data: object, index: int) -> bytes:
+    def seal_close(data: object, old_size: int, new_size: int) -> bytes:
         if keeper is None:
             raise StorageError(KEYLESS)
-        return keeper.grow(data, index)
+        return keeper.close_pending(data, old_size, new_size)
 
     def seal_config(data: object, config: bytes) -> bytes:
         if keeper is None:
@@ -123,8 +119,22 @@ def register(db: sqlite3.Connection, keeper: SealKeeper | None) -> None:
         return keeper.accept_config(data, config)
 
     db.create_function("sop_seal", -1, seal_row)
-    db.create_function("sop_seal_grow", 2, seal_grow)
+    db.create_function("sop_seal_close", 3, seal_close)
     db.create_function("sop_seal_config", 2, seal_config)
+
+
+def close_seal(db: sqlite3.Connection, growth: tuple[int, int] | None) -> None:
+    """MAC the transaction's seal, bound to the log's size, just before ``COMMIT``.
+
+    Args:
+        db: The connection, inside the write transaction.
+        growth: ``(size before, size after)`` when the transaction appended log
+            entries; None: it appended none (the size is read here).
+    """
+    if growth is None:
+        ((size,),) = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries")
+        growth = (int(size), int(size))
+    db.execute("UPDATE state_seal SET seal = sop_seal_close(seal, ?, ?) WHERE id = 1", growth)
 
 
 def seal_if_empty(db: sqlite3.Connection, keeper: SealKeeper) -> None:

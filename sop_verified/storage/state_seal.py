@@ -45,6 +45,7 @@ __all__ = [
     "Seal",
     "SealKeeper",
     "TableDigest",
+    "TableMismatchError",
     "check_tables",
     "derive_state_keys",
     "row_digest",
@@ -141,7 +142,18 @@ class Seal:
 class SealKeeper:
     """Opens, updates and closes seal bytes under the state keys (the triggers' functions).
 
-    Thread-safe: the SQLite connections of one backend share it.
+    Within one write transaction the triggers only accumulate: the first call
+    opens the stored seal (its MAC verified, unless it is the one this keeper
+    closed last), later calls add each row's digest to the seal held here, and
+    the stored value is a *pending token* that no check accepts. Before
+    ``COMMIT`` the store calls :meth:`close_pending`, which checks that the
+    seal it started from was bound to the log's size before the transaction,
+    binds the new size and MACs the result: one MAC per transaction, however
+    many rows and entries it wrote. A transaction that committed a token
+    (a write path that skipped the close) leaves a seal boot refuses.
+
+    Thread-safe: the SQLite connections of one backend share it (SQLite lets
+    one write transaction run at a time).
     """
 
     def __init__(self, master: bytes, tables: Sequence[str]) -> None:
@@ -150,8 +162,12 @@ class SealKeeper:
         self.tables = tuple(tables)
         self._slot = {t: i for i, t in enumerate(self.tables)}
         self._lock = threading.Lock()
-        self._last: bytes | None = None  # the bytes this keeper produced last (opened already)
-        self.failure: str | None = None  # why the last update was refused (for the error)
+        self._closed: tuple[bytes, Seal] | None = None  # the bytes this keeper closed last
+        self._pending: Seal | None = None  # the open transaction's seal
+        self._base = 0  # the log size the open transaction's seal started from
+        self._token = b""
+        self._tokens = 0
+        self.failure: str | None = None  # why the last call was refused (for the error)
 
     # ---- bytes -----------------------------------------------------------------------
     def close(self, seal: Seal) -> bytes:
@@ -195,80 +211,95 @@ class SealKeeper:
         """The keyed digest of one row of ``table``."""
         return row_digest(self._row_key, table, values)
 
-    # ---- what the triggers call -------------------------------------------------------
+    # ---- what the triggers and the store's commit call --------------------------------------
+    @property
+    def dirty(self) -> bool:
+        """Whether a transaction changed the seal and has not closed it yet."""
+        return self._pending is not None
+
     def update(self, data: object, table: str, sign: int, values: Sequence[object]) -> bytes:
-        """The seal ``data`` with one row of ``table`` added (sign 1) or removed (sign -1).
+        """Add (sign 1) or remove (sign -1) one row of ``table``; the pending token.
 
         Raises:
-            IntegrityError: the stored seal does not open (it is never re-MAC'd then).
+            IntegrityError: the stored seal does not open (it is never MAC'd again then).
         """
         d = self.digest(table, values)
         with self._lock:
-            seal = self._opened(data)
+            seal = self._begin(data)
             slot = self._slot[table]
             tables = list(seal.tables)
             tables[slot] = tables[slot].add(d, sign)
-            return self._produce(Seal(seal.log_size, tuple(tables), seal.config))
-
-    def grow(self, data: object, index: int) -> bytes:
-        """The seal ``data`` once log entry ``index`` is appended (its size must be ``index``).
-
-        Raises:
-            IntegrityError: the seal does not open, or belongs to another log size
-                (an old seal put back: it is never carried forward).
-        """
-        with self._lock:
-            seal = self._opened(data)
-            if seal.log_size != index:  # spec: INV-11 — a seal is bound to one log size
-                raise self._refuse(
-                    f"the state seal is for a log of `{seal.log_size}` entries, but entry"
-                    f" `{index}` is being appended: the seal was replaced"
-                )
-            return self._produce(Seal(index + 1, seal.tables, seal.config))
+            self._pending = Seal(seal.log_size, tuple(tables), seal.config)
+            return self._token
 
     def accept_config(self, data: object, config: bytes) -> bytes:
-        """The seal ``data`` with ``config`` (a SHA-256) as the accepted configuration.
+        """Make ``config`` (a SHA-256) the accepted configuration; the pending token.
 
         Raises:
             IntegrityError: the stored seal does not open.
         """
         with self._lock:
-            seal = self._opened(data)
-            return self._produce(Seal(seal.log_size, seal.tables, config))
+            seal = self._begin(data)
+            self._pending = Seal(seal.log_size, seal.tables, config)
+            return self._token
 
-    def _opened(self, data: object) -> Seal:
-        last = self._last
-        if last is not None and data == last:
-            return self.open_trusted(last)
-        try:
-            return self.open(data)
-        except IntegrityError as exc:
-            raise self._refuse(str(exc)) from None
+    def close_pending(self, data: object, old_size: int, new_size: int) -> bytes:
+        """The MAC'd seal to commit: the transaction's changes, bound to ``new_size`` entries.
 
-    def open_trusted(self, data: bytes) -> Seal:
-        """Decode bytes this keeper produced (no MAC check needed)."""
-        _, size, config = _HEAD.unpack_from(data)
-        return Seal(
-            size,
-            tuple(
-                TableDigest(c, int.from_bytes(t, "big"))
-                for c, t in (
-                    _TABLE.unpack_from(data, _HEAD.size + i * _TABLE.size)
-                    for i in range(len(self.tables))
+        Args:
+            data: The stored value (the pending token, or the seal if no row changed).
+            old_size: The log's size before the transaction.
+            new_size: The log's size after it.
+
+        Raises:
+            IntegrityError: the seal does not open, or the seal the transaction
+                started from was not bound to ``old_size`` (an old seal put
+                back: it is never carried forward).
+        """
+        with self._lock:
+            seal = self._begin(data)
+            base = self._base
+            self._pending = None
+            if base != old_size:  # spec: INV-11 — a seal is bound to one log size
+                raise self._refuse(
+                    f"the state seal is for a log of `{base}` entries, but the log held"
+                    f" `{old_size}` before this write: the seal was replaced"
                 )
-            ),
-            config,
-        )
+            final = Seal(new_size, seal.tables, seal.config)
+            out = self.close(final)
+            self._closed = (out, final)
+            self.failure = None
+            return out
 
-    def _produce(self, seal: Seal) -> bytes:
-        out = self.close(seal)
-        self._last = out
-        self.failure = None
-        return out
+    def _begin(self, data: object) -> Seal:
+        """The transaction's seal: the pending one, or the stored one opened (a new transaction)."""
+        if self._pending is not None and data == self._token:
+            return self._pending
+        closed = self._closed
+        if closed is not None and data == closed[0]:
+            seal = closed[1]
+        else:
+            try:
+                seal = self.open(data)
+            except IntegrityError as exc:
+                raise self._refuse(str(exc)) from None
+        self._tokens += 1
+        self._token = b"sop-state-seal/pending/%d" % self._tokens  # never a valid seal
+        self._pending, self._base = seal, seal.log_size
+        return seal
 
     def _refuse(self, why: str) -> IntegrityError:
         self.failure = why
         return IntegrityError(why)
+
+
+class TableMismatchError(IntegrityError):
+    """A derived table's rows are not the ones SOP sealed (the table is named)."""
+
+    def __init__(self, table: str, message: str) -> None:
+        """A mismatch in ``table``."""
+        super().__init__(message)
+        self.table = table
 
 
 def check_tables(
@@ -304,4 +335,6 @@ def check_tables(
                 if found.count != sealed.count
                 else f"{sealed.count} rows as sealed, but their contents differ"
             )
-            raise IntegrityError(f"derived table `{table}` does not match its seal: {change}")
+            raise TableMismatchError(
+                table, f"derived table `{table}` does not match its seal: {change}"
+            )

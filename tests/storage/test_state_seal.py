@@ -152,7 +152,7 @@ def test_an_older_seal_put_back_is_refused_and_never_carried_forward(
         store.verify_state(5)
     with pytest.warns(UnsignedLogWarning):
         store.log.unsafe_open_unsigned()
-    with pytest.raises(StorageError, match="entry `5` is being appended: the seal was replaced"):
+    with pytest.raises(StorageError, match="the log held `5` before this write: the seal was"):
         store.log.append(b'{"type":"test","i":5}')  # SOP never re-seals the old bytes forward
     store.close()
 
