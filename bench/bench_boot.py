@@ -1,18 +1,19 @@
 """Boot of a real SOP data directory on a large log (issue 13, item 10): not a test.
 
-Builds a data directory the way SOP makes one (``SOP.init``, then a booted
-SOP): the demo's sound policy set activated, DRAC's capability and
-``--capabilities`` more admitted (every tenth of them revoked), ``--objects``
-4 KiB writes through ``sop.persist_async`` (32 coroutine submitters, cycling
-over ``--names`` artifact names, so each name's scope obligation is proved
-once and its verdict stored), and a few reads. Then SOP is closed and the log
-is filled to ``--entries`` entries in bulk, through the store's own log
-opened with the data directory's checkpoint key and state key (the path
-``bench_log.py`` times, one signed checkpoint per batch of 100,000): each
-entry is one of the real decision entries the reads and a refused write
-logged, with a fresh request id (entries that change no derived table, as
-most of a real log's entries). Every appended entry passes through the state
-seal's trigger, as any append does.
+Builds a data directory the way SOP makes one (``SOP.init``, then a booted SOP):
+the demo's sound policy set activated, DRAC's capability and ``--capabilities``
+more admitted (every tenth of them revoked), ``--objects`` 4 KiB writes through
+``sop.persist_async`` (32 coroutine submitters, cycling over ``--names``
+artifact names, by default one per 8 writes: each name's scope obligation is
+proved once and its verdict stored, and no name holds more versions than the
+scope keeps, so boot repair has nothing to tombstone), and a few reads. Then SOP
+is closed and the log is filled to ``--entries`` entries in bulk, through the
+store's own log opened with the data directory's checkpoint key and state key
+(the path ``bench_log.py`` times, one signed checkpoint per batch of 100,000):
+each entry is one of the real decision entries the reads and a refused write
+logged, with a fresh request id (entries that change no derived table, as most
+of a real log's entries). Every appended entry passes through the state seal's
+trigger, as any append does.
 
 Then it times ``SOP.boot(data_dir)`` to READY, ``--boots`` times (the page
 cache warm: the directory was just written), and reports the median, each
@@ -22,8 +23,11 @@ service recomputes every derived table's keyed digest (INV-11): its cost
 grows with the derived rows, not with the log, which is why ``--objects``
 is the axis of the second configuration.
 
+It also runs on a checkout from before the state seal (8f61b90: the store
+takes no state key, there is no ``state`` service), for a side-by-side run.
+
 Run: ``python3 bench/bench_boot.py [--entries 1000000] [--objects 5000 100000]
-[--boots 5] [--json]``.
+[--boots 5] [--keep DIR [--reuse]] [--json]``.
 """
 
 from __future__ import annotations
@@ -49,7 +53,25 @@ from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.keys import load_checkpoint_signer
 from sop_verified.nexus.sop import SOP, wall_clock
 from sop_verified.storage.sqlite import SQLiteBackend
-from sop_verified.storage.sqlite_seal import SEALED
+
+try:
+    from sop_verified.storage.sqlite_seal import SEALED
+
+    DERIVED: tuple[str, ...] = tuple(SEALED)
+    SEALING = True
+except ImportError:  # a checkout before the state seal (8f61b90), for a side-by-side run
+    DERIVED = (
+        "capabilities",
+        "revocations",
+        "policy_sets",
+        "verdicts",
+        "persist_effects",
+        "persist_pending",
+        "persist_tombstones",
+        "persist_versions",
+        "persist_inline",
+    )
+    SEALING = False
 
 __all__ = ["build", "main", "run", "time_boots"]
 
@@ -61,6 +83,11 @@ BATCH = 100_000
 
 OBJECT_BYTES = 4096
 SUBMITTERS = 32
+KEEP = 8
+"""The shipped DRAC scope keeps 8 versions of a name: the writes spread over at least
+``objects / KEEP`` names leave boot repair no superseded version to tombstone, so every
+boot timed is the steady state (with fewer names the first boot tombstones the excess,
+one durable append each)."""
 
 
 # ---- building the data directory -------------------------------------------------------------
@@ -183,7 +210,8 @@ def _fill(data: Path, start: int, entries: int, templates: list[bytes]) -> None:
     """Append decision entries up to ``entries`` through the store's log, as SOP opens it."""
     config = load_config(data)
     mac_key, _ = load_mac_key(data)
-    store = SQLiteBackend.open(data / composition.DB_NAME, state_key=mac_key)
+    db = data / composition.DB_NAME
+    store = SQLiteBackend.open(db, state_key=mac_key) if SEALING else SQLiteBackend.open(db)
     try:
         store.set_entry_indexer(index_entries)
         store.log.open(origin=config.origin, signer=load_checkpoint_signer(data, config.origin))
@@ -231,6 +259,7 @@ def time_boots(data: Path, boots: int) -> dict[str, Any]:
     totals: list[float] = []
     per_service: dict[str, list[float]] = {}
     counts: dict[str, int] = {}
+    first: dict[str, float] = {}
     for _ in range(boots):
         one: dict[str, list[float]] = {}
         with _probed_steps(one):
@@ -248,13 +277,16 @@ def time_boots(data: Path, boots: int) -> dict[str, Any]:
         totals.append(elapsed)
         for name, xs in one.items():
             per_service.setdefault(name, []).append(sum(xs))  # start + self-test
+        first = first or {name: round(sum(xs), 4) for name, xs in one.items()}
     services = {name: round(statistics.median(xs), 4) for name, xs in per_service.items()}
     return {
         "boots": boots,
+        "seconds": [round(t, 4) for t in totals],
         "median_s": round(statistics.median(totals), 4),
         "min_s": round(min(totals), 4),
         "max_s": round(max(totals), 4),
         "services_median_s": services,
+        "first_boot_services_s": first,
         "outside_services_s": round(statistics.median(totals) - sum(services.values()), 4),
         "rows": counts,
     }
@@ -264,25 +296,43 @@ def _row_counts(sop: SOP) -> dict[str, int]:
     db = getattr(sop.store, "_db", None)  # read-only introspection of the backend's connection
     if db is None:
         return {}
-    return {t: db.query(f"SELECT count(*) FROM {t}")[0][0] for t in SEALED}
+    return {t: db.query(f"SELECT count(*) FROM {t}")[0][0] for t in DERIVED}
 
 
 # ---- the whole run -----------------------------------------------------------------------------
 def run(
-    entries: int, objects: list[int], boots: int, names: int, capabilities: int
+    entries: int,
+    objects: list[int],
+    boots: int,
+    names: int | None,
+    capabilities: int,
+    keep: Path | None = None,
+    *,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """Build one data directory per ``objects`` count and time its boots."""
+    """Build one data directory per ``objects`` count and time its boots.
+
+    With ``keep``, each data directory is built in ``keep/objects-N/data`` and left
+    there (to profile a boot on it, or to time its boots again with ``reuse``,
+    e.g. alternating with another checkout's); otherwise in a temporary directory.
+    """
     out: dict[str, Any] = {"setup": _machine(), "configs": []}
     for n in objects:
         with tempfile.TemporaryDirectory(prefix="sop-bench-boot-") as tmp:
-            data = Path(tmp) / "data"
-            built = build(
-                data,
-                entries=entries,
-                objects=n,
-                names=min(names, max(1, n)),
-                capabilities=capabilities,
-            )
+            data = (keep / f"objects-{n}" if keep else Path(tmp)) / "data"
+            facts = data.parent / "built.json"
+            if reuse and facts.exists():
+                built = json.loads(facts.read_text())
+            else:
+                data.parent.mkdir(parents=True, exist_ok=True)
+                built = build(
+                    data,
+                    entries=entries,
+                    objects=n,
+                    names=names or max(1, -(-n // KEEP)),
+                    capabilities=capabilities,
+                )
+                facts.write_text(json.dumps(built))
             out["configs"].append({"built": built, "boot": time_boots(data, boots)})
     out["setup"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
@@ -290,6 +340,7 @@ def run(
 
 def _machine() -> dict[str, Any]:
     return {
+        "sealed": SEALING,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -352,12 +403,28 @@ def main() -> None:
         default=[5000, 100_000],
         help="persisted 4 KiB writes, one data directory per value",
     )
-    parser.add_argument("--names", type=int, default=512, help="artifact names written over")
+    parser.add_argument(
+        "--names", type=int, help=f"artifact names written over (default: objects / {KEEP})"
+    )
     parser.add_argument("--capabilities", type=int, default=200, help="capabilities admitted")
     parser.add_argument("--boots", type=int, default=5, help="boots timed per data directory")
+    parser.add_argument("--keep", type=Path, help="build the data directories here and keep them")
+    parser.add_argument(
+        "--reuse", action="store_true", help="with --keep: time the boots of what is built there"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
-    result = run(args.entries, args.objects, args.boots, args.names, args.capabilities)
+    if args.reuse and args.keep is None:
+        parser.error("--reuse needs --keep DIR")
+    result = run(
+        args.entries,
+        args.objects,
+        args.boots,
+        args.names,
+        args.capabilities,
+        keep=args.keep,
+        reuse=args.reuse,
+    )
     print(json.dumps(result, indent=2) if args.json else render(result))
 
 

@@ -35,7 +35,13 @@ def test_a_tiny_run_builds_the_log_and_times_ready_boots(tmp_path: Path) -> None
     assert composition._STEPS is steps  # the probes are gone
 
 
-def test_the_report_names_the_target(tmp_path: Path) -> None:
-    result = bench_boot.run(400, [4], boots=1, names=2, capabilities=0)
+def test_the_report_names_the_target_and_a_kept_directory_boots_again(tmp_path: Path) -> None:
+    result = bench_boot.run(400, [4], boots=1, names=None, capabilities=0, keep=tmp_path)
     text = bench_boot.render(result)
     assert "<= 2 s" in text and "| state (start + self-test, s) |" in text
+    assert result["configs"][0]["built"]["names"] == 1  # 4 writes, 8 versions kept per name
+
+    again = bench_boot.run(400, [4], boots=1, names=None, capabilities=0, keep=tmp_path, reuse=True)
+
+    assert again["configs"][0]["built"] == result["configs"][0]["built"]  # not built twice
+    assert again["configs"][0]["boot"]["rows"]["persist_effects"] == 4
