@@ -8,8 +8,9 @@ artifact names, by default one per 8 writes: each name's scope obligation is
 proved once and its verdict stored, and no name holds more versions than the
 scope keeps, so boot repair has nothing to tombstone), and a few reads. Then SOP
 is closed and the log is filled to ``--entries`` entries in bulk, through the
-store's own log opened with the data directory's checkpoint key and state key
-(the path ``bench_log.py`` times, one signed checkpoint per batch of 100,000):
+store's own log opened as boot opens it (``open_signed_log``: the directory's
+checkpoint key and state key, its rollback anchor checked and kept) on the path
+``bench_log.py`` times (one signed checkpoint per batch of 100,000):
 each entry is one of the real decision entries the reads and a refused write
 logged, with a fresh request id (entries that change no derived table, as most
 of a real log's entries). Every appended entry passes through the state seal's
@@ -51,6 +52,7 @@ from sop_verified.nexus import root as composition
 from sop_verified.nexus.config import load_config, load_mac_key
 from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.keys import load_checkpoint_signer
+from sop_verified.nexus.log_service import open_signed_log
 from sop_verified.nexus.sop import SOP, wall_clock
 from sop_verified.storage.sqlite import SQLiteBackend
 
@@ -214,8 +216,8 @@ def _fill(data: Path, start: int, entries: int, templates: list[bytes]) -> None:
     store = SQLiteBackend.open(db, state_key=mac_key) if SEALING else SQLiteBackend.open(db)
     try:
         store.set_entry_indexer(index_entries)
-        store.log.open(origin=config.origin, signer=load_checkpoint_signer(data, config.origin))
-        log = store.log.opened
+        signer = load_checkpoint_signer(data, config.origin)
+        log, _ = open_signed_log(data, store, config.origin, signer)  # as boot opens it: anchored
         for lo in range(start, entries, BATCH):
             hi = min(entries, lo + BATCH)
             log.append_many(
