@@ -17,6 +17,7 @@ never passes a record it has not indexed; if indexing fails the ledger goes
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ from sop_verified.tools.tlog_store import Receipt
 
 __all__ = [
     "ADMIN_OPS",
+    "RECORD_MARKS",
     "RECORD_TYPES",
     "REFUSED_TYPE",
     "ProtocolLedger",
@@ -44,6 +46,8 @@ __all__ = [
     "record_kind",
 ]
 
+_log = logging.getLogger(__name__)
+
 RECORD_TYPES = frozenset({"drac.phase", "drac.artifact", "emp.output", "csp.seal", "csp.resume"})
 """Entry ``type`` values that change protocol state."""
 
@@ -53,12 +57,16 @@ ADMIN_OPS = frozenset({"emp.key.register", "csp.snapshot.revoke", "csp.rollback.
 REFUSED_TYPE = "protocol.refused"
 """A refusal of a protocol effect or a diagnosis of a denial: logged, changes nothing."""
 
-_MARKS = (b'"type":"drac.', b'"type":"emp.', b'"type":"csp.', b'"op":"emp.', b'"op":"csp.')
+RECORD_MARKS = (b'"type":"drac.', b'"type":"emp.', b'"type":"csp.', b'"op":"emp.', b'"op":"csp.')
+"""Every protocol record's payload holds one of these (a store may pre-filter by them)."""
 _CATCH_UP_CHUNK = 5_000
 
 
 class ReceiptAppender(Protocol):
     """The log, as the ledger needs it."""
+
+    def log_size(self) -> int:
+        """Number of entries in the log."""
 
     def append_receipt(self, payload: bytes) -> Receipt:
         """Durably append one entry; return its receipt; raise StorageError on failure."""
@@ -100,7 +108,7 @@ def record_kind(payload: bytes) -> str | None:
     Returns:
         The kind; None for every entry that is not a protocol record.
     """
-    if not any(mark in payload for mark in _MARKS):
+    if not any(mark in payload for mark in RECORD_MARKS):
         return None  # the common case, decided without parsing
     entry = _load(payload)
     if entry is None:
@@ -175,6 +183,26 @@ class ProtocolLedger:
         self._now = now
         self._lock = threading.Lock()
         self._stale = False
+
+    def log_size(self) -> int:
+        """The number of entries in the log the ledger appends to."""
+        return self._log.log_size()
+
+    def followed_to(self, size: int) -> None:
+        """Every record below ``size`` is indexed: raise the index's mark (a clean stop).
+
+        Only while the ledger is not stale: every record SOP appends goes through
+        :meth:`record`, which indexes it, so when no indexing failed, nothing below
+        the log's end is missing. A stale ledger leaves the mark for the next
+        boot's catch-up. A failure to raise it only costs that catch-up time.
+        """
+        with self._lock:
+            if self._stale:
+                return
+            try:
+                self._index.set_indexed_to(size)
+            except StorageError as exc:
+                _log.warning("the protocol index mark stays where it was: %s", exc)
 
     @property
     def stale(self) -> bool:

@@ -141,6 +141,12 @@ class StoreLog:
         """Entries ``[start, end)`` as (index, leaf hash, payload)."""
         return self._store.read_entries(start, self.log_size() if end is None else end)
 
+    def log_entries_containing(
+        self, start: int, end: int, needles: Sequence[bytes]
+    ) -> list[tuple[int, bytes, bytes]]:
+        """Entries ``[start, end)`` whose payload holds one of ``needles`` (the store filters)."""
+        return self._store.read_entries_containing(start, end, needles)
+
     def verify_tail(self) -> None:
         """Check the tail only: last leaf hash, stored nodes and the latest checkpoint.
 

@@ -73,6 +73,12 @@ class MemoryLogStore:
         with self._lock:
             return {k: self._log.tiles[k] for k in keys if k in self._log.tiles}
 
+    def read_entries_containing(
+        self, start: int, end: int, needles: Sequence[bytes]
+    ) -> list[tuple[int, bytes, bytes]]:
+        """Entries ``[start, end)`` whose payload contains one of ``needles``."""
+        return [e for e in self.read_entries(start, end) if any(n in e[2] for n in needles)]
+
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
         """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``."""
         with self._lock:

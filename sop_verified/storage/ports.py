@@ -137,6 +137,11 @@ class EntryLog(Protocol):
     def log_entries(self, start: int = 0, end: int | None = None) -> list[tuple[int, bytes, bytes]]:
         """Entries ``[start, end)`` as (index, leaf hash, payload)."""
 
+    def log_entries_containing(
+        self, start: int, end: int, needles: Sequence[bytes]
+    ) -> list[tuple[int, bytes, bytes]]:
+        """Entries ``[start, end)`` whose payload contains one of ``needles``, in order."""
+
     def verify_tail(self) -> None:
         """Check the last leaf hash, stored nodes and latest checkpoint (IntegrityError)."""
 

@@ -165,6 +165,20 @@ class SQLiteLog:
             if versions and self._on_versions is not None:
                 self._on_versions(versions)
 
+    def read_entries_containing(
+        self, start: int, end: int, needles: Sequence[bytes]
+    ) -> list[tuple[int, bytes, bytes]]:
+        """Entries ``[start, end)`` whose payload contains one of ``needles`` (SQLite scans)."""
+        if not needles:
+            return []
+        where = " OR ".join(["instr(payload, ?) > 0"] * len(needles))
+        rows = self._query(
+            "SELECT idx, leaf_hash, payload FROM log_entries"  # noqa: S608 — placeholders only
+            f" WHERE idx >= ? AND idx < ? AND ({where}) ORDER BY idx",
+            (start, end, *needles),
+        )
+        return [(_int(r[0]), _blob(r[1]), _blob(r[2])) for r in rows]
+
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
         """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``."""
         rows = self._query(

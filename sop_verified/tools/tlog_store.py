@@ -112,6 +112,11 @@ class LogStore(Protocol):
     def write_batch(self, batch: Batch) -> None:
         """Write entries, tiles and checkpoint in one durable transaction, or nothing."""
 
+    def read_entries_containing(
+        self, start: int, end: int, needles: Sequence[bytes]
+    ) -> list[tuple[int, bytes, bytes]]:
+        """Entries ``[start, end)`` whose payload contains one of ``needles``, in order."""
+
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
         """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``."""
 

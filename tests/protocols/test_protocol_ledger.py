@@ -223,3 +223,23 @@ def test_the_sqlite_index_is_insert_only(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="missing from the log"):
         index.records()  # the row names no log entry
     store.close()
+
+
+def test_a_clean_stop_raises_the_mark_to_the_log_end_unless_stale(tmp_path: Path) -> None:
+    """The next boot's catch-up then starts at the end, not at the last record."""
+    store = SQLiteBackend.open(tmp_path / "sop.db", state_key=STATE_KEY)
+    with pytest.warns(UnsignedLogWarning):
+        store.log.unsafe_open_unsigned()
+    sinks: dict[str, RecordSink] = dict.fromkeys(RECORD_TYPES | ADMIN_OPS, Sink(Events()))
+    ledger = ProtocolLedger(log=store.log, index=store.records, sinks=sinks, now=lambda: 0)
+    ledger.record({**ENTRY, "session": "one"})
+    for i in range(5):
+        store.log.append(canonical_json({"type": "decision", "i": i}))
+    assert store.records.indexed_to() == 1
+    ledger.followed_to(ledger.log_size())
+    assert store.records.indexed_to() == 6
+    ledger._stale = True  # an index write failed in this run: the mark must stay
+    store.log.append(canonical_json({"type": "decision", "i": 5}))
+    ledger.followed_to(ledger.log_size())
+    assert store.records.indexed_to() == 6
+    store.close()

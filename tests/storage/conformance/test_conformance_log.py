@@ -116,3 +116,17 @@ def test_the_log_survives_a_reopen(durable: Opened, signer: Signer) -> None:
     assert log.size == 5 and log.root() == root
     assert reopened.log.append(b"5") == 5
     assert [p for _, _, p in reopened.log.log_entries()] == [b"%d" % i for i in range(6)]
+
+
+def test_entries_containing_a_needle_are_found_in_order(
+    backend: StorageBackend, signer: Signer
+) -> None:
+    """The protocol ledger's catch-up asks the store for candidates, not every payload."""
+    backend.log.open(signer=signer, origin=ORIGIN)
+    for payload in (b'{"a":1}', b'{"type":"csp.seal"}', b'{"b":2}', b'{"op":"emp.key"}', b"x"):
+        backend.log.append(payload)
+    needles = (b'"type":"csp.', b'"op":"emp.')
+    found = backend.log.log_entries_containing(0, 5, needles)
+    assert [(i, p) for i, _, p in found] == [(1, b'{"type":"csp.seal"}'), (3, b'{"op":"emp.key"}')]
+    assert [i for i, _, _ in backend.log.log_entries_containing(2, 5, needles)] == [3]
+    assert backend.log.log_entries_containing(0, 5, ()) == []
