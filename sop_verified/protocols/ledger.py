@@ -184,10 +184,12 @@ class ProtocolLedger:
         self._lock = threading.Lock()
         self._stale = False
 
+    @ensure(lambda result: result >= 0)
     def log_size(self) -> int:
         """The number of entries in the log the ledger appends to."""
         return self._log.log_size()
 
+    @require(lambda size: size >= 0)
     def followed_to(self, size: int) -> None:
         """Every record below ``size`` is indexed: raise the index's mark (a clean stop).
 

@@ -314,6 +314,17 @@ def test_phases_and_catalog_survive_a_reboot(own_env: Env) -> None:
     assert sop.drac.enter("durable", "RESOLVE", token=own_env.drac).allowed
 
 
+def _crash(env: Env) -> None:
+    """A record in the log the index never saw: what a crash between append and index leaves.
+
+    On a clean stop SOP raises the index's mark to the log's end (every record it
+    appends goes through the ledger); a crash, or an index write that failed (the
+    ledger stale), leaves the mark where it was. The test appended behind the
+    ledger's back, so it tells the ledger what a crash would have left it knowing.
+    """
+    env.sop.protocols.ledger._stale = True
+
+
 def test_a_record_the_index_missed_is_found_at_boot(own_env: Env) -> None:
     drac = own_env.sop.drac
     assert drac.open_session("crash", token=own_env.drac).allowed
@@ -329,6 +340,7 @@ def test_a_record_the_index_missed_is_found_at_boot(own_env: Env) -> None:
         "time": NOW,
     }
     store.log.append(canonical_json(entry))
+    _crash(own_env)
     sop = own_env.reboot()
     assert sop.drac.status("crash") == ("SCAN", "completed")
 
@@ -346,6 +358,7 @@ def test_an_out_of_order_record_in_the_log_fails_the_boot(own_env: Env) -> None:
         "time": NOW,
     }
     store.log.append(canonical_json(entry))
+    _crash(own_env)
     own_env.sop.close()
     sop = SOP.boot(own_env.data_dir, now=own_env.clock)
     own_env.sop = sop
