@@ -22,16 +22,19 @@ was expected and found.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from sop_verified.core.contracts import ensure, require
+from sop_verified.core.persistence.entries import EFFECT_TYPE, EffectOutcome
 from sop_verified.core.persistence.ports import EffectLog
 from sop_verified.errors import IntegrityError, SOPError, StorageError
+from sop_verified.storage.persist_index import ObjectRecord
 from sop_verified.tools.merkle import verify_inclusion
 
-__all__ = ["authenticated_entry"]
+__all__ = ["LoggedObject", "authenticated_entry", "logged_object"]
 
 
 @require(lambda index: type(index) is int, helper=True)
@@ -83,3 +86,58 @@ def authenticated_entry(log: EffectLog, index: int, *, what: str) -> dict[str, A
     if not isinstance(entry, dict):
         raise IntegrityError(f"{what} at log index `{index}` is not a JSON object")
     return entry
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedObject:
+    """What the log's effect entry at ``index`` says an object's content is."""
+
+    index: int
+    digest_hex: str
+    size: int
+
+
+def _show(values: tuple[Any, ...]) -> str:
+    return "/".join(str(v) for v in values)
+
+
+def logged_object(log: EffectLog, scope: str, rel: str, record: ObjectRecord) -> LoggedObject:
+    """The effect entry an index row names, proved in the log and checked against the row.
+
+    The index row is only a pointer: the entry must be a ``written`` write
+    effect of ``scope``, and every field the row repeats must be the entry's.
+
+    Raises:
+        IntegrityError: the entry is not in the signed log, is another kind of
+            entry, or disagrees with the row (the field, both values and the index named).
+        StorageError: the database failed.
+    """
+    at = record.effect_index
+    what = f"the effect entry of `{rel}` in scope `{scope}`"
+    entry = authenticated_entry(log, at, what=what)  # spec: INV-11 — the log decides
+    kind = tuple(entry.get(k) for k in ("type", "op", "outcome", "scope"))
+    want = (EFFECT_TYPE, "write", str(EffectOutcome.WRITTEN), scope)
+    if kind != want:
+        raise IntegrityError(
+            f"the index row for `{rel}` in scope `{scope}` names log index `{at}`,"
+            f" which holds `{_show(kind)}`, expected `{_show(want)}`"
+            " (type/op/outcome/scope)"
+        )
+    row: dict[str, Any] = {
+        "decision_index": record.decision_index,
+        "scope": record.scope,
+        "name": record.name,
+        "stored": record.stored,
+        "digest": record.digest,
+        "size": record.size,
+        "time": record.created_at,
+    }
+    for k, v in row.items():  # spec: INV-4 — the row must be the log's record of this object
+        logged = entry.get(k)
+        if logged != v or type(logged) is not type(v):
+            raise IntegrityError(
+                f"the index row for `{rel}` in scope `{scope}` disagrees with the"
+                f" effect entry at log index `{at}`: `{k}` is `{v!s:.200}` in the row,"
+                f" `{logged!s:.200}` in the log"
+            )
+    return LoggedObject(at, str(entry["digest"]).removeprefix("sha256:"), int(entry["size"]))

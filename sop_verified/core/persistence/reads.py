@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.health import Health
-from sop_verified.core.persistence.entries import EFFECT_TYPE, EffectOutcome, request_key
+from sop_verified.core.persistence.entries import request_key
 from sop_verified.core.persistence.layout import read_target
-from sop_verified.core.persistence.logged import authenticated_entry
+from sop_verified.core.persistence.logged import LoggedObject, authenticated_entry, logged_object
 from sop_verified.core.persistence.outcomes import ReadResult, reason, refusal
 from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeFiles
 from sop_verified.core.persistence.scopes import Scope, ScopeTable
@@ -38,19 +37,6 @@ __all__ = ["READ_ACTIONS", "Reader"]
 
 READ_ACTIONS = frozenset({"artifact.read", "snapshot.resume"})
 """Decisions that authorise reading stored bytes."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Logged:
-    """What the log's effect entry at ``index`` says the object's content is."""
-
-    index: int
-    digest_hex: str
-    size: int
-
-
-def _show(values: tuple[Any, ...]) -> str:
-    return "/".join(str(v) for v in values)
 
 
 @invariant(
@@ -194,39 +180,11 @@ class Reader:
             )
         return record
 
-    def _logged(self, scope: Scope, rel: str, record: ObjectRecord) -> _Logged:
+    def _logged(self, scope: Scope, rel: str, record: ObjectRecord) -> LoggedObject:
         """What the log says the object is: the effect entry the index row names, checked."""
-        at = record.effect_index
-        what = f"the effect entry of `{rel}` in scope `{scope.name}`"
-        entry = authenticated_entry(self._log, at, what=what)  # spec: INV-5 — the log decides
-        kind = tuple(entry.get(k) for k in ("type", "op", "outcome", "scope"))
-        want = (EFFECT_TYPE, "write", str(EffectOutcome.WRITTEN), scope.name)
-        if kind != want:
-            raise IntegrityError(
-                f"the index row for `{rel}` in scope `{scope.name}` names log index `{at}`,"
-                f" which holds `{_show(kind)}`, expected `{_show(want)}`"
-                " (type/op/outcome/scope)"
-            )
-        row: dict[str, Any] = {
-            "decision_index": record.decision_index,
-            "scope": record.scope,
-            "name": record.name,
-            "stored": record.stored,
-            "digest": record.digest,
-            "size": record.size,
-            "time": record.created_at,
-        }
-        for k, v in row.items():  # spec: INV-4 — the row must be the log's record of this object
-            logged = entry.get(k)
-            if logged != v or type(logged) is not type(v):
-                raise IntegrityError(
-                    f"the index row for `{rel}` in scope `{scope.name}` disagrees with the"
-                    f" effect entry at log index `{at}`: `{k}` is `{v!s:.200}` in the row,"
-                    f" `{logged!s:.200}` in the log"
-                )
-        return _Logged(at, str(entry["digest"]).removeprefix("sha256:"), int(entry["size"]))
+        return logged_object(self._log, scope.name, rel, record)  # spec: INV-5 — the log decides
 
-    def _load(self, scope: Scope, record: ObjectRecord, logged: _Logged) -> bytes:
+    def _load(self, scope: Scope, record: ObjectRecord, logged: LoggedObject) -> bytes:
         expected, size, at = logged.digest_hex, logged.size, logged.index
         kept = self._index.blob(scope.name, record.stored)  # a small blob lives in the database
         if kept is not None:

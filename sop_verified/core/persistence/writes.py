@@ -23,6 +23,7 @@ from sop_verified.core.kernel import LinkedEffect
 from sop_verified.core.persistence.entries import EffectOutcome, effect_entry, request_key
 from sop_verified.core.persistence.guards import Claims, ScopeLocks
 from sop_verified.core.persistence.layout import check_name, stored_path
+from sop_verified.core.persistence.logged import logged_object
 from sop_verified.core.persistence.outcomes import reason, refusal
 from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeFiles
 from sop_verified.core.persistence.scopes import Scope, ScopeMode, ScopeTable
@@ -352,7 +353,8 @@ class Writer:
             return EffectOutcome.WRITTEN  # a new name -> digest record; the blob may be shared
         if scope.mode is ScopeMode.WRITE_ONCE:
             current = self._index.latest(scope.name, plan.name)
-            if current is not None:
+            if current is not None:  # spec: INV-11 — answered from the log, not the row
+                logged_object(self._log, scope.name, plan.name, current)
                 return _unchanged_or_refuse(current, plan, request)
         try:
             files.write(plan.stored, data, tag=str(index), exclusive=True)  # never overwrites
@@ -366,6 +368,7 @@ class Writer:
                     f"`{request.resource}` exists on disk without a record",
                     code="write_once_violation",
                 ) from None
+            logged_object(self._log, scope.name, plan.name, current)  # spec: INV-11
             return _unchanged_or_refuse(current, plan, request)
         return EffectOutcome.WRITTEN
 

@@ -434,3 +434,26 @@ def test_writes_in_place_pass_the_directory_check(env: Env) -> None:
     d = env.persist("emp", "verdict.record", "verdicts/emp/a/b/c", b"PROVED")
     assert d.allowed, d.reasons
     assert env.sop.persistence.alarms == []
+
+
+# ---- 4. a write-once answer comes from the log, not from the index row --------------------
+def test_forged_row_cannot_make_a_write_once_write_answer_unchanged(env: Env) -> None:
+    """A planted row naming the bytes about to be written would skip the write (no file)."""
+    other = env.persist("emp", "verdict.record", "verdicts/emp/other", b"OTHER")
+    assert other.allowed
+    data = b"PROVED"
+    db = _attacker_db(env)  # `claim` "already holds" these bytes, pointing at other's entry
+    db.execute(
+        "INSERT INTO persist_effects (effect_index, decision_index, outcome, scope, name, stored,"
+        " digest, size, time, version) VALUES (?, ?, 'written', 'emp-verdicts', 'claim',"
+        " 'claim', ?, ?, 0, 1)",
+        (other.write.index + 1000, other.log_index, _sha(data), len(data)),
+    )
+    db.close()
+
+    d = env.persist("emp", "verdict.record", "verdicts/emp/claim", data)
+
+    assert d.effect is Permission.DENY  # never `unchanged` on the row's word
+    assert d.reasons[0].code == "integrity", d.reasons
+    assert env.sop.persistence.alarms, "no integrity alarm"
+    assert not (env.scope_root("emp-verdicts") / "claim").exists()
