@@ -101,6 +101,7 @@ def _show(values: tuple[Any, ...]) -> str:
     return "/".join(str(v) for v in values)
 
 
+@ensure(lambda record, result: result.index == record.effect_index, helper=True)
 def logged_object(log: EffectLog, scope: str, rel: str, record: ObjectRecord) -> LoggedObject:
     """The effect entry an index row names, proved in the log and checked against the row.
 
