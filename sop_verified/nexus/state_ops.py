@@ -34,10 +34,9 @@ _WAL_SUFFIXES = ("", "-wal", "-shm")
 
 
 def _audited(data_dir: Path, vkey: str | None) -> tuple[bool, str, int]:
-    report, trusted = audit_data_dir(data_dir, vkey=vkey)
-    log_findings = [f for f in report.findings if f.kind != "derived_state"]
-    if log_findings:
-        first = log_findings[0]
+    report, trusted = audit_data_dir(data_dir, vkey=vkey, derived_state=False)
+    if report.findings:  # the seal is checked (and the rows compared) by the caller
+        first = report.findings[0]
         return False, f"entry {first.index}: {first.message}", report.entries
     where = "a key held elsewhere" if trusted.held_elsewhere else "the data directory's own key"
     return True, f"{report.entries} entries verified against {where}", report.entries

@@ -42,6 +42,7 @@ from sop_verified.core.proofgate.store import InMemoryVerdictStore
 from sop_verified.errors import IntegrityError, PolicyError, StorageError
 from sop_verified.protocols.ledger import record_kind
 from sop_verified.storage.sqlite import SQLiteBackend
+from sop_verified.storage.sqlite_db import connect_read_only
 from sop_verified.storage.sqlite_seal import check_state_file
 from sop_verified.storage.unit_of_work import KeptBlob
 from sop_verified.tools.canonical import canonical_json
@@ -124,10 +125,7 @@ def _entries(src: sqlite3.Connection, size: int) -> Iterator[tuple[int, bytes, b
 
 
 def _open_ro(path: Path) -> sqlite3.Connection:
-    try:
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot open `{path}` read-only: {exc}") from exc
+    return connect_read_only(path, "read-only")
 
 
 def rebuild(old: Path, target: Path, master: bytes, progress: Progress | None = None) -> Rebuilt:
@@ -284,7 +282,7 @@ def _restore_verdicts(
 _KEYS: dict[str, tuple[str, ...]] = {
     "capabilities": ("id",),
     "revocations": ("id",),
-    "policy_sets": ("seq",),
+    "policy_sets": ("digest",),
     "verdicts": ("digest",),
     "persist_pending": ("decision_index",),
     "persist_effects": ("effect_index",),
@@ -319,14 +317,9 @@ def _table(db: sqlite3.Connection, table: str) -> dict[tuple[Any, ...], dict[str
         values = dict(row)
         if table == "protocol_records":  # the receipt's checkpoint depends on when it was taken
             values["receipt"] = _receipt_leaf(values["receipt"])
-        if table == "policy_sets":
+        if table == "policy_sets":  # the order of activation rows is SQLite's, not the log's
             values.pop("seq")
-        key = (
-            tuple(values[k] for k in _KEYS[table])
-            if table != "policy_sets"
-            else (values["digest"],)
-        )
-        out[key] = values
+        out[tuple(values[k] for k in _KEYS[table])] = values
     return out
 
 

@@ -33,7 +33,7 @@ from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.ports import DEFAULT_ORIGIN
 from sop_verified.storage.sqlite_blobs import INLINE_SCHEMA, SQLiteBlobs, store_blobs
 from sop_verified.storage.sqlite_capabilities import CAPABILITY_SCHEMA, SQLiteCapabilities
-from sop_verified.storage.sqlite_db import SQLiteDB, insert_rows
+from sop_verified.storage.sqlite_db import SQLiteDB, connect_read_only, insert_rows
 from sop_verified.storage.sqlite_log import LOG_SCHEMA, SQLiteLog
 from sop_verified.storage.sqlite_persist import PERSIST_SCHEMA, SQLitePersistIndex
 from sop_verified.storage.sqlite_policies import POLICY_SCHEMA, SQLitePolicies
@@ -237,10 +237,7 @@ class SQLiteBackend:
         """
         if self._log_store.log_tail()[0]:
             raise StorageError("the log can only be copied into an empty store")
-        try:
-            src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open `{source}` to copy its log: {exc}") from exc
+        src = connect_read_only(source, "to copy its log")
         try:
             ((size,),) = src.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries")
             for table, columns, key in _LOG_COPY:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from sop_verified.errors import StorageError
 from sop_verified.tools.private_fs import ensure_private_file
 
-__all__ = ["SQLiteDB", "explained", "insert_rows"]
+__all__ = ["SQLiteDB", "connect_read_only", "explained", "insert_rows"]
 
 _T = TypeVar("_T")
 
@@ -55,6 +55,18 @@ def insert_rows(
             row = "(" + ",".join("?" * width) + ")"
             sql = _values_sql[key] = f"{head} VALUES {','.join([row] * len(chunk))}{tail}"
         db.execute(sql, [v for r in chunk for v in r])
+
+
+def connect_read_only(path: Path, purpose: str) -> sqlite3.Connection:
+    """A read-only connection to the database at ``path`` (an audit or a rebuild writes nothing).
+
+    Raises:
+        StorageError: the file cannot be opened (``purpose`` says what for).
+    """
+    try:
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open `{path}` {purpose}: {exc}") from exc
 
 
 def explained(exc: sqlite3.Error, explain: Callable[[], str | None] | None) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sop_verified.errors import IntegrityError, StorageError
+from sop_verified.storage.sqlite_db import connect_read_only
 from sop_verified.storage.state_seal import NO_CONFIG, RawText, Seal, SealKeeper, check_tables
 
 __all__ = [
@@ -249,10 +250,7 @@ def check_state_file(path: Path, master: bytes, log_size: int, config: str | Non
         IntegrityError: as :func:`check_state`.
         StorageError: the database cannot be opened or read.
     """
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot open `{path}` to check its derived state: {exc}") from exc
+    db = connect_read_only(path, "to check its derived state")
     try:
         check_state(db, SealKeeper(master, tuple(SEALED)), log_size, config)
     except sqlite3.Error as exc:
