@@ -421,6 +421,8 @@ class OpsKernel:
         }
         if req is not None:
             entry["request"] = req.to_dict()
+            if req.transport is not None and (said := req.transport.to_dict()):
+                entry["transport"] = said  # a retry and a trace find this entry
         else:
             entry["malformed_request_digest"] = raw_digest
         return canonical_json(entry)
@@ -455,6 +457,14 @@ def _bridge_refusal(req: Request) -> Reason | None:
     ``admin`` channel would otherwise reach the policies written for the admin
     plane, so it is refused; so is an admin action.
     """
+    transport = req.transport
+    if transport is not None and transport.principal not in (None, req.principal):
+        # spec: INV-6 — the principal is the transport's (the client certificate's), not the body's
+        msg = (
+            f"the request names principal `{req.principal}` but the transport authenticated"
+            f" `{transport.principal}`; send requests as the principal of your certificate"
+        )
+        return _deny(Stage.SCHEMA, "principal_mismatch", msg)
     if req.channel != "bridge":  # spec: INV-6 — the channel is the entry point's, not the caller's
         msg = (
             f"a request through the bridge cannot name channel `{req.channel}`; omit `channel`"

@@ -14,10 +14,11 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from sop_verified.core.contracts import ensure
 from sop_verified.core.decision_fields import ProtocolRecord, WriteResult
+from sop_verified.core.transport import Transport
 from sop_verified.errors import InputError, RequestError
 from sop_verified.tools.paths import check_path
 from sop_verified.tools.tlog_store import Receipt
@@ -199,6 +200,29 @@ class Request(BaseModel):
     obligations: list[Obligation] = Field(default_factory=list, max_length=MAX_OBLIGATIONS)
     content_digest: str | None = Field(default=None, pattern=CONTENT_DIGEST_PATTERN)
     """For persist actions: ``sha256:<64 hex>`` of the bytes to write; the decision binds it."""
+    _transport: Transport | None = PrivateAttr(default=None)
+
+    @ensure(lambda self, transport, result: result.transport is transport, helper=True)
+    @ensure(
+        lambda self, result: result.to_dict() == self.to_dict(),
+        "the body is unchanged",
+        helper=True,
+    )
+    def via(self, transport: Transport) -> Request:
+        """This request as ``transport`` delivered it (a copy; the body is unchanged).
+
+        The transport's facts are not fields: no request body can set them (an
+        unknown key such as ``_transport`` is refused like any other). Copies made
+        with ``model_copy`` keep them.
+        """
+        out = self.model_copy()
+        out._transport = transport
+        return out
+
+    @property
+    def transport(self) -> Transport | None:
+        """What the transport said about this request, or None (an in-process call)."""
+        return self._transport
 
     @field_validator("action")
     @classmethod

@@ -46,6 +46,9 @@ _WORKERS = "starts or stops the solver workers: SolverPool's own contracts state
 _RENDER = "checks an S-expression and renders it, or raises ObligationError (filter tests)"
 
 WITHOUT_CONTRACT: dict[str, str] = {
+    "sop_verified.core.request.Request.model_post_init": (
+        "pydantic generates it to initialise the private transport attribute; no SOP logic"
+    ),
     "sop_verified.core.policy.analysis.replay_confirms": _TYPED,
     "sop_verified.core.policy.encode.PolicyEncoding.evaluate": _DIFFERENTIAL,
     "sop_verified.core.policy.expr.children": _TYPED,
