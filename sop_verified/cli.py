@@ -393,10 +393,12 @@ def proofs_replay(
 
 def _register_log_commands() -> None:
     from sop_verified.cli_log import register  # the log commands live in cli_log
+    from sop_verified.cli_serve import register as register_serve  # `sop serve`
     from sop_verified.cli_state import register as register_state  # and state's in cli_state
 
     register(app)
     register_state(app)
+    register_serve(app)
 
 
 _register_log_commands()

@@ -215,6 +215,17 @@ class SOP:
             return not_booted(self.health)
         return self._services.kernel.submit(request)
 
+    def submit_batch(self, requests: Sequence[Request]) -> list[Decision]:
+        """Decide parsed requests in one durable log batch (the server's group commit); never raises.
+
+        Each request meets the same stages as with :meth:`submit`; one answer per
+        request, in order.
+        """
+        if self._services is None:
+            return [not_booted(self.health) for _ in requests]
+        pairs = self._services.kernel.submit_batch([(r, None) for r in requests])
+        return [decision for decision, _ in pairs]
+
     def recorded_verdict(self, obligation: Obligation) -> VerdictResult | None:
         """The gate's verdict for ``obligation`` (cached: recorded verdicts are never re-solved)."""
         return None if self._services is None else self._services.gate.check(obligation)

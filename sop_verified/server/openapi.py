@@ -1,0 +1,249 @@
+"""The OpenAPI 3.1 document of the bridge and read planes (served, and committed in docs/).
+
+Built from SOP's own schema of record: the request schema is pydantic's
+(:class:`~sop_verified.core.request.Request`, strict, no extra keys); the
+decision's form is docs/DECISION_JSON.md. ``tests/server/test_openapi.py``
+holds docs/openapi.json equal to :func:`openapi_document`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sop_verified.core.request import Request
+
+__all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _problem_response(why: str) -> dict[str, Any]:
+    return {
+        "description": why,
+        "content": {"application/problem+json": {"schema": _ref("Problem")}},
+    }
+
+
+def _json_response(why: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": why, "content": {"application/json": {"schema": schema}}}
+
+
+_HEADERS = [
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "A retry with the same key gets the first answer; nothing is decided twice.",
+        "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+    },
+    {
+        "name": "traceparent",
+        "in": "header",
+        "required": False,
+        "description": "W3C Trace Context; recorded in the decision's log entry when well formed.",
+        "schema": {"type": "string"},
+    },
+]
+
+_REFUSALS = {
+    "400": _problem_response("malformed body (a malformed request is still a logged DENY)"),
+    "401": _problem_response("no client certificate"),
+    "403": _problem_response("the client certificate names no principal"),
+    "409": _problem_response("a call with this idempotency key is still running"),
+    "413": _problem_response("the body is larger than the limit"),
+    "422": _problem_response("the idempotency key was used for another request"),
+    "429": _problem_response("the decision queue is full; retry after `Retry-After` seconds"),
+    "503": _problem_response("SOP is not READY or is stopping (every decision is DENY)"),
+}
+
+
+def _post(summary: str, body: dict[str, Any], ok: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": _HEADERS,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"200": ok, **_REFUSALS},
+        }
+    }
+
+
+def _get(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"get": {"summary": summary, "responses": responses, **extra}}
+
+
+def _schemas() -> dict[str, Any]:
+    request = Request.model_json_schema(ref_template=_REF + "{model}")
+    defs = request.pop("$defs", {})
+    reason = {
+        "type": "object",
+        "required": ["stage", "code", "message"],
+        "properties": {
+            "stage": {"type": "string"},
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+            "policy_ids": {"type": "array", "items": {"type": "string"}},
+            "capability_id": {"type": "string"},
+            "obligation": {"type": "string"},
+            "counterexample": {"type": "object"},
+        },
+    }
+    decision = {
+        "type": "object",
+        "description": "docs/DECISION_JSON.md",
+        "required": ["version", "effect", "reasons", "log_index"],
+        "properties": {
+            "version": {"type": "integer"},
+            "effect": {"enum": ["ALLOW", "DENY"]},
+            "request_id": {"type": ["string", "null"]},
+            "capability_id": {"type": ["string", "null"]},
+            "policy_ids": {"type": "array", "items": {"type": "string"}},
+            "reasons": {"type": "array", "items": _ref("Reason")},
+            "log_index": {"type": ["integer", "null"]},
+            "receipt": {"type": "object"},
+            "entry_digest": {"type": "string"},
+            "replayed": {"type": "boolean"},
+        },
+    }
+    problem = {
+        "type": "object",
+        "required": ["type", "title", "status", "detail", "code"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string"},
+            "stage": {"type": "string"},
+            "decision": _ref("Decision"),
+        },
+    }
+    entity = {"type": "object", "properties": {"properties": {"type": "object"}}}
+    evaluation = {
+        "type": "object",
+        "required": ["subject", "action", "resource"],
+        "properties": {
+            "subject": {**entity, "required": ["type", "id"]},
+            "action": {**entity, "required": ["name"]},
+            "resource": {**entity, "required": ["type", "id"]},
+            "context": {"type": "object"},
+        },
+    }
+    return {
+        **defs,
+        "Request": request,
+        "Reason": reason,
+        "Decision": decision,
+        "Problem": problem,
+        "EvaluationRequest": evaluation,
+        "EvaluationResponse": {
+            "type": "object",
+            "required": ["decision"],
+            "properties": {"decision": {"type": "boolean"}, "context": {"type": "object"}},
+        },
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (a fresh dict each call)."""
+    batch = {
+        "type": "object",
+        "required": ["requests"],
+        "additionalProperties": False,
+        "properties": {
+            "requests": {"type": "array", "minItems": 1, "maxItems": 64, "items": _ref("Request")}
+        },
+    }
+    evaluations = {
+        "type": "object",
+        "properties": {
+            "subject": {"type": "object"},
+            "action": {"type": "object"},
+            "resource": {"type": "object"},
+            "context": {"type": "object"},
+            "evaluations": {"type": "array", "minItems": 1, "maxItems": 64},
+            "options": {"type": "object"},
+        },
+    }
+    text = {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    paths = {
+        "/v1/decide": _post(
+            "Decide one request (bridge plane, mutual TLS)",
+            _ref("Request"),
+            _json_response("the decision, logged, with its receipt", _ref("Decision")),
+        ),
+        "/v1/decide/batch": _post(
+            "Decide up to 64 requests, one result each (bridge plane)",
+            batch,
+            _json_response(
+                "one decision per request, in order",
+                {
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {"results": {"type": "array", "items": _ref("Decision")}},
+                },
+            ),
+        ),
+        "/access/v1/evaluation": _post(
+            "AuthZEN 1.0 access evaluation (bridge plane)",
+            _ref("EvaluationRequest"),
+            _json_response("the AuthZEN decision", _ref("EvaluationResponse")),
+        ),
+        "/access/v1/evaluations": _post(
+            "AuthZEN 1.0 access evaluations (bridge plane)",
+            evaluations,
+            _json_response(
+                "one AuthZEN decision per evaluation (fewer with a short-circuit semantic)",
+                {
+                    "type": "object",
+                    "required": ["evaluations"],
+                    "properties": {
+                        "evaluations": {"type": "array", "items": _ref("EvaluationResponse")}
+                    },
+                },
+            ),
+        ),
+        "/v1/receipts/{index}": _get(
+            "The C2SP tlog-proof of a log entry (read plane)",
+            {
+                "200": text,
+                "400": _problem_response("not an index"),
+                "404": _problem_response("no such entry"),
+            },
+            parameters=[
+                {"name": "index", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+        ),
+        "/health/live": _get(
+            "The process answers (read plane)", {"200": _json_response("live", {"type": "object"})}
+        ),
+        "/health/ready": _get(
+            "200 only when SOP is READY; the body says the state and why (read plane)",
+            {
+                "200": _json_response("ready", {"type": "object"}),
+                "503": _json_response("not ready", {"type": "object"}),
+            },
+        ),
+        "/metrics": _get("Prometheus text format (read plane)", {"200": text}),
+        "/log/checkpoint": _get(
+            "The latest signed checkpoint, C2SP tlog-checkpoint", {"200": text}
+        ),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "SOP bridge and read planes",
+            "version": "1",
+            "description": (
+                "The bridge plane (mutual TLS; the principal is the client certificate's) and"
+                " the public read plane (the log as C2SP tlog-tiles under /log/, receipts,"
+                " health, metrics). Errors are RFC 9457 problems. docs/HTTP_API.md."
+            ),
+        },
+        "paths": paths,
+        "components": {"schemas": _schemas()},
+    }

@@ -1,0 +1,108 @@
+"""The public read plane's own routes: health, metrics, receipts, the OpenAPI document.
+
+No authentication: nothing here decides or changes anything. The log itself
+(C2SP tlog-tiles) is served by :mod:`.read_plane`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sop_verified.core.health import Health
+from sop_verified.errors import InputError
+from sop_verified.server.openapi import openapi_document
+from sop_verified.server.problems import problem
+from sop_verified.server.state import ServerState
+from sop_verified.server.telemetry import CONTENT_TYPE_LATEST, Metrics
+
+__all__ = ["public_routes"]
+
+
+def _json(value: Any, status: int = 200, **headers: str) -> Response:
+    return Response(
+        orjson.dumps(value), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def public_routes(state: ServerState) -> list[Route]:
+    """Health, metrics, receipts and the OpenAPI document over ``state``."""
+    spec = orjson.dumps(openapi_document())
+    warnings: list[str] = []
+    if state.unsafe_no_tls:
+        warnings.append(
+            "UNSAFE: the bridge plane runs without TLS (--unsafe-no-tls): no client is"
+            " authenticated and any local process can ask for decisions as any principal"
+        )
+
+    async def live(request: HTTPRequest) -> Response:
+        return _json({"status": "live"}, **{"Cache-Control": "no-store"})
+
+    async def ready(request: HTTPRequest) -> Response:
+        ok, why = state.ready()
+        body = {"ready": ok, "state": str(state.sop.health), "detail": why, "warnings": warnings}
+        return _json(body, 200 if ok else 503, **{"Cache-Control": "no-store"})
+
+    async def metrics(request: HTTPRequest) -> Response:
+        text = await run_in_threadpool(state.metrics.render)
+        return Response(text, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+    async def openapi(request: HTTPRequest) -> Response:
+        return Response(spec, media_type="application/json")
+
+    async def receipt(request: HTTPRequest) -> Response:
+        text = request.path_params["index"]
+        if not text.isdigit() or (len(text) > 1 and text[0] == "0") or len(text) > 19:
+            return problem(400, "bad_index", f"`{text[:40]}` is not a log index", stage="schema")
+        try:
+            bundle = await run_in_threadpool(state.sop.log.prove, int(text))
+        except InputError as exc:
+            return problem(404, "not_in_log", str(exc))
+        return Response(
+            bundle.to_text(),
+            media_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    state.metrics.collect_hooks.append(_sampler(state))
+    return [
+        Route("/health/live", live, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/v1/receipts/{index}", receipt, methods=["GET"]),
+    ]
+
+
+def _sampler(state: ServerState) -> Any:
+    def sample(metrics: Metrics) -> None:
+        sop = state.sop
+        health = sop.health
+        for member in Health:
+            metrics.health.labels(str(member)).set(1 if member is health else 0)
+        metrics.queue_depth.set(state.queue.depth)
+        try:
+            log = sop.log
+        except Exception:  # boot did not finish: no log to sample
+            return
+        size = log.size
+        metrics.log_size.set(size)
+        now = time.time()
+        if size != state.last_size:  # every batch signs a checkpoint: a new size is a new one
+            state.last_size, state.last_signed = size, now
+        if state.last_signed is not None:
+            metrics.checkpoint_age.set(max(0.0, now - state.last_signed))
+
+    return sample
+
+
+def committed_openapi_path(root: Path) -> Path:
+    """Where the repository keeps the generated OpenAPI document."""
+    return root / "docs" / "openapi.json"

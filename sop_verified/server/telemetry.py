@@ -1,0 +1,117 @@
+"""Telemetry: Prometheus metrics and one JSON log line per decision.
+
+The metrics live in a registry of their own (not the process-wide default),
+served on the public read plane's ``/metrics`` in the Prometheus text format by
+``prometheus-client``. Labels never carry request values: effects, stages and
+codes are SOP's own small vocabularies, so a label cannot leak a context value
+or grow without bound. The decision log line carries the decision's id, log
+index, effect, code and latency, and no request context values.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from sop_verified.core.request import Decision
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "decision_logger"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+decision_logger = logging.getLogger("sop.decisions")
+"""One JSON line per decision (INFO); configure a handler to keep them."""
+
+
+class Metrics:
+    """SOP's metrics in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.decisions = Counter(
+            "sop_decisions",
+            "Decisions by effect, stage and code.",
+            ("effect", "stage", "code"),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "sop_decision_seconds",
+            "End-to-end decision latency over HTTP, by endpoint.",
+            ("endpoint",),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch = Histogram(
+            "sop_decision_batch_size",
+            "Requests decided per durable log batch.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "sop_decision_queue_depth", "Requests waiting for a decision.", registry=r
+        )
+        self.rejected = Counter(
+            "sop_http_rejected",
+            "Requests refused before a decision, by reason.",
+            ("reason",),
+            registry=r,
+        )
+        self.tls_refused = Counter(
+            "sop_tls_handshake_refused", "Bridge-plane TLS handshakes refused.", registry=r
+        )
+        self.log_size = Gauge("sop_log_size", "Entries in the signed log.", registry=r)
+        self.checkpoint_age = Gauge(
+            "sop_checkpoint_age_seconds",
+            "Seconds since the latest checkpoint was signed.",
+            registry=r,
+        )
+        self.health = Gauge(
+            "sop_health",
+            "1 for SOP's current health state, 0 for the others.",
+            ("state",),
+            registry=r,
+        )
+        self.gate_queue = Gauge(
+            "sop_proof_gate_queue", "Obligations waiting for a solver worker.", registry=r
+        )
+        self.worker_restarts = Gauge(
+            "sop_proof_gate_worker_restarts", "Solver worker processes restarted.", registry=r
+        )
+        self.collect_hooks: list[Callable[[Metrics], None]] = []
+
+    def observe(self, decision: Decision, endpoint: str, started: float) -> float:
+        """Count one decision and its latency; returns the latency in seconds."""
+        elapsed = time.perf_counter() - started
+        reason = decision.reasons[0] if decision.reasons else None
+        stage = str(reason.stage) if reason else ""
+        code = reason.code if reason else ""
+        self.decisions.labels(str(decision.effect), stage, code).inc()
+        self.latency.labels(endpoint).observe(elapsed)
+        if decision_logger.isEnabledFor(logging.INFO):
+            decision_logger.info(
+                orjson.dumps(
+                    {
+                        "event": "decision",
+                        "request_id": decision.request_id,
+                        "log_index": decision.log_index,
+                        "effect": str(decision.effect),
+                        "stage": stage,
+                        "code": code,
+                        "latency_ms": round(elapsed * 1000, 3),
+                        "endpoint": endpoint,
+                    }
+                ).decode()
+            )
+        return elapsed
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition, after refreshing the sampled gauges."""
+        for hook in self.collect_hooks:
+            hook(self)
+        return generate_latest(self.registry)
