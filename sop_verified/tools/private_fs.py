@@ -15,6 +15,7 @@ already existed is not SOP's to change and is left as it is.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "make_private_dir",
     "set_private_dir",
     "write_private",
+    "write_private_new",
 ]
 
 FILE_MODE = 0o600
@@ -137,6 +139,41 @@ def write_private(path: Path, data: bytes) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
+    dfd = os.open(path.parent, _DIR_FLAGS)
+    try:
+        os.fsync(dfd)  # the new name is durable
+    finally:
+        os.close(dfd)
+
+
+def write_private_new(path: Path, data: bytes) -> None:
+    """Create ``path`` holding ``data``, mode 0600, atomically, never replacing an existing name.
+
+    The bytes go to a fresh temporary file first (fsynced), which is then hard-linked to
+    ``path``: the link fails when ``path`` exists (a symlink included), so nothing is ever
+    overwritten, and ``path`` never holds part of ``data``.
+
+    Args:
+        path: The new file (its directory must exist).
+        data: The content.
+
+    Raises:
+        FileExistsError: ``path`` exists.
+        OSError: the file cannot be written.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = create_private_file(tmp)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path, follow_symlinks=False)
+    finally:
+        tmp.unlink(missing_ok=True)
     dfd = os.open(path.parent, _DIR_FLAGS)
     try:
         os.fsync(dfd)  # the new name is durable
