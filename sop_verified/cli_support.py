@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn, TypeVar, cast
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sop_verified.errors import SOPError
 
@@ -41,7 +42,8 @@ DEFAULT_DATA_DIR = Path("sop-data")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # the message is text, not markup: a pattern such as `[a-z][a-z0-9_-]` would be eaten
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 
