@@ -392,6 +392,7 @@ def proofs_replay(
 
 
 def _register_log_commands() -> None:
+    from sop_verified.cli_certs import register as register_certs  # the TLS ones in cli_certs
     from sop_verified.cli_log import register  # the log commands live in cli_log
     from sop_verified.cli_serve import register as register_serve  # `sop serve`
     from sop_verified.cli_state import register as register_state  # and state's in cli_state
@@ -399,6 +400,7 @@ def _register_log_commands() -> None:
     register(app)
     register_state(app)
     register_serve(app)
+    register_certs(app)
 
 
 _register_log_commands()

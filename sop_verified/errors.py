@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "AttenuationError",
     "CapabilityError",
+    "CertificateError",
     "ConfigError",
     "ConfinementError",
     "InputError",
@@ -81,6 +82,10 @@ class AttenuationError(CapabilityError):
     ) -> None:
         self.counterexample = counterexample
         super().__init__(message, code=code, capability_id=capability_id)
+
+
+class CertificateError(InputError):
+    """A TLS certificate names no single well-formed SOP principal, or cannot be issued."""
 
 
 class PolicyError(InputError):

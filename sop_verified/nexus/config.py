@@ -29,6 +29,7 @@ from sop_verified.protocols.drac.phases import DEFAULT_PHASES, check_phases
 from sop_verified.tools.canonical import digest, sha256_hex
 from sop_verified.tools.paths import Glob, check_path
 from sop_verified.tools.private_fs import make_private_dir, write_private
+from sop_verified.tools.x509_ca import create_authority
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -330,7 +331,10 @@ def load_config(data_dir: Path) -> SOPConfig:
 
 
 def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
-    """Create a fresh data directory: configuration and its three keys (0600).
+    """Create a fresh data directory: configuration, its three keys and the TLS authority (0600).
+
+    The TLS authority (``keys/tls/``: local CA and server certificate for the bridge
+    plane's mutual TLS) is made by :func:`sop_verified.tools.x509_ca.create_authority`.
 
     Raises:
         ConfigError: the directory already holds a configuration.
@@ -344,6 +348,7 @@ def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
     config = load_config(data_dir)  # refuse to leave a directory that will not boot
     write_secret(data_dir / MAC_KEY_NAME, secrets.token_bytes(32))
     create_log_keys(data_dir, config.origin)  # checkpoint and attestation keys, 0600
+    create_authority(data_dir)  # keys/tls/: the bridge plane's CA and server certificate
 
 
 def load_mac_key(data_dir: Path) -> tuple[bytes, str]:
