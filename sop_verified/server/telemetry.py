@@ -15,7 +15,13 @@ import time
 from collections.abc import Callable
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from sop_verified.core.request import Decision
@@ -23,6 +29,8 @@ from sop_verified.core.request import Decision
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "decision_logger"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+disable_created_metrics()  # no `_created` series: they double the exposition for nothing
 
 decision_logger = logging.getLogger("sop.decisions")
 """One JSON line per decision (INFO); configure a handler to keep them."""
