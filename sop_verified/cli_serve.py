@@ -45,6 +45,7 @@ def serve_cmd(
         ),
     ] = False,
     queue: Annotated[int, typer.Option(help="Requests that may wait before 429.", min=1)] = 4096,
+    no_admin_socket: Annotated[bool, typer.Option("--no-admin-socket", hidden=True)] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Serve SOP: the bridge plane (mutual TLS), the public read plane, the admin socket."""
@@ -54,7 +55,12 @@ def serve_cmd(
     if unsafe_no_tls and not _loopback(bridge_at[0]):
         fail(f"`--unsafe-no-tls` listens on loopback only; `{bridge_at[0]}` is not loopback")
     settings = ServeSettings(
-        data_dir, bridge=bridge_at, read=read_at, unsafe_no_tls=unsafe_no_tls, queue_capacity=queue
+        data_dir,
+        bridge=bridge_at,
+        read=read_at,
+        unsafe_no_tls=unsafe_no_tls,
+        queue_capacity=queue,
+        admin_socket=not no_admin_socket,
     )
 
     def started(at: Listeners) -> None:

@@ -216,7 +216,9 @@ class SOP:
         return self._services.kernel.submit(request)
 
     def submit_batch(self, requests: Sequence[Request]) -> list[Decision]:
-        """Decide parsed requests in one durable log batch (the server's group commit); never raises.
+        """Decide parsed requests in one durable log batch (the server's group commit).
+
+        Never raises.
 
         Each request meets the same stages as with :meth:`submit`; one answer per
         request, in order.

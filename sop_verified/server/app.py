@@ -9,6 +9,7 @@ with its traceback; the body says only its type: no internals leak).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -43,9 +44,9 @@ async def _internal(request: HTTPRequest, exc: Exception) -> Response:
     )
 
 
-def plane(routes: list[BaseRoute]) -> Starlette:
+def plane(routes: Sequence[BaseRoute]) -> Starlette:
     """One plane's application: ``routes`` with problem+json errors."""
     return Starlette(
-        routes=routes,
+        routes=list(routes),
         exception_handlers={HTTPException: _http_error, Exception: _internal},
     )

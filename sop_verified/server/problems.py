@@ -10,6 +10,7 @@ its log index and receipt).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -60,7 +61,7 @@ def problem(
     detail: str,
     *,
     stage: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> Response:
     """An ``application/problem+json`` response (RFC 9457).

@@ -26,7 +26,10 @@ from sop_verified.server.telemetry import CONTENT_TYPE_LATEST, Metrics
 __all__ = ["public_routes"]
 
 
-def _json(value: Any, status: int = 200, **headers: str) -> Response:
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps(value), status_code=status, media_type="application/json", headers=headers
     )
@@ -43,12 +46,12 @@ def public_routes(state: ServerState) -> list[Route]:
         )
 
     async def live(request: HTTPRequest) -> Response:
-        return _json({"status": "live"}, **{"Cache-Control": "no-store"})
+        return _json({"status": "live"}, headers=_NO_STORE)
 
     async def ready(request: HTTPRequest) -> Response:
         ok, why = state.ready()
         body = {"ready": ok, "state": str(state.sop.health), "detail": why, "warnings": warnings}
-        return _json(body, 200 if ok else 503, **{"Cache-Control": "no-store"})
+        return _json(body, 200 if ok else 503, headers=_NO_STORE)
 
     async def metrics(request: HTTPRequest) -> Response:
         text = await run_in_threadpool(state.metrics.render)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ def _principal_of_pem(pem: str) -> str:
     return principal_of(x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER))
 
 
-def authenticated_principal(scope: dict[str, Any]) -> str | None:
+def authenticated_principal(scope: MutableMapping[str, Any]) -> str | None:
     """The principal of the connection's client certificate (ASGI TLS extension), or None.
 
     Raises:

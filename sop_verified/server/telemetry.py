@@ -30,7 +30,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "decision_logger"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-disable_created_metrics()  # no `_created` series: they double the exposition for nothing
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: they double the exposition for nothing
 
 decision_logger = logging.getLogger("sop.decisions")
 """One JSON line per decision (INFO); configure a handler to keep them."""

@@ -36,7 +36,7 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
         """Start a request's scope, with the connection's TLS extension."""
         super().on_message_begin()
         if self._tls is not None:
-            self.scope["extensions"] = {"tls": self._tls}  # type: ignore[typeddict-unknown-key]
+            self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
 
 
 def _tls_extension(sslobj: ssl.SSLObject | None) -> dict[str, Any] | None:
