@@ -17,6 +17,7 @@ __all__ = [
     "CertificateError",
     "ConfigError",
     "ConfinementError",
+    "EntryTooLargeError",
     "InputError",
     "IntegrityError",
     "ObligationError",
@@ -171,3 +172,16 @@ class IntegrityError(SOPError):
 
 class StorageError(SOPError):
     """The storage backend failed; on the decision path this is DENY (INV-2)."""
+
+
+class EntryTooLargeError(SOPError):
+    """A log entry is too long for a C2SP entry bundle (a uint16 length); none is served."""
+
+    def __init__(self, index: int, size: int, limit: int) -> None:
+        self.index = index
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"log entry `{index}` is `{size}` bytes; an entry bundle holds entries of at most"
+            f" `{limit}` bytes"
+        )
