@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
@@ -311,7 +310,3 @@ def test_client_paths_are_the_servers_paths() -> None:
     # the client's own encoder agrees with the spec's example and with the server's parser
     assert tile_path(0, 1234067, 256) == "tile/0/x001/x234/067"
     assert tile_path("entries", 1234, 5) == "tile/entries/x001/234.p/5"
-
-
-def test_sop_data_dir_is_in_tmp(booted: tuple[SOP, str]) -> None:
-    assert Path(booted[0].data_dir).is_dir()
