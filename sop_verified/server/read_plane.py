@@ -12,23 +12,25 @@ checkpoint was produced"). A malformed path is 400.
 
 Full tiles and bundles never change: they are cached in memory (bounded) and
 served as immutable. Everything else reads storage in a worker thread.
-Nothing here decides anything: it reads what the log signed.
+Nothing here decides anything: it reads what the log signed. Errors are the
+planes' RFC 9457 problems (:mod:`.problems`); a failed read raises through to
+the plane's handler (500, logged, no internals in the body).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from sop_verified.errors import EntryTooLargeError, InputError, SOPError
+from sop_verified.errors import EntryTooLargeError, InputError
 from sop_verified.server.log_source import LogTileSource, StoredLogTiles
+from sop_verified.server.problems import problem
 from sop_verified.tools.c2sp_tiles import (
     TileRef,
     bundle_bytes,
@@ -46,8 +48,7 @@ __all__ = [
     "PARTIAL_TILE_CACHE",
     "TileCache",
     "log_routes",
-    "problem",
-    "sop_tile_source",
+    "sop_source",
 ]
 
 CHECKPOINT_CACHE = "no-cache"
@@ -63,22 +64,6 @@ DEFAULT_CACHE_BYTES = 32 << 20
 """Memory for cached full tiles and bundles (4,096 hash tiles of 8 KiB)."""
 
 _OCTETS = "application/octet-stream"
-_log = logging.getLogger(__name__)
-
-
-def problem(status: int, title: str, detail: str) -> Response:
-    """Return an RFC 9457 problem response (``application/problem+json``).
-
-    Args:
-        status: The HTTP status.
-        title: A short summary of the problem type.
-        detail: This occurrence's explanation.
-
-    Returns:
-        The response.
-    """
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
 class TileCache:
@@ -147,7 +132,7 @@ def log_routes(source: LogTileSource, *, cache: TileCache | None = None) -> list
     ]
 
 
-def sop_tile_source(sop: SOP) -> StoredLogTiles:
+def sop_source(sop: SOP) -> StoredLogTiles:
     """Return the tile source of a booted SOP: its log and the log's store.
 
     Args:
@@ -170,7 +155,7 @@ class _ReadPlane:
     async def checkpoint(self, request: Request) -> Response:
         latest = await run_in_threadpool(self._source.latest)
         if latest is None:
-            return problem(404, "Not Found", "the log has no signed checkpoint yet")
+            return problem(404, "no_checkpoint", "the log has no signed checkpoint yet")
         return Response(
             latest[1],
             media_type="text/plain; charset=utf-8",
@@ -182,18 +167,16 @@ class _ReadPlane:
         try:
             ref = parse_tile_path(path)
         except InputError as exc:
-            return problem(400, "Bad Request", str(exc))
+            return problem(400, "bad_tile_path", str(exc))
         data = self._cache.get(ref)
         if data is None:
             try:
                 data = await run_in_threadpool(self._read, ref)
             except _Absent:
-                return problem(404, "Not Found", f"`{ref.path}` is not in the served tree")
+                detail = f"`{ref.path}` is not in the tree of the latest checkpoint"
+                return problem(404, "not_in_tree", detail)
             except EntryTooLargeError as exc:  # spec: a bundle's lengths are uint16
-                return problem(501, "Not Implemented", f"`{ref.path}` cannot be served: {exc}")
-            except SOPError as exc:
-                _log.error("reading `%s` failed: %s", ref.path, exc)
-                return problem(500, "Internal Server Error", f"`{ref.path}` could not be read")
+                return problem(501, "entry_too_large", f"`{ref.path}` cannot be served: {exc}")
         cache_control = PARTIAL_TILE_CACHE if ref.is_partial else FULL_TILE_CACHE
         return Response(data, media_type=_OCTETS, headers={"Cache-Control": cache_control})
 

@@ -11,19 +11,19 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 import pytest
-from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 from tiles_client import TilesClient, tile_path, verify_log
 
 from sop_verified.errors import StorageError
 from sop_verified.nexus.sop import SOP
+from sop_verified.server.app import plane
 from sop_verified.server.log_source import LogTileSource, SignedSize, StoredLogTiles
 from sop_verified.server.read_plane import (
     FULL_TILE_CACHE,
     PARTIAL_TILE_CACHE,
     TileCache,
     log_routes,
-    sop_tile_source,
+    sop_source,
 )
 from sop_verified.storage.memory_backend import MemoryBackend
 from sop_verified.tools.c2sp_tiles import MAX_ENTRY_BYTES, TileRef
@@ -39,7 +39,8 @@ NOW = 1_800_000_000
 
 
 def _serve(source: LogTileSource, cache: TileCache | None = None) -> TestClient:
-    return TestClient(Starlette(routes=log_routes(source, cache=cache)))
+    # the plane as `sop serve` builds it: problem+json for every error, 500s included
+    return TestClient(plane(list(log_routes(source, cache=cache))), raise_server_exceptions=False)
 
 
 def _memory_log() -> tuple[TransparencyLog, StoredLogTiles, str]:
@@ -67,7 +68,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SOP, str]
 
 def test_sop_log_checks_out_from_its_tiles_alone(booted: tuple[SOP, str]) -> None:
     sop, vkey = booted
-    with _serve(sop_tile_source(sop)) as http:
+    with _serve(sop_source(sop)) as http:
         client = TilesClient(http)
         cp = verify_log(client, vkey)
     assert cp.origin == sop.log.origin and cp.size == sop.log.size >= 600
@@ -94,7 +95,7 @@ def test_a_client_sees_its_checkpoints_tree_after_the_log_grew(booted: tuple[SOP
                     sop.submit(_deny(20_000 + sop.log.size + i))
             return got
 
-    with _serve(sop_tile_source(sop)) as http:
+    with _serve(sop_source(sop)) as http:
         cp = verify_log(TilesClient(GrowAfterCheckpoint(http)), vkey)
     assert sop.log.size >= cp.size + 37
 
@@ -117,14 +118,14 @@ def test_tiles_stay_consistent_while_sop_appends_in_another_thread(
     writer = threading.Thread(target=append)
     writer.start()
     try:
-        with _serve(sop_tile_source(sop)) as http:
+        with _serve(sop_source(sop)) as http:
             for _ in range(3):
                 verify_log(TilesClient(http), vkey)
     finally:
         stop.set()
         writer.join()
     assert sop.log.size > start
-    with _serve(sop_tile_source(sop)) as http:
+    with _serve(sop_source(sop)) as http:
         assert verify_log(TilesClient(http), vkey).size == sop.log.size
 
 
@@ -235,8 +236,9 @@ def test_a_malformed_path_is_400_problem_json(path: str) -> None:
     assert got.status_code == 400
     assert got.headers["content-type"] == "application/problem+json"
     body = got.json()
-    assert set(body) == {"type", "title", "status", "detail"}
-    assert body["status"] == 400 and "tile path is malformed" in body["detail"]
+    assert {"type", "title", "status", "detail"} <= set(body)
+    assert body["status"] == 400 and body["code"] == "bad_tile_path"
+    assert "tile path is malformed" in body["detail"]
 
 
 def test_an_entry_too_long_for_a_bundle_is_refused_never_truncated() -> None:
@@ -272,6 +274,7 @@ def test_a_storage_failure_is_500_problem_json() -> None:
     with _serve(failing) as http:
         got = http.get("/log/tile/0/000.p/1")
     assert got.status_code == 500 and got.json()["status"] == 500
+    assert got.headers["content-type"] == "application/problem+json"
     assert "disk on fire" not in got.text  # internals stay in the server's log
 
 
