@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sop_verified.errors import EntryTooLargeError, InputError
-from sop_verified.server.log_source import LogTileSource, StoredLogTiles
+from sop_verified.errors import EntryTooLargeError, InputError, SOPError
+from sop_verified.server.log_source import LogTileSource, SignedSize, StoredLogTiles
 from sop_verified.server.problems import problem
 from sop_verified.tools.c2sp_tiles import (
     TileRef,
@@ -132,19 +132,51 @@ def log_routes(source: LogTileSource, *, cache: TileCache | None = None) -> list
     ]
 
 
-def sop_source(sop: SOP) -> StoredLogTiles:
-    """Return the tile source of a booted SOP: its log and the log's store.
+def sop_source(sop: SOP) -> LogTileSource:
+    """Return the tile source of SOP: its log and the log's store, once boot finished.
+
+    Until SOP's boot finished (or if it stopped) the source has no checkpoint,
+    so the read plane answers 404 while health and metrics still answer.
 
     Args:
-        sop: A booted SOP (its ``log`` and ``store``).
+        sop: The SOP instance (its ``log`` and ``store``).
 
     Returns:
         The source to give :func:`log_routes`.
-
-    Raises:
-        SOPError: boot did not finish.
     """
-    return StoredLogTiles(sop.log, sop.store.log_store)
+    return _SOPTiles(sop)
+
+
+class _SOPTiles:
+    """A :class:`StoredLogTiles` over ``sop.log``, made the first time SOP has a log."""
+
+    def __init__(self, sop: SOP) -> None:
+        self._sop = sop
+        self._tiles: StoredLogTiles | None = None
+
+    def _stored(self) -> StoredLogTiles | None:
+        if self._tiles is None:
+            try:
+                self._tiles = StoredLogTiles(self._sop.log, self._sop.store.log_store)
+            except SOPError:  # boot did not finish: no log to serve yet
+                return None
+        return self._tiles
+
+    def latest(self) -> SignedSize | None:
+        tiles = self._stored()
+        return None if tiles is None else tiles.latest()
+
+    def read_nodes(self, size: int, level: int, start: int, end: int) -> list[bytes]:
+        return self._require().read_nodes(size, level, start, end)
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        return self._require().read_entries(start, end)
+
+    def _require(self) -> StoredLogTiles:
+        tiles = self._stored()
+        if tiles is None:  # only after latest() gave a checkpoint, so never
+            raise SOPError("SOP has no log to read")
+        return tiles
 
 
 class _ReadPlane:

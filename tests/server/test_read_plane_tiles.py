@@ -14,7 +14,7 @@ import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 from tiles_client import TilesClient, tile_path, verify_log
 
-from sop_verified.errors import StorageError
+from sop_verified.errors import SOPError, StorageError
 from sop_verified.nexus.sop import SOP
 from sop_verified.server.app import plane
 from sop_verified.server.log_source import LogTileSource, SignedSize, StoredLogTiles
@@ -258,6 +258,18 @@ def test_no_checkpoint_is_404() -> None:
     _, source, _ = _memory_log()
     with _serve(source) as http:
         assert http.get("/log/checkpoint").status_code == 404
+        assert http.get("/log/tile/0/000.p/1").status_code == 404
+
+
+def test_before_boot_finished_there_is_no_checkpoint() -> None:
+    class Unbooted:  # SOP whose boot stopped: its services raise
+        @property
+        def log(self) -> TransparencyLog:
+            raise SOPError("SOP is `FAILED`; boot did not finish")
+
+    with _serve(sop_source(Unbooted())) as http:  # type: ignore[arg-type]  # a stand-in SOP
+        got = http.get("/log/checkpoint")
+        assert got.status_code == 404 and got.json()["code"] == "no_checkpoint"
         assert http.get("/log/tile/0/000.p/1").status_code == 404
 
 
