@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -44,9 +46,17 @@ async def _internal(request: HTTPRequest, exc: Exception) -> Response:
     )
 
 
-def plane(routes: Sequence[BaseRoute]) -> Starlette:
-    """One plane's application: ``routes`` with problem+json errors."""
+def plane(routes: Sequence[BaseRoute], *, gzip: bool = False) -> Starlette:
+    """One plane's application: ``routes`` with problem+json errors.
+
+    Args:
+        routes: the plane's routes.
+        gzip: compress bodies of 1 KiB and more for clients that accept gzip (the read
+            plane: C2SP tlog-tiles says entry bundles SHOULD be compressed).
+    """
+    middleware = [Middleware(GZipMiddleware, minimum_size=1024)] if gzip else []
     return Starlette(
         routes=list(routes),
+        middleware=middleware,
         exception_handlers={HTTPException: _http_error, Exception: _internal},
     )

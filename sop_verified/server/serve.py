@@ -33,6 +33,7 @@ from sop_verified.server.app import plane
 from sop_verified.server.bridge import bridge_routes
 from sop_verified.server.decisions import DecisionQueue
 from sop_verified.server.public import public_routes
+from sop_verified.server.read_plane import log_routes, sop_source
 from sop_verified.server.serve_lock import ServeLock
 from sop_verified.server.state import ServerState
 from sop_verified.server.telemetry import Metrics
@@ -147,7 +148,7 @@ class Server:
             )
         else:
             bridge.ssl = server_ssl_context(settings.data_dir)
-        read = _config(plane(self._read_routes()))
+        read = _config(plane(self._read_routes(), gzip=True))
         servers = [(bridge, bridge_sock), (read, read_sock)]
         admin_path = None
         if settings.admin_socket:
@@ -171,12 +172,7 @@ class Server:
         return tasks
 
     def _read_routes(self) -> list[Any]:
-        routes = public_routes(self.state)
-        try:
-            from sop_verified.server.read_plane import log_routes, sop_source  # noqa: PLC0415
-        except ImportError:  # the tiles module is not in this build
-            return routes
-        return [*routes, *log_routes(sop_source(self.sop))]
+        return [*public_routes(self.state), *log_routes(sop_source(self.sop))]
 
     def _vkey(self) -> str:
         try:
