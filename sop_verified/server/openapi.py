@@ -232,6 +232,21 @@ def openapi_document() -> dict[str, Any]:
         "/log/checkpoint": _get(
             "The latest signed checkpoint, C2SP tlog-checkpoint", {"200": text}
         ),
+        "/log/tile/{path}": _get(
+            "C2SP tlog-tiles: hash tiles `<L>/<N>[.p/<W>]`, entry bundles `entries/<N>[.p/<W>]`",
+            {
+                "200": {
+                    "description": "the tile or bundle",
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                "400": _problem_response("not a canonical tile path"),
+                "404": _problem_response("not in the served tree"),
+                "501": _problem_response("an entry of the bundle exceeds 65535 bytes"),
+            },
+            parameters=[
+                {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+        ),
     }
     return {
         "openapi": "3.1.0",
