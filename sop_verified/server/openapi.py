@@ -215,7 +215,12 @@ def openapi_document() -> dict[str, Any]:
                 "404": _problem_response("no such entry"),
             },
             parameters=[
-                {"name": "index", "in": "path", "required": True, "schema": {"type": "string"}}
+                {
+                    "name": "index",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,18})$"},
+                }
             ],
         ),
         "/health/live": _get(
