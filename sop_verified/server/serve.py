@@ -38,6 +38,7 @@ from sop_verified.server.serve_lock import ServeLock
 from sop_verified.server.state import ServerState
 from sop_verified.server.telemetry import Metrics
 from sop_verified.server.tls_protocol import TLSHttpToolsProtocol
+from sop_verified.server.tls_refusals import count_refused_handshakes
 
 __all__ = ["Listeners", "ServeSettings", "Server", "serve"]
 
@@ -148,6 +149,9 @@ class Server:
             )
         else:
             bridge.ssl = server_ssl_context(settings.data_dir)
+            refused = self.state.metrics.tls_refused
+            if not count_refused_handshakes(bridge.ssl, lambda alert: refused.labels(alert).inc()):
+                warnings.append("refused TLS handshakes are not counted on this interpreter")
         read = _config(plane(self._read_routes(), gzip=True))
         servers = [(bridge, bridge_sock), (read, read_sock)]
         admin_path = None

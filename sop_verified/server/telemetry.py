@@ -71,7 +71,10 @@ class Metrics:
             registry=r,
         )
         self.tls_refused = Counter(
-            "sop_tls_handshake_refused", "Bridge-plane TLS handshakes refused.", registry=r
+            "sop_tls_handshake_refused",
+            "Bridge-plane TLS handshakes refused, by the fatal alert sent.",
+            ("alert",),
+            registry=r,
         )
         self.log_size = Gauge("sop_log_size", "Entries in the signed log.", registry=r)
         self.checkpoint_age = Gauge(

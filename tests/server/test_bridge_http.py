@@ -63,12 +63,20 @@ def _handshake(served: Served, ctx: ssl.SSLContext) -> None:
         c.post(f"{served.bridge}/v1/decide", json={})
 
 
-def test_no_client_certificate_is_refused_at_the_handshake(
+def _refusals(served: Served) -> float:
+    text = httpx.get(f"{served.read}/metrics").text
+    lines = [ln for ln in text.splitlines() if ln.startswith("sop_tls_handshake_refused_total{")]
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
+
+
+def test_no_client_certificate_is_refused_at_the_handshake_and_counted(
     served: Served, prepared: Prepared
 ) -> None:
+    before = _refusals(served)
     ctx = ssl.create_default_context(cafile=str(prepared.client()[2]))
     with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
         _handshake(served, ctx)
+    assert _refusals(served) == before + 1
 
 
 def test_a_certificate_from_another_authority_is_refused(

@@ -16,8 +16,8 @@ def test_the_committed_openapi_document_is_the_served_one() -> None:
     assert COMMITTED.read_bytes() == served + b"\n", (
         "docs/openapi.json is stale; regenerate it with python3 -c 'import orjson; "
         "from sop_verified.server.openapi import openapi_document as d; "
-        "open(\"docs/openapi.json\", \"wb\").write(orjson.dumps(d(), "
-        "option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b\"\\n\")'"
+        'open("docs/openapi.json", "wb").write(orjson.dumps(d(), '
+        'option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\\n")\''
     )
 
 
