@@ -21,12 +21,14 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+import uvloop
 
 from sop_verified.nexus.sop import SOP
 from sop_verified.server.app import plane
@@ -221,8 +223,11 @@ def serve(
         lock.release()
         raise
     server = Server(settings, sop, lock)
+    # The loop thread and the decision thread hand the GIL to each other on every request;
+    # CPython's default 5 ms switch interval would make each hand-over wait that long.
+    sys.setswitchinterval(0.0002)
     try:
-        return asyncio.run(_run(server, on_started))
+        return uvloop.run(_run(server, on_started))
     finally:
         server.close()
 

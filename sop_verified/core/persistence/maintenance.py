@@ -58,6 +58,9 @@ from sop_verified.core.request import PERSIST_ACTIONS, Permission, Request, pars
 from sop_verified.errors import InputError, IntegrityError, PersistenceError
 from sop_verified.storage.persist_index import PendingDecision, PurgeRecord
 
+_REPAIR_BATCH = 512
+"""Boot repair appends the entries that close pending decisions this many at a time."""
+
 __all__ = ["Maintenance", "RecoveryReport"]
 
 
@@ -187,6 +190,7 @@ class Maintenance:
     def _recover(self) -> RecoveryReport:
         redone = aborted = temps = 0
         unbacked: list[str] = []
+        closing: list[bytes] = []  # the closing entries, appended in batches (one fsync each)
         for row in self._index.pending():
             try:
                 p = self._logged_allow(row)
@@ -194,8 +198,14 @@ class Maintenance:
                 self._alarm(f"boot repair: {exc}")
                 unbacked.append(str(exc))
                 continue
-            ok, swept = self._repair_one(p)
+            ok, swept, entry = self._repair_one(p)
+            closing.append(entry)
+            if len(closing) >= _REPAIR_BATCH:
+                self._log.opened.append_many(closing)
+                closing = []
             redone, aborted, temps = redone + ok, aborted + (not ok), temps + swept
+        if closing:
+            self._log.opened.append_many(closing)
         if unbacked:  # fail closed: SOP does not become READY over a forged journal
             more = f" (and {len(unbacked) - 1} more)" if len(unbacked) > 1 else ""
             raise IntegrityError(f"boot repair refused a pending-effects row: {unbacked[0]}{more}")
@@ -269,8 +279,13 @@ class Maintenance:
             raise _AbortError("effect_incomplete", "the crash came before the file was complete")
         return _Redo(EffectOutcome.WRITTEN, swept, scope, rel, hexd, stored)
 
-    def _repair_one(self, p: PendingDecision) -> tuple[bool, int]:
-        """Record the effect of pending decision ``p``, or log its abort; (redone, temps swept)."""
+    def _repair_one(self, p: PendingDecision) -> tuple[bool, int, bytes]:
+        """The entry that closes pending decision ``p``: its effect, or its abort.
+
+        Returns:
+            Whether the effect was redone, how many temporary files were swept, and the
+            closing entry (the caller appends it: boot repair logs them in batches).
+        """
         request: Request | None = None
         try:
             request = _request(p)
@@ -285,8 +300,7 @@ class Maintenance:
                 reasons=(reason(abort.code, f"boot repair: {abort}"),),
                 repaired=True,
             )
-            self._log.append_receipt(entry)
-            return False, 0
+            return False, 0, entry
         size = request.context.get("size_bytes", 0)
         entry = effect_entry(
             op="write",
@@ -301,8 +315,7 @@ class Maintenance:
             size=size if type(size) is int else 0,
             repaired=True,
         )
-        self._log.append_receipt(entry)
-        return True, redo.swept
+        return True, redo.swept, entry
 
     # ---- retention -----------------------------------------------------------------------
     def _purge(self) -> int:
