@@ -2,10 +2,11 @@
 
 The HTTP handlers run on an asyncio loop; a decision needs the kernel and a
 durable log append, which block. Handlers queue their parsed request and await
-its future; one thread takes what is queued (up to :data:`BATCH_MAX` at a
-time), decides it with :meth:`~sop_verified.nexus.sop.SOP.submit_batch`, in
+its future; a deciding thread takes what is queued (up to :data:`BATCH_MAX` at
+a time), decides it with :meth:`~sop_verified.nexus.sop.SOP.submit_batch`, in
 one durable log batch, and hands each answer back to its loop. While a batch
-commits the next one gathers: the group commit of ADR 0008, fed from the loop.
+commits the next one gathers and is decided by the other thread: the group
+commit of ADR 0008, fed from the loop.
 
 Back-pressure, never loss: when :data:`capacity` requests wait, :meth:`decide`
 raises :class:`QueueFullError` at once (the bridge answers 429 with
@@ -25,10 +26,13 @@ from typing import Any
 from sop_verified.core.request import Decision, Permission, Reason, Request, Stage
 from sop_verified.errors import SOPError
 
-__all__ = ["BATCH_MAX", "DecisionQueue", "QueueClosedError", "QueueFullError"]
+__all__ = ["BATCH_MAX", "DECIDING_THREADS", "DecisionQueue", "QueueClosedError", "QueueFullError"]
 
 BATCH_MAX = 128
 """At most this many requests are decided in one log batch."""
+
+DECIDING_THREADS = 2
+"""Threads taking batches from the queue (see :class:`DecisionQueue`)."""
 
 _Item = tuple[Request, "asyncio.Future[Decision]", asyncio.AbstractEventLoop]
 
@@ -50,14 +54,17 @@ class DecisionQueue:
         *,
         capacity: int = 4096,
         on_batch: Callable[[int], None] | None = None,
+        threads: int = DECIDING_THREADS,
     ) -> None:
-        """Start the deciding thread.
+        """Start the deciding threads.
 
         Args:
             decide_batch: decides requests in one log batch, one answer each, never raises
-                (``SOP.submit_batch``).
+                (``SOP.submit_batch``); safe to call from several threads.
             capacity: how many requests may wait before :meth:`decide` refuses.
             on_batch: called with each batch's size (metrics).
+            threads: deciding threads: while one waits on its batch's fsync, the next
+                decides its own batch, which the log's group commit then takes.
         """
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got `{capacity}`")
@@ -67,8 +74,12 @@ class DecisionQueue:
         self._pending: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="sop-decisions", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"sop-decisions-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def depth(self) -> int:
@@ -106,7 +117,8 @@ class DecisionQueue:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     def _take(self) -> list[_Item] | None:
         with self._cond:
