@@ -28,6 +28,7 @@ __all__ = [
     "PolicyValidationError",
     "ProtocolError",
     "ReceiptError",
+    "RemoteError",
     "RequestError",
     "SOPError",
     "StorageError",
@@ -185,3 +186,35 @@ class EntryTooLargeError(SOPError):
             f"log entry `{index}` is `{size}` bytes; an entry bundle holds entries of at most"
             f" `{limit}` bytes"
         )
+
+
+class RemoteError(SOPError):
+    """A remote SOP answered with a problem (RFC 9457), or could not be reached.
+
+    A DENY is not an error: it is a decision. This is every other answer that is
+    not a success, after the client's retries (:mod:`sop_verified.client`).
+
+    Attributes:
+        status: the HTTP status, or None when no answer came (``code`` is ``unreachable``).
+        code: the problem's machine-readable code (``bad_request``, ``queue_full``, ...).
+        detail: what the server said went wrong.
+        stage: the decision stage, when the problem is a decision's.
+        decision: the logged decision the problem carries (a ``Decision``), or None.
+    """
+
+    def __init__(
+        self,
+        status: int | None,
+        code: str,
+        detail: str,
+        *,
+        stage: str | None = None,
+        decision: Any = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.stage = stage
+        self.decision = decision
+        where = "no answer" if status is None else f"HTTP {status}"
+        super().__init__(f"`{code}` ({where}): {detail}")
