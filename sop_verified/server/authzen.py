@@ -16,8 +16,8 @@ The mapping (docs/HTTP_API.md):
   (``resource.type`` is free); ``resource.properties.content_digest`` binds the
   bytes of a persist.
 - ``context`` is SOP's request ``context`` (the attributes of the context
-  schema) except ``request_id``, which becomes the request's id (one is made
-  when absent).
+  schema) except ``request_id``, which becomes the request's id (when
+  absent: `authzen-` and a digest of the body, so a retry is the same request).
 - The answer's ``decision`` is true only for SOP's ALLOW; its ``context.sop``
   holds the whole decision (reasons, log index, receipt).
 
@@ -26,13 +26,19 @@ Every evaluation is an ordinary SOP decision: decided, logged, receipted.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from sop_verified.core.request import Decision
 from sop_verified.errors import InputError
 
-__all__ = ["SEMANTICS", "answer", "evaluations", "to_request"]
+__all__ = [
+    "SEMANTICS",
+    "answer",
+    "answer_from_json",
+    "evaluations",
+    "stops_after_json",
+    "to_request",
+]
 
 SEMANTICS = ("execute_all", "deny_on_first_deny", "permit_on_first_permit")
 _TOP = ("subject", "action", "resource", "context")
@@ -51,8 +57,14 @@ def _string(value: object, where: str) -> str:
     return value
 
 
-def to_request(body: dict[str, Any], where: str = "") -> dict[str, Any]:
+def to_request(body: dict[str, Any], where: str = "", *, default_id: str) -> dict[str, Any]:
     """SOP's request (as a JSON object) for one AuthZEN evaluation request.
+
+    Args:
+        body: the evaluation request.
+        where: where it is in the body, for messages.
+        default_id: the request id when ``context.request_id`` names none (derived from the
+            body, so a retry of the same body is the same request).
 
     Raises:
         InputError: a member is missing or has the wrong type (``where`` says which).
@@ -62,7 +74,7 @@ def to_request(body: dict[str, Any], where: str = "") -> dict[str, Any]:
     action = _object(body.get("action"), f"{at}action")
     resource = _object(body.get("resource"), f"{at}resource")
     context = dict(_object(body.get("context", {}), f"{at}context"))
-    request_id = context.pop("request_id", None) or "authzen-" + secrets.token_hex(8)
+    request_id = context.pop("request_id", None) or default_id
     subject_props = _object(subject.get("properties", {}), f"{at}subject.properties")
     resource_props = _object(resource.get("properties", {}), f"{at}resource.properties")
     request: dict[str, Any] = {
@@ -117,10 +129,16 @@ def answer(decision: Decision) -> dict[str, Any]:
     return {"decision": decision.allowed, "context": {"sop": decision.to_dict()}}
 
 
-def stops_after(decision: Decision, semantic: str) -> bool:
-    """Whether the semantic stops evaluating after ``decision``."""
+def answer_from_json(decision: dict[str, Any]) -> dict[str, Any]:
+    """The AuthZEN evaluation response for a decision in its JSON form."""
+    return {"decision": decision.get("effect") == "ALLOW", "context": {"sop": decision}}
+
+
+def stops_after_json(decision: dict[str, Any], semantic: str) -> bool:
+    """Whether the semantic stops evaluating after ``decision`` (its JSON form)."""
+    allowed = decision.get("effect") == "ALLOW"
     if semantic == "deny_on_first_deny":
-        return not decision.allowed
+        return not allowed
     if semantic == "permit_on_first_permit":
-        return decision.allowed
+        return allowed
     return False

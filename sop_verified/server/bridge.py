@@ -157,7 +157,16 @@ class _Bridge:
         transport: Transport,
         fingerprint: dict[str, Any],
         run: Callable[[], Awaitable[tuple[Response, int | None]]],
+        shape: Callable[[dict[str, Any]], Any] = lambda decision: decision,
     ) -> Response:
+        """Run ``run`` once per idempotency key; a retry gets the first answer.
+
+        Args:
+            transport: the call's transport (its principal owns the key).
+            fingerprint: what the key was first used for (a reuse for anything else is 422).
+            run: carries the call out; returns the response and the decision's log index.
+            shape: the endpoint's answer for a decision replayed from the log.
+        """
         key = transport.idempotency_key
         if key is None:
             return (await run())[0]
@@ -173,7 +182,8 @@ class _Bridge:
         if isinstance(first, Answer):
             return Response(first.body, status_code=first.status, media_type=first.media_type)
         if isinstance(first, int):
-            return await self._replay_from_log(first, transport, fingerprint)
+            replayed = await self._first_decision(first, transport, fingerprint)
+            return replayed if isinstance(replayed, Response) else _json(shape(replayed))
         try:
             response, index = await run()
         except BaseException:
@@ -188,9 +198,10 @@ class _Bridge:
             keys.finish(owner, key, answer, index)
         return response
 
-    async def _replay_from_log(
+    async def _first_decision(
         self, index: int, transport: Transport, fingerprint: dict[str, Any]
-    ) -> Response:
+    ) -> dict[str, Any] | Response:
+        """The decision first made with the transport's key, read from the log (a restart)."""
         owner, key = transport.principal or "-", transport.idempotency_key or ""
         sop = self.state.sop
         try:
@@ -202,7 +213,7 @@ class _Bridge:
             return problem(422, "idempotency_key_reused", str(exc))
         except SOPError as exc:
             return problem(503, "integrity", f"the first answer cannot be replayed: {exc}")
-        return _json(_replayed(entry, index, sop))
+        return _replayed(entry, index, sop)
 
     # ---- the endpoints -----------------------------------------------------------------
     async def decide(self, request: HTTPRequest) -> Response:
@@ -237,19 +248,13 @@ class _Bridge:
         parsed: list[Request | InputError] = []
         for i, item in enumerate(items):
             try:
-                key = (
-                    None
-                    if transport.idempotency_key is None
-                    else f"{transport.idempotency_key}.{i}"
-                )
-                said = Transport(principal, idempotency_key=key, traceparent=transport.traceparent)
-                parsed.append(parse_request(item).via(said))
+                parsed.append(parse_request(item).via(_item_transport(transport, i)))
             except InputError as exc:
                 parsed.append(exc)
 
         async def run() -> tuple[Response, int | None]:
             results = [
-                await self._one_of_batch(item, p, started)
+                await self._one_of_batch(item, p, started, "decide_batch")
                 for item, p in zip(items, parsed, strict=True)
             ]
             first = next((r["log_index"] for r in results if r.get("log_index") is not None), None)
@@ -258,21 +263,24 @@ class _Bridge:
         return await self._idempotent(transport, {"batch": items}, run)
 
     async def _one_of_batch(
-        self, raw: Any, parsed: Request | InputError, started: float
+        self, raw: Any, parsed: Request | InputError, started: float, endpoint: str
     ) -> dict[str, Any]:
+        """One item of a batch: its decision (replayed from the log if its key was used)."""
         if isinstance(parsed, InputError):
             decision = await run_in_threadpool(self.state.sop.submit, raw)
-            self.state.metrics.observe(decision, "decide_batch", started)
+            self.state.metrics.observe(decision, endpoint, started)
             return decision.to_dict()
         said = parsed.transport
         key = said.idempotency_key if said else None
         owner = (said.principal if said else None) or "-"
         logged = None if key is None else self.state.keys.logged(owner, key)
         if logged is not None and said is not None:  # decided before a restart: replay it
-            replay = await self._replay_from_log(logged, said, parsed.to_dict())
-            return orjson.loads(bytes(replay.body))  # type: ignore[no-any-return]
+            replayed = await self._first_decision(logged, said, parsed.to_dict())
+            if isinstance(replayed, Response):
+                return orjson.loads(bytes(replayed.body))  # type: ignore[no-any-return]
+            return replayed
         decision = await self._decide(parsed)
-        self.state.metrics.observe(decision, "decide_batch", started)
+        self.state.metrics.observe(decision, endpoint, started)
         if key is not None and decision.log_index is not None:
             self.state.keys.remember(owner, key, decision.log_index)
         return decision.to_dict()
@@ -284,13 +292,17 @@ class _Bridge:
         transport = self._transport(request, principal)
         body = await _body(request, MAX_REQUEST_BYTES)
         try:
-            raw = authzen.to_request(_object(_parse_json(body)))
+            raw = authzen.to_request(_object(_parse_json(body)), default_id=_body_id(body))
             req = parse_request(raw).via(transport)
         except InputError as exc:
             return problem(400, "bad_request", str(exc), stage="schema")
-        decision = await self._decide(req)
-        self.state.metrics.observe(decision, "authzen", started)
-        return _json(authzen.answer(decision))
+
+        async def run() -> tuple[Response, int | None]:
+            decision = await self._decide(req)
+            self.state.metrics.observe(decision, "authzen", started)
+            return _json(authzen.answer(decision)), decision.log_index
+
+        return await self._idempotent(transport, req.to_dict(), run, authzen.answer_from_json)
 
     async def evaluations(self, request: HTTPRequest) -> Response:
         started = time.perf_counter()
@@ -301,19 +313,44 @@ class _Bridge:
         try:
             items, semantic = authzen.evaluations(_object(_parse_json(body)))
             reqs = [
-                parse_request(authzen.to_request(item, f"evaluations[{i}]")).via(transport)
+                parse_request(
+                    authzen.to_request(
+                        item, f"evaluations[{i}]", default_id=f"{_body_id(body)}-{i}"
+                    )
+                ).via(_item_transport(transport, i))
                 for i, item in enumerate(items)
             ]
         except InputError as exc:
             return problem(400, "bad_request", str(exc), stage="schema")
-        answers = []
-        for req in reqs:
-            decision = await self._decide(req)
-            self.state.metrics.observe(decision, "authzen", started)
-            answers.append(authzen.answer(decision))
-            if authzen.stops_after(decision, semantic):
-                break
-        return _json({"evaluations": answers})
+
+        async def run() -> tuple[Response, int | None]:
+            answers = []
+            first: int | None = None
+            for req in reqs:
+                decided = await self._one_of_batch(req, req, started, "authzen")
+                first = decided["log_index"] if first is None else first
+                answers.append(authzen.answer_from_json(decided))
+                if authzen.stops_after_json(decided, semantic):
+                    break
+            return _json({"evaluations": answers}), first
+
+        fingerprint = {"evaluations": [r.to_dict() for r in reqs], "semantic": semantic}
+        return await self._idempotent(transport, fingerprint, run)
+
+
+def _item_transport(transport: Transport, i: int) -> Transport:
+    """Item ``i`` of a batch: the call's key with ``.i`` appended, so each item has its own."""
+    key = transport.idempotency_key
+    return Transport(
+        transport.principal,
+        idempotency_key=None if key is None else f"{key[:240]}.{i}",
+        traceparent=transport.traceparent,
+    )
+
+
+def _body_id(body: bytes) -> str:
+    """A request id for an AuthZEN body that names none: the same body, the same id."""
+    return "authzen-" + hashlib.sha256(body).hexdigest()[:24]
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -264,3 +264,18 @@ def prepared_alone(tmp_path: Path) -> Prepared:
     from served import prepare
 
     return prepare(tmp_path)
+
+
+def test_an_authzen_retry_with_the_same_key_is_the_first_answer(
+    served: Served, prepared: Prepared
+) -> None:
+    body = _authzen(prepared, 20)
+    del body["context"]["request_id"]  # the id is derived from the body: a retry is the same
+    with client(prepared) as c:
+        url = f"{served.bridge}/access/v1/evaluation"
+        first = c.post(url, json=body, headers={"Idempotency-Key": "az-20"})
+        again = c.post(url, json=body, headers={"Idempotency-Key": "az-20"})
+        other = c.post(url, json=_authzen(prepared, 21), headers={"Idempotency-Key": "az-20"})
+    assert first.status_code == again.status_code == 200
+    assert again.content == first.content
+    assert other.status_code == 422
