@@ -158,11 +158,16 @@ class Server:
         servers = [(bridge, bridge_sock), (read, read_sock)]
         admin_path = None
         if settings.admin_socket:
-            from sop_verified.server.admin import admin_app, bind_admin_socket  # noqa: PLC0415
+            from sop_verified.server.admin import (  # noqa: PLC0415
+                AdminProtocol,
+                admin_app,
+                bind_admin_socket,
+            )
 
             admin_path, admin_sock = bind_admin_socket(settings.data_dir)
             self._sockets.append(admin_sock)
-            servers.append((_config(admin_app(self.state)), admin_sock))
+            # AdminProtocol: a peer that is neither this uid nor root is closed (SO_PEERCRED)
+            servers.append((_config(admin_app(self.state), http=AdminProtocol), admin_sock))
         tasks = []
         for config, sock in servers:
             server = _Quiet(config)
@@ -202,6 +207,8 @@ class Server:
         self.sop.close()
         for sock in self._sockets:
             sock.close()
+        if self.listeners is not None and self.listeners.admin is not None:
+            self.listeners.admin.unlink(missing_ok=True)  # before the lock: it is still ours
         self.lock.release()
 
 
