@@ -80,10 +80,15 @@ def init_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False
 @app.command("status")
 @guarded
 def status_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
-    """Boot the data directory and report health, services and digests (exit 1 unless READY)."""
-    sop = boot_data_dir(data_dir)
-    status = sop.status()
-    sop.close()
+    """Boot the data directory and report health, services and digests (exit 1 unless READY).
+
+    While a server holds the data directory, its admin socket answers instead."""
+    if (server := _served(data_dir)) is not None:
+        status = server.call("GET", "/admin/status")
+    else:
+        sop = boot_data_dir(data_dir)
+        status = sop.status()
+        sop.close()
     if json_output:
         print_json(status)
     else:
@@ -99,8 +104,14 @@ def status_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = Fal
     raise typer.Exit(0 if status["health"] == "READY" else 1)
 
 
-def _policy_report(report: Any, json_output: bool, verb: str) -> None:
-    data = report.to_dict()
+def _served(data_dir: Path) -> Any:
+    """The admin client of the server holding ``data_dir`` (None: no server holds it)."""
+    from sop_verified.server.admin_client import served
+
+    return served(data_dir)
+
+
+def _policy_report(data: dict[str, Any], json_output: bool, verb: str) -> None:
     if json_output:
         print_json(data)
         return
@@ -131,17 +142,19 @@ def policy_check(
     from sop_verified.core.policy import check_directory
     from sop_verified.nexus.config import DEFAULT_CONFIG
 
-    if (data_dir / "sop.toml").exists():
+    if (data_dir / "sop.toml").exists() and (server := _served(data_dir)) is not None:
+        data = server.call("POST", "/admin/policy/check", {"path": str(path.absolute())})
+    elif (data_dir / "sop.toml").exists():
         sop = boot_data_dir(data_dir)
-        report = sop.check_policy(path)
+        data = sop.check_policy(path).to_dict()
         sop.close()
     else:
         import tomllib
 
         scopes = tomllib.loads(DEFAULT_CONFIG)["scopes"]["approved"]
-        report = check_directory(path, scopes)
-    _policy_report(report, json_output, "check")
-    raise typer.Exit(0 if report.ok else 1)
+        data = check_directory(path, scopes).to_dict()
+    _policy_report(data, json_output, "check")
+    raise typer.Exit(0 if data["ok"] else 1)
 
 
 @policy_app.command("activate")
@@ -153,31 +166,48 @@ def policy_activate(
 ) -> None:
     """Activate a policy set; refused (exit 1, with the counterexample) if an analysis fails."""
     from sop_verified.nexus.sop import PolicyRefusedError
+    from sop_verified.server.admin_client import AdminRefusedError
 
+    if (server := _served(data_dir)) is not None:
+        try:
+            data = server.call("POST", "/admin/policy/activate", {"path": str(path.absolute())})
+        except AdminRefusedError as exc:
+            if "report" not in exc.problem:
+                raise
+            _policy_report(exc.problem["report"], json_output, "activate (refused)")
+            raise typer.Exit(1) from None
+        _policy_report(data, json_output, "activate")
+        return
     sop = boot_data_dir(data_dir)
     try:
         report = sop.activate_policy(path)
     except PolicyRefusedError as exc:
-        _policy_report(exc.report, json_output, "activate (refused)")
+        _policy_report(exc.report.to_dict(), json_output, "activate (refused)")
         raise typer.Exit(1) from None
     finally:
         sop.close()
-    _policy_report(report, json_output, "activate")
+    _policy_report(report.to_dict(), json_output, "activate")
 
 
-def _cap_out(cap: Any, token: str, json_output: bool) -> None:
-    data = {"capability": cap.to_claims(), "token": token}
+def _cap_out(claims: dict[str, Any], token: str, json_output: bool) -> None:
+    data = {"capability": claims, "token": token}
     if json_output:
         print_json(data)
     else:
         out.print(
-            f"capability [bold]{cap.id}[/] for {cap.principal}: "
-            f"{', '.join(sorted(cap.actions))} on {', '.join(cap.resources)}"
+            f"capability [bold]{claims['id']}[/] for {claims['principal']}: "
+            f"{', '.join(sorted(claims['actions']))} on {', '.join(claims['resources'])}"
         )
         out.print(
             "token (hand it to the holder; it is a bearer credential bound to its principal):"
         )
         sys.stdout.write(token + "\n")
+
+
+def _now() -> int:
+    from sop_verified.nexus.sop import wall_clock
+
+    return wall_clock()
 
 
 Actions = Annotated[list[str], typer.Option("--action", "-a", help="An action (repeatable).")]
@@ -197,12 +227,17 @@ def cap_admit(
     json_output: JsonFlag = False,
 ) -> None:
     """Admit a root capability."""
+    if (server := _served(data_dir)) is not None:
+        body = {"principal": principal, "actions": action, "resources": resource}
+        data = server.call("POST", "/admin/cap/admit", {**body, "expires": _now() + expires_in})
+        _cap_out(data["capability"], data["token"], json_output)
+        return
     sop = boot_data_dir(data_dir)
     try:
         cap, token = sop.admit(principal, action, resource, expires=sop.now() + expires_in)
     finally:
         sop.close()
-    _cap_out(cap, token, json_output)
+    _cap_out(cap.to_claims(), token, json_output)
 
 
 @cap_app.command("attenuate")
@@ -216,13 +251,19 @@ def cap_attenuate(
     json_output: JsonFlag = False,
 ) -> None:
     """Derive a narrower capability (Z3 proves it is a subset of the parent)."""
+    if (server := _served(data_dir)) is not None:
+        expires = None if expires_in is None else _now() + expires_in
+        body = {"parent_token": token, "actions": action, "resources": resource}
+        data = server.call("POST", "/admin/cap/attenuate", {**body, "expires": expires})
+        _cap_out(data["capability"], data["token"], json_output)
+        return
     sop = boot_data_dir(data_dir)
     try:
         expires = None if expires_in is None else sop.now() + expires_in
         cap, child = sop.attenuate(token, actions=action, resources=resource, expires=expires)
     finally:
         sop.close()
-    _cap_out(cap, child, json_output)
+    _cap_out(cap.to_claims(), child, json_output)
 
 
 @cap_app.command("revoke")
@@ -233,11 +274,14 @@ def cap_revoke(
     json_output: JsonFlag = False,
 ) -> None:
     """Revoke a capability and all its descendants."""
-    sop = boot_data_dir(data_dir)
-    try:
-        revoked = sop.revoke(cap_id)
-    finally:
-        sop.close()
+    if (server := _served(data_dir)) is not None:
+        revoked = server.call("POST", "/admin/cap/revoke", {"capability_id": cap_id})["revoked"]
+    else:
+        sop = boot_data_dir(data_dir)
+        try:
+            revoked = sop.revoke(cap_id)
+        finally:
+            sop.close()
     if json_output:
         print_json({"revoked": revoked})
     else:
@@ -353,7 +397,7 @@ def proofs_replay(
 
     if not 0.0 <= sample <= 100.0:
         fail(f"`--sample {sample}` is out of range; accepted: 0 to 100")
-    sop = boot_data_dir(data_dir)
+    sop = boot_data_dir(data_dir, "sop proofs replay")
     try:
         if not isinstance(sop.gate, Z3ProofGate):
             fail("this SOP has no Z3 proof gate to replay")

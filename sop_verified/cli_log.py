@@ -26,6 +26,7 @@ from sop_verified.cli_support import (
     guarded,
     out,
     print_json,
+    refuse_if_served,
 )
 from sop_verified.errors import InputError, ReceiptError
 from sop_verified.tools.private_fs import write_private
@@ -158,6 +159,7 @@ def log_anchor(
 
     if not accept_current:
         raise InputError("`sop log anchor` changes nothing without `--accept-current`")
+    refuse_if_served(data_dir, "sop log anchor")
     done = unsafe_accept_current(data_dir, wall_clock())
     if json_output:
         print_json(done)
@@ -291,17 +293,22 @@ def keys_export(
 
 def keys_rotate(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
     """Rotate the checkpoint key; the new key is announced in the log under the old one."""
-    sop = boot_data_dir(data_dir)
-    try:
-        receipt = sop.rotate_checkpoint_key()
-        new = sop.log.verifiers[0].vkey
-    finally:
-        sop.close()
-    data = {"vkey": new, "receipt": receipt.to_dict()}
+    from sop_verified.server.admin_client import served  # noqa: PLC0415 - keep --help fast
+
+    if (server := served(data_dir)) is not None:
+        data = server.call("POST", "/admin/keys/rotate", {})
+    else:
+        sop = boot_data_dir(data_dir)
+        try:
+            receipt = sop.rotate_checkpoint_key()
+            data = {"vkey": sop.log.verifiers[0].vkey, "receipt": receipt.to_dict()}
+        finally:
+            sop.close()
+    new, index = data["vkey"], data["receipt"]["index"]
     if json_output:
         print_json(data)
         return
-    out.print(f"checkpoint key rotated at entry {receipt.index}; new verifier key:")
+    out.print(f"checkpoint key rotated at entry {index}; new verifier key:")
     sys.stdout.write(new + "\n")
 
 

@@ -14,7 +14,15 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from sop_verified.cli_support import DEFAULT_DATA_DIR, DataDir, JsonFlag, guarded, out, print_json
+from sop_verified.cli_support import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    guarded,
+    out,
+    print_json,
+    refuse_if_served,
+)
 from sop_verified.errors import IntegrityError
 
 __all__ = ["register"]
@@ -72,6 +80,7 @@ def state_repair(
     """Rebuild every derived table from the verified log, put it in place and log the repair."""
     from sop_verified.nexus.state_ops import repair_data_dir  # noqa: PLC0415 - keep --help fast
 
+    refuse_if_served(data_dir, "sop state repair")
     try:
         report = repair_data_dir(data_dir, vkey=vkey)
     except IntegrityError as exc:
@@ -102,6 +111,7 @@ def config_accept(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = 
     """Accept the current `sop.toml` after you changed it (logged; needs the keys)."""
     from sop_verified.nexus.state_ops import accept_config  # noqa: PLC0415 - keep --help fast
 
+    refuse_if_served(data_dir, "sop config accept")
     digest, index = accept_config(data_dir)
     if json_output:
         print_json({"config_digest": digest, "log_index": index})

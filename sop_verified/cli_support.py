@@ -26,6 +26,7 @@ __all__ = [
     "guarded",
     "out",
     "print_json",
+    "refuse_if_served",
 ]
 
 out = Console()
@@ -78,8 +79,8 @@ def print_json(value: Any) -> None:
     )
 
 
-def boot_data_dir(data_dir: Path) -> Any:
-    """Boot SOP on ``data_dir``, or fail with what to do when it is not a data directory."""
+def boot_data_dir(data_dir: Path, command: str = "this command") -> Any:
+    """Boot SOP on ``data_dir``, or fail with what to do (not a data directory, or served)."""
     from sop_verified.nexus.sop import SOP  # noqa: PLC0415 - keep `sop --help` fast
 
     if not (data_dir / "sop.toml").exists():
@@ -87,4 +88,24 @@ def boot_data_dir(data_dir: Path) -> Any:
             f"no SOP data directory at `{data_dir}`; "
             f"create one with `sop init --data-dir {data_dir}`"
         )
+    refuse_if_served(data_dir, command)
     return SOP.boot(data_dir)
+
+
+def refuse_if_served(data_dir: Path, command: str) -> None:
+    """Fail (exit 2) when a server holds ``data_dir``: it is its database's only writer.
+
+    Args:
+        data_dir: the data directory ``command`` would open for writing.
+        command: the command, for the message (``sop state repair``).
+    """
+    from sop_verified.server.serve_lock import holder  # noqa: PLC0415 - keep `sop --help` fast
+
+    if holder(data_dir) is None:
+        return
+    from sop_verified.server.admin_client import refuse_while_served  # noqa: PLC0415
+
+    try:
+        refuse_while_served(data_dir, command)
+    except SOPError as exc:
+        fail(str(exc))

@@ -21,7 +21,9 @@ from typing import Any
 import pytest
 import uvicorn
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
+from sop_verified.cli import app as cli_app
 from sop_verified.core.health import Health
 from sop_verified.errors import SOPError
 from sop_verified.nexus.demo import SOUND_POLICIES, UNSOUND_POLICIES
@@ -369,3 +371,72 @@ def test_another_uid_is_closed_by_peer_credentials_even_on_a_widened_socket(
         own.connect(str(served.path))
         own.sendall(b"GET /admin/status HTTP/1.1\r\nhost: x\r\n\r\n")
         assert own.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+# ---- the CLI while a server holds the data directory --------------------------------------------
+runner = CliRunner()
+
+
+def _sop(*args: str) -> tuple[int, str]:
+    result = runner.invoke(cli_app, list(args))
+    return result.exit_code, result.output
+
+
+def test_cli_status_goes_through_the_admin_socket(served: _Served, booted: SOP) -> None:
+    code, output = _sop("status", "--data-dir", str(booted.data_dir), "--json")
+    assert code == 0, output
+    assert json.loads(output) == booted.status()
+
+
+def test_cli_cap_admit_goes_through_the_admin_socket(served: _Served, booted: SOP) -> None:
+    code, output = _sop(
+        "cap", "admit", "-p", "drac", "-a", "artifact.persist", "-r", "artifacts/**",
+        "--data-dir", str(booted.data_dir), "--json",
+    )  # fmt: skip
+    assert code == 0, output
+    data = json.loads(output)
+    assert set(data) == {"capability", "token"}
+    assert booted.capabilities.holder(data["token"]).id == data["capability"]["id"]
+
+
+def test_cli_policy_activate_refused_through_the_socket_prints_the_report(
+    served: _Served, booted: SOP, tmp_path: Path
+) -> None:
+    path = _policies(tmp_path, "unsound", UNSOUND_POLICIES)
+    code, output = _sop(
+        "policy", "activate", str(path), "--data-dir", str(booted.data_dir), "--json"
+    )
+    assert code == 1, output
+    assert json.loads(output)["ok"] is False
+
+
+def test_cli_admin_error_through_the_socket_is_one_line_exit_2(
+    served: _Served, booted: SOP
+) -> None:
+    code, output = _sop("cap", "revoke", "no-such-capability", "--data-dir", str(booted.data_dir))
+    assert code == 2, output
+    assert "error:" in output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["state", "repair"],
+        ["config", "accept"],
+        ["log", "anchor", "--accept-current"],
+        ["proofs", "replay"],
+    ],
+)
+def test_cli_refuses_to_open_a_held_database(tmp_path: Path, command: list[str]) -> None:
+    data = tmp_path / "data"
+    SOP.init(data)
+    lock = ServeLock.acquire(data)
+    try:
+        code, output = _sop(*command, "--data-dir", str(data))
+    finally:
+        lock.release()
+    assert code == 2, output
+    flat = " ".join(output.split())
+    assert f"a server (pid {os.getpid()}) holds" in flat
+    assert f"`sop {' '.join(command[:2]).replace(' --accept-current', '')}`" in flat
+    assert "stop the server" in flat
