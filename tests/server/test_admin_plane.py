@@ -7,7 +7,6 @@ running as another uid (``nobody``, 65534; the tests run as root).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -20,6 +19,8 @@ from typing import Any
 
 import pytest
 import uvicorn
+import uvloop
+from served import Prepared, Served
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -281,7 +282,8 @@ def test_peer_allowed_is_own_uid_or_root() -> None:
 
 
 class _Served:
-    """The admin app served by uvicorn on ``<data_dir>/admin.sock``, in a thread."""
+    """The admin app served by uvicorn on ``<data_dir>/admin.sock``, in a thread (uvloop, as
+    ``sop serve`` runs it)."""
 
     def __init__(self, state: Any, data_dir: Path) -> None:
         self.path, sock = bind_admin_socket(data_dir)
@@ -291,7 +293,7 @@ class _Served:
         config.load()
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
-            target=lambda: asyncio.run(self.server.serve(sockets=[sock])), daemon=True
+            target=lambda: uvloop.run(self.server.serve(sockets=[sock])), daemon=True
         )
         self.thread.start()
         while not self.server.started:
@@ -304,7 +306,7 @@ class _Served:
 
 
 @pytest.fixture
-def served(state: Any, booted: SOP) -> Iterator[_Served]:
+def admin_served(state: Any, booted: SOP) -> Iterator[_Served]:
     lock = ServeLock.acquire(booted.data_dir)
     running = _Served(state, booted.data_dir)
     yield running
@@ -357,18 +359,18 @@ def _as_nobody(data_dir: Path) -> str:
 
 
 @needs_root
-def test_another_uid_cannot_connect_to_the_admin_socket(served: _Served, booted: SOP) -> None:
+def test_another_uid_cannot_connect_to_the_admin_socket(admin_served: _Served, booted: SOP) -> None:
     assert _as_nobody(booted.data_dir) == "PermissionError"
 
 
 @needs_root
 def test_another_uid_is_closed_by_peer_credentials_even_on_a_widened_socket(
-    served: _Served, booted: SOP
+    admin_served: _Served, booted: SOP
 ) -> None:
-    os.chmod(served.path, 0o666)  # a mistake: the file mode no longer keeps anyone out
+    os.chmod(admin_served.path, 0o666)  # a mistake: the file mode no longer keeps anyone out
     assert _as_nobody(booted.data_dir) == "closed"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as own:  # its owner still gets in
-        own.connect(str(served.path))
+        own.connect(str(admin_served.path))
         own.sendall(b"GET /admin/status HTTP/1.1\r\nhost: x\r\n\r\n")
         assert own.recv(65536).startswith(b"HTTP/1.1 200")
 
@@ -382,13 +384,13 @@ def _sop(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_cli_status_goes_through_the_admin_socket(served: _Served, booted: SOP) -> None:
+def test_cli_status_goes_through_the_admin_socket(admin_served: _Served, booted: SOP) -> None:
     code, output = _sop("status", "--data-dir", str(booted.data_dir), "--json")
     assert code == 0, output
     assert json.loads(output) == booted.status()
 
 
-def test_cli_cap_admit_goes_through_the_admin_socket(served: _Served, booted: SOP) -> None:
+def test_cli_cap_admit_goes_through_the_admin_socket(admin_served: _Served, booted: SOP) -> None:
     code, output = _sop(
         "cap", "admit", "-p", "drac", "-a", "artifact.persist", "-r", "artifacts/**",
         "--data-dir", str(booted.data_dir), "--json",
@@ -400,7 +402,7 @@ def test_cli_cap_admit_goes_through_the_admin_socket(served: _Served, booted: SO
 
 
 def test_cli_policy_activate_refused_through_the_socket_prints_the_report(
-    served: _Served, booted: SOP, tmp_path: Path
+    admin_served: _Served, booted: SOP, tmp_path: Path
 ) -> None:
     path = _policies(tmp_path, "unsound", UNSOUND_POLICIES)
     code, output = _sop(
@@ -411,7 +413,7 @@ def test_cli_policy_activate_refused_through_the_socket_prints_the_report(
 
 
 def test_cli_admin_error_through_the_socket_is_one_line_exit_2(
-    served: _Served, booted: SOP
+    admin_served: _Served, booted: SOP
 ) -> None:
     code, output = _sop("cap", "revoke", "no-such-capability", "--data-dir", str(booted.data_dir))
     assert code == 2, output
@@ -440,3 +442,22 @@ def test_cli_refuses_to_open_a_held_database(tmp_path: Path, command: list[str])
     assert f"a server (pid {os.getpid()}) holds" in flat
     assert f"`sop {' '.join(command[:2]).replace(' --accept-current', '')}`" in flat
     assert "stop the server" in flat
+
+
+# ---- a real `sop serve` ---------------------------------------------------------------------
+def test_sop_serve_answers_the_cli_on_its_admin_socket_and_removes_it_on_stop(
+    prepared: Prepared,
+) -> None:
+    server = Served(prepared.data_dir)
+    try:
+        socket_path = Path(server.facts["admin"])
+        assert socket_path == prepared.data_dir.absolute() / "admin.sock"
+        assert stat.S_IMODE(os.lstat(socket_path).st_mode) == 0o600
+        code, output = _sop("status", "--data-dir", str(prepared.data_dir), "--json")
+        assert code == 0, output
+        assert json.loads(output)["health"] == "READY"
+        if os.getuid() == 0:
+            assert _as_nobody(prepared.data_dir) == "PermissionError"
+    finally:
+        assert server.stop() == 0, server.stderr()
+    assert not socket_path.exists()
