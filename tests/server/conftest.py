@@ -16,7 +16,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
 
 @pytest.fixture(scope="module")
 def served(prepared: Prepared) -> Iterator[Served]:
-    server = Served(prepared.data_dir, "--no-admin-socket")
+    server = Served(prepared.data_dir)
     yield server
     assert server.stop() == 0, server.stderr()
 
