@@ -46,8 +46,14 @@ def _lua_string(text: str) -> str:
     return f"[{level}[{text}]{level}]"
 
 
-def lua_script(path: str, bodies: list[list[str]] | None) -> str:
-    """The Lua script for one target: POSTs cycling over ``bodies``, or plain GETs."""
+def lua_script(path: str, bodies: list[list[str]] | None, static: str | None = None) -> str:
+    """The Lua script for one target: POSTs cycling over ``bodies``, one static POST, or GETs."""
+    if static is not None:
+        return f"""
+wrk.method = "POST"
+wrk.body = {_lua_string(static)}
+wrk.headers["Content-Type"] = "application/json"
+{_DONE}"""
     if bodies is None:
         return _DONE
     rows = ",\n".join(f"  {{{_lua_string(p)}, {_lua_string(s)}}}" for p, s in bodies)
@@ -80,6 +86,7 @@ def wrk(
     *,
     seconds: float,
     bodies: list[list[str]] | None = None,
+    static: str | None = None,
     connections: int = 32,
     threads: int = 1,
 ) -> dict[str, Any]:
@@ -89,6 +96,7 @@ def wrk(
         url: the target (scheme, host, port and path).
         seconds: the run's length (at least 1).
         bodies: ``[prefix, suffix]`` body templates for POSTs; None for GETs.
+        static: one body sent as it is by every POST (instead of ``bodies``).
         connections: concurrent connections, each one request at a time.
         threads: wrk's threads.
 
@@ -101,7 +109,7 @@ def wrk(
     path = "/" + url.split("/", 3)[3]
     with tempfile.TemporaryDirectory(prefix="sop-wrk-") as tmp:
         script = Path(tmp) / "target.lua"
-        script.write_text(lua_script(path, bodies))
+        script.write_text(lua_script(path, bodies, static))
         cmd = [WRK, f"-c{connections}", f"-t{threads}", f"-d{max(1, round(seconds))}s"]
         cmd += ["--timeout", "10s", "-s", str(script), url]
         cpu0 = _children_cpu()
