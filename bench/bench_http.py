@@ -28,6 +28,7 @@ fails. Run: ``python3 bench/bench_http.py [--seconds 10] [--rate 1000] [--json]`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -41,6 +42,8 @@ from typing import Any
 from http_load import open_loop, wrk
 from http_report import render, targets
 from http_server import ServeProcess, get, post, prepare, scrape
+
+from sop_verified.errors import SOPError
 
 __all__ = ["ALLOW", "DENY", "bodies", "main", "run"]
 
@@ -129,7 +132,8 @@ def _tls_files(data_dir: Path, out: Path) -> tuple[Path, Path, Path] | str:
         return "not measured: this build has no sop_verified.server.certs"
     if not hasattr(certs, "issue_client"):
         return "not measured: this build cannot issue client certificates (sop certs issue)"
-    certs.create_authority(data_dir)
+    with contextlib.suppress(SOPError):  # SOP.init makes it (since issue 14's certs)
+        certs.create_authority(data_dir)
     issued = certs.issue_client(data_dir, "drac", out)
     return issued.cert_path, issued.key_path, issued.ca_path
 
@@ -221,9 +225,12 @@ def _tls_run(
         return {"unavailable": files}
     server = ServeProcess(data_dir, tls=True, echo=False)
     try:
-        return _decide_run(server, _open(server.bridge + "/v1/decide", rate, seconds, posts, files))
+        load = _open(server.bridge + "/v1/decide", rate, seconds, posts, files)
+        result = _decide_run(server, load)
     finally:
-        server.stop()
+        status = server.stop()
+    result["server_exit_status"] = status
+    return result
 
 
 def _result(

@@ -34,6 +34,8 @@ def _problems(runs: dict[str, Any], exit_status: int) -> list[str]:
     for key, x in runs.items():
         if "unavailable" in x:
             continue
+        if x.get("server_exit_status", 0) != 0:
+            out.append(f"{key}: its server exited with `{x['server_exit_status']}` on SIGTERM")
         if x.get("errors"):
             out.append(f"{key}: socket errors `{x['errors']}`")
         if x.get("non2xx"):
