@@ -46,6 +46,7 @@ def serve_cmd(
     ] = False,
     queue: Annotated[int, typer.Option(help="Requests that may wait before 429.", min=1)] = 4096,
     no_admin_socket: Annotated[bool, typer.Option("--no-admin-socket", hidden=True)] = False,
+    bench_echo: Annotated[bool, typer.Option("--bench-echo", hidden=True)] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Serve SOP: the bridge plane (mutual TLS), the public read plane, the admin socket."""
@@ -61,6 +62,7 @@ def serve_cmd(
         unsafe_no_tls=unsafe_no_tls,
         queue_capacity=queue,
         admin_socket=not no_admin_socket,
+        bench_echo=bench_echo,  # bench/bench_http.py's echo route: hidden, warned about
     )
 
     def started(at: Listeners) -> None:

@@ -29,9 +29,12 @@ from typing import Any
 
 import uvicorn
 import uvloop
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from sop_verified.nexus.sop import SOP
 from sop_verified.server.app import plane
+from sop_verified.server.bench_echo import ECHO_WARNING, echo_routes
 from sop_verified.server.bridge import bridge_routes
 from sop_verified.server.decisions import DecisionQueue
 from sop_verified.server.public import public_routes
@@ -42,7 +45,7 @@ from sop_verified.server.telemetry import Metrics
 from sop_verified.server.tls_protocol import TLSHttpToolsProtocol
 from sop_verified.server.tls_refusals import count_refused_handshakes
 
-__all__ = ["Listeners", "ServeSettings", "Server", "serve"]
+__all__ = ["Listeners", "ServeSettings", "Server", "bridge_app", "serve"]
 
 _log = logging.getLogger("sop.server")
 
@@ -58,6 +61,8 @@ class ServeSettings:
         unsafe_no_tls: plain HTTP on the bridge plane (loopback only; loud).
         queue_capacity: requests that may wait for a decision before 429.
         admin_socket: serve the admin plane on ``<data_dir>/admin.sock``.
+        bench_echo: add the benchmark's echo route ``POST /bench/echo`` to the bridge
+            plane (:mod:`.bench_echo`; off by default, warned about, not in OpenAPI).
     """
 
     data_dir: Path
@@ -66,6 +71,7 @@ class ServeSettings:
     unsafe_no_tls: bool = False
     queue_capacity: int = 4096
     admin_socket: bool = True
+    bench_echo: bool = False
 
 
 @dataclass
@@ -89,7 +95,8 @@ class _Quiet(uvicorn.Server):
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
@@ -108,6 +115,22 @@ def _config(app: Any, **kw: Any) -> uvicorn.Config:
     )
     config.load()
     return config
+
+
+def bridge_app(state: ServerState, settings: ServeSettings) -> Starlette:
+    """The bridge plane's application: its routes, and the echo route if ``bench_echo``.
+
+    Args:
+        state: the running server's shared parts.
+        settings: how the server was started (``bench_echo`` adds ``POST /bench/echo``).
+
+    Returns:
+        The Starlette application of the bridge plane.
+    """
+    routes: list[BaseRoute] = list(bridge_routes(state))
+    if settings.bench_echo:  # off by default: bench/bench_http.py's ceiling of the stack
+        routes += echo_routes()
+    return plane(routes)
 
 
 class Server:
@@ -142,8 +165,8 @@ class Server:
         bridge_sock = _bind(*settings.bridge)
         read_sock = _bind(*settings.read)
         self._sockets = [bridge_sock, read_sock]
-        bridge = _config(plane(bridge_routes(self.state)), http=TLSHttpToolsProtocol)
-        warnings: list[str] = []
+        bridge = _config(bridge_app(self.state, settings), http=TLSHttpToolsProtocol)
+        warnings = [ECHO_WARNING] if settings.bench_echo else []
         if settings.unsafe_no_tls:
             warnings.append(
                 "UNSAFE: the bridge plane runs WITHOUT TLS (--unsafe-no-tls): no client is"
