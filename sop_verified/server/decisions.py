@@ -109,8 +109,9 @@ class DecisionQueue:
                 )
             self._pending.append((request, future, loop))
             self._cond.notify()
-        # shield: a client that goes away does not un-decide its request; it is logged anyway
-        return await asyncio.shield(future)
+        # A client that goes away cancels this future only: its request stays queued and is
+        # decided and logged anyway (the deciding thread skips a future that is done).
+        return await future
 
     def close(self, timeout: float | None = None) -> None:
         """Take no new requests, decide every queued one, stop the thread."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 from prometheus_client import (
@@ -95,6 +96,7 @@ class Metrics:
             "sop_proof_gate_worker_restarts", "Solver worker processes restarted.", registry=r
         )
         self.collect_hooks: list[Callable[[Metrics], None]] = []
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
     def observe(self, decision: Decision, endpoint: str, started: float) -> float:
         """Count one decision and its latency; returns the latency in seconds."""
@@ -102,8 +104,13 @@ class Metrics:
         reason = decision.reasons[0] if decision.reasons else None
         stage = str(reason.stage) if reason else ""
         code = reason.code if reason else ""
-        self.decisions.labels(str(decision.effect), stage, code).inc()
-        self.latency.labels(endpoint).observe(elapsed)
+        effect = str(decision.effect)
+        children = self._children.get((effect, stage, code, endpoint))
+        if children is None:  # labels() looks the child up each call; keep it instead
+            children = (self.decisions.labels(effect, stage, code), self.latency.labels(endpoint))
+            self._children[(effect, stage, code, endpoint)] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         if decision_logger.isEnabledFor(logging.INFO):
             decision_logger.info(
                 orjson.dumps(

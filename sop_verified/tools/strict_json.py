@@ -15,6 +15,7 @@ looked for once a duplicate has been seen.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -107,6 +108,8 @@ def loads_unique_keys(
         ValueError: the text is not JSON (``json.JSONDecodeError``), or a hook refused it.
         RecursionError: the nesting is deeper than Python's recursion limit.
     """
+    if parse_float is None and parse_constant is None:
+        return _loads_default(text)
     repeated = False
 
     def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Duplicate:
@@ -121,5 +124,34 @@ def loads_unique_keys(
         text, object_pairs_hook=_object, parse_float=parse_float, parse_constant=parse_constant
     )
     if repeated:
+        raise _locate(value) or ValueError("an object repeats a key")
+    return value
+
+
+_seen = threading.local()  # per thread: did the document being decoded repeat a key?
+
+
+def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Duplicate:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    _seen.repeated = True
+    return _Duplicate(_first_repeated(pairs))
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object_once)
+"""One decoder for the default hooks: building one per call costs more than small documents."""
+
+
+def _loads_default(text: str | bytes) -> Any:
+    """:func:`loads_unique_keys` without hooks, on a decoder built once."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return loads_unique_keys(text, parse_float=float)  # json.loads detects the encoding
+    _seen.repeated = False
+    value = _DECODER.decode(text)
+    if _seen.repeated:
         raise _locate(value) or ValueError("an object repeats a key")
     return value
