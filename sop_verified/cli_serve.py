@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import orjson
@@ -45,6 +46,13 @@ def serve_cmd(
         ),
     ] = False,
     queue: Annotated[int, typer.Option(help="Requests that may wait before 429.", min=1)] = 4096,
+    decision_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write one JSON line per decision (id, log index, effect, code, latency;"
+            " no request values) to this file, or `-` for standard error."
+        ),
+    ] = None,
     no_admin_socket: Annotated[bool, typer.Option("--no-admin-socket", hidden=True)] = False,
     bench_echo: Annotated[bool, typer.Option("--bench-echo", hidden=True)] = False,
     json_output: JsonFlag = False,
@@ -62,6 +70,7 @@ def serve_cmd(
         unsafe_no_tls=unsafe_no_tls,
         queue_capacity=queue,
         admin_socket=not no_admin_socket,
+        decision_log=decision_log,
         bench_echo=bench_echo,  # bench/bench_http.py's echo route: hidden, warned about
     )
 

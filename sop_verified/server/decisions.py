@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,7 +35,10 @@ BATCH_MAX = 128
 DECIDING_THREADS = 2
 """Threads taking batches from the queue (see :class:`DecisionQueue`)."""
 
-_Item = tuple[Request, "asyncio.Future[Decision]", asyncio.AbstractEventLoop]
+_Item = tuple[Request, "asyncio.Future[Decision]", asyncio.AbstractEventLoop, float]
+
+BatchObserver = Callable[[int, list[float], float], None]
+"""Told each batch's size, its requests' seconds in the queue, and the batch's seconds."""
 
 
 class QueueFullError(SOPError):
@@ -53,7 +57,7 @@ class DecisionQueue:
         decide_batch: Callable[[Sequence[Request]], list[Decision]],
         *,
         capacity: int = 4096,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: BatchObserver | None = None,
         threads: int = DECIDING_THREADS,
     ) -> None:
         """Start the deciding threads.
@@ -62,7 +66,7 @@ class DecisionQueue:
             decide_batch: decides requests in one log batch, one answer each, never raises
                 (``SOP.submit_batch``); safe to call from several threads.
             capacity: how many requests may wait before :meth:`decide` refuses.
-            on_batch: called with each batch's size (metrics).
+            on_batch: told each batch's size, queue waits and duration (metrics).
             threads: deciding threads: while one waits on its batch's fsync, the next
                 decides its own batch, which the log's group commit then takes.
         """
@@ -107,7 +111,7 @@ class DecisionQueue:
                 raise QueueFullError(
                     f"{len(self._pending)} requests wait for a decision, the queue's capacity"
                 )
-            self._pending.append((request, future, loop))
+            self._pending.append((request, future, loop, time.perf_counter()))
             self._cond.notify()
         # A client that goes away cancels this future only: its request stays queued and is
         # decided and logged anyway (the deciding thread skips a future that is done).
@@ -132,11 +136,13 @@ class DecisionQueue:
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
-            decisions = self._decided([request for request, _, _ in batch])
+            started = time.perf_counter()
+            decisions = self._decided([item[0] for item in batch])
             if self._on_batch is not None:
-                self._on_batch(len(batch))
+                waits = [started - item[3] for item in batch]
+                self._on_batch(len(batch), waits, time.perf_counter() - started)
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Decision]]] = {}
-            for (_, future, loop), decision in zip(batch, decisions, strict=True):
+            for (_, future, loop, _queued), decision in zip(batch, decisions, strict=True):
                 by_loop.setdefault(loop, []).append((future, decision))
             for loop, answers in by_loop.items():
                 try:

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sop_verified.core.health import Health
+from sop_verified.core.proofgate import Z3ProofGate
 from sop_verified.errors import InputError
 from sop_verified.server.openapi import openapi_document
 from sop_verified.server.problems import problem
@@ -91,6 +92,14 @@ def _sampler(state: ServerState) -> Any:
         for member in Health:
             metrics.health.labels(str(member)).set(1 if member is health else 0)
         metrics.queue_depth.set(state.queue.depth)
+        try:
+            gate = sop.gate
+        except Exception:  # boot did not finish: no gate to sample
+            gate = None
+        if isinstance(gate, Z3ProofGate):
+            waiting, restarts = gate.worker_stats()
+            metrics.gate_queue.set(waiting)
+            metrics.worker_restarts.set(restarts)
         try:
             log = sop.log
         except Exception:  # boot did not finish: no log to sample

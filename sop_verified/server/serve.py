@@ -42,7 +42,7 @@ from sop_verified.server.public import public_routes
 from sop_verified.server.read_plane import log_routes, sop_source
 from sop_verified.server.serve_lock import ServeLock
 from sop_verified.server.state import ServerState
-from sop_verified.server.telemetry import Metrics
+from sop_verified.server.telemetry import Metrics, decision_logger
 from sop_verified.server.tls_protocol import TLSHttpToolsProtocol
 from sop_verified.server.tls_refusals import count_refused_handshakes
 
@@ -62,6 +62,8 @@ class ServeSettings:
         unsafe_no_tls: plain HTTP on the bridge plane (loopback only; loud).
         queue_capacity: requests that may wait for a decision before 429.
         admin_socket: serve the admin plane on ``<data_dir>/admin.sock``.
+        decision_log: where to write one JSON line per decision (``-``: standard error;
+            None: nowhere).
         bench_echo: add the benchmark's echo route ``POST /bench/echo`` to the bridge
             plane (:mod:`.bench_echo`; off by default, warned about, not in OpenAPI).
     """
@@ -73,6 +75,7 @@ class ServeSettings:
     queue_capacity: int = 4096
     admin_socket: bool = True
     bench_echo: bool = False
+    decision_log: Path | None = None
 
 
 @dataclass
@@ -143,7 +146,7 @@ class Server:
         self.lock = lock
         metrics = Metrics()
         queue = DecisionQueue(
-            sop.submit_batch, capacity=settings.queue_capacity, on_batch=metrics.batch.observe
+            sop.submit_batch, capacity=settings.queue_capacity, on_batch=metrics.observe_batch
         )
         self.state = ServerState(sop, queue, metrics=metrics, unsafe_no_tls=settings.unsafe_no_tls)
         self._servers: list[_Quiet] = []
@@ -236,6 +239,21 @@ class Server:
         self.lock.release()
 
 
+def _decision_lines(target: Path | None) -> None:
+    """Send the ``sop.decisions`` logger's lines to ``target`` (a file, or ``-``: stderr)."""
+    if target is None:
+        return
+    handler: logging.Handler
+    if str(target) == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(target, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    decision_logger.addHandler(handler)
+    decision_logger.setLevel(logging.INFO)
+    decision_logger.propagate = False
+
+
 def serve(
     settings: ServeSettings,
     *,
@@ -248,6 +266,7 @@ def serve(
         SOPError: another server holds the data directory, or the TLS material is missing.
     """
     lock = ServeLock.acquire(settings.data_dir)
+    _decision_lines(settings.decision_log)
     try:
         sop = boot(settings.data_dir)
     except BaseException:

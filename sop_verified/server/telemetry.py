@@ -62,6 +62,14 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=r,
         )
+        self.stage = Histogram(
+            "sop_decision_stage_seconds",
+            "Seconds per stage of the server's path: `queue` (waiting for a deciding thread),"
+            " `decide_and_log` (a batch: every decision stage and the durable log commit).",
+            ("stage",),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "sop_decision_queue_depth", "Requests waiting for a decision.", registry=r
         )
@@ -127,6 +135,14 @@ class Metrics:
                 ).decode()
             )
         return elapsed
+
+    def observe_batch(self, size: int, waits: list[float], seconds: float) -> None:
+        """Count one durable batch: its size, its requests' queue waits, its duration."""
+        self.batch.observe(size)
+        queue = self.stage.labels("queue")
+        for wait in waits:
+            queue.observe(wait)
+        self.stage.labels("decide_and_log").observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition, after refreshing the sampled gauges."""

@@ -35,6 +35,7 @@ from sop_verified.tools.workerproc import FRAME_HEADER, MAX_FRAME_BYTES
 __all__ = [
     "MAX_FRAME_BYTES",
     "CallResult",
+    "PoolStats",
     "WorkerLimits",
     "WorkerPool",
 ]
@@ -221,6 +222,14 @@ def _kill_all(live: set[_Worker]) -> None:
     live.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A pool's counters: callers waiting for a worker, workers started in all."""
+
+    waiting: int
+    spawned: int
+
+
 class WorkerPool:
     """A fixed number of worker slots; a dead or overrunning worker is replaced on demand.
 
@@ -263,6 +272,8 @@ class WorkerPool:
         self._closed = False
         self._live: set[_Worker] = set()
         self._finalizer = weakref.finalize(self, _kill_all, self._live)
+        self._waiting = 0  # callers waiting for a free worker
+        self._spawned = 0  # workers started, replacements included
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -274,6 +285,11 @@ class WorkerPool:
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
         return self._closed
+
+    def stats(self) -> PoolStats:
+        """How many callers wait for a worker, and how many workers were started (metrics)."""
+        with self._cond:
+            return PoolStats(self._waiting, self._spawned)
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (diagnostics and tests)."""
@@ -362,7 +378,11 @@ class WorkerPool:
                     raise _WorkerGoneError(
                         "busy", f"no worker became free within {wait_seconds:g} s"
                     )
-                self._cond.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiting -= 1
         try:
             return self._spawn()
         except _WorkerGoneError:
@@ -378,6 +398,7 @@ class WorkerPool:
             raise _WorkerGoneError("start", f"cannot start a worker: {exc}") from None
         with self._cond:
             self._live.add(worker)
+            self._spawned += 1
         try:
             deadline = time.monotonic() + self.limits.start_seconds
             worker.send({"limits": asdict(self.limits), "init": self._init}, deadline)

@@ -417,6 +417,17 @@ class Z3ProofGate:
         """Live worker process ids (diagnostics, tests)."""
         return self._pool.pids()
 
+    @ensure(lambda result: result[0] >= 0 and result[1] >= 0)
+    def worker_stats(self) -> tuple[int, int]:
+        """Obligations waiting for a solver worker, and workers restarted (metrics).
+
+        Returns:
+            ``(waiting, restarts)``: restarts count the workers started beyond the
+            pool's size (each replaced a dead, retired or overrunning one).
+        """
+        stats = self._pool.stats()
+        return stats.waiting, max(0, stats.spawned - self.config.workers)
+
     def close(self) -> None:
         """Stop the workers; later fresh checks answer UNKNOWN ``gate closed``."""
         self._pool.close()

@@ -14,7 +14,7 @@ from typing import Any
 from sop_verified.core.contracts import ensure, invariant, require
 from sop_verified.core.proofgate.smtlib import CompiledObligation
 from sop_verified.core.proofgate.solver import solver_identity
-from sop_verified.tools.workerpool import CallResult, WorkerLimits, WorkerPool
+from sop_verified.tools.workerpool import CallResult, PoolStats, WorkerLimits, WorkerPool
 
 __all__ = ["WORKER_MODULE", "SolverPool"]
 
@@ -126,6 +126,11 @@ class SolverPool:
     def pids(self) -> list[int]:
         """Live worker process ids (diagnostics, tests)."""
         return self._pool.pids()
+
+    @ensure(lambda result: result.waiting >= 0 and result.spawned >= 0)
+    def stats(self) -> PoolStats:
+        """Callers waiting for a worker, and workers started in all (metrics)."""
+        return self._pool.stats()
 
     @ensure(lambda self: self._pool.closed)
     def close(self) -> None:
