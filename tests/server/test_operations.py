@@ -316,3 +316,42 @@ def test_malformed_protocol_body_is_400_before_any_decision(server: Served, ops:
         )
     assert unknown.status_code == bad_b64.status_code == 400
     assert "decision" not in unknown.json()
+
+
+def test_every_operation_is_in_the_openapi_document() -> None:
+    from sop_verified.server.openapi import openapi_document
+    from sop_verified.server.protocol_calls import CALLS
+
+    paths = openapi_document()["paths"]
+    for path in ["/v1/persist", "/v1/read", *(c.path for c in CALLS)]:
+        assert "post" in paths[path], path
+    persist = paths["/v1/persist"]["post"]
+    assert list(persist["requestBody"]["content"]) == ["application/octet-stream"]
+    assert "SOP-Request" in [p["name"] for p in persist["parameters"]]
+    assert list(paths["/v1/read"]["post"]["responses"]["200"]["content"]) == [
+        "application/octet-stream"
+    ]
+
+
+def test_retries_after_a_restart_are_answered_from_the_log(tmp_path: Path) -> None:
+    ops = prepare_ops(tmp_path)
+    step = {"session": "restarted-1", "token": ops.tokens["drac"]}
+    answers = []
+    for _ in range(2):  # the second server knows the keys only from the log
+        own = Served(ops.data_dir, "--no-admin-socket")
+        try:
+            with client(own, ops, "drac") as http:
+                stored = put(
+                    http, persist_request(ops, "r.bin"), b"abc", **{"Idempotency-Key": "p"}
+                )
+                opened = http.post(
+                    "/v1/drac/open-session", json=step, headers={"Idempotency-Key": "d"}
+                )
+                answers.append((stored.json(), opened.json()))
+        finally:
+            assert own.stop() == 0, own.stderr()
+    (stored, opened), (stored_again, opened_again) = answers
+    assert stored["effect"] == opened["effect"] == "ALLOW"
+    assert stored_again["replayed"] and stored_again["effect"] == "ALLOW"
+    assert stored_again["log_index"] == stored["log_index"]
+    assert opened_again["replayed"] and opened_again["log_index"] == opened["log_index"]
