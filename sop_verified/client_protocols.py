@@ -8,7 +8,7 @@ in-process facades' method names and signatures, so code written against
         drac = RemoteDRAC(http)          # ctx: client_ssl_context(cert, key, ca)
         drac.open_session("s-1", token=t).allowed
 
-Each call is one ``POST /v1/<protocol>/<method>`` (docs/HTTP_API.md); the
+Each call is one ``POST /v1/<protocol>/<method>`` (docs/HTTP_OPERATIONS.md); the
 server decides it for the principal of the client certificate. Their answers
 are :class:`RemoteDecision` (the decision JSON, with ``allowed``,
 ``reasons``, ``log_index``, ``write`` and the protocol's ``record`` fields)
