@@ -26,9 +26,10 @@ principal is refused ``principal_mismatch`` and the entry records who called.
     parameters, the facade's answer as JSON.
 
 State-changing calls honour ``Idempotency-Key`` as ``/v1/decide`` does
-(:class:`~.edge.Edge`). A protocol call's request id is derived from the key
-and the body when the body names none, so a retry after a restart is matched
-to its logged decision by that id.
+(:class:`~.edge.Edge`); a protocol call is the same call when its body has
+the same bytes. Its request id, when the body names none, is derived from
+the principal, the key and the body's digest, so a retry after a restart is
+matched to its logged decision by that id.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ from sop_verified.server.edge import (
 from sop_verified.server.problems import problem
 from sop_verified.server.protocol_calls import CALLS, Call
 from sop_verified.server.state import ServerState
-from sop_verified.tools.canonical import canonical_json
 
 __all__ = ["REQUEST_HEADER", "operation_routes"]
 
@@ -189,8 +189,9 @@ class _Operations(Edge):
         except ValidationError as exc:
             return problem(400, "bad_request", _first_error(exc), stage="schema")
         key = transport.idempotency_key
+        sent = hashlib.sha256(raw).hexdigest()  # the retry sends the same bytes (any JSON numbers)
         if key is not None and body.request_id is None:  # a retry after a restart finds its id
-            seed = canonical_json([transport.principal or "-", key, fields])
+            seed = f"{transport.principal or '-'}\n{key}\n{sent}".encode()
             derived = f"{call.protocol}-{hashlib.sha256(seed).hexdigest()[:16]}"
             body = body.model_copy(update={"request_id": derived})
         rid = body.request_id
@@ -211,7 +212,7 @@ class _Operations(Edge):
             return (await run())[0]
         return await self.idempotent(
             transport,
-            {"call": call.path, "body": fields},
+            {"call": call.path, "body_sha256": sent},
             run,
             logged=lambda logged: logged.get("request_id") == rid,
             wrap=_wrap(call),

@@ -314,8 +314,14 @@ def test_malformed_protocol_body_is_400_before_any_decision(server: Served, ops:
             "/v1/drac/catalog",
             json={"session": "s", "phase": "SCAN", "name": "n", "data": "%%", "token": "t"},
         )
-    assert unknown.status_code == bad_b64.status_code == 400
+        huge = http.post(  # no canonical JSON for this number: the key's fingerprint copes
+            "/v1/emp/record-output",
+            content=b'{"output": {"a": -127504214298155053039484928}, "token": "t"}',
+            headers={"Content-Type": "application/json", "Idempotency-Key": "huge-1"},
+        )
+    assert unknown.status_code == bad_b64.status_code == huge.status_code == 400
     assert "decision" not in unknown.json()
+    assert huge.json()["code"] == "bad_output"
 
 
 def test_every_operation_is_in_the_openapi_document() -> None:
