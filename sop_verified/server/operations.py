@@ -38,6 +38,7 @@ import base64
 import binascii
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import orjson
@@ -214,8 +215,8 @@ class _Operations(Edge):
             transport,
             {"call": call.path, "body_sha256": sent},
             run,
+            _shape(call),
             logged=lambda logged: logged.get("request_id") == rid,
-            wrap=_wrap(call),
         )
 
     def _refused_call(self, exc: SOPError | ValidationError) -> Response:
@@ -235,11 +236,11 @@ def _first_error(exc: ValidationError) -> str:
     return f"{str(err['msg']).removeprefix('Value error, ')}; at `{where}`"
 
 
-def _wrap(call: Call) -> Any:
+def _shape(call: Call) -> Callable[[dict[str, Any]], Any]:
     """How a decision replayed from the log is shaped for ``call``'s answer."""
     if call.method == "submit_obligation":
         return lambda decision: {"decision": decision, "verdict": None}
-    return None
+    return lambda decision: decision
 
 
 def operation_routes(state: ServerState) -> list[Route]:
