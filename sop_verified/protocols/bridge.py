@@ -6,7 +6,7 @@ import secrets
 from typing import Any, Protocol
 
 from sop_verified.core.obligations import VerdictResult
-from sop_verified.core.request import Decision, Obligation
+from sop_verified.core.request import Decision, Obligation, Request
 
 __all__ = ["Bridge", "new_request_id"]
 
@@ -14,7 +14,7 @@ __all__ = ["Bridge", "new_request_id"]
 class Bridge(Protocol):
     """The Runtime Bridge as the facades see it."""
 
-    def submit(self, request: dict[str, Any]) -> Decision:
+    def submit(self, request: Request | dict[str, Any]) -> Decision:
         """Decide one request (the channel is always ``bridge``)."""
 
     def recorded_verdict(self, obligation: Obligation) -> VerdictResult | None:

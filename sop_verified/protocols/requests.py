@@ -1,13 +1,23 @@
-"""Building bridge requests for the protocol facades (the facades decide nothing)."""
+"""Building bridge requests for the protocol facades (the facades decide nothing).
+
+A facade called for a remote client (``sop serve``'s bridge plane) passes the
+transport that delivered the call; the request then carries it (see
+:mod:`sop_verified.core.transport`), so the kernel refuses a call whose
+certificate names another principal than the protocol's
+(``principal_mismatch``) and logs the transport in the decision's entry.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
 
+from sop_verified.core.request import Request, parse_request
+from sop_verified.core.transport import Transport
+from sop_verified.errors import InputError
 from sop_verified.protocols.bridge import new_request_id
 
-__all__ = ["bridge_request"]
+__all__ = ["bridge_request", "delivered"]
 
 
 def bridge_request(
@@ -48,3 +58,22 @@ def bridge_request(
         out["content_digest"] = "sha256:" + hashlib.sha256(data).hexdigest()
         out["context"] = {"size_bytes": len(data), **ctx}
     return out
+
+
+def delivered(request: dict[str, Any], transport: Transport | None) -> Request | dict[str, Any]:
+    """``request`` as ``transport`` delivered it (unchanged without a transport).
+
+    Args:
+        request: the request the facade built.
+        transport: what the transport said (None: an in-process call).
+
+    Returns:
+        The parsed request carrying ``transport``; a malformed one stays JSON
+        data, which the kernel records and denies.
+    """
+    if transport is None:
+        return request
+    try:
+        return parse_request(request).via(transport)
+    except InputError:
+        return request

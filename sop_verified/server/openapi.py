@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sop_verified.core.request import Request
+from sop_verified.server.protocol_calls import CALLS
 
 __all__ = ["openapi_document"]
 
@@ -70,6 +71,73 @@ def _post(summary: str, body: dict[str, Any], ok: dict[str, Any]) -> dict[str, A
             "responses": {"200": ok, **_REFUSALS},
         }
     }
+
+
+_OCTETS = {"application/octet-stream": {"schema": {"contentMediaType": "application/octet-stream"}}}
+_WRAPPED: dict[str, dict[str, Any]] = {
+    "artifacts": {"artifacts": {"type": "array", "items": {"type": "object"}}},
+    "submit_obligation": {"verdict": {"type": ["object", "null"]}},
+    "resume": {
+        "state": {
+            "type": ["object", "null"],
+            "additionalProperties": {"type": "string", "contentEncoding": "base64"},
+        },
+        "manifest": {"type": ["object", "null"]},
+    },
+}
+
+
+def _operations() -> dict[str, Any]:
+    """``/v1/persist``, ``/v1/read`` and one path per protocol facade method."""
+    persist = _post(
+        "Decide a persist and, on ALLOW, write the body (its scope's limit holds while reading)",
+        {},
+        _json_response("the decision, with `write` on ALLOW", _ref("Decision")),
+    )
+    op = persist["post"]
+    op["requestBody"] = {"required": True, "content": _OCTETS}
+    op["parameters"] = [
+        *_HEADERS,
+        {
+            "name": "SOP-Request",
+            "in": "header",
+            "required": True,
+            "description": "The persist request (schema Request) as unpadded base64url JSON.",
+            "schema": {"type": "string"},
+        },
+    ]
+    read = _post(
+        "Decide a read and, on ALLOW, answer the verified bytes",
+        _ref("Request"),
+        {
+            "description": "the bytes; SOP-Log-Index, SOP-Content-Digest, Repr-Digest and"
+            " SOP-Decision (base64url decision JSON) say which decision allowed them",
+            "content": _OCTETS,
+        },
+    )
+    read["post"]["responses"]["403"] = _problem_response("denied: `decision` says why")
+    paths: dict[str, Any] = {"/v1/persist": persist, "/v1/read": read}
+    for call in CALLS:
+        body = call.body.model_json_schema()
+        extra = _WRAPPED.get(call.method)
+        answer = (
+            _ref("Decision")
+            if extra is None
+            else {
+                "type": "object",
+                "required": ["decision"],
+                "properties": {"decision": _ref("Decision"), **extra},
+            }
+        )
+        entry = _post(
+            f"{call.summary} (`sop.{call.protocol}.{call.method}`)",
+            body,
+            _json_response("the facade's answer (a logged decision)", answer),
+        )
+        if not call.changes_state:
+            entry["post"]["parameters"] = _HEADERS[1:]
+        paths[call.path] = entry
+    return paths
 
 
 def _get(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -207,6 +275,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             ),
         ),
+        **_operations(),
         "/v1/receipts/{index}": _get(
             "The C2SP tlog-proof of a log entry (read plane)",
             {

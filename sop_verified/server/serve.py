@@ -38,6 +38,7 @@ from sop_verified.server.app import plane
 from sop_verified.server.bench_echo import ECHO_WARNING, echo_routes
 from sop_verified.server.bridge import bridge_routes
 from sop_verified.server.decisions import DecisionQueue
+from sop_verified.server.operations import operation_routes
 from sop_verified.server.public import public_routes
 from sop_verified.server.read_plane import log_routes, sop_source
 from sop_verified.server.serve_lock import ServeLock
@@ -131,7 +132,7 @@ def bridge_app(state: ServerState, settings: ServeSettings) -> Starlette:
     Returns:
         The Starlette application of the bridge plane.
     """
-    routes: list[BaseRoute] = list(bridge_routes(state))
+    routes: list[BaseRoute] = [*bridge_routes(state), *operation_routes(state)]
     if settings.bench_echo:  # off by default: bench/bench_http.py's ceiling of the stack
         routes += echo_routes()
     return plane(routes)

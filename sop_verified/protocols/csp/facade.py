@@ -20,9 +20,10 @@ import hashlib
 from collections.abc import Mapping
 
 from sop_verified.core.request import Decision
+from sop_verified.core.transport import Transport
 from sop_verified.protocols.csp.controller import CspController, ResumeResult
 from sop_verified.protocols.csp.manifest import blob_resource, manifest_resource
-from sop_verified.protocols.requests import bridge_request
+from sop_verified.protocols.requests import bridge_request, delivered
 
 __all__ = ["CSP"]
 
@@ -30,7 +31,11 @@ DEFAULT_STATE_CLASS = "working"
 
 
 class CSP:
-    """The CSP protocol's facade (principal ``csp``)."""
+    """The CSP protocol's facade (principal ``csp``).
+
+    Every method takes ``transport``: what the network transport said about a
+    remote call (:mod:`sop_verified.core.transport`); None in-process.
+    """
 
     principal = "csp"
 
@@ -46,6 +51,7 @@ class CSP:
         token: str,
         session: str | None = None,
         request_id: str | None = None,
+        transport: Transport | None = None,
     ) -> Decision:
         """Persist state of ``state_class`` under ``state/csp/<key>`` (versioned), if eligible."""
         request = bridge_request(
@@ -57,10 +63,16 @@ class CSP:
             context={"state_class": state_class, "session": session},
             data=data,
         )
-        return self._controller.persist_state(request, data)
+        return self._controller.persist_state(delivered(request, transport), data)
 
     def put_blob(
-        self, data: bytes, *, state_class: str, token: str, request_id: str | None = None
+        self,
+        data: bytes,
+        *,
+        state_class: str,
+        token: str,
+        request_id: str | None = None,
+        transport: Transport | None = None,
     ) -> Decision:
         """Store a snapshot blob by its digest (``write.digest`` on ALLOW)."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -73,7 +85,7 @@ class CSP:
             context={"state_class": state_class},
             data=data,
         )
-        return self._controller.persist_state(request, data)
+        return self._controller.persist_state(delivered(request, transport), data)
 
     def seal(
         self,
@@ -84,6 +96,7 @@ class CSP:
         token: str,
         state_class: str = DEFAULT_STATE_CLASS,
         request_id: str | None = None,
+        transport: Transport | None = None,
     ) -> Decision:
         """Seal a snapshot of ``entries`` (key to stored blob digest) as a child of ``parent``.
 
@@ -106,7 +119,7 @@ class CSP:
             context={"session": session, "state_class": state_class},
             data=data,
         )
-        return self._controller.seal(request, manifest)
+        return self._controller.seal(delivered(request, transport), manifest)
 
     def resume(
         self,
@@ -116,6 +129,7 @@ class CSP:
         token: str,
         state_class: str = DEFAULT_STATE_CLASS,
         request_id: str | None = None,
+        transport: Transport | None = None,
     ) -> ResumeResult:
         """Resume ``snapshot`` of ``session``: the state only if INV-7 holds."""
         request = bridge_request(
@@ -126,4 +140,4 @@ class CSP:
             request_id=request_id,
             context={"session": session, "state_class": state_class},
         )
-        return self._controller.resume(request)
+        return self._controller.resume(delivered(request, transport))

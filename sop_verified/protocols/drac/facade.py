@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sop_verified.core.request import Decision
+from sop_verified.core.transport import Transport
 from sop_verified.protocols.drac.controller import CatalogQuery, DracController
 from sop_verified.protocols.drac.phases import SESSIONS_ROOT, PhaseEvent, Step
-from sop_verified.protocols.requests import bridge_request
+from sop_verified.protocols.requests import bridge_request, delivered
 
 __all__ = ["DRAC"]
 
@@ -41,23 +42,50 @@ class DRAC:
         """Where ``session`` stands: ``(phase, "open" | "completed")``, or None if unknown."""
         return self._controller.state.machine.status(session)
 
-    def open_session(self, session: str, *, token: str, request_id: str | None = None) -> Decision:
-        """Open ``session`` by entering the first phase (refused if it exists)."""
-        return self.enter(session, self.phases[0], token=token, request_id=request_id)
+    def open_session(
+        self,
+        session: str,
+        *,
+        token: str,
+        request_id: str | None = None,
+        transport: Transport | None = None,
+    ) -> Decision:
+        """Open ``session`` by entering the first phase (refused if it exists).
+
+        ``transport`` (every method takes it): what the network transport said about
+        a remote call (:mod:`sop_verified.core.transport`); None in-process.
+        """
+        return self.enter(
+            session, self.phases[0], token=token, request_id=request_id, transport=transport
+        )
 
     def enter(
-        self, session: str, phase: str, *, token: str, request_id: str | None = None
+        self,
+        session: str,
+        phase: str,
+        *,
+        token: str,
+        request_id: str | None = None,
+        transport: Transport | None = None,
     ) -> Decision:
         """Enter ``phase``: allowed only right after the previous phase completed and was logged."""
-        return self._step(Step(session, phase, PhaseEvent.ENTER), token, request_id)
+        return self._step(Step(session, phase, PhaseEvent.ENTER), token, request_id, transport)
 
     def complete(
-        self, session: str, phase: str, *, token: str, request_id: str | None = None
+        self,
+        session: str,
+        phase: str,
+        *,
+        token: str,
+        request_id: str | None = None,
+        transport: Transport | None = None,
     ) -> Decision:
         """Complete ``phase``, the session's open phase."""
-        return self._step(Step(session, phase, PhaseEvent.COMPLETE), token, request_id)
+        return self._step(Step(session, phase, PhaseEvent.COMPLETE), token, request_id, transport)
 
-    def _step(self, step: Step, token: str, request_id: str | None) -> Decision:
+    def _step(
+        self, step: Step, token: str, request_id: str | None, transport: Transport | None
+    ) -> Decision:
         # built as text: a malformed session or phase is the kernel's to deny, not a crash here
         resource = f"{SESSIONS_ROOT}/{step.session}/phases/{step.phase}/{step.event}"
         request = bridge_request(
@@ -68,7 +96,7 @@ class DRAC:
             request_id=request_id,
             context={"session": step.session, "phase": step.phase},
         )
-        return self._controller.step(request)
+        return self._controller.step(delivered(request, transport))
 
     def catalog(
         self,
@@ -80,6 +108,7 @@ class DRAC:
         inputs: Sequence[str] = (),
         token: str,
         request_id: str | None = None,
+        transport: Transport | None = None,
     ) -> Decision:
         """Store and catalogue an artifact of ``session``'s open ``phase`` with its provenance.
 
@@ -91,6 +120,7 @@ class DRAC:
             inputs: the digests (``sha256:<hex>``) it was made from.
             token: DRAC's capability token.
             request_id: optional; a fresh one by default.
+            transport: what the transport said about a remote call; None in-process.
 
         Returns:
             The decision; on ALLOW its ``record`` is the catalogue's
@@ -105,7 +135,7 @@ class DRAC:
             context={"session": session, "phase": phase},
             data=data,
         )
-        return self._controller.catalog(request, data, list(inputs))
+        return self._controller.catalog(delivered(request, transport), data, list(inputs))
 
     def artifacts(
         self,
@@ -115,6 +145,7 @@ class DRAC:
         phase: str | None = None,
         digest: str | None = None,
         request_id: str | None = None,
+        transport: Transport | None = None,
     ) -> CatalogQuery:
         """Query the catalog (an ``artifact.read`` of the session's catalog, or the whole one)."""
         where = f"{SESSIONS_ROOT}/{session}/catalog" if session else "artifacts/drac/catalog"
@@ -126,4 +157,6 @@ class DRAC:
             request_id=request_id,
             context={"session": session, "phase": phase},
         )
-        return self._controller.query(request, session=session, phase=phase, digest=digest)
+        return self._controller.query(
+            delivered(request, transport), session=session, phase=phase, digest=digest
+        )

@@ -22,11 +22,12 @@ from typing import Any
 
 from sop_verified.core.obligations import VerdictResult
 from sop_verified.core.request import Decision, Obligation, Stage
+from sop_verified.core.transport import Transport
 from sop_verified.errors import SOPError
 from sop_verified.protocols.bridge import Bridge, new_request_id
 from sop_verified.protocols.emp.controller import EmpController
 from sop_verified.protocols.emp.outputs import VerificationOutput, output_resource
-from sop_verified.protocols.requests import bridge_request
+from sop_verified.protocols.requests import bridge_request, delivered
 
 __all__ = ["EMP", "ObligationOutcome"]
 
@@ -66,7 +67,12 @@ class EMP:
         self._outputs = outputs
 
     def record_output(
-        self, output: VerificationOutput, *, token: str, request_id: str | None = None
+        self,
+        output: VerificationOutput,
+        *,
+        token: str,
+        request_id: str | None = None,
+        transport: Transport | None = None,
     ) -> Decision:
         """Record a signed verification output, write-once, with an attestation.
 
@@ -74,6 +80,7 @@ class EMP:
             output: the output, signed by EMP with a registered key.
             token: EMP's capability token.
             request_id: optional; a fresh one by default.
+            transport: what the transport said about a remote call; None in-process.
 
         Returns:
             The decision; on ALLOW its ``record`` is a
@@ -94,10 +101,15 @@ class EMP:
             request_id=request_id,
             data=data,
         )
-        return self._outputs.record(request, output)
+        return self._outputs.record(delivered(request, transport), output)
 
     def submit_obligation(
-        self, obligation: Obligation | dict[str, Any], *, token: str, request_id: str | None = None
+        self,
+        obligation: Obligation | dict[str, Any],
+        *,
+        token: str,
+        request_id: str | None = None,
+        transport: Transport | None = None,
     ) -> ObligationOutcome:
         """Submit one obligation; ALLOW only if it is PROVED (and everything else holds).
 
@@ -105,6 +117,7 @@ class EMP:
             obligation: the obligation (``id``, ``format`` "smt2" or "json", ``source``).
             token: EMP's capability token.
             request_id: optional; a fresh one by default.
+            transport: what the transport said about a remote call; None in-process.
 
         Returns:
             The decision and the recorded verdict (None when the request was denied
@@ -116,7 +129,7 @@ class EMP:
             if isinstance(obligation, Obligation)
             else Obligation.model_validate(obligation)
         )
-        request = {
+        request: dict[str, Any] = {
             "request_id": request_id or new_request_id("emp"),
             "principal": self.principal,
             "action": "obligation.submit",
@@ -125,7 +138,7 @@ class EMP:
             "channel": "bridge",
             "obligations": [ob.model_dump()],
         }
-        decision = self._bridge.submit(request)
+        decision = self._bridge.submit(delivered(request, transport))
         reached_gate = decision.allowed or any(
             r.stage is Stage.OBLIGATION for r in decision.reasons
         )
