@@ -11,6 +11,7 @@ authenticated log entry; nothing is decided twice.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -230,17 +231,35 @@ class Edge:
         if isinstance(first, int):
             replayed = await self.first_decision(first, transport, fingerprint, logged)
             return replayed if isinstance(replayed, Response) else json_response(shape(replayed))
+        # The call runs in a task of its own: a client that goes away cancels the wait, not the
+        # call, and the key is settled when the call ends. Abandoning it at the cancel would
+        # let a retry decide again while the first decision is still queued.
+        task = asyncio.ensure_future(run())
         try:
-            response, index = await run()
-        except BaseException:
-            keys.abandon(owner, key)
+            response, _index = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                task.add_done_callback(lambda done: self._settle(owner, key, done))
             raise
+        finally:
+            if task.done():
+                self._settle(owner, key, task)
+        return response
+
+    def _settle(
+        self, owner: str, key: str, task: asyncio.Future[tuple[Response, int | None]]
+    ) -> None:
+        """Keep the first answer for ``key``, or free the key if nothing was decided."""
+        keys = self.state.keys
+        if task.cancelled() or task.exception() is not None:
+            keys.abandon(owner, key)
+            return
+        response, index = task.result()
         if response.status_code in (429, 503) or index is None:
             keys.abandon(owner, key)  # nothing was decided: a retry runs it
         else:
             answer = Answer(response.status_code, response.media_type or JSON, bytes(response.body))
             keys.finish(owner, key, answer, index)
-        return response
 
     async def first_decision(
         self,
