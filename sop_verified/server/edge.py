@@ -218,7 +218,9 @@ class Edge:
         if key is None:
             return (await run())[0]
         owner = transport.principal or "-"
-        digest = hashlib.sha256(canonical_json(fingerprint)).hexdigest()
+        # orjson, not canonical JSON: a fingerprint only has to be stable within this process,
+        # and canonical JSON refuses integers past 2**53 that a request may carry (a 500 here)
+        digest = hashlib.sha256(orjson.dumps(fingerprint, option=orjson.OPT_SORT_KEYS)).hexdigest()
         keys = self.state.keys
         try:
             first = keys.begin(owner, key, digest)

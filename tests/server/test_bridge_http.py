@@ -279,3 +279,13 @@ def test_an_authzen_retry_with_the_same_key_is_the_first_answer(
     assert first.status_code == again.status_code == 200
     assert again.content == first.content
     assert other.status_code == 422
+
+
+def test_a_context_integer_canonical_json_cannot_hold_is_no_server_error(
+    served: Served, prepared: Prepared
+) -> None:
+    body = request(prepared.token, 30)
+    body["context"]["size_bytes"] = 2**60
+    got = decide(served, prepared, body, **{"Idempotency-Key": "big-int-30"})
+    assert got.status_code < 500
+    assert got.json()["effect"] == "DENY"
