@@ -28,6 +28,7 @@ fails. Run: ``python3 bench/bench_http.py [--seconds 10] [--rate 1000] [--json]`
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -39,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from http_load import open_loop, wrk
+from http_load import open_loop, persist_script, wrk
 from http_report import render, targets
 from http_server import ServeProcess, get, post, prepare, scrape
 
@@ -171,7 +172,7 @@ def run(seconds: float, open_seconds: float, rate: float, *, tls: bool = True) -
             persist = _persist_path(server.read)
             runs["persist"] = {"unavailable": "no persist endpoint in this build"}
             if persist is not None:
-                runs["persist"] = {"unavailable": f"`{persist}` exists; not driven yet"}
+                runs["persist"] = _persist_run(server, server.bridge + persist, token, seconds)
             tile, tile_label = _tile_path(server.read)
             tile_url = server.read + tile
             runs["tile"] = _measured(server, lambda: wrk(tile_url, seconds=seconds))
@@ -187,6 +188,41 @@ def run(seconds: float, open_seconds: float, rate: float, *, tls: bool = True) -
             exit_status = server.stop()
         runs["tls"] = _tls_run(data_dir, Path(tmp) / "client", rate, open_seconds, posts, tls)
     return _result(runs, exit_status, seconds, open_seconds, rate)
+
+
+PERSIST_BYTES = 4096
+
+
+def _persist_headers(token: str) -> list[str]:
+    """``SOP-Request`` headers: 8 names under DRAC's content-addressed scope, no digest bound."""
+    out = []
+    for k in range(8):
+        request = {
+            "request_id": f"bench-persist-{k}",
+            "principal": "drac",
+            "action": "artifact.persist",
+            "resource": f"artifacts/drac/bench/persist{k}.bin",
+            "capability": token,
+            "context": {"session": "bench"},
+        }
+        raw = json.dumps(request, separators=(",", ":")).encode()
+        out.append(base64.urlsafe_b64encode(raw).rstrip(b"=").decode())
+    return out
+
+
+def _persist_run(server: ServeProcess, url: str, token: str, seconds: float) -> dict[str, Any]:
+    """4 KiB persists, each new contents, each decided, logged and written (closed loop)."""
+    headers = _persist_headers(token)
+    status, answer = post(
+        url,
+        b"warm" * (PERSIST_BYTES // 4),
+        {"SOP-Request": headers[0], "Content-Type": "application/octet-stream"},
+    )
+    write = json.loads(answer).get("write", {}) if status == 200 else {}
+    if write.get("outcome") != "written":
+        return {"unavailable": f"the warm-up persist was not written: {status} {answer[:300]!r}"}
+    script = persist_script("/" + url.split("/", 3)[3], headers, PERSIST_BYTES)
+    return _decide_run(server, lambda: wrk(url, seconds=seconds, script=script))
 
 
 def _open(

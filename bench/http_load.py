@@ -71,6 +71,30 @@ end
 {_DONE}"""
 
 
+def persist_script(path: str, headers: list[str], size: int) -> str:
+    """POSTs of ``size`` bytes, each body unique (a counter), cycling over ``SOP-Request`` headers.
+
+    The request in the header binds no digest: the server binds the body's (as
+    ``SOP.persist`` does), so every request persists new contents under one of
+    the headers' names.
+    """
+    rows = ",\n".join(f"  {_lua_string(h)}" for h in headers)
+    return f"""
+local requests = {{
+{rows}
+}}
+local pad = string.rep("x", {size})
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.sub(n .. "-" .. pad, 1, {size})
+  local headers = {{["Content-Type"] = "application/octet-stream",
+                   ["SOP-Request"] = requests[(n % #requests) + 1]}}
+  return wrk.format("POST", {_lua_string(path)}, headers, body)
+end
+{_DONE}"""
+
+
 def wrk_available() -> bool:
     """Whether wrk can be run here."""
     return Path(WRK).is_file()
@@ -87,6 +111,7 @@ def wrk(
     seconds: float,
     bodies: list[list[str]] | None = None,
     static: str | None = None,
+    script: str | None = None,
     connections: int = 32,
     threads: int = 1,
 ) -> dict[str, Any]:
@@ -97,6 +122,7 @@ def wrk(
         seconds: the run's length (at least 1).
         bodies: ``[prefix, suffix]`` body templates for POSTs; None for GETs.
         static: one body sent as it is by every POST (instead of ``bodies``).
+        script: a whole Lua script (instead of ``bodies`` and ``static``).
         connections: concurrent connections, each one request at a time.
         threads: wrk's threads.
 
@@ -108,10 +134,10 @@ def wrk(
     """
     path = "/" + url.split("/", 3)[3]
     with tempfile.TemporaryDirectory(prefix="sop-wrk-") as tmp:
-        script = Path(tmp) / "target.lua"
-        script.write_text(lua_script(path, bodies, static))
+        lua = Path(tmp) / "target.lua"
+        lua.write_text(script if script is not None else lua_script(path, bodies, static))
         cmd = [WRK, f"-c{connections}", f"-t{threads}", f"-d{max(1, round(seconds))}s"]
-        cmd += ["--timeout", "10s", "-s", str(script), url]
+        cmd += ["--timeout", "10s", "-s", str(lua), url]
         cpu0 = _children_cpu()
         done = subprocess.run(
             cmd, check=False, capture_output=True, text=True, timeout=seconds + 60

@@ -110,11 +110,12 @@ def get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
         return int(exc.code), bytes(exc.read())
 
 
-def post(url: str, body: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
-    """POST a JSON ``body`` to ``url``: the status and the body."""
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
+def post(
+    url: str, body: bytes, headers: dict[str, str] | None = None, timeout: float = 30.0
+) -> tuple[int, bytes]:
+    """POST ``body`` to ``url`` (JSON unless ``headers`` say otherwise): the status and the body."""
+    sent = headers if headers is not None else {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, headers=sent, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return int(answer.status), bytes(answer.read())
