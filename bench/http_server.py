@@ -18,6 +18,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -70,16 +71,20 @@ class ServeProcess:
         cmd += ["--bridge", "127.0.0.1:0", "--read", "127.0.0.1:0", "--json"]
         cmd += [] if tls else ["--unsafe-no-tls"]
         cmd += ["--bench-echo"] if echo else []
+        # stderr to a file: a pipe nobody reads would block the server once it filled
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy()
+            cmd, stdout=subprocess.PIPE, stderr=self._stderr, env=os.environ.copy()
         )
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         line = self.proc.stdout.readline() if ready else b""
         if not line.startswith(b"{"):
             self.proc.kill()
-            _, err = self.proc.communicate()
-            raise RuntimeError(f"sop serve did not start: {line!r} {err.decode()[-2000:]}")
+            self.proc.communicate()
+            self._stderr.seek(0)
+            err = self._stderr.read().decode(errors="replace")
+            raise RuntimeError(f"sop serve did not start: {line!r} {err[-2000:]}")
         self.listeners: dict[str, Any] = json.loads(line)
         self.bridge: str = self.listeners["bridge"]
         self.read: str = self.listeners["read"]

@@ -116,7 +116,9 @@ class _Bridge(Edge):
             first = next((r["log_index"] for r in results if r.get("log_index") is not None), None)
             return json_response({"results": results}), first
 
-        return await self.idempotent(transport, {"batch": items}, run)
+        # the body's bytes, not its items: an item may hold what no JSON encoder takes back
+        fingerprint = {"batch_sha256": hashlib.sha256(body).hexdigest()}
+        return await self.idempotent(transport, fingerprint, run)
 
     async def _one_of_batch(
         self, raw: Any, parsed: Request | InputError, started: float, endpoint: str

@@ -220,7 +220,7 @@ class Edge:
         owner = transport.principal or "-"
         # orjson, not canonical JSON: a fingerprint only has to be stable within this process,
         # and canonical JSON refuses integers past 2**53 that a request may carry (a 500 here)
-        digest = hashlib.sha256(orjson.dumps(fingerprint, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        digest = _fingerprint_digest(fingerprint)
         keys = self.state.keys
         try:
             first = keys.begin(owner, key, digest)
@@ -322,3 +322,12 @@ def replayed_decision(entry: dict[str, Any], index: int, sop: Any) -> dict[str, 
         "entry_digest": "sha256:" + hashlib.sha256(payload).hexdigest(),
         "replayed": True,
     }
+
+
+def _fingerprint_digest(fingerprint: dict[str, Any]) -> str:
+    """SHA-256 of what a key was used for; stable within this process, for any JSON value."""
+    try:
+        data = orjson.dumps(fingerprint, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, ValueError):  # e.g. an integer past 64 bits: Python's JSON keeps it
+        data = repr(sorted(fingerprint.items())).encode("utf-8", "backslashreplace")
+    return hashlib.sha256(data).hexdigest()

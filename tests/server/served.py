@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,14 +103,17 @@ class Served:
             *extra,
         ]
         env = {**os.environ, "COLUMNS": "200"}
+        # stderr goes to a file: a pipe nobody reads fills at 64 KiB and then blocks the
+        # server's event loop on its next log line (a schemathesis run hung that way)
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            err = self.proc.stderr.read() if self.proc.stderr else ""
             self.proc.wait(timeout)
+            err = self.stderr()
             raise RuntimeError(f"sop serve did not start (exit {self.proc.returncode}): {err}")
         self.facts: dict[str, Any] = json.loads(line)
         self.bridge: str = self.facts["bridge"]
@@ -129,4 +133,6 @@ class Served:
         self.proc.wait(30)
 
     def stderr(self) -> str:
-        return self.proc.stderr.read() if self.proc.stderr else ""
+        """What the server wrote to standard error so far."""
+        self._stderr.seek(0)
+        return self._stderr.read()
