@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import httpx
 import orjson
+from crash_endpoint import Endpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))  # served.py
 
@@ -54,7 +55,9 @@ PERSIST_SHARE = 1 / 3
 """The share of requests that are ``POST /v1/persist`` (the others ``POST /v1/decide``)."""
 
 PERSIST_BYTES = (200, 4096)
-"""How many random bytes a persist carries (uniform, seeded)."""
+"""How many random bytes a persist carries (uniform, seeded): small, so each is stored with its
+decision in one commit (``INLINE_MAX_BYTES``); ``--persist-bytes`` of :mod:`serve_crash`
+changes it (past 64 KiB the file is written after the decision's commit)."""
 
 DENY_PERSIST_EVERY = 8
 """About one persist in this many targets ``artifacts/emp/`` (DENY: no effect may follow)."""
@@ -117,46 +120,6 @@ class _Counts(Protocol):
     persists_written: int
     persists_retried: int
     persists_replayed: int
-
-
-class Endpoint:
-    """Where the bridge plane listens now; None while the server is down."""
-
-    def __init__(self, url: str) -> None:
-        self._cond = threading.Condition()
-        self._url: str | None = url
-        self._generation = 0
-        self._closed = False
-
-    def up(self, url: str) -> None:
-        """A (re)started server listens at ``url``."""
-        with self._cond:
-            self._url, self._generation = url, self._generation + 1
-            self._cond.notify_all()
-
-    def down(self) -> None:
-        """The server is about to be killed: clients wait for the next one."""
-        with self._cond:
-            self._url = None
-
-    def close(self) -> None:
-        """No server will come back: waiting clients give up."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def generation(self) -> int:
-        """How many times a server came up (after the first)."""
-        with self._cond:
-            return self._generation
-
-    def wait(self) -> tuple[int, str] | None:
-        """The current server's generation and URL, waiting while it is down (None: closed)."""
-        with self._cond:
-            while self._url is None and not self._closed:
-                self._cond.wait()
-            return None if self._url is None else (self._generation, self._url)
 
 
 def _persist_post(header: str, data: bytes) -> Post:
@@ -232,7 +195,7 @@ class _Client:
             body = request(token, number, allow=self.rng.random() < 0.5)
             return _Sent(key, body["resource"], _decide_post(body))
         where = "emp" if self.rng.randrange(DENY_PERSIST_EVERY) == 0 else "drac"
-        data = self.rng.randbytes(self.rng.randint(*PERSIST_BYTES))
+        data = self.rng.randbytes(self.rng.randint(*self.load.persist_bytes))
         req = {
             "request_id": f"p-{number}",
             "principal": "drac",
@@ -369,10 +332,18 @@ class _Client:
 class ClientLoad:
     """``clients`` client threads against :class:`Endpoint`, until :meth:`stop`."""
 
-    def __init__(self, prepared: Prepared, endpoint: Endpoint, clients: int, seed: int) -> None:
+    def __init__(
+        self,
+        prepared: Prepared,
+        endpoint: Endpoint,
+        clients: int,
+        seed: int,
+        persist_bytes: tuple[int, int] = PERSIST_BYTES,
+    ) -> None:
         self.prepared = prepared
         self.endpoint = endpoint
         self.seed = seed
+        self.persist_bytes = persist_bytes
         self.stopping = threading.Event()
         self._clients = [_Client(n, self) for n in range(clients)]
         self._threads = [

@@ -143,6 +143,7 @@ def check_effects(
     found = EffectCounts()
     held: dict[int, dict[str, Any]] = {}  # effect index -> entry, written or unchanged
     by_decision: dict[int, list[int]] = {}
+    outcomes: dict[int, list[tuple[int, str]]] = {}  # decision index -> its effects, any outcome
     for index, entry in rows.entries.items():
         if entry.get("type") != _EFFECT:
             continue
@@ -152,12 +153,14 @@ def check_effects(
         why = _effect_problem(index, entry, rows)
         if why is not None:  # spec: INV-9 — an effect without its logged ALLOW
             found.failures.append(f"effect entry `{index}` ({outcome}) has no logged ALLOW: {why}")
+        if entry.get("op") == "write" and isinstance(entry.get("decision_index"), int):
+            outcomes.setdefault(entry["decision_index"], []).append((index, outcome))
         if entry.get("op") == "write" and outcome in _HELD:
             held[index] = entry
             by_decision.setdefault(entry["decision_index"], []).append(index)
     _one_effect_each(rows, by_decision, found)
     _kept_blobs(rows, held, files, found)
-    _acknowledged(acks, by_decision, held, found)
+    _acknowledged(acks, by_decision, held, outcomes, found)
     return found
 
 
@@ -199,6 +202,7 @@ def _acknowledged(
     acks: Sequence[Ack],
     by_decision: dict[int, list[int]],
     held: dict[int, dict[str, Any]],
+    outcomes: dict[int, list[tuple[int, str]]],
     found: EffectCounts,
 ) -> None:
     for ack in acks:
@@ -219,5 +223,6 @@ def _acknowledged(
         ):
             found.failures.append(
                 f"key `{ack.key}`: acknowledged ALLOW `{ack.log_index}` of `{persisted.digest}`"
-                f" (write `{expected_index}`), the log holds effects {got}"
+                f" (write `{expected_index}`); the log holds {got} written or unchanged, and its"
+                f" effects are {outcomes.get(ack.log_index, [])}"
             )

@@ -53,7 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))  # served.py
 
-from crash_clients import Ack, ClientLoad, Endpoint
+from crash_clients import PERSIST_BYTES, Ack, ClientLoad, Endpoint
 from crash_effects import EffectCounts, LogRows, check_effects, read_log, stored_files
 from crash_receipts import check_receipts, read_back
 from served import Prepared, Served, prepare
@@ -131,6 +131,7 @@ def run_crash(
     rounds: int = 20,
     clients: int = 16,
     seed: int = 0,
+    persist_bytes: tuple[int, int] = PERSIST_BYTES,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> Report:
     """Run ``rounds`` kills and restarts under load from ``clients`` threads.
@@ -140,6 +141,7 @@ def run_crash(
         rounds: How many times the server is killed (and restarted).
         clients: How many concurrent clients.
         seed: Seeds the kill moments, the ALLOW/DENY mix and the receipt samples.
+        persist_bytes: The smallest and the largest persist (default :data:`PERSIST_BYTES`).
         progress: Called with one line per round.
 
     Returns:
@@ -157,7 +159,7 @@ def run_crash(
     server = Served(prepared.data_dir)
     vkey = server.vkey
     endpoint = Endpoint(server.bridge)
-    load = ClientLoad(prepared, endpoint, clients, seed)
+    load = ClientLoad(prepared, endpoint, clients, seed, persist_bytes)
     load.start()
     checked: set[int] = set()
     try:
@@ -324,6 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     p.add_argument("--seed", type=int, default=None, help="seed (default random)")
     p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
+    p.add_argument(
+        "--persist-bytes",
+        type=int,
+        nargs=2,
+        default=list(PERSIST_BYTES),
+        metavar=("MIN", "MAX"),
+        help="sizes of the persisted bytes (default 200 4096)",
+    )
     args = p.parse_args(argv)
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     print(f"seed {seed}", flush=True)
@@ -333,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rounds=args.rounds,
             clients=args.clients,
             seed=seed,
+            persist_bytes=(args.persist_bytes[0], args.persist_bytes[1]),
             progress=lambda line: print(line, flush=True),
         )
     print(format_report(report))
