@@ -32,6 +32,17 @@ channel = "bridge"
 when = 'context.size_bytes <= 1048576'
 """
 
+READ_POLICY = """
+[[policy]]
+id = "drac-reads-its-artifacts"
+effect = "permit"
+principal = ["drac"]
+action = ["artifact.read"]
+resource = ["artifacts/drac/**"]
+channel = "bridge"
+"""
+"""Added by ``prepare(..., reads=True)``: ``drac`` may also read what it persisted."""
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -45,8 +56,13 @@ class Prepared:
         return self.certs[principal]
 
 
-def prepare(base: Path, principals: tuple[str, ...] = ("drac", "emp")) -> Prepared:
-    """Initialise ``base/data``, activate :data:`POLICY`, admit a capability, issue certificates."""
+def prepare(
+    base: Path, principals: tuple[str, ...] = ("drac", "emp"), *, reads: bool = False
+) -> Prepared:
+    """Initialise ``base/data``, activate :data:`POLICY`, admit a capability, issue certificates.
+
+    With ``reads``, :data:`READ_POLICY` too, and the capability covers ``artifact.read``.
+    """
     from sop_verified import SOP
     from sop_verified.server.certs import issue_client
 
@@ -54,12 +70,12 @@ def prepare(base: Path, principals: tuple[str, ...] = ("drac", "emp")) -> Prepar
     SOP.init(data_dir)
     policies = base / "policies"
     policies.mkdir()
-    (policies / "policies.toml").write_text(POLICY)
+    (policies / "policies.toml").write_text(POLICY + (READ_POLICY if reads else ""))
     with SOP.boot(data_dir) as sop:
         sop.activate_policy(policies)
         _, token = sop.admit(
             "drac",
-            ["artifact.persist"],
+            ["artifact.persist", "artifact.read"] if reads else ["artifact.persist"],
             ["artifacts/drac/**"],
             expires=int(time.time()) + 86_400,
         )

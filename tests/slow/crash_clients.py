@@ -1,34 +1,94 @@
 """The load of the crash test (:mod:`serve_crash`): clients that retry across kills.
 
 Each client is a thread with its own ``httpx.Client`` (mutual TLS as ``drac``)
-sending ``POST /v1/decide`` requests one after another, ALLOW and DENY mixed
-(seeded), each with a fresh ``Idempotency-Key``. A connection error (the
-server was killed) is retried with the same key and body once the server is
-back (:class:`Endpoint` says where it listens now); every answer received is
-kept as an :class:`Ack`. Every :data:`LOSE_EVERY`-th answer a client pretends
-to have lost: after the next restart it sends that key again and must get the
+sending requests one after another, each with a fresh ``Idempotency-Key``:
+``POST /v1/decide`` (ALLOW and DENY mixed, seeded) and, a :data:`PERSIST_SHARE`
+of them, ``POST /v1/persist`` of a few hundred bytes to 4 KiB of random bytes
+under ``artifacts/drac/`` (ALLOW; one in :data:`DENY_PERSIST_EVERY` under
+``artifacts/emp/``, DENY). A connection error (the server was killed) is
+retried with the same key, body and bytes once the server is back
+(:class:`Endpoint` says where it listens now); every answer received is kept
+as an :class:`Ack` (a persist's with its bytes and its write, a
+:class:`Persisted`). Every :data:`LOSE_EVERY`-th answer a client pretends to
+have lost: after the next restart it sends that key again and must get the
 first decision back from the log (``replayed`` true, same index and leaf).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import orjson
+from crash_endpoint import Endpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))  # served.py
+
 from served import Prepared, request
 
 from sop_verified.server.certs import client_ssl_context
 
-__all__ = ["LOSE_EVERY", "Ack", "ClientLoad", "Endpoint"]
+__all__ = [
+    "DENY_PERSIST_EVERY",
+    "LOSE_EVERY",
+    "PERSIST_BYTES",
+    "PERSIST_SHARE",
+    "Ack",
+    "ClientLoad",
+    "Endpoint",
+    "Persisted",
+]
 
 LOSE_EVERY = 40
 """Every this many acknowledgements, a client resends the key after the next restart."""
 
+PERSIST_SHARE = 1 / 3
+"""The share of requests that are ``POST /v1/persist`` (the others ``POST /v1/decide``)."""
+
+PERSIST_BYTES = (200, 4096)
+"""How many random bytes a persist carries (uniform, seeded): small, so each is stored with its
+decision in one commit (``INLINE_MAX_BYTES``); ``--persist-bytes`` of :mod:`serve_crash`
+changes it (past 64 KiB the file is written after the decision's commit)."""
+
+DENY_PERSIST_EVERY = 8
+"""About one persist in this many targets ``artifacts/emp/`` (DENY: no effect may follow)."""
+
 _RETRY_PAUSE = 0.05
+
+Post = Callable[[httpx.Client, str, str], httpx.Response]
+"""Sends one request: ``(client, base URL, idempotency key)`` to the response."""
+
+
+@dataclass(frozen=True)
+class Persisted:
+    """What a persist's client sent and was told was written.
+
+    Attributes:
+        resource: the persisted resource.
+        data: the bytes sent.
+        write_index: the ``persist.effect`` entry's index (``write.index``); None when
+            the answer carried no write (a DENY, or an ALLOW replayed from the log).
+        write_leaf: that entry's leaf hash, from ``write.receipt``.
+    """
+
+    resource: str
+    data: bytes
+    write_index: int | None
+    write_leaf: str | None
+
+    @property
+    def digest(self) -> str:
+        """``sha256:<hex>`` of the bytes."""
+        return "sha256:" + hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -41,6 +101,7 @@ class Ack:
     leaf_hash: str
     tree_size: int
     checkpoint: str
+    persisted: Persisted | None = None
 
 
 class _Counts(Protocol):
@@ -53,46 +114,41 @@ class _Counts(Protocol):
     replayed: int
     replayed_after_kill: int
     resent: int
+    persists_sent: int
+    persists_acknowledged: int
+    persists_allowed: int
+    persists_written: int
+    persists_retried: int
+    persists_replayed: int
 
 
-class Endpoint:
-    """Where the bridge plane listens now; None while the server is down."""
+def _persist_post(header: str, data: bytes) -> Post:
+    def post(http: httpx.Client, url: str, key: str) -> httpx.Response:
+        headers = {
+            "SOP-Request": header,
+            "Content-Type": "application/octet-stream",
+            "Idempotency-Key": key,
+        }
+        return http.post(f"{url}/v1/persist", content=data, headers=headers)
 
-    def __init__(self, url: str) -> None:
-        self._cond = threading.Condition()
-        self._url: str | None = url
-        self._generation = 0
-        self._closed = False
+    return post
 
-    def up(self, url: str) -> None:
-        """A (re)started server listens at ``url``."""
-        with self._cond:
-            self._url, self._generation = url, self._generation + 1
-            self._cond.notify_all()
 
-    def down(self) -> None:
-        """The server is about to be killed: clients wait for the next one."""
-        with self._cond:
-            self._url = None
+def _decide_post(body: dict[str, Any]) -> Post:
+    def post(http: httpx.Client, url: str, key: str) -> httpx.Response:
+        return http.post(f"{url}/v1/decide", json=body, headers={"Idempotency-Key": key})
 
-    def close(self) -> None:
-        """No server will come back: waiting clients give up."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+    return post
 
-    @property
-    def generation(self) -> int:
-        """How many times a server came up (after the first)."""
-        with self._cond:
-            return self._generation
 
-    def wait(self) -> tuple[int, str] | None:
-        """The current server's generation and URL, waiting while it is down (None: closed)."""
-        with self._cond:
-            while self._url is None and not self._closed:
-                self._cond.wait()
-            return None if self._url is None else (self._generation, self._url)
+@dataclass(frozen=True)
+class _Sent:
+    """One request as its client will resend it: the same key, body and bytes."""
+
+    key: str
+    resource: str
+    post: Post
+    data: bytes | None = None  # a persist's bytes
 
 
 class _Client:
@@ -106,10 +162,10 @@ class _Client:
         self.generation = -1
         self.http: httpx.Client | None = None
         self.acks: list[Ack] = []
-        self.lost: list[tuple[int, dict[str, Any], Ack]] = []  # (generation, body, first answer)
-        self.counts = dict.fromkeys(
-            ("sent", "attempts", "retried", "replayed", "replayed_after_kill", "resent"), 0
-        )
+        self.lost: list[tuple[int, _Sent, Ack]] = []  # (generation, request, first answer)
+        names = ["sent", "attempts", "retried", "replayed", "replayed_after_kill", "resent"]
+        names += ["persists_sent", "persists_retried", "persists_replayed"]
+        self.counts = dict.fromkeys(names, 0)
         self.failures: list[str] = []
 
     def run(self) -> None:
@@ -117,22 +173,40 @@ class _Client:
         while not self.load.stopping.is_set():
             i += 1
             self.resend_lost()
-            key = f"crash-{self.n}-{i}"
-            body = request(
-                self.load.prepared.token, self.n * 1_000_000 + i, allow=self.rng.random() < 0.5
-            )
+            sent = self.next_request(i)
             self.counts["sent"] += 1
-            answer, retried = self.send(key, body)
+            self.counts["persists_sent"] += sent.data is not None
+            answer, retried = self.send(sent)
             if answer is None:  # a failure (kept) or no server any more
                 continue
             self.counts["retried"] += retried
-            ack = self.accept(key, body, answer, retried=retried)
+            self.counts["persists_retried"] += retried and sent.data is not None
+            ack = self.accept(sent, answer, retried=retried)
             if ack is not None and len(self.acks) % LOSE_EVERY == 0:
-                self.lost.append((self.generation, body, ack))
+                self.lost.append((self.generation, sent, ack))
         if self.http is not None:
             self.http.close()
 
-    def send(self, key: str, body: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    def next_request(self, i: int) -> _Sent:
+        """The ``i``-th request: a decision, or (:data:`PERSIST_SHARE`) a persist with its bytes."""
+        key, number = f"crash-{self.n}-{i}", self.n * 1_000_000 + i
+        token = self.load.prepared.token
+        if self.rng.random() >= PERSIST_SHARE:
+            body = request(token, number, allow=self.rng.random() < 0.5)
+            return _Sent(key, body["resource"], _decide_post(body))
+        where = "emp" if self.rng.randrange(DENY_PERSIST_EVERY) == 0 else "drac"
+        data = self.rng.randbytes(self.rng.randint(*self.load.persist_bytes))
+        req = {
+            "request_id": f"p-{number}",
+            "principal": "drac",
+            "action": "artifact.persist",
+            "resource": f"artifacts/{where}/p-{number}.bin",
+            "capability": token,
+        }
+        header = base64.urlsafe_b64encode(orjson.dumps(req)).rstrip(b"=").decode()
+        return _Sent(key, req["resource"], _persist_post(header, data), data)
+
+    def send(self, sent: _Sent) -> tuple[dict[str, Any] | None, bool]:
         """POST until an answer comes (None: a failure, kept, or no server any more).
 
         Returns:
@@ -146,9 +220,7 @@ class _Client:
             http = self.connect(*where)
             self.counts["attempts"] += 1
             try:
-                answer = http.post(
-                    f"{where[1]}/v1/decide", json=body, headers={"Idempotency-Key": key}
-                )
+                answer = sent.post(http, where[1], sent.key)
             except httpx.TransportError:
                 retried = True  # killed in flight: the same key again, on the next server
                 time.sleep(_RETRY_PAUSE)
@@ -157,7 +229,9 @@ class _Client:
                 time.sleep(_RETRY_PAUSE)
                 continue
             if answer.status_code != 200:
-                self.failures.append(f"key `{key}`: `{answer.status_code}` {answer.text[:300]}")
+                self.failures.append(
+                    f"key `{sent.key}`: `{answer.status_code}` {answer.text[:300]}"
+                )
                 return None, retried
             return answer.json(), retried
 
@@ -169,42 +243,83 @@ class _Client:
             self.generation = generation
         return self.http
 
-    def accept(
-        self, key: str, body: dict[str, Any], d: dict[str, Any], *, retried: bool
-    ) -> Ack | None:
-        expected = "ALLOW" if body["resource"].startswith("artifacts/drac/") else "DENY"
+    def accept(self, sent: _Sent, d: dict[str, Any], *, retried: bool) -> Ack | None:
+        expected = "ALLOW" if sent.resource.startswith("artifacts/drac/") else "DENY"
         receipt = d.get("receipt") or {}
         if d.get("effect") != expected or receipt.get("index") != d.get("log_index"):
-            self.failures.append(f"key `{key}`: expected a logged `{expected}`, got {d}")
+            self.failures.append(f"key `{sent.key}`: expected a logged `{expected}`, got {d}")
             return None
         if d.get("replayed") is True:
             if not retried:
-                self.failures.append(f"key `{key}` sent once was answered from the log: {d}")
+                self.failures.append(f"key `{sent.key}` sent once was answered from the log: {d}")
             self.counts["replayed"] += 1
             self.counts["replayed_after_kill"] += 1
+            self.counts["persists_replayed"] += sent.data is not None
+        persisted = None
+        if sent.data is not None:
+            persisted = self.persisted(sent, d)
+            if persisted is None:
+                return None
         ack = Ack(
-            key,
+            sent.key,
             expected,
             d["log_index"],
             receipt["leaf_hash"],
             receipt["tree_size"],
             receipt["checkpoint"],
+            persisted,
         )
         self.acks.append(ack)
         return ack
 
+    def persisted(self, sent: _Sent, d: dict[str, Any]) -> Persisted | None:
+        """A persist's write as answered: written now, none (DENY), or replayed (no write)."""
+        assert sent.data is not None
+        write = d.get("write")
+        if write is None:
+            if d["effect"] == "ALLOW" and d.get("replayed") is not True:
+                self.failures.append(f"key `{sent.key}`: an ALLOW persist without a write: {d}")
+                return None
+            return Persisted(sent.resource, sent.data, None, None)
+        if d["effect"] != "ALLOW":
+            self.failures.append(f"key `{sent.key}`: a write without an ALLOW: {d}")
+            return None
+        persisted = Persisted(
+            sent.resource,
+            sent.data,
+            write.get("index"),
+            (write.get("receipt") or {}).get("leaf_hash"),
+        )
+        said = (write.get("outcome"), write.get("digest"), write.get("size"))
+        index = write.get("index")
+        if (
+            said != ("written", persisted.digest, len(sent.data))
+            or not isinstance(index, int)
+            or index <= d["log_index"]
+            or (write.get("receipt") or {}).get("index") != index
+        ):
+            self.failures.append(
+                f"key `{sent.key}`: expected `{persisted.digest}` ({len(sent.data)} bytes) written"
+                f" after decision `{d['log_index']}`, got {write}"
+            )
+            return None
+        return persisted
+
     def resend_lost(self) -> None:
         """Resend the keys whose answers were "lost", once the server was restarted."""
         keep = []
-        for generation, body, first in self.lost:
+        for generation, sent, first in self.lost:
             if generation == self.load.endpoint.generation:
-                keep.append((generation, body, first))
+                keep.append((generation, sent, first))
                 continue
-            answer, _ = self.send(first.key, body)
+            answer, _ = self.send(sent)
             if answer is None:
                 continue
             self.counts["resent"] += 1
             self.counts["replayed"] += answer.get("replayed") is True
+            self.counts["persists_replayed"] += (
+                answer.get("replayed") is True and sent.data is not None
+            )
             again = (answer.get("log_index"), (answer.get("receipt") or {}).get("leaf_hash"))
             if answer.get("replayed") is not True or again != (first.log_index, first.leaf_hash):
                 self.failures.append(
@@ -217,10 +332,18 @@ class _Client:
 class ClientLoad:
     """``clients`` client threads against :class:`Endpoint`, until :meth:`stop`."""
 
-    def __init__(self, prepared: Prepared, endpoint: Endpoint, clients: int, seed: int) -> None:
+    def __init__(
+        self,
+        prepared: Prepared,
+        endpoint: Endpoint,
+        clients: int,
+        seed: int,
+        persist_bytes: tuple[int, int] = PERSIST_BYTES,
+    ) -> None:
         self.prepared = prepared
         self.endpoint = endpoint
         self.seed = seed
+        self.persist_bytes = persist_bytes
         self.stopping = threading.Event()
         self._clients = [_Client(n, self) for n in range(clients)]
         self._threads = [
@@ -261,6 +384,10 @@ class ClientLoad:
         report.acknowledged = len(acks)
         report.allowed = sum(a.effect == "ALLOW" for a in acks)
         report.denied = len(acks) - report.allowed
+        persisted = [a.persisted for a in acks if a.persisted is not None]
+        report.persists_acknowledged = len(persisted)
+        report.persists_allowed = sum(a.persisted is not None and a.effect == "ALLOW" for a in acks)
+        report.persists_written = sum(p.write_index is not None for p in persisted)
         for c in self._clients:
             for name, value in c.counts.items():
                 setattr(report, name, getattr(report, name) + value)

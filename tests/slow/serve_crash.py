@@ -2,32 +2,35 @@
 
 The crash test of issue 14. Concurrent clients (threads, one ``httpx.Client``
 each, mutual TLS as ``drac``) send ``POST /v1/decide`` requests, ALLOW and
-DENY mixed, each with its own ``Idempotency-Key``, and keep every answer. The
-server is killed (SIGKILL) at seeded random moments and restarted on the same
-data directory (new ephemeral ports). A request that was in flight at the kill
-gets a connection error; its client retries it, with the same key, against the
-restarted server. Checked:
+DENY mixed, and (a third) ``POST /v1/persist`` of small random bytes, each
+with its own ``Idempotency-Key``, and keep every answer. The server is
+killed (SIGKILL) at seeded random moments and restarted on the same data
+directory (new ephemeral ports). A request that was in flight at the kill
+gets a connection error; its client retries it, with the same key (and the
+same bytes), against the restarted server. Checked:
 
 - after every restart, before the clients are let back in, the receipts they
   were given still verify: each acknowledged decision's tlog-proof, fetched
-  from the restarted server's
-  ``/v1/receipts/{index}``, verifies offline under the log key and proves the
-  leaf hash the client was given at the time (new acknowledgements all, older
-  ones a sample; all of them at the end);
+  from the restarted server's ``/v1/receipts/{index}``, verifies offline
+  under the log key and proves the leaf hash the client was given at the time
+  (new acknowledgements all, older ones a sample; all of them at the end);
+  an acknowledged persist's write receipt (its ``persist.effect`` entry)
+  verifies the same way, and a sample of the persisted objects read back
+  through ``POST /v1/read`` are the bytes sent;
 - every few kills (between the kill and the restart, when no server holds the
   lock) and at the end, ``sop log verify`` exits 0, under the key the first
   server printed and against the largest checkpoint a client was given (a
-  lost tail would be a rollback below it);
-- no idempotency key has two decision entries in the log; the one entry a key
-  has is at the index its client was acknowledged with;
+  lost tail would be a rollback below it), and ``sop state check`` exits 0
+  (the persistence index and every derived row are the log's projection);
+- after every kill (before the restart, from the log as the kill left it)
+  and at the end: no idempotency key has two decision entries; the one entry
+  a key has is at the index its client was acknowledged with; no effect
+  exists without its logged ALLOW, no key has two effects, and no
+  acknowledged write is lost (:mod:`crash_effects`);
 - a retry answered from the log (``replayed`` true) comes only for a key sent
   before, and carries the first decision's index and leaf hash. Every client
   also "loses" some answers on purpose and resends their keys after the next
   restart: those must all come back replayed, same index, same leaf.
-
-No effect without its logged ALLOW: ``/v1/decide`` has no effects, and the
-bridge plane has no persist endpoint yet, so this part of the issue's crash
-test is not exercised here.
 
 Run as a script::
 
@@ -48,18 +51,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))  # served.py
 
-from crash_clients import Ack, ClientLoad, Endpoint
+from crash_clients import PERSIST_BYTES, Ack, ClientLoad, Endpoint
+from crash_effects import EffectCounts, LogRows, check_effects, read_log, stored_files
+from crash_receipts import check_receipts, read_back
 from served import Prepared, Served, prepare
-
-from sop_verified import SOP, Verifier, verify_receipt
-from sop_verified.errors import SOPError
 
 __all__ = [
     "OLD_SAMPLE",
+    "READ_SAMPLE",
     "UP_SECONDS",
     "VERIFY_EVERY",
     "Report",
@@ -76,6 +77,9 @@ VERIFY_EVERY = 5
 
 OLD_SAMPLE = 48
 """Receipts re-verified per restart among those verified before (all at the end)."""
+
+READ_SAMPLE = 6
+"""Persisted objects read back through ``POST /v1/read`` per restart (4 times this at the end)."""
 
 
 @dataclass
@@ -94,9 +98,26 @@ class Report:
     replayed: int = 0
     replayed_after_kill: int = 0
     resent: int = 0
+    persists_sent: int = 0
+    persists_acknowledged: int = 0
+    persists_allowed: int = 0
+    persists_written: int = 0
+    persists_retried: int = 0
+    persists_replayed: int = 0
     entries: int = 0
+    effects: int = 0
+    effects_written: int = 0
+    effects_refused: int = 0
+    effects_aborted: int = 0
+    effect_keys: int = 0
+    inline_blobs: int = 0
+    files: int = 0
     receipts_verified: int = 0
+    writes_verified: int = 0
+    read_back: int = 0
     log_verifies: int = 0
+    state_checks: int = 0
+    effect_checks: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
 
@@ -110,6 +131,7 @@ def run_crash(
     rounds: int = 20,
     clients: int = 16,
     seed: int = 0,
+    persist_bytes: tuple[int, int] = PERSIST_BYTES,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> Report:
     """Run ``rounds`` kills and restarts under load from ``clients`` threads.
@@ -119,6 +141,7 @@ def run_crash(
         rounds: How many times the server is killed (and restarted).
         clients: How many concurrent clients.
         seed: Seeds the kill moments, the ALLOW/DENY mix and the receipt samples.
+        persist_bytes: The smallest and the largest persist (default :data:`PERSIST_BYTES`).
         progress: Called with one line per round.
 
     Returns:
@@ -132,11 +155,11 @@ def run_crash(
     ups = [rng.uniform(*UP_SECONDS) for _ in range(rounds + 1)]  # the kill moments: the seed's
     sampler = random.Random(seed + 1)
     report = Report(seed=seed, clients=clients)
-    prepared = prepare(base)
+    prepared = prepare(base, reads=True)
     server = Served(prepared.data_dir)
     vkey = server.vkey
     endpoint = Endpoint(server.bridge)
-    load = ClientLoad(prepared, endpoint, clients, seed)
+    load = ClientLoad(prepared, endpoint, clients, seed, persist_bytes)
     load.start()
     checked: set[int] = set()
     try:
@@ -146,8 +169,10 @@ def run_crash(
             server.kill()
             report.rounds = n
             t0 = time.monotonic()
+            _check_log(prepared, load.acks(), report, final=False)  # as the kill left it
             if n % VERIFY_EVERY == 0:
                 _log_verify(prepared, vkey, load.acks(), report)
+                _state_check(prepared, vkey, report)
             t1 = time.monotonic()
             server = _restart(prepared, vkey)
             t2 = time.monotonic()
@@ -155,7 +180,8 @@ def run_crash(
             fresh = [a for a in acks if a.log_index not in checked]
             old = [a for a in acks if a.log_index in checked]
             sample = fresh + sampler.sample(old, min(OLD_SAMPLE, len(old)))
-            _check_receipts(server, vkey, sample, report)
+            check_receipts(server, vkey, sample, report)
+            read_back(server, prepared, sampler.sample(acks, len(acks)), READ_SAMPLE, report)
             checked.update(a.log_index for a in fresh)
             endpoint.up(server.bridge)
             progress(
@@ -173,18 +199,21 @@ def run_crash(
     t0 = time.monotonic()
     load.stop()
     t1 = time.monotonic()
-    _check_receipts(server, vkey, load.acks(), report)  # all of them, on the last restart
+    check_receipts(server, vkey, load.acks(), report)  # all of them, on the last restart
+    final = load.acks()
+    read_back(server, prepared, sampler.sample(final, len(final)), 4 * READ_SAMPLE, report)
     t2 = time.monotonic()
     status = server.stop()
     if status != 0:
         report.failures.append(f"the last server exited `{status}` on SIGTERM: {server.stderr()}")
     t3 = time.monotonic()
     _log_verify(prepared, vkey, load.acks(), report)
+    _state_check(prepared, vkey, report)
     t4 = time.monotonic()
-    _check_keys(prepared, load.acks(), report)
+    _check_log(prepared, load.acks(), report, final=True)
     progress(
         f"end: clients {t1 - t0:.1f} s, receipts {t2 - t1:.1f} s, stop {t3 - t2:.1f} s,"
-        f" verify {t4 - t3:.1f} s, keys {time.monotonic() - t4:.1f} s"
+        f" verify {t4 - t3:.1f} s, keys and effects {time.monotonic() - t4:.1f} s"
     )
     load.count(report)
     report.failures.extend(load.failures)
@@ -200,38 +229,6 @@ def _restart(prepared: Prepared, vkey: str) -> Served:
     if server.vkey != vkey:
         raise RuntimeError(f"the restarted server has log key `{server.vkey}`, not `{vkey}`")
     return server
-
-
-def _check_receipts(server: Served, vkey: str, acks: Sequence[Ack], report: Report) -> None:
-    """Every acknowledged decision is still in the restarted log, at its index, same leaf."""
-    verifier = Verifier.from_string(vkey)
-    with httpx.Client(base_url=server.read, timeout=60) as http:
-        for ack in acks:
-            answer = http.get(f"/v1/receipts/{ack.log_index}")
-            if answer.status_code != 200:
-                report.failures.append(
-                    f"acknowledged decision `{ack.log_index}` (key `{ack.key}`) is not in the"
-                    f" restarted log: `{answer.status_code}` {answer.text[:200]}"
-                )
-                continue
-            try:
-                got = verify_receipt(
-                    answer.text, [verifier], expected_leaf=bytes.fromhex(ack.leaf_hash)
-                )
-                entry = json.loads(got.payload or b"{}")
-            except (SOPError, ValueError) as exc:
-                report.failures.append(
-                    f"the receipt of acknowledged decision `{ack.log_index}` does not verify: {exc}"
-                )
-                continue
-            said = (entry.get("transport") or {}).get("idempotency_key"), entry.get("effect")
-            if got.index != ack.log_index or said != (ack.key, ack.effect):
-                report.failures.append(
-                    f"entry `{got.index}` holds `{said}`, acknowledged `{(ack.key, ack.effect)}`"
-                    f" at `{ack.log_index}`"
-                )
-                continue
-            report.receipts_verified += 1
 
 
 def _log_verify(prepared: Prepared, vkey: str, acks: Sequence[Ack], report: Report) -> None:
@@ -252,20 +249,57 @@ def _log_verify(prepared: Prepared, vkey: str, acks: Sequence[Ack], report: Repo
         )
 
 
-def _check_keys(prepared: Prepared, acks: Sequence[Ack], report: Report) -> None:
+def _state_check(prepared: Prepared, vkey: str, report: Report) -> None:
+    """``sop state check``: every derived row (the persistence index too) projects the log."""
+    cmd = [sys.executable, "-m", "sop_verified.cli", "state", "check"]
+    cmd += ["--data-dir", str(prepared.data_dir), "--vkey", vkey, "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    report.state_checks += 1
+    if done.returncode != 0:
+        report.failures.append(
+            f"`sop state check` exited `{done.returncode}` after round {report.rounds}:"
+            f" {done.stdout[-600:]} {done.stderr[-600:]}"
+        )
+
+
+def _check_log(prepared: Prepared, acks: Sequence[Ack], report: Report, *, final: bool) -> None:
+    """The keys' decisions and the effects, from the log as the kill (or the stop) left it.
+
+    At the end (``final``) the server was stopped: every logged key was answered,
+    and every file under the scope roots is the object of a written effect.
+    """
+    rows = read_log(prepared.data_dir)
+    _check_keys(rows, acks, report, final=final)
+    found = check_effects(rows, acks, files=stored_files(prepared.data_dir) if final else None)
+    _count_effects(found, report)
+    report.failures.extend(f"after round {report.rounds}: {f}" for f in found.failures)
+
+
+def _count_effects(found: EffectCounts, report: Report) -> None:
+    report.effect_checks += 1
+    report.effects, report.effects_written = found.effects, found.written
+    report.effects_refused, report.effects_aborted = found.refused, found.aborted
+    report.effect_keys, report.inline_blobs, report.files = (
+        found.keys,
+        found.inline_blobs,
+        found.files,
+    )
+
+
+def _check_keys(rows: LogRows, acks: Sequence[Ack], report: Report, *, final: bool) -> None:
     """Each key: at most one decision entry, at the index its client was acknowledged with."""
-    with SOP.boot(prepared.data_dir) as sop:
-        rows = sop.store.log.log_entries(0)
     by_key: dict[str, list[int]] = {}
-    for index, _leaf, payload in rows:
-        entry = json.loads(payload)
+    for index, entry in rows.entries.items():
         key = (entry.get("transport") or {}).get("idempotency_key")
         if entry.get("type") == "decision" and key is not None:
             by_key.setdefault(key, []).append(index)
     report.entries = sum(len(v) for v in by_key.values())
     for key, indexes in by_key.items():
         if len(indexes) > 1:
-            report.failures.append(f"idempotency key `{key}` has {len(indexes)} entries: {indexes}")
+            report.failures.append(
+                f"after round {report.rounds}: idempotency key `{key}` has {len(indexes)} entries:"
+                f" {indexes}"
+            )
     for ack in acks:
         if by_key.get(ack.key, [])[:1] != [ack.log_index]:
             report.failures.append(
@@ -273,7 +307,7 @@ def _check_keys(prepared: Prepared, acks: Sequence[Ack], report: Report) -> None
                 f" the log has it at `{by_key.get(ack.key)}`"
             )
     unanswered = by_key.keys() - {a.key for a in acks}
-    if unanswered:
+    if final and unanswered:  # before: a request in flight at the kill, retried after the restart
         report.failures.append(f"logged keys no client was answered for: {sorted(unanswered)[:5]}")
 
 
@@ -292,6 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     p.add_argument("--seed", type=int, default=None, help="seed (default random)")
     p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
+    p.add_argument(
+        "--persist-bytes",
+        type=int,
+        nargs=2,
+        default=list(PERSIST_BYTES),
+        metavar=("MIN", "MAX"),
+        help="sizes of the persisted bytes (default 200 4096)",
+    )
     args = p.parse_args(argv)
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     print(f"seed {seed}", flush=True)
@@ -301,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rounds=args.rounds,
             clients=args.clients,
             seed=seed,
+            persist_bytes=(args.persist_bytes[0], args.persist_bytes[1]),
             progress=lambda line: print(line, flush=True),
         )
     print(format_report(report))
