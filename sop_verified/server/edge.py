@@ -199,6 +199,7 @@ class Edge:
         shape: Callable[[dict[str, Any]], Any] = lambda decision: decision,
         *,
         logged: Callable[[dict[str, Any]], bool] | None = None,
+        complete: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> Response:
         """Run ``run`` once per idempotency key; a retry gets the first answer.
 
@@ -210,6 +211,8 @@ class Edge:
             shape: the endpoint's answer for a decision replayed from the log.
             logged: after a restart, whether the logged request is this call's
                 (default: it equals ``fingerprint``).
+            complete: completes a decision replayed from the log with what followed it
+                (a persist's effect; blocking, run in a thread).
 
         Returns:
             The first answer, or this call's.
@@ -232,7 +235,15 @@ class Edge:
             return Response(first.body, status_code=first.status, media_type=first.media_type)
         if isinstance(first, int):
             replayed = await self.first_decision(first, transport, fingerprint, logged)
-            return replayed if isinstance(replayed, Response) else json_response(shape(replayed))
+            if isinstance(replayed, Response):
+                return replayed
+            if complete is not None:
+                try:
+                    replayed = await run_in_threadpool(complete, replayed)
+                except SOPError as exc:
+                    why = f"the first answer cannot be completed from the log: {exc}"
+                    return problem(503, "integrity", why, headers={"Retry-After": "1"})
+            return json_response(shape(replayed))
         # The call runs in a task of its own: a client that goes away cancels the wait, not the
         # call, and the key is settled when the call ends. Abandoning it at the cancel would
         # let a retry decide again while the first decision is still queued.

@@ -65,6 +65,7 @@ from sop_verified.server.edge import (
 )
 from sop_verified.server.problems import problem
 from sop_verified.server.protocol_calls import CALLS, Call
+from sop_verified.server.replay_effect import with_effect
 from sop_verified.server.state import ServerState
 
 __all__ = ["REQUEST_HEADER", "operation_routes"]
@@ -145,7 +146,10 @@ class _Operations(Edge):
             self.state.metrics.observe(decision, "persist", started)
             return decision_response(decision), decision_index(decision)
 
-        return await self.idempotent(transport, req.to_dict(), run)
+        sop = self.state.sop
+        return await self.idempotent(
+            transport, req.to_dict(), run, complete=lambda decision: with_effect(decision, sop)
+        )
 
     async def read(self, request: HTTPRequest) -> Response:
         started = time.perf_counter()
