@@ -115,6 +115,7 @@ class _Counts(Protocol):
     replayed_after_kill: int
     resent: int
     persists_sent: int
+    persists_refused: int
     persists_acknowledged: int
     persists_allowed: int
     persists_written: int
@@ -162,9 +163,12 @@ class _Client:
         self.generation = -1
         self.http: httpx.Client | None = None
         self.acks: list[Ack] = []
+        # (key, decision index, refusal index): a logged ALLOW whose write was refused (a kill
+        # cut a large write short and boot repair aborted it; a retry is told so, as a DENY)
+        self.refused: list[tuple[str, int, int]] = []
         self.lost: list[tuple[int, _Sent, Ack]] = []  # (generation, request, first answer)
         names = ["sent", "attempts", "retried", "replayed", "replayed_after_kill", "resent"]
-        names += ["persists_sent", "persists_retried", "persists_replayed"]
+        names += ["persists_sent", "persists_retried", "persists_replayed", "persists_refused"]
         self.counts = dict.fromkeys(names, 0)
         self.failures: list[str] = []
 
@@ -246,6 +250,20 @@ class _Client:
     def accept(self, sent: _Sent, d: dict[str, Any], *, retried: bool) -> Ack | None:
         expected = "ALLOW" if sent.resource.startswith("artifacts/drac/") else "DENY"
         receipt = d.get("receipt") or {}
+        refused_write = (
+            sent.data is not None
+            and expected == "ALLOW"
+            and d.get("effect") == "DENY"
+            and isinstance(d.get("decision_index"), int)
+            and isinstance(d.get("log_index"), int)
+            and d["decision_index"] < d["log_index"] == receipt.get("index")
+        )
+        if refused_write:
+            if not retried:  # only a write cut short by a kill is refused here
+                self.failures.append(f"key `{sent.key}`: a write refused at once: {d}")
+            self.counts["persists_refused"] += 1
+            self.refused.append((sent.key, d["decision_index"], d["log_index"]))
+            return None
         if d.get("effect") != expected or receipt.get("index") != d.get("log_index"):
             self.failures.append(f"key `{sent.key}`: expected a logged `{expected}`, got {d}")
             return None
@@ -372,6 +390,10 @@ class ClientLoad:
     def acks(self) -> list[Ack]:
         """Every answer received so far (a snapshot)."""
         return [ack for c in self._clients for ack in list(c.acks)]
+
+    def refused(self) -> list[tuple[str, int, int]]:
+        """Every refused write answered so far: (key, decision index, refusal index)."""
+        return [r for c in self._clients for r in list(c.refused)]
 
     @property
     def failures(self) -> list[str]:

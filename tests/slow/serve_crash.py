@@ -104,6 +104,7 @@ class Report:
     persists_written: int = 0
     persists_retried: int = 0
     persists_replayed: int = 0
+    persists_refused: int = 0
     entries: int = 0
     effects: int = 0
     effects_written: int = 0
@@ -169,7 +170,9 @@ def run_crash(
             server.kill()
             report.rounds = n
             t0 = time.monotonic()
-            _check_log(prepared, load.acks(), report, final=False)  # as the kill left it
+            _check_log(
+                prepared, load.acks(), report, final=False, refused=load.refused()
+            )  # as the kill left it
             if n % VERIFY_EVERY == 0:
                 _log_verify(prepared, vkey, load.acks(), report)
                 _state_check(prepared, vkey, report)
@@ -210,7 +213,7 @@ def run_crash(
     _log_verify(prepared, vkey, load.acks(), report)
     _state_check(prepared, vkey, report)
     t4 = time.monotonic()
-    _check_log(prepared, load.acks(), report, final=True)
+    _check_log(prepared, load.acks(), report, final=True, refused=load.refused())
     progress(
         f"end: clients {t1 - t0:.1f} s, receipts {t2 - t1:.1f} s, stop {t3 - t2:.1f} s,"
         f" verify {t4 - t3:.1f} s, keys and effects {time.monotonic() - t4:.1f} s"
@@ -262,14 +265,21 @@ def _state_check(prepared: Prepared, vkey: str, report: Report) -> None:
         )
 
 
-def _check_log(prepared: Prepared, acks: Sequence[Ack], report: Report, *, final: bool) -> None:
+def _check_log(
+    prepared: Prepared,
+    acks: Sequence[Ack],
+    report: Report,
+    *,
+    final: bool,
+    refused: Sequence[tuple[str, int, int]] = (),
+) -> None:
     """The keys' decisions and the effects, from the log as the kill (or the stop) left it.
 
     At the end (``final``) the server was stopped: every logged key was answered,
     and every file under the scope roots is the object of a written effect.
     """
     rows = read_log(prepared.data_dir)
-    _check_keys(rows, acks, report, final=final)
+    _check_keys(rows, acks, report, final=final, refused=refused)
     found = check_effects(rows, acks, files=stored_files(prepared.data_dir) if final else None)
     _count_effects(found, report)
     report.failures.extend(f"after round {report.rounds}: {f}" for f in found.failures)
@@ -286,8 +296,19 @@ def _count_effects(found: EffectCounts, report: Report) -> None:
     )
 
 
-def _check_keys(rows: LogRows, acks: Sequence[Ack], report: Report, *, final: bool) -> None:
-    """Each key: at most one decision entry, at the index its client was acknowledged with."""
+def _check_keys(
+    rows: LogRows,
+    acks: Sequence[Ack],
+    report: Report,
+    *,
+    final: bool,
+    refused: Sequence[tuple[str, int, int]] = (),
+) -> None:
+    """Each key: at most one decision entry, at the index its client was acknowledged with.
+
+    A refused write's key has its ALLOW at the decision index it was told, and the
+    refusal it was told is that decision's aborted or refused ``persist.effect``.
+    """
     by_key: dict[str, list[int]] = {}
     for index, entry in rows.entries.items():
         key = (entry.get("transport") or {}).get("idempotency_key")
@@ -306,7 +327,19 @@ def _check_keys(rows: LogRows, acks: Sequence[Ack], report: Report, *, final: bo
                 f"key `{ack.key}` was acknowledged at `{ack.log_index}`;"
                 f" the log has it at `{by_key.get(ack.key)}`"
             )
-    unanswered = by_key.keys() - {a.key for a in acks}
+    for key, decision, refusal in refused:
+        effect = rows.entries.get(refusal) or {}
+        said = (effect.get("type"), effect.get("decision_index"), effect.get("outcome"))
+        if (
+            by_key.get(key, [])[:1] != [decision]
+            or said[:2] != ("persist.effect", decision)
+            or (said[2] not in ("aborted", "refused"))
+        ):
+            report.failures.append(
+                f"key `{key}` was told its write of ALLOW `{decision}` was refused at"
+                f" `{refusal}`; the log has the key at `{by_key.get(key)}` and {said} there"
+            )
+    unanswered = by_key.keys() - {a.key for a in acks} - {key for key, _, _ in refused}
     if final and unanswered:  # before: a request in flight at the kill, retried after the restart
         report.failures.append(f"logged keys no client was answered for: {sorted(unanswered)[:5]}")
 
