@@ -20,7 +20,7 @@ Address = Annotated[str, typer.Option(help="HOST:PORT to listen on (port 0: any 
 def _address(text: str, flag: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         fail(f"`{flag}` must be HOST:PORT (for example `127.0.0.1:7600`), got `{text}`")
     return host, int(port)
 

@@ -76,7 +76,7 @@ async def read_body(request: HTTPRequest, limit: int) -> bytes:
             more is read).
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RefusedError(too_large(int(declared), limit))
     chunks: list[bytes] = []
     size = 0

@@ -68,7 +68,7 @@ def _read_pid(fd: int) -> str:
         text = os.pread(fd, 32, 0).decode().strip()
     except (OSError, UnicodeDecodeError):
         return "?"
-    return text if text.isdigit() else "?"
+    return text if text.isascii() and text.isdigit() else "?"
 
 
 def holder(data_dir: Path) -> int | None:
@@ -82,7 +82,7 @@ def holder(data_dir: Path) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         pid = _read_pid(fd)
-        return int(pid) if pid.isdigit() else -1
+        return int(pid) if pid.isascii() and pid.isdigit() else -1
     finally:
         os.close(fd)
     return None

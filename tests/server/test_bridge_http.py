@@ -289,3 +289,9 @@ def test_a_context_integer_canonical_json_cannot_hold_is_no_server_error(
     got = decide(served, prepared, body, **{"Idempotency-Key": "big-int-30"})
     assert got.status_code < 500
     assert got.json()["effect"] == "DENY"
+
+
+@pytest.mark.parametrize("index", ["²", "٣", "01", "-1", "1e3", "99999999999999999999"])
+def test_a_receipt_index_that_is_not_ascii_digits_is_a_400(served: Served, index: str) -> None:
+    got = httpx.get(f"{served.read}/v1/receipts/{index}")
+    assert got.status_code == 400 and got.json()["code"] == "bad_index"

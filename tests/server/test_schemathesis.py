@@ -67,7 +67,9 @@ def test_every_operation_answers_without_5xx_and_as_documented(
 
 @pytest.mark.slow
 @schema.parametrize()
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
 def test_many_generated_calls_answer_without_5xx_and_as_documented(
     case: schemathesis.Case, fuzzed: tuple[Served, Prepared]
 ) -> None:
