@@ -421,7 +421,8 @@ class OpsKernel:
         }
         if req is not None:
             entry["request"] = req.to_dict()
-            if req.transport is not None and (said := req.transport.to_dict()):
+            transport = req.transport  # one lookup: pydantic's private attributes are slow
+            if transport is not None and (said := transport.to_dict()):
                 entry["transport"] = said  # a retry and a trace find this entry
         else:
             entry["malformed_request_digest"] = raw_digest

@@ -38,7 +38,6 @@ from sop_verified.server.edge import (
     json_object,
     json_response,
     parse_json,
-    read_body,
 )
 from sop_verified.server.problems import problem
 from sop_verified.server.state import ServerState
@@ -74,10 +73,7 @@ class _Bridge(Edge):
     # ---- the endpoints -----------------------------------------------------------------
     async def decide(self, request: HTTPRequest) -> Response:
         started = time.perf_counter()
-        principal = self.principal(request)
-        self.refuse_when_stopping()
-        transport = self.transport(request, principal)
-        body = await read_body(request, MAX_REQUEST_BYTES)
+        transport, body = await self.opened(request, MAX_REQUEST_BYTES)
         try:
             parsed = parse_request(json_object(parse_json(body)))
         except InputError as exc:
@@ -93,10 +89,7 @@ class _Bridge(Edge):
 
     async def decide_batch(self, request: HTTPRequest) -> Response:
         started = time.perf_counter()
-        principal = self.principal(request)
-        self.refuse_when_stopping()
-        transport = self.transport(request, principal)
-        body = await read_body(request, _MAX_BODY)
+        transport, body = await self.opened(request, _MAX_BODY)
         try:
             items = _batch_items(parse_json(body))
         except InputError as exc:
@@ -145,10 +138,7 @@ class _Bridge(Edge):
 
     async def evaluation(self, request: HTTPRequest) -> Response:
         started = time.perf_counter()
-        principal = self.principal(request)
-        self.refuse_when_stopping()
-        transport = self.transport(request, principal)
-        body = await read_body(request, MAX_REQUEST_BYTES)
+        transport, body = await self.opened(request, MAX_REQUEST_BYTES)
         try:
             raw = authzen.to_request(json_object(parse_json(body)), default_id=_body_id(body))
             req = parse_request(raw).via(transport)
@@ -164,10 +154,7 @@ class _Bridge(Edge):
 
     async def evaluations(self, request: HTTPRequest) -> Response:
         started = time.perf_counter()
-        principal = self.principal(request)
-        self.refuse_when_stopping()
-        transport = self.transport(request, principal)
-        body = await read_body(request, _MAX_BODY)
+        transport, body = await self.opened(request, _MAX_BODY)
         try:
             items, semantic = authzen.evaluations(json_object(parse_json(body)))
             reqs = [

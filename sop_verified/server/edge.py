@@ -191,6 +191,21 @@ class Edge:
                 problem(503, "stopping", "the server is stopping", headers={"Retry-After": "1"})
             )
 
+    def caller(self, request: HTTPRequest) -> Transport:
+        """What every call checks first: the principal, not stopping, the transport's facts.
+
+        Raises:
+            RefusedError: 401/403 (who is asking), 503 (stopping), 400 (a malformed key).
+        """
+        principal = self.principal(request)
+        self.refuse_when_stopping()
+        return self.transport(request, principal)
+
+    async def opened(self, request: HTTPRequest, limit: int) -> tuple[Transport, bytes]:
+        """:meth:`caller`, then the body, refused (413) as soon as it passes ``limit``."""
+        transport = self.caller(request)
+        return transport, await read_body(request, limit)
+
     async def idempotent(
         self,
         transport: Transport,

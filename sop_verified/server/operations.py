@@ -131,8 +131,7 @@ class _Operations(Edge):
 
     async def persist(self, request: HTTPRequest) -> Response:
         started = time.perf_counter()
-        transport = self.transport(request, self.principal(request))
-        self.refuse_when_stopping()
+        transport = self.caller(request)
         raw = self._request_header(request)
         try:
             parsed = parse_request(raw)
@@ -153,9 +152,7 @@ class _Operations(Edge):
 
     async def read(self, request: HTTPRequest) -> Response:
         started = time.perf_counter()
-        transport = self.transport(request, self.principal(request))
-        self.refuse_when_stopping()
-        body = await read_body(request, MAX_REQUEST_BYTES)
+        transport, body = await self.opened(request, MAX_REQUEST_BYTES)
         try:
             raw = json_object(parse_json(body))
         except InputError as exc:
@@ -183,9 +180,7 @@ class _Operations(Edge):
 
     async def call(self, call: Call, request: HTTPRequest) -> Response:
         started = time.perf_counter()
-        transport = self.transport(request, self.principal(request))
-        self.refuse_when_stopping()
-        raw = await read_body(request, _MAX_CALL_BODY)
+        transport, raw = await self.opened(request, _MAX_CALL_BODY)
         try:
             fields = json_object(parse_json(raw))
             body = call.body.model_validate(fields)

@@ -17,6 +17,17 @@ from sop_verified import SOP
 from sop_verified.server.certs import client_ssl_context
 
 
+def _serve_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`sop serve ARGS` as a user types it, for the runs that must refuse to start."""
+    return subprocess.run(
+        [sys.executable, "-m", "sop_verified.cli", "serve", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def _load(server: Served, prepared: Prepared, stop: threading.Event, got: list[Any]) -> None:
     cert, key, ca = prepared.client()
     n = 0
@@ -61,24 +72,14 @@ def test_sigterm_under_load_finishes_every_answer_and_exits_zero(tmp_path: Path)
 def test_a_second_server_on_the_same_directory_is_refused(
     served: Served, prepared: Prepared
 ) -> None:
-    second = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sop_verified.cli",
-            "serve",
-            "--data-dir",
-            str(prepared.data_dir),
-            "--bridge",
-            "127.0.0.1:0",
-            "--read",
-            "127.0.0.1:0",
-            "--no-admin-socket",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    second = _serve_cli(
+        "--data-dir",
+        str(prepared.data_dir),
+        "--bridge",
+        "127.0.0.1:0",
+        "--read",
+        "127.0.0.1:0",
+        "--no-admin-socket",
     )
     assert second.returncode == 2
     assert "already holds" in second.stderr
@@ -101,43 +102,23 @@ def test_unsafe_no_tls_warns_at_start_and_in_ready(tmp_path: Path) -> None:
 
 def test_unsafe_no_tls_is_refused_off_loopback(tmp_path: Path) -> None:
     prepared = prepare(tmp_path, principals=())
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sop_verified.cli",
-            "serve",
-            "--data-dir",
-            str(prepared.data_dir),
-            "--bridge",
-            "0.0.0.0:0",
-            "--unsafe-no-tls",
-            "--no-admin-socket",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    refused = _serve_cli(
+        "--data-dir",
+        str(prepared.data_dir),
+        "--bridge",
+        "0.0.0.0:0",
+        "--unsafe-no-tls",
+        "--no-admin-socket",
     )
     assert refused.returncode == 2 and "loopback only" in refused.stderr
 
 
 @pytest.mark.parametrize("flag", ["--bridge", "--read"])
 def test_a_malformed_address_is_a_usage_error(tmp_path: Path, flag: str) -> None:
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sop_verified.cli",
-            "serve",
-            "--data-dir",
-            str(tmp_path),
-            flag,
-            "localhost",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    refused = _serve_cli(
+        "--data-dir",
+        str(tmp_path),
+        flag,
+        "localhost",
     )
     assert refused.returncode == 2 and "HOST:PORT" in refused.stderr
