@@ -43,6 +43,7 @@ __all__ = [
     "generate",
     "key_id",
     "open_note",
+    "parse_note",
     "sign_note",
     "verify_note",
 ]
@@ -128,6 +129,26 @@ def _parse(raw: bytes) -> tuple[bytes, list[Signature]]:
     if len(lines) > MAX_SIGNATURES:
         raise _malformed(f"`{len(lines)}` signatures exceed `{MAX_SIGNATURES}`")
     return text, [_parse_line(line, i) for i, line in enumerate(lines, start=1)]
+
+
+def parse_note(note: str | bytes) -> tuple[bytes, tuple[Signature, ...]]:
+    """Split ``note`` into its text and its signature lines, verifying none of them.
+
+    For callers that check signatures of another kind on the same text (C2SP
+    tlog-cosignature, :mod:`sop_verified.tools.cosignature`); the text is
+    trusted only once a signature over it has been verified.
+
+    Args:
+        note: The encoded signed note (untrusted).
+
+    Returns:
+        The note text (ending in a newline) and its signature lines, in order.
+
+    Raises:
+        InputError: the note is malformed.
+    """
+    text, sigs = _parse(_encode(note, "note"))
+    return text, tuple(sigs)
 
 
 def _index(verifiers: Iterable[Verifier]) -> dict[tuple[str, int], Verifier]:
