@@ -440,11 +440,13 @@ def _register_log_commands() -> None:
     from sop_verified.cli_log import register  # the log commands live in cli_log
     from sop_verified.cli_serve import register as register_serve  # `sop serve`
     from sop_verified.cli_state import register as register_state  # and state's in cli_state
+    from sop_verified.cli_witness import register as register_witness  # `sop witness`
 
     register(app)
     register_state(app)
     register_serve(app)
     register_certs(app)
+    register_witness(app)
 
 
 _register_log_commands()

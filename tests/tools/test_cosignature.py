@@ -215,4 +215,3 @@ def test_malformed_signer_keys_are_refused_without_echoing_them(skey: str) -> No
     with pytest.raises(InputError) as caught:
         CosignatureSigner.from_string(skey)
     assert "BAAB" not in str(caught.value) and "AQAB" not in str(caught.value)
-

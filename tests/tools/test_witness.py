@@ -14,11 +14,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from witness_log import ORIGIN, Log
 
 from sop_verified.errors import ConfigError, InputError, StorageError
 from sop_verified.tools.checkpoint import Checkpoint, sign_checkpoint
 from sop_verified.tools.cosignature import CosignatureSigner, verify_cosignatures
-from sop_verified.tools.merkle import consistency_proof, leaf_hash, root_hash
+from sop_verified.tools.merkle import consistency_proof, root_hash
 from sop_verified.tools.signed_note import Signer, Verifier, generate, parse_note, sign_note
 from sop_verified.tools.witness import (
     MAX_PROOF_LINES,
@@ -37,30 +38,8 @@ from sop_verified.tools.witness_config import (
 )
 from sop_verified.tools.witness_store import Latest, WitnessStore
 
-ORIGIN = "example.com/log"
 EXAMPLE = Path(__file__).parents[1] / "vectors" / "c2sp-tlog-witness" / "add-checkpoint-example.txt"
 NOW = 1_800_000_000
-
-
-class Log:
-    """A log in memory: its leaves and its checkpoint key."""
-
-    def __init__(self, n: int = 40, *, seed: str = "", origin: str = ORIGIN) -> None:
-        self.origin = origin
-        self.signer = Signer.from_string(generate(origin)[0])
-        self.leaves = [leaf_hash(f"{seed}{i}".encode()) for i in range(n)]
-
-    @property
-    def vkey(self) -> str:
-        return self.signer.verifier().vkey
-
-    def note(self, size: int, *, root: bytes | None = None, signer: Signer | None = None) -> str:
-        digest = root if root is not None else root_hash(self.leaves[:size])
-        return sign_checkpoint(Checkpoint(self.origin, size, digest), signer or self.signer)
-
-    def body(self, old: int, size: int, **kw: object) -> bytes:
-        proof = consistency_proof(self.leaves[:size], old) if 0 < old < size else []
-        return format_add_checkpoint(old, proof, self.note(size, **kw))  # type: ignore[arg-type]
 
 
 WITNESS_SEED = bytes(range(32))
