@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -30,6 +30,9 @@ from sop_verified.cli_support import (
 )
 from sop_verified.errors import InputError, ReceiptError
 from sop_verified.tools.private_fs import write_private
+
+if TYPE_CHECKING:
+    from sop_verified.tools.cosignature import CosignatureVerifier
 
 __all__ = ["register"]
 
@@ -213,9 +216,24 @@ def receipt_verify(
     leaf_hash: Annotated[
         str | None, typer.Option(help="The leaf hash (hex) your decision receipt carries.")
     ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness",
+            help="A witness's cosigner key (C2SP tlog-cosignature), string or file"
+            " (repeatable); its cosignature must be on the receipt's checkpoint.",
+        ),
+    ] = None,
+    minimum: Annotated[
+        int | None,
+        typer.Option(
+            "--min", help="How many of the --witness keys must have cosigned; default all.", min=0
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Check a receipt with nothing but the file and the key: signature, payload hash, inclusion."""
+    """Check a receipt with nothing but the file and the keys: signature, witnesses'
+    cosignatures, payload hash, inclusion."""
     from sop_verified.nexus.log_ops import parse_vkeys  # noqa: PLC0415 - lazy: keeps `sop --help` fast
     from sop_verified.tools.tlog_receipt import verify_bundle  # noqa: PLC0415 - lazy: keeps `sop --help` fast
 
@@ -227,8 +245,16 @@ def receipt_verify(
     leaf = bytes.fromhex(leaf_hash) if leaf_hash and _is_hex(leaf_hash) else None
     if leaf_hash and leaf is None:
         raise InputError(f"leaf hash `{leaf_hash[:80]}` is not hex", accepted="64 hex digits")
+    witnesses = _witness_keys(witness or [], minimum)
     try:
-        result = verify_bundle(data, parse_vkeys(vkey), payload=held, expected_leaf=leaf)
+        result = verify_bundle(
+            data,
+            parse_vkeys(vkey),
+            payload=held,
+            expected_leaf=leaf,
+            witnesses=witnesses,
+            min_cosignatures=minimum,
+        )
     except ReceiptError as exc:
         _receipt_failed(exc, json_output)
     cp = result.checkpoint
@@ -239,6 +265,7 @@ def receipt_verify(
         "origin": cp.origin,
         "tree_size": cp.size,
         "root": cp.root_hash.hex(),
+        "cosignatures": [{"vkey": c.vkey, "timestamp": c.timestamp} for c in result.cosignatures],
     }
     if json_output:
         print_json(summary)
@@ -247,6 +274,29 @@ def receipt_verify(
         f"[green]receipt verified[/]: entry {result.index} (leaf {summary['leaf_hash']}) is in"
         f" {cp.origin} at size {cp.size}, signed root {summary['root']}"
     )
+    for c in result.cosignatures:
+        out.print(f"  cosigned by {c.vkey.split('+')[0]} at {c.timestamp}", highlight=False)
+
+
+def _witness_keys(values: list[str], minimum: int | None) -> list[CosignatureVerifier]:
+    """The ``--witness`` keys (strings or files); ``--min`` must be reachable with them."""
+    from sop_verified.tools.cosignature import CosignatureVerifier  # noqa: PLC0415 - keep --help fast
+
+    keys = []
+    for value in values:
+        text = value.strip()
+        if "+" not in text:
+            try:
+                text = Path(value).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                raise InputError(f"no witness key file at `{value}`", where="--witness") from None
+        keys.append(CosignatureVerifier.from_string(text))
+    if minimum is not None and minimum > len(keys):
+        raise InputError(
+            f"`--min {minimum}` cosignatures cannot come from {len(keys)} `--witness` keys",
+            accepted=f"at most the number of --witness keys ({len(keys)})",
+        )
+    return keys
 
 
 def _is_hex(text: str) -> bool:

@@ -116,7 +116,8 @@ class VerificationError(InputError):
 
 
 class ReceiptError(VerificationError):
-    """An offline receipt failed a check; ``stage``: format, signature, payload or inclusion."""
+    """An offline receipt failed a check; ``stage``: format, signature, cosignature, payload
+    or inclusion."""
 
     def __init__(
         self, stage: str, message: str, *, expected: Any = None, calculated: Any = None

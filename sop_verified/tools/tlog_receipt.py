@@ -7,7 +7,10 @@ then the signed checkpoint verbatim. :func:`verify_bundle` needs nothing but
 the bundle and the log's verifier key: it checks the checkpoint signature,
 recomputes the leaf hash from the payload (and compares it with a payload or
 leaf hash the caller holds), and verifies the inclusion proof against the
-signed root. Each failure names its stage: ``format``, ``signature``,
+signed root. Given witness keys, it also checks the C2SP tlog-cosignature
+lines the checkpoint note carries (:mod:`sop_verified.tools.cosignature`):
+at least the required number of those witnesses must have cosigned it. Each
+failure names its stage: ``format``, ``signature``, ``cosignature``,
 ``payload`` or ``inclusion``.
 """
 
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 from sop_verified.errors import InputError, ReceiptError, SOPError, VerificationError
 from sop_verified.tools.checkpoint import Checkpoint, open_checkpoint
+from sop_verified.tools.cosignature import Cosignature, CosignatureVerifier, verify_cosignatures
 from sop_verified.tools.merkle import HASH_SIZE, leaf_hash, verify_inclusion
 from sop_verified.tools.note_keys import canonical_b64decode
 from sop_verified.tools.signed_note import Verifier
@@ -115,12 +119,16 @@ class ProofBundle:
 
 @dataclass(frozen=True, slots=True)
 class VerifiedReceipt:
-    """What a verified bundle proves: entry ``index`` with ``leaf_hash`` is in ``checkpoint``."""
+    """What a verified bundle proves: entry ``index`` with ``leaf_hash`` is in ``checkpoint``.
+
+    ``cosignatures`` are the verified cosignatures of the witnesses the caller trusts.
+    """
 
     index: int
     leaf_hash: bytes
     payload: bytes | None
     checkpoint: Checkpoint
+    cosignatures: tuple[Cosignature, ...] = ()
 
 
 def _format(message: str) -> ReceiptError:
@@ -134,8 +142,11 @@ def verify_bundle(
     origin: str | None = None,
     payload: bytes | None = None,
     expected_leaf: bytes | None = None,
+    witnesses: Iterable[CosignatureVerifier] = (),
+    min_cosignatures: int | None = None,
+    now: int | None = None,
 ) -> VerifiedReceipt:
-    """Check a receipt offline: signature, payload hash, inclusion.
+    """Check a receipt offline: signature, cosignatures, payload hash, inclusion.
 
     Args:
         bundle: The tlog-proof bundle (untrusted).
@@ -144,6 +155,11 @@ def verify_bundle(
             (SOP names its checkpoint key after the origin).
         payload: The entry as the holder knows it; must equal the bundle's.
         expected_leaf: The leaf hash the holder was given (a decision receipt's).
+        witnesses: The witnesses (cosigners) the auditor trusts.
+        min_cosignatures: How many of them must have cosigned the checkpoint;
+            default all of them (none when no witness is given).
+        now: The auditor's clock, POSIX seconds (default the wall clock): a
+            cosignature dated in the future is refused.
 
     Returns:
         What was proved.
@@ -155,6 +171,7 @@ def verify_bundle(
     parsed = bundle if isinstance(bundle, ProofBundle) else ProofBundle.from_text(bundle)
     keys = list(verifiers)
     checkpoint = _signed_checkpoint(parsed.checkpoint, keys, origin)
+    cosigned = _cosigned(parsed.checkpoint, list(witnesses), min_cosignatures, now)
     leaf = _leaf(parsed, payload, expected_leaf)
     try:
         verify_inclusion(
@@ -167,7 +184,7 @@ def verify_bundle(
             expected=exc.expected,
             calculated=exc.calculated,
         ) from None
-    return VerifiedReceipt(parsed.index, leaf, parsed.extra, checkpoint)
+    return VerifiedReceipt(parsed.index, leaf, parsed.extra, checkpoint, cosigned)
 
 
 def _signed_checkpoint(note: str, keys: list[Verifier], origin: str | None) -> Checkpoint:
@@ -182,6 +199,22 @@ def _signed_checkpoint(note: str, keys: list[Verifier], origin: str | None) -> C
     except (InputError, SOPError) as exc:
         raise ReceiptError("format", f"the checkpoint is malformed: {exc}") from None
     return checkpoint
+
+
+def _cosigned(
+    note: str, witnesses: list[CosignatureVerifier], minimum: int | None, now: int | None
+) -> tuple[Cosignature, ...]:
+    need = len(witnesses) if minimum is None else minimum
+    if need == 0 and not witnesses:
+        return ()
+    try:
+        return verify_cosignatures(note, witnesses, minimum=need, now=now)
+    except VerificationError as exc:
+        raise ReceiptError(
+            "cosignature", str(exc), expected=exc.expected, calculated=exc.calculated
+        ) from None
+    except InputError as exc:
+        raise ReceiptError("cosignature", str(exc), expected=exc.accepted) from None
 
 
 def _leaf(parsed: ProofBundle, payload: bytes | None, expected_leaf: bytes | None) -> bytes:
