@@ -20,6 +20,7 @@ __all__ = [
     "EntryTooLargeError",
     "InputError",
     "IntegrityError",
+    "LogHeadMovedError",
     "ObligationError",
     "PersistenceError",
     "PolicyError",
@@ -31,6 +32,7 @@ __all__ = [
     "RemoteError",
     "RequestError",
     "SOPError",
+    "StateMovedError",
     "StorageError",
     "VerificationError",
 ]
@@ -174,6 +176,24 @@ class IntegrityError(SOPError):
 
 class StorageError(SOPError):
     """The storage backend failed; on the decision path this is DENY (INV-2)."""
+
+
+class LogHeadMovedError(StorageError):
+    """Another writer appended to a shared log first: the batch was not written.
+
+    A backend that several SOP replicas share (PostgreSQL) raises it from
+    ``write_batch`` when the log's head is no longer the batch's start; the
+    log re-reads its tail and builds the batch again on the new head.
+    """
+
+
+class StateMovedError(SOPError):
+    """Another replica changed what decisions depend on (a revocation, a policy set) first.
+
+    Raised before anything of the batch is written: its decisions were taken
+    on the old state, so they are taken again (INV-9: nothing is logged that
+    the state in force when it is logged would not decide).
+    """
 
 
 class EntryTooLargeError(SOPError):

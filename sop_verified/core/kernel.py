@@ -28,7 +28,13 @@ from sop_verified.core.request import (
     Stage,
     parse_request,
 )
-from sop_verified.errors import CapabilityError, InputError, SOPError, StorageError
+from sop_verified.errors import (
+    CapabilityError,
+    InputError,
+    SOPError,
+    StateMovedError,
+    StorageError,
+)
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog_store import Attachment, LinkedPart, Receipt
 
@@ -40,6 +46,9 @@ __all__ = [
     "PolicyOutcome",
     "StageResult",
 ]
+
+REDECIDE_ATTEMPTS = 8
+"""How often a batch is decided again when another replica changed the state first."""
 
 
 class _HasId(Protocol):
@@ -97,6 +106,8 @@ class StageResult:
     reasons: tuple[Reason, ...]
     capability_id: str | None = None
     policy_ids: tuple[str, ...] = ()
+    policy_digest: str | None = None
+    """The policy set the decision was evaluated against (None: it stopped before that stage)."""
 
 
 def _denied(why: Reason, capability_id: str | None = None) -> StageResult:
@@ -232,6 +243,24 @@ class OpsKernel:
         self,
         items: Sequence[tuple[Request, LinkedEffect | None]],
     ) -> list[tuple[Decision, Receipt | None]]:
+        for _ in range(REDECIDE_ATTEMPTS):
+            try:
+                return self._decide_and_log(items)
+            except StateMovedError:  # spec: INV-9 — another replica changed the state first:
+                continue  # nothing was written; decide again on the state now in force
+        moved = StorageError(
+            f"another replica changed the state under this batch `{REDECIDE_ATTEMPTS}` times"
+        )
+        outs = self._decide_all_closed([req for req, _ in items])
+        return [
+            (_unlogged(req, out, moved), None) for (req, _), out in zip(items, outs, strict=True)
+        ]
+
+    def _decide_and_log(
+        self,
+        items: Sequence[tuple[Request, LinkedEffect | None]],
+    ) -> list[tuple[Decision, Receipt | None]]:
+        """One attempt of :meth:`_submit_batch`; raises only :class:`StateMovedError`."""
         outs = self._decide_all_closed([req for req, _ in items])
         answers: list[tuple[Decision, Receipt | None] | None] = [None] * len(items)
         parts: list[LinkedPart] = []
@@ -251,6 +280,8 @@ class OpsKernel:
             got = self._log.append_parts(parts)
             if type(got) is not list or len(got) != len(parts):
                 raise StorageError(f"the log answered {len(parts)} parts with `{got!r:.80}`")
+        except StateMovedError:
+            raise
         except Exception as exc:  # spec: INV-2, INV-9 — no receipt, no ALLOW
             got = [exc] * len(parts)
         for i, part, g in zip(at, parts, got, strict=True):
@@ -353,21 +384,20 @@ class OpsKernel:
             held = []
         outcomes = _evaluate(policy, [reqs[i] for i, _ in held]) if policy is not None else []
         permitted: list[tuple[int, str, PolicyOutcome]] = []
+        digest = policy.digest if policy is not None else None  # stamped on each decision
         for (i, cap_id), outcome in zip(held, outcomes, strict=True):
             if not outcome.allowed:  # spec: INV-1 — a permit matches and no forbid matches
-                out[i] = StageResult(
-                    Permission.DENY, (outcome.to_reason(),), cap_id, outcome.policy_ids
-                )
+                why = (outcome.to_reason(),)
+                out[i] = StageResult(Permission.DENY, why, cap_id, outcome.policy_ids, digest)
             else:
                 permitted.append((i, cap_id, outcome))
         denials = self._check_obligations([reqs[i] for i, _, _ in permitted])
         for (i, cap_id, outcome), denied in zip(permitted, denials, strict=True):
             if denied:  # spec: INV-1 — every obligation PROVED
-                out[i] = StageResult(Permission.DENY, denied, cap_id, outcome.policy_ids)
+                out[i] = StageResult(Permission.DENY, denied, cap_id, outcome.policy_ids, digest)
             else:
-                out[i] = StageResult(
-                    Permission.ALLOW, (outcome.to_reason(),), cap_id, outcome.policy_ids
-                )
+                why = (outcome.to_reason(),)
+                out[i] = StageResult(Permission.ALLOW, why, cap_id, outcome.policy_ids, digest)
         decided = [o for o in out if o is not None]
         if len(decided) != len(reqs):  # spec: INV-2 — never an answer out of place
             raise RuntimeError("a request was left undecided")
@@ -419,6 +449,8 @@ class OpsKernel:
             "policy_ids": list(out.policy_ids),
             "reasons": [r.to_dict() for r in out.reasons],
         }
+        if out.policy_digest is not None:  # which policy set decided: replicas may differ
+            entry["policy_digest"] = out.policy_digest
         if req is not None:
             entry["request"] = req.to_dict()
             transport = req.transport  # one lookup: pydantic's private attributes are slow
@@ -436,12 +468,19 @@ class OpsKernel:
         Returns:
             The decision, and None: no effect is linked to it.
         """
-        try:
-            payload = self._entry_payload(req, out, raw_digest)
-            index, receipt = self._append(payload)  # spec: INV-9 — durable first
-        except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
-            return _unlogged(req, out, exc), None
-        return _logged(req, out, payload, receipt, index), None
+        for _ in range(REDECIDE_ATTEMPTS):
+            try:
+                payload = self._entry_payload(req, out, raw_digest)
+                index, receipt = self._append(payload)  # spec: INV-9 — durable first
+            except StateMovedError:  # spec: INV-9 — another replica changed the state first:
+                if req is not None:  # nothing was written; decide again on the state in force
+                    out = self._decide_closed(req)
+                continue
+            except Exception as exc:  # spec: INV-2, INV-9 — no log entry, no ALLOW
+                return _unlogged(req, out, exc), None
+            return _logged(req, out, payload, receipt, index), None
+        moved = StorageError(f"another replica changed the state `{REDECIDE_ATTEMPTS}` times")
+        return _unlogged(req, out, moved), None
 
     def _append(self, payload: bytes) -> tuple[int, Receipt]:
         """Append the entry, taking its receipt; check the index the receipt names."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sop_verified.errors import StorageError
+from sop_verified.errors import LogHeadMovedError, StorageError
 from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.sqlite_db import SQLiteDB, insert_rows
 from sop_verified.storage.sqlite_persist import apply_unit, catch_up, indexed_to
@@ -147,6 +147,11 @@ class SQLiteLog:
         versions: dict[int, int] = {}
         growth = (batch.start, batch.start + len(batch.entries))
         with self._db.tx(growth) as db:
+            ((head,),) = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries")
+            if head != batch.start:  # another writer of this file went first: nothing written
+                raise LogHeadMovedError(
+                    f"the log's head is `{head}`, not `{batch.start}` where this batch starts"
+                )
             insert_rows(db, "INSERT INTO log_entries (idx, leaf_hash, payload)", batch.entries, 3)
             insert_rows(db, "INSERT INTO log_tiles (id, hashes)", batch.tiles, 2)
             if batch.checkpoint is not None:

@@ -30,7 +30,14 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sop_verified.errors import InputError, IntegrityError, StorageError, VerificationError
+from sop_verified.errors import (
+    InputError,
+    IntegrityError,
+    LogHeadMovedError,
+    StateMovedError,
+    StorageError,
+    VerificationError,
+)
 from sop_verified.tools.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from sop_verified.tools.group_commit import GroupCommit, Ticket
 from sop_verified.tools.merkle import EMPTY_ROOT, verify_consistency
@@ -47,7 +54,7 @@ from sop_verified.tools.tlog_store import (
 )
 from sop_verified.tools.tlog_tiles import TreeState, extend, rebuild
 
-__all__ = ["MAX_BATCH", "OnCheckpoint", "TransparencyLog"]
+__all__ = ["HEAD_ATTEMPTS", "MAX_BATCH", "OnCheckpoint", "OnForeign", "TransparencyLog"]
 
 MAX_BATCH = 1 << 16
 """Most entries the leader takes into one transaction (a bulk append may exceed it alone)."""
@@ -56,6 +63,13 @@ _sha256 = hashlib.sha256
 
 OnCheckpoint = Callable[[int, str], None]
 """Told ``(size, signed note)`` of each checkpoint, after the batch it signs committed."""
+
+OnForeign = Callable[[int, int], None]
+"""Told ``(start, end)``: entries another writer of a shared store appended (may raise
+:class:`~sop_verified.errors.StateMovedError`)."""
+
+HEAD_ATTEMPTS = 16
+"""How many times a batch is built again on a shared log's moved head before it fails."""
 
 
 class TransparencyLog:
@@ -69,6 +83,7 @@ class TransparencyLog:
         signer: Signer | None,
         trusted: Iterable[Verifier] = (),
         on_checkpoint: OnCheckpoint | None = None,
+        on_foreign: OnForeign | None = None,
     ) -> None:
         """Open the log: read its tail and check it against the latest checkpoint.
 
@@ -83,6 +98,12 @@ class TransparencyLog:
                 copy kept through it is never ahead of the store). If it
                 raises, the batch stays acknowledged (it is durable) and the
                 log takes no further entry: the caller's copy would lag.
+            on_foreign: For a store several writers share: told ``(start, end)``
+                when a batch found entries ``[start, end)`` appended by another
+                writer since this log last wrote (the tail was re-read, nothing
+                of the batch written). It may raise :class:`StateMovedError` to
+                give the batch back to its callers; otherwise the batch is built
+                again on the new head and written.
 
         Raises:
             IntegrityError: the stored tail does not match the latest checkpoint.
@@ -97,6 +118,7 @@ class TransparencyLog:
         self._queue: GroupCommit[list[Receipt]] = GroupCommit(self._commit, _take)
         self._broken: str | None = None
         self._on_checkpoint = on_checkpoint
+        self._on_foreign = on_foreign
         self._state, self._checkpoint, self._note = self._read_tail()
 
     # ---- state ---------------------------------------------------------------------
@@ -255,14 +277,30 @@ class TransparencyLog:
         return self._queue.submit(Ticket(_check_payloads([announcement]), new_signer))[0]
 
     def _commit(self, batch: list[Ticket[list[Receipt]]]) -> None:
-        try:
-            if self._broken is not None:
-                raise StorageError(f"the log is unavailable after a failed write: {self._broken}")
-            self._write(batch)
-        except Exception as exc:
-            if self._broken is None:
+        for _ in range(HEAD_ATTEMPTS):
+            try:
+                if self._broken is not None:
+                    raise StorageError(
+                        f"the log is unavailable after a failed write: {self._broken}"
+                    )
+                self._write(batch)
+                return
+            except LogHeadMovedError as exc:  # another writer of a shared store went first
+                start = self._state.size
                 self._resync(exc)
-            raise
+                if self._broken is not None:
+                    raise
+                if self._on_foreign is not None and self._state.size > start:
+                    self._on_foreign(start, self._state.size)  # may give the batch back
+            except StateMovedError:
+                raise
+            except Exception as exc:
+                if self._broken is None:
+                    self._resync(exc)
+                raise
+        raise StorageError(  # spec: INV-2 — nothing of the batch was written
+            f"the shared log's head moved under `{HEAD_ATTEMPTS}` attempts in a row"
+        )
 
     def _write(self, batch: list[Ticket[list[Receipt]]]) -> None:
         if self._note is not None and not self._signers:
@@ -538,6 +576,9 @@ def _build_linked(batch: list[Ticket[list[Receipt]]], start: int) -> list[Ticket
 
 
 def _build_parts(tag: _Linked, at: int) -> list[bytes]:
+    # Built again from scratch when a shared log's head moved: fresh errors and attachments.
+    tag.errors = [None] * len(tag.parts)
+    tag.attachments = []
     items: list[bytes] = []
     for k, part in enumerate(tag.parts):
         if part.then is None:

@@ -24,7 +24,7 @@ from sop_verified.core.request import (
     Stage,
     parse_request,
 )
-from sop_verified.errors import CapabilityError, StorageError
+from sop_verified.errors import CapabilityError, StateMovedError, StorageError
 from sop_verified.tools.canonical import canonical_json, digest
 from sop_verified.tools.tlog_store import LinkedPart, Receipt
 
@@ -350,11 +350,16 @@ def test_the_decision_entry_records_what_was_decided() -> None:
         "policy_ids": ["p1"],
         "reasons": [r.to_dict() for r in d.reasons],
         "request": parse_request(REQ).to_dict(),
+        "policy_digest": FakePolicy.digest,  # the set it was decided by (replicas may differ)
     }
     denied, denied_log = make(policy=FakePolicy(allowed=False))
     d = denied.submit(REQ)
     entry = json.loads(denied_log.entries[0])
     assert (entry["effect"], entry["policy_ids"]) == ("DENY", ["f1"])
+    assert entry["policy_digest"] == FakePolicy.digest
+    unheld, unheld_log = make(caps=FakeCaps(CapabilityError("no", code="revoked")))
+    unheld.submit(REQ)
+    assert "policy_digest" not in json.loads(unheld_log.entries[0])  # no policy was asked
     assert entry["reasons"] == [r.to_dict() for r in d.reasons] and entry["reasons"]
 
 
@@ -581,3 +586,51 @@ def test_a_gate_answering_a_string_for_a_verdict_is_deny() -> None:
     kernel, _ = make(gate=StringGate())
     d = kernel.submit({**REQ, "obligations": [{"id": "o1", "format": "smt2", "source": "x"}]})
     assert d.effect is Permission.DENY and d.reasons[0].code == "internal_error"
+
+
+class ReplicaLog(ListLog):
+    """A shared log whose first appends find that another replica changed the state.
+
+    Before refusing, it applies that change (a revocation) to the capabilities the kernel
+    reads, as the nexus's ``on_foreign`` hook does on a real replica.
+    """
+
+    def __init__(self, caps: FakeCaps, moves: int = 1) -> None:
+        super().__init__()
+        self.caps, self.moves = caps, moves
+
+    def _moved(self) -> None:
+        if self.moves:
+            self.moves -= 1
+            self.caps.error = CapabilityError("revoked on another replica", code="revoked")
+            raise StateMovedError("another replica revoked the capability")
+
+    def append_receipt(self, payload: bytes) -> Receipt:
+        self._moved()
+        return super().append_receipt(payload)
+
+    def append_parts(self, parts: Sequence[LinkedPart]) -> list[tuple[Receipt, Receipt | None]]:
+        self._moved()
+        return super().append_parts(parts)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_decision_is_taken_again_when_another_replica_changed_the_state(batch: bool) -> None:
+    caps = FakeCaps()
+    kernel, log = make(caps=caps, log=ReplicaLog(caps))
+    request = parse_request(REQ)
+    d = kernel.submit_batch([(request, None)])[0][0] if batch else kernel.submit(REQ)
+    # decided ALLOW on the old state, refused by the log, decided again: DENY, logged once
+    assert d.effect is Permission.DENY and d.reasons[0].code == "revoked"
+    assert len(log.entries) == 1 and b'"effect":"DENY"' in log.entries[0]
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_state_that_keeps_moving_is_deny_and_logs_nothing(batch: bool) -> None:
+    caps = FakeCaps()
+    kernel, log = make(caps=caps, log=ReplicaLog(caps, moves=1_000))
+    request = parse_request(REQ)
+    d = kernel.submit_batch([(request, None)])[0][0] if batch else kernel.submit(REQ)
+    assert d.effect is Permission.DENY and d.log_index is None
+    assert "changed the state" in d.reasons[-1].message
+    assert log.entries == []

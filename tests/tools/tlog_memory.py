@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from sop_verified.errors import StorageError
+from sop_verified.errors import LogHeadMovedError, StorageError
 from sop_verified.tools.tlog_store import Batch
 
 
@@ -32,6 +32,9 @@ class MemoryLogStore:
     def write_batch(self, batch: Batch) -> None:
         if self.fail_writes:
             raise StorageError("memory log store write failed (injected)")
+        head = max(self.entries, default=-1) + 1
+        if head != batch.start:  # another writer sharing this store went first
+            raise LogHeadMovedError(f"head `{head}`, batch starts at `{batch.start}`")
         for index, _, _ in batch.entries:
             if index in self.entries:
                 raise StorageError(f"entry `{index}` exists")
