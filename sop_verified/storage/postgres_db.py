@@ -137,11 +137,14 @@ class PostgresDB:
         self._prepare = prepare
         self._explain = explain
         self._before_commit = before_commit
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, round(timeout))}
+        if "application_name" not in _params(dsn):  # what pg_stat_activity shows for SOP
+            kwargs["application_name"] = f"sop:{schema}"
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             dsn,
             min_size=1,
             max_size=max(1, pool_size),
-            kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},
+            kwargs=kwargs,
             configure=self._configure,
             open=False,
             name=f"sop-{schema}",

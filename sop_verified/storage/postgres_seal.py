@@ -186,8 +186,8 @@ def seal_if_empty(cur: psycopg.Cursor[Any], keeper: SealKeeper) -> None:
             sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(table))
         ).fetchone():
             return
-    cur.execute(
-        "INSERT INTO state_seal (id, seal) VALUES (1, %s)",
+    cur.execute(  # two replicas opening a new schema together write the same first seal
+        "INSERT INTO state_seal (id, seal) VALUES (1, %s) ON CONFLICT (id) DO NOTHING",
         (keeper.close(Seal.empty(len(SEALED))),),
     )
 

@@ -4,76 +4,55 @@ A backend joins by one entry in :data:`BACKENDS`: how to open it in a
 directory (the same directory again reopens it when ``durable``), and what to
 remove once the test is done. The in-memory reference
 (:class:`~sop_verified.storage.memory_backend.MemoryBackend`), SQLite and
-PostgreSQL run. PostgreSQL is the real server (``SOP_TEST_POSTGRES_DSN``, by
-default the machine's at 127.0.0.1:5432, database ``test``); each test gets a
-fresh schema, named in a file of its directory and dropped afterwards. A
-server that is not answering fails the PostgreSQL cases (never skips them):
+PostgreSQL run. PostgreSQL is the real server (tests/pg_server.py); each test
+gets a fresh schema, named in a file of its directory and dropped afterwards.
+A server that is not answering fails the PostgreSQL cases (never skips them):
 ``.ci/run`` starts it.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-import pytest
-from psycopg import sql
+from pg_server import DSN, drop_schema, fail_down, new_schema_name
 
 from sop_verified.errors import StorageError
 from sop_verified.storage.memory_backend import MemoryBackend
 from sop_verified.storage.ports import StorageBackend
-from sop_verified.storage.postgres import PostgresBackend, redact_dsn
+from sop_verified.storage.postgres import PostgresBackend
 from sop_verified.storage.sqlite import SQLiteBackend
 
 ORIGIN = "conformance.local/log"
 STATE_KEY = bytes(range(32))
 """The key the SQLite and PostgreSQL backends seal their derived state under (INV-11)."""
 
-POSTGRES_DSN = os.environ.get(
-    "SOP_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres"
-)
-"""The PostgreSQL server the suite runs against."""
-
-_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-
 
 def postgres_schema(directory: Path) -> str:
-    """The schema of the test working in ``directory`` (a fresh random name, kept in a file)."""
+    """The schema of the test working in ``directory`` (a fresh name, kept in a file)."""
     named = directory / "postgres-schema"
     if not named.exists():
-        named.write_text(f"sop_test_{secrets.token_hex(8)}")
+        named.write_text(new_schema_name())
     return named.read_text()
 
 
 def open_postgres(directory: Path, *, state_key: bytes | None = STATE_KEY) -> PostgresBackend:
-    """The PostgreSQL backend in the schema of ``directory``; fails the test if the server is down."""
+    """The PostgreSQL backend of the test in ``directory``; fails it if the server is down."""
     try:
-        return PostgresBackend.open(
-            POSTGRES_DSN, schema=postgres_schema(directory), state_key=state_key
-        )
+        return PostgresBackend.open(DSN, schema=postgres_schema(directory), state_key=state_key)
     except StorageError as exc:
         if "cannot connect" not in str(exc):
             raise
-        pytest.fail(
-            f"PostgreSQL is not answering at `{redact_dsn(POSTGRES_DSN)}` ({exc}); start it"
-            f" with `{_START}` (.ci/run does), or set SOP_TEST_POSTGRES_DSN",
-            pytrace=False,
-        )
+        down = str(exc)
+    return fail_down(down)  # outside the handler: the message alone, not a chain of tracebacks
 
 
 def drop_postgres(directory: Path) -> None:
     """Drop the schema the test in ``directory`` worked in (if it made one)."""
     named = directory / "postgres-schema"
-    if not named.exists():
-        return
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(named.read_text()))
-        )
+    if named.exists():
+        drop_schema(named.read_text())
 
 
 @dataclass(frozen=True)
