@@ -4,10 +4,11 @@ A :class:`PostgresDB` holds a ``psycopg_pool.ConnectionPool`` whose every
 connection works in one schema (``search_path``) and, when the store holds
 the state key, carries the session's seal journal (see
 :mod:`sop_verified.storage.postgres_seal`). Every write is one transaction
-(``synchronous_commit`` as the server sets it: durable on ``on``, the
-default) that runs the ``before_commit`` hook last; reads are single
-statements (one snapshot each) or a read-only ``REPEATABLE READ``
-transaction. Every ``psycopg`` failure is raised as
+that runs the ``before_commit`` hook last and is durable when it returns:
+each session sets ``synchronous_commit`` on, whatever the server's default
+(a server run with ``fsync`` off is beyond what a client can correct).
+Reads are single statements (one snapshot each) or a read-only
+``REPEATABLE READ`` transaction. Every ``psycopg`` failure is raised as
 :class:`~sop_verified.errors.StorageError`; no ``psycopg`` type leaves the
 ``postgres_*`` modules.
 
@@ -162,6 +163,9 @@ class PostgresDB:
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         conn.execute("SET bytea_output TO 'hex'")
+        conn.execute(
+            "SET synchronous_commit TO on"
+        )  # spec: INV-9 — durable at COMMIT, whatever the server's default
         if self._prepare is not None:
             self._prepare(conn)
 

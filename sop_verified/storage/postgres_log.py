@@ -136,14 +136,14 @@ class PostgresLog:
                 idx, leaves, payloads = zip(*batch.entries, strict=True)
                 cur.execute(
                     "INSERT INTO log_entries (idx, leaf_hash, payload)"
-                    " SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::bytea[])",
+                    " SELECT * FROM unnest(%b::bigint[], %b::bytea[], %b::bytea[])",
                     (list(idx), list(leaves), list(payloads)),
                 )
             if batch.tiles:
                 keys, hashes = zip(*batch.tiles, strict=True)
                 cur.execute(
                     "INSERT INTO log_tiles (id, hashes)"
-                    " SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
+                    " SELECT * FROM unnest(%b::bigint[], %b::bytea[])",
                     (list(keys), list(hashes)),
                 )
             if batch.checkpoint is not None:

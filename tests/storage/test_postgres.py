@@ -297,3 +297,45 @@ def test_a_lost_connection_is_a_storage_error_and_the_next_call_recovers(schema:
         assert all(o == 1 or "postgresql read failed" in str(o) for o in outcomes)
         backend.capabilities.save_revocation("c1", 5)
         backend.verify_state(0)
+
+
+def test_every_session_commits_durably_whatever_the_server_default(schema: str) -> None:
+    lax = DSN + " options='-c synchronous_commit=off'"  # as a server configured so would start
+    backend = PostgresBackend.open(lax, schema=schema, state_key=KEY)
+    try:
+        assert backend._db.query("SHOW synchronous_commit") == [("on",)]  # spec: INV-9
+    finally:
+        backend.close()
+
+
+def test_concurrent_writes_through_every_role_keep_the_seal_exact(
+    schema: str, signer: Signer
+) -> None:
+    """The pool runs transactions side by side (SQLite has one writer): the seal row serializes
+    their closes, so the seal still counts every row each of them wrote."""
+    with opened(schema) as backend:  # a pool of 4 connections
+        backend.log.open(signer=signer, origin=ORIGIN)
+        backend.set_entry_indexer(index_entries)
+        errors: list[BaseException] = []
+
+        def work(w: int) -> None:
+            try:
+                for i in range(15):
+                    backend.log.append(b"%d-%d" % (w, i))
+                    backend.capabilities.save_capability(f"c-{w}-{i}", None, b"claims")
+                    backend.verdicts.put_once(f"sha256:{w}-{i}", b"verdict")
+                    if i % 5 == 0:
+                        backend.capabilities.save_revocation(f"c-{w}-{i}", i)
+                        backend.records.set_indexed_to(w * 100 + i)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert backend.log.log_size() == 90
+        assert len(backend.capabilities.load_capabilities()) == 90
+        backend.verify_state(90)
