@@ -182,7 +182,7 @@ def test_a_password_never_reaches_an_error_or_a_log(caplog: pytest.LogCaptureFix
         assert "cannot connect to PostgreSQL" in str(err.value)
         assert "password=***" in str(err.value)
         with pytest.raises(StorageError) as err:  # the pool's own attempts log their failures
-            PostgresDB(_with_password(1, url=url), "sop", timeout=1.0)
+            PostgresDB(_with_password(1, url=url), "sop", timeout=0.3)
         seen.append(str(err.value))
     for broken in (
         f"host=x password={PASSWORD[:6]} {PASSWORD[6:]}",
