@@ -79,16 +79,20 @@ def _open(schema: str, state_key: bytes | None = KEY) -> PostgresBackend:
 
 def _sealed_schema() -> str:
     schema = new_schema_name()
-    store = _open(schema)
     try:
-        with pytest.warns(UnsignedLogWarning):
-            store.log.unsafe_open_unsigned()
-        for i in range(4):
-            store.log.append(b'{"type":"test","i":%d}' % i)
-        _seal_rows(store)
-        store.verify_state(4)  # SOP's own writes keep the seal exact
-    finally:
-        store.close()
+        store = _open(schema)
+        try:
+            with pytest.warns(UnsignedLogWarning):
+                store.log.unsafe_open_unsigned()
+            for i in range(4):
+                store.log.append(b'{"type":"test","i":%d}' % i)
+            _seal_rows(store)
+            store.verify_state(4)  # SOP's own writes keep the seal exact
+        finally:
+            store.close()
+    except BaseException:
+        drop_schema(schema)  # a fixture that failed leaves nothing behind
+        raise
     return schema
 
 
