@@ -22,6 +22,7 @@ from sop_verified.storage.persist_index import (
     ObjectRecord,
     PendingDecision,
     PurgeRecord,
+    number_versions,
 )
 from sop_verified.storage.unit_of_work import KeptBlob, UnitOfWork
 
@@ -91,11 +92,9 @@ def apply_ops(state: IndexState, ops: IndexOps) -> dict[int, int]:
     for d in ops.closed():
         state.pending.pop(d, None)
     versions: dict[int, int] = {}
-    for e in ops.effects:
-        version = None
-        if e.outcome == "written":
-            version = state.latest.get((e.scope, e.name), 0) + 1
-            state.latest[(e.scope, e.name)] = versions[e.effect_index] = version
+    for e, version in zip(ops.effects, number_versions(ops.effects, state.latest), strict=True):
+        if version is not None:
+            versions[e.effect_index] = version
         state.effects.setdefault(e.effect_index, (e, version))
     for t in ops.tombstones:
         held = state.effects.get(t.effect_index)

@@ -24,6 +24,7 @@ __all__ = [
     "PendingDecision",
     "PurgeRecord",
     "TombstoneRecord",
+    "number_versions",
 ]
 
 
@@ -107,3 +108,26 @@ class PurgeRecord:
 
 EntryIndexer = Callable[[Sequence[tuple[int, bytes]]], IndexOps]
 """Given log entries ``(index, payload)`` in order, what they change in the index."""
+
+
+def number_versions(
+    effects: Sequence[EffectRecord], latest: dict[tuple[str, str], int]
+) -> list[int | None]:
+    """The version each effect gives its object, counting on per name from ``latest``.
+
+    Args:
+        effects: One batch's effects, in log order.
+        latest: The latest version per ``(scope, name)`` before the batch (at
+            least every name a ``written`` effect names that has one); updated
+            in place to the latest after it.
+
+    Returns:
+        Per effect, the version it wrote, or None for one that wrote nothing.
+    """
+    out: list[int | None] = []
+    for e in effects:
+        version = None
+        if e.outcome == "written":
+            version = latest[(e.scope, e.name)] = latest.get((e.scope, e.name), 0) + 1
+        out.append(version)
+    return out

@@ -18,8 +18,9 @@ Each role is a projection of the signed log (DESIGN.md §7) or the log itself:
 
 core/ imports these (``core/ports.py``, ``core/persistence/ports.py``
 re-export the ones the kernel and the persistence controller use); nexus/
-wires a backend (:class:`~sop_verified.storage.sqlite.SQLiteBackend`, or the
-in-memory reference :class:`~sop_verified.storage.memory_backend.MemoryBackend`).
+wires a backend (:class:`~sop_verified.storage.sqlite.SQLiteBackend`,
+:class:`~sop_verified.storage.postgres.PostgresBackend`, or the in-memory
+reference :class:`~sop_verified.storage.memory_backend.MemoryBackend`).
 Every method that fails raises :class:`~sop_verified.errors.StorageError`,
 which the kernel turns into DENY (INV-2). tests/storage/conformance/ holds
 what every backend must pass.

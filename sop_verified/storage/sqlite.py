@@ -31,6 +31,7 @@ from sop_verified.errors import IntegrityError, StorageError
 from sop_verified.storage.entry_log import StoreLog
 from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.ports import DEFAULT_ORIGIN
+from sop_verified.storage.seal_layout import KEYLESS, SEALED
 from sop_verified.storage.sqlite_blobs import INLINE_SCHEMA, SQLiteBlobs, store_blobs
 from sop_verified.storage.sqlite_capabilities import CAPABILITY_SCHEMA, SQLiteCapabilities
 from sop_verified.storage.sqlite_db import SQLiteDB, connect_read_only, insert_rows
@@ -39,9 +40,7 @@ from sop_verified.storage.sqlite_persist import PERSIST_SCHEMA, SQLitePersistInd
 from sop_verified.storage.sqlite_policies import POLICY_SCHEMA, SQLitePolicies
 from sop_verified.storage.sqlite_protocols import PROTOCOL_SCHEMA, SQLiteRecordIndex
 from sop_verified.storage.sqlite_seal import (
-    KEYLESS,
     SEAL_SCHEMA,
-    SEALED,
     accept_config,
     check_state,
     close_seal,

@@ -23,6 +23,7 @@ from sop_verified.storage.persist_index import (
     ObjectRecord,
     PendingDecision,
     PurgeRecord,
+    number_versions,
 )
 from sop_verified.storage.sqlite_blobs import SQLiteBlobs, store_blobs
 from sop_verified.storage.sqlite_db import SQLiteDB, insert_rows
@@ -160,13 +161,11 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
     if ops.effects:
         names = sorted({(e.scope, e.name) for e in ops.effects if e.outcome == "written"})
         latest = _latest_versions(db, names) if names else {}
-        rows = []
-        for e in ops.effects:
-            version = None
-            if e.outcome == "written":
-                version = latest.get((e.scope, e.name), 0) + 1
-                latest[(e.scope, e.name)] = versions[e.effect_index] = version
-            rows.append((*_effect_row(e), version))
+        numbered = number_versions(ops.effects, latest)
+        rows = [(*_effect_row(e), v) for e, v in zip(ops.effects, numbered, strict=True)]
+        versions = {
+            e.effect_index: v for e, v in zip(ops.effects, numbered, strict=True) if v is not None
+        }
         insert_rows(
             db,
             "INSERT INTO persist_effects (effect_index, decision_index, outcome, scope,"

@@ -19,8 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sop_verified.errors import IntegrityError, StorageError
+from sop_verified.storage.seal_layout import (
+    KEYLESS,
+    SEALED,
+    check_config,
+    check_sealed,
+    config_bytes,
+)
 from sop_verified.storage.sqlite_db import connect_read_only
-from sop_verified.storage.state_seal import NO_CONFIG, RawText, Seal, SealKeeper, check_tables
+from sop_verified.storage.state_seal import RawText, Seal, SealKeeper
 
 __all__ = [
     "KEYLESS",
@@ -34,34 +41,6 @@ __all__ = [
     "register",
     "seal_if_empty",
 ]
-
-SEALED: dict[str, tuple[str, ...]] = {
-    "capabilities": ("seq", "id", "parent_id", "claims"),
-    "revocations": ("id", "at"),
-    "policy_sets": ("seq", "digest", "document", "activated_at"),
-    "verdicts": ("digest", "record"),
-    "persist_state": ("key", "value"),
-    "persist_pending": ("decision_index", "request"),
-    "persist_effects": (
-        "effect_index",
-        "decision_index",
-        "outcome",
-        "scope",
-        "name",
-        "stored",
-        "digest",
-        "size",
-        "time",
-        "version",
-    ),
-    "persist_tombstones": ("effect_index", "tombstone_index"),
-    "persist_purge": ("tombstone_index", "scope", "stored"),
-    "persist_versions": ("scope", "name", "latest"),
-    "persist_inline": ("effect_index", "data"),
-    "protocol_records": ("log_index", "kind", "receipt"),
-    "protocol_state": ("key", "value"),
-}
-"""Every derived table and the columns its rows are sealed by (the seal's layout, in order)."""
 
 
 def _row(table: str, ref: str, sign: int) -> str:
@@ -96,9 +75,6 @@ SEAL_SCHEMA = _SEAL_TABLE + "".join(_triggers(t) for t in SEALED)
 """DDL of the seal row and its triggers (after every other table's DDL)."""
 
 _TRIGGERS = frozenset(f"{t}_seal_{op}" for t in SEALED for op in ("insert", "delete", "update"))
-
-
-KEYLESS = "the derived state is sealed: open the store with SOP's keys to write"
 
 
 def register(db: sqlite3.Connection, keeper: SealKeeper | None) -> None:
@@ -186,52 +162,17 @@ def check_state(
     db.text_factory = RawText  # read TEXT as stored, valid UTF-8 or not
     try:
         row = db.execute("SELECT seal FROM state_seal WHERE id = 1").fetchone()
-        if row is None:
-            raise IntegrityError(
-                "the derived state has no seal: it was deleted, or this database predates"
-                " sealing; run `sop state repair` to rebuild it from the log"
-            )
-        seal = keeper.open(row[0])
-        check_tables(keeper, seal, log_size, {t: _rows(db, t) for t in SEALED})
+        rows = {t: _rows(db, t) for t in SEALED}
+        check_sealed(keeper, None if row is None else row[0], log_size, rows, config)
     finally:
         db.text_factory = factory
-    if config is not None:
-        check_config(seal, log_size, config)
-
-
-def check_config(seal: Seal, log_size: int, config: str) -> None:
-    """The configuration must be the one SOP last accepted (a fresh log accepts the first).
-
-    Raises:
-        IntegrityError: the seal accepted another configuration, or none on a log with entries.
-    """
-    found = _config_bytes(config)
-    if seal.config == NO_CONFIG:
-        if log_size == 0:
-            return  # the first boot accepts the configuration it finds
-        raise IntegrityError(
-            "the state seal names no accepted configuration although the log holds"
-            f" `{log_size}` entries; run `sop config accept` to accept `{config}` (logged)"
-        )
-    if seal.config != found:  # spec: INV-11 — the configuration is a stored input too
-        raise IntegrityError(
-            f"`sop.toml` is not the configuration SOP accepted: accepted"
-            f" `sha256:{seal.config.hex()}`, found `{config}`; if you changed it, run"
-            " `sop config accept` (it is logged), otherwise restore it"
-        )
-
-
-def _config_bytes(config: str) -> bytes:
-    if not config.startswith("sha256:") or len(config) != 71:
-        raise IntegrityError(f"`{config}` is not a configuration digest (`sha256:<64 hex>`)")
-    return bytes.fromhex(config[7:])
 
 
 def accept_config(db: sqlite3.Connection, config: str) -> None:
     """Make ``config`` the accepted configuration in the seal (inside the caller's transaction)."""
     db.execute(
         "UPDATE state_seal SET seal = sop_seal_config(seal, ?) WHERE id = 1",
-        (_config_bytes(config),),
+        (config_bytes(config),),
     )
 
 

@@ -3,8 +3,8 @@
 :class:`~sop_verified.tools.tlog.TransparencyLog` keeps the log's logic (the
 compact range, group commit, checkpoint signing, proofs) and talks to storage
 only through :class:`LogStore`; the full audit (:mod:`sop_verified.tools.tlog_audit`)
-reads through :class:`LogReader`. SQLite implements both now
-(``sop_verified.storage.sqlite_log``); a later backend implements the same two.
+reads through :class:`LogReader`. SQLite (``sop_verified.storage.sqlite_log``)
+and PostgreSQL (``sop_verified.storage.postgres_log``) implement both.
 
 Complete subtrees are stored as tiles (:mod:`sop_verified.tools.tlog_tiles`),
 addressed by an integer key that sorts in the order tiles complete, so a

@@ -19,11 +19,17 @@ from sop_verified.tools.signed_note import Signer, generate
 @pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
 def opened(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opened]:
     kind: BackendKind = request.param
-    case = Opened(kind, tmp_path, kind.open(tmp_path))
-    yield case
-    # spec: INV-11 — whatever the test wrote, through any role, kept the state seal exact
-    case.backend.verify_state(case.backend.log_store.log_tail()[0])
-    case.backend.close()
+    case: Opened | None = None
+    try:
+        case = Opened(kind, tmp_path, kind.open(tmp_path))
+        yield case
+        # spec: INV-11 — whatever the test wrote, through any role, kept the state seal exact
+        case.backend.verify_state(case.backend.log_store.log_tail()[0])
+    finally:
+        if case is not None:
+            case.backend.close()
+        if kind.cleanup is not None:
+            kind.cleanup(tmp_path)
 
 
 @pytest.fixture

@@ -1,0 +1,236 @@
+"""The log's tables in PostgreSQL: the head row, entries, tiles, signed checkpoints.
+
+:class:`PostgresLog` is the :class:`~sop_verified.tools.tlog_store.LogStore` of
+:class:`~sop_verified.storage.postgres.PostgresBackend`. The
+:class:`~sop_verified.tools.tlog.TransparencyLog` above it batches appends
+(group commit: one leader writes every queued entry); each batch is ONE short
+transaction that first locks the single head row ``FOR UPDATE``, checks the
+batch starts where the head is, writes every entry, tile and the checkpoint
+in one statement each, moves the head, and applies the batch's unit of work
+(persistence index rows, small blobs). Contiguous, gap-free indexes for the
+whole batch, never one locked transaction per entry; a writer that lost a
+race finds the head moved and writes nothing. All three tables are
+insert-only: triggers refuse UPDATE, DELETE and TRUNCATE (INV-5).
+:class:`PostgresLogReader` streams the tables for a full audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+
+from sop_verified.errors import StorageError
+from sop_verified.storage.persist_index import EntryIndexer
+from sop_verified.storage.postgres_db import Cursor, PostgresDB
+from sop_verified.storage.postgres_persist import apply_unit, catch_up, indexed_to
+from sop_verified.storage.unit_of_work import UnitOfWork, plan_unit
+from sop_verified.tools.tlog_store import Batch
+
+__all__ = ["PostgresLog", "PostgresLogReader", "lock_head"]
+
+_TAIL = (
+    "SELECT h.size, (SELECT note FROM log_checkpoints ORDER BY size DESC LIMIT 1)"
+    " FROM log_head h WHERE h.id = 1"
+)
+
+
+def lock_head(cur: Cursor, start: int) -> None:
+    """Lock the head row for this transaction and check the batch starts at the head.
+
+    Raises:
+        StorageError: the head row is missing, or another writer moved the head
+            past ``start`` (nothing of the batch is written).
+    """
+    row = cur.execute("SELECT size FROM log_head WHERE id = 1 FOR UPDATE").fetchone()
+    if row is None:
+        raise StorageError("the log's head row is missing: the schema was tampered with")
+    if int(row[0]) != start:  # spec: INV-5 — contiguous, gap-free, never two at one index
+        raise StorageError(
+            f"the log's head is at `{row[0]}` but the batch starts at `{start}`:"
+            " another writer appended; the batch is not written"
+        )
+
+
+class PostgresLog:
+    """The log tables of one PostgreSQL schema, as an ``AtomicLogStore``."""
+
+    def __init__(
+        self, db: PostgresDB, on_versions: Callable[[dict[int, int]], None] | None = None
+    ) -> None:
+        """Use ``db``'s pool.
+
+        Args:
+            db: The schema's connections.
+            on_versions: Told, once a batch committed, the versions its unit gave
+                its written effects (the persistence index's memo).
+        """
+        self._db = db
+        self._on_versions = on_versions
+        self._indexer: EntryIndexer | None = None
+        self._indexed_to: int | None = None  # what the index reflects, as last committed here
+
+    def follow(self, indexer: EntryIndexer) -> None:
+        """Keep the persistence index in step with the log, batch by batch.
+
+        Catches up on the entries appended since the index last followed the
+        log, then derives each later batch's unit of work with ``indexer``.
+
+        Raises:
+            StorageError: the catch-up failed.
+        """
+        behind = self._db.query(
+            "SELECT 1 FROM log_entries WHERE idx >= COALESCE("
+            "(SELECT value FROM persist_state WHERE key = 'indexed_to'), 0) LIMIT 1"
+        )
+        if behind:  # a write transaction only when there is something to index
+            with self._db.tx() as cur:
+                catch_up(cur, indexer)
+        self._indexer = indexer
+        self._indexed_to = None  # read from the database at the next batch
+
+    def log_tail(self) -> tuple[int, str | None]:
+        """Return the entry count (the head) and the latest checkpoint note, in one snapshot.
+
+        Raises:
+            StorageError: the read failed, or the head row is missing.
+        """
+        rows = self._db.query(_TAIL)
+        if not rows:
+            raise StorageError("the log's head row is missing: the schema was tampered with")
+        size, note = rows[0]
+        return int(size), None if note is None else str(note)
+
+    def read_tiles(self, keys: Sequence[int]) -> dict[int, bytes]:
+        """Return stored tiles by key, in one query."""
+        if not keys:
+            return {}
+        rows = self._db.query("SELECT id, hashes FROM log_tiles WHERE id = ANY(%s)", (list(keys),))
+        return {int(k): bytes(v) for k, v in rows}
+
+    def write_batch(self, batch: Batch) -> None:
+        """Insert the batch's entries, tiles and checkpoint, and apply its unit of work.
+
+        Raises:
+            StorageError: the write failed, or a blob no effect of the batch
+                records; nothing is stored.
+        """
+        self.commit(batch, plan_unit(batch, self._indexer))
+
+    def commit(self, batch: Batch, unit: UnitOfWork | None) -> None:
+        """Write ``batch`` and apply ``unit`` in one durable transaction, or neither.
+
+        The head row is locked first, so concurrent writers queue on it; each
+        table gets one statement for the whole batch (arrays, ``unnest``).
+
+        Raises:
+            StorageError: the head is not at the batch's start, or the write
+                failed; nothing is stored.
+        """
+        versions: dict[int, int] = {}
+        end = batch.start + len(batch.entries)
+        with self._db.tx((batch.start, end)) as cur:
+            lock_head(cur, batch.start)
+            if batch.entries:
+                idx, leaves, payloads = zip(*batch.entries, strict=True)
+                cur.execute(
+                    "INSERT INTO log_entries (idx, leaf_hash, payload)"
+                    " SELECT * FROM unnest(%b::bigint[], %b::bytea[], %b::bytea[])",
+                    (list(idx), list(leaves), list(payloads)),
+                )
+            if batch.tiles:
+                keys, hashes = zip(*batch.tiles, strict=True)
+                cur.execute(
+                    "INSERT INTO log_tiles (id, hashes)"
+                    " SELECT * FROM unnest(%b::bigint[], %b::bytea[])",
+                    (list(keys), list(hashes)),
+                )
+            if batch.checkpoint is not None:
+                cur.execute(
+                    "INSERT INTO log_checkpoints (size, note) VALUES (%s, %s)", batch.checkpoint
+                )
+            cur.execute("UPDATE log_head SET size = %s WHERE id = 1", (end,))
+            if unit is not None:
+                if self._indexed_to != batch.start and indexed_to(cur) != batch.start:
+                    if self._indexer is None:
+                        raise StorageError("the persistence index is behind the log; no indexer")
+                    self._indexed_to = None
+                    catch_up(cur, self._indexer, until=batch.start)
+                versions = apply_unit(cur, unit)
+        if unit is not None:  # only after COMMIT: a rolled-back batch changes nothing
+            self._indexed_to = unit.indexed_to
+            if versions and self._on_versions is not None:
+                self._on_versions(versions)
+
+    def read_entries_containing(
+        self, start: int, end: int, needles: Sequence[bytes]
+    ) -> list[tuple[int, bytes, bytes]]:
+        """Entries ``[start, end)`` whose payload contains one of ``needles`` (the server scans)."""
+        if not needles:
+            return []
+        rows = self._db.query(
+            "SELECT idx, leaf_hash, payload FROM log_entries"
+            " WHERE idx >= %s AND idx < %s"
+            " AND EXISTS (SELECT 1 FROM unnest(%s::bytea[]) n WHERE position(n IN payload) > 0)"
+            " ORDER BY idx",
+            (start, end, list(needles)),
+        )
+        return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
+    def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+        """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``."""
+        rows = self._db.query(
+            "SELECT idx, leaf_hash, payload FROM log_entries"
+            " WHERE idx >= %s AND idx < %s ORDER BY idx",
+            (start, end),
+        )
+        return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
+
+class PostgresLogReader:
+    """A read-only view of a schema's log tables, streamed for a full audit (``LogReader``)."""
+
+    def __init__(self, db: PostgresDB) -> None:
+        """Read through ``db``'s pool (the schema's version is checked by whoever opened it)."""
+        self._db = db
+
+    def entry_rows(self) -> int:
+        """Return the number of entry rows."""
+        ((count,),) = self._db.query("SELECT count(*) FROM log_entries")
+        return int(count)
+
+    def _stream(self, query: str, chunk: int) -> Iterator[Any]:
+        """Rows of ``query`` in one snapshot, ``chunk`` at a time (a server-side cursor)."""
+        try:
+            with self._db.connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                with conn.cursor(name="sop_audit") as cur:
+                    cur.itersize = max(1, chunk)
+                    cur.execute(query)
+                    yield from cur
+        except psycopg.Error as exc:
+            raise StorageError(f"postgresql read failed: {self._db.scrub(str(exc))}") from None
+
+    def iter_entries(self, chunk: int) -> Iterator[tuple[int, bytes, bytes]]:
+        """Yield every entry row in index order."""
+        sql = "SELECT idx, leaf_hash, payload FROM log_entries ORDER BY idx"
+        for r in self._stream(sql, chunk):
+            yield int(r[0]), bytes(r[1]), bytes(r[2])
+
+    def iter_tiles(self, chunk: int) -> Iterator[tuple[int, bytes]]:
+        """Yield every stored tile in key (completion) order."""
+        for r in self._stream("SELECT id, hashes FROM log_tiles ORDER BY id", chunk):
+            yield int(r[0]), bytes(r[1])
+
+    def read_tiles(self, keys: Sequence[int]) -> dict[int, bytes]:
+        """Return stored tiles by key."""
+        if not keys:
+            return {}
+        rows = self._db.query("SELECT id, hashes FROM log_tiles WHERE id = ANY(%s)", (list(keys),))
+        return {int(k): bytes(v) for k, v in rows}
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        """Return every stored checkpoint in size order."""
+        rows = self._db.query("SELECT size, note FROM log_checkpoints ORDER BY size")
+        return [(int(r[0]), str(r[1])) for r in rows]

@@ -1,0 +1,341 @@
+"""The PostgreSQL backend's own rules: schema versions, the DSN's secrecy, batch sequencing.
+
+What the conformance suite cannot say for every backend: a schema at an
+unknown version (or with none) is refused and migrations apply in order; a
+password in the DSN never reaches an error or a log; a batch of entries is
+one transaction on the head row, and a writer that lost the race writes
+nothing; the log and the write-once tables refuse an outsider's UPDATE,
+DELETE and TRUNCATE; a lost connection is a StorageError and the next call
+recovers. Every test runs against the real server in a schema of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from pg_server import DSN, connect, scratch_schema
+from psycopg import sql
+
+from sop_verified.core.persistence import index_entries
+from sop_verified.errors import StorageError
+from sop_verified.storage import postgres_schema
+from sop_verified.storage.postgres import PostgresBackend, redact_dsn
+from sop_verified.storage.postgres_db import PostgresDB
+from sop_verified.tools.signed_note import Signer, generate
+
+KEY = bytes(range(32))
+ORIGIN = "postgres.test/log"
+PASSWORD = "Sup3r-s3cret-pw"
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    with scratch_schema() as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def signer() -> Signer:
+    return Signer.from_string(generate(ORIGIN)[0])
+
+
+@contextmanager
+def opened(schema: str, **kw: Any) -> Iterator[PostgresBackend]:
+    backend = PostgresBackend.open(DSN, schema=schema, state_key=KEY, **kw)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def _in(schema: str, statement: str, params: tuple[object, ...] = ()) -> list[Any]:
+    """Run ``statement`` in ``schema`` as an outsider (a plain session, no seal journal)."""
+    with connect() as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        cur = conn.execute(statement, params or None)
+        return cur.fetchall() if cur.description else []
+
+
+# ---- schema versions ------------------------------------------------------------------
+def test_migrations_are_numbered_from_one_without_a_gap() -> None:
+    versions = [v for v, _, _ in postgres_schema.MIGRATIONS]
+    assert versions == list(range(1, len(versions) + 1))
+    assert versions[-1] == postgres_schema.LATEST
+
+
+def test_a_new_schema_is_created_at_the_latest_version(schema: str) -> None:
+    with opened(schema) as backend:
+        backend.self_test()
+    rows = _in(schema, "SELECT version FROM sop_schema_version ORDER BY version")
+    assert rows == [(v,) for v, _, _ in postgres_schema.MIGRATIONS]
+    with opened(schema, migrate=False) as backend:  # a boot at the latest version changes nothing
+        backend.self_test()
+
+
+def test_a_schema_at_an_unknown_version_is_refused(schema: str) -> None:
+    with opened(schema):
+        pass
+    newer = postgres_schema.LATEST + 1
+    _in(schema, "INSERT INTO sop_schema_version (version, description) VALUES (%s, 'x')", (newer,))
+    for migrate in (True, False):
+        with pytest.raises(StorageError) as err:
+            PostgresBackend.open(DSN, schema=schema, state_key=KEY, migrate=migrate)
+        assert f"at version `{newer}`" in str(err.value)
+        assert f"knows versions 1 to `{postgres_schema.LATEST}`" in str(err.value)
+
+
+def test_a_schema_with_tables_but_no_version_is_refused(schema: str) -> None:
+    _in(schema, f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.log_entries (idx bigint)")
+    with pytest.raises(StorageError, match=r"holds tables but no schema version \(found no"):
+        PostgresBackend.open(DSN, schema=schema, state_key=KEY)
+    assert _in(schema, "SELECT to_regclass('sop_schema_version')") == [(None,)]  # nothing made
+
+
+def test_a_schema_whose_version_rows_were_deleted_is_refused(schema: str) -> None:
+    with opened(schema):
+        pass
+    _in(schema, "DELETE FROM sop_schema_version")
+    with pytest.raises(StorageError, match="found no version"):
+        PostgresBackend.open(DSN, schema=schema, state_key=KEY)
+
+
+def test_a_boot_that_must_not_migrate_refuses_a_missing_schema(schema: str) -> None:
+    with pytest.raises(StorageError, match=r"holds no SOP tables \(found no version\)"):
+        PostgresBackend.open(DSN, schema=schema, state_key=KEY, migrate=False)
+    assert _in(schema, "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)) == []
+
+
+def test_pending_migrations_apply_in_order_and_a_boot_refuses_until_they_do(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with opened(schema):
+        pass  # at the released version
+    base = postgres_schema.LATEST
+    later = (
+        (base + 1, "a table", "CREATE TABLE later (a BIGINT);"),
+        (base + 2, "a column on it", "ALTER TABLE later ADD COLUMN b TEXT;"),  # needs the first
+    )
+    monkeypatch.setattr(postgres_schema, "MIGRATIONS", (*postgres_schema.MIGRATIONS, *later))
+    monkeypatch.setattr(postgres_schema, "LATEST", base + 2)
+    with pytest.raises(StorageError, match=f"at version `{base}` and this build at `{base + 2}`"):
+        PostgresBackend.open(DSN, schema=schema, state_key=KEY, migrate=False)
+    with opened(schema) as backend:
+        backend.self_test()
+    rows = _in(schema, "SELECT version FROM sop_schema_version ORDER BY version")
+    assert [r[0] for r in rows] == list(range(1, base + 3))
+    assert _in(schema, "SELECT a, b FROM later") == []
+
+
+def test_replicas_starting_together_migrate_once(schema: str) -> None:
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            with opened(schema):
+                pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _in(schema, "SELECT count(*) FROM sop_schema_version") == [(postgres_schema.LATEST,)]
+
+
+def test_a_schema_name_that_would_need_quoting_is_refused() -> None:
+    for bad in ("Sop", "sop; DROP TABLE x", "1sop", "", "a" * 64):
+        with pytest.raises(StorageError, match="is not a PostgreSQL schema name"):
+            PostgresBackend.open(DSN, schema=bad, state_key=KEY)
+
+
+# ---- the DSN's password ---------------------------------------------------------------------
+def _with_password(port: int, *, url: bool) -> str:
+    if url:
+        return f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/test"
+    return f"host=127.0.0.1 port={port} dbname=test user=postgres password={PASSWORD}"
+
+
+def test_redacting_a_dsn_hides_its_password_in_either_form() -> None:
+    for url in (True, False):
+        shown = redact_dsn(_with_password(5432, url=url))
+        assert PASSWORD not in shown
+        assert "password=***" in shown and "host=127.0.0.1" in shown
+    assert redact_dsn(f"host=x password='{PASSWORD} x' junk") == "<a DSN that does not parse>"
+
+
+def test_a_password_never_reaches_an_error_or_a_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    for url in (True, False):
+        with pytest.raises(StorageError) as err:  # nothing listens there
+            PostgresBackend.open(_with_password(1, url=url), schema="sop", state_key=KEY)
+        seen.append(str(err.value))
+        assert "cannot connect to PostgreSQL" in str(err.value)
+        assert "password=***" in str(err.value)
+        with pytest.raises(StorageError) as err:  # the pool's own attempts log their failures
+            PostgresDB(_with_password(1, url=url), "sop", timeout=0.3)
+        seen.append(str(err.value))
+    for broken in (
+        f"host=x password={PASSWORD[:6]} {PASSWORD[6:]}",
+        f"postgresql://u:{PASSWORD}@h:x/d",
+    ):
+        with pytest.raises(StorageError) as err:  # the parser's message would quote it
+            PostgresBackend.open(broken, schema="sop", state_key=KEY)
+        seen.append(str(err.value))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert caplog.records  # the pool did log its failed attempts
+    for text in (*seen, logged):
+        assert PASSWORD not in text
+        assert PASSWORD[:6] not in text and PASSWORD[6:] not in text
+
+
+def test_a_dsn_with_a_password_works_and_is_never_shown(
+    schema: str, signer: Signer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    backend = PostgresBackend.open(_with_password(5432, url=True), schema=schema, state_key=KEY)
+    try:  # trust authentication takes the password and ignores it
+        backend.log.open(signer=signer, origin=ORIGIN)
+        assert backend.log.append(b"entry") == 0
+        assert PASSWORD not in backend.where and PASSWORD not in repr(vars(backend))
+    finally:
+        backend.close()
+    assert PASSWORD not in "\n".join(r.getMessage() for r in caplog.records)
+
+
+# ---- sequencing -----------------------------------------------------------------------------
+def test_a_batch_of_entries_is_one_transaction_on_the_head_row(schema: str, signer: Signer) -> None:
+    with opened(schema) as backend:
+        backend.log.open(signer=signer, origin=ORIGIN)
+        backend.set_entry_indexer(index_entries)
+        db = backend._db
+        calls: list[tuple[int, int] | None] = []
+        real = db.tx
+
+        def counted(growth: tuple[int, int] | None = None) -> Any:
+            calls.append(growth)
+            return real(growth)
+
+        db.tx = counted  # type: ignore[method-assign]
+        receipts = backend.log.opened.append_many([b"e-%d" % i for i in range(64)])
+        assert [r.index for r in receipts] == list(range(64))
+        assert calls == [(0, 64)]  # one transaction for the batch, not one per entry
+        assert _in(schema, "SELECT size FROM log_head") == [(64,)]
+        backend.verify_state(64)
+
+
+def test_a_writer_that_lost_the_race_writes_nothing_and_catches_up(
+    schema: str, signer: Signer
+) -> None:
+    with opened(schema) as first, opened(schema) as second:
+        first.log.open(signer=signer, origin=ORIGIN)
+        second.log.open(signer=signer, origin=ORIGIN)  # both see an empty log
+        assert first.log.append(b"first") == 0
+        with pytest.raises(StorageError, match="head is at `1` but the batch starts at `0`"):
+            second.log.append(b"second")  # its batch would reuse index 0
+        assert second.log.append(b"second") == 1  # it re-read the head: no gap, no duplicate
+        assert [p for _, _, p in first.log_store.read_entries(0, 5)] == [b"first", b"second"]
+        first.verify_state(2)
+        first.log.open(signer=signer, origin=ORIGIN).verify_tail()
+
+
+def test_the_log_tables_refuse_an_outsiders_changes(schema: str, signer: Signer) -> None:
+    with opened(schema) as backend:
+        backend.log.open(signer=signer, origin=ORIGIN)
+        backend.log.opened.append_many([b"e-%d" % i for i in range(16)])  # a full tile
+        backend.verdicts.put_once("sha256:aa", b"verdict")
+    refused = {  # table: (a column to overwrite, the refusal)
+        "log_entries": ("payload", "the log is append-only"),
+        "log_tiles": ("hashes", "the log is append-only"),
+        "log_checkpoints": ("note", "the log is append-only"),
+        "verdicts": ("record", "proof verdicts are write-once"),
+    }
+    for table, (column, message) in refused.items():
+        for statement in (
+            f"UPDATE {table} SET {column} = {column}",
+            f"DELETE FROM {table}",
+            f"TRUNCATE {table}",
+        ):
+            with pytest.raises(psycopg.Error, match=message):
+                _in(schema, statement)
+    assert _in(schema, "SELECT count(*) FROM log_entries") == [(16,)]
+    assert _in(schema, "SELECT count(*) FROM log_tiles") != [(0,)]
+
+
+def test_an_outsider_cannot_write_a_derived_table(schema: str) -> None:
+    with opened(schema):
+        pass
+    with pytest.raises(psycopg.Error, match="sop_seal_journal"):  # no journal: nothing unsealed
+        _in(schema, "INSERT INTO revocations (id, at) VALUES ('cap-x', 1)")
+
+
+def test_a_lost_connection_is_a_storage_error_and_the_next_call_recovers(schema: str) -> None:
+    with opened(schema) as backend:
+        backend.capabilities.save_capability("c1", None, b"claims")
+        killed = _in(
+            schema,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (f"sop:{schema}",),
+        )
+        assert killed and all(ok for (ok,) in killed)
+        outcomes = []
+        for _ in range(3):  # a pooled connection that died fails its call; then a new one works
+            try:
+                outcomes.append(len(backend.capabilities.load_capabilities()))
+            except StorageError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[-1] == 1
+        assert all(o == 1 or "postgresql read failed" in str(o) for o in outcomes)
+        backend.capabilities.save_revocation("c1", 5)
+        backend.verify_state(0)
+
+
+def test_every_session_commits_durably_whatever_the_server_default(schema: str) -> None:
+    lax = DSN + " options='-c synchronous_commit=off'"  # as a server configured so would start
+    backend = PostgresBackend.open(lax, schema=schema, state_key=KEY)
+    try:
+        assert backend._db.query("SHOW synchronous_commit") == [("on",)]  # spec: INV-9
+    finally:
+        backend.close()
+
+
+def test_concurrent_writes_through_every_role_keep_the_seal_exact(
+    schema: str, signer: Signer
+) -> None:
+    """The pool runs transactions side by side (SQLite has one writer): the seal row serializes
+    their closes, so the seal still counts every row each of them wrote."""
+    with opened(schema) as backend:  # a pool of 4 connections
+        backend.log.open(signer=signer, origin=ORIGIN)
+        backend.set_entry_indexer(index_entries)
+        errors: list[BaseException] = []
+
+        def work(w: int) -> None:
+            try:
+                for i in range(15):
+                    backend.log.append(b"%d-%d" % (w, i))
+                    backend.capabilities.save_capability(f"c-{w}-{i}", None, b"claims")
+                    backend.verdicts.put_once(f"sha256:{w}-{i}", b"verdict")
+                    if i % 5 == 0:
+                        backend.capabilities.save_revocation(f"c-{w}-{i}", i)
+                        backend.records.set_indexed_to(w * 100 + i)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert backend.log.log_size() == 90
+        assert len(backend.capabilities.load_capabilities()) == 90
+        backend.verify_state(90)
