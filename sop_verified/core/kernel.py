@@ -387,8 +387,8 @@ class OpsKernel:
         digest = policy.digest if policy is not None else None  # stamped on each decision
         for (i, cap_id), outcome in zip(held, outcomes, strict=True):
             if not outcome.allowed:  # spec: INV-1 — a permit matches and no forbid matches
-                why = (outcome.to_reason(),)
-                out[i] = StageResult(Permission.DENY, why, cap_id, outcome.policy_ids, digest)
+                given = (outcome.to_reason(),)
+                out[i] = StageResult(Permission.DENY, given, cap_id, outcome.policy_ids, digest)
             else:
                 permitted.append((i, cap_id, outcome))
         denials = self._check_obligations([reqs[i] for i, _, _ in permitted])
@@ -396,8 +396,8 @@ class OpsKernel:
             if denied:  # spec: INV-1 — every obligation PROVED
                 out[i] = StageResult(Permission.DENY, denied, cap_id, outcome.policy_ids, digest)
             else:
-                why = (outcome.to_reason(),)
-                out[i] = StageResult(Permission.ALLOW, why, cap_id, outcome.policy_ids, digest)
+                given = (outcome.to_reason(),)
+                out[i] = StageResult(Permission.ALLOW, given, cap_id, outcome.policy_ids, digest)
         decided = [o for o in out if o is not None]
         if len(decided) != len(reqs):  # spec: INV-2 — never an answer out of place
             raise RuntimeError("a request was left undecided")

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from sop_verified.errors import StorageError
+from sop_verified.errors import LogHeadMovedError, StorageError
 from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.postgres_db import Cursor, PostgresDB
 from sop_verified.storage.postgres_persist import apply_unit, catch_up, indexed_to
@@ -40,14 +40,15 @@ def lock_head(cur: Cursor, start: int) -> None:
     """Lock the head row for this transaction and check the batch starts at the head.
 
     Raises:
-        StorageError: the head row is missing, or another writer moved the head
-            past ``start`` (nothing of the batch is written).
+        StorageError: the head row is missing.
+        LogHeadMovedError: another writer moved the head past ``start`` (nothing of
+            the batch is written; the log re-reads its tail and builds it again).
     """
     row = cur.execute("SELECT size FROM log_head WHERE id = 1 FOR UPDATE").fetchone()
     if row is None:
         raise StorageError("the log's head row is missing: the schema was tampered with")
     if int(row[0]) != start:  # spec: INV-5 — contiguous, gap-free, never two at one index
-        raise StorageError(
+        raise LogHeadMovedError(
             f"the log's head is at `{row[0]}` but the batch starts at `{start}`:"
             " another writer appended; the batch is not written"
         )

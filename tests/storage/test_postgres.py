@@ -23,11 +23,12 @@ from pg_server import DSN, connect, scratch_schema
 from psycopg import sql
 
 from sop_verified.core.persistence import index_entries
-from sop_verified.errors import StorageError
+from sop_verified.errors import LogHeadMovedError, StorageError
 from sop_verified.storage import postgres_schema
 from sop_verified.storage.postgres import PostgresBackend, redact_dsn
 from sop_verified.storage.postgres_db import PostgresDB
 from sop_verified.tools.signed_note import Signer, generate
+from sop_verified.tools.tlog_store import Batch
 
 KEY = bytes(range(32))
 ORIGIN = "postgres.test/log"
@@ -240,11 +241,15 @@ def test_a_writer_that_lost_the_race_writes_nothing_and_catches_up(
         first.log.open(signer=signer, origin=ORIGIN)
         second.log.open(signer=signer, origin=ORIGIN)  # both see an empty log
         assert first.log.append(b"first") == 0
-        with pytest.raises(StorageError, match="head is at `1` but the batch starts at `0`"):
-            second.log.append(b"second")  # its batch would reuse index 0
-        assert second.log.append(b"second") == 1  # it re-read the head: no gap, no duplicate
-        assert [p for _, _, p in first.log_store.read_entries(0, 5)] == [b"first", b"second"]
-        first.verify_state(2)
+        # its batch would reuse index 0: the store refuses it, the log re-reads the head
+        # and builds the batch again on it: no gap, no duplicate, no error to the caller
+        with pytest.raises(LogHeadMovedError, match="head is at `1` but the batch starts at `0`"):
+            second.log_store.write_batch(Batch(0, [(0, bytes(32), b"stale")], [], None))
+        assert second.log.append(b"second") == 1
+        assert first.log.append(b"third") == 2  # and the first writer catches up in turn
+        rows = first.log_store.read_entries(0, 5)
+        assert [p for _, _, p in rows] == [b"first", b"second", b"third"]
+        first.verify_state(3)
         first.log.open(signer=signer, origin=ORIGIN).verify_tail()
 
 
