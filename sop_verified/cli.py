@@ -61,13 +61,43 @@ def spec_check(
     raise typer.Exit(run(json_output=json_output, report_path=report_out))
 
 
+DsnOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Keep the state in this PostgreSQL database (e.g. postgresql://127.0.0.1/test)"
+        " instead of SQLite in the data directory; its password is never shown."
+    ),
+]
+SchemaOption = Annotated[
+    str, typer.Option(help="The PostgreSQL schema (with --dsn): `[a-z_][a-z0-9_]{0,62}`.")
+]
+
+
 @app.command("init")
 @guarded
-def init_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
+def init_cmd(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    dsn: DsnOption = None,
+    schema: SchemaOption = "sop",
+    replica_of: Annotated[
+        Path | None,
+        typer.Option(
+            help="Another replica's data directory: copy its configuration and keys, to"
+            " serve the same PostgreSQL log (nothing is created in the database)."
+        ),
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
     """Create a data directory: configuration, keys (0600), database."""
+    from sop_verified.nexus.config import init_replica
     from sop_verified.nexus.sop import SOP
 
-    SOP.init(data_dir)
+    if replica_of is not None:
+        if dsn is not None:
+            fail("`--replica-of` copies the other replica's database settings; drop `--dsn`")
+        init_replica(data_dir, replica_of)
+    else:
+        SOP.init(data_dir, dsn=dsn, schema=schema)
     sop = SOP.boot(data_dir)
     status = sop.status()
     sop.close()
@@ -295,6 +325,7 @@ def demo_cmd(
         Path | None,
         typer.Option("--data-dir", help="A fresh directory (default: a new temporary one)."),
     ] = None,
+    dsn: DsnOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Boot a fresh SOP, refuse an unsound policy set, activate a sound one, decide requests."""
@@ -303,7 +334,7 @@ def demo_cmd(
     from sop_verified.nexus.demo import run_demo
 
     target = data_dir or Path(tempfile.mkdtemp(prefix="sop-demo-")) / "data"
-    result = run_demo(target)
+    result = run_demo(target, dsn=dsn)
     if json_output:
         print_json(result.to_dict())
         return

@@ -53,6 +53,13 @@ def serve_cmd(
             " no request values) to this file, or `-` for standard error."
         ),
     ] = None,
+    dsn: Annotated[
+        str | None,
+        typer.Option(
+            help="Reach the data directory's PostgreSQL database at this DSN instead of the"
+            " one in sop.toml (a replica on another host); the password is never shown."
+        ),
+    ] = None,
     no_admin_socket: Annotated[bool, typer.Option("--no-admin-socket", hidden=True)] = False,
     bench_echo: Annotated[bool, typer.Option("--bench-echo", hidden=True)] = False,
     json_output: JsonFlag = False,
@@ -72,6 +79,7 @@ def serve_cmd(
         admin_socket=not no_admin_socket,
         decision_log=decision_log,
         bench_echo=bench_echo,  # bench/bench_http.py's echo route: hidden, warned about
+        dsn=dsn,
     )
 
     def started(at: Listeners) -> None:

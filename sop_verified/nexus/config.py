@@ -6,6 +6,7 @@ SQLite database. Boot reads it; anything malformed is a precise ConfigError.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import stat
@@ -24,6 +25,7 @@ from sop_verified.core.persistence.scopes import (
 )
 from sop_verified.core.request import PRINCIPAL_PATTERN
 from sop_verified.errors import ConfigError, InputError
+from sop_verified.nexus.anchor import ANCHOR_NAME
 from sop_verified.nexus.keys import create_log_keys, write_secret
 from sop_verified.protocols.drac.phases import DEFAULT_PHASES, check_phases
 from sop_verified.tools.canonical import digest, sha256_hex
@@ -34,12 +36,15 @@ from sop_verified.tools.x509_ca import create_authority
 __all__ = [
     "DEFAULT_CONFIG",
     "DracConfig",
+    "PostgresConfig",
     "RetentionConfig",
     "SOPConfig",
     "ScopeConfig",
     "init_data_dir",
+    "init_replica",
     "load_config",
     "load_mac_key",
+    "postgres_config",
 ]
 
 CONFIG_NAME = "sop.toml"
@@ -250,13 +255,32 @@ class ProofsConfig(BaseModel):
         return tuple(v) if isinstance(v, list) else v
 
 
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class PostgresConfig(BaseModel):
+    """``[postgresql]``: where the shared database is (with ``storage = "postgresql"``).
+
+    The DSN says where, not what: it is left out of the config digest, so a replica may
+    reach the same database by another address (``sop serve --dsn``). What the database
+    holds is authenticated by the signed log, the anchor and the state seal, not by its
+    address. Its password, if any, is never logged or shown.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    dsn: str = Field(min_length=1, max_length=4096)
+    schema_name: str = Field(default="sop", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+
 class SOPConfig(BaseModel):
     """The validated configuration."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     origin: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-    storage: str = Field(pattern=r"^sqlite$")
+    storage: str = Field(pattern=r"^(sqlite|postgresql)$")
+    postgresql: PostgresConfig | None = None
     scopes: ScopesConfig
     scope: tuple[ScopeConfig, ...] = Field(default=(), max_length=64)
     drac: DracConfig = Field(default_factory=DracConfig)
@@ -266,6 +290,20 @@ class SOPConfig(BaseModel):
     @classmethod
     def _scope_list(cls, v: Any) -> Any:
         return _tuple(v)
+
+    @model_validator(mode="after")
+    def _storage_consistent(self) -> SOPConfig:
+        if self.storage == "postgresql" and self.postgresql is None:
+            raise ValueError(
+                '`storage = "postgresql"` needs a `[postgresql]` table with `dsn = "..."`'
+                " (or make the directory with `sop init --dsn DSN`)"
+            )
+        if self.storage == "sqlite" and self.postgresql is not None:
+            raise ValueError(
+                'a `[postgresql]` table is only read with `storage = "postgresql"`;'
+                ' set `storage = "postgresql"` or remove the table'
+            )
+        return self
 
     @model_validator(mode="after")
     def _scopes_consistent(self) -> SOPConfig:
@@ -290,8 +328,12 @@ class SOPConfig(BaseModel):
         return ScopeTable(tuple(s.to_scope() for s in self.scope))
 
     def digest(self) -> str:
-        """The config digest recorded in the boot manifest."""
-        return digest(self.model_dump(mode="json"))
+        """The config digest recorded in the boot manifest (the DSN left out: it says where)."""
+        dumped = self.model_dump(mode="json", by_alias=True)
+        where = dumped.pop("postgresql")  # absent for SQLite: older digests stay as they were
+        if where is not None:
+            dumped["postgresql"] = {k: v for k, v in where.items() if k != "dsn"}
+        return digest(dumped)
 
 
 def load_config(data_dir: Path) -> SOPConfig:
@@ -330,6 +372,25 @@ def load_config(data_dir: Path) -> SOPConfig:
         raise ConfigError("`scopes` must be a table", where=str(path)) from None
 
 
+def postgres_config(dsn: str, schema: str = "sop") -> str:
+    """:data:`DEFAULT_CONFIG` keeping the state in PostgreSQL at ``dsn``, schema ``schema``.
+
+    Raises:
+        ConfigError: ``schema`` is not a schema name SOP accepts.
+    """
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(
+            f"`{schema}` is not a schema name", accepted="`[a-z_][a-z0-9_]{0,62}`, e.g. `sop`"
+        )
+    text = DEFAULT_CONFIG.replace('storage = "sqlite"', 'storage = "postgresql"', 1)
+    return text + f'\n[postgresql]\ndsn = {_toml_string(dsn)}\nschema = "{schema}"\n'
+
+
+def _toml_string(value: str) -> str:
+    """``value`` as a TOML basic string (JSON's escapes are TOML's for these characters)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
     """Create a fresh data directory: configuration, its three keys and the TLS authority (0600).
 
@@ -349,6 +410,45 @@ def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
     write_secret(data_dir / MAC_KEY_NAME, secrets.token_bytes(32))
     create_log_keys(data_dir, config.origin)  # checkpoint and attestation keys, 0600
     create_authority(data_dir)  # keys/tls/: the bridge plane's CA and server certificate
+
+
+def init_replica(data_dir: Path, source: Path) -> None:
+    """Make ``data_dir`` another replica of ``source``: its configuration and keys, 0600.
+
+    Replicas share one PostgreSQL log, so they share what signs and authenticates it
+    (checkpoint, capability and attestation keys, the bridge plane's CA) and start from
+    the source's rollback anchor; what is a replica's own (lock, socket, boot manifest)
+    starts fresh here.
+
+    Raises:
+        ConfigError: ``source`` is not a PostgreSQL data directory, a key is missing or
+            readable by others, or ``data_dir`` is already initialised.
+    """
+    config = load_config(source)
+    if config.postgresql is None:
+        raise ConfigError(
+            f"`{source}` keeps its state in SQLite, which one server uses alone",
+            accepted="a data directory made with `sop init --dsn DSN`",
+        )
+    if (data_dir / CONFIG_NAME).exists():
+        raise ConfigError(
+            f"`{data_dir}` is already initialised", accepted="an empty or new directory"
+        )
+    load_mac_key(source)  # refuses a missing or widened key before anything is copied
+    anchor = source / ANCHOR_NAME
+    if not anchor.is_file():  # a replica without one could not tell a cut-back log
+        raise ConfigError(
+            f"`{source}` has no rollback anchor to start the replica from",
+            accepted=f"a data directory that has booted once (`sop status --data-dir {source}`)",
+        )
+    files = sorted(f for f in (source / "keys").rglob("*") if f.is_file())
+    make_private_dir(data_dir)  # what is a replica's own (anchor, lock, socket) starts fresh
+    for f in files:
+        target = data_dir / f.relative_to(source)
+        make_private_dir(target.parent)
+        write_secret(target, f.read_bytes())
+    write_private(data_dir / ANCHOR_NAME, anchor.read_bytes())  # the log only grows from it
+    write_private(data_dir / CONFIG_NAME, (source / CONFIG_NAME).read_bytes())
 
 
 def load_mac_key(data_dir: Path) -> tuple[bytes, str]:

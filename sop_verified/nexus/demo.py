@@ -8,6 +8,7 @@ different reasons. The result is data; the CLI renders it.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, assert_never
@@ -235,15 +236,22 @@ def _write_set(base: Path, name: str, text: str) -> Path:
     return path
 
 
-def run_demo(data_dir: Path) -> DemoResult:
-    """Run the demo on a fresh ``data_dir``.
+def run_demo(data_dir: Path, *, dsn: str | None = None) -> DemoResult:
+    """Run the demo on a fresh ``data_dir`` (state in PostgreSQL at ``dsn``, if given).
+
+    With ``dsn``, the state goes into a new schema ``sop_demo_<8 hex digits>``, so a
+    demo never meets an earlier one's log.
 
     Raises:
         ConfigError: ``data_dir`` is already initialised.
         SOPError: the demo could not boot SOP to READY.
+        StorageError: the database at ``dsn`` cannot be reached.
     """
     clock = DemoClock(START)
-    SOP.init(data_dir)
+    if dsn is None:
+        SOP.init(data_dir)
+    else:
+        SOP.init(data_dir, dsn=dsn, schema=f"sop_demo_{secrets.token_hex(4)}")
     sop = SOP.boot(data_dir, now=clock)
     try:
         return _scenario(sop, clock, data_dir)

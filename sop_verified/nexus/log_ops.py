@@ -14,18 +14,22 @@ key, checking the latest checkpoint against the public key.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import orjson
 
 from sop_verified.errors import ConfigError, InputError, IntegrityError, StorageError
 from sop_verified.nexus.anchor import ANCHOR_NAME, REANCHOR_HINT, read_anchor
-from sop_verified.nexus.config import load_config, load_mac_key
+from sop_verified.nexus.backends import open_backend
+from sop_verified.nexus.config import SOPConfig, load_config, load_mac_key
 from sop_verified.nexus.keys import CHECKPOINT_VKEY, read_vkey
 from sop_verified.nexus.trusted_key import TrustedKey, read_vkey_arg, trusted_key
 from sop_verified.storage.entry_log import UnsignedLogWarning
-from sop_verified.storage.sqlite import SQLiteBackend
+from sop_verified.storage.ports import StorageBackend
+from sop_verified.storage.postgres import PostgresBackend
+from sop_verified.storage.seal_layout import SEALED
 from sop_verified.storage.sqlite_log import SQLiteLogReader
 from sop_verified.storage.sqlite_seal import check_state_file
 from sop_verified.tools.private_fs import make_private_dir, write_private
@@ -33,6 +37,7 @@ from sop_verified.tools.signed_note import Verifier
 from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_audit import AuditReport, Finding, audit_log
 from sop_verified.tools.tlog_receipt import HEADER, ProofBundle
+from sop_verified.tools.tlog_store import LogReader
 
 __all__ = [
     "DB_FILE",
@@ -101,8 +106,7 @@ def audit_data_dir(
     notes = [_held_note(path) for path in held]
     path = data_dir / ANCHOR_NAME if anchor is None else anchor
     note, problem = _anchor_note(path, given=anchor is not None)
-    reader = SQLiteLogReader(data_dir / DB_FILE)
-    try:
+    with _log_reader(data_dir, config) as reader:
         report = audit_log(
             reader,
             origin=config.origin,
@@ -111,8 +115,6 @@ def audit_data_dir(
             held=notes,
             anchor=note,
         )
-    finally:
-        reader.close()
     if note is None and report.checkpoints:  # spec: INV-5 — a lost anchor hides a cut
         why = f"{problem}, but the log holds signed checkpoints; {REANCHOR_HINT}"
         report.add("anchor", report.entries, why)  # what it lost may lie past the log's end
@@ -151,8 +153,13 @@ def _check_derived_state(data_dir: Path, report: AuditReport) -> None:
         report.derived_state = f"not checked: {exc}"
         return
     try:
-        config = load_config(data_dir).digest()
-        tables = check_state_file(data_dir / DB_FILE, master, report.entries, config)
+        config = load_config(data_dir)
+        if config.postgresql is None:
+            tables = check_state_file(data_dir / DB_FILE, master, report.entries, config.digest())
+        else:
+            with closing(open_backend(data_dir, config, state_key=master)) as store:
+                store.verify_state(report.entries, config.digest())
+            tables = len(SEALED)
     except IntegrityError as exc:  # spec: INV-11
         report.derived_state = "failed"
         report.findings.append(Finding("derived_state", report.entries, str(exc)))
@@ -172,15 +179,34 @@ def _held_note(path: Path) -> str:
     return text
 
 
-def _open(data_dir: Path) -> tuple[SQLiteBackend, TransparencyLog]:
+@contextmanager
+def _log_reader(data_dir: Path, config: SOPConfig) -> Iterator[LogReader]:
+    """The log's tables streamed for an audit: the SQLite file read-only, or the schema."""
+    if config.postgresql is None:
+        reader = SQLiteLogReader(data_dir / DB_FILE)
+        try:
+            yield reader
+        finally:
+            reader.close()
+        return
+    store = PostgresBackend.open(
+        config.postgresql.dsn, schema=config.postgresql.schema_name, migrate=False
+    )
+    try:
+        yield store.log_reader()
+    finally:
+        store.close()
+
+
+def _open(data_dir: Path) -> tuple[StorageBackend, TransparencyLog]:
     """Open the database and its log to read: no checkpoint key, the public one trusted."""
     config = load_config(data_dir)
     trusted = read_vkey(data_dir / CHECKPOINT_VKEY)
-    if not (data_dir / DB_FILE).is_file():
+    if config.postgresql is None and not (data_dir / DB_FILE).is_file():
         raise ConfigError(
             f"no database in `{data_dir}`", accepted="a data directory made by `sop init`"
         )
-    store = SQLiteBackend.open(data_dir / DB_FILE)
+    store = open_backend(data_dir, config, state_key=None)
     try:
         # an auditor's view: it only reads and proves, against the public checkpoint key
         with warnings.catch_warnings():
@@ -253,23 +279,22 @@ def export_attestations(data_dir: Path, out_dir: Path) -> list[Path]:
         ConfigError: no configuration.
         StorageError: the database cannot be read or a file cannot be written.
     """
-    load_config(data_dir)
-    reader = SQLiteLogReader(data_dir / DB_FILE)
+    config = load_config(data_dir)
     written = []
     try:
-        make_private_dir(out_dir)
-        for index, _, payload in reader.iter_entries(4096):
-            if _ATTESTATION_MARK not in payload:
-                continue
-            entry = orjson.loads(payload)
-            if not isinstance(entry, dict) or entry.get("type") != "attestation":
-                continue
-            kind = str(entry.get("kind", "attestation")).replace("/", "_")[:64]
-            path = out_dir / f"{index:012d}-{kind}.json"
-            write_private(path, orjson.dumps(entry["envelope"], option=orjson.OPT_INDENT_2) + b"\n")
-            written.append(path)
+        with _log_reader(data_dir, config) as reader:
+            make_private_dir(out_dir)
+            for index, _, payload in reader.iter_entries(4096):
+                if _ATTESTATION_MARK not in payload:
+                    continue
+                entry = orjson.loads(payload)
+                if not isinstance(entry, dict) or entry.get("type") != "attestation":
+                    continue
+                kind = str(entry.get("kind", "attestation")).replace("/", "_")[:64]
+                path = out_dir / f"{index:012d}-{kind}.json"
+                dumped = orjson.dumps(entry["envelope"], option=orjson.OPT_INDENT_2)
+                write_private(path, dumped + b"\n")
+                written.append(path)
     except (OSError, orjson.JSONDecodeError, KeyError) as exc:
         raise StorageError(f"cannot export the attestations: {exc}") from exc
-    finally:
-        reader.close()
     return written

@@ -45,15 +45,16 @@ from sop_verified.core.request import (
 from sop_verified.errors import CapabilityError, IntegrityError
 from sop_verified.nexus import persistence as persistence_service
 from sop_verified.nexus import protocols as protocol_service
+from sop_verified.nexus.backends import DB_NAME, open_backend, storage_where
 from sop_verified.nexus.boot import BootReport, boot
 from sop_verified.nexus.config import SOPConfig, load_config, load_mac_key
 from sop_verified.nexus.keys import load_attestation_key, load_checkpoint_signer
 from sop_verified.nexus.log_service import open_signed_log
 from sop_verified.nexus.registry import Service, ServiceRegistry
+from sop_verified.nexus.replicas import ForeignState
 from sop_verified.nexus.state_rebuild import locate
 from sop_verified.nexus.verdict_attest import AttestingVerdictStore
 from sop_verified.storage.ports import StorageBackend
-from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.storage.state_seal import TableMismatchError
 from sop_verified.tools.signed_note import Signer
 from sop_verified.tools.tlog import TransparencyLog
@@ -69,7 +70,6 @@ __all__ = [
     "not_booted",
 ]
 
-DB_NAME = "sop.db"
 
 # The declared service graph (service -> dependencies); boot order derives from it.
 SERVICE_GRAPH: dict[str, tuple[str, ...]] = {
@@ -201,9 +201,15 @@ class _Build:
     protocols: protocol_service.ProtocolServices
 
     def __init__(
-        self, data_dir: Path, now: Clock, registry: ServiceRegistry, gate: ProofGate | None
+        self,
+        data_dir: Path,
+        now: Clock,
+        registry: ServiceRegistry,
+        gate: ProofGate | None,
+        dsn: str | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.dsn = dsn
         self.now = now
         self.registry = registry
         self.gate_override = gate
@@ -241,7 +247,7 @@ def _test_config(b: _Build) -> None:
 
 
 def _start_storage(b: _Build) -> None:
-    b.store = SQLiteBackend.open(b.data_dir / DB_NAME, state_key=b.keys.mac_key)
+    b.store = open_backend(b.data_dir, b.config, state_key=b.keys.mac_key, dsn=b.dsn)
     b.closer.callback(b.store.close)
     b.store.set_entry_indexer(index_entries)  # the persistence index follows the log
 
@@ -294,6 +300,11 @@ def _start_state(b: _Build) -> None:
     try:  # spec: INV-11 — derived state and sop.toml authenticated before any service reads them
         b.store.verify_state(b.log.size, config)
     except TableMismatchError as exc:  # say where, from the log, before refusing to boot
+        if b.config.postgresql is not None:
+            raise IntegrityError(
+                f"{exc} in {storage_where(b.config, b.dsn)}; rebuilding it from the log is"
+                " not yet built for PostgreSQL: restore the schema from a backup"
+            ) from None
         where = locate(b.data_dir / DB_NAME, b.keys.mac_key, b.log.size)
         raise IntegrityError(
             f"{exc}; {where}; `sop state repair` rebuilds it from the log"
@@ -400,6 +411,12 @@ def _start_kernel(b: _Build) -> None:
         derive=b.derive,
     )
     b.kernel_late.value = b.kernel
+    # Another replica's revocations and policy activations put in force before this
+    # replica logs a decision (ADR 0016); reloaded once now, so none before the hook is missed.
+    foreign = ForeignState(b.store, b.capabilities, policy.activate)
+    b.log.follow_foreign(foreign)
+    if b.config.postgresql is not None:
+        foreign.reload()
 
 
 def _test_kernel(b: _Build) -> None:
@@ -463,20 +480,23 @@ _STEPS: Mapping[str, tuple[_Step, _Step]] = {
 }
 
 
-def compose(data_dir: Path, *, now: Clock, proof_gate: ProofGate | None = None) -> Booted:
+def compose(
+    data_dir: Path, *, now: Clock, proof_gate: ProofGate | None = None, dsn: str | None = None
+) -> Booted:
     """Build and boot every service of ``SERVICE_GRAPH`` in its one order (INV-8).
 
     Args:
         data_dir: a directory made by ``SOP.init``.
         now: the clock.
         proof_gate: a gate to wire instead of SOP's Z3 gate (tests); SOP's own is the default.
+        dsn: another address for the configured PostgreSQL database (``sop serve --dsn``).
 
     Returns:
         The services (None unless every service started and passed its self-test), the
         registry with each service's health, and the boot report with the manifest.
     """
     registry = ServiceRegistry()
-    build = _Build(data_dir, now, registry, proof_gate)
+    build = _Build(data_dir, now, registry, proof_gate, dsn)
     for name, deps in SERVICE_GRAPH.items():
         start, test = _STEPS[name]
         registry.register(Service(name, deps, _bind(start, build), _bind(test, build)))

@@ -47,7 +47,14 @@ from sop_verified.errors import (
 )
 from sop_verified.nexus import persistence as persistence_service
 from sop_verified.nexus import protocols as protocol_service
-from sop_verified.nexus.config import SOPConfig, init_data_dir
+from sop_verified.nexus.backends import open_backend
+from sop_verified.nexus.config import (
+    SOPConfig,
+    init_data_dir,
+    load_config,
+    load_mac_key,
+    postgres_config,
+)
 from sop_verified.nexus.log_service import attest, rotate_key
 from sop_verified.nexus.protocols import ProtocolServices
 from sop_verified.nexus.root import SERVICE_GRAPH, Booted, Services, compose, not_booted
@@ -98,13 +105,34 @@ class SOP:
 
     # ---- life cycle -------------------------------------------------------------------
     @staticmethod
-    def init(data_dir: Path) -> None:
-        """Create a fresh data directory (configuration and keys)."""
-        init_data_dir(data_dir)
+    def init(data_dir: Path, *, dsn: str | None = None, schema: str = "sop") -> None:
+        """Create a fresh data directory (configuration and keys).
+
+        Args:
+            data_dir: a new or empty directory.
+            dsn: keep the state in this PostgreSQL database (schema ``schema``, created
+                and migrated now) instead of SQLite in ``data_dir``.
+            schema: the PostgreSQL schema (``[a-z_][a-z0-9_]{0,62}``).
+
+        Raises:
+            ConfigError: ``data_dir`` is already initialised, or ``schema`` is not a name.
+            StorageError: the database cannot be reached or its schema version is unknown.
+        """
+        if dsn is None:
+            init_data_dir(data_dir)
+            return
+        init_data_dir(data_dir, config_text=postgres_config(dsn, schema))
+        config = load_config(data_dir)
+        open_backend(data_dir, config, state_key=load_mac_key(data_dir)[0], migrate=True).close()
 
     @classmethod
     def boot(
-        cls, data_dir: Path, *, now: Clock = wall_clock, proof_gate: ProofGate | None = None
+        cls,
+        data_dir: Path,
+        *,
+        now: Clock = wall_clock,
+        proof_gate: ProofGate | None = None,
+        dsn: str | None = None,
     ) -> SOP:
         """Boot SOP on ``data_dir``; the result is READY or denies everything.
 
@@ -114,11 +142,13 @@ class SOP:
             proof_gate: a proof gate to wire instead of SOP's own; the default is the
                 isolated Z3 gate (:class:`~sop_verified.core.proofgate.Z3ProofGate`) the
                 configuration's ``[proofs]`` table describes.
+            dsn: another address for the configured PostgreSQL database (``sop serve --dsn``).
 
         Returns:
             The instance; check ``health`` — anything but READY denies every request.
         """
-        sop = cls(data_dir, compose(data_dir, now=now, proof_gate=proof_gate), now=now)
+        booted = compose(data_dir, now=now, proof_gate=proof_gate, dsn=dsn)
+        sop = cls(data_dir, booted, now=now)
         sop._write_manifest()
         return sop
 
@@ -453,6 +483,8 @@ class SOP:
         self._log_admin("policy.activate", detail)  # spec: INV-9
         services.store.policies.save_policy_set(new.digest, document, now)
         services.policy.activate(new)
+        # Stored and in force: other replicas reload the set when they read this (ADR 0016).
+        self._log_admin("policy.activated", {"policy_digest": new.digest})
         return report
 
     def status(self) -> dict[str, Any]:

@@ -67,6 +67,7 @@ class ServeSettings:
             None: nowhere).
         bench_echo: add the benchmark's echo route ``POST /bench/echo`` to the bridge
             plane (:mod:`.bench_echo`; off by default, warned about, not in OpenAPI).
+        dsn: another address for the data directory's PostgreSQL database (a replica).
     """
 
     data_dir: Path
@@ -77,6 +78,7 @@ class ServeSettings:
     admin_socket: bool = True
     bench_echo: bool = False
     decision_log: Path | None = None
+    dsn: str | None = None
 
 
 @dataclass
@@ -259,7 +261,7 @@ def serve(
     settings: ServeSettings,
     *,
     on_started: Callable[[Listeners], None] | None = None,
-    boot: Callable[[Path], SOP] = SOP.boot,
+    boot: Callable[..., SOP] = SOP.boot,
 ) -> int:
     """Run ``sop serve`` until SIGTERM or SIGINT; returns the exit status (0).
 
@@ -269,7 +271,11 @@ def serve(
     lock = ServeLock.acquire(settings.data_dir)
     _decision_lines(settings.decision_log)
     try:
-        sop = boot(settings.data_dir)
+        sop = (
+            boot(settings.data_dir)
+            if settings.dsn is None
+            else boot(settings.data_dir, dsn=settings.dsn)
+        )
     except BaseException:
         lock.release()
         raise

@@ -181,6 +181,10 @@ class TransparencyLog:
             return Checkpoint.from_text(note[: note.rfind("\n\n") + 1])
         return open_checkpoint(note, self._trusted, origin=self._origin)
 
+    def follow_foreign(self, hook: OnForeign) -> None:
+        """Tell ``hook`` of other writers' entries from now on (see ``on_foreign``)."""
+        self._on_foreign = hook
+
     # ---- appending -----------------------------------------------------------------
     def append(self, payload: bytes) -> Receipt:
         """Append one entry; return once it is durable, with its receipt.

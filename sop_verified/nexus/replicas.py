@@ -1,0 +1,105 @@
+"""What a replica does when another replica of the same PostgreSQL log wrote first.
+
+Every batch is sequenced on the log's head row (ADR 0016). A replica whose
+batch was built on a stale head learns, before anything of it is written, which
+entries the others appended (``TransparencyLog``'s ``on_foreign``). If one of
+them changed what decisions depend on, this replica reloads that state from
+the store and gives the batch back (:class:`~sop_verified.errors.StateMovedError`),
+and the kernel decides it again on the state now in force. So a revocation or
+a policy activation committed through one replica is in force, on every
+replica, for every decision logged after it: the state a decision was taken on
+is never older than the log position it is written at.
+
+The entries that change state are the ones logged *after* the change is stored
+(``capability.admitted``, ``capability.attenuated``, ``capability.revoked``,
+``policy.activated``): by then the rows they announce are committed, so a
+reload finds them. A key rotation by another replica is not followed: the log
+then refuses the new checkpoint key and takes no more entries (fail-closed);
+rotate with one replica running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from sop_verified.core.capability import CapabilityRegistry
+from sop_verified.core.policy import PolicySet
+from sop_verified.errors import IntegrityError, StateMovedError
+from sop_verified.storage.ports import StorageBackend
+
+__all__ = ["CAPABILITY_OPS", "POLICY_OPS", "ForeignState"]
+
+CAPABILITY_OPS = frozenset({"capability.admitted", "capability.attenuated", "capability.revoked"})
+"""Admin entries after which the capability registry is reloaded."""
+
+POLICY_OPS = frozenset({"policy.activated"})
+"""Admin entries after which the active policy set is reloaded."""
+
+_log = logging.getLogger(__name__)
+
+
+class ForeignState:
+    """The log's ``on_foreign`` hook: reload what other replicas changed, then stop the batch."""
+
+    def __init__(
+        self,
+        store: StorageBackend,
+        capabilities: CapabilityRegistry,
+        activate: Callable[[PolicySet], None],
+    ) -> None:
+        """Read entries from ``store``; reload ``capabilities``; put a new set in force.
+
+        Args:
+            store: the shared backend.
+            capabilities: the registry to reload.
+            activate: puts a policy set in force (``ActivePolicy.activate``).
+        """
+        self._store = store
+        self._capabilities = capabilities
+        self._activate = activate
+
+    def __call__(self, start: int, end: int) -> None:
+        """Entries ``[start, end)`` were appended by other replicas.
+
+        Raises:
+            StateMovedError: one of them changed the state; it is reloaded, decide again.
+            IntegrityError: the stored state does not match what the log announced.
+        """
+        ops = self._ops(start, end)
+        changed = []
+        if ops & CAPABILITY_OPS:
+            self._capabilities.reload()
+            changed.append("capabilities")
+        if ops & POLICY_OPS:
+            self._reload_policy()
+            changed.append("the policy set")
+        if changed:
+            why = f"entries [{start}, {end}) of another replica changed {' and '.join(changed)}"
+            _log.info("%s: reloaded, deciding the batch again", why)
+            raise StateMovedError(why)
+
+    def reload(self) -> None:
+        """Reload everything (once, when the hook is installed: nothing before it is missed)."""
+        self._capabilities.reload()
+        self._reload_policy()
+
+    def _ops(self, start: int, end: int) -> set[str]:
+        ops: set[str] = set()
+        admin = self._store.log.log_entries_containing(start, end, [b'"type":"admin"'])
+        for _, _, payload in admin:  # decisions, effects, boots change nothing to reload
+            entry = json.loads(payload)
+            if entry.get("type") == "admin":
+                ops.add(str(entry.get("op")))
+        return ops
+
+    def _reload_policy(self) -> None:
+        stored = self._store.policies.load_active_policy_set()
+        if stored is None:
+            return
+        digest, document = stored
+        policy = PolicySet.from_canonical(document)
+        if policy.digest != digest:  # spec: INV-11 — never put an unauthenticated set in force
+            raise IntegrityError(f"stored policy set digest `{digest}` does not match its document")
+        self._activate(policy)

@@ -1,0 +1,134 @@
+"""Two SOP replicas on one PostgreSQL log (issue 15, items 2 and 3; ADR 0016).
+
+Both replicas are booted in this process on two data directories sharing one
+schema (``sop init --dsn``, then ``--replica-of``). What must hold:
+
+- their decisions interleave in one gap-free log that ``sop log verify``
+  accepts, each replica's batches rebuilt on the head the other moved;
+- a revocation committed through one replica is in force on the other for
+  the next decision it logs, though that replica loaded its capabilities
+  before the revocation (it is reloaded when the log shows it);
+- a policy activation through one replica is what the other decides by next,
+  and every decision names the policy set it was decided by.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pg_server import DSN, scratch_schema
+
+from sop_verified.core.health import Health
+from sop_verified.core.request import Permission
+from sop_verified.nexus.config import init_replica
+from sop_verified.nexus.demo import SOUND_POLICIES
+from sop_verified.nexus.log_ops import audit_data_dir
+from sop_verified.nexus.sop import SOP
+
+PERSIST = {
+    "principal": "drac",
+    "action": "artifact.persist",
+    "resource": "artifacts/drac/s1/out.bin",
+    "context": {"size_bytes": 10, "session": "s1"},
+}
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[tuple[SOP, SOP, Path, str]]:
+    with scratch_schema() as schema:
+        one, two = tmp_path / "one", tmp_path / "two"
+        SOP.init(one, dsn=DSN, schema=schema)
+        a = SOP.boot(one)
+        try:
+            assert a.health is Health.READY, a.boot_report
+            policies = tmp_path / "policies"
+            policies.mkdir()
+            (policies / "policies.toml").write_text(SOUND_POLICIES)
+            a.activate_policy(policies)
+            _, token = a.admit(
+                "drac", ["artifact.persist"], ["artifacts/drac/**"], expires=int(time.time()) + 3600
+            )
+            init_replica(two, one)  # after `one` booted: it starts from one's anchor
+            b = SOP.boot(two)
+            try:
+                assert b.health is Health.READY, b.boot_report
+                yield a, b, one, token
+            finally:
+                b.close()
+        finally:
+            a.close()
+
+
+def _ask(sop: SOP, token: str, n: int) -> Permission:
+    return sop.submit({**PERSIST, "request_id": f"r-{n}", "capability": token}).effect
+
+
+def _entry(sop: SOP, index: int) -> dict[str, object]:
+    ((_, _, payload),) = sop.store.log.log_entries(index, index + 1)
+    parsed: dict[str, object] = json.loads(payload)
+    return parsed
+
+
+def test_interleaved_decisions_make_one_gap_free_verified_log(
+    replicas: tuple[SOP, SOP, Path, str],
+) -> None:
+    a, b, one, token = replicas
+    indexes: list[int] = []
+    lock = threading.Lock()
+
+    def run(sop: SOP, base: int) -> None:
+        for k in range(40):
+            d = sop.submit({**PERSIST, "request_id": f"t{base}-{k}", "capability": token})
+            assert d.effect is Permission.ALLOW, d.reasons
+            with lock:
+                indexes.append(d.log_index)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=run, args=(s, i)) for i, s in enumerate((a, b, a, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(indexes)) == 160  # no index given twice
+    size = a.store.log.log_size()
+    entries = a.store.log.log_entries(0, size)
+    assert [i for i, _, _ in entries] == list(range(size))  # gap-free
+    report, _ = audit_data_dir(one)
+    assert report.ok, report.findings
+    assert report.derived_state.startswith("verified"), report.derived_state
+
+
+def test_a_revocation_through_one_replica_is_in_force_on_the_other(
+    replicas: tuple[SOP, SOP, Path, str],
+) -> None:
+    a, b, _, token = replicas
+    assert _ask(b, token, 1) is Permission.ALLOW  # b knows the capability
+    (cap_id,) = [c for c, _, _ in a.store.capabilities.load_capabilities()]
+    a.revoke(cap_id)
+    d = b.submit({**PERSIST, "request_id": "after", "capability": token})
+    assert d.effect is Permission.DENY
+    assert d.reasons[0].code == "revoked", d.reasons
+    assert _entry(b, d.log_index)["effect"] == "DENY"  # type: ignore[arg-type]
+
+
+def test_a_policy_activation_through_one_replica_decides_the_next_on_the_other(
+    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path
+) -> None:
+    a, b, _, token = replicas
+    before = b.submit({**PERSIST, "request_id": "before", "capability": token})
+    old_digest = _entry(b, before.log_index)["policy_digest"]  # type: ignore[arg-type]
+    stricter = tmp_path / "stricter"
+    stricter.mkdir()
+    (stricter / "policies.toml").write_text(
+        SOUND_POLICIES.replace("context.size_bytes <= 1048576", "context.size_bytes <= 5")
+    )
+    a.activate_policy(stricter)
+    after = b.submit({**PERSIST, "request_id": "after", "capability": token})
+    new_digest = _entry(b, after.log_index)["policy_digest"]  # type: ignore[arg-type]
+    assert new_digest != old_digest
+    assert new_digest == a.policy.digest  # type: ignore[union-attr]
+    assert after.effect is Permission.DENY, after.reasons  # 10 bytes > 5: the new set's answer
