@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sop_verified.errors import StorageError
+from sop_verified.errors import LogHeadMovedError, StorageError
 from sop_verified.storage.memory_index import IndexState, apply_unit, catch_up
 from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.unit_of_work import UnitOfWork, plan_unit
@@ -120,13 +120,18 @@ class MemoryLogStore:
             if batch.start != len(log.entries) or any(
                 i != batch.start + k for k, (i, _, _) in enumerate(batch.entries)
             ):
+                if batch.start != len(log.entries):  # another writer of a shared log went first
+                    raise LogHeadMovedError(
+                        f"the log's head is `{len(log.entries)}`, not `{batch.start}`"
+                    )
                 raise StorageError(f"the batch at `{batch.start}` does not continue the log")
             if any(key in log.tiles for key, _ in batch.tiles) or len(
                 {k for k, _ in batch.tiles}
             ) != len(batch.tiles):
                 raise StorageError("a tile of the batch is already stored (the log is append-only)")
-            if batch.checkpoint is not None and batch.checkpoint[0] in log.checkpoints:
-                raise StorageError(f"a checkpoint of size `{batch.checkpoint[0]}` is stored")
+            checkpoint = batch.signed_checkpoint()  # the head is held: sign now (INV-5)
+            if checkpoint is not None and checkpoint[0] in log.checkpoints:
+                raise StorageError(f"a checkpoint of size `{checkpoint[0]}` is stored")
             state = None
             if unit is not None:
                 state = self._index().copy()
@@ -142,7 +147,7 @@ class MemoryLogStore:
             # everything checked and computed: commit the batch and the unit together
             log.entries.extend((int(i), bytes(h), bytes(p)) for i, h, p in batch.entries)
             log.tiles.update((int(k), bytes(t)) for k, t in batch.tiles)
-            if batch.checkpoint is not None:
-                log.checkpoints[batch.checkpoint[0]] = batch.checkpoint[1]
+            if checkpoint is not None:
+                log.checkpoints[checkpoint[0]] = checkpoint[1]
             if state is not None:
                 self._swap_index(state)

@@ -147,10 +147,9 @@ class PostgresLog:
                     " SELECT * FROM unnest(%b::bigint[], %b::bytea[])",
                     (list(keys), list(hashes)),
                 )
-            if batch.checkpoint is not None:
-                cur.execute(
-                    "INSERT INTO log_checkpoints (size, note) VALUES (%s, %s)", batch.checkpoint
-                )
+            checkpoint = batch.signed_checkpoint()  # the head row is locked: sign now (INV-5)
+            if checkpoint is not None:
+                cur.execute("INSERT INTO log_checkpoints (size, note) VALUES (%s, %s)", checkpoint)
             cur.execute("UPDATE log_head SET size = %s WHERE id = 1", (end,))
             if unit is not None:
                 if self._indexed_to != batch.start and indexed_to(cur) != batch.start:

@@ -154,10 +154,9 @@ class SQLiteLog:
                 )
             insert_rows(db, "INSERT INTO log_entries (idx, leaf_hash, payload)", batch.entries, 3)
             insert_rows(db, "INSERT INTO log_tiles (id, hashes)", batch.tiles, 2)
-            if batch.checkpoint is not None:
-                db.execute(
-                    "INSERT INTO log_checkpoints (size, note) VALUES (?, ?)", batch.checkpoint
-                )
+            checkpoint = batch.signed_checkpoint()  # the head is held: sign now (INV-5)
+            if checkpoint is not None:
+                db.execute("INSERT INTO log_checkpoints (size, note) VALUES (?, ?)", checkpoint)
             if unit is not None:
                 if self._indexed_to != batch.start and indexed_to(db) != batch.start:
                     if self._indexer is None:

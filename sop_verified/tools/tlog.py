@@ -319,11 +319,24 @@ class TransparencyLog:
         leaves = [_sha256(b"\x00" + p).digest() for p in payloads]
         new, tiles = extend(old, leaves)
         rotate_to = batch[0].tag if isinstance(batch[0].tag, Signer) else None
-        signed = self._sign(new, dict(tiles), rotate_to) if self._signers else None
         entries = list(zip(range(old.size, new.size), leaves, payloads, strict=True))
-        stored = None if signed is None else (new.size, signed[1])
         attached = [a for t in batch if isinstance(t.tag, _Linked) for a in t.tag.attachments]
-        self._store.write_batch(Batch(old.size, entries, tiles, stored, attached))
+        if not self._signers:
+            self._store.write_batch(Batch(old.size, entries, tiles, None, attached))
+            signed = None
+        else:  # spec: INV-5 — signed by the store's callback, with the head held at old.size
+            unsigned = self._prepare(new, dict(tiles))
+            signers = self._signers if rotate_to is None else [*self._signers, rotate_to]
+            notes: list[str] = []
+
+            def sign() -> str:
+                notes.append(sign_checkpoint(unsigned, *signers))
+                return notes[-1]
+
+            self._store.write_batch(Batch(old.size, entries, tiles, None, attached, sign))
+            if len(notes) != 1:  # spec: INV-5 — a batch is never stored without its checkpoint
+                raise IntegrityError(f"the store signed the batch's checkpoint {len(notes)} times")
+            signed = (unsigned, notes[0])
         self._state = new
         if signed is not None:
             self._checkpoint, self._note = signed
@@ -356,13 +369,11 @@ class TransparencyLog:
             self._broken = f"{cause}; re-reading the tail failed: {exc}"
 
     # ---- checkpoints (INV-5) ---------------------------------------------------------
-    def _sign(
-        self, new: TreeState, tiles: dict[int, bytes], rotate_to: Signer | None
-    ) -> tuple[Checkpoint, str]:
+    def _prepare(self, new: TreeState, tiles: dict[int, bytes]) -> Checkpoint:
+        """The next checkpoint, unsigned, once it is shown to extend the last one (INV-5)."""
         checkpoint = Checkpoint(self._origin, new.size, new.root())
         self._check_consistent(checkpoint, new, tiles)
-        signers = self._signers if rotate_to is None else [*self._signers, rotate_to]
-        return checkpoint, sign_checkpoint(checkpoint, *signers)
+        return checkpoint
 
     def _check_consistent(self, new: Checkpoint, state: TreeState, tiles: dict[int, bytes]) -> None:
         """Refuse to sign ``new`` unless it extends the previous checkpoint (INV-5)."""

@@ -87,6 +87,11 @@ class Batch:
     controller's small content-addressed blobs, ADR 0007: the key names the
     digest of the bytes, so a backend stores or replaces the row). A backend
     writes all of it in one durable transaction or nothing.
+
+    ``sign``, when given, signs the checkpoint instead: a backend calls it (through
+    :meth:`signed_checkpoint`) only once its transaction holds the log's head at
+    ``start``, so no checkpoint is ever signed for a head another writer moved (a
+    PostgreSQL replica's lease on signing is the head row's lock, ADR 0016).
     """
 
     start: int
@@ -94,6 +99,16 @@ class Batch:
     tiles: Sequence[tuple[int, bytes]]
     checkpoint: tuple[int, str] | None
     attachments: Sequence[Attachment] = ()
+    sign: Callable[[], str] | None = None
+
+    def signed_checkpoint(self) -> tuple[int, str] | None:
+        """The checkpoint to store: ``(size, note)``, signed now if ``sign`` is set.
+
+        Call it with the log's head held at ``start`` (inside the batch's transaction).
+        """
+        if self.sign is None:
+            return self.checkpoint
+        return self.start + len(self.entries), self.sign()
 
 
 class LogStore(Protocol):

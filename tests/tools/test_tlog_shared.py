@@ -103,3 +103,24 @@ def test_a_head_that_keeps_moving_fails_the_batch_without_writing(
     with pytest.raises(StorageError, match="moved under `3` attempts"):
         log.append(b"never written")
     assert calls == 3 and store.entries == {}
+
+
+def test_no_checkpoint_is_signed_for_a_head_another_writer_moved(
+    signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed: list[int] = []
+    real = tlog.sign_checkpoint
+
+    def counting(checkpoint: object, *signers: Signer) -> str:
+        signed.append(checkpoint.size)  # type: ignore[attr-defined]
+        return real(checkpoint, *signers)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tlog, "sign_checkpoint", counting)
+    store = MemoryLogStore()
+    a, b = _replica(store, signer, []), _replica(store, signer, [])
+    a.append_many([b"a0", b"a1"])
+    b.append(b"b0")  # first built on size 0 (refused by the store), then on size 2
+    a.append(b"a2")  # built on size 2 (refused), then on size 3
+    # one signature per stored checkpoint: the refused attempts signed nothing, and no
+    # checkpoint of size 1 (b's stale tree) was ever signed
+    assert signed == sorted(store.checkpoints) == [2, 3, 4]

@@ -41,8 +41,9 @@ class MemoryLogStore:
         for index, leaf, payload in batch.entries:
             self.entries[index] = (leaf, payload)
         self.tiles.update(batch.tiles)
-        if batch.checkpoint is not None:
-            self.checkpoints[batch.checkpoint[0]] = batch.checkpoint[1]
+        checkpoint = batch.signed_checkpoint()
+        if checkpoint is not None:
+            self.checkpoints[checkpoint[0]] = checkpoint[1]
         self.attachments.extend(batch.attachments)
 
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
