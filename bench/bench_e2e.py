@@ -72,6 +72,7 @@ from sop_verified.core.proofgate.derive import scope_containment
 from sop_verified.core.request import parse_request
 from sop_verified.nexus.sop import SOP
 from sop_verified.storage.sqlite_log import SQLiteLog
+from sop_verified.tools import tlog
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.tlog import TransparencyLog
 
@@ -94,7 +95,8 @@ def probe_targets(sop: SOP) -> list[tuple[Any, str, Any]]:
         (type(sop.gate), "check_many", GATE),
         (PersistenceController, "execute_linked_batch", BATCH),
         (TransparencyLog, "append_parts", LINKED),
-        (TransparencyLog, "_sign", "per batch: checkpoint (consistency check, Ed25519)"),
+        (TransparencyLog, "_prepare", "per batch: checkpoint consistency check"),
+        (tlog, "sign_checkpoint", "per batch: checkpoint signature (Ed25519, in the transaction)"),
         (SQLiteLog, "write_batch", "per batch: SQLite transaction (rows, index, COMMIT)"),
     ]
 

@@ -3,7 +3,7 @@
 ``storage = "sqlite"`` (the default) keeps everything in ``<data>/sop.db``.
 ``storage = "postgresql"`` with a ``[postgresql]`` table (``dsn``, ``schema``)
 keeps it in one schema of a PostgreSQL database that several SOP replicas share
-(ADR 0016). The data directory still holds what is the replica's own: the
+(ADR 0017). The data directory still holds what is the replica's own: the
 keys, the configuration, the rollback anchor, the server's lock and socket.
 
 The schema is created and migrated by ``sop init`` only; a boot checks its

@@ -1,6 +1,6 @@
 """What a replica does when another replica of the same PostgreSQL log wrote first.
 
-Every batch is sequenced on the log's head row (ADR 0016). A replica whose
+Every batch is sequenced on the log's head row (ADR 0017). A replica whose
 batch was built on a stale head learns, before anything of it is written, which
 entries the others appended (``TransparencyLog``'s ``on_foreign``). If one of
 them changed what decisions depend on, this replica reloads that state from

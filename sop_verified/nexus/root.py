@@ -412,7 +412,7 @@ def _start_kernel(b: _Build) -> None:
     )
     b.kernel_late.value = b.kernel
     # Another replica's revocations and policy activations put in force before this
-    # replica logs a decision (ADR 0016); reloaded once now, so none before the hook is missed.
+    # replica logs a decision (ADR 0017); reloaded once now, so none before the hook is missed.
     foreign = ForeignState(b.store, b.capabilities, policy.activate)
     b.log.follow_foreign(foreign)
     if b.config.postgresql is not None:

@@ -41,6 +41,7 @@ from sop_verified.core.request import (
 )
 from sop_verified.errors import (
     AttenuationError,
+    ConfigError,
     InputError,
     PolicyError,
     SOPError,
@@ -62,6 +63,7 @@ from sop_verified.protocols.csp import CSP
 from sop_verified.protocols.drac import DRAC
 from sop_verified.protocols.emp import EMP
 from sop_verified.storage.ports import StorageBackend
+from sop_verified.storage.postgres import PostgresBackend
 from sop_verified.tools.attest import PREDICATE_BOOT
 from sop_verified.tools.canonical import canonical_json, sha256_hex
 from sop_verified.tools.private_fs import write_private
@@ -121,7 +123,20 @@ class SOP:
         if dsn is None:
             init_data_dir(data_dir)
             return
-        init_data_dir(data_dir, config_text=postgres_config(dsn, schema))
+        text = postgres_config(dsn, schema)  # refuses a bad schema name before anything
+        if (data_dir / "sop.toml").exists():
+            init_data_dir(data_dir, config_text=text)  # says it is already initialised
+        held = PostgresBackend.open(dsn, schema=schema, migrate=True)
+        try:
+            size = held.log_store.log_tail()[0]
+        finally:
+            held.close()
+        if size:  # another SOP's log: a second `sop init` would fork it
+            raise ConfigError(
+                f"schema `{schema}` already holds a log of {size:,} entries",
+                accepted="a new `--schema`, or `--replica-of DIR` to serve that log too",
+            )
+        init_data_dir(data_dir, config_text=text)
         config = load_config(data_dir)
         open_backend(data_dir, config, state_key=load_mac_key(data_dir)[0], migrate=True).close()
 
@@ -483,7 +498,7 @@ class SOP:
         self._log_admin("policy.activate", detail)  # spec: INV-9
         services.store.policies.save_policy_set(new.digest, document, now)
         services.policy.activate(new)
-        # Stored and in force: other replicas reload the set when they read this (ADR 0016).
+        # Stored and in force: other replicas reload the set when they read this (ADR 0017).
         self._log_admin("policy.activated", {"policy_digest": new.digest})
         return report
 

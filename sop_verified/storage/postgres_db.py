@@ -100,6 +100,10 @@ def dsn_secrets(dsn: str) -> tuple[str, ...]:
     return tuple(sorted((s for s in found if s), key=len, reverse=True))
 
 
+Growth = tuple[int, int] | Callable[[], tuple[int, int] | None] | None
+"""A transaction's log growth, or how to learn it before ``COMMIT``."""
+
+
 class PostgresDB:
     """A connection pool on one schema, its write transactions and its reads."""
 
@@ -185,12 +189,13 @@ class PostgresDB:
         self._pool.close()
 
     @contextmanager
-    def tx(self, growth: tuple[int, int] | None = None) -> Iterator[Cursor]:
+    def tx(self, growth: Growth = None) -> Iterator[Cursor]:
         """A write transaction that commits on exit and rolls back on any error.
 
         Args:
             growth: ``(log size before, after)`` when the transaction appends
-                log entries (None: it appends none).
+                log entries (None: it appends none), or a function asked for it just
+                before ``COMMIT`` (a batch rebuilt on another head inside the transaction).
 
         Raises:
             StorageError: a statement or the commit failed (nothing is kept).
@@ -199,7 +204,7 @@ class PostgresDB:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield cur
                 if self._before_commit is not None:
-                    self._before_commit(cur, growth)
+                    self._before_commit(cur, growth() if callable(growth) else growth)
         except psycopg.Error as exc:
             raise StorageError(f"postgresql write failed: {self._why(exc)}") from None
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from sop_verified.errors import LogHeadMovedError, StorageError
+from sop_verified.errors import StorageError
 from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.postgres_db import Cursor, PostgresDB
 from sop_verified.storage.postgres_persist import apply_unit, catch_up, indexed_to
@@ -36,22 +36,16 @@ _TAIL = (
 )
 
 
-def lock_head(cur: Cursor, start: int) -> None:
-    """Lock the head row for this transaction and check the batch starts at the head.
+def lock_head(cur: Cursor) -> int:
+    """Lock the head row for this transaction and return the log's size there.
 
     Raises:
         StorageError: the head row is missing.
-        LogHeadMovedError: another writer moved the head past ``start`` (nothing of
-            the batch is written; the log re-reads its tail and builds it again).
     """
     row = cur.execute("SELECT size FROM log_head WHERE id = 1 FOR UPDATE").fetchone()
     if row is None:
         raise StorageError("the log's head row is missing: the schema was tampered with")
-    if int(row[0]) != start:  # spec: INV-5 — contiguous, gap-free, never two at one index
-        raise LogHeadMovedError(
-            f"the log's head is at `{row[0]}` but the batch starts at `{start}`:"
-            " another writer appended; the batch is not written"
-        )
+    return int(row[0])
 
 
 class PostgresLog:
@@ -130,9 +124,16 @@ class PostgresLog:
                 failed; nothing is stored.
         """
         versions: dict[int, int] = {}
-        end = batch.start + len(batch.entries)
-        with self._db.tx((batch.start, end)) as cur:
-            lock_head(cur, batch.start)
+        written: list[tuple[int, int]] = []  # the log's growth, once the rows are in
+        with self._db.tx(lambda: written[0] if written else None) as cur:
+            # spec: INV-5 — contiguous and gap-free: the batch is (re)built on the locked head
+            rebuilt = batch.on_head(lock_head(cur))
+            if rebuilt is None:  # nothing left to write (every part failed to build)
+                return
+            if rebuilt is not batch:  # another replica went first: built again on its head
+                batch = rebuilt
+                unit = None if unit is None else plan_unit(batch, self._indexer)
+            end = batch.start + len(batch.entries)
             if batch.entries:
                 idx, leaves, payloads = zip(*batch.entries, strict=True)
                 cur.execute(
@@ -151,6 +152,7 @@ class PostgresLog:
             if checkpoint is not None:
                 cur.execute("INSERT INTO log_checkpoints (size, note) VALUES (%s, %s)", checkpoint)
             cur.execute("UPDATE log_head SET size = %s WHERE id = 1", (end,))
+            written.append((batch.start, end))
             if unit is not None:
                 if self._indexed_to != batch.start and indexed_to(cur) != batch.start:
                     if self._indexer is None:

@@ -26,6 +26,7 @@ checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -306,47 +307,81 @@ class TransparencyLog:
             f"the shared log's head moved under `{HEAD_ATTEMPTS}` attempts in a row"
         )
 
-    def _write(self, batch: list[Ticket[list[Receipt]]]) -> None:
+    def _write(self, tickets: list[Ticket[list[Receipt]]]) -> None:
         if self._note is not None and not self._signers:
             raise StorageError("this log is signed; open it with its checkpoint key to append")
-        old = self._state
-        batch = _build_linked(batch, old.size)
-        if not batch:
+        plan = self._plan(tickets)
+        if plan is None:
             return
-        payloads = [p for t in batch for p in t.items]
+        plans = [plan]
+
+        def rebuild(head: int) -> Batch | None:
+            """Under the store's head lock: the same tickets, built again on ``head``."""
+            start = self._state.size
+            self._state, self._checkpoint, self._note = self._read_tail()
+            if self._state.size != head:  # spec: INV-5 — the head is held: the tail must be it
+                raise IntegrityError(f"the log's tail is `{self._state.size}`, its head `{head}`")
+            if self._on_foreign is not None and head > start:
+                self._on_foreign(start, head)  # may give the batch back (StateMovedError)
+            again = self._plan(tickets)
+            if again is None:
+                return None
+            plans.append(again)
+            return again.batch
+
+        self._store.write_batch(dataclasses.replace(plan.batch, rebuild=rebuild))
+        self._apply(plans[-1])
+
+    def _plan(self, tickets: list[Ticket[list[Receipt]]]) -> _Plan | None:
+        """The batch of ``tickets`` on the current head: entries, tiles, the checkpoint to sign."""
+        old = self._state
+        tickets = _build_linked(tickets, old.size)
+        if not tickets:
+            return None
+        payloads = [p for t in tickets for p in t.items]
         if old.size + len(payloads) > MAX_STORED_SIZE:
             raise StorageError(f"the log is full (`{MAX_STORED_SIZE}` entries)")
         leaves = [_sha256(b"\x00" + p).digest() for p in payloads]
         new, tiles = extend(old, leaves)
-        rotate_to = batch[0].tag if isinstance(batch[0].tag, Signer) else None
+        rotate_to = tickets[0].tag if isinstance(tickets[0].tag, Signer) else None
         entries = list(zip(range(old.size, new.size), leaves, payloads, strict=True))
-        attached = [a for t in batch if isinstance(t.tag, _Linked) for a in t.tag.attachments]
+        attached = [a for t in tickets if isinstance(t.tag, _Linked) for a in t.tag.attachments]
+        plan = _Plan(tickets, old.size, new, leaves, rotate_to)
         if not self._signers:
-            self._store.write_batch(Batch(old.size, entries, tiles, None, attached))
-            signed = None
-        else:  # spec: INV-5 — signed by the store's callback, with the head held at old.size
-            unsigned = self._prepare(new, dict(tiles))
-            signers = self._signers if rotate_to is None else [*self._signers, rotate_to]
-            notes: list[str] = []
+            plan.batch = Batch(old.size, entries, tiles, None, attached)
+            return plan
+        # spec: INV-5 — shown to extend the last checkpoint now; signed by the store's
+        # callback, with the head held at old.size
+        plan.unsigned = unsigned = self._prepare(new, dict(tiles))
+        signers = self._signers if rotate_to is None else [*self._signers, rotate_to]
 
-            def sign() -> str:
-                notes.append(sign_checkpoint(unsigned, *signers))
-                return notes[-1]
+        def sign() -> str:
+            plan.notes.append(sign_checkpoint(unsigned, *signers))
+            return plan.notes[-1]
 
-            self._store.write_batch(Batch(old.size, entries, tiles, None, attached, sign))
-            if len(notes) != 1:  # spec: INV-5 — a batch is never stored without its checkpoint
-                raise IntegrityError(f"the store signed the batch's checkpoint {len(notes)} times")
-            signed = (unsigned, notes[0])
+        plan.batch = Batch(old.size, entries, tiles, None, attached, sign)
+        return plan
+
+    def _apply(self, plan: _Plan) -> None:
+        """The plan's batch is durable: move the state, fill the receipts, announce."""
+        signed = None
+        if plan.unsigned is not None:
+            if len(plan.notes) != 1:  # spec: INV-5 — never a batch stored without its checkpoint
+                raise IntegrityError(
+                    f"the store signed the batch's checkpoint {len(plan.notes)} times"
+                )
+            signed = (plan.unsigned, plan.notes[0])
+        new = plan.new
         self._state = new
         if signed is not None:
             self._checkpoint, self._note = signed
-        if rotate_to is not None:
-            self._signers = [rotate_to]
-            self._trusted = [rotate_to.verifier()]
-        at = old.size
-        for t in batch:
+        if plan.rotate_to is not None:
+            self._signers = [plan.rotate_to]
+            self._trusted = [plan.rotate_to.verifier()]
+        at = plan.start
+        for t in plan.tickets:
             t.result = [
-                Receipt(i, leaves[i - old.size], new.size, self._note)
+                Receipt(i, plan.leaves[i - plan.start], new.size, self._note)
                 for i in range(at, at + len(t.items))
             ]
             at += len(t.items)
@@ -557,6 +592,26 @@ class TransparencyLog:
             ((index, leaf, payload),) = self._store.read_entries(size - 1, size)
             if _sha256(b"\x00" + payload).digest() != leaf:
                 raise IntegrityError(f"log entry `{index}`: its payload does not hash to its leaf")
+
+
+class _Plan:
+    """One attempt at a batch: what it writes, and what the log becomes once it is durable."""
+
+    __slots__ = ("batch", "leaves", "new", "notes", "rotate_to", "start", "tickets", "unsigned")
+
+    def __init__(
+        self,
+        tickets: list[Ticket[list[Receipt]]],
+        start: int,
+        new: TreeState,
+        leaves: list[bytes],
+        rotate_to: Signer | None,
+    ) -> None:
+        self.tickets, self.start, self.new = tickets, start, new
+        self.leaves, self.rotate_to = leaves, rotate_to
+        self.batch: Batch = Batch(start, (), (), None)
+        self.unsigned: Checkpoint | None = None
+        self.notes: list[str] = []
 
 
 class _Linked:

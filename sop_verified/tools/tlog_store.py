@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sop_verified.errors import LogHeadMovedError
+
 __all__ = [
     "MAX_STORED_SIZE",
     "Attachment",
@@ -91,7 +93,7 @@ class Batch:
     ``sign``, when given, signs the checkpoint instead: a backend calls it (through
     :meth:`signed_checkpoint`) only once its transaction holds the log's head at
     ``start``, so no checkpoint is ever signed for a head another writer moved (a
-    PostgreSQL replica's lease on signing is the head row's lock, ADR 0016).
+    PostgreSQL replica's lease on signing is the head row's lock, ADR 0017).
     """
 
     start: int
@@ -100,6 +102,28 @@ class Batch:
     checkpoint: tuple[int, str] | None
     attachments: Sequence[Attachment] = ()
     sign: Callable[[], str] | None = None
+    rebuild: Callable[[int], Batch | None] | None = None
+    """For a store several writers share: called with the head the store found, under its
+    lock, when it is not ``start``; gives the same work built on that head (None: nothing
+    left to write). Without it, such a store raises ``LogHeadMovedError``."""
+
+    def on_head(self, head: int) -> Batch | None:
+        """The batch to write at ``head`` (held under the store's lock): this one, or rebuilt.
+
+        Raises:
+            LogHeadMovedError: the head is not ``start`` and the batch cannot be rebuilt.
+        """
+        if head == self.start:
+            return self
+        if self.rebuild is None:
+            raise LogHeadMovedError(
+                f"the log's head is at `{head}` but the batch starts at `{self.start}`:"
+                " another writer appended; the batch is not written"
+            )
+        again = self.rebuild(head)
+        if again is not None and again.start != head:  # spec: INV-5 — contiguous, never a gap
+            raise LogHeadMovedError(f"the rebuilt batch starts at `{again.start}`, not `{head}`")
+        return again
 
     def signed_checkpoint(self) -> tuple[int, str] | None:
         """The checkpoint to store: ``(size, note)``, signed now if ``sign`` is set.

@@ -115,3 +115,12 @@ def test_init_creates_the_schema_and_boot_refuses_one_it_does_not_know(tmp_path:
             assert "version" in sop.boot_report.detail
         finally:
             sop.close()
+
+
+def test_init_refuses_a_schema_that_already_holds_a_log(tmp_path: Path) -> None:
+    with scratch_schema() as schema:
+        SOP.init(tmp_path / "one", dsn=DSN, schema=schema)
+        SOP.boot(tmp_path / "one").close()  # the boot logs: the schema now holds a log
+        with pytest.raises(ConfigError, match=f"schema `{schema}` already holds a log of"):
+            SOP.init(tmp_path / "two", dsn=DSN, schema=schema)
+        assert not (tmp_path / "two").exists()  # nothing written: no keys for a forked log

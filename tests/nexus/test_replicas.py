@@ -1,4 +1,4 @@
-"""Two SOP replicas on one PostgreSQL log (issue 15, items 2 and 3; ADR 0016).
+"""Two SOP replicas on one PostgreSQL log (issue 15, items 2 and 3; ADR 0017).
 
 Both replicas are booted in this process on two data directories sharing one
 schema (``sop init --dsn``, then ``--replica-of``). What must hold:

@@ -37,8 +37,12 @@ def _replica(store: MemoryLogStore, signer: Signer, seen: list[tuple[int, int]])
     )
 
 
-def test_a_stale_writer_rebuilds_its_batch_on_the_new_head(signer: Signer) -> None:
+@pytest.mark.parametrize("under_lock", [True, False], ids=["rebuilt-under-lock", "retried"])
+def test_a_stale_writer_rebuilds_its_batch_on_the_new_head(
+    signer: Signer, under_lock: bool
+) -> None:
     store = MemoryLogStore()
+    store.refuse_rebuilds = not under_lock  # a store without Batch.rebuild: the log retries
     seen_a: list[tuple[int, int]] = []
     seen_b: list[tuple[int, int]] = []
     a, b = _replica(store, signer, seen_a), _replica(store, signer, seen_b)

@@ -16,6 +16,7 @@ class MemoryLogStore:
         self.tiles: dict[int, bytes] = {}
         self.checkpoints: dict[int, str] = {}
         self.fail_writes = False
+        self.refuse_rebuilds = False  # True: a moved head raises instead of rebuilding
         self.reads = 0  # tile and entry rows read
         self.attachments: list[tuple[str, str, bytes]] = []
 
@@ -33,8 +34,12 @@ class MemoryLogStore:
         if self.fail_writes:
             raise StorageError("memory log store write failed (injected)")
         head = max(self.entries, default=-1) + 1
-        if head != batch.start:  # another writer sharing this store went first
+        if self.refuse_rebuilds and head != batch.start:  # a store that cannot rebuild
             raise LogHeadMovedError(f"head `{head}`, batch starts at `{batch.start}`")
+        rebuilt = batch.on_head(head)  # another writer sharing this store went first
+        if rebuilt is None:
+            return
+        batch = rebuilt
         for index, _, _ in batch.entries:
             if index in self.entries:
                 raise StorageError(f"entry `{index}` exists")
