@@ -345,7 +345,7 @@ def _render_demo(result: Any) -> None:
     from sop_verified.nexus.demo import effect_colour
 
     out.rule("[bold]SOP demo")
-    out.print(f"data directory: {result.data_dir}")
+    out.print(f"data directory: {result.data_dir}   state: {result.storage}")
     out.print(f"boot order: {' -> '.join(result.boot_order)}   health: [green]{result.health}[/]")
     ref = result.refused
     out.print(f"\n[bold]policy set refused by Z3 analysis[/] ({ref['code']}): {ref['message']}")

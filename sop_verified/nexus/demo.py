@@ -15,6 +15,7 @@ from typing import Any, assert_never
 
 from sop_verified.core.request import Decision, Permission
 from sop_verified.errors import PolicyError, SOPError
+from sop_verified.nexus.backends import storage_where
 from sop_verified.nexus.demo_session import run_session
 from sop_verified.nexus.sop import SOP, PolicyRefusedError
 from sop_verified.tools.private_fs import make_private_dir, write_private
@@ -165,11 +166,14 @@ class DemoResult:
     capabilities: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     session: dict[str, Any] = field(default_factory=dict)
+    storage: str = ""
+    """Where the state is: the SQLite file, or the PostgreSQL DSN (password hidden) and schema."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "data_dir": self.data_dir,
+            "storage": self.storage,
             "boot_order": self.boot_order,
             "health": self.health,
             "refused_policy_set": self.refused,
@@ -281,6 +285,7 @@ def _scenario(sop: SOP, clock: DemoClock, data_dir: Path) -> DemoResult:
         str(sop.health),
         refused,
         sop.policy.digest if sop.policy else "",
+        storage=storage_where(sop.config),
     )
     day = 86_400
     drac, drac_tok = sop.admit(
