@@ -58,6 +58,7 @@ from sop_verified.nexus.config import (
 from sop_verified.nexus.log_service import attest, rotate_key
 from sop_verified.nexus.protocols import ProtocolServices
 from sop_verified.nexus.root import SERVICE_GRAPH, Booted, Services, compose, not_booted
+from sop_verified.nexus.witness_publisher import WitnessPublisher
 from sop_verified.protocols.csp import CSP
 from sop_verified.protocols.drac import DRAC
 from sop_verified.protocols.emp import EMP
@@ -227,6 +228,11 @@ class SOP:
     def protocols(self) -> ProtocolServices:
         """The wired protocol controllers (the facades: :attr:`drac`, :attr:`emp`, :attr:`csp`)."""
         return self.services.protocols
+
+    @property
+    def witnesses(self) -> WitnessPublisher | None:
+        """Publication through witnesses (None: none configured, or boot did not finish)."""
+        return None if self._services is None else self._services.witnesses
 
     @property
     def attestation_key(self) -> Ed25519PrivateKey:
