@@ -8,10 +8,11 @@ import pytest
 
 from sop_verified.errors import ConfigError
 from sop_verified.nexus.config import DEFAULT_CONFIG, SOPConfig, load_config
-from sop_verified.tools.cosignature import generate_cosigner
+from sop_verified.tools.cosignature import CosignatureSigner
 
-W1 = generate_cosigner("witness.example/w1")[1]
-W2 = generate_cosigner("witness.example/w2")[1]
+# fixed keys: the parameters below are the test ids, the same in every xdist worker
+W1 = CosignatureSigner("witness.example/w1", bytes(32)).verifier().vkey
+W2 = CosignatureSigner("witness.example/w2", bytes(range(32))).verifier().vkey
 DEFAULT_DIGEST = "sha256:4abe0c8a47c0dc0131a05fcb2e1ec18eb4e4fd132ca6ff22fb292695f64d61d0"
 """The default configuration's digest before `[witnesses]` existed (tests/golden)."""
 
