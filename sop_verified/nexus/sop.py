@@ -507,6 +507,28 @@ class SOP:
             "policy_digest": self.policy.digest if self.policy else None,
             "log_size": log.size if log else None,
             "checkpoint": log.checkpoint_note if log else None,
+            **self._witness_status(),
+        }
+
+    def _witness_status(self) -> dict[str, Any]:
+        """``witnesses``: the published size and each witness's, when ``sop.toml`` names any."""
+        publisher = self.witnesses
+        if publisher is None:
+            return {}
+        published, witnesses = publisher.stats()
+        return {
+            "witnesses": {
+                "published_size": published,
+                "witnesses": [
+                    {
+                        "name": w.name,
+                        "url": w.url,
+                        "cosigned_size": w.cosigned_size,
+                        "alarm": w.alarm,
+                    }
+                    for w in witnesses
+                ],
+            }
         }
 
     def rotate_checkpoint_key(self) -> Receipt:

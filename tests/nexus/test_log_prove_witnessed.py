@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,14 @@ def test_the_witnessed_checkpoint_is_proved_against_and_later_entries_are_not_ye
     assert f"entry `{size + 1}` is in the log but not yet witnessed" in out
     code, out = _prove(directory, "100000")
     assert code == 2 and "not covered" in out
+
+
+def test_status_shows_what_was_published_and_each_witness(data: tuple[Path, str, str]) -> None:
+    result = runner.invoke(app, ["status", "--data-dir", str(data[0]), "--json"])
+    status = json.loads(result.stdout)
+    assert status["services"]["witness"]["health"] == "READY"
+    [witness] = status["witnesses"]["witnesses"]
+    assert witness["name"] == "witness.example/w1" and witness["url"] == NOWHERE
+    assert witness["alarm"] is None
+    plain = runner.invoke(app, ["status", "--data-dir", str(data[0])])
+    assert "witness.example/w1" in plain.output and "published (witnessed) size" in plain.output
