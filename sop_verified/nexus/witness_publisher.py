@@ -46,7 +46,7 @@ from pathlib import Path
 
 import httpx
 
-from sop_verified.errors import InputError, NotWitnessedError, VerificationError
+from sop_verified.errors import InputError, IntegrityError, NotWitnessedError, VerificationError
 from sop_verified.nexus.anchor import read_anchor
 from sop_verified.nexus.witnesses_config import WitnessesConfig
 from sop_verified.tools.checkpoint import Checkpoint
@@ -160,6 +160,12 @@ def load_published(
     except (InputError, VerificationError) as exc:
         _log.warning("not serving the published checkpoint `%s` again: %s", path, exc)
         return None, ()
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"the published checkpoint `{path}`, which witnesses cosigned, is not in this log:"
+            f" {exc}; the log was cut back or replaced behind the witnesses' back: restore the"
+            " database that extends it (the witnesses will refuse anything else)"
+        ) from exc
     return Published(kept.size, note), tuple(c.vkey for c in cosigned)
 
 

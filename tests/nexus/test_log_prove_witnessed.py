@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from sop_verified.cli import app
+from sop_verified.core.health import Health
+from sop_verified.nexus.keys import load_checkpoint_signer
 from sop_verified.nexus.sop import SOP
 from sop_verified.nexus.witness_publisher import WITNESSED_NAME
-from sop_verified.tools.cosignature import CosignatureVerifier
+from sop_verified.tools.checkpoint import Checkpoint, sign_checkpoint
+from sop_verified.tools.cosignature import CosignatureSigner, CosignatureVerifier
 from sop_verified.tools.signed_note import Verifier
 from sop_verified.tools.tlog_receipt import verify_bundle
 from sop_verified.tools.witness import Cosigned, format_add_checkpoint
-from sop_verified.tools.witness_config import init_witness_dir, load_witness_dir
+from sop_verified.tools.witness_config import KEY, init_witness_dir, load_witness_dir
 
 runner = CliRunner()
 NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing answers, the witness never cosigns
@@ -97,3 +102,21 @@ def test_status_shows_what_was_published_and_each_witness(data: tuple[Path, str,
     assert witness["alarm"] is None
     plain = runner.invoke(app, ["status", "--data-dir", str(data[0])])
     assert "witness.example/w1" in plain.output and "published (witnessed) size" in plain.output
+
+
+def test_boot_refuses_a_log_that_does_not_extend_its_published_checkpoint(
+    data: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(data[0], copy)
+    signer = load_checkpoint_signer(copy, "sop.local/log")  # the log's own key: a forged history
+    forged = sign_checkpoint(Checkpoint("sop.local/log", 2, bytes(32)), signer)
+    cosigner = CosignatureSigner.from_string((Path(data[2]) / KEY).read_text().strip())
+    text = forged.encode()[: forged.index("\n\n") + 1]
+    (copy / WITNESSED_NAME).write_text(forged + cosigner.cosign(text, int(time.time())))
+    with SOP.boot(copy) as sop:
+        assert sop.health is Health.FAILED
+        assert sop.boot_report.failed == "witness"
+        assert "witnessed.checkpoint" in sop.boot_report.detail
+        assert "is not in this log" in sop.boot_report.detail
+        assert "not consistent with the kept checkpoint" in sop.boot_report.detail
