@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
         for n in range(3):
             sop.submit({**READ, "request_id": f"r-{n}"})
         assert sop.witnesses is not None and sop.witnesses.published is None
+        assert "sop-witness-publisher" in {t.name for t in threading.enumerate()}
+    assert "sop-witness-publisher" not in {t.name for t in threading.enumerate()}  # close stops it
     return data, log_vkey, str(base / "w")
 
 
