@@ -330,14 +330,20 @@ class WitnessPublisher:
         answer = self._send(w, w.cosigned, size, note)
         if isinstance(answer, WitnessRefusal) and answer.code == "old_size_mismatch":
             held = answer.size if answer.size is not None else 0
-            if held > self._log.size:  # spec: INV-5 — it cosigned more of this log than there is
-                self._alarm(w, size, f"it cosigned size `{held}`, the log holds `{self._log.size}`")
+            stored = self._log.size if held <= self._log.size else self._log.stored_size()
+            if held > stored:  # spec: INV-5 — it cosigned more of this log than there is
+                self._alarm(w, size, f"it cosigned size `{held}`, the log holds `{stored}`")
                 return
             w.cosigned = held
             if held > size:  # a newer checkpoint is already durable: the next round sends it
                 return
             answer = self._send(w, held, size, note)  # once, from its size, with a fresh proof
-        self._settle(w, size, answer)
+            if isinstance(answer, WitnessRefusal) and answer.code == "old_size_mismatch":
+                moved = answer.size if answer.size is not None else 0
+                if held < moved <= self._log.stored_size():  # another writer of a shared log
+                    w.cosigned = moved  # moved it on meanwhile: the next round sends from there
+                    return
+        self._settle(w, size, answer)  # a mismatch that persists otherwise is an alarm
 
     def _settle(self, w: _Witness, size: int, answer: str | WitnessRefusal) -> None:
         if not isinstance(answer, WitnessRefusal):

@@ -273,6 +273,62 @@ def test_a_fork_or_rollback_refused_by_a_witness_raises_the_alarm(
     assert stats[0].alarm == setup.alarms[0] and stats[1].alarm is None
 
 
+def test_a_witness_ahead_of_this_replica_but_not_of_the_shared_log_is_no_alarm(
+    setup: Setup,
+) -> None:
+    w = setup.witnesses
+    other = TransparencyLog(setup.store, origin=ORIGIN, signer=setup.signer)  # another replica
+    w.gate.clear()
+    setup.append(2)
+    publisher = setup.publisher(minimum=3)
+    _until(w.entered.is_set)  # this replica's submission of size 2 waits at the witnesses
+    other.append(b"other-2")
+    other.append(b"other-3")
+    note = other.checkpoint_note
+    assert note is not None
+    for i in (1, 2, 3):  # the other replica's checkpoint 4 reached the witnesses first
+        answer = w.witness(i).add_checkpoint(format_add_checkpoint(0, [], note))
+        assert isinstance(answer, Cosigned)
+    assert setup.log.size == 2  # this replica has not read the shared tail yet
+    w.gate.set()
+    _until(lambda: all(x.cosigned_size == 4 for x in publisher.stats()[1]))
+    assert setup.alarms == []  # 4 is beyond this replica's view, not beyond the log
+    setup.append(1)  # built again on the shared head: checkpoint 5
+    _until(lambda: _published_size(publisher) == 5)
+    assert w.calls_to(1)[-1] == (4, 5) and setup.alarms == []
+
+
+def test_a_witness_moved_on_by_another_replica_during_the_retry_is_no_alarm(
+    setup: Setup,
+) -> None:
+    w = setup.witnesses
+    other = TransparencyLog(setup.store, origin=ORIGIN, signer=setup.signer)  # another replica
+    other.append_many([b"other-0", b"other-1"])
+    first = other.checkpoint_note
+    assert first is not None
+    assert isinstance(w.witness(1).add_checkpoint(format_add_checkpoint(0, [], first)), Cosigned)
+    setup.append(1)  # on the shared head: 3
+    raced = threading.Event()
+
+    def racing(url: str, old: int, proof: Sequence[bytes], note: str, **kw: Any) -> Any:
+        answer = w.submit(url, old, proof, note, **kw)
+        if url == w.url(1) and not raced.is_set():  # between its 409 and the retry
+            raced.set()
+            other.append_many([b"other-3", b"other-4"])
+            later = other.checkpoint_note
+            assert later is not None
+            moved = format_add_checkpoint(2, other.consistency_proof(2, 5), later)
+            assert isinstance(w.witness(1).add_checkpoint(moved), Cosigned)
+        return answer
+
+    publisher = setup.publisher(minimum=3, submit=racing)
+    _until(lambda: publisher.stats()[1][0].cosigned_size == 5)
+    assert w.calls_to(1) == [(0, 3), (2, 3)] and setup.alarms == []
+    setup.append(1)  # 6
+    _until(lambda: _published_size(publisher) == 6)
+    assert w.calls_to(1)[-1] == (5, 6) and setup.alarms == []
+
+
 def test_a_size_mismatch_that_persists_after_the_retry_raises_the_alarm(setup: Setup) -> None:
     sent: list[int] = []
 
