@@ -322,9 +322,11 @@ class WitnessPublisher:
     # ---- one witness -----------------------------------------------------------------
     def _send(self, w: _Witness, old: int, size: int, note: str) -> str | WitnessRefusal:
         proof = self._log.consistency_proof(old, size) if 0 < old < size else []
-        return self._submit(
+        answer = self._submit(
             w.url, old, proof, note, witness=w.verifier, timeout=SUBMIT_TIMEOUT, client=w.http
         )
+        w.outcomes[answer.code if isinstance(answer, WitnessRefusal) else "cosigned"] += 1
+        return answer
 
     def _ask(self, w: _Witness, size: int, note: str) -> None:
         answer = self._send(w, w.cosigned, size, note)
@@ -348,9 +350,7 @@ class WitnessPublisher:
     def _settle(self, w: _Witness, size: int, answer: str | WitnessRefusal) -> None:
         if not isinstance(answer, WitnessRefusal):
             w.cosigned, w.lines, w.failures, w.due = size, (size, answer), 0, 0.0
-            w.outcomes["cosigned"] += 1
             return
-        w.outcomes[answer.code] += 1
         if answer.code in ALARM_CODES:  # spec: INV-5 — a fork or a rollback, seen from outside
             self._alarm(w, size, f"`{answer.code}`: {answer.detail}")
             return

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from served import ServedWitness
+from served_witness import ServedWitness
 from witness_log import ORIGIN, Log
 
 from sop_verified.tools.cosignature import CosignatureVerifier, verify_cosignatures

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from served import Prepared, Served, ServedWitness, prepare, request
+from served import Prepared, Served, prepare, request
+from served_witness import ServedWitness
 from tiles_client import TilesClient, verify_log
 from typer.testing import CliRunner
 
