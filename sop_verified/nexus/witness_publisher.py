@@ -195,6 +195,7 @@ class WitnessPublisher:
         Raises:
             IntegrityError: the log does not extend the published checkpoint kept in ``path``.
         """
+        self._published, cosigners = load_published(path, log, config)  # first: it may refuse
         self._log = log
         self._path = path
         self._minimum = config.minimum
@@ -207,7 +208,6 @@ class WitnessPublisher:
             for w in config.witness
         ]
         self._verifiers = [w.verifier for w in self._witnesses]
-        self._published, cosigners = load_published(path, log, config)
         for w in self._witnesses:
             if self._published is not None and w.verifier.vkey in cosigners:
                 w.cosigned = self._published.size
