@@ -131,6 +131,13 @@ def status_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = Fal
             table.add_row(name, svc["health"], svc["detail"])
         out.print(table)
         out.print(f"policy digest: {status['policy_digest']}  log size: {status['log_size']}")
+        if (witnessed := status.get("witnesses")) is not None:
+            out.print(f"published (witnessed) size: {witnessed['published_size']}")
+            for w in witnessed["witnesses"]:
+                alarm = f"  [bold red]alarm[/]: {w['alarm']}" if w["alarm"] else ""
+                out.print(
+                    f"  witness {w['name']} at {w['url']}: cosigned {w['cosigned_size']}{alarm}"
+                )
     raise typer.Exit(0 if status["health"] == "READY" else 1)
 
 

@@ -178,12 +178,24 @@ def log_anchor(
 def log_prove(
     index: Annotated[int, typer.Argument(help="The entry index.")],
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the bundle here.")] = None,
+    unwitnessed: Annotated[
+        bool,
+        typer.Option(
+            "--unwitnessed",
+            help="With witnesses configured, prove against SOP's own latest checkpoint"
+            " instead of the latest one they cosigned (no cosignatures).",
+        ),
+    ] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Write the offline proof bundle (C2SP tlog-proof) of entry INDEX."""
+    """Write the offline proof bundle (C2SP tlog-proof) of entry INDEX.
+
+    With `[witnesses]` in sop.toml the bundle carries the published checkpoint:
+    the latest one the witnesses cosigned, with their cosignatures.
+    """
     from sop_verified.nexus.log_ops import prove_entry  # noqa: PLC0415 - lazy: keeps `sop --help` fast
 
-    text = prove_entry(data_dir, index).to_text()
+    text = prove_entry(data_dir, index, unwitnessed=unwitnessed).to_text()
     if out_file is None:
         sys.stdout.write(text)
         return

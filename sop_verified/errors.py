@@ -21,6 +21,7 @@ __all__ = [
     "InputError",
     "IntegrityError",
     "LogHeadMovedError",
+    "NotWitnessedError",
     "ObligationError",
     "PersistenceError",
     "PolicyError",
@@ -206,6 +207,18 @@ class EntryTooLargeError(SOPError):
         super().__init__(
             f"log entry `{index}` is `{size}` bytes; an entry bundle holds entries of at most"
             f" `{limit}` bytes"
+        )
+
+
+class NotWitnessedError(SOPError):
+    """A log entry no published (witness-cosigned) checkpoint covers yet: ask again later."""
+
+    def __init__(self, index: int, published: int) -> None:
+        self.index = index
+        self.published = published
+        super().__init__(
+            f"log entry `{index}` is in the log but not yet witnessed: the published checkpoint"
+            f" covers entries `[0, {published})`"
         )
 
 

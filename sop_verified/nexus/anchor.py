@@ -98,16 +98,25 @@ def write_anchor(path: Path, note: str) -> None:
 class AnchorWriter:
     """The log's ``on_checkpoint`` hook: write each durable checkpoint to the anchor file."""
 
-    def __init__(self, path: Path, on_failure: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        on_failure: Callable[[str], None] | None = None,
+        then: Callable[[int, str], None] | None = None,
+    ) -> None:
         """Write to ``path``; tell ``on_failure`` (the integrity alarm) if a write fails.
 
         Args:
             path: The anchor file.
             on_failure: Told why, before the error goes back to the log (which
                 then takes no more entries: the anchor would lag for good).
+            then: Told ``(size, note)`` once the anchor holds the checkpoint (the
+                witness publisher); it must not block, and what it raises is logged,
+                never returned to the log.
         """
         self.path = path
         self._on_failure = on_failure
+        self._then = then
 
     def __call__(self, size: int, note: str) -> None:
         """Write the checkpoint of ``size``; the log calls this after the batch committed.
@@ -123,6 +132,11 @@ class AnchorWriter:
             if self._on_failure is not None:
                 self._on_failure(reason)
             raise StorageError(reason) from exc
+        if self._then is not None:
+            try:
+                self._then(size, note)
+            except Exception:  # the checkpoint is durable and anchored: the log goes on
+                _log.exception("the hook after the anchor failed at size `%d`", size)
 
 
 def read_anchor(path: Path) -> str | None:

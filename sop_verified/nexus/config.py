@@ -27,6 +27,7 @@ from sop_verified.core.request import PRINCIPAL_PATTERN
 from sop_verified.errors import ConfigError, InputError
 from sop_verified.nexus.anchor import ANCHOR_NAME
 from sop_verified.nexus.keys import create_log_keys, write_secret
+from sop_verified.nexus.witnesses_config import WitnessesConfig
 from sop_verified.protocols.drac.phases import DEFAULT_PHASES, check_phases
 from sop_verified.tools.canonical import digest, sha256_hex
 from sop_verified.tools.paths import Glob, check_path
@@ -116,6 +117,11 @@ max_blob_bytes = 1048576
 [drac]
 # DRAC's per-session phase order: a phase is entered only after the previous one completed
 phases = ["SCAN", "RESOLVE", "ASSEMBLE", "VERIFY", "FREEZE"]
+
+# Witnesses (docs/WITNESS.md): publish a checkpoint only once `min` of them cosigned it.
+# [witnesses]
+# min = 1
+# witness = [{ url = "http://127.0.0.1:7650", vkey = "<`sop witness init` prints it>" }]
 """
 
 
@@ -285,6 +291,8 @@ class SOPConfig(BaseModel):
     scope: tuple[ScopeConfig, ...] = Field(default=(), max_length=64)
     drac: DracConfig = Field(default_factory=DracConfig)
     proofs: ProofsConfig = Field(default_factory=ProofsConfig)
+    witnesses: WitnessesConfig | None = None
+    """Publish checkpoints only once witnesses cosigned them (None: SOP's own, as signed)."""
 
     @field_validator("scope", mode="before")
     @classmethod
@@ -328,11 +336,18 @@ class SOPConfig(BaseModel):
         return ScopeTable(tuple(s.to_scope() for s in self.scope))
 
     def digest(self) -> str:
-        """The config digest recorded in the boot manifest (the DSN left out: it says where)."""
+        """The config digest recorded in the boot manifest (and sealed with the state).
+
+        The DSN is left out (it says where, not what). A configuration without
+        ``[postgresql]`` or ``[witnesses]`` has the digest it had before those tables
+        existed: data directories made earlier boot without ``sop config accept``.
+        """
         dumped = self.model_dump(mode="json", by_alias=True)
         where = dumped.pop("postgresql")  # absent for SQLite: older digests stay as they were
         if where is not None:
             dumped["postgresql"] = {k: v for k, v in where.items() if k != "dsn"}
+        if dumped.get("witnesses") is None:
+            dumped.pop("witnesses", None)
         return digest(dumped)
 
 

@@ -20,12 +20,19 @@ from pathlib import Path
 
 import orjson
 
-from sop_verified.errors import ConfigError, InputError, IntegrityError, StorageError
+from sop_verified.errors import (
+    ConfigError,
+    InputError,
+    IntegrityError,
+    NotWitnessedError,
+    StorageError,
+)
 from sop_verified.nexus.anchor import ANCHOR_NAME, REANCHOR_HINT, read_anchor
 from sop_verified.nexus.backends import open_backend
 from sop_verified.nexus.config import SOPConfig, load_config, load_mac_key
 from sop_verified.nexus.keys import CHECKPOINT_VKEY, read_vkey
 from sop_verified.nexus.trusted_key import TrustedKey, read_vkey_arg, trusted_key
+from sop_verified.nexus.witness_publisher import WITNESSED_NAME, load_published
 from sop_verified.storage.entry_log import UnsignedLogWarning
 from sop_verified.storage.ports import StorageBackend
 from sop_verified.storage.postgres import PostgresBackend
@@ -218,25 +225,51 @@ def _open(data_dir: Path) -> tuple[StorageBackend, TransparencyLog]:
     return store, log
 
 
-def prove_entry(data_dir: Path, index: int) -> ProofBundle:
-    """Return the offline receipt of entry ``index`` against the latest checkpoint.
+def prove_entry(data_dir: Path, index: int, *, unwitnessed: bool = False) -> ProofBundle:
+    """Return the offline receipt of entry ``index`` against the published checkpoint.
+
+    The published checkpoint is the latest one, or, with ``[witnesses]`` in
+    ``sop.toml``, the latest one they cosigned (``witnessed.checkpoint``, checked
+    against the log and the witnesses' keys), cosignatures included.
 
     Args:
         data_dir: The data directory.
         index: The entry.
+        unwitnessed: Prove against SOP's own latest checkpoint even when witnesses
+            are configured (a receipt without cosignatures).
 
     Returns:
         The C2SP tlog-proof bundle.
 
     Raises:
-        InputError: ``index`` is not covered by the latest checkpoint.
-        IntegrityError: the stored tail does not match the latest checkpoint.
+        InputError: ``index`` is not covered by the latest checkpoint, or no
+            witnessed checkpoint is kept.
+        NotWitnessedError: the entry is past the witnessed checkpoint.
+        IntegrityError: the stored tail does not match the latest checkpoint, or
+            the log does not extend the witnessed one.
         VerificationError: the latest checkpoint does not verify.
         StorageError: the database failed.
     """
+    witnesses = load_config(data_dir).witnesses
     store, log = _open(data_dir)
     try:
-        return log.prove(index)
+        if witnesses is None or unwitnessed:
+            return log.prove(index)
+        path = data_dir / WITNESSED_NAME
+        published, _ = load_published(path, log, witnesses)
+        if published is None:
+            raise InputError(
+                f"no checkpoint cosigned by `{witnesses.minimum}` of the configured witnesses"
+                f" is kept in `{path}` yet",
+                accepted="a running SOP publishes one once they cosign; `--unwitnessed` proves"
+                " against SOP's own latest checkpoint",
+            )
+        if not (type(index) is int and 0 <= index < published.size):
+            if type(index) is int and published.size <= index < log.size:
+                raise NotWitnessedError(index, published.size)
+            return log.prove(index)  # not in the log: its error says so
+        proof = log.inclusion_proof(index, published.size)
+        return ProofBundle(index, tuple(proof), published.note, log.entry(index))
     finally:
         store.close()
 

@@ -54,6 +54,7 @@ def open_signed_log(
     signer: Signer,
     *,
     on_anchor_failure: Callable[[str], None] | None = None,
+    after_anchor: Callable[[int, str], None] | None = None,
     unsafe_skip_anchor: bool = False,
 ) -> tuple[TransparencyLog, Signer]:
     """Open the log with ``signer``; check it against its rollback anchor; finish or drop a
@@ -65,6 +66,8 @@ def open_signed_log(
         origin: The log's origin.
         signer: The current checkpoint key.
         on_anchor_failure: Told why, when writing the anchor fails (the alarm).
+        after_anchor: Told ``(size, note)`` of each checkpoint once it is durable and
+            anchored (the witness publisher's ``notify``).
         unsafe_skip_anchor: DANGER: do not check the anchor (only
             ``sop log anchor --accept-current``, which logs that it did).
 
@@ -80,7 +83,7 @@ def open_signed_log(
     """
     staged = load_staged_signer(data_dir, origin)
     trusted = () if staged is None else (staged.verifier(),)
-    writer = AnchorWriter(data_dir / ANCHOR_NAME, on_anchor_failure)
+    writer = AnchorWriter(data_dir / ANCHOR_NAME, on_anchor_failure, after_anchor)
     log = store.log.open(origin=origin, signer=signer, trusted=trusted, on_checkpoint=writer)
     if not unsafe_skip_anchor:
         check_anchor(log, writer.path)  # spec: INV-5 — no rollback past the anchor

@@ -59,9 +59,11 @@ class ServiceRegistry:
         self._booted = True
 
     def set_health(self, name: str, health: Health, detail: str = "") -> None:
-        """Set one service's health."""
+        """Set one service's health; an alarm raised before it was READY keeps it DEGRADED."""
         with self._lock:
             svc = self._services[name]
+            if health is Health.READY and svc.alarms:  # e.g. raised by a thread during boot
+                health, detail = Health.DEGRADED, svc.alarms[0]
             svc.health = health
             svc.detail = detail
 

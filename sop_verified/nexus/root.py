@@ -54,6 +54,7 @@ from sop_verified.nexus.registry import Service, ServiceRegistry
 from sop_verified.nexus.replicas import ForeignState
 from sop_verified.nexus.state_rebuild import locate
 from sop_verified.nexus.verdict_attest import AttestingVerdictStore
+from sop_verified.nexus.witness_publisher import WITNESSED_NAME, WitnessPublisher
 from sop_verified.storage.ports import StorageBackend
 from sop_verified.storage.state_seal import TableMismatchError
 from sop_verified.tools.signed_note import Signer
@@ -84,6 +85,7 @@ SERVICE_GRAPH: dict[str, tuple[str, ...]] = {
     "kernel": ("capabilities", "log", "policy", "proof_gate"),
     "persistence": ("config", "log", "state", "storage"),
     "protocols": ("config", "keys", "log", "persistence", "state", "storage"),
+    "witness": ("config", "log"),
 }
 
 _T = TypeVar("_T")
@@ -167,6 +169,8 @@ class Services:
     linked_writes: LinkedWrites
     async_writes: AsyncLinkedWrites
     writer: ThreadPoolExecutor
+    witnesses: WitnessPublisher | None
+    """Publication through witnesses; None when ``sop.toml`` names none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +203,7 @@ class _Build:
     persistence: PersistenceController
     recovery: RecoveryReport
     protocols: protocol_service.ProtocolServices
+    witnesses: WitnessPublisher | None
 
     def __init__(
         self,
@@ -216,6 +221,7 @@ class _Build:
         self.closer = ExitStack()
         self.kernel_late: _Late[OpsKernel] = _Late()
         self.protocols_late: _Late[protocol_service.ProtocolServices] = _Late()
+        self.witnesses_late: _Late[WitnessPublisher] = _Late()
         self.facts: dict[str, Any] = {"config_digest": None, "policy_digest": None, "key_ids": {}}
         self.opened_log: TransparencyLog | None = None  # for the status of a boot that stopped
 
@@ -225,6 +231,12 @@ class _Build:
         if kernel is None:
             return not_booted(self.registry.health())
         return kernel.submit(request)
+
+    def checkpointed(self, size: int, note: str) -> None:
+        """The log's checkpoint is durable and anchored: tell the witness publisher, if any."""
+        publisher = self.witnesses_late.value
+        if publisher is not None:
+            publisher.notify(size, note)
 
     def derive(self, request: Request) -> list[Obligation]:
         """SOP's own obligations: persist targets in the approved scopes (INV-4), DRAC phase
@@ -279,6 +291,7 @@ def _start_log(b: _Build) -> None:
         b.config.origin,
         b.keys.checkpoint,
         on_anchor_failure=lambda reason: b.registry.raise_alarm("log", reason),
+        after_anchor=b.checkpointed,  # the witness publisher, off the decision path
     )
     b.keys.use_checkpoint(signer)  # a rotation a crash interrupted may have finished
     b.opened_log = b.log
@@ -464,6 +477,27 @@ def _test_protocols(b: _Build) -> None:
     protocol_service.self_test(b.protocols)
 
 
+def _start_witness(b: _Build) -> None:
+    """Publish checkpoints through the configured witnesses (none configured: nothing to do)."""
+    b.witnesses = None
+    if b.config.witnesses is None:
+        return
+    publisher = WitnessPublisher(  # refuses a log behind its published checkpoint (INV-5)
+        b.log,
+        b.config.witnesses,
+        b.data_dir / WITNESSED_NAME,
+        on_alarm=lambda reason: b.registry.raise_alarm("witness", reason),  # spec: INV-5
+    )
+    b.closer.callback(publisher.close)
+    b.witnesses = publisher
+    b.witnesses_late.value = publisher
+    publisher.start()
+
+
+def _test_witness(b: _Build) -> None:
+    """Nothing to test before the witnesses answer: a refusal raises the alarm when it comes."""
+
+
 _Step = Callable[[_Build], None]
 _STEPS: Mapping[str, tuple[_Step, _Step]] = {
     "config": (_start_config, _test_config),
@@ -477,6 +511,7 @@ _STEPS: Mapping[str, tuple[_Step, _Step]] = {
     "kernel": (_start_kernel, _test_kernel),
     "persistence": (_start_persistence, _test_persistence),
     "protocols": (_start_protocols, _test_protocols),
+    "witness": (_start_witness, _test_witness),
 }
 
 
@@ -535,4 +570,5 @@ def _freeze(b: _Build) -> Services:
         linked_writes=LinkedWrites(b.persistence, b.kernel.submit_batch),
         async_writes=AsyncLinkedWrites(b.persistence, b.kernel.submit_batch, writer),
         writer=writer,
+        witnesses=b.witnesses,
     )

@@ -59,6 +59,7 @@ from sop_verified.nexus.config import (
 from sop_verified.nexus.log_service import attest, rotate_key
 from sop_verified.nexus.protocols import ProtocolServices
 from sop_verified.nexus.root import SERVICE_GRAPH, Booted, Services, compose, not_booted
+from sop_verified.nexus.witness_publisher import WitnessPublisher
 from sop_verified.protocols.csp import CSP
 from sop_verified.protocols.drac import DRAC
 from sop_verified.protocols.emp import EMP
@@ -242,6 +243,11 @@ class SOP:
     def protocols(self) -> ProtocolServices:
         """The wired protocol controllers (the facades: :attr:`drac`, :attr:`emp`, :attr:`csp`)."""
         return self.services.protocols
+
+    @property
+    def witnesses(self) -> WitnessPublisher | None:
+        """Publication through witnesses (None: none configured, or boot did not finish)."""
+        return None if self._services is None else self._services.witnesses
 
     @property
     def attestation_key(self) -> Ed25519PrivateKey:
@@ -516,6 +522,28 @@ class SOP:
             "policy_digest": self.policy.digest if self.policy else None,
             "log_size": log.size if log else None,
             "checkpoint": log.checkpoint_note if log else None,
+            **self._witness_status(),
+        }
+
+    def _witness_status(self) -> dict[str, Any]:
+        """``witnesses``: the published size and each witness's, when ``sop.toml`` names any."""
+        publisher = self.witnesses
+        if publisher is None:
+            return {}
+        published, witnesses = publisher.stats()
+        return {
+            "witnesses": {
+                "published_size": published,
+                "witnesses": [
+                    {
+                        "name": w.name,
+                        "url": w.url,
+                        "cosigned_size": w.cosigned_size,
+                        "alarm": w.alarm,
+                    }
+                    for w in witnesses
+                ],
+            }
         }
 
     def rotate_checkpoint_key(self) -> Receipt:

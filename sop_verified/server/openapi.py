@@ -282,6 +282,10 @@ def openapi_document() -> dict[str, Any]:
                 "200": text,
                 "400": _problem_response("not an index"),
                 "404": _problem_response("no such entry"),
+                "503": _problem_response(
+                    "`not_witnessed`: the entry is in the log, but the witnesses have not"
+                    " cosigned a checkpoint covering it yet (`Retry-After`)"
+                ),
             },
             parameters=[
                 {
@@ -304,7 +308,9 @@ def openapi_document() -> dict[str, Any]:
         ),
         "/metrics": _get("Prometheus text format (read plane)", {"200": text}),
         "/log/checkpoint": _get(
-            "The latest signed checkpoint, C2SP tlog-checkpoint", {"200": text}
+            "The latest published checkpoint, C2SP tlog-checkpoint: the latest signed one, or"
+            " with witnesses configured the latest one they cosigned, cosignatures included",
+            {"200": text, "404": _problem_response("no published checkpoint yet")},
         ),
         "/log/tile/{path}": _get(
             "C2SP tlog-tiles: hash tiles `<L>/<N>[.p/<W>]`, entry bundles `entries/<N>[.p/<W>]`",

@@ -19,16 +19,21 @@ from starlette.routing import Route
 
 from sop_verified.core.health import Health
 from sop_verified.core.proofgate import Z3ProofGate
-from sop_verified.errors import InputError
+from sop_verified.errors import InputError, NotWitnessedError
+from sop_verified.nexus.witness_publisher import prove_published
 from sop_verified.server.openapi import openapi_document
 from sop_verified.server.problems import problem
 from sop_verified.server.state import ServerState
 from sop_verified.server.telemetry import CONTENT_TYPE_LATEST, Metrics
+from sop_verified.server.witness_metrics import WitnessCollector
 
 __all__ = ["public_routes"]
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+
+NOT_WITNESSED_RETRY_AFTER = 1
+"""Seconds a client waits before asking again for a receipt witnesses have not cosigned yet."""
 _INDEX = re.compile(r"0|[1-9][0-9]{0,18}")
 
 
@@ -67,8 +72,12 @@ def public_routes(state: ServerState) -> list[Route]:
         text = request.path_params["index"]
         if not _INDEX.fullmatch(text):  # ASCII digits only: `isdigit` takes `²` and `٣`
             return problem(400, "bad_index", f"`{text[:40]}` is not a log index", stage="schema")
+        sop = state.sop
         try:
-            bundle = await run_in_threadpool(state.sop.log.prove, int(text))
+            bundle = await run_in_threadpool(prove_published, sop.log, sop.witnesses, int(text))
+        except NotWitnessedError as exc:  # in the log, not yet cosigned by enough witnesses
+            after = {"Retry-After": str(NOT_WITNESSED_RETRY_AFTER)}
+            return problem(503, "not_witnessed", str(exc), headers=after, published=exc.published)
         except InputError as exc:
             return problem(404, "not_in_log", str(exc))
         return Response(
@@ -78,6 +87,7 @@ def public_routes(state: ServerState) -> list[Route]:
         )
 
     state.metrics.collect_hooks.append(_sampler(state))
+    state.metrics.registry.register(WitnessCollector(state.sop))
     return [
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),

@@ -1,6 +1,8 @@
 """The log's read plane: the signed checkpoint and C2SP tlog-tiles over HTTP.
 
-``GET /log/checkpoint`` serves the latest signed checkpoint note;
+``GET /log/checkpoint`` serves the latest signed checkpoint note (with witnesses
+configured, the latest one they cosigned, with its cosignatures: never a newer
+one they have not; :mod:`sop_verified.nexus.witness_publisher`);
 ``GET /log/tile/<L>/<N>[.p/<W>]`` and ``GET /log/tile/entries/<N>[.p/<W>]``
 serve Merkle tiles and entry bundles (c2sp.org/tlog-tiles) of the tree that
 checkpoint signs, so a client that fetches the checkpoint, then its tiles,
@@ -29,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sop_verified.errors import EntryTooLargeError, InputError, SOPError
+from sop_verified.nexus.witness_publisher import published_checkpoint
 from sop_verified.server.log_source import LogTileSource, SignedSize, StoredLogTiles
 from sop_verified.server.problems import problem
 from sop_verified.tools.c2sp_tiles import (
@@ -163,8 +166,11 @@ class _SOPTiles:
         return self._tiles
 
     def latest(self) -> SignedSize | None:
-        tiles = self._stored()
-        return None if tiles is None else tiles.latest()
+        """The published checkpoint: with witnesses, the latest one they cosigned (never newer)."""
+        if self._stored() is None:
+            return None
+        published = published_checkpoint(self._sop.log, self._sop.witnesses)
+        return None if published is None else (published.size, published.note)
 
     def read_nodes(self, size: int, level: int, start: int, end: int) -> list[bytes]:
         return self._require().read_nodes(size, level, start, end)
@@ -187,7 +193,11 @@ class _ReadPlane:
     async def checkpoint(self, request: Request) -> Response:
         latest = await run_in_threadpool(self._source.latest)
         if latest is None:
-            return problem(404, "no_checkpoint", "the log has no signed checkpoint yet")
+            detail = (
+                "the log has no published checkpoint yet: none signed, or, with witnesses"
+                " configured, none cosigned by enough of them"
+            )
+            return problem(404, "no_checkpoint", detail)
         return Response(
             latest[1],
             media_type="text/plain; charset=utf-8",

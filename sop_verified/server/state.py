@@ -45,8 +45,15 @@ class ServerState:
             return False, "the server is stopping (SIGTERM): it takes no new requests"
         health = self.sop.health
         if health is not Health.READY:
-            return False, f"SOP is `{health}`: {self.sop.boot_report.detail or 'see sop status'}"
+            return False, f"SOP is `{health}`: {self.sop.boot_report.detail or self._why()}"
         return True, "SOP is `READY`"
+
+    def _why(self) -> str:
+        """The first service that is not READY and why (an integrity alarm's reason)."""
+        for service in self.sop.registry.services():
+            if service.health is not Health.READY and service.detail:
+                return f"service `{service.name}` is `{service.health}`: {service.detail}"
+        return "see sop status"
 
 
 @functools.lru_cache(maxsize=4096)

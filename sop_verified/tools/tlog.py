@@ -152,6 +152,17 @@ class TransparencyLog:
         """The keys checkpoints of this log are checked with."""
         return tuple(self._trusted)
 
+    def stored_size(self) -> int:
+        """Return the number of entries the store holds now (one read of its tail).
+
+        The same as :attr:`size` for a store only this log writes; a store other
+        writers share may be ahead of what this log has read.
+
+        Raises:
+            StorageError: the backend failed.
+        """
+        return self._store.log_tail()[0]
+
     def _read_tail(self) -> tuple[TreeState, Checkpoint | None, str | None]:
         size, note = self._store.log_tail()
         if not 0 <= size <= MAX_STORED_SIZE:

@@ -111,6 +111,21 @@ def test_alarm_degrades_health() -> None:
     assert reg.health() is Health.DEGRADED
 
 
+def test_alarm_raised_while_a_service_boots_is_not_lost() -> None:
+    reg = _registry()
+    kernel = reg.get("kernel")
+    started = kernel.start
+
+    def start_and_alarm() -> None:  # a thread the service started answers before boot ends
+        started()
+        reg.raise_alarm("kernel", "witness refused a fork")
+
+    kernel.start = start_and_alarm
+    report = boot(reg, now=lambda: 5, facts=dict)
+    assert report.health is Health.DEGRADED
+    assert reg.get("kernel").detail == "witness refused a fork"
+
+
 def test_manifest_is_byte_identical_for_same_inputs() -> None:
     a = boot(_registry(), now=lambda: 7, facts=lambda: {"config_digest": "sha256:1"})
     b = boot(_registry(), now=lambda: 7, facts=lambda: {"config_digest": "sha256:1"})

@@ -8,18 +8,12 @@ port (the JSON line it prints says where), talks to it with httpx or with
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from served_witness import ServedWitness
 from witness_log import ORIGIN, Log
 
 from sop_verified.tools.cosignature import CosignatureVerifier, verify_cosignatures
@@ -31,55 +25,6 @@ from sop_verified.tools.witness_client import (
     submit_checkpoint,
 )
 from sop_verified.tools.witness_config import init_witness_dir
-
-
-class ServedWitness:
-    """A `sop witness serve` process on an ephemeral port."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        cmd = [
-            sys.executable,
-            "-m",
-            "sop_verified.cli",
-            "witness",
-            "serve",
-            "--dir",
-            str(directory),
-            "--listen",
-            "127.0.0.1:0",
-            "--json",
-        ]
-        # stderr to a file: a pipe nobody reads would block the server once full
-        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=dict(os.environ)
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(30)
-            raise RuntimeError(f"witness did not start: {self.stderr()}")
-        self.facts: dict[str, Any] = json.loads(line)
-        self.url: str = self.facts["url"]
-        self.verifier = CosignatureVerifier.from_string(self.facts["vkey"])
-
-    def post(self, body: bytes) -> httpx.Response:
-        return httpx.post(self.url + "/add-checkpoint", content=body, timeout=30)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(30)
-
-    def stderr(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read()
 
 
 @pytest.fixture
