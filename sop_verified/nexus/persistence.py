@@ -1,8 +1,11 @@
-"""The persistence service: scope roots opened at boot, boot repair, and the facade calls.
+"""The persistence service: scopes opened at boot, boot repair, and the facade calls.
 
-At boot (after config, storage and the log) every declared scope's root is
-opened once under ``<data>/scopes`` without following symlinks, the
-controller is wired to the persistence index (which the storage keeps in
+At boot (after config, storage and the log) every declared scope's stored
+bytes are opened once, where the backend keeps them
+(:meth:`~sop_verified.storage.ports.StorageBackend.open_scope`): its root
+under ``<data>/scopes``, without following symlinks, with SQLite; rows of the
+shared schema with PostgreSQL, so every replica reads what any of them wrote.
+The controller is wired to the persistence index (which the storage keeps in
 step with the log) and :meth:`~sop_verified.core.persistence.PersistenceController.recover`
 closes every decision a crash left pending (redo or logged abort), purges
 tombstoned files and applies retention, all before SOP is READY. A failure
@@ -21,10 +24,8 @@ from sop_verified.core.ports import Clock
 from sop_verified.core.request import Decision, Request, parse_request
 from sop_verified.errors import InputError, IntegrityError, PersistenceError
 from sop_verified.nexus.config import SOPConfig
-from sop_verified.storage.blobs import ScopeDir
-from sop_verified.storage.ports import PersistIndex, StorageBackend
+from sop_verified.storage.ports import PersistIndex, ScopeContent, StorageBackend
 from sop_verified.tools.canonical import sha256_hex
-from sop_verified.tools.private_fs import make_private_dir
 
 __all__ = [
     "SCOPES_DIR",
@@ -51,10 +52,10 @@ def start(
     *,
     on_alarm: Callable[[str], None] | None = None,
 ) -> tuple[PersistenceController, RecoveryReport]:
-    """Open the scope roots, wire the controller, run boot repair.
+    """Open each scope's stored bytes, wire the controller, run boot repair.
 
     Args:
-        data_dir: the data directory (scope roots live under its ``scopes/``).
+        data_dir: the data directory (with SQLite, scope roots live under its ``scopes/``).
         config: the validated configuration (its ``[[scope]]`` tables).
         store: the storage backend (its persistence index and log).
         health: SOP's health (effects happen only while READY).
@@ -73,15 +74,14 @@ def start(
     """
     table = config.scope_table()
     base = data_dir / SCOPES_DIR
-    make_private_dir(base)
-    files: dict[str, ScopeDir] = {}
+    content: dict[str, ScopeContent] = {}
     try:
         for scope in table:
-            files[scope.name] = ScopeDir(base, scope.root)
-            _refuses_escape(scope.name, files[scope.name])
+            content[scope.name] = store.open_scope(scope.name, scope.root, base)
+            _refuses_escape(scope.name, content[scope.name])
         controller = PersistenceController(
             scopes=table,
-            files=files,
+            content=content,
             index=store.persist,
             log=store.log,
             health=health,
@@ -90,15 +90,15 @@ def start(
         )
         return controller, controller.recover()
     except BaseException:
-        for f in files.values():
-            f.close()
+        for opened in content.values():
+            opened.close()
         raise
 
 
-def _refuses_escape(scope: str, files: ScopeDir) -> None:
-    """The boot canary of one scope root: a `..` escape must be refused (INV-4)."""
+def _refuses_escape(scope: str, content: ScopeContent) -> None:
+    """The boot canary of one scope: a `..` escape must be refused (INV-4)."""
     try:
-        files.digest("../boot-canary", max_bytes=1)
+        content.digest("../boot-canary", max_bytes=1)
     except PersistenceError:
         return
     raise IntegrityError(f"scope `{scope}` did not refuse `../boot-canary`")

@@ -13,9 +13,11 @@ tests/storage/conformance/ run on it and on SQLite alike. Setting
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from sop_verified.errors import IntegrityError, StorageError
 from sop_verified.storage.entry_log import StoreLog
+from sop_verified.storage.memory_content import MemoryScopeContent, Stored
 from sop_verified.storage.memory_index import IndexState, MemoryBlobs, MemoryPersistIndex
 from sop_verified.storage.memory_log import LogState, MemoryLogStore
 from sop_verified.storage.memory_roles import (
@@ -50,6 +52,7 @@ class MemoryBackend:
         self._records = MemoryRecordIndex(self._lock, self._writable, self._payload)
         self._closed = False
         self._config: str | None = None
+        self._content: Stored = {}
 
     def _writable(self, what: str) -> None:
         if self._closed:
@@ -106,6 +109,11 @@ class MemoryBackend:
     def records(self) -> MemoryRecordIndex:
         """The protocol record index."""
         return self._records
+
+    def open_scope(self, name: str, root: str, base: Path) -> MemoryScopeContent:
+        """The bytes of scope ``name``, in memory (``root`` and ``base`` are not used)."""
+        del root, base
+        return MemoryScopeContent(self._lock, self._content, name, self._writable)
 
     def set_entry_indexer(self, indexer: EntryIndexer) -> None:
         """Keep the persistence index in step with the log (see :meth:`MemoryLogStore.follow`)."""

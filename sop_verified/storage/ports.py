@@ -10,6 +10,9 @@ Each role is a projection of the signed log (DESIGN.md §7) or the log itself:
 - :class:`VerdictStore`: write-once proof verdicts (INV-3);
 - :class:`PersistIndex`: the persistence index, and :class:`BlobStore`, the
   small blobs kept in the database;
+- :class:`ScopeContent`: the bytes of one scope, wherever the backend keeps
+  them (files under the data directory for SQLite, rows of the shared
+  database for PostgreSQL), handed out by :meth:`StorageBackend.open_scope`;
 - :class:`RecordIndex`: which log entries are protocol records;
 - :class:`AtomicLogStore`: the log's tables, which append a batch and apply
   its :class:`~sop_verified.storage.unit_of_work.UnitOfWork` (index rows,
@@ -29,6 +32,7 @@ what every backend must pass.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from sop_verified.storage.persist_index import (
@@ -51,6 +55,7 @@ __all__ = [
     "PersistIndex",
     "PolicyStore",
     "RecordIndex",
+    "ScopeContent",
     "StorageBackend",
     "VerdictStore",
 ]
@@ -171,6 +176,37 @@ class BlobStore(Protocol):
         """Delete the database copy of ``stored`` unless a live object uses it."""
 
 
+class ScopeContent(Protocol):
+    """The stored bytes of one scope, each under its stored path (what the controller writes).
+
+    Every implementation gives the crash-safety of ``storage/blobs.py``'s
+    files: a write is durable and complete when it returns, or absent (never
+    half-written); a read returns only bytes whose SHA-256 is the expected
+    one; names are checked with ``storage/blob_names.py`` (INV-4) whatever
+    the medium. Failures raise ``ConfinementError`` (a bad name, a symlink),
+    ``PersistenceError`` (``not_found``, ``too_large``, ``exists``),
+    ``IntegrityError`` (a digest mismatch) or ``StorageError``.
+    """
+
+    def read(self, rel: str, *, max_bytes: int, expected_hex: str) -> bytes:
+        """The verified content at ``rel`` (IntegrityError on a digest mismatch)."""
+
+    def digest(self, rel: str, *, max_bytes: int) -> str | None:
+        """The SHA-256 hex of the content at ``rel``, or None when absent."""
+
+    def write(self, rel: str, data: bytes, *, tag: str, exclusive: bool) -> None:
+        """Durably store ``data`` at ``rel``, all or nothing (``exclusive``: never overwrite)."""
+
+    def unlink(self, rel: str) -> bool:
+        """Remove ``rel`` once retention tombstoned it; False when nothing was removed."""
+
+    def sweep_temps(self, rel_dir: str, tag: str | None = None) -> int:
+        """Remove what interrupted writes left in ``rel_dir``; return how many."""
+
+    def close(self) -> None:
+        """Release what the scope holds (a directory descriptor)."""
+
+
 class PersistIndex(BlobStore, Protocol):
     """The persistence index, derived from the log (see ``storage/persist_index.py``)."""
 
@@ -258,6 +294,15 @@ class StorageBackend(Protocol):
     @property
     def records(self) -> RecordIndex:
         """The protocol record index."""
+
+    def open_scope(self, name: str, root: str, base: Path) -> ScopeContent:
+        """Where the bytes of scope ``name`` live: its files under ``base/root`` (SQLite,
+        the embedded default), or rows of the database every replica shares (PostgreSQL).
+
+        Raises:
+            ConfinementError: ``root`` is malformed or passes through a symlink.
+            StorageError: the scope's storage cannot be opened.
+        """
 
     def set_entry_indexer(self, indexer: EntryIndexer) -> None:
         """Keep the persistence index in step with the log (see :meth:`AtomicLogStore.follow`)."""

@@ -12,7 +12,10 @@ both (tests/storage/conformance/). It hands out one small object per role:
 - ``backend.capabilities``, ``backend.policies``, ``backend.verdicts``,
   ``backend.records`` (:mod:`sop_verified.storage.postgres_roles`);
 - ``backend.persist`` (the persistence index) and ``backend.blobs`` (small
-  blobs in BYTEA, so every replica reads the same bytes).
+  blobs in BYTEA, kept with their decision);
+- :meth:`PostgresBackend.open_scope`: every other byte a scope stores, in
+  BYTEA rows (:mod:`sop_verified.storage.postgres_content`), so every replica
+  reads what any of them wrote.
 
 Every table lives in one schema (``sop`` unless named), created and migrated
 by versioned migrations (:mod:`sop_verified.storage.postgres_schema`); a
@@ -27,6 +30,7 @@ server's default); every failure is raised as
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -36,6 +40,7 @@ from sop_verified.storage.entry_log import StoreLog
 from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.ports import DEFAULT_ORIGIN
 from sop_verified.storage.postgres_blobs import PostgresBlobs
+from sop_verified.storage.postgres_content import PostgresScopeContent
 from sop_verified.storage.postgres_db import (
     DEFAULT_SCHEMA,
     Cursor,
@@ -227,6 +232,15 @@ class PostgresBackend:
     def records(self) -> PostgresRecordIndex:
         """The protocol record index."""
         return self._records
+
+    def open_scope(self, name: str, root: str, base: Path) -> PostgresScopeContent:
+        """The bytes of scope ``name``: rows of this schema, shared by every replica.
+
+        ``root`` and ``base`` (a directory of this replica's) are not used: nothing a
+        scope stores is kept on this machine.
+        """
+        del root, base
+        return PostgresScopeContent(self._db, name)
 
     def log_reader(self) -> PostgresLogReader:
         """A streaming reader of the log's tables, for a full audit (``sop log verify``)."""

@@ -208,20 +208,45 @@ class PostgresDB:
         except psycopg.Error as exc:
             raise StorageError(f"postgresql write failed: {self._why(exc)}") from None
 
+    @contextmanager
+    def unsealed_tx(self) -> Iterator[Cursor]:
+        """A write transaction that does not touch the state seal (no ``before_commit``).
+
+        For ``persist_content`` alone, the one table of SOP's outside the seal
+        (:mod:`sop_verified.storage.postgres_content`): its writes then never
+        wait on the seal row that every log batch locks. A write to a sealed
+        table in it would go unsealed, which the boot check refuses (INV-11).
+
+        Raises:
+            StorageError: a statement or the commit failed (nothing is kept).
+        """
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except psycopg.Error as exc:
+            raise StorageError(f"postgresql write failed: {self._why(exc)}") from None
+
     def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """A pooled connection, for a caller that streams (it turns psycopg errors into
         StorageError itself, through :meth:`scrub`)."""
         return self._pool.connection()
 
-    def query(self, statement: str, params: Sequence[object] = ()) -> list[Any]:
+    def query(
+        self, statement: str, params: Sequence[object] = (), *, binary: bool = False
+    ) -> list[Any]:
         """Run one read statement (one snapshot) and return all rows.
+
+        Args:
+            statement: the statement.
+            params: its parameters.
+            binary: results in binary (a BYTEA column arrives as its bytes, not as hex text).
 
         Raises:
             StorageError: the read failed.
         """
         try:
             with self._pool.connection() as conn:
-                return conn.execute(statement, params).fetchall()
+                return conn.execute(statement, params, binary=binary).fetchall()
         except psycopg.Error as exc:
             raise StorageError(f"postgresql read failed: {self._why(exc)}") from None
 

@@ -14,7 +14,10 @@ at the next version. Migration 1 creates every table of the SQLite schema
 with the same names and columns (BIGINT for integers, TEXT, BYTEA for bytes),
 the log's head row, the append-only and write-once triggers (which also
 refuse TRUNCATE, which row triggers do not see) and the state seal's triggers
-(:mod:`sop_verified.storage.postgres_seal`).
+(:mod:`sop_verified.storage.postgres_seal`). Migration 2 adds
+``persist_content``, where every replica finds the bytes of every scope
+(:mod:`sop_verified.storage.postgres_content`): what the SQLite backend keeps as
+files under the data directory.
 """
 
 from __future__ import annotations
@@ -154,6 +157,22 @@ CREATE TABLE protocol_state (
 );
 """ + _guard("protocol_records", "protocol records are insert-only")
 
+_CONTENT = """
+CREATE TABLE persist_content (
+    scope TEXT NOT NULL,
+    stored TEXT NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (scope, stored)
+);
+DO $$ BEGIN
+    EXECUTE 'ALTER TABLE persist_content ALTER COLUMN data SET COMPRESSION lz4';
+EXCEPTION WHEN OTHERS THEN NULL;  -- a server built without lz4 keeps its default (pglz)
+END $$;
+"""
+"""The scopes' bytes (ADR 0015): one row per stored path, compressed with lz4 where the
+server has it (measured here: a compressible 1 MiB write 2 ms against 8-10 ms with pglz
+or none, an incompressible one the same 7-10 ms either way)."""
+
 _VERSION_TABLE = """
 CREATE TABLE sop_schema_version (
     version INTEGER PRIMARY KEY,
@@ -168,6 +187,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         "the log (head, entries, tiles, checkpoints), every derived table, the state seal",
         _VERSION_TABLE + _REFUSE + _LOG + _ROLES + _PERSIST + _PROTOCOLS + SEAL_DDL,
     ),
+    (2, "the scopes' stored bytes (persist_content), shared by every replica", _CONTENT),
 )
 """Every migration as ``(version, what it does, DDL)``, in order from 1 without a gap."""
 

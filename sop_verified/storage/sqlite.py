@@ -8,6 +8,8 @@ one small object per role (the Protocols of :mod:`sop_verified.storage.ports`):
   (:class:`~sop_verified.storage.sqlite_log.SQLiteLog`);
 - ``backend.capabilities``, ``backend.policies``, ``backend.verdicts``;
 - ``backend.persist`` (the persistence index) and ``backend.blobs``;
+- :meth:`SQLiteBackend.open_scope`: a scope's bytes, as files under the data
+  directory (:class:`~sop_verified.storage.blobs.ScopeDir`);
 - ``backend.records`` (the protocol record index).
 
 Every write is its own transaction and is durable (fsynced) when the call
@@ -28,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sop_verified.errors import IntegrityError, StorageError
+from sop_verified.storage.blobs import ScopeDir
 from sop_verified.storage.entry_log import StoreLog
 from sop_verified.storage.persist_index import EntryIndexer
 from sop_verified.storage.ports import DEFAULT_ORIGIN
@@ -50,6 +53,7 @@ from sop_verified.storage.sqlite_seal import (
 from sop_verified.storage.sqlite_verdicts import VERDICT_SCHEMA, SQLiteVerdicts
 from sop_verified.storage.state_seal import SealKeeper
 from sop_verified.storage.unit_of_work import KeptBlob
+from sop_verified.tools.private_fs import make_private_dir
 
 __all__ = ["DEFAULT_ORIGIN", "SQLiteBackend"]
 
@@ -167,6 +171,20 @@ class SQLiteBackend:
     def records(self) -> SQLiteRecordIndex:
         """The protocol record index (its own connection to the same file)."""
         return self._records
+
+    def open_scope(self, name: str, root: str, base: Path) -> ScopeDir:
+        """The files of scope ``name``: its root ``base/root``, opened once without following
+        a symlink (the scopes directory ``base`` is created 0700 if missing).
+
+        Raises:
+            ConfinementError: ``root`` is malformed, or passes through a symlink.
+            StorageError: a directory cannot be created or opened.
+        """
+        try:
+            make_private_dir(base)
+        except OSError as exc:
+            raise StorageError(f"cannot create the scopes directory `{base}`: {exc}") from exc
+        return ScopeDir(base, root)
 
     def set_entry_indexer(self, indexer: EntryIndexer) -> None:
         """Keep the persistence index in step with the log, batch by batch.

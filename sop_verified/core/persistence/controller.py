@@ -35,7 +35,7 @@ from sop_verified.core.health import Health
 from sop_verified.core.persistence.guards import Claims, ScopeLocks
 from sop_verified.core.persistence.maintenance import Maintenance, RecoveryReport
 from sop_verified.core.persistence.outcomes import ReadResult
-from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeFiles
+from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeContent
 from sop_verified.core.persistence.reads import Reader
 from sop_verified.core.persistence.scopes import ScopeMode, ScopeTable
 from sop_verified.core.persistence.writes import LinkedWrite, SubmitBatch, WritePlan, Writer
@@ -49,7 +49,7 @@ __all__ = ["PersistenceController"]
 _log = logging.getLogger(__name__)
 
 
-@invariant(lambda self: set(self._files) == self._locks.names, "one root and one lock per scope")
+@invariant(lambda self: set(self._content) == self._locks.names, "one root and one lock per scope")
 class PersistenceController:
     """Performs the effects of logged ALLOW decisions inside their scopes; nothing else writes."""
 
@@ -57,7 +57,7 @@ class PersistenceController:
         self,
         *,
         scopes: ScopeTable,
-        files: Mapping[str, ScopeFiles],
+        content: Mapping[str, ScopeContent],
         index: PersistIndex,
         log: EffectLog,
         health: Callable[[], Health],
@@ -68,7 +68,8 @@ class PersistenceController:
 
         Args:
             scopes: the declared scopes.
-            files: each scope's root, opened once, by scope name.
+            content: each scope's stored bytes (files or database rows), opened once, by
+                scope name.
             index: the persistence index (derived from the log).
             log: the tamper-evident log.
             health: SOP's health; effects and reads happen only while READY.
@@ -79,20 +80,20 @@ class PersistenceController:
         Raises:
             ValueError: a scope has no root, or a root no scope.
         """
-        if set(files) != {s.name for s in scopes}:
+        if set(content) != {s.name for s in scopes}:
             raise ValueError("every declared scope needs exactly one opened root")
         self._scopes = scopes
-        self._files = dict(files)
+        self._content = dict(content)
         self._index = index
         self._locks = ScopeLocks(s.name for s in scopes)
         self._claims = Claims(index)
         self._on_alarm = on_alarm
         self.alarms: list[str] = []
         """Every integrity alarm raised, in order (diagnostics and tests)."""
-        roots, locks, alarm = self._files, self._locks, self._raise_alarm
+        roots, locks, alarm = self._content, self._locks, self._raise_alarm
         self._writer = Writer(
             scopes=scopes,
-            files=roots,
+            content=roots,
             index=index,
             log=log,
             health=health,
@@ -102,10 +103,10 @@ class PersistenceController:
             alarm=alarm,
         )
         self._reader = Reader(
-            scopes=scopes, files=roots, index=index, log=log, health=health, now=now, alarm=alarm
+            scopes=scopes, content=roots, index=index, log=log, health=health, now=now, alarm=alarm
         )
         self._maintenance = Maintenance(
-            scopes=scopes, files=roots, index=index, log=log, now=now, locks=locks, alarm=alarm
+            scopes=scopes, content=roots, index=index, log=log, now=now, locks=locks, alarm=alarm
         )
 
     def _raise_alarm(self, reason: str) -> None:
@@ -290,5 +291,5 @@ class PersistenceController:
     @require(lambda self: self._claims.idle, "no effect is in flight")
     def close(self) -> None:
         """Release every scope root."""
-        for files in self._files.values():
-            files.close()
+        for stored in self._content.values():
+            stored.close()

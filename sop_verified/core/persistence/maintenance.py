@@ -50,7 +50,7 @@ from sop_verified.core.persistence.guards import ScopeLocks
 from sop_verified.core.persistence.layout import check_name, stored_path
 from sop_verified.core.persistence.logged import authenticated_entry
 from sop_verified.core.persistence.outcomes import reason
-from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeFiles
+from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeContent
 from sop_verified.core.persistence.scopes import Scope, ScopeMode, ScopeTable
 from sop_verified.core.persistence.writes import locate_writable
 from sop_verified.core.ports import Clock
@@ -123,7 +123,7 @@ def _describe(request: bytes) -> str:
 
 
 @invariant(
-    lambda self: set(self._files) == self._locks.names, "one root per locked scope", helper=True
+    lambda self: set(self._content) == self._locks.names, "one root per locked scope", helper=True
 )
 class Maintenance:
     """Closes pending decisions at boot, and tombstones and removes what retention expires."""
@@ -132,7 +132,7 @@ class Maintenance:
         self,
         *,
         scopes: ScopeTable,
-        files: Mapping[str, ScopeFiles],
+        content: Mapping[str, ScopeContent],
         index: PersistIndex,
         log: EffectLog,
         now: Clock,
@@ -143,7 +143,7 @@ class Maintenance:
 
         Args:
             scopes: the declared scopes (their retention rules).
-            files: each scope's root, by scope name.
+            content: each scope's stored bytes, by scope name.
             index: the persistence index (pending decisions, objects, purges).
             log: where repaired effects, aborts and tombstones are appended.
             now: the clock.
@@ -151,7 +151,7 @@ class Maintenance:
             alarm: raises the integrity alarm (a journal row the log does not back).
         """
         self._scopes = scopes
-        self._files = files
+        self._content = content
         self._index = index
         self._log = log
         self._now = now
@@ -262,17 +262,17 @@ class Maintenance:
     def _redo(self, p: PendingDecision, request: Request) -> _Redo:
         """Whether the decision's file is complete on disk (its temporary files are swept)."""
         scope, rel, hexd = self._target(p, request)
-        files = self._files[scope.name]
+        content = self._content[scope.name]
         stored = stored_path(scope, rel, hexd, p.decision_index)
         try:
-            swept = files.sweep_temps(stored.rpartition("/")[0], tag=str(p.decision_index))
+            swept = content.sweep_temps(stored.rpartition("/")[0], tag=str(p.decision_index))
             current = self._index.latest(scope.name, rel)
             if scope.mode is ScopeMode.WRITE_ONCE and current is not None:
                 if current.digest != "sha256:" + hexd:
                     held = f"`{rel}` already holds `{current.digest}`"
                     raise _AbortError("write_once_violation", held)
                 return _Redo(EffectOutcome.UNCHANGED, swept, scope, rel, hexd, stored)
-            found = files.digest(stored, max_bytes=scope.max_blob_bytes)
+            found = content.digest(stored, max_bytes=scope.max_blob_bytes)
         except PersistenceError as exc:  # a planted symlink or hard link on the way
             raise _AbortError(exc.code, str(exc)) from None
         if found != hexd:
@@ -342,7 +342,7 @@ class Maintenance:
                 # the database copy (small blobs) goes in one statement that checks it is unused
                 dropped = self._index.drop_blob(rec.scope, rec.stored)
                 in_use = self._index.by_stored(rec.scope, rec.stored) is not None
-                unlinked = not in_use and self._files[scope.name].unlink(rec.stored)
+                unlinked = not in_use and self._content[scope.name].unlink(rec.stored)
                 removed += dropped or unlinked
             self._index.purged(rec.tombstone_index)
         if unbacked:

@@ -27,7 +27,7 @@ from sop_verified.core.persistence.entries import request_key
 from sop_verified.core.persistence.layout import read_target
 from sop_verified.core.persistence.logged import LoggedObject, logged_object
 from sop_verified.core.persistence.outcomes import ReadResult, reason, refusal
-from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeFiles
+from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeContent
 from sop_verified.core.persistence.scopes import Scope, ScopeTable
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import Decision, Reason, Request
@@ -42,7 +42,9 @@ READ_ACTIONS = frozenset({"artifact.read", "snapshot.resume"})
 
 
 @invariant(
-    lambda self: set(self._files) == {s.name for s in self._scopes}, "a root per scope", helper=True
+    lambda self: set(self._content) == {s.name for s in self._scopes},
+    "the content of every scope",
+    helper=True,
 )
 class Reader:
     """Returns the verified bytes a logged ALLOW of a read action covers."""
@@ -51,7 +53,7 @@ class Reader:
         self,
         *,
         scopes: ScopeTable,
-        files: Mapping[str, ScopeFiles],
+        content: Mapping[str, ScopeContent],
         index: PersistIndex,
         log: EffectLog,
         health: Callable[[], Health],
@@ -62,7 +64,7 @@ class Reader:
 
         Args:
             scopes: the declared scopes.
-            files: each scope's root, by scope name.
+            content: each scope's stored bytes, by scope name.
             index: the persistence index (what is stored where, with which digest).
             log: the log: the decision's request is read back from it, refusals appended.
             health: SOP's health; reads happen only while READY.
@@ -70,7 +72,7 @@ class Reader:
             alarm: raises the integrity alarm (a read that the log does not vouch for).
         """
         self._scopes = scopes
-        self._files = files
+        self._content = content
         self._index = index
         self._log = log
         self._health = health
@@ -208,8 +210,8 @@ class Reader:
                 )
             return kept
         try:
-            files = self._files[scope.name]
-            data = files.read(record.stored, max_bytes=size, expected_hex=expected)
+            content = self._content[scope.name]
+            data = content.read(record.stored, max_bytes=size, expected_hex=expected)
         except IntegrityError as exc:
             raise IntegrityError(f"{exc} (the effect entry at log index `{at}`)") from None
         except PersistenceError as exc:

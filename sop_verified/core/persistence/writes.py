@@ -25,7 +25,7 @@ from sop_verified.core.persistence.guards import Claims, ScopeLocks
 from sop_verified.core.persistence.layout import check_name, stored_path
 from sop_verified.core.persistence.logged import logged_object
 from sop_verified.core.persistence.outcomes import reason, refusal
-from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeFiles
+from sop_verified.core.persistence.ports import Alarm, EffectLog, PersistIndex, ScopeContent
 from sop_verified.core.persistence.scopes import Scope, ScopeMode, ScopeTable
 from sop_verified.core.ports import Clock
 from sop_verified.core.request import PERSIST_ACTIONS, Decision, Request, Stage
@@ -110,7 +110,7 @@ def locate_writable(scopes: ScopeTable, resource: str, principal: str) -> tuple[
 
 
 @invariant(
-    lambda self: set(self._files) == self._locks.names, "one root per locked scope", helper=True
+    lambda self: set(self._content) == self._locks.names, "one root per locked scope", helper=True
 )
 class Writer:
     """Stores the bytes of logged ALLOW persist decisions, and logs each effect or refusal."""
@@ -119,7 +119,7 @@ class Writer:
         self,
         *,
         scopes: ScopeTable,
-        files: Mapping[str, ScopeFiles],
+        content: Mapping[str, ScopeContent],
         index: PersistIndex,
         log: EffectLog,
         health: Callable[[], Health],
@@ -132,7 +132,7 @@ class Writer:
 
         Args:
             scopes: the declared scopes.
-            files: each scope's root, by scope name.
+            content: each scope's stored bytes, by scope name.
             index: the persistence index (pending decisions, objects, versions).
             log: where effects and refusals are appended.
             health: SOP's health; effects happen only while READY.
@@ -142,7 +142,7 @@ class Writer:
             alarm: raises the integrity alarm (a scope directory moved under a write).
         """
         self._scopes = scopes
-        self._files = files
+        self._content = content
         self._index = index
         self._log = log
         self._health = health
@@ -346,10 +346,10 @@ class Writer:
         return WritePlan(scope, rel, digest_hex, stored, len(data))
 
     def _store(self, plan: WritePlan, request: Request, data: bytes, index: int) -> EffectOutcome:
-        files, scope = self._files[plan.scope.name], plan.scope
+        content, scope = self._content[plan.scope.name], plan.scope
         if scope.mode is ScopeMode.CONTENT_ADDRESSED:
-            if files.digest(plan.stored, max_bytes=scope.max_blob_bytes) != plan.digest_hex:
-                files.write(plan.stored, data, tag=str(index), exclusive=False)  # new, or corrupt
+            if content.digest(plan.stored, max_bytes=scope.max_blob_bytes) != plan.digest_hex:
+                content.write(plan.stored, data, tag=str(index), exclusive=False)  # new, or corrupt
             return EffectOutcome.WRITTEN  # a new name -> digest record; the blob may be shared
         if scope.mode is ScopeMode.WRITE_ONCE:
             current = self._index.latest(scope.name, plan.name)
@@ -357,11 +357,11 @@ class Writer:
                 logged_object(self._log, scope.name, plan.name, current)
                 return _unchanged_or_refuse(current, plan, request)
         try:
-            files.write(plan.stored, data, tag=str(index), exclusive=True)  # never overwrites
+            content.write(plan.stored, data, tag=str(index), exclusive=True)  # never overwrites
         except PersistenceError as exc:
             if exc.code != "exists":
                 raise
-            files.digest(plan.stored, max_bytes=scope.max_blob_bytes)  # says if a link was planted
+            content.digest(plan.stored, max_bytes=scope.max_blob_bytes)  # a planted link raises
             current = self._index.latest(scope.name, plan.name)
             if current is None:
                 raise PersistenceError(

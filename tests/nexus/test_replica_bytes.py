@@ -1,0 +1,166 @@
+"""Stored bytes in PostgreSQL: what one replica persists, another reads (issue 15, item 1).
+
+Two SOP replicas are booted in this process on two data directories sharing
+one schema (``sop init --dsn``, then ``--replica-of``). Every scope mode
+(content-addressed, write-once, versioned), small (the linked path keeps it
+with its decision) and past 64 KiB (stored in its own transaction, then its
+effect logged), is persisted through one replica and read through the other,
+digest-verified against the log. A tampered row is refused on read (DENY with
+an ``integrity`` reason) and raises the integrity alarm.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pg_server import DSN, scratch_schema
+
+from sop_verified.core.health import Health
+from sop_verified.core.persistence.writes import INLINE_MAX_BYTES
+from sop_verified.core.request import Decision, Permission
+from sop_verified.nexus.config import init_replica
+from sop_verified.nexus.sop import SOP
+
+POLICIES = """
+[[policy]]
+id = "drac-artifacts"
+effect = "permit"
+principal = ["drac"]
+action = ["artifact.persist", "artifact.read"]
+resource = ["artifacts/drac/**"]
+channel = "bridge"
+
+[[policy]]
+id = "emp-verdicts"
+effect = "permit"
+principal = ["emp"]
+action = ["verdict.record", "artifact.read"]
+resource = ["verdicts/emp/**"]
+channel = "bridge"
+
+[[policy]]
+id = "csp-state"
+effect = "permit"
+principal = ["csp"]
+action = ["state.persist", "artifact.read"]
+resource = ["state/csp/**"]
+channel = "bridge"
+"""
+
+GRANTS = {
+    "drac": (["artifact.persist", "artifact.read"], ["artifacts/drac/**"]),
+    "emp": (["verdict.record", "artifact.read"], ["verdicts/emp/**"]),
+    "csp": (["state.persist", "artifact.read"], ["state/csp/**"]),
+}
+
+# (principal, persist action, resource prefix) per scope mode
+MODES = {
+    "content-addressed": ("drac", "artifact.persist", "artifacts/drac/out"),
+    "write-once": ("emp", "verdict.record", "verdicts/emp/v"),
+    "versioned": ("csp", "state.persist", "state/csp/s"),
+}
+SIZES = {"small": 4096, "large": INLINE_MAX_BYTES + 4096}
+
+
+class Replicas:
+    """Two booted replicas on one schema, and the tokens of every principal."""
+
+    def __init__(self, a: SOP, b: SOP, schema: str, tokens: dict[str, str]) -> None:
+        self.a, self.b, self.schema, self.tokens = a, b, schema, tokens
+        self._n = 0
+
+    def request(self, principal: str, action: str, resource: str) -> dict[str, object]:
+        self._n += 1
+        return {
+            "request_id": f"r-{self._n}",
+            "principal": principal,
+            "action": action,
+            "resource": resource,
+            "capability": self.tokens[principal],
+            "context": {"state_class": "working"},
+        }
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[Replicas]:
+    with scratch_schema() as schema:
+        one, two = tmp_path / "one", tmp_path / "two"
+        SOP.init(one, dsn=DSN, schema=schema)
+        a = SOP.boot(one)
+        try:
+            assert a.health is Health.READY, a.boot_report
+            policies = tmp_path / "policies"
+            policies.mkdir()
+            (policies / "policies.toml").write_text(POLICIES)
+            a.activate_policy(policies)
+            expires = int(time.time()) + 3600
+            tokens = {p: a.admit(p, *grant, expires=expires)[1] for p, grant in GRANTS.items()}
+            init_replica(two, one)
+            b = SOP.boot(two)
+            try:
+                assert b.health is Health.READY, b.boot_report
+                yield Replicas(a, b, schema, tokens)
+            finally:
+                b.close()
+        finally:
+            a.close()
+
+
+def _payload(size: int, seed: str) -> bytes:
+    block = (seed * 64).encode()[:64]
+    return (block * (size // 64 + 1))[:size]
+
+
+def _persist(r: Replicas, mode: str, size: int, name: str) -> tuple[Decision, bytes, str]:
+    principal, action, prefix = MODES[mode]
+    resource = f"{prefix}-{name}.bin"
+    data = _payload(size, f"{mode}-{size}-{name}")
+    decision = r.a.persist(r.request(principal, action, resource), data)
+    assert decision.effect is Permission.ALLOW, decision.reasons
+    assert decision.write is not None
+    return decision, data, resource
+
+
+@pytest.mark.parametrize("size", list(SIZES), ids=list(SIZES))
+@pytest.mark.parametrize("mode", list(MODES))
+def test_bytes_persisted_through_one_replica_are_read_through_the_other(
+    replicas: Replicas, mode: str, size: str
+) -> None:
+    principal = MODES[mode][0]
+    _, data, resource = _persist(replicas, mode, SIZES[size], "x")
+    got = replicas.b.read(replicas.request(principal, "artifact.read", resource))
+    assert got.decision.effect is Permission.ALLOW, got.decision.reasons
+    assert got.data == data
+    assert replicas.b.persistence.alarms == []
+    assert replicas.b.health is Health.READY
+
+
+def test_a_second_version_written_through_the_other_replica_is_read_back_by_version(
+    replicas: Replicas,
+) -> None:
+    r = replicas
+    first = _payload(SIZES["large"], "first")
+    second = _payload(SIZES["large"], "second")
+    for sop, data in ((r.a, first), (r.b, second)):
+        d = sop.persist(r.request("csp", "state.persist", "state/csp/doc"), data)
+        assert d.effect is Permission.ALLOW, d.reasons
+    for sop in (r.a, r.b):
+        v1 = sop.read(r.request("csp", "artifact.read", "state/csp/doc@v1"))
+        latest = sop.read(r.request("csp", "artifact.read", "state/csp/doc"))
+        assert (v1.data, latest.data) == (first, second), (v1.decision, latest.decision)
+
+
+def test_a_write_once_name_taken_through_one_replica_is_refused_on_the_other(
+    replicas: Replicas,
+) -> None:
+    r = replicas
+    _, data, resource = _persist(r, "write-once", SIZES["large"], "once")
+    again = r.b.persist(r.request("emp", "verdict.record", resource), data)
+    assert again.effect is Permission.ALLOW and again.write is not None
+    assert again.write.outcome == "unchanged"
+    other = r.b.persist(r.request("emp", "verdict.record", resource), data[::-1])
+    assert other.effect is Permission.DENY
+    assert other.reasons[0].code == "write_once_violation", other.reasons
