@@ -15,12 +15,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
-from pg_server import DSN, scratch_schema
+from pg_server import DSN, connect, scratch_schema
+from psycopg import sql
 
 from sop_verified.core.health import Health
 from sop_verified.core.persistence.writes import INLINE_MAX_BYTES
 from sop_verified.core.request import Decision, Permission
+from sop_verified.errors import IntegrityError
 from sop_verified.nexus.config import init_replica
 from sop_verified.nexus.sop import SOP
 
@@ -164,3 +167,55 @@ def test_a_write_once_name_taken_through_one_replica_is_refused_on_the_other(
     other = r.b.persist(r.request("emp", "verdict.record", resource), data[::-1])
     assert other.effect is Permission.DENY
     assert other.reasons[0].code == "write_once_violation", other.reasons
+
+
+def _attacker(schema: str) -> psycopg.Connection[tuple[object, ...]]:
+    """A session of someone who can write the database but holds none of SOP's keys."""
+    conn = connect()
+    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    conn.execute("SET session_replication_role = replica")  # no trigger fires for him
+    return conn
+
+
+_FLIP = "set_byte(data, 0, get_byte(data, 0) # 1)"
+_TAMPER = {
+    "persist_inline": (
+        f"UPDATE persist_inline SET data = {_FLIP} WHERE effect_index IN"
+        " (SELECT effect_index FROM persist_effects WHERE scope = %s AND stored = %s)"
+    ),
+    "persist_content": (
+        f"UPDATE persist_content SET data = {_FLIP} WHERE scope = %s AND stored = %s"
+    ),
+}
+
+
+def _tamper(schema: str, scope: str, stored: str) -> str:
+    """Flip the first stored byte of ``stored`` wherever the database keeps it; the table."""
+    with _attacker(schema) as conn:
+        for table, statement in _TAMPER.items():
+            if conn.execute(statement, (scope, stored)).rowcount == 1:
+                return table
+    raise AssertionError(f"`{stored}` of scope `{scope}` is in no table")
+
+
+@pytest.mark.parametrize("size", list(SIZES), ids=list(SIZES))
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_tampered_row_is_refused_on_read_and_raises_the_alarm(
+    replicas: Replicas, mode: str, size: str
+) -> None:
+    r = replicas
+    decision, _, resource = _persist(r, mode, SIZES[size], "t")
+    assert decision.write is not None
+    table = _tamper(r.schema, decision.write.scope, decision.write.stored)
+    assert table == (
+        "persist_inline" if (mode, size) == ("content-addressed", "small") else "persist_content"
+    )
+    got = r.b.read(r.request(MODES[mode][0], "artifact.read", resource))
+    assert got.decision.effect is Permission.DENY and got.data is None
+    assert got.decision.reasons[0].code == "integrity", got.decision.reasons
+    assert got.decision.reasons[0].message.startswith(f"stored object `{decision.write.stored}`")
+    assert r.b.persistence.alarms, "no integrity alarm"
+    assert r.b.health is Health.DEGRADED  # every decision is DENY until an operator looks
+    if table == "persist_inline":  # spec: INV-11 — a sealed row: the boot check names it too
+        with pytest.raises(IntegrityError, match="`persist_inline` does not match its seal"):
+            r.b.store.verify_state(r.b.store.log.log_size())
