@@ -11,6 +11,7 @@ an ``integrity`` reason) and raises the integrity alarm.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from psycopg import sql
 
 from sop_verified.core.health import Health
 from sop_verified.core.persistence.writes import INLINE_MAX_BYTES
-from sop_verified.core.request import Decision, Permission
+from sop_verified.core.request import Decision, Permission, parse_request
 from sop_verified.errors import IntegrityError
 from sop_verified.nexus.config import init_replica
 from sop_verified.nexus.sop import SOP
@@ -66,6 +67,11 @@ MODES = {
     "versioned": ("csp", "state.persist", "state/csp/s"),
 }
 SIZES = {"small": 4096, "large": INLINE_MAX_BYTES + 4096}
+RETENTION = {
+    "retention = { keep = 8, max_age_seconds = 2592000 }": "retention = { keep = 1 }",
+    "retention = { keep = 16 }": "retention = { keep = 2 }",
+}
+"""drac-artifacts (content-addressed) keeps 1 version of a name, csp-state (versioned) 2."""
 
 
 class Replicas:
@@ -92,6 +98,12 @@ def replicas(tmp_path: Path) -> Iterator[Replicas]:
     with scratch_schema() as schema:
         one, two = tmp_path / "one", tmp_path / "two"
         SOP.init(one, dsn=DSN, schema=schema)
+        config = one / "sop.toml"  # tighter retention, accepted by the first boot
+        text = config.read_text()
+        for old, new in RETENTION.items():
+            assert old in text
+            text = text.replace(old, new)
+        config.write_text(text)
         a = SOP.boot(one)
         try:
             assert a.health is Health.READY, a.boot_report
@@ -219,3 +231,77 @@ def test_a_tampered_row_is_refused_on_read_and_raises_the_alarm(
     if table == "persist_inline":  # spec: INV-11 — a sealed row: the boot check names it too
         with pytest.raises(IntegrityError, match="`persist_inline` does not match its seal"):
             r.b.store.verify_state(r.b.store.log.log_size())
+
+
+def _content_rows(schema: str, scope: str) -> dict[str, bytes]:
+    with _attacker(schema) as conn:
+        rows = conn.execute(
+            "SELECT stored, data FROM persist_content WHERE scope = %s", (scope,)
+        ).fetchall()
+    return {str(k): bytes(v) for k, v in rows}
+
+
+def test_retention_through_one_replica_removes_the_rows_every_replica_read(
+    replicas: Replicas,
+) -> None:
+    r = replicas
+    versions = [_payload(SIZES["large"], f"v{i}") for i in range(4)]
+    stored = []
+    for data in versions:
+        d = r.a.persist(r.request("csp", "state.persist", "state/csp/doc"), data)
+        assert d.effect is Permission.ALLOW and d.write is not None, d.reasons
+        stored.append(d.write.stored)
+    assert set(_content_rows(r.schema, "csp-state")) == set(stored)
+    tombstones = r.b.apply_retention()  # on the other replica: it removes the shared rows
+    assert len(tombstones) == 2
+    assert set(_content_rows(r.schema, "csp-state")) == set(stored[2:])
+    for sop in (r.a, r.b):
+        old = sop.read(r.request("csp", "artifact.read", "state/csp/doc@v1"))
+        assert old.decision.reasons[0].code == "not_found", old.decision.reasons
+        assert sop.read(r.request("csp", "artifact.read", "state/csp/doc")).data == versions[3]
+        assert sop.read(r.request("csp", "artifact.read", "state/csp/doc@v3")).data == versions[2]
+    assert r.a.persistence.alarms == r.b.persistence.alarms == []
+
+
+def test_a_shared_blob_is_removed_only_when_no_live_object_uses_it(replicas: Replicas) -> None:
+    r = replicas
+    shared, other = _payload(SIZES["large"], "shared"), _payload(SIZES["large"], "other")
+    digest = hashlib.sha256(shared).hexdigest()
+    blob = f"sha256/{digest[:2]}/{digest}"
+    for resource, data in (("a.bin", shared), ("b.bin", shared), ("a.bin", other)):
+        d = r.a.persist(r.request("drac", "artifact.persist", f"artifacts/drac/{resource}"), data)
+        assert d.effect is Permission.ALLOW, d.reasons
+    assert len(r.b.apply_retention()) == 1  # a.bin's first version: its blob b.bin still uses
+    assert blob in _content_rows(r.schema, "drac-artifacts")
+    assert r.b.read(r.request("drac", "artifact.read", "artifacts/drac/b.bin")).data == shared
+    d = r.b.persist(r.request("drac", "artifact.persist", "artifacts/drac/b.bin"), other)
+    assert d.effect is Permission.ALLOW, d.reasons
+    assert len(r.a.apply_retention()) == 1  # now nothing uses it
+    assert blob not in _content_rows(r.schema, "drac-artifacts")
+
+
+def test_a_blob_a_pending_decision_is_bound_to_is_kept_by_another_replicas_purge(
+    replicas: Replicas,
+) -> None:
+    """The cross-replica race, in order: B's decision is logged and B finds the blob stored
+    (so it will not write it), then A's retention purges the blob's last object, then B
+    logs its effect. The purge must leave the row: B's object is about to use it."""
+    r = replicas
+    shared, other = _payload(SIZES["large"], "shared"), _payload(SIZES["large"], "other")
+    digest = hashlib.sha256(shared).hexdigest()
+    blob = f"sha256/{digest[:2]}/{digest}"
+    for data in (shared, other):
+        d = r.a.persist(r.request("drac", "artifact.persist", "artifacts/drac/a.bin"), data)
+        assert d.effect is Permission.ALLOW, d.reasons
+    request = r.request("drac", "artifact.persist", "artifacts/drac/c.bin")
+    request.update(content_digest=f"sha256:{digest}")
+    request["context"] = {**request["context"], "size_bytes": len(shared)}  # type: ignore[dict-item]
+    decision = r.b.submit(request)  # logged: pending until its effect
+    assert decision.effect is Permission.ALLOW, decision.reasons
+    assert len(r.a.apply_retention()) == 1  # a.bin's first version, the blob's only user
+    assert blob in _content_rows(r.schema, "drac-artifacts")  # kept for the pending decision
+    parsed = parse_request(request)
+    done = r.b.persistence.execute(decision, parsed, shared)
+    assert done.effect is Permission.ALLOW and done.write is not None, done.reasons
+    got = r.a.read(r.request("drac", "artifact.read", "artifacts/drac/c.bin"))
+    assert got.data == shared, got.decision.reasons
