@@ -6,12 +6,21 @@ same bytes) under the index of the effect entry that first stored it, and is
 found through the persistence index's effects. Blobs are written only as part
 of a batch's unit of work (:func:`store_blobs`, inside the log's transaction);
 :class:`PostgresBlobs` reads them and drops the copy of a purged one.
+
+Replicas: a batch that keeps blobs holds each of their scopes' advisory lock
+(:func:`~sop_verified.storage.postgres_content.scope_lock`) shared before it
+looks for a row to reuse, and a drop holds it alone before it looks for a
+live object: the drop either commits before the batch looks (the batch then
+stores its own row) or sees the batch's effects (and keeps the row). Without
+it a drop on one replica could delete the row a batch on another had just
+chosen to reuse, leaving a live object without its bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sop_verified.storage.postgres_content import scope_lock
 from sop_verified.storage.postgres_db import Cursor, PostgresDB
 from sop_verified.storage.unit_of_work import KeptBlob
 
@@ -42,6 +51,12 @@ def store_blobs(cur: Cursor, blobs: Sequence[KeptBlob]) -> None:
     """
     if not blobs:
         return
+    scopes = sorted({b.scope for b in blobs})
+    cur.execute(  # before looking for a row to reuse (see the module)
+        f"SELECT pg_advisory_xact_lock_shared({scope_lock('s')})"  # noqa: S608 - constant
+        " FROM unnest(%s::text[]) AS s",
+        (scopes,),
+    )
     columns = (
         [b.effect_index for b in blobs],
         [b.scope for b in blobs],
@@ -88,6 +103,7 @@ class PostgresBlobs:
             True when a row was deleted.
         """
         with self._db.tx() as cur:
+            cur.execute(f"SELECT pg_advisory_xact_lock({scope_lock()})", (scope,))  # see the module
             cur.execute(
                 "DELETE FROM persist_inline WHERE effect_index IN (SELECT e.effect_index"  # noqa: S608 - constant fragments
                 " FROM persist_effects e WHERE e.scope = %s AND e.stored = %s"

@@ -44,11 +44,21 @@ from sop_verified.errors import IntegrityError, PersistenceError
 from sop_verified.storage.blob_names import split_relative
 from sop_verified.storage.postgres_db import PostgresDB
 
-__all__ = ["PostgresScopeContent"]
+__all__ = ["PostgresScopeContent", "scope_lock"]
+
+
+def scope_lock(scope: str = "%s") -> str:
+    """The advisory lock key of the scope the SQL expression ``scope`` names, in this schema.
+
+    One scope's stored bytes are written under it shared and removed under it alone,
+    each for its transaction, by every replica of the schema.
+    """
+    return f"hashtextextended('sop-scope:' || current_schema() || ':' || {scope}, 0)"
+
 
 _CAS = re.compile(r"sha256/[0-9a-f]{2}/([0-9a-f]{64})")
-_SHARED = "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))"
-_ALONE = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+_SHARED = f"SELECT pg_advisory_xact_lock_shared({scope_lock()})"
+_ALONE = f"SELECT pg_advisory_xact_lock({scope_lock()})"
 _LIVE = (
     "e.outcome = 'written' AND NOT EXISTS "
     "(SELECT 1 FROM persist_tombstones t WHERE t.effect_index = e.effect_index)"
@@ -77,7 +87,6 @@ class PostgresScopeContent:
         """
         self._db = db
         self._scope = scope
-        self._lock = f"sop-content:{db.schema}:{scope}"
 
     def read(self, rel: str, *, max_bytes: int, expected_hex: str) -> bytes:
         """The bytes at ``rel``, once their SHA-256 is ``expected_hex``.
@@ -120,7 +129,7 @@ class PostgresScopeContent:
         """
         split_relative(rel)
         with self._db.unsealed_tx() as cur:
-            cur.execute(_SHARED, (self._lock,))
+            cur.execute(_SHARED, (self._scope,))
             rows = cur.execute(
                 "SELECT length(data), CASE WHEN length(data) <= %s THEN sha256(data) END"
                 " FROM persist_content WHERE scope = %s AND stored = %s",
@@ -146,7 +155,7 @@ class PostgresScopeContent:
         del tag
         split_relative(rel)  # spec: INV-4
         with self._db.unsealed_tx() as cur:
-            cur.execute(_SHARED, (self._lock,))
+            cur.execute(_SHARED, (self._scope,))
             cur.execute(_INSERT_ONCE if exclusive else _REPLACE, (self._scope, rel, bytes(data)))
             stored = cur.rowcount == 1
         if not stored:
@@ -168,7 +177,7 @@ class PostgresScopeContent:
         cas = _CAS.fullmatch(rel)
         needle = None if cas is None else f'"content_digest":"sha256:{cas.group(1)}"'.encode()
         with self._db.unsealed_tx() as cur:
-            cur.execute(_ALONE, (self._lock,))  # its snapshot comes after every write's check
+            cur.execute(_ALONE, (self._scope,))  # its snapshot comes after every write's check
             cur.execute(_REMOVE, (self._scope, rel, needle, needle))
             return cur.rowcount > 0
 

@@ -12,6 +12,7 @@ an ``integrity`` reason) and raises the integrity alarm.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from sop_verified.core.request import Decision, Permission, parse_request
 from sop_verified.errors import IntegrityError
 from sop_verified.nexus.config import init_replica
 from sop_verified.nexus.sop import SOP
+from sop_verified.storage.postgres_content import scope_lock
 
 POLICIES = """
 [[policy]]
@@ -305,3 +307,24 @@ def test_a_blob_a_pending_decision_is_bound_to_is_kept_by_another_replicas_purge
     assert done.effect is Permission.ALLOW and done.write is not None, done.reasons
     got = r.a.read(r.request("drac", "artifact.read", "artifacts/drac/c.bin"))
     assert got.data == shared, got.decision.reasons
+
+
+@pytest.mark.parametrize("size", list(SIZES), ids=list(SIZES))
+def test_a_write_waits_while_another_replica_removes_bytes_of_its_scope(
+    replicas: Replicas, size: str
+) -> None:
+    """A removal holds its scope's lock alone (see ``postgres_content``): a write of that
+    scope, linked (small) or two-step (large), waits for it instead of reusing a row the
+    removal is about to delete."""
+    r = replicas
+    answers: list[Decision] = []
+    with _attacker(r.schema) as conn, conn.transaction():  # a removal in progress elsewhere
+        conn.execute(f"SELECT pg_advisory_xact_lock({scope_lock()})", ("drac-artifacts",))
+        writer = threading.Thread(
+            target=lambda: answers.append(_persist(r, "content-addressed", SIZES[size], "w")[0])
+        )
+        writer.start()
+        writer.join(1.0)
+        assert writer.is_alive() and answers == []  # waiting on the lock
+    writer.join(30)
+    assert [d.effect for d in answers] == [Permission.ALLOW]
