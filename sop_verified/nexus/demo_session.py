@@ -9,7 +9,6 @@ and the whole log is audited as `sop log verify` does.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sop_verified.core.request import Decision
 from sop_verified.errors import SOPError
 from sop_verified.nexus.log_ops import audit_data_dir
+from sop_verified.nexus.persistence import SCOPES_DIR
 from sop_verified.nexus.sop import SOP
 from sop_verified.protocols.csp.book import SealRecord
 from sop_verified.protocols.drac.catalog import ArtifactRecord
@@ -27,7 +27,7 @@ from sop_verified.tools.tlog_receipt import verify_bundle
 __all__ = ["run_session"]
 
 SESSION = "session-7"
-BLOBS = "scopes/csp/snapshots/blobs/sha256"
+BLOB_SCOPE = "csp-snapshot-blobs"
 
 
 def _row(act: str, label: str, d: Decision, **extra: Any) -> dict[str, Any]:
@@ -125,16 +125,26 @@ def _csp(sop: SOP, token: str, data_dir: Path, rows: list[dict[str, Any]]) -> No
         raise SOPError(f"the demo's blob was not stored: `{victim.reasons}`")
     digest = victim.write.digest
     tampered = csp.seal("session-9", {"memory": digest}, parent=None, token=token)
-    hexd = digest.removeprefix("sha256:")
-    path = data_dir / BLOBS / hexd[:2] / hexd
-    os.chmod(path, 0o600)
-    path.write_bytes(b"planted memory")  # an attacker with the disk, without any key
+    _plant(sop, data_dir, digest.removeprefix("sha256:"), b"planted memory")
     tampered_seal = tampered.record_as(SealRecord)
     if tampered_seal is None:
         raise SOPError(f"the demo's snapshot was not sealed: `{tampered.reasons}`")
     snap = tampered_seal.snapshot
     refused = csp.resume("session-9", snap, token=token)
-    rows.append(_row("CSP", "resume a snapshot whose blob was edited on disk", refused.decision))
+    rows.append(_row("CSP", "resume a snapshot whose stored blob was edited", refused.decision))
+
+
+def _plant(sop: SOP, data_dir: Path, hexd: str, data: bytes) -> None:
+    """The attacker: he can write where a scope's bytes live (the data directory's files,
+    or the PostgreSQL database), not SOP's keys; he replaces one stored blob, bypassing SOP."""
+    scope = sop.persistence.scopes.get(BLOB_SCOPE)
+    if scope is None:
+        raise SOPError(f"the demo's configuration has no scope `{BLOB_SCOPE}`")
+    content = sop.store.open_scope(scope.name, scope.root, data_dir / SCOPES_DIR)
+    try:
+        content.write(f"sha256/{hexd[:2]}/{hexd}", data, tag="attacker", exclusive=False)
+    finally:
+        content.close()
 
 
 def run_session(sop: SOP, data_dir: Path, tokens: dict[str, str]) -> dict[str, Any]:

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pg_server import DSN, connect, scratch_schema
+from pg_server import DSN, connect, drop_schema, scratch_schema
 from psycopg import sql
 
 from sop_verified.core.health import Health
 from sop_verified.core.persistence.writes import INLINE_MAX_BYTES
 from sop_verified.core.request import Decision, Permission, parse_request
 from sop_verified.errors import IntegrityError
-from sop_verified.nexus.config import init_replica
+from sop_verified.nexus.config import init_replica, load_config
+from sop_verified.nexus.demo import run_demo
 from sop_verified.nexus.sop import SOP
 from sop_verified.storage.postgres_content import scope_lock
 
@@ -328,3 +329,17 @@ def test_a_write_waits_while_another_replica_removes_bytes_of_its_scope(
         assert writer.is_alive() and answers == []  # waiting on the lock
     writer.join(30)
     assert [d.effect for d in answers] == [Permission.ALLOW]
+
+
+def test_the_demo_on_postgresql_refuses_a_blob_edited_in_the_database(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    try:
+        result = run_demo(data, dsn=DSN)
+    finally:
+        config = load_config(data) if (data / "sop.toml").exists() else None
+        if config is not None and config.postgresql is not None:
+            drop_schema(config.postgresql.schema_name)
+    rows = {(r["act"], r["label"]): r for r in result.session["rows"]}
+    edited = rows[("CSP", "resume a snapshot whose stored blob was edited")]
+    assert (edited["effect"], edited["code"]) == ("DENY", "blob_digest"), edited
+    assert not (data / "scopes").exists()  # nothing a scope stores is on this machine
