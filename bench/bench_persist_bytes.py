@@ -10,7 +10,9 @@ and times, one caller at a time, ``SOP.persist`` of distinct payloads:
 * 4 KiB into a versioned scope, and 1 MiB into both: two steps (the decision
   logged, the bytes stored durably, then the effect logged);
 
-then ``SOP.read`` of every 1 MiB object (digest-verified against the log). It
+then ``SOP.read`` of every 1 MiB object (digest-verified against the log), and
+for a floor, ``SOP.submit`` of a persist decision alone (logged, never carried
+out: a two-step persist logs two entries, this one). It
 prints per operation the median and 99th percentile latency and the rate,
 and the ratio PostgreSQL / SQLite of the medians. Payloads are random (as
 compressed artifacts are), so PostgreSQL's lz4 has nothing to win.
@@ -142,7 +144,13 @@ def _run(sop: SOP, tokens: dict[str, str], counts: dict[int, int]) -> dict[str, 
             "capability": tokens[principal],
         }
 
-    out: dict[str, dict[str, float]] = {}
+    def decide(i: int) -> None:  # the floor: one logged decision, no effect, no bytes
+        r = request("csp", "state.persist", f"state/csp/d{i}")
+        r.update(content_digest="sha256:" + "0" * 64, context={"size_bytes": 4 * KIB})
+        if sop.submit(r).effect is not Permission.ALLOW:
+            raise SystemExit("decision refused")
+
+    out = {"decision alone (logged, no effect)": _timed(counts[4 * KIB], decide)}
     for case in CASES:
         out.update(_case(sop, request, case, counts[case[4]]))
     return out
