@@ -18,7 +18,7 @@ and the ratio PostgreSQL / SQLite of the medians. Payloads are random (as
 compressed artifacts are), so PostgreSQL's lz4 has nothing to win.
 
 Run: ``python3 bench/bench_persist_bytes.py [--small N] [--large N] [--json]``
-(defaults 300 and 200; about a minute). The server is ``SOP_TEST_POSTGRES_DSN``
+(defaults 300 and 200; about a minute). The server is ``SOP_BENCH_POSTGRES_DSN``
 or 127.0.0.1:5432, database ``test``, trust authentication.
 """
 
@@ -42,7 +42,7 @@ from sop_verified.core.health import Health
 from sop_verified.core.request import Permission
 from sop_verified.nexus.sop import SOP
 
-DSN = os.environ.get("SOP_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+DSN = os.environ.get("SOP_BENCH_POSTGRES_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 POLICIES = """
 [[policy]]
 id = "drac-artifacts"

@@ -1,4 +1,4 @@
-"""The Persistence_Controller: the only code that turns an ALLOW into bytes on disk.
+"""The Persistence_Controller: the only code that turns an ALLOW into stored bytes.
 
 :meth:`PersistenceController.execute` takes the kernel's decision, the request
 it decided and the bytes, and writes only when the decision is an ALLOW that
@@ -7,8 +7,11 @@ is durably in the log and still awaits its effect (INV-9): the index holds a
 never logged, was made for another request, or already had its effect is
 refused. The target must lie in a declared scope that the request's principal
 owns (INV-4), within the scope's size limit, and the bytes must have the
-digest and size the decision bound. The write is confined to the scope root's
-directory descriptor (``storage/blobs.py``); then a ``persist.effect`` entry
+digest and size the decision bound. The write goes through the scope's
+content port (:class:`~.ports.ScopeContent`: with SQLite the files under the
+scope root's directory descriptor, ``storage/blobs.py``; with PostgreSQL rows
+every replica reads, ``storage/postgres_content.py``, ADR 0015), durable and
+whole when it returns; then a ``persist.effect`` entry
 is appended to the log, and the index records the object in that entry's own
 transaction. A refusal is logged the same way (outcome ``refused``) and
 answered with a DENY carrying the reason.

@@ -18,7 +18,9 @@ digest the decision bound, the effect is recorded (``written``, or
 ``unchanged`` for a write-once name that already held those bytes): redoing
 it is idempotent. Otherwise an ``aborted`` effect is logged with the reason.
 Either way the pending decision is closed, and nothing half-written is ever
-visible: files get their final name only after they are complete and synced.
+visible: files get their final name only after they are complete and synced,
+and a database row exists only once its transaction committed (the scope's
+content port, ADR 0015, answers the same questions for both).
 
 **Retention** deletes superseded versions only (never the latest of a name,
 never anything in a write-once scope), each announced by a

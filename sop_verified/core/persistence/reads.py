@@ -1,8 +1,9 @@
 """Reading stored bytes: a logged ALLOW of a read action, a readable scope, the log's bytes.
 
 :class:`Reader` is the controller's reading half. Reads resolve paths exactly
-as writes do (component by component under the scope root, ``O_NOFOLLOW``, no
-hard links: INV-4). The persistence index only says *where to look*: it lives
+as writes do (the scope's content port: component by component under the
+scope root, ``O_NOFOLLOW``, no hard links, with files; the same name checks
+for database rows: INV-4). The persistence index only says *where to look*: it lives
 in the database, which the attacker SOP defends against can rewrite. What the
 bytes must be comes from the log: the index row names the ``persist.effect``
 entry that wrote the object; that entry is proved included under the signed

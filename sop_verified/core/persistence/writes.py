@@ -6,7 +6,8 @@ then the scope rules (INV-4), then the confined durable write, then the
 ``persist.effect`` entry, whose transaction also records the object in the
 index. A refusal at any step is logged as a ``refused`` effect that closes the
 pending decision; nothing is half-written (the file layer removes its
-temporary file on any failure, and boot sweeps what a crash leaves).
+temporary file on any failure, and boot sweeps what a crash leaves; a
+database row exists only once its transaction committed).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def _detail(exc: BaseException) -> str:
 
 INLINE_MAX_BYTES = 64 * 1024
 """Content-addressed blobs up to this size are kept in the database, in the transaction that
-logs their decision and effect (ADR 0007); larger ones are files (temp, fsync, rename)."""
+logs their decision and effect (ADR 0007); larger ones go through the scope's content in
+two steps (files: temp, fsync, rename; PostgreSQL: a row in its own transaction, ADR 0015)."""
 
 SubmitBatch = Callable[
     [Sequence[tuple[Request, LinkedEffect | None]]], list[tuple[Decision, Receipt | None]]
@@ -256,7 +258,7 @@ class Writer:
                 receipt = self._append(self._entry(plan, outcome, index, request))
         except PersistenceError as exc:
             return refusal(log, now, decision, request, reason(exc.code, str(exc)), index=index)
-        except IntegrityError as exc:  # the scope's files were tampered with: no effect, alarm
+        except IntegrityError as exc:  # the scope's content was tampered with: no effect, alarm
             self._alarm(f"write of `{request.resource}` (decision `{index}`): {exc}")
             why = reason("integrity", str(exc))
             return refusal(log, now, decision, request, why, index=index)
