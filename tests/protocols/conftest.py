@@ -14,7 +14,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """One booted SOP per test module (tests use distinct sessions and subjects)."""
     e = make_env(tmp_path_factory.mktemp("protocols"))
     yield e
-    e.sop.close()
+    e.close()
 
 
 @pytest.fixture
@@ -22,4 +22,4 @@ def own_env(tmp_path: Path) -> Iterator[Env]:
     """A booted SOP of the test's own (for reboots and tampering with the disk)."""
     e = make_env(tmp_path)
     yield e
-    e.sop.close()
+    e.close()

@@ -1,17 +1,32 @@
-"""The protocol tests' environment: a booted SOP, the demo's sound policies, tokens, EMP's key."""
+"""The protocol tests' environment: a booted SOP, the demo's sound policies, tokens, EMP's key.
+
+SQLite by default; ``SOP_TEST_BACKEND=postgresql`` boots every environment on
+a scratch schema of the test server instead (``tests/pg_server.py``), and the
+attacker's helpers (:meth:`Env.overwrite`, :meth:`Env.remove`,
+:meth:`Env.rewrite_log_entry`) edit what that backend stores.
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pg_server import DSN, connect, drop_schema, new_schema_name
+from psycopg import sql
 
 from sop_verified.core.health import Health
+from sop_verified.nexus.backends import open_backend
+from sop_verified.nexus.config import DEFAULT_CONFIG, init_data_dir, load_config, load_mac_key
 from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.sop import SOP
+
+BACKEND = os.environ.get("SOP_TEST_BACKEND", "sqlite")
+"""``sqlite`` (the default) or ``postgresql``."""
 
 NOW = 1_800_000_000
 EMP_SEED = bytes(range(32))
@@ -38,6 +53,8 @@ class Env:
     emp: str
     csp: str
     emp_key: Ed25519PrivateKey
+    schema: str | None = None
+    """The PostgreSQL schema SOP keeps its state in; None: SQLite in ``data_dir``."""
 
     def reboot(self, *, ready: bool = True) -> SOP:
         """Close and boot again on the same data directory (READY unless ``ready`` is False)."""
@@ -58,21 +75,79 @@ class Env:
         assert self.sop.log is not None
         return self.sop.log.size
 
-    def db(self) -> sqlite3.Connection:
-        """A raw connection to SOP's database (what an attacker with the disk holds)."""
-        return sqlite3.connect(str(self.data_dir / "sop.db"), isolation_level=None)
+    def close(self) -> None:
+        """Close SOP and drop its PostgreSQL schema (if it has one)."""
+        self.sop.close()
+        if self.schema is not None:
+            drop_schema(self.schema)
+
+    # ---- the attacker: he writes what SOP stores, not its keys ------------------------------
+    def _scope_root(self, scope: str) -> Path:
+        found = load_config(self.data_dir).scope_table().get(scope)
+        assert found is not None
+        return self.data_dir / "scopes" / found.root
+
+    def stored(self, scope: str, stored: str) -> bytes:
+        """The bytes at ``stored`` in ``scope`` (a file, or a ``persist_content`` row)."""
+        if self.schema is None:
+            return (self._scope_root(scope) / stored).read_bytes()
+        with self._attacker() as conn:
+            row = conn.execute(
+                "SELECT data FROM persist_content WHERE scope = %s AND stored = %s",
+                (scope, stored),
+            ).fetchone()
+        assert row is not None, stored
+        return bytes(row[0])
+
+    def overwrite(self, scope: str, stored: str, data: bytes) -> None:
+        """Replace the bytes at ``stored`` in ``scope`` behind SOP's back."""
+        if self.schema is None:
+            path = self._scope_root(scope) / stored
+            os.chmod(path, 0o600)
+            path.write_bytes(data)
+            return
+        with self._attacker() as conn:
+            cur = conn.execute(
+                "UPDATE persist_content SET data = %s WHERE scope = %s AND stored = %s",
+                (data, scope, stored),
+            )
+            assert cur.rowcount == 1, stored
+
+    def remove(self, scope: str, stored: str) -> None:
+        """Delete the bytes at ``stored`` in ``scope`` behind SOP's back."""
+        if self.schema is None:
+            (self._scope_root(scope) / stored).unlink()
+            return
+        with self._attacker() as conn:
+            cur = conn.execute(
+                "DELETE FROM persist_content WHERE scope = %s AND stored = %s", (scope, stored)
+            )
+            assert cur.rowcount == 1, stored
+
+    def rewrite_log_entry(self, index: int, payload: bytes) -> None:
+        """Rewrite one log row's payload, the append-only guard taken off first."""
+        if self.schema is None:
+            db = sqlite3.connect(str(self.data_dir / "sop.db"), isolation_level=None)
+            db.execute("DROP TRIGGER log_entries_no_update")
+            db.execute("UPDATE log_entries SET payload = ? WHERE idx = ?", (payload, index))
+            db.close()
+            return
+        with self._attacker() as conn:
+            conn.execute("UPDATE log_entries SET payload = %s WHERE idx = %s", (payload, index))
+
+    def _attacker(self) -> Any:
+        assert self.schema is not None
+        conn = connect()
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        conn.execute("SET session_replication_role = replica")  # no trigger fires for him
+        return conn
 
 
 def make_env(root: Path, config_text: str | None = None, policies: str = SOUND_POLICIES) -> Env:
     """Init, boot, activate ``policies``, admit the three protocols, register EMP's key."""
     clock = Clock()
     data = root / "data"
-    if config_text is None:
-        SOP.init(data)
-    else:
-        from sop_verified.nexus.config import init_data_dir
-
-        init_data_dir(data, config_text=config_text)
+    schema = _init(data, config_text or DEFAULT_CONFIG)
     sop = SOP.boot(data, now=clock)
     assert sop.health is Health.READY, sop.boot_report
     policy_dir = root / "policies"
@@ -97,4 +172,17 @@ def make_env(root: Path, config_text: str | None = None, policies: str = SOUND_P
     )
     key = Ed25519PrivateKey.from_private_bytes(EMP_SEED)
     sop.register_emp_key(key.public_key())
-    return Env(sop, clock, data, drac, emp, csp, key)
+    return Env(sop, clock, data, drac, emp, csp, key, schema)
+
+
+def _init(data: Path, config: str) -> str | None:
+    """A fresh data directory on :data:`BACKEND`; its PostgreSQL schema (migrated), or None."""
+    if BACKEND == "sqlite":
+        init_data_dir(data, config_text=config)
+        return None
+    assert BACKEND == "postgresql", f"SOP_TEST_BACKEND=`{BACKEND}`: sqlite or postgresql"
+    schema = new_schema_name()
+    text = config.replace('storage = "sqlite"', 'storage = "postgresql"', 1)
+    init_data_dir(data, config_text=text + f'\n[postgresql]\ndsn = "{DSN}"\nschema = "{schema}"\n')
+    open_backend(data, load_config(data), state_key=load_mac_key(data)[0], migrate=True).close()
+    return schema

@@ -179,7 +179,7 @@ when = 'has context.state_class && context.state_class == "episodic"'
             for where in ("state", "snapshot")
         }
     finally:
-        e.sop.close()
+        e.close()
     assert outcomes == {
         ("working", "state"): Permission.ALLOW,
         ("working", "snapshot"): Permission.ALLOW,
@@ -211,7 +211,7 @@ channel = "bridge"
         assert e.sop.persistence.objects("csp-state", "a/nc") == []
         assert e.sop.csp.persist_state("a/nc", b"x", state_class="working", token=e.csp).allowed
     finally:
-        e.sop.close()
+        e.close()
 
 
 def test_csp_cannot_write_into_drac_s_scope(env: Env) -> None:

@@ -1,16 +1,14 @@
 """Every way to tamper with a snapshot is refused at resume (INV-7), with the check that caught it.
 
-The attacker here holds the disk (scope files and the SQLite database) but no
-key: blobs and manifests are edited or swapped in place, log rows are
-rewritten (after dropping the append-only trigger), an old snapshot is
-replayed. Each case resumes through ``sop.csp.resume`` and must be DENY,
-recorded, with no state handed back.
+The attacker here holds what SOP stores (scope files and the SQLite database,
+or the PostgreSQL schema with its rows of scope bytes) but no key: blobs and
+manifests are edited or swapped in place, log rows are rewritten (the
+append-only guard taken off first), an old snapshot is replayed. Each case
+resumes through ``sop.csp.resume`` and must be DENY, recorded, with no state
+handed back.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import orjson
 import pytest
@@ -25,8 +23,8 @@ from sop_verified.protocols.csp.manifest import Manifest
 from sop_verified.tools.attest import sign_envelope
 from sop_verified.tools.canonical import canonical_json
 
-BLOBS = "scopes/csp/snapshots/blobs/sha256"
-MANIFESTS = "scopes/csp/snapshots/manifests"
+BLOBS = "csp-snapshot-blobs"
+MANIFESTS = "csp-snapshot-manifests"
 
 
 def _snapshot(env: Env, session: str, state: dict[str, bytes]) -> tuple[str, dict[str, str]]:
@@ -40,14 +38,10 @@ def _snapshot(env: Env, session: str, state: dict[str, bytes]) -> tuple[str, dic
     return str(sealed.record.snapshot), digests
 
 
-def _blob_file(env: Env, digest: str) -> Path:
+def _blob(digest: str) -> str:
+    """Where a blob is stored in its scope."""
     hexd = digest.removeprefix("sha256:")
-    return env.data_dir / BLOBS / hexd[:2] / hexd
-
-
-def _overwrite(path: Path, data: bytes) -> None:
-    os.chmod(path, 0o600)
-    path.write_bytes(data)
+    return f"sha256/{hexd[:2]}/{hexd}"
 
 
 def _refused(result: ResumeResult, code: str) -> None:
@@ -71,10 +65,7 @@ def _refused_at_boot(env: Env) -> None:
 def _rewrite_log_entry(env: Env, index: int, payload: bytes, *, ready: bool = True) -> None:
     """Rewrite one log row as an attacker with the database file would, then boot again."""
     env.sop.close()
-    db = env.db()
-    db.execute("DROP TRIGGER log_entries_no_update")
-    db.execute("UPDATE log_entries SET payload = ? WHERE idx = ?", (payload, index))
-    db.close()
+    env.rewrite_log_entry(index, payload)
     env.reboot(ready=ready)
 
 
@@ -85,34 +76,34 @@ def test_an_untampered_snapshot_resumes(own_env: Env) -> None:
 
 def test_an_edited_blob_is_refused(own_env: Env) -> None:
     snap, digests = _snapshot(own_env, "eb", {"wm": b"true memory"})
-    _overwrite(_blob_file(own_env, digests["wm"]), b"false memory")
+    own_env.overwrite(BLOBS, _blob(digests["wm"]), b"false memory")
     _refused(own_env.sop.csp.resume("eb", snap, token=own_env.csp), "blob_digest")
 
 
 def test_a_swapped_blob_is_refused(own_env: Env) -> None:
     snap, digests = _snapshot(own_env, "sb", {"a": b"alpha", "b": b"beta"})
-    _overwrite(_blob_file(own_env, digests["a"]), b"beta")  # a's file now holds b's bytes
+    own_env.overwrite(BLOBS, _blob(digests["a"]), b"beta")  # a's blob now holds b's bytes
     _refused(own_env.sop.csp.resume("sb", snap, token=own_env.csp), "blob_digest")
 
 
 def test_a_deleted_blob_is_refused(own_env: Env) -> None:
     snap, digests = _snapshot(own_env, "db", {"wm": b"gone"})
-    _blob_file(own_env, digests["wm"]).unlink()
+    own_env.remove(BLOBS, _blob(digests["wm"]))
     _refused(own_env.sop.csp.resume("db", snap, token=own_env.csp), "missing_blob")
 
 
 def test_an_edited_manifest_is_refused(own_env: Env) -> None:
     snap, _ = _snapshot(own_env, "em", {"wm": b"manifest"})
-    path = own_env.data_dir / MANIFESTS / "em" / f"{snap}.json"
+    stored = f"em/{snap}.json"
     planted = own_env.sop.csp.put_blob(b"planted", state_class="working", token=own_env.csp)
-    original = Manifest.parse(path.read_bytes())
+    original = Manifest.parse(own_env.stored(MANIFESTS, stored))
     edited = Manifest.build(
         session="em",
         parent=None,
         created=original.created,
         entries={"wm": str(planted.write.digest)},
     )
-    _overwrite(path, edited.to_bytes())  # a well-formed manifest naming a stored blob
+    own_env.overwrite(MANIFESTS, stored, edited.to_bytes())  # well-formed, names a stored blob
     _refused(own_env.sop.csp.resume("em", snap, token=own_env.csp), "manifest_digest")
 
 
@@ -137,8 +128,7 @@ def _seal_entry(env: Env, snap: str) -> tuple[int, dict[str, object]]:
 def test_a_forged_seal_is_refused(own_env: Env) -> None:
     snap, _ = _snapshot(own_env, "fs", {"wm": b"forged"})
     index, entry = _seal_entry(own_env, snap)
-    path = own_env.data_dir / MANIFESTS / "fs" / f"{snap}.json"
-    manifest = Manifest.parse(path.read_bytes())
+    manifest = Manifest.parse(own_env.stored(MANIFESTS, f"fs/{snap}.json"))
     forger = Ed25519PrivateKey.from_private_bytes(b"\x42" * 32)
     statement = seal_statement(manifest, str(entry["resource"]))
     entry["envelope"] = sign_envelope(statement, forger, "forger")

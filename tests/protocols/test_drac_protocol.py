@@ -179,7 +179,7 @@ def test_the_phase_order_comes_from_the_configuration(tmp_path: Path) -> None:
         assert drac.complete("c", "PLAN", token=e.drac).allowed
         assert drac.enter("c", "BUILD", token=e.drac).allowed
     finally:
-        e.sop.close()
+        e.close()
 
 
 def test_a_malformed_phase_order_does_not_boot(tmp_path: Path) -> None:

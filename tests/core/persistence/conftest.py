@@ -4,6 +4,15 @@ The policy set deliberately lets the kernel ALLOW a few things the
 persistence controller must still refuse (DRAC persisting into CSP's state
 scope, anything persisting under ``misc/**``, which is approved but has no
 scope): those are the defence-in-depth probes of INV-4.
+
+The backend is SQLite, or PostgreSQL with ``SOP_TEST_BACKEND=postgresql`` (a
+scratch schema on the test server, ``tests/pg_server.py``): the controller's
+rules are the same on both, and so are these tests, through :class:`Env`'s
+view of what is stored (:meth:`Env.stored`, :meth:`Env.plant`,
+:meth:`Env.attacker`). A test about files themselves (symlinks, hard links,
+directories moved mid-write) is marked ``sqlite_only`` and boots SQLite on
+either run: PostgreSQL stores no file (its names get the same checks, in
+tests/storage/conformance/test_conformance_content.py).
 """
 
 from __future__ import annotations
@@ -19,13 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from attacker import attacker_db
+from pg_server import DSN, drop_schema, new_schema_name
+from pg_server import connect as pg_connect
+from psycopg import sql as pg_sql
 
 from sop_verified.core.health import Health
 from sop_verified.core.obligations import ProofGate, VerdictResult
 from sop_verified.core.persistence.writes import INLINE_MAX_BYTES
 from sop_verified.core.proofgate import GateConfig, InMemoryVerdictStore, Z3ProofGate
 from sop_verified.core.request import Decision, Obligation, Permission, Stage
-from sop_verified.nexus.config import DEFAULT_CONFIG, init_data_dir
+from sop_verified.nexus.backends import open_backend
+from sop_verified.nexus.config import DEFAULT_CONFIG, init_data_dir, load_config, load_mac_key
 from sop_verified.nexus.sop import SOP
 
 NOW = 1_800_000_000
@@ -96,6 +110,8 @@ class Env:
     clock: list[int] = field(default_factory=lambda: [NOW])
     _n: list[int] = field(default_factory=lambda: [0])
     gate: ProofGate | None = None
+    schema: str | None = None
+    """The PostgreSQL schema SOP keeps its state in; None: SQLite in ``data``."""
 
     def reboot(self) -> Health:
         """Close SOP and boot it again on the same data directory; the new health."""
@@ -105,9 +121,7 @@ class Env:
         return self.sop.health
 
     def scope_root(self, name: str) -> Path:
-        controller = self.sop.persistence
-        assert controller is not None
-        scope = controller.scopes.get(name)
+        scope = load_config(self.data).scope_table().get(name)  # whatever SOP's state
         assert scope is not None
         return self.data / "scopes" / scope.root
 
@@ -137,8 +151,7 @@ class Env:
 
     def db_blobs(self, scope: str) -> dict[str, bytes]:
         """The blobs the database keeps for ``scope`` (small content-addressed writes)."""
-        assert self.sop.store is not None
-        with sqlite3.connect(self.sop.store.path) as db:
+        with self.reader() as db:
             rows = db.execute(
                 "SELECT e.stored, i.data FROM persist_inline i JOIN persist_effects e"
                 " ON e.effect_index = i.effect_index WHERE e.scope = ?",
@@ -149,16 +162,90 @@ class Env:
         return kept
 
     def tamper_db_blob(self, scope: str, stored: str, data: bytes) -> None:
-        """Overwrite a database-kept blob behind SOP's back (the seal's trigger dropped first)."""
-        assert self.sop.store is not None
-        with sqlite3.connect(self.sop.store.path) as db:
-            db.execute("DROP TRIGGER IF EXISTS persist_inline_seal_update")
+        """Overwrite a database-kept blob behind SOP's back (the seal's trigger off first)."""
+        with self.attacker() as db:
             cur = db.execute(
                 "UPDATE persist_inline SET data = ? WHERE effect_index IN (SELECT effect_index"
                 " FROM persist_effects WHERE scope = ? AND stored = ?)",
                 (data, scope, stored),
             )
             assert cur.rowcount == 1
+
+    # ---- what is stored, wherever the backend keeps it --------------------------------------
+    def stored(self, scope: str) -> dict[str, bytes]:
+        """The bytes a scope's content holds by stored path (not the small blobs kept with
+        their decisions, :meth:`db_blobs`): the scope root's regular files with SQLite,
+        its ``persist_content`` rows with PostgreSQL."""
+        if self.schema is None:
+            root = self.scope_root(scope)
+            return {name: (root / name).read_bytes() for name in regular_files(root)}
+        with self.reader() as db:
+            rows = db.execute(
+                "SELECT stored, data FROM persist_content WHERE scope = ?", (scope,)
+            ).fetchall()
+        return {str(r[0]): bytes(r[1]) for r in rows}
+
+    def stored_anywhere(self) -> set[str]:
+        """Every stored path of every scope, as ``scope:stored``."""
+        names = [s.name for s in load_config(self.data).scope_table()]
+        return {f"{name}:{stored}" for name in names for stored in self.stored(name)}
+
+    def plant(self, scope: str, stored: str, data: bytes) -> None:
+        """Write ``data`` at ``stored`` behind SOP's back (a file, or a row)."""
+        if self.schema is None:
+            path = self.scope_root(scope) / stored
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                path.chmod(0o600)
+            path.write_bytes(data)
+            return
+        with self.attacker() as db:
+            db.execute(
+                "INSERT INTO persist_content (scope, stored, data) VALUES (?, ?, ?)"
+                " ON CONFLICT (scope, stored) DO UPDATE SET data = excluded.data",
+                (scope, stored, data),
+            )
+
+    def reader(self) -> Database:
+        """A plain session on SOP's database (no SOP function, no seal journal)."""
+        return Database(self, attacker=False)
+
+    def attacker(self) -> Database:
+        """The attacker's session: it writes SOP's database with every trigger off."""
+        return Database(self, attacker=True)
+
+
+class Database:
+    """SOP's database as an outsider opens it, SQLite or PostgreSQL, with ``?`` parameters."""
+
+    def __init__(self, env: Env, *, attacker: bool) -> None:
+        self._pg = env.schema is not None
+        if env.schema is None:
+            path = env.data / "sop.db"
+            self._conn: Any = attacker_db(path) if attacker else sqlite3.connect(str(path))
+            return
+        conn = pg_connect()
+        conn.execute(pg_sql.SQL("SET search_path TO {}").format(pg_sql.Identifier(env.schema)))
+        if attacker:
+            conn.execute("SET session_replication_role = replica")  # no trigger fires for him
+        self._conn = conn
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement (autocommit), ``?`` placeholders on both backends."""
+        if self._pg:
+            statement = statement.replace("?", "%s")
+        return self._conn.execute(statement, params)
+
+    def close(self) -> None:
+        if not self._pg:
+            self._conn.commit()
+        self._conn.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def batch_writes(
@@ -222,9 +309,31 @@ def shared_gate() -> Iterator[SharedGate]:
         yield SharedGate(gate)
 
 
-def boot_env(tmp_path: Path, gate: ProofGate, config: str = TEST_CONFIG) -> Env:
+BACKEND = os.environ.get("SOP_TEST_BACKEND", "sqlite")
+"""The backend these tests boot SOP on: ``sqlite`` (the default) or ``postgresql`` (a scratch
+schema on the test server, tests/pg_server.py), to hold both to the same controller rules."""
+
+
+def _init(data: Path, config: str, backend: str) -> str | None:
+    """A fresh data directory on ``backend``; its PostgreSQL schema (created and migrated,
+    and named in ``data``'s parent, where the ``env`` fixture finds it to drop it), or None."""
+    if backend == "sqlite":
+        init_data_dir(data, config_text=config)
+        return None
+    assert backend == "postgresql", f"SOP_TEST_BACKEND=`{backend}`: sqlite or postgresql"
+    schema = new_schema_name()
+    (data.parent / "postgres-schema").write_text(schema)
+    text = config.replace('storage = "sqlite"', 'storage = "postgresql"', 1)
+    init_data_dir(data, config_text=text + f'\n[postgresql]\ndsn = "{DSN}"\nschema = "{schema}"\n')
+    open_backend(data, load_config(data), state_key=load_mac_key(data)[0], migrate=True).close()
+    return schema
+
+
+def boot_env(
+    tmp_path: Path, gate: ProofGate, config: str = TEST_CONFIG, backend: str = BACKEND
+) -> Env:
     data = tmp_path / "data"
-    init_data_dir(data, config_text=config)
+    schema = _init(data, config, backend)
     clock = [NOW]
     sop = SOP.boot(data, now=lambda: clock[0], proof_gate=gate)
     assert sop.health is Health.READY, sop.boot_report
@@ -247,14 +356,20 @@ def boot_env(tmp_path: Path, gate: ProofGate, config: str = TEST_CONFIG) -> Env:
     outside.mkdir()
     (outside / "target.txt").write_bytes(b"outside: must never change\n")
     (outside / "dir").mkdir()
-    return Env(sop, tmp_path, data, outside, tokens, clock, gate=gate)
+    return Env(sop, tmp_path, data, outside, tokens, clock, gate=gate, schema=schema)
 
 
 @pytest.fixture
-def env(tmp_path: Path, shared_gate: SharedGate) -> Iterator[Env]:
-    e = boot_env(tmp_path, shared_gate)
-    yield e
-    e.sop.close()
+def env(request: pytest.FixtureRequest, tmp_path: Path, shared_gate: SharedGate) -> Iterator[Env]:
+    files = request.node.get_closest_marker("sqlite_only") is not None
+    try:
+        e = boot_env(tmp_path, shared_gate, backend="sqlite" if files else BACKEND)
+        yield e
+        e.sop.close()
+    finally:
+        named = tmp_path / "postgres-schema"
+        if named.exists():
+            drop_schema(named.read_text())
 
 
 def tree(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, tuple[Any, ...]]:

@@ -8,7 +8,9 @@ check, straight into the file layer's resolution (write and read), and end
 to end through ``SOP.persist``: every one is refused with a reason, and the
 tree outside the scope roots is byte-for-byte unchanged. Planted symlinks
 (a directory symlink at the top, one in the middle, one as the last name),
-hard links and a FIFO are refused the same way.
+hard links and a FIFO are refused the same way (``sqlite_only``: on
+PostgreSQL a scope stores rows, with no file to plant; the names still get
+the file layer's checks, tests/storage/conformance/test_conformance_content.py).
 """
 
 from __future__ import annotations
@@ -184,14 +186,14 @@ def test_split_relative_refuses_each_kind_with_its_code() -> None:
 
 def test_end_to_end_traversal_corpus_is_denied_and_nothing_escapes(env: Env) -> None:
     before = outside_state(env)
-    scope_files_before = regular_files(env.data / "scopes")
+    stored_before = env.stored_anywhere()
     for payload in CORPUS:
         d = env.persist("drac", "artifact.persist", f"artifacts/drac/{payload}", b"escape")
         assert d.effect is Permission.DENY, payload
         assert d.reasons and d.reasons[0].message, payload
         assert d.reasons[0].stage is Stage.SCHEMA, payload
     assert outside_state(env) == before
-    assert regular_files(env.data / "scopes") == scope_files_before
+    assert env.stored_anywhere() == stored_before
 
 
 def test_reserved_temporary_names_are_refused_by_the_controller(env: Env) -> None:
@@ -214,6 +216,7 @@ def _assert_refused(env: Env, d: object, code: str) -> None:
     assert env.log()[d.log_index]["outcome"] == "refused"
 
 
+@pytest.mark.sqlite_only
 def test_directory_symlink_at_the_top_of_a_scope_is_not_followed(env: Env) -> None:
     root = env.scope_root("emp-verdicts")
     os.symlink(env.outside / "dir", root / "evil")
@@ -224,6 +227,7 @@ def test_directory_symlink_at_the_top_of_a_scope_is_not_followed(env: Env) -> No
     assert list((env.outside / "dir").iterdir()) == []
 
 
+@pytest.mark.sqlite_only
 def test_directory_symlink_in_the_middle_of_a_path_is_not_followed(env: Env) -> None:
     root = env.scope_root("emp-verdicts")
     (root / "a").mkdir()
@@ -234,6 +238,7 @@ def test_directory_symlink_in_the_middle_of_a_path_is_not_followed(env: Env) -> 
     assert outside_state(env) == before
 
 
+@pytest.mark.sqlite_only
 def test_symlink_pointing_inside_the_scope_is_refused_too(env: Env) -> None:
     root = env.scope_root("emp-verdicts")
     (root / "real").mkdir()
@@ -243,6 +248,7 @@ def test_symlink_pointing_inside_the_scope_is_refused_too(env: Env) -> None:
     assert list((root / "real").iterdir()) == []
 
 
+@pytest.mark.sqlite_only
 def test_symlink_as_the_final_name_is_not_written_through(env: Env) -> None:
     root = env.scope_root("emp-verdicts")
     os.symlink(env.outside / "target.txt", root / "final.json")
@@ -262,6 +268,7 @@ def _plant_at_blob_name(env: Env, data: bytes, plant: Callable[[Path, Path], Non
     return hexd
 
 
+@pytest.mark.sqlite_only
 def test_symlink_at_a_small_blob_name_is_never_followed(env: Env) -> None:
     data = b"artifact bytes"  # kept in the database: the planted link is never opened
     hexd = _plant_at_blob_name(env, data, os.symlink)
@@ -273,6 +280,7 @@ def test_symlink_at_a_small_blob_name_is_never_followed(env: Env) -> None:
     assert outside_state(env) == before
 
 
+@pytest.mark.sqlite_only
 def test_symlink_at_a_blob_name_is_not_written_through(env: Env) -> None:
     data = large(b"artifact bytes")
     _plant_at_blob_name(env, data, os.symlink)
@@ -282,6 +290,7 @@ def test_symlink_at_a_blob_name_is_not_written_through(env: Env) -> None:
     assert outside_state(env) == before
 
 
+@pytest.mark.sqlite_only
 def test_hard_link_planted_at_a_blob_name_is_refused(env: Env) -> None:
     data = large(b"outside: must never change\n")  # the same bytes: the digest would match
     (env.outside / "target.txt").write_bytes(data)
@@ -292,6 +301,7 @@ def test_hard_link_planted_at_a_blob_name_is_refused(env: Env) -> None:
     assert outside_state(env) == before
 
 
+@pytest.mark.sqlite_only
 def test_hard_link_planted_at_a_write_once_name_is_refused(env: Env) -> None:
     root = env.scope_root("emp-verdicts")
     os.link(env.outside / "target.txt", root / "v.json")
@@ -301,6 +311,7 @@ def test_hard_link_planted_at_a_write_once_name_is_refused(env: Env) -> None:
     assert outside_state(env) == before
 
 
+@pytest.mark.sqlite_only
 def test_read_refuses_a_blob_later_hard_linked_from_outside(env: Env) -> None:
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", large(b"payload"))
     assert d.effect is Permission.ALLOW
@@ -311,6 +322,7 @@ def test_read_refuses_a_blob_later_hard_linked_from_outside(env: Env) -> None:
     assert r.decision.reasons[0].code == "hard_link"
 
 
+@pytest.mark.sqlite_only
 def test_read_refuses_a_version_replaced_by_a_symlink(env: Env) -> None:
     d = env.persist("csp", "state.persist", "state/csp/k1", b"state")
     assert d.effect is Permission.ALLOW
@@ -321,6 +333,7 @@ def test_read_refuses_a_version_replaced_by_a_symlink(env: Env) -> None:
     assert r.data is None and r.decision.reasons[0].code == "symlink"
 
 
+@pytest.mark.sqlite_only
 def test_read_refuses_a_fifo_without_blocking(env: Env) -> None:
     d = env.persist("emp", "verdict.record", "verdicts/emp/v.json", b"{}")
     assert d.effect is Permission.ALLOW
@@ -331,6 +344,7 @@ def test_read_refuses_a_fifo_without_blocking(env: Env) -> None:
     assert r.data is None and r.decision.reasons[0].code == "not_a_regular_file"
 
 
+@pytest.mark.sqlite_only
 def test_a_file_where_a_directory_is_needed_is_refused(env: Env) -> None:
     assert env.persist("emp", "verdict.record", "verdicts/emp/a", b"{}").effect is Permission.ALLOW
     d = env.persist("emp", "verdict.record", "verdicts/emp/a/b", b"{}")

@@ -13,8 +13,9 @@ import hashlib
 import sqlite3
 from typing import Any
 
+import psycopg
 import pytest
-from conftest import Env, large, outside_state, regular_files
+from conftest import Env, large, outside_state
 
 from sop_verified.core.health import Health
 from sop_verified.core.persistence import index_entries
@@ -72,7 +73,7 @@ def test_write_happens_after_its_allow_is_logged(env: Env) -> None:
     data = large(b"bytes")
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", data)
     effect = _assert_written_after_allow(env, d, data)
-    assert (env.scope_root("drac-artifacts") / effect["stored"]).read_bytes() == data
+    assert env.stored("drac-artifacts") == {effect["stored"]: data}
     assert env.db_blobs("drac-artifacts") == {}
     assert d.receipt is not None and d.receipt.tree_size < effect["receipt"]["tree_size"]
 
@@ -84,7 +85,7 @@ def test_small_content_addressed_write_commits_with_its_allow(env: Env) -> None:
     # one transaction: the decision's and the effect's receipts carry the same checkpoint
     assert d.receipt is not None and d.receipt.checkpoint == effect["receipt"]["checkpoint"]
     assert env.db_blobs("drac-artifacts") == {effect["stored"]: b"bytes"}
-    assert regular_files(env.scope_root("drac-artifacts")) == set()
+    assert env.stored("drac-artifacts") == {}
     assert env.read("drac", "artifacts/drac/s1/out.bin").data == b"bytes"
 
 
@@ -123,9 +124,12 @@ def test_failed_linked_commit_records_neither_decision_nor_effect(
     before = env.sop.store.log.log_size()
 
     def fail(*_a: Any, **_k: Any) -> Any:
-        raise sqlite3.OperationalError("disk I/O error")
+        if env.schema is None:
+            raise sqlite3.OperationalError("disk I/O error")
+        raise psycopg.OperationalError("disk I/O error")
 
-    monkeypatch.setattr("sop_verified.storage.sqlite_persist.apply_ops", fail)
+    backend = "sqlite" if env.schema is None else "postgres"
+    monkeypatch.setattr(f"sop_verified.storage.{backend}_persist.apply_ops", fail)
     d = env.persist("drac", "artifact.persist", "artifacts/drac/s1/out.bin", b"bytes")
     monkeypatch.undo()
     assert d.effect is Permission.DENY and d.reasons[-1].code == "log_append_failed"
@@ -138,7 +142,7 @@ def test_deny_is_returned_unchanged_and_writes_nothing(env: Env) -> None:
     raw = env.request("drac", "artifact.persist", "artifacts/drac/s1/x", capability="forged")
     d = env.sop.persist(raw, b"x")
     assert d.effect is Permission.DENY and d.reasons[0].stage is Stage.CAPABILITY
-    assert regular_files(env.data / "scopes") == set()
+    assert env.stored_anywhere() == set()
     assert not [e for e in env.log() if e.get("type") == "persist.effect"]
 
 
@@ -148,7 +152,7 @@ def test_unrecorded_allow_authorises_nothing(env: Env) -> None:
     assert env.sop.persistence is not None
     d = env.sop.persistence.execute(forged, request, b"a")
     assert d.reasons[0].code == "unrecorded"
-    assert regular_files(env.data / "scopes") == set()
+    assert env.stored_anywhere() == set()
 
 
 def test_dry_run_decision_authorises_nothing(env: Env) -> None:
@@ -160,7 +164,7 @@ def test_dry_run_decision_authorises_nothing(env: Env) -> None:
     assert dry.effect is Permission.ALLOW
     d = env.sop.persistence.execute(dry, request, b"a")
     assert d.effect is Permission.DENY and d.reasons[0].code == "unrecorded"
-    assert regular_files(env.data / "scopes") == set()
+    assert env.stored_anywhere() == set()
 
 
 def test_forged_allow_pointing_at_another_log_entry_is_refused(env: Env) -> None:
@@ -171,7 +175,7 @@ def test_forged_allow_pointing_at_another_log_entry_is_refused(env: Env) -> None
         forged = dataclasses.replace(decision, log_index=index)
         d = env.sop.persistence.execute(forged, request, b"a")
         _refused(env, d, "not_pending")
-    assert regular_files(env.data / "scopes") == set()
+    assert env.stored_anywhere() == set()
 
 
 def test_allow_for_another_request_is_refused(env: Env) -> None:
@@ -181,7 +185,7 @@ def test_allow_for_another_request_is_refused(env: Env) -> None:
     _refused(env, env.sop.persistence.execute(decision, other, b"a"), "decision_mismatch")
     renamed = request.model_copy(update={"request_id": "someone-else"})
     _refused(env, env.sop.persistence.execute(decision, renamed, b"a"), "decision_mismatch")
-    assert regular_files(env.data / "scopes") == set()
+    assert env.stored_anywhere() == set()
 
 
 def test_one_allow_authorises_one_effect(env: Env) -> None:
@@ -199,7 +203,7 @@ def test_allow_being_carried_out_cannot_be_used_twice_at_once(env: Env) -> None:
     assert controller is not None and decision.log_index is not None
     controller._claims.claim(decision.log_index)  # another thread is carrying it out
     _refused(env, controller.execute(decision, request, b"v1"), "decision_in_use")
-    assert regular_files(env.scope_root("csp-state")) == set()
+    assert env.stored("csp-state") == {}
     controller._claims.release(decision.log_index)
 
 
@@ -208,7 +212,7 @@ def test_effect_needs_ready(env: Env) -> None:
     env.sop.registry.raise_alarm("persistence", "test alarm")
     assert env.sop.persistence is not None
     _refused(env, env.sop.persistence.execute(decision, request, b"a"), "not_ready")
-    assert regular_files(env.data / "scopes") == set()
+    assert env.stored_anywhere() == set()
 
 
 def _fail_effect_appends(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,21 +262,21 @@ def test_another_protocols_scope_is_refused_even_when_the_kernel_allows(env: Env
     entry = _refused(env, d, "foreign_scope")
     assert env.log()[d.decision_index]["effect"] == "ALLOW"  # the kernel did allow
     assert entry["decision_index"] == d.decision_index  # the refusal closes it
-    assert regular_files(env.scope_root("csp-state")) == set()
+    assert env.stored("csp-state") == {}
     assert outside_state(env) == before
 
 
 def test_unknown_scope_is_refused(env: Env) -> None:
     d = env.persist("drac", "artifact.persist", "misc/x", b"x")
     _refused(env, d, "unknown_scope")
-    assert regular_files(env.data / "scopes") == set()
+    assert env.stored_anywhere() == set()
 
 
 def test_oversized_blob_is_refused_and_nothing_is_written(env: Env) -> None:
     d = env.persist("drac", "artifact.persist", "artifacts/drac/big", b"x" * 262145)
     _refused(env, d, "too_large")
     assert "262144" in d.reasons[0].message
-    assert regular_files(env.data / "scopes") == set()
+    assert env.stored_anywhere() == set()
     assert env.db_blobs("drac-artifacts") == {}
     limit = env.persist("drac", "artifact.persist", "artifacts/drac/big", b"x" * 262144)
     assert limit.effect is Permission.ALLOW
@@ -283,7 +287,7 @@ def test_digest_mismatch_is_refused(env: Env) -> None:
         "drac", "artifact.persist", "artifacts/drac/a", b"real", content_digest=_sha(b"x")
     )
     _refused(env, d, "digest_mismatch")
-    assert regular_files(env.data / "scopes") == set()
+    assert env.stored_anywhere() == set()
 
 
 def test_size_mismatch_is_refused(env: Env) -> None:
@@ -312,15 +316,14 @@ def test_content_addressed_blobs_are_stored_once(env: Env) -> None:
         assert a.write.stored == b.write.stored
         assert env.read("csp", "artifacts/drac/s1/a").data == same
         assert env.read("drac", "artifacts/drac/s2/b").data == same
-    assert len(regular_files(env.scope_root("drac-artifacts"))) == 1  # the large one
+    assert len(env.stored("drac-artifacts")) == 1  # the large one
     assert len(env.db_blobs("drac-artifacts")) == 1  # the small one
 
 
 def test_tampered_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) -> None:
     data = large(b"original")
     d = env.persist("drac", "artifact.persist", "artifacts/drac/a", data)
-    blob = env.scope_root("drac-artifacts") / d.write.stored
-    blob.write_bytes(b"tampered")
+    env.plant("drac-artifacts", d.write.stored, b"tampered")
     r = env.read("drac", "artifacts/drac/a")
     assert r.data is None and r.decision.reasons[0].code == "integrity"
     assert "expected `" + _sha(data) + "`" in r.decision.reasons[0].message
@@ -352,8 +355,7 @@ def test_tampered_database_blob_is_refused_on_read_and_fails_the_next_boot(
 
 def test_grown_file_is_refused_on_read(env: Env) -> None:
     env.persist("emp", "verdict.record", "verdicts/emp/v", b"{}")
-    with open(env.scope_root("emp-verdicts") / "v", "ab") as fh:
-        fh.write(b"appended")
+    env.plant("emp-verdicts", "v", b"{}appended")
     r = env.read("emp", "verdicts/emp/v")
     assert r.data is None and r.decision.reasons[0].code == "integrity"
 
@@ -365,7 +367,7 @@ def test_write_once_keeps_the_first_bytes(env: Env) -> None:
     assert same.effect is Permission.ALLOW and same.write.outcome == "unchanged"
     other = env.persist("emp", "verdict.record", "verdicts/emp/subject/claim", b"REFUTED")
     _refused(env, other, "write_once_violation")
-    assert (env.scope_root("emp-verdicts") / "subject" / "claim").read_bytes() == b"PROVED"
+    assert env.stored("emp-verdicts") == {"subject/claim": b"PROVED"}
     assert env.read("drac", "verdicts/emp/subject/claim").data == b"PROVED"
 
 
@@ -376,7 +378,7 @@ def test_versioned_scope_keeps_versions_and_the_latest(env: Env) -> None:
     assert env.read("csp", "state/csp/k").data == b"v3"
     assert env.read("csp", "state/csp/k@v1").data == b"v1"
     assert env.read("csp", "state/csp/k@v9").decision.reasons[0].code == "not_found"
-    assert len(regular_files(env.scope_root("csp-state"))) == 3
+    assert len(env.stored("csp-state")) == 3
     d = env.persist("csp", "state.persist", "state/csp/k@v2", b"x")
     _refused(env, d, "reserved_name")
 

@@ -1,7 +1,9 @@
 """The log, not the database, says what is stored: attacks on the index, the journal, the scope.
 
-The attacker here can write ``sop.db`` and the data directory (dropping the
-storage triggers first, as they would) but cannot read the key files. Each
+The attacker here can write SOP's database (``sop.db``, or the PostgreSQL
+schema) and where the scopes' bytes are (the data directory, or the schema's
+rows), turning the storage triggers off first, as they would, but cannot read
+the key files (``Env.attacker``, ``Env.plant``). Each
 test makes one attack of issue 13's "Why" list and checks SOP's answer:
 
 - a persisted object's index row and its bytes replaced by consistent
@@ -21,12 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from attacker import attacker_db
 from conftest import Env, large, regular_files
 
 from sop_verified.core.health import Health
@@ -35,17 +35,13 @@ from sop_verified.core.request import Decision, Permission
 from sop_verified.nexus.persistence import bind_content
 from sop_verified.nexus.sop import SOP
 from sop_verified.storage import blobs
+from sop_verified.storage.postgres import PostgresBackend
 from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.tools.canonical import canonical_json
 
 
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _attacker_db(env: Env) -> sqlite3.Connection:
-    """The database as the attacker opens it: every trigger dropped (the seal's too)."""
-    return attacker_db(env.data / "sop.db")
 
 
 @pytest.fixture
@@ -56,7 +52,8 @@ def unsealed(monkeypatch: pytest.MonkeyPatch) -> None:
     repair runs; these tests show boot repair refuses it by itself too (defence in depth,
     and the only layer for an attacker who also defeats the seal).
     """
-    monkeypatch.setattr(SQLiteBackend, "verify_state", lambda self, *args, **kwargs: None)
+    for backend in (SQLiteBackend, PostgresBackend):
+        monkeypatch.setattr(backend, "verify_state", lambda self, *args, **kwargs: None)
 
 
 def _refused_by_the_log(env: Env, r: Any, index: int, *fragments: str) -> str:
@@ -86,10 +83,8 @@ def test_replaced_index_row_and_file_are_refused_on_read(env: Env, where: str) -
     forged = large(b"attacker artifact ")
     hexd = hashlib.sha256(forged).hexdigest()
     stored = d.write.stored if where == "same_path" else f"sha256/{hexd[:2]}/{hexd}"
-    path = env.scope_root("drac-artifacts") / stored
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(forged)  # consistent with the row below
-    db = _attacker_db(env)
+    env.plant("drac-artifacts", stored, forged)  # consistent with the row below
+    db = env.attacker()
     db.execute(
         "UPDATE persist_effects SET stored = ?, digest = ?, size = ? WHERE effect_index = ?",
         (stored, _sha(forged), len(forged), effect),
@@ -110,7 +105,7 @@ def test_replaced_index_row_and_database_blob_are_refused_on_read(env: Env) -> N
     assert d.effect is Permission.ALLOW, d.reasons
     assert env.db_blobs("drac-artifacts")  # a small blob: kept in the database
     forged = b"attacker note, longer"
-    db = _attacker_db(env)
+    db = env.attacker()
     db.execute(
         "UPDATE persist_effects SET digest = ?, size = ? WHERE effect_index = ?",
         (_sha(forged), len(forged), d.write.index),
@@ -129,7 +124,7 @@ def test_index_row_pointing_at_another_log_entry_is_refused(env: Env) -> None:
     genuine = env.persist("drac", "artifact.persist", "artifacts/drac/a", large(b"a"))
     other = env.persist("drac", "artifact.persist", "artifacts/drac/b", large(b"b"))
     assert genuine.allowed and other.allowed
-    db = _attacker_db(env)  # `a` now names b's (genuine, logged) effect entry and bytes
+    db = env.attacker()  # `a` now names b's (genuine, logged) effect entry and bytes
     db.execute("DELETE FROM persist_effects WHERE effect_index = ?", (other.write.index,))
     db.execute(
         "UPDATE persist_effects SET effect_index = ?, decision_index = ?, stored = ?, digest = ?,"
@@ -153,7 +148,7 @@ def test_index_row_pointing_at_another_log_entry_is_refused(env: Env) -> None:
 def test_index_row_pointing_at_a_decision_entry_is_refused(env: Env) -> None:
     d = env.persist("drac", "artifact.persist", "artifacts/drac/a", large(b"a"))
     assert d.allowed
-    db = _attacker_db(env)
+    db = env.attacker()
     db.execute(
         "UPDATE persist_effects SET effect_index = ? WHERE effect_index = ?",
         (d.log_index, d.write.index),
@@ -170,9 +165,8 @@ def test_rewritten_log_entry_is_refused_by_the_inclusion_proof(env: Env) -> None
     d = env.persist("drac", "artifact.persist", "artifacts/drac/report", data)
     assert d.effect is Permission.ALLOW, d.reasons
     forged = large(b"attacker ")
-    path = env.scope_root("drac-artifacts") / d.write.stored
-    path.write_bytes(forged)
-    db = _attacker_db(env)  # row, bytes and the log's own entry row all say `forged`
+    env.plant("drac-artifacts", d.write.stored, forged)
+    db = env.attacker()  # row, bytes and the log's own entry row all say `forged`
     db.execute(
         "UPDATE persist_effects SET digest = ?, size = ? WHERE effect_index = ?",
         (_sha(forged), len(forged), d.write.index),
@@ -214,14 +208,14 @@ def test_untampered_reads_pass_the_log_check(env: Env) -> None:
 
 # ---- 2. boot repair redoes an effect only for a logged ALLOW of the same request ------
 def _logged(env: Env) -> list[dict[str, Any]]:
-    with sqlite3.connect(env.data / "sop.db") as db:
+    with env.reader() as db:
         rows = db.execute("SELECT payload FROM log_entries ORDER BY idx").fetchall()
     return [json.loads(p) for (p,) in rows]
 
 
 def _forge_pending(env: Env, decision_index: int, request: dict[str, Any]) -> None:
     env.sop.close()
-    db = _attacker_db(env)
+    db = env.attacker()
     db.execute(
         "INSERT INTO persist_pending (decision_index, request) VALUES (?, ?)",
         (decision_index, request_key(request)),
@@ -232,7 +226,7 @@ def _forge_pending(env: Env, decision_index: int, request: dict[str, Any]) -> No
 def test_forged_pending_row_fails_boot_with_the_seal_in_place(env: Env) -> None:
     """Both layers on: boot is not READY either way and nothing is done for the row."""
     index, request = _deny_of_a_persist(env, "verdicts/emp/sealed", b"attacker verdict")
-    (env.scope_root("emp-verdicts") / "sealed").write_bytes(b"attacker verdict")
+    env.plant("emp-verdicts", "sealed", b"attacker verdict")
     _forge_pending(env, index, request)
     before = len(_logged(env))
 
@@ -276,8 +270,7 @@ def _deny_of_a_persist(env: Env, resource: str, data: bytes) -> tuple[int, dict[
 def test_forged_pending_row_pointing_at_a_deny_is_not_redone(env: Env, unsealed: None) -> None:
     planted = b"attacker verdict"
     index, request = _deny_of_a_persist(env, "verdicts/emp/claim", planted)
-    root = env.scope_root("emp-verdicts")
-    (root / "claim").write_bytes(planted)  # the effect a redo would record as written
+    env.plant("emp-verdicts", "claim", planted)  # the effect a redo would record as written
     _forge_pending(env, index, request)
 
     _boot_refuses(env, index, "expected an `ALLOW` decision", "effect `DENY`")
@@ -285,12 +278,11 @@ def test_forged_pending_row_pointing_at_a_deny_is_not_redone(env: Env, unsealed:
 
 def test_forged_pending_row_pointing_at_a_deny_creates_no_file(env: Env, unsealed: None) -> None:
     index, request = _deny_of_a_persist(env, "verdicts/emp/other", b"never stored")
-    root = env.scope_root("emp-verdicts")
-    before = regular_files(root)
+    before = env.stored("emp-verdicts")
     _forge_pending(env, index, request)
 
     _boot_refuses(env, index, "effect `DENY`")
-    assert regular_files(root) == before
+    assert env.stored("emp-verdicts") == before
 
 
 def test_forged_pending_row_with_another_request_is_not_redone(env: Env, unsealed: None) -> None:
@@ -301,7 +293,7 @@ def test_forged_pending_row_with_another_request_is_not_redone(env: Env, unseale
     planted = b"attacker verdict"
     forged = dict(logged, resource="verdicts/emp/planted", content_digest=_sha(planted))
     forged["context"] = dict(logged["context"], size_bytes=len(planted))
-    (env.scope_root("emp-verdicts") / "planted").write_bytes(planted)
+    env.plant("emp-verdicts", "planted", planted)
     _forge_pending(env, index, forged)
 
     _boot_refuses(env, index, "carries request", "the log's ALLOW is for request")
@@ -314,7 +306,7 @@ def test_pending_row_of_a_logged_allow_is_still_repaired(env: Env) -> None:
     bound = bind_content(request, data)
     d = env.sop.submit(bound)  # the decision is logged; the effect never is (a crash)
     assert d.allowed, d.reasons
-    (env.scope_root("emp-verdicts") / "crashed").write_bytes(data)
+    env.plant("emp-verdicts", "crashed", data)
     assert env.reboot() is Health.READY, env.sop.boot_report
     assert env.sop.recovery.redone == 1
     effects = [e for e in env.log() if e.get("decision_index") == d.log_index]
@@ -326,9 +318,8 @@ def test_forged_purge_row_deletes_nothing(env: Env, unsealed: None) -> None:
     """The purge queue is a database table too: boot removes a file only for a logged tombstone."""
     d = env.persist("drac", "artifact.persist", "artifacts/drac/keep", large(b"keep me"))
     assert d.allowed, d.reasons
-    blob = env.scope_root("drac-artifacts") / d.write.stored
     env.sop.close()
-    db = _attacker_db(env)
+    db = env.attacker()
     db.execute(
         "INSERT INTO persist_purge (tombstone_index, scope, stored) VALUES (?, ?, ?)",
         (d.log_index, "drac-artifacts", d.write.stored),
@@ -336,7 +327,7 @@ def test_forged_purge_row_deletes_nothing(env: Env, unsealed: None) -> None:
     db.close()
 
     _boot_refuses(env, d.log_index, "as the tombstone of", "the log holds type `decision`")
-    assert blob.is_file(), "a file was deleted on a forged purge row's word"
+    assert d.write.stored in env.stored("drac-artifacts"), "deleted on a forged row's word"
 
 
 # ---- 3. a scope directory moved while a write is in flight -----------------------------
@@ -371,6 +362,7 @@ def _refused_move(env: Env, d: Decision, resource: str) -> None:
     assert all(e["outcome"] != "written" or e["name"] != resource.split("/", 2)[2] for e in written)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("what", ["root", "subdirectory"])
 def test_scope_directory_moved_out_during_a_write_is_refused_and_undone(
     env: Env, monkeypatch: pytest.MonkeyPatch, what: str
@@ -392,6 +384,7 @@ def test_scope_directory_moved_out_during_a_write_is_refused_and_undone(
     assert not moving.exists()
 
 
+@pytest.mark.sqlite_only
 def test_write_once_directory_moved_out_during_a_write_is_refused_and_undone(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -407,6 +400,7 @@ def test_write_once_directory_moved_out_during_a_write_is_refused_and_undone(
     assert regular_files(moved) == set()
 
 
+@pytest.mark.sqlite_only
 def test_directory_replaced_by_a_symlink_to_itself_is_refused(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -442,7 +436,7 @@ def test_forged_row_cannot_make_a_write_once_write_answer_unchanged(env: Env) ->
     other = env.persist("emp", "verdict.record", "verdicts/emp/other", b"OTHER")
     assert other.allowed
     data = b"PROVED"
-    db = _attacker_db(env)  # `claim` "already holds" these bytes, pointing at other's entry
+    db = env.attacker()  # `claim` "already holds" these bytes, pointing at other's entry
     db.execute(
         "INSERT INTO persist_effects (effect_index, decision_index, outcome, scope, name, stored,"
         " digest, size, time, version) VALUES (?, ?, 'written', 'emp-verdicts', 'claim',"
@@ -456,4 +450,4 @@ def test_forged_row_cannot_make_a_write_once_write_answer_unchanged(env: Env) ->
     assert d.effect is Permission.DENY  # never `unchanged` on the row's word
     assert d.reasons[0].code == "integrity", d.reasons
     assert env.sop.persistence.alarms, "no integrity alarm"
-    assert not (env.scope_root("emp-verdicts") / "claim").exists()
+    assert "claim" not in env.stored("emp-verdicts")
