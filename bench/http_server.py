@@ -54,7 +54,13 @@ class ServeProcess:
     """A running ``sop serve`` child: its listeners, its CPU time, a clean stop."""
 
     def __init__(
-        self, data_dir: Path, *, tls: bool = False, echo: bool = True, timeout: float = 60.0
+        self,
+        data_dir: Path,
+        *,
+        tls: bool = False,
+        echo: bool = True,
+        timeout: float = 60.0,
+        launcher: list[str] | None = None,
     ) -> None:
         """Start ``sop serve`` on ephemeral loopback ports and wait for its listeners.
 
@@ -63,11 +69,14 @@ class ServeProcess:
             tls: mutual TLS on the bridge plane (else ``--unsafe-no-tls``).
             echo: turn the benchmark's echo route on (``--bench-echo``).
             timeout: seconds to wait for the listeners.
+            launcher: the command that takes the CLI's arguments (default
+                ``python3 -m sop_verified.cli``; ``bench_postgres.py`` runs it under probes).
 
         Raises:
             RuntimeError: the server exited or did not report its listeners in time.
         """
-        cmd = [sys.executable, "-m", "sop_verified.cli", "serve", "--data-dir", str(data_dir)]
+        cmd = [*(launcher or [sys.executable, "-m", "sop_verified.cli"]), "serve"]
+        cmd += ["--data-dir", str(data_dir)]
         cmd += ["--bridge", "127.0.0.1:0", "--read", "127.0.0.1:0", "--json"]
         cmd += [] if tls else ["--unsafe-no-tls"]
         cmd += ["--bench-echo"] if echo else []
