@@ -19,7 +19,7 @@ schema dropped afterwards:
    (``/v1/receipts/<index>``, ``pg_receipts.py``); after the two-replica load,
    the same once with no load;
 3. **the cost split**: the same runs again, shorter, each replica under
-   ``pg_probe.py`` (round trips, lost races, BEGIN, head-lock wait,
+   ``pg_probe.py`` (round trips, rebuilds on a moved head, BEGIN, head-lock wait,
    statements and COMMIT of every log batch);
 4. **the raw floor**: pgbench doing only the sequencing pattern (lock the
    head row, insert the batch, move the head) at the batch size the

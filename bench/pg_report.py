@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from pg_probe import LOCK_LABEL, OUTSIDE, TIMES
+from pg_probe import LOCK_LABEL, OUTSIDE, REBUILD, TIMES
 
 __all__ = ["TARGETS", "render", "split_costs", "targets"]
 
@@ -37,36 +37,36 @@ def split_costs(files: list[Path], seconds: float) -> dict[str, Any]:
         seconds: the probed load's length.
 
     Returns:
-        Per committed batch: attempts, round trips, entries, where the transaction's
-        time goes, the head row's hold; the statements a committed batch sends.
+        Per committed batch: how many were rebuilt on a moved head, round trips (the
+        transaction's, the rebuild's reads, the whole log batch's), entries, where the
+        transaction's time goes, how long the head row was held; the statements sent.
     """
     data = [json.loads(f.read_text()) for f in files]
     attempts = [a for d in data for a in d["attempts"]]
     batches = [b for d in data for b in d["log_batches"]]
     committed = [a for a in attempts if a["outcome"] == "committed"]
-    lost = [a for a in attempts if a["outcome"] == "lost"]
     if not committed:
-        return {"committed": 0}
+        return {"committed": 0, "failed": len(attempts)}
     n = len(committed)
-    held = [a["statements_s"] + a["commit_s"] for a in committed]
     statements: dict[str, list[float]] = {}
     for d in data:
         for label, (count, total) in d["statements"].items():
             row = statements.setdefault(label, [0, 0.0])
             row[0] += count
             row[1] += total
+
+    def mean(key: str) -> float:
+        return round(sum(a[key] for a in committed) / n, 2)
+
     return {
         "committed": n,
         "committed_per_s": round(n / seconds, 1),
-        "lost": len(lost),
-        "failed": len(attempts) - n - len(lost),
+        "failed": len(attempts) - n,
         "failed_batches": sum(1 for b in batches if not b[2]),
-        "lost_per_batch": round(len(lost) / n, 2),
+        "rebuilt_per_batch": round(sum(1 for a in committed if a["rebuilt"]) / n, 2),
         "entries_per_batch": round(sum(a["entries"] for a in committed) / n, 1),
-        "round_trips_per_commit": round(sum(a["round_trips"] for a in committed) / n, 1),
-        "round_trips_per_lost": round(sum(a["round_trips"] for a in lost) / len(lost), 1)
-        if lost
-        else None,
+        "round_trips_per_commit": mean("round_trips"),
+        "rebuild_round_trips_per_commit": mean("rebuild_round_trips"),
         "round_trips_per_batch": round(sum(b[1] for b in batches) / max(1, len(batches)), 1),
         "median_ms": {k: _ms(statistics.median(a[k] for a in committed)) for k in TIMES},
         "mean_ms": {k: _ms(statistics.fmean(a[k] for a in committed)) for k in TIMES},
@@ -74,7 +74,6 @@ def split_costs(files: list[Path], seconds: float) -> dict[str, Any]:
             "p50": _ms(statistics.median(a["wall_s"] for a in committed)),
             "p99": _ms(_pct([a["wall_s"] for a in committed], 99)),
         },
-        "held_ms": {"p50": _ms(statistics.median(held)), "mean": _ms(statistics.fmean(held))},
         "log_batch_ms": {
             "p50": _ms(statistics.median(b[0] for b in batches)),
             "p99": _ms(_pct([b[0] for b in batches], 99)),
@@ -167,23 +166,24 @@ def _floor_table(result: dict[str, Any]) -> list[str]:
 def _cost_table(result: dict[str, Any]) -> list[str]:
     lines = [
         "",
-        "| probed run | batches/s | lost races per batch | batches failed | entries/batch "
-        "| round trips: commit / lost / whole batch | BEGIN ms | head lock wait ms "
-        "| statements ms | COMMIT ms | head held ms (p50 / mean) | log batch ms (p50 / p99) |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---|",
+        "| probed run | batches/s | rebuilt per batch | failed | entries/batch "
+        "| round trips: transaction + rebuild reads (whole log batch) | BEGIN ms "
+        "| head lock wait ms | rebuild ms | sign ms | statements ms | COMMIT ms "
+        "| head held ms (p50 / mean) | log batch ms (p50 / p99) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for n, c in result["costs"].items():
         if not c.get("committed"):
-            lines.append(f"| {n} replica(s) | no batch committed | | | | | | | | | | |")
+            lines.append(f"| {n} replica(s) | no batch committed |" + " |" * 12)
             continue
-        m = c["mean_ms"]
+        m, med = c["mean_ms"], c["median_ms"]
         lines.append(
             f"| {n} replica{'s' if n != '1' else ''}, {c['tool']} | {c['committed_per_s']:,.0f} "
-            f"| {c['lost_per_batch']} | {c['failed_batches']} | {c['entries_per_batch']} "
-            f"| {c['round_trips_per_commit']} / {c['round_trips_per_lost'] or '-'} "
-            f"/ {c['round_trips_per_batch']} | {m['begin_s']} | {m['head_lock_s']} "
-            f"| {m['statements_s']} | {m['commit_s']} "
-            f"| {c['held_ms']['p50']} / {c['held_ms']['mean']} "
+            f"| {c['rebuilt_per_batch']} | {c['failed_batches']} | {c['entries_per_batch']} "
+            f"| {c['round_trips_per_commit']} + {c['rebuild_round_trips_per_commit']} "
+            f"({c['round_trips_per_batch']}) | {m['begin_s']} | {m['head_lock_s']} "
+            f"| {m['rebuild_s']} | {m['sign_s']} | {m['statements_s']} | {m['commit_s']} "
+            f"| {med['held_s']} / {m['held_s']} "
             f"| {c['log_batch_ms']['p50']} / {c['log_batch_ms']['p99']} |"
         )
     return lines
@@ -195,12 +195,16 @@ def _statements(result: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "",
-        f"Round trips of a committed batch, {key} replica(s) (mean ms each, incl. the wait):",
+        f"Round trips a committed batch sends, {key} replica(s) (per batch: statement,"
+        " where, mean ms each including any wait):",
         "",
     ]
     for label, s in result["costs"][key]["statements"].items():
-        where = "lost race, re-read" if label.startswith(OUTSIDE) else "in the transaction"
-        text = label.removeprefix(OUTSIDE)
+        where = next(
+            (w for p, w in ((OUTSIDE, "outside"), (REBUILD, "rebuild")) if label.startswith(p)),
+            "transaction",
+        )
+        text = label.removeprefix(OUTSIDE).removeprefix(REBUILD)
         text = text if text == LOCK_LABEL else f"`{text}`"
         lines.append(f"- {s['per_batch']} × {text} ({where}): {s['mean_ms']} ms")
     return lines

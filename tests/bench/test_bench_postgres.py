@@ -16,7 +16,7 @@ import bench_postgres
 import pytest
 from http_load import wrk_available
 from pg_floor import pgbench_available, script
-from pg_probe import LOCK_LABEL, OUTSIDE
+from pg_probe import LOCK_LABEL, REBUILD, TIMES
 from pg_replicas import percentile
 from pg_report import render, split_costs, targets
 from pg_server import DSN, connect
@@ -45,29 +45,34 @@ def test_the_floor_transaction_locks_the_head_inserts_the_batch_and_moves_it() -
     assert lines[5:] == ["UPDATE floor_head SET size = :next::bigint WHERE id = 1;", "END;"]
 
 
-def _attempt(outcome: str, entries: int, trips: int, held: float) -> dict[str, object]:
+def _attempt(
+    outcome: str, entries: int, trips: int, held: float, rebuilt: bool
+) -> dict[str, object]:
+    times = dict.fromkeys(TIMES, 0.001)
+    times.update(statements_s=held / 4, commit_s=held / 2, held_s=held)
     return {
         "outcome": outcome,
         "entries": entries,
         "round_trips": trips,
+        "rebuild_round_trips": 4 if rebuilt else 0,
+        "rebuilt": rebuilt,
         "wall_s": held + 0.002,
-        "pool_wait_s": 0.0,
-        "begin_s": 0.001,
-        "head_lock_s": 0.001,
-        "statements_s": held / 2,
-        "commit_s": held / 2,
+        **times,
     }
 
 
 def test_the_cost_split_counts_per_committed_batch_over_every_replica(tmp_path: Path) -> None:
     one = {
         "log_batches": [[0.010, 18, True], [0.012, 11, True]],
-        "attempts": [_attempt("committed", 10, 11, 0.004), _attempt("lost", 10, 3, 0.0)],
-        "statements": {LOCK_LABEL: [3, 0.003], OUTSIDE + "SELECT id, hashes": [1, 0.0005]},
+        "attempts": [
+            _attempt("committed", 10, 11, 0.004, rebuilt=True),
+            _attempt("failed", 10, 3, 0.0, rebuilt=False),
+        ],
+        "statements": {LOCK_LABEL: [3, 0.003], REBUILD + "SELECT id, hashes": [1, 0.0005]},
     }
     two = {
         "log_batches": [[0.020, 11, True], [0.090, 48, False]],
-        "attempts": [_attempt("committed", 20, 12, 0.006)],
+        "attempts": [_attempt("committed", 20, 12, 0.006, rebuilt=False)],
         "statements": {LOCK_LABEL: [1, 0.001]},
     }
     files = []
@@ -77,13 +82,14 @@ def test_the_cost_split_counts_per_committed_batch_over_every_replica(tmp_path: 
 
     costs = split_costs(files, seconds=2.0)
 
-    assert costs["committed"] == 2 and costs["lost"] == 1 and costs["failed"] == 0
-    assert costs["committed_per_s"] == 1.0 and costs["lost_per_batch"] == 0.5
+    assert costs["committed"] == 2 and costs["failed"] == 1 and costs["failed_batches"] == 1
+    assert costs["committed_per_s"] == 1.0 and costs["rebuilt_per_batch"] == 0.5
     assert costs["entries_per_batch"] == 15.0 and costs["round_trips_per_commit"] == 11.5
-    assert costs["round_trips_per_lost"] == 3.0 and costs["round_trips_per_batch"] == 22.0
-    assert costs["failed_batches"] == 1  # lost the race HEAD_ATTEMPTS times: not durable
-    assert costs["held_ms"] == {"p50": 5.0, "mean": 5.0}
+    assert costs["rebuild_round_trips_per_commit"] == 2.0
+    assert costs["round_trips_per_batch"] == 22.0  # (18 + 11 + 11 + 48) / 4, the failed one too
+    assert costs["median_ms"]["held_s"] == 5.0 and costs["mean_ms"]["commit_s"] == 2.5
     assert costs["statements"][LOCK_LABEL] == {"per_batch": 2.0, "mean_ms": 1.0}
+    assert costs["statements"][REBUILD + "SELECT id, hashes"]["per_batch"] == 0.5
 
 
 def test_the_verdicts_read_the_two_replica_run_and_miss_when_a_receipt_never_came() -> None:
