@@ -6,7 +6,7 @@
 (group commit: one leader writes every queued entry); each batch is ONE short
 transaction that first locks the single head row ``FOR UPDATE``, checks the
 batch starts where the head is, writes every entry, tile and the checkpoint
-in one statement each, moves the head, and applies the batch's unit of work
+and moves the head in one statement, and applies the batch's unit of work
 (persistence index rows, small blobs). Contiguous, gap-free indexes for the
 whole batch, never one locked transaction per entry; a writer that lost a
 race finds the head moved and writes nothing. All three tables are
@@ -46,6 +46,39 @@ def lock_head(cur: Cursor) -> int:
     if row is None:
         raise StorageError("the log's head row is missing: the schema was tampered with")
     return int(row[0])
+
+
+def _append(batch: Batch, checkpoint: tuple[int, str] | None, end: int) -> tuple[str, list[object]]:
+    """ONE statement that writes the batch's entries, tiles and checkpoint and moves the head.
+
+    Each table's rows go in one insert (arrays, ``unnest``), each insert a
+    data-modifying ``WITH`` query of the head's ``UPDATE``: PostgreSQL runs every
+    one of them exactly once and to completion, and a failure in any fails the
+    statement, so the transaction keeps nothing. One round trip instead of one a
+    table, while the head row is held.
+    """
+    parts: list[str] = []
+    params: list[object] = []
+    if batch.entries:
+        idx, leaves, payloads = zip(*batch.entries, strict=True)
+        parts.append(
+            "e AS (INSERT INTO log_entries (idx, leaf_hash, payload)"
+            " SELECT * FROM unnest(%b::bigint[], %b::bytea[], %b::bytea[]))"
+        )
+        params += [list(idx), list(leaves), list(payloads)]
+    if batch.tiles:
+        keys, hashes = zip(*batch.tiles, strict=True)
+        parts.append(
+            "t AS (INSERT INTO log_tiles (id, hashes)"
+            " SELECT * FROM unnest(%b::bigint[], %b::bytea[]))"
+        )
+        params += [list(keys), list(hashes)]
+    if checkpoint is not None:
+        parts.append("c AS (INSERT INTO log_checkpoints (size, note) VALUES (%s, %s))")
+        params += list(checkpoint)
+    with_ = f"WITH {', '.join(parts)} " if parts else ""
+    head = f"{with_}UPDATE log_head SET size = %s WHERE id = 1"  # noqa: S608 - constant parts
+    return head, [*params, end]
 
 
 class PostgresLog:
@@ -116,8 +149,8 @@ class PostgresLog:
     def commit(self, batch: Batch, unit: UnitOfWork | None) -> None:
         """Write ``batch`` and apply ``unit`` in one durable transaction, or neither.
 
-        The head row is locked first, so concurrent writers queue on it; each
-        table gets one statement for the whole batch (arrays, ``unnest``).
+        The head row is locked first, so concurrent writers queue on it; then
+        one statement writes the whole batch and moves the head (:func:`_append`).
 
         Raises:
             StorageError: the head is not at the batch's start, or the write
@@ -134,24 +167,8 @@ class PostgresLog:
                 batch = rebuilt
                 unit = None if unit is None else plan_unit(batch, self._indexer)
             end = batch.start + len(batch.entries)
-            if batch.entries:
-                idx, leaves, payloads = zip(*batch.entries, strict=True)
-                cur.execute(
-                    "INSERT INTO log_entries (idx, leaf_hash, payload)"
-                    " SELECT * FROM unnest(%b::bigint[], %b::bytea[], %b::bytea[])",
-                    (list(idx), list(leaves), list(payloads)),
-                )
-            if batch.tiles:
-                keys, hashes = zip(*batch.tiles, strict=True)
-                cur.execute(
-                    "INSERT INTO log_tiles (id, hashes)"
-                    " SELECT * FROM unnest(%b::bigint[], %b::bytea[])",
-                    (list(keys), list(hashes)),
-                )
             checkpoint = batch.signed_checkpoint()  # the head row is locked: sign now (INV-5)
-            if checkpoint is not None:
-                cur.execute("INSERT INTO log_checkpoints (size, note) VALUES (%s, %s)", checkpoint)
-            cur.execute("UPDATE log_head SET size = %s WHERE id = 1", (end,))
+            cur.execute(*_append(batch, checkpoint, end))
             written.append((batch.start, end))
             if unit is not None:
                 if self._indexed_to != batch.start and indexed_to(cur) != batch.start:
