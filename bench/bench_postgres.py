@@ -187,7 +187,9 @@ def _pg_run(
             until = time.monotonic() + seconds - min(1.0, seconds / 4)
             probe = ReceiptProbe([s.bridge for s in servers], reads, posts, tag=tag, until=until)
             probe.start()
+        started = time.time()
         result = split_wrk(urls, posts, seconds=seconds, connections=CONNECTIONS, tag=tag)
+        result["window"] = [started, time.time()]
         if probe is not None:
             result["receipts"] = probe.stop()
         result.update(_summary(before, _sample(servers, stats), stats))
@@ -254,7 +256,7 @@ def run(
             for n in replicas if probe_seconds > 0 else ():
                 files = [Path(tmp) / f"probe-{n}-{i}.json" for i in range(n)]
                 x = _pg_run(dirs[:n], cases, stats, probe_seconds, tag=f"p{n}", probes=files)
-                costs = split_costs(files, probe_seconds)
+                costs = split_costs(files, x["window"])
                 costs.update(tool=f"{x['req_per_s']:,.0f} decisions/s probed")
                 costs["server_exit_statuses"] = x["server_exit_statuses"]
                 result["costs"][str(n)] = costs

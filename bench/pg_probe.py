@@ -80,9 +80,9 @@ class Probe:
         """Empty counters."""
         self.lock = threading.Lock()
         self.local = threading.local()
-        self.log_batches: list[tuple[float, int, bool]] = []  # (seconds, statements, durable)
+        self.log_batches: list[tuple[float, int, bool, float, dict[str, list[float]]]] = []
+        """(seconds, statements, durable, wall-clock end, {label: [count, seconds]}) a batch."""
         self.attempts: list[dict[str, Any]] = []
-        self.statements: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 
     def frame(self) -> dict[str, Any] | None:
         """The transaction being timed on this thread, if any."""
@@ -105,19 +105,14 @@ class Probe:
                 attempt["begin_s"] += seconds
             elif label not in ("COMMIT", "ROLLBACK"):
                 attempt["statements_s"] += seconds
-        with self.lock:
-            row = self.statements[prefix + label]
-            row[0] += 1
-            row[1] += seconds
+        row = self.local.labels[prefix + label]
+        row[0] += 1
+        row[1] += seconds
 
     def dump(self, out: Path) -> None:
         """Write what was counted to ``out`` (JSON)."""
         with self.lock:
-            data = {
-                "log_batches": self.log_batches,
-                "attempts": self.attempts,
-                "statements": {k: [int(v[0]), v[1]] for k, v in self.statements.items()},
-            }
+            data = {"log_batches": self.log_batches, "attempts": self.attempts}
         out.write_text(json.dumps(data))
 
 
@@ -186,6 +181,7 @@ def install(probe: Probe) -> None:
 
     def on_log_commit(self: Any, batch: Any) -> Any:
         probe.local.in_log_batch, probe.local.log_statements = True, 0
+        probe.local.labels = defaultdict(lambda: [0, 0.0])
         t0, ok = time.perf_counter(), False
         try:
             result = log_commit(self, batch)
@@ -193,7 +189,8 @@ def install(probe: Probe) -> None:
             return result
         finally:
             probe.local.in_log_batch = False
-            row = (time.perf_counter() - t0, probe.local.log_statements, ok)
+            labels = dict(probe.local.labels)
+            row = (time.perf_counter() - t0, probe.local.log_statements, ok, time.time(), labels)
             with probe.lock:
                 probe.log_batches.append(row)
 
@@ -211,6 +208,7 @@ def install(probe: Probe) -> None:
         finally:
             probe.local.attempt = None
             attempt["wall_s"] = time.perf_counter() - t0
+            attempt["at"] = time.time()
             attempt.pop("_granted", None)
             attempt.pop("_rebuilding", None)
             with probe.lock:

@@ -29,12 +29,13 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1e3, 3)
 
 
-def split_costs(files: list[Path], seconds: float) -> dict[str, Any]:
+def split_costs(files: list[Path], window: tuple[float, float]) -> dict[str, Any]:
     """Summarise the probes of one probed run (``pg_probe.py``, one file per replica).
 
     Args:
         files: the replicas' probe files.
-        seconds: the probed load's length.
+        window: the probed load's start and end (``time.time()``): what ended
+            outside it (boot, checks, warm-up) is left out.
 
     Returns:
         Per committed batch: how many were rebuilt on a moved head, round trips (the
@@ -42,15 +43,16 @@ def split_costs(files: list[Path], seconds: float) -> dict[str, Any]:
         transaction's time goes, how long the head row was held; the statements sent.
     """
     data = [json.loads(f.read_text()) for f in files]
-    attempts = [a for d in data for a in d["attempts"]]
-    batches = [b for d in data for b in d["log_batches"]]
+    t0, t1 = window
+    attempts = [a for d in data for a in d["attempts"] if t0 <= a["at"] <= t1]
+    batches = [b for d in data for b in d["log_batches"] if t0 <= b[3] <= t1]
     committed = [a for a in attempts if a["outcome"] == "committed"]
     if not committed:
         return {"committed": 0, "failed": len(attempts)}
     n = len(committed)
     statements: dict[str, list[float]] = {}
-    for d in data:
-        for label, (count, total) in d["statements"].items():
+    for b in batches:
+        for label, (count, total) in b[4].items():
             row = statements.setdefault(label, [0, 0.0])
             row[0] += count
             row[1] += total
@@ -60,7 +62,7 @@ def split_costs(files: list[Path], seconds: float) -> dict[str, Any]:
 
     return {
         "committed": n,
-        "committed_per_s": round(n / seconds, 1),
+        "committed_per_s": round(n / (t1 - t0), 1),
         "failed": len(attempts) - n,
         "failed_batches": sum(1 for b in batches if not b[2]),
         "rebuilt_per_batch": round(sum(1 for a in committed if a["rebuilt"]) / n, 2),

@@ -57,30 +57,43 @@ def _attempt(
         "rebuild_round_trips": 4 if rebuilt else 0,
         "rebuilt": rebuilt,
         "wall_s": held + 0.002,
+        "at": 11.0,
         **times,
     }
 
 
 def test_the_cost_split_counts_per_committed_batch_over_every_replica(tmp_path: Path) -> None:
     one = {
-        "log_batches": [[0.010, 18, True], [0.012, 11, True]],
+        "log_batches": [
+            [
+                0.010,
+                18,
+                True,
+                10.5,
+                {LOCK_LABEL: [1, 0.001], REBUILD + "SELECT id, hashes": [1, 0.0005]},
+            ],
+            [0.012, 11, True, 11.0, {LOCK_LABEL: [2, 0.002]}],
+            [0.3, 9, True, 9.0, {LOCK_LABEL: [5, 0.5]}],  # warm-up
+        ],
         "attempts": [
             _attempt("committed", 10, 11, 0.004, rebuilt=True),
             _attempt("failed", 10, 3, 0.0, rebuilt=False),
+            {**_attempt("committed", 99, 99, 0.5, rebuilt=False), "at": 9.5},  # warm-up
         ],
-        "statements": {LOCK_LABEL: [3, 0.003], REBUILD + "SELECT id, hashes": [1, 0.0005]},
     }
     two = {
-        "log_batches": [[0.020, 11, True], [0.090, 48, False]],
+        "log_batches": [
+            [0.020, 11, True, 11.5, {LOCK_LABEL: [1, 0.001]}],
+            [0.09, 48, False, 11.9, {}],
+        ],
         "attempts": [_attempt("committed", 20, 12, 0.006, rebuilt=False)],
-        "statements": {LOCK_LABEL: [1, 0.001]},
     }
     files = []
     for k, data in enumerate((one, two)):
         files.append(tmp_path / f"{k}.json")
         files[-1].write_text(json.dumps(data))
 
-    costs = split_costs(files, seconds=2.0)
+    costs = split_costs(files, window=(10.0, 12.0))  # what ended before 10.0 is left out
 
     assert costs["committed"] == 2 and costs["failed"] == 1 and costs["failed_batches"] == 1
     assert costs["committed_per_s"] == 1.0 and costs["rebuilt_per_batch"] == 0.5
