@@ -17,7 +17,8 @@ schema dropped afterwards:
    With two replicas or more, a probe thread decides one request at a time on
    one replica and times until another serves its receipt
    (``/v1/receipts/<index>``, ``pg_receipts.py``); after the two-replica load,
-   the same once with no load;
+   the same once with no load; then two replicas again with more connections
+   (``--wider``, default 128: bigger batches, the log's capacity);
 3. **the cost split**: the same runs again, shorter, each replica under
    ``pg_probe.py`` (round trips, rebuilds on a moved head, BEGIN, head-lock wait,
    statements and COMMIT of every log batch);
@@ -166,6 +167,7 @@ def _pg_run(
     probes: list[Path] | None = None,
     receipts: bool = False,
     idle_give_up: float | None = None,
+    connections: int = CONNECTIONS,
 ) -> dict[str, Any]:
     """One closed-loop run over ``len(dirs)`` replicas (probed when ``probes`` name files)."""
     servers: list[ServeProcess] = []
@@ -179,7 +181,7 @@ def _pg_run(
             raise RuntimeError("; ".join(wrong))
         posts = [b for _, b in cases]
         urls = [s.bridge + "/v1/decide" for s in servers]
-        split_wrk(urls, posts, seconds=1, connections=CONNECTIONS, tag=f"{tag}-warm")
+        split_wrk(urls, posts, seconds=1, connections=connections, tag=f"{tag}-warm")
         before = _sample(servers, stats)
         probe = None
         if receipts:
@@ -188,7 +190,7 @@ def _pg_run(
             probe = ReceiptProbe([s.bridge for s in servers], reads, posts, tag=tag, until=until)
             probe.start()
         started = time.time()
-        result = split_wrk(urls, posts, seconds=seconds, connections=CONNECTIONS, tag=tag)
+        result = split_wrk(urls, posts, seconds=seconds, connections=connections, tag=tag)
         result["window"] = [started, time.time()]
         if probe is not None:
             result["receipts"] = probe.stop()
@@ -214,6 +216,7 @@ def run(
     floor_seconds: float,
     dsn: str = DEFAULT_DSN,
     replicas: tuple[int, ...] = (1, 2, 3),
+    wider: tuple[int, ...] = (128,),
     idle_give_up: float = 2.0,
 ) -> dict[str, Any]:
     """One whole run: SQLite, PostgreSQL with each replica count, probed runs, the floor.
@@ -224,6 +227,7 @@ def run(
         floor_seconds: each pgbench run.
         dsn: the PostgreSQL database (a fresh schema is made and dropped).
         replicas: the replica counts to run.
+        wider: more connections in all, for a two-replica run each (bigger batches).
         idle_give_up: how long the idle receipt check waits.
 
     Returns:
@@ -232,7 +236,7 @@ def run(
     Raises:
         RuntimeError: a server did not start, or a request got the wrong effect.
     """
-    result: dict[str, Any] = {"postgres": {}, "costs": {}, "floor": []}
+    result: dict[str, Any] = {"postgres": {}, "wider": {}, "costs": {}, "floor": []}
     with tempfile.TemporaryDirectory(prefix="sop-bench-pg-") as tmp:
         result["sqlite"] = _sqlite_run(Path(tmp) / "sqlite", seconds)
         with fresh_schema(dsn) as schema:
@@ -253,6 +257,9 @@ def run(
                 )
                 result["idle_receipt"] = x.pop("idle_receipt", result.get("idle_receipt"))
                 result["postgres"][str(n)] = x
+            for c in wider if len(dirs) >= 2 else ():
+                x = _pg_run(dirs[:2], cases, stats, seconds, tag=f"w{c}", connections=c)
+                result["wider"][str(c)] = x
             for n in replicas if probe_seconds > 0 else ():
                 files = [Path(tmp) / f"probe-{n}-{i}.json" for i in range(n)]
                 x = _pg_run(dirs[:n], cases, stats, probe_seconds, tag=f"p{n}", probes=files)
@@ -288,6 +295,7 @@ def _problems(result: dict[str, Any]) -> list[str]:
     runs = {
         "sqlite": result["sqlite"],
         **{f"postgres {k}": v for k, v in result["postgres"].items()},
+        **{f"postgres 2, -c{k}": v for k, v in result["wider"].items()},
     }
     for key, x in runs.items():
         if any(result_status != 0 for result_status in x["server_exit_statuses"]):
@@ -351,6 +359,9 @@ def main() -> None:
     parser.add_argument("--probe-seconds", type=float, default=5.0, help="each probed run")
     parser.add_argument("--floor-seconds", type=float, default=5.0, help="each pgbench run")
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument(
+        "--wider", type=int, nargs="*", default=[128], help="two replicas with more connections"
+    )
     parser.add_argument("--dsn", default=DEFAULT_DSN, help="the PostgreSQL database")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
@@ -360,6 +371,7 @@ def main() -> None:
         floor_seconds=args.floor_seconds,
         dsn=args.dsn,
         replicas=tuple(sorted(set(args.replicas))),
+        wider=tuple(args.wider),
     )
     print(json.dumps(result, indent=2) if args.json else render(result))
     if result["problems"]:

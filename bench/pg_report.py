@@ -141,6 +141,8 @@ def _runs_table(result: dict[str, Any]) -> list[str]:
     ]
     for n, x in result["postgres"].items():
         lines.append(_run_row(f"PostgreSQL, {n} `sop serve` replica{'s' if n != '1' else ''}", x))
+    for c, x in result.get("wider", {}).items():
+        lines.append(_run_row(f"PostgreSQL, 2 replicas, {c} connections", x))
     return lines
 
 

@@ -126,10 +126,12 @@ def test_the_verdicts_read_the_two_replica_run_and_miss_when_a_receipt_never_cam
 def test_a_tiny_run_reports_every_table_and_target() -> None:
     connect().close()  # fails, saying how to start it, when the server is down
 
-    result = bench_postgres.run(1, probe_seconds=1, floor_seconds=1, dsn=DSN, replicas=(2,))
+    result = bench_postgres.run(
+        1, probe_seconds=1, floor_seconds=1, dsn=DSN, replicas=(2,), wider=(48,)
+    )
 
     assert result["problems"] == []
-    for x in (result["sqlite"], *result["postgres"].values()):
+    for x in (result["sqlite"], *result["postgres"].values(), result["wider"]["48"]):
         assert x["allow"] > 0 and x["deny"] > 0
         assert x["log_entries_added"] >= x["allow"] + x["deny"]
     two = result["postgres"]["2"]
@@ -139,4 +141,4 @@ def test_a_tiny_run_reports_every_table_and_target() -> None:
     text = render(result)
     for target in result["targets"]:
         assert f"| {target['what']} |" in text
-    assert text.count("| PostgreSQL, ") == 1 and "raw floor" in text
+    assert text.count("| PostgreSQL, ") == 2 and "raw floor" in text
