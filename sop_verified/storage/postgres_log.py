@@ -4,12 +4,13 @@
 :class:`~sop_verified.storage.postgres.PostgresBackend`. The
 :class:`~sop_verified.tools.tlog.TransparencyLog` above it batches appends
 (group commit: one leader writes every queued entry); each batch is ONE short
-transaction that first locks the single head row ``FOR UPDATE``, checks the
-batch starts where the head is, writes every entry, tile and the checkpoint
-and moves the head in one statement, and applies the batch's unit of work
-(persistence index rows, small blobs). Contiguous, gap-free indexes for the
-whole batch, never one locked transaction per entry; a writer that lost a
-race finds the head moved and writes nothing. All three tables are
+transaction that first locks the single head row ``FOR UPDATE``. If another
+replica moved the head, the batch is rebuilt on it while the lock is held
+(``Batch.rebuild``, ADR 0017); the checkpoint is signed only then. The
+entries, tiles and checkpoint are written and the head moved in one
+statement, and the batch's unit of work (persistence index rows, small blobs)
+applied. Contiguous, gap-free indexes for the whole batch, never one locked
+transaction per entry. All three tables are
 insert-only: triggers refuse UPDATE, DELETE and TRUNCATE (INV-5).
 :class:`PostgresLogReader` streams the tables for a full audit.
 """
