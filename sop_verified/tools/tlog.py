@@ -117,7 +117,8 @@ class TransparencyLog:
         self._trusted = [*(s.verifier() for s in self._signers), *trusted]
         self._reader = TileReader(store.read_tiles)
         self._queue: GroupCommit[list[Receipt]] = GroupCommit(self._commit, _take)
-        self._broken: str | None = None
+        self._broken: str | None = None  # why the log takes no more entries, for good
+        self._stale: str | None = None  # why the tail must be re-read before the next batch
         self._on_checkpoint = on_checkpoint
         self._on_foreign = on_foreign
         self._state, self._checkpoint, self._note = self._read_tail()
@@ -299,20 +300,22 @@ class TransparencyLog:
                     raise StorageError(
                         f"the log is unavailable after a failed write: {self._broken}"
                     )
+                if self._stale is not None:
+                    self._recover()
                 self._write(batch)
                 return
             except LogHeadMovedError as exc:  # another writer of a shared store went first
                 start = self._state.size
-                self._resync(exc)
-                if self._broken is not None:
+                self._resync(exc, check=False)
+                if self._broken is not None or self._stale is not None:
                     raise
                 if self._on_foreign is not None and self._state.size > start:
                     self._on_foreign(start, self._state.size)  # may give the batch back
             except StateMovedError:
                 raise
             except Exception as exc:
-                if self._broken is None:
-                    self._resync(exc)
+                if self._broken is None and self._stale is None:
+                    self._resync(exc, check=True)
                 raise
         raise StorageError(  # spec: INV-2 — nothing of the batch was written
             f"the shared log's head moved under `{HEAD_ATTEMPTS}` attempts in a row"
@@ -408,11 +411,58 @@ class TransparencyLog:
         except Exception as exc:  # spec: INV-2 — the batch is durable; what follows is refused
             self._broken = f"checkpoint `{size}` is durable but `on_checkpoint` failed: {exc}"
 
-    def _resync(self, cause: BaseException) -> None:
+    def _resync(self, cause: BaseException, *, check: bool) -> None:
+        """Re-read the tail after a failed batch (``check``: it must extend the tree held).
+
+        A store that does not answer leaves the log stale: the next batch re-reads the
+        tail first (:meth:`_recover`), so the log takes entries again once the store is
+        back. A tail that does not verify, or does not extend the tree this log held,
+        leaves it broken: it takes no more entries.
+        """
         try:
-            self._state, self._checkpoint, self._note = self._read_tail()
-        except Exception as exc:  # spec: INV-2 — a log we cannot re-read takes no more entries
+            tail = self._read_tail()
+            if check:
+                self._check_follows(tail[0])
+        except StorageError as exc:  # spec: INV-2 — nothing more until the tail is re-read
+            self._stale = f"{cause}; re-reading the tail failed: {exc}"
+            return
+        except Exception as exc:  # spec: INV-2, INV-5 — a tail we cannot trust takes no more
             self._broken = f"{cause}; re-reading the tail failed: {exc}"
+            return
+        self._state, self._checkpoint, self._note = tail
+
+    def _recover(self) -> None:
+        """Re-read the tail of a stale log before its next batch (the store failed before).
+
+        Raises:
+            StorageError: the store still does not answer (the log stays stale).
+            IntegrityError: the tail does not extend the tree this log held (the
+                log is broken: it takes no more entries).
+        """
+        try:
+            tail = self._read_tail()
+            self._check_follows(tail[0])
+        except StorageError as exc:
+            raise StorageError(
+                f"the log's store is not answering: {exc} (since a failed write: {self._stale})"
+            ) from None
+        except Exception as exc:  # spec: INV-2, INV-5 — a tail we cannot trust takes no more
+            self._broken = f"re-reading the tail after a failed write failed: {exc}"
+            raise
+        self._state, self._checkpoint, self._note = tail
+        self._stale = None
+
+    def _check_follows(self, state: TreeState) -> None:
+        """The re-read tree ``state`` is the tree this log held, or extends it (INV-5).
+
+        Raises:
+            IntegrityError: the store went back, or holds another tree (a fork).
+            StorageError: the store failed.
+        """
+        held = self._state
+        self._check_prefix(
+            held.size, held.root(), state, f"size `{held.size}`, root `{held.root().hex()}`"
+        )
 
     # ---- checkpoints (INV-5) ---------------------------------------------------------
     def _prepare(self, new: TreeState, tiles: dict[int, bytes]) -> Checkpoint:
@@ -463,30 +513,37 @@ class TransparencyLog:
             StorageError: the backend failed.
         """
         kept = open_checkpoint(note, self._trusted, origin=self._origin)
-        state = self._state
-        size, root = state.size, state.root()
-        found = f"found size `{size}`, root `{root.hex()}`"
         kept_at = f"size `{kept.size}`, root `{kept.root_hash.hex()}`"
-        if kept.size > size:  # spec: INV-5 — entries were removed
+        self._check_prefix(kept.size, kept.root_hash, self._state, kept_at)
+        return kept
+
+    def _check_prefix(self, size: int, root_hash: bytes, state: TreeState, kept_at: str) -> None:
+        """The tree of ``size`` leaves and root ``root_hash`` is ``state``'s tree or a prefix.
+
+        Raises:
+            IntegrityError: ``state`` is smaller, or not consistent with it.
+            StorageError: the backend failed.
+        """
+        found = f"found size `{state.size}`, root `{state.root().hex()}`"
+        if size > state.size:  # spec: INV-5 — entries were removed
             raise IntegrityError(
                 f"the log is smaller than the kept checkpoint: expected at least {kept_at}, {found}"
             )
-        if kept.size in (size, 0):
-            want = root if kept.size == size else EMPTY_ROOT
-            if kept.root_hash != want:  # spec: INV-5 — a fork: same size, another tree
+        if size in (state.size, 0):
+            want = state.root() if size == state.size else EMPTY_ROOT
+            if root_hash != want:  # spec: INV-5 — a fork: same size, another tree
                 raise IntegrityError(
                     f"the log is not the kept checkpoint (a fork): expected {kept_at}, {found}"
                 )
-            return kept
-        proof = self._reader.consistency_proof(state, kept.size, size)
+            return
+        proof = self._reader.consistency_proof(state, size, state.size)
         try:  # spec: INV-5 — the kept checkpoint is a prefix of the log
-            verify_consistency(kept.size, size, proof, kept.root_hash, root)
+            verify_consistency(size, state.size, proof, root_hash, state.root())
         except VerificationError as exc:
             raise IntegrityError(
                 f"the log is not consistent with the kept checkpoint: expected a log extending"
                 f" {kept_at}, {found} ({exc})"
             ) from exc
-        return kept
 
     # ---- proofs and reads ------------------------------------------------------------
     def _committed(self, size: int | None, state: TreeState) -> int:

@@ -124,6 +124,48 @@ def test_failed_write_acknowledges_nothing_and_the_log_goes_on(signer: Signer) -
     assert log.root() == merkle.root_hash([b"first", b"second"])
 
 
+def test_a_store_that_stopped_answering_is_written_to_again_once_it_is_back(
+    signer: Signer,
+) -> None:
+    store = MemoryLogStore()
+    log = _log(store, signer)
+    log.append(b"first")
+    store.down = True  # the write fails, and so does re-reading the tail after it
+    with pytest.raises(StorageError, match="not answering"):
+        log.append(b"lost")
+    with pytest.raises(StorageError, match="store is not answering"):
+        log.append(b"lost too")  # still down: refused, nothing written
+    assert len(store.entries) == 1
+    store.down = False
+    other = _log(store, signer)  # meanwhile another writer of the store appended
+    other.append(b"by another writer")
+    assert log.append(b"second").index == 2  # the tail was re-read first
+    assert log.root() == merkle.root_hash([b"first", b"by another writer", b"second"])
+
+
+@pytest.mark.parametrize("back", ["cut-back", "fork"])
+def test_a_store_that_came_back_without_the_tree_it_held_is_refused_for_good(
+    signer: Signer, back: str
+) -> None:
+    store = MemoryLogStore()
+    log = _log(store, signer)
+    log.append_many([b"a", b"b"])
+    snapshot = (dict(store.entries), dict(store.tiles), dict(store.checkpoints))
+    log.append(b"c")
+    store.down = True
+    with pytest.raises(StorageError):
+        log.append(b"lost")
+    store.down = False
+    store.entries, store.tiles, store.checkpoints = snapshot  # restored: `c` is gone
+    if back == "fork":  # ... and another tree of size 3 written on it
+        _log(store, signer).append(b"not c")
+    with pytest.raises(IntegrityError, match="kept checkpoint"):
+        log.append(b"d")
+    with pytest.raises(StorageError, match="unavailable after a failed write"):
+        log.append(b"e")  # broken for good: this log takes no more entries
+    assert b"d" not in {p for _, p in store.entries.values()}
+
+
 def test_never_signs_a_checkpoint_inconsistent_with_the_last(
     signer: Signer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
