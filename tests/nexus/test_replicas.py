@@ -24,11 +24,13 @@ import pytest
 from pg_server import DSN, scratch_schema
 
 from sop_verified.core.health import Health
+from sop_verified.core.persistence.maintenance import Maintenance
 from sop_verified.core.request import Permission
 from sop_verified.nexus.config import init_replica
 from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.log_ops import audit_data_dir
 from sop_verified.nexus.sop import SOP
+from sop_verified.storage.persist_index import PendingDecision
 
 PERSIST = {
     "principal": "drac",
@@ -132,3 +134,30 @@ def test_a_policy_activation_through_one_replica_decides_the_next_on_the_other(
     assert new_digest != old_digest
     assert new_digest == a.policy.digest  # type: ignore[union-attr]
     assert after.effect is Permission.DENY, after.reasons  # 10 bytes > 5: the new set's answer
+
+
+def test_a_replica_boots_while_another_logs_decisions_awaiting_their_effect(
+    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, _, token = replicas
+    before = a.submit({**PERSIST, "request_id": "before", "capability": token})
+    assert before.effect is Permission.ALLOW  # a decision alone: pending until its effect
+    b.close()
+    meanwhile: list[int] = []
+    repair_one = Maintenance._repair_one
+
+    def a_decides_meanwhile(self: Maintenance, p: PendingDecision) -> tuple[bool, int, bytes]:
+        if not meanwhile:  # `a` logs another one while `b` repairs
+            d = a.submit({**PERSIST, "request_id": "meanwhile", "capability": token})
+            meanwhile.append(d.log_index)  # type: ignore[arg-type]
+        return repair_one(self, p)
+
+    monkeypatch.setattr(Maintenance, "_repair_one", a_decides_meanwhile)
+    again = SOP.boot(tmp_path / "two")
+    try:
+        assert again.health is Health.READY, again.boot_report.detail
+        pending = {p.decision_index for p in again.store.persist.pending()}
+        assert before.log_index not in pending  # what was pending when it booted: repaired
+        assert meanwhile and meanwhile[0] in pending  # what `a` logged meanwhile: `a`'s
+    finally:
+        again.close()

@@ -66,13 +66,19 @@ __all__ = ["Maintenance", "RecoveryReport"]
 
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
-    """What boot repair did."""
+    """What boot repair did.
+
+    ``through`` is the log size when repair read the pending decisions: it closed every
+    one below it; a pending decision at or past it was logged meanwhile by another
+    replica of a shared log, and is that replica's.
+    """
 
     redone: int = 0
     aborted: int = 0
     temps_removed: int = 0
     purged: int = 0
     tombstones: int = 0
+    through: int = 0
 
     @ensure(lambda result: all(v >= 0 for v in result.values()))
     def to_dict(self) -> dict[str, int]:
@@ -191,6 +197,7 @@ class Maintenance:
         redone = aborted = temps = 0
         unbacked: list[str] = []
         closing: list[bytes] = []  # the closing entries, appended in batches (one fsync each)
+        through = self._log.opened.size  # every pending row below it is read next
         for row in self._index.pending():
             try:
                 p = self._logged_allow(row)
@@ -211,7 +218,9 @@ class Maintenance:
             raise IntegrityError(f"boot repair refused a pending-effects row: {unbacked[0]}{more}")
         purged = self._purge()
         tombstones = self._apply_retention(self._now())
-        return RecoveryReport(redone, aborted, temps, purged + tombstones[1], len(tombstones[0]))
+        return RecoveryReport(
+            redone, aborted, temps, purged + tombstones[1], len(tombstones[0]), through
+        )
 
     def _logged_allow(self, row: PendingDecision) -> PendingDecision:
         """The pending decision as the log has it, if the log backs the journal ``row``.
