@@ -254,6 +254,28 @@ def test_a_writer_that_lost_the_race_writes_nothing_and_catches_up(
         first.log.open(signer=signer, origin=ORIGIN).verify_tail()
 
 
+def test_an_audit_reads_a_live_log_in_one_snapshot(schema: str, signer: Signer) -> None:
+    with opened(schema) as backend, opened(schema) as other:
+        backend.log.open(signer=signer, origin=ORIGIN)
+        backend.log.opened.append_many([b"e-%d" % i for i in range(20)])
+        reader = backend.log_reader()
+        try:
+            assert reader.entry_rows() == 20  # the snapshot begins here
+            other.log.open(signer=signer, origin=ORIGIN)
+            other.log.opened.append_many([b"f-%d" % i for i in range(5)])  # another replica
+            entries = list(reader.iter_entries(4))
+            checkpoints = reader.checkpoints()
+            tiles = dict(reader.iter_tiles(4))
+        finally:
+            reader.close()
+        assert [i for i, _, _ in entries] == list(range(20))  # not the other replica's five
+        assert checkpoints[-1][0] == 20  # so no entry lies past the last checkpoint read
+        assert tiles == backend.log_store.read_tiles(list(tiles))
+        again = backend.log_reader()
+        assert again.entry_rows() == 25  # a new reader, a new snapshot
+        again.close()
+
+
 def test_the_log_tables_refuse_an_outsiders_changes(schema: str, signer: Signer) -> None:
     with opened(schema) as backend:
         backend.log.open(signer=signer, origin=ORIGIN)
