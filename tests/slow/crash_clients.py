@@ -273,7 +273,8 @@ class _Client:
         """A decision the server could not log: a DENY with its reason (noted), or a failure."""
         assert self.load.outages is not None
         reasons = d.get("reasons") or [{}]
-        code, message = str(reasons[0].get("code") or ""), str(reasons[0].get("message") or "")
+        why = next((r for r in reasons if r.get("code") in OUTAGE_CODES), reasons[-1])
+        code, message = str(why.get("code") or ""), str(why.get("message") or "")
         if d.get("effect") != "DENY" or not code or not message:
             self.failures.append(
                 f"key `{sent.key}`: an answer without a log index must be a DENY with its"
