@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -71,6 +72,11 @@ OnForeign = Callable[[int, int], None]
 
 HEAD_ATTEMPTS = 16
 """How many times a batch is built again on a shared log's moved head before it fails."""
+
+SETTLE_SECONDS = 20.0
+"""How long a batch whose write failed, maybe after ``COMMIT``, waits for the store to say
+whether it was stored before its callers are told the outcome is unknown (Rekor asks its
+clients for a 20 s timeout)."""
 
 
 class TransparencyLog:
@@ -119,6 +125,7 @@ class TransparencyLog:
         self._queue: GroupCommit[list[Receipt]] = GroupCommit(self._commit, _take)
         self._broken: str | None = None  # why the log takes no more entries, for good
         self._stale: str | None = None  # why the tail must be re-read before the next batch
+        self._in_doubt: _Plan | None = None  # a batch whose write failed, maybe after COMMIT
         self._on_checkpoint = on_checkpoint
         self._on_foreign = on_foreign
         self._state, self._checkpoint, self._note = self._read_tail()
@@ -314,6 +321,10 @@ class TransparencyLog:
             except StateMovedError:
                 raise
             except Exception as exc:
+                doubt, self._in_doubt = self._in_doubt, None
+                healthy = self._broken is None and self._stale is None
+                if doubt is not None and healthy and self._settle(doubt, exc):
+                    return  # it had committed: the receipts are its callers'
                 if self._broken is None and self._stale is None:
                     self._resync(exc, check=True)
                 raise
@@ -343,8 +354,46 @@ class TransparencyLog:
             plans.append(again)
             return again.batch
 
-        self._store.write_batch(dataclasses.replace(plan.batch, rebuild=rebuild))
+        try:
+            self._store.write_batch(dataclasses.replace(plan.batch, rebuild=rebuild))
+        except StorageError as exc:
+            if not isinstance(exc, LogHeadMovedError):  # the store's answer to COMMIT may be
+                self._in_doubt = plans[-1]  # what was lost: see _settle
+            raise
         self._apply(plans[-1])
+
+    def _settle(self, plan: _Plan, cause: BaseException) -> bool:
+        """Whether ``plan``'s batch, whose write failed, was stored all the same.
+
+        A connection lost during ``COMMIT`` leaves it unknown whether the batch
+        committed. Nobody is answered until the store says: its entries are read
+        back once it answers again (for up to :data:`SETTLE_SECONDS`). Stored,
+        the batch is its callers' (state, checkpoint and receipts, as if the
+        write had returned); not stored, nothing of it was written.
+
+        Raises:
+            StorageError: the store did not answer in time: the outcome is
+                unknown, and the next batch re-reads the tail first.
+        """
+        deadline = time.monotonic() + SETTLE_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                rows = self._store.read_entries(plan.start, plan.start + len(plan.leaves))
+                break
+            except StorageError as exc:
+                if time.monotonic() + pause > deadline:
+                    self._stale = f"{cause}; whether the batch was stored is unknown: {exc}"
+                    raise StorageError(  # spec: INV-2 — never an ALLOW on an unknown write
+                        f"the log's write failed and whether it was stored is unknown ({cause});"
+                        f" the store is not answering: {exc}"
+                    ) from None
+                time.sleep(pause)
+                pause = min(1.0, 2 * pause)
+        if [r[1] for r in rows] != plan.leaves or len(plan.notes) != (plan.unsigned is not None):
+            return False  # not stored (or another writer's entries are there)
+        self._apply(plan)  # spec: INV-9 — durable after all: the same receipts as a clean write
+        return True
 
     def _plan(self, tickets: list[Ticket[list[Receipt]]]) -> _Plan | None:
         """The batch of ``tickets`` on the current head: entries, tiles, the checkpoint to sign."""

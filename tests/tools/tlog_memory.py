@@ -10,7 +10,9 @@ from sop_verified.tools.tlog_store import Batch
 
 class MemoryLogStore:
     """Entries, tiles and checkpoints in dicts; ``fail_writes`` makes the next writes raise,
-    ``down`` every call (a database that stopped answering)."""
+    ``down`` every call (a database that stopped answering; ``up_after`` calls later it
+    answers again), ``lose_answers`` the next writes raise after storing their batch (the
+    answer to ``COMMIT`` lost with the connection)."""
 
     def __init__(self) -> None:
         self.entries: dict[int, tuple[bytes, bytes]] = {}
@@ -19,11 +21,16 @@ class MemoryLogStore:
         self.fail_writes = False
         self.refuse_rebuilds = False  # True: a moved head raises instead of rebuilding
         self.down = False
+        self.up_after: int | None = None
+        self.lose_answers = 0
         self.reads = 0  # tile and entry rows read
         self.attachments: list[tuple[str, str, bytes]] = []
 
     # LogStore
     def _answer(self) -> None:
+        if self.down and self.up_after is not None:
+            self.up_after -= 1
+            self.down = self.up_after >= 0
         if self.down:
             raise StorageError("memory log store is not answering (injected)")
 
@@ -59,6 +66,9 @@ class MemoryLogStore:
         if checkpoint is not None:
             self.checkpoints[checkpoint[0]] = checkpoint[1]
         self.attachments.extend(batch.attachments)
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise StorageError("consuming input failed: server closed the connection (injected)")
 
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
         self._answer()
