@@ -254,6 +254,12 @@ class _Client:
             if answer.status_code in (409, 429, 503):  # in flight, full, stopping: later
                 if answer.status_code == 503 and self.load.outages is not None:
                     self.load.outages.refused(self.replica, 503, _problem_code(answer), answer.text)
+                    if self.load.stopping.is_set():  # the test ends: a replica still refusing
+                        self.failures.append(
+                            f"key `{sent.key}`: replica {self.replica} still refuses as the test"
+                            f" ends: {answer.text[:300]}"
+                        )
+                        return None, retried
                 time.sleep(_RETRY_PAUSE)
                 continue
             if answer.status_code != 200:

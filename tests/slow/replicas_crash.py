@@ -120,6 +120,7 @@ class Report:
     refused: int = 0
     refused_logged: int = 0
     refusal_codes: dict[str, int] = field(default_factory=dict)
+    refusal_samples: dict[str, list[str]] = field(default_factory=dict)
     recoveries: list[dict[str, object]] = field(default_factory=list)
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -225,6 +226,7 @@ class _Run:
         return {
             "recovered_s": round(end - after, 2),
             "refused": len(refused),
+            "refused_after_back": sum(r.at > after for r in refused),
             "refused_codes": sorted({r.code for r in refused}),
         }
 
@@ -285,6 +287,10 @@ class _Run:
         report.refused = len(self.outages.refusals)
         report.refused_logged = sum(r.logged for r in self.outages.refusals)
         report.refusal_codes = self.outages.codes()
+        for r in self.outages.refusals:  # what each reason said, its first two distinct texts
+            said = report.refusal_samples.setdefault(r.code, [])
+            if len(said) < 2 and r.message not in said:
+                said.append(r.message)
 
 
 def run_faults(
@@ -352,7 +358,7 @@ def run_faults(
 
 def format_report(report: Report) -> str:
     """The counts, the recoveries (one line each) and the failures."""
-    skip = ("failures", "recoveries")
+    skip = ("failures", "recoveries", "refusal_samples")
     counts = {k: v for k, v in report.to_dict().items() if k not in skip}
     lines = ["replicas faults: " + ", ".join(f"{k} {v}" for k, v in counts.items())]
     lines += [f"  {json.dumps(r)}" for r in report.recoveries]
@@ -364,6 +370,7 @@ def format_report(report: Report) -> str:
             f" {rec[len(rec) // 2]:.2f} s (median) / {rec[-1]:.2f} s (max) of the server's return;"
             f" {sum(int(r['refused']) for r in db)} requests refused"  # type: ignore[call-overload]
         )
+    lines += [f"  refused `{c}`: {m}" for c, ms in report.refusal_samples.items() for m in ms]
     lines += [f"  FAILURE: {f}" for f in report.failures[:50]]
     return "\n".join(lines)
 
