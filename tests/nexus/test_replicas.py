@@ -31,6 +31,7 @@ from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.log_ops import audit_data_dir
 from sop_verified.nexus.sop import SOP
 from sop_verified.storage.persist_index import PendingDecision
+from sop_verified.storage.postgres_persist import PostgresPersistIndex
 
 PERSIST = {
     "principal": "drac",
@@ -136,28 +137,46 @@ def test_a_policy_activation_through_one_replica_decides_the_next_on_the_other(
     assert after.effect is Permission.DENY, after.reasons  # 10 bytes > 5: the new set's answer
 
 
+@pytest.mark.parametrize("when", ["before-it-reads", "while-it-repairs"])
 def test_a_replica_boots_while_another_logs_decisions_awaiting_their_effect(
-    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    replicas: tuple[SOP, SOP, Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    when: str,
 ) -> None:
     a, b, _, token = replicas
     before = a.submit({**PERSIST, "request_id": "before", "capability": token})
     assert before.effect is Permission.ALLOW  # a decision alone: pending until its effect
     b.close()
     meanwhile: list[int] = []
-    repair_one = Maintenance._repair_one
 
-    def a_decides_meanwhile(self: Maintenance, p: PendingDecision) -> tuple[bool, int, bytes]:
-        if not meanwhile:  # `a` logs another one while `b` repairs
+    def a_decides() -> None:
+        if not meanwhile:  # `a` logs another one while `b` boots
             d = a.submit({**PERSIST, "request_id": "meanwhile", "capability": token})
             meanwhile.append(d.log_index)  # type: ignore[arg-type]
-        return repair_one(self, p)
 
-    monkeypatch.setattr(Maintenance, "_repair_one", a_decides_meanwhile)
+    if when == "before-it-reads":  # after `b`'s log read its tail, before its repair reads
+        pending = PostgresPersistIndex.pending
+
+        def read_pending(self: PostgresPersistIndex) -> list[PendingDecision]:
+            a_decides()
+            return pending(self)
+
+        monkeypatch.setattr(PostgresPersistIndex, "pending", read_pending)
+    else:
+        repair_one = Maintenance._repair_one
+
+        def repair(self: Maintenance, p: PendingDecision) -> tuple[bool, int, bytes]:
+            a_decides()
+            return repair_one(self, p)
+
+        monkeypatch.setattr(Maintenance, "_repair_one", repair)
     again = SOP.boot(tmp_path / "two")
     try:
         assert again.health is Health.READY, again.boot_report.detail
-        pending = {p.decision_index for p in again.store.persist.pending()}
-        assert before.log_index not in pending  # what was pending when it booted: repaired
-        assert meanwhile and meanwhile[0] in pending  # what `a` logged meanwhile: `a`'s
+        monkeypatch.undo()
+        pending_now = {p.decision_index for p in again.store.persist.pending()}
+        assert before.log_index not in pending_now  # pending when it booted: repaired
+        assert meanwhile and meanwhile[0] in pending_now  # what `a` logged meanwhile: `a`'s
     finally:
         again.close()

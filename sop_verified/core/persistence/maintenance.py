@@ -198,7 +198,14 @@ class Maintenance:
         unbacked: list[str] = []
         closing: list[bytes] = []  # the closing entries, appended in batches (one fsync each)
         through = self._log.opened.size  # every pending row below it is read next
-        for row in self._index.pending():
+        rows = self._index.pending()
+        # past ``through`` but in the store: logged since by another replica of a shared log,
+        # its own to carry out; past the store's head: in no log at all (refused below)
+        late = [r for r in rows if r.decision_index >= through]
+        stored = self._log.opened.stored_size() if late else through
+        for row in rows:
+            if through <= row.decision_index < stored:
+                continue
             try:
                 p = self._logged_allow(row)
             except IntegrityError as exc:  # spec: INV-9 — never an effect on a journal row's word
