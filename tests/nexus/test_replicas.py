@@ -30,6 +30,7 @@ from sop_verified.nexus.config import init_replica
 from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.log_ops import audit_data_dir
 from sop_verified.nexus.sop import SOP
+from sop_verified.nexus.state_ops import accept_config
 from sop_verified.storage.persist_index import PendingDecision
 from sop_verified.storage.postgres_persist import PostgresPersistIndex
 
@@ -135,6 +136,30 @@ def test_a_policy_activation_through_one_replica_decides_the_next_on_the_other(
     assert new_digest != old_digest
     assert new_digest == a.policy.digest  # type: ignore[union-attr]
     assert after.effect is Permission.DENY, after.reasons  # 10 bytes > 5: the new set's answer
+
+
+def test_a_changed_configuration_is_accepted_on_the_shared_database(
+    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path
+) -> None:
+    a, b, one, _ = replicas
+    a.close()
+    b.close()
+    config = (one / "sop.toml").read_text()
+    changed = config.replace("max_blob_bytes = 1048576", "max_blob_bytes = 1048575", 1)
+    assert changed != config
+    (one / "sop.toml").write_text(changed)
+    refused = SOP.boot(one)
+    assert refused.health is not Health.READY  # not accepted: refused (INV-11)
+    refused.close()
+    digest, index = accept_config(one)  # `sop config accept`, on the PostgreSQL log
+    (tmp_path / "two" / "sop.toml").write_text(changed)  # the other replica's copy
+    for data_dir in (one, tmp_path / "two"):
+        again = SOP.boot(data_dir)
+        try:
+            assert again.health is Health.READY, again.boot_report.detail
+            assert _entry(again, index)["config_digest"] == digest
+        finally:
+            again.close()
 
 
 @pytest.mark.parametrize("when", ["before-it-reads", "while-it-repairs"])
