@@ -29,7 +29,12 @@ replicas run):
   sends the key again) or a 503; a 500, an unlogged ALLOW or an ALLOW
   without its receipt is a failure (:mod:`crash_clients`);
 - every :data:`VERIFY_EVERY` faults and at the end, ``sop log verify``
-  passes against the largest checkpoint a client holds.
+  passes against the largest checkpoint a client holds;
+- with a witness (the default: a `sop witness serve` process every replica
+  publishes through, :mod:`replicas_fleet`), no replica ever raised the
+  witness alarm (a fork or a rollback refused), and every checkpoint a replica
+  published, cosigned by the witness, is the final log's tree at its size: the
+  witness never cosigned two inconsistent checkpoints.
 
 Run as a script (prints the counts; exit 1 on any failure)::
 
@@ -52,6 +57,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))  # served.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # served_witness.py
 
 from crash_checks import check_keys, log_verify
 from crash_clients import Ack, ClientLoad, Endpoint
@@ -62,6 +68,10 @@ from pg_private import PrivatePostgres
 from replicas_fleet import SCHEMA, Fleet, start_fleet
 
 __all__ = ["RECOVERY_TIMEOUT", "Report", "format_report", "main", "run_faults"]
+
+WINDOW_SLACK = 6.0
+"""Seconds after a fault's recovery its refusals may still arrive (the pool's wait for a session
+is 5 s): a refusal later than that, or before any fault, is a failure."""
 
 UP_SECONDS = (0.5, 1.5)
 """How long the load runs before each fault (uniform, seeded)."""
@@ -117,6 +127,8 @@ class Report:
     log_verifies: int = 0
     state_checks: int = 0
     log_checks: int = 0
+    witness: bool = True
+    published_checked: int = 0
     refused: int = 0
     refused_logged: int = 0
     refusal_codes: dict[str, int] = field(default_factory=dict)
@@ -139,13 +151,15 @@ class _Run:
         self.rng = random.Random(seed)
         self.sampler = random.Random(seed + 1)
         self.report = report
-        self.fleet: Fleet = start_fleet(base, pg.dsn)
+        self.fleet: Fleet = start_fleet(base, pg.dsn, witness=report.witness)
         self.endpoints = [Endpoint(r.up.bridge) for r in self.fleet.replicas]
         self.outages = Outages()
         self.load = ClientLoad(
             self.fleet.prepared, self.endpoints, clients, seed, outages=self.outages
         )
         self.checked: set[int] = set()
+        self.windows: list[tuple[float, float]] = []  # each fault's: from its start to recovery
+        self.faulted: list[dict[str, object]] = []  # each fault's outcome, in the same order
 
     # ---- the faults -----------------------------------------------------------------
     def kill(self) -> dict[str, object]:
@@ -174,7 +188,7 @@ class _Run:
             "replica": n,
             "restart_s": round(t1 - t0, 2),
             "decides_again_s": None if back is None else round(back - t1, 2),
-            **self.recovered([n], t1, back),
+            **self.recovered([n], t1, back, since=t0),
         }
 
     def pg_restart(self, k: int) -> dict[str, object]:
@@ -218,21 +232,36 @@ class _Run:
                 )
                 continue
             firsts[n] = first
-        start = since or after
         end = max(firsts.values(), default=time.monotonic())
-        refused = self.outages.between(start, end)
+        self.windows.append((since or after, end + WINDOW_SLACK))
         not_ready = self.fleet.ready()
         self.report.failures.extend(f"after fault {self.report.rounds}: {w}" for w in not_ready)
-        return {
-            "recovered_s": round(end - after, 2),
-            "refused": len(refused),
-            "refused_after_back": sum(r.at > after for r in refused),
-            "refused_codes": sorted({r.code for r in refused}),
-        }
+        return {"recovered_s": round(end - after, 2)}
+
+    def attribute_refusals(self) -> None:
+        """Each refusal to the fault whose window holds it; one outside every window fails."""
+        report = self.report
+        counts = [0] * len(self.windows)
+        codes: list[set[str]] = [set() for _ in self.windows]
+        for r in self.outages.refusals:
+            at = max(
+                (i for i, (start, _) in enumerate(self.windows) if start <= r.at), default=None
+            )
+            if at is None or r.at > self.windows[at][1]:
+                report.failures.append(
+                    f"replica {r.replica} refused a request outside any fault: `{r.status}`"
+                    f" `{r.code}` {r.message[:200]}"
+                )
+                continue
+            counts[at] += 1
+            codes[at].add(r.code)
+        for outcome, n, c in zip(self.faulted, counts, codes, strict=True):
+            outcome["refused"], outcome["refused_codes"] = n, sorted(c)
 
     # ---- the checks -----------------------------------------------------------------
-    def check_log(self, *, final: bool = False) -> None:
-        """The log in PostgreSQL: gap-free, every ack at its index with its leaf, the effects."""
+    def check_log(self, *, final: bool = False) -> dict[int, str]:
+        """The log in PostgreSQL: gap-free, every ack at its index with its leaf, the effects;
+        its leaf hashes (hex), by index."""
         report = self.report
         acks = self.load.acks()  # before the read: every one of them must be in it
         rows = read_pg_log(self.pg.dsn, SCHEMA)
@@ -254,6 +283,7 @@ class _Run:
         found = check_effects(rows, acks)
         report.effects_written = found.written
         report.failures.extend(f"after fault {report.rounds}: {f}" for f in found.failures)
+        return rows.leaves
 
     def check_receipts(self, acks: list[Ack]) -> None:
         """The receipts given since the last check, and a sample of the older ones."""
@@ -267,6 +297,7 @@ class _Run:
         """The checks every fault is followed by (a kill checked its log and receipts already)."""
         self.check_log()
         self.check_receipts(self.load.acks())
+        self.fleet.watch_witness(self.report)
         if self.report.rounds % VERIFY_EVERY == 0:
             log_verify(self.fleet.prepared.data_dir, self.fleet.vkey, self.load.acks(), self.report)
 
@@ -280,10 +311,13 @@ class _Run:
         if server is not None:
             read_back(server, self.fleet.prepared, self.sampler.sample(acks, len(acks)), 24, report)
         log_verify(self.fleet.prepared.data_dir, self.fleet.vkey, acks, report)
+        self.fleet.watch_witness(report)
         report.failures.extend(self.fleet.stop())
-        self.check_log(final=True)
+        leaves = self.check_log(final=True)
+        report.published_checked = self.fleet.check_published(leaves, report)
         self.load.count(report)
         report.failures.extend(self.load.failures)
+        self.attribute_refusals()
         report.refused = len(self.outages.refusals)
         report.refused_logged = sum(r.logged for r in self.outages.refusals)
         report.refusal_codes = self.outages.codes()
@@ -301,6 +335,7 @@ def run_faults(
     cuts: int = 5,
     clients: int = CLIENTS,
     seed: int = 0,
+    witness: bool = True,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> Report:
     """Run the faults one after the other under load; check after each.
@@ -312,6 +347,7 @@ def run_faults(
         cuts: How many times a random replica's database sessions are terminated.
         clients: How many concurrent clients, spread over the replicas.
         seed: Seeds the fault moments, the replicas chosen and the load.
+        witness: Run a witness the replicas publish through, and check what it cosigned.
         progress: Called with one line per fault.
 
     Returns:
@@ -321,7 +357,7 @@ def run_faults(
         RuntimeError: PostgreSQL or a replica did not start.
     """
     started = time.monotonic()
-    report = Report(seed=seed, clients=clients)
+    report = Report(seed=seed, clients=clients, witness=witness)
     pg = PrivatePostgres()
     run: _Run | None = None
     try:
@@ -335,6 +371,7 @@ def run_faults(
             report.rounds += 1
             outcome = fault()
             report.recoveries.append(outcome)
+            run.faulted.append(outcome)
             run.after_fault()
             progress(f"fault {report.rounds}: {json.dumps(outcome)}")
             name = str(outcome["fault"])
@@ -384,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=CLIENTS, help=f"clients (default {CLIENTS})")
     p.add_argument("--seed", type=int, default=None, help="seed (default random)")
     p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
+    p.add_argument("--no-witness", action="store_true", help="no witness process")
     args = p.parse_args(argv)
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     print(f"seed {seed}", flush=True)
@@ -395,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cuts=args.cuts,
             clients=args.clients,
             seed=seed,
+            witness=not args.no_witness,
             progress=lambda line: print(line, flush=True),
         )
     print(format_report(report))
