@@ -62,12 +62,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # served_witness.p
 from crash_checks import check_keys, log_verify
 from crash_clients import Ack, ClientLoad, Endpoint
 from crash_effects import check_effects, read_pg_log
-from crash_outages import Outages
+from crash_outages import Outages, Refusal
 from crash_receipts import read_back
 from pg_private import PrivatePostgres
 from replicas_fleet import SCHEMA, Fleet, start_fleet
 
-__all__ = ["RECOVERY_TIMEOUT", "Report", "format_report", "main", "run_faults"]
+__all__ = ["RECOVERY_TIMEOUT", "Report", "attribute", "format_report", "main", "run_faults"]
 
 WINDOW_SLACK = 6.0
 """Seconds after a fault's recovery its refusals may still arrive (the pool's wait for a session
@@ -139,6 +139,22 @@ class Report:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def attribute(
+    refusals: Sequence[Refusal], windows: Sequence[tuple[float, float]]
+) -> tuple[list[list[Refusal]], list[Refusal]]:
+    """The refusals of each fault window (the last one begun before it), and those outside
+    every window (before the first, or after the end of the last one begun)."""
+    per: list[list[Refusal]] = [[] for _ in windows]
+    outside = []
+    for r in refusals:
+        at = max((i for i, (t0, _) in enumerate(windows) if t0 <= r.at), default=None)
+        if at is None or r.at > windows[at][1]:
+            outside.append(r)
+        else:
+            per[at].append(r)
+    return per, outside
 
 
 class _Run:
@@ -240,23 +256,15 @@ class _Run:
 
     def attribute_refusals(self) -> None:
         """Each refusal to the fault whose window holds it; one outside every window fails."""
-        report = self.report
-        counts = [0] * len(self.windows)
-        codes: list[set[str]] = [set() for _ in self.windows]
-        for r in self.outages.refusals:
-            at = max(
-                (i for i, (start, _) in enumerate(self.windows) if start <= r.at), default=None
-            )
-            if at is None or r.at > self.windows[at][1]:
-                report.failures.append(
-                    f"replica {r.replica} refused a request outside any fault: `{r.status}`"
-                    f" `{r.code}` {r.message[:200]}"
-                )
-                continue
-            counts[at] += 1
-            codes[at].add(r.code)
-        for outcome, n, c in zip(self.faulted, counts, codes, strict=True):
-            outcome["refused"], outcome["refused_codes"] = n, sorted(c)
+        counts, outside = attribute(self.outages.refusals, self.windows)
+        self.report.failures.extend(
+            f"replica {r.replica} refused a request outside any fault: `{r.status}` `{r.code}`"
+            f" {r.message[:200]}"
+            for r in outside
+        )
+        for outcome, refusals in zip(self.faulted, counts, strict=True):
+            outcome["refused"] = len(refusals)
+            outcome["refused_codes"] = sorted({r.code for r in refusals})
 
     # ---- the checks -----------------------------------------------------------------
     def check_log(self, *, final: bool = False) -> dict[int, str]:

@@ -40,7 +40,7 @@ from sop_verified.tools.merkle import node_hash
 from sop_verified.tools.signed_note import Verifier
 from sop_verified.tools.witness_config import init_witness_dir
 
-__all__ = ["APP", "SCHEMA", "Fleet", "Replica", "start_fleet"]
+__all__ = ["APP", "SCHEMA", "Fleet", "Replica", "start_fleet", "witness_alarms"]
 
 APP = "sop-replica-"
 """Each replica's ``application_name`` is this and its number."""
@@ -149,13 +149,10 @@ class Fleet:
                     f"replica {r.n}'s read plane after round {report.rounds}: {exc}"
                 )
                 continue
-            for line in metrics.splitlines():  # a 409 retried from the witness's size is not one
-                alarm = line.startswith("sop_witness_alarm{") and not line.endswith(" 0.0")
-                refused = any(f'outcome="{c}"' in line for c in ("fork", "bad_proof"))
-                if alarm or (refused and line.startswith("sop_witness_submissions_total")):
-                    report.failures.append(
-                        f"replica {r.n} after round {report.rounds}: the witness refused: {line}"
-                    )
+            report.failures.extend(
+                f"replica {r.n} after round {report.rounds}: the witness refused: {line}"
+                for line in witness_alarms(metrics)
+            )
             if note.status_code == 200:
                 size = int(note.text.split("\n")[1])
                 self.published.setdefault(size, note.text)
@@ -208,6 +205,20 @@ class Fleet:
                 r.server = None
         if self.witness is not None:
             self.witness.kill()
+
+
+def witness_alarms(metrics: str) -> list[str]:
+    """The lines of a replica's ``/metrics`` that say a witness refused a fork or a rollback
+    (a 409 retried from the witness's size, ``old_size_mismatch``, is replicas racing)."""
+    out = []
+    for line in metrics.splitlines():
+        alarm = line.startswith("sop_witness_alarm{") and not line.endswith(" 0.0")
+        refused = line.startswith("sop_witness_submissions_total{") and any(
+            f'outcome="{c}"' in line for c in ("fork", "bad_proof")
+        )
+        if alarm or refused:
+            out.append(line)
+    return out
 
 
 def _root(hashes: list[bytes]) -> bytes:
