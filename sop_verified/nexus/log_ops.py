@@ -200,7 +200,11 @@ def _log_reader(data_dir: Path, config: SOPConfig) -> Iterator[LogReader]:
         config.postgresql.dsn, schema=config.postgresql.schema_name, migrate=False
     )
     try:
-        yield store.log_reader()
+        snapshot = store.log_reader()
+        try:
+            yield snapshot
+        finally:
+            snapshot.close()  # the snapshot it read in
     finally:
         store.close()
 

@@ -104,16 +104,20 @@ def _refuses_escape(scope: str, content: ScopeContent) -> None:
     raise IntegrityError(f"scope `{scope}` did not refuse `../boot-canary`")
 
 
-def self_test(index: PersistIndex) -> None:
+def self_test(index: PersistIndex, through: int | None = None) -> None:
     """No decision is left pending after boot repair (INV-9); the roots were tested at start.
 
     Args:
         index: the persistence index the controller uses.
+        through: the log size boot repair read the pending decisions at
+            (``RecoveryReport.through``): a decision logged since by another
+            replica of a shared log is that replica's to carry out (None: every
+            decision must be closed).
 
     Raises:
-        IntegrityError: a decision is still pending.
+        IntegrityError: a decision logged before ``through`` is still pending.
     """
-    if index.pending():
+    if any(through is None or p.decision_index < through for p in index.pending()):
         raise IntegrityError("boot repair left a persist decision pending")
 
 

@@ -456,7 +456,7 @@ def _start_persistence(b: _Build) -> None:
 
 
 def _test_persistence(b: _Build) -> None:
-    persistence_service.self_test(b.store.persist)
+    persistence_service.self_test(b.store.persist, b.recovery.through)
 
 
 def _start_protocols(b: _Build) -> None:

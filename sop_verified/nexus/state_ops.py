@@ -18,6 +18,7 @@ from typing import Any
 
 from sop_verified.core.persistence import index_entries
 from sop_verified.errors import IntegrityError
+from sop_verified.nexus.backends import open_backend
 from sop_verified.nexus.config import load_config, load_mac_key
 from sop_verified.nexus.keys import load_checkpoint_signer
 from sop_verified.nexus.log_ops import audit_data_dir
@@ -25,7 +26,6 @@ from sop_verified.nexus.log_service import open_signed_log
 from sop_verified.nexus.root import DB_NAME
 from sop_verified.nexus.sop import SOP, wall_clock
 from sop_verified.nexus.state_rebuild import StateCheck, check_store, diff, rebuild
-from sop_verified.storage.sqlite import SQLiteBackend
 from sop_verified.tools.canonical import canonical_json
 
 __all__ = ["RepairReport", "accept_config", "check_data_dir", "repair_data_dir"]
@@ -149,7 +149,7 @@ def accept_config(data_dir: Path) -> tuple[str, int]:
     digest = config.digest()
     master, _ = load_mac_key(data_dir)
     signer = load_checkpoint_signer(data_dir, config.origin)
-    store = SQLiteBackend.open(data_dir / DB_NAME, state_key=master)
+    store = open_backend(data_dir, config, state_key=master)  # SQLite, or PostgreSQL's schema
     try:
         store.set_entry_indexer(index_entries)
         log, signer = open_signed_log(data_dir, store, config.origin, signer)

@@ -12,6 +12,16 @@ Reads are single statements (one snapshot each) or a read-only
 :class:`~sop_verified.errors.StorageError`; no ``psycopg`` type leaves the
 ``postgres_*`` modules.
 
+A pooled session can be dead when it is taken: the server restarted, or an
+administrator terminated it. Such a session is dropped and the next one taken
+at once, when nothing of the caller's ran in it: a write whose ``BEGIN``
+failed, a read at any point (reads change nothing). A write that failed after
+its ``BEGIN`` is never sent again (it may have committed). Measured against
+the pool's ``check=`` (a round trip before every use, and a pause of at least
+a second each time a dead session is found), this refused as few requests
+after a restart and recovered in a tenth of the time after sessions were cut
+(tests/slow/replicas_crash.py; ADR 0015).
+
 A DSN may hold a password: it is never logged or put in a message.
 :func:`redact_dsn` is what is shown instead, and every driver message is
 scrubbed of the password before it is raised (:meth:`PostgresDB.scrub`).
@@ -21,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -141,6 +151,7 @@ class PostgresDB:
         self.where = redact_dsn(dsn)
         self._prepare = prepare
         self._explain = explain
+        self._tries = max(1, pool_size) + 1  # every pooled session dead, then a fresh one
         self._before_commit = before_commit
         kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, round(timeout))}
         if "application_name" not in _params(dsn):  # what pg_stat_activity shows for SOP
@@ -201,7 +212,7 @@ class PostgresDB:
             StorageError: a statement or the commit failed (nothing is kept).
         """
         try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            with self._begun() as conn, conn.cursor() as cur:
                 yield cur
                 if self._before_commit is not None:
                     self._before_commit(cur, growth() if callable(growth) else growth)
@@ -221,10 +232,44 @@ class PostgresDB:
             StorageError: a statement or the commit failed (nothing is kept).
         """
         try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            with self._begun() as conn, conn.cursor() as cur:
                 yield cur
         except psycopg.Error as exc:
             raise StorageError(f"postgresql write failed: {self._why(exc)}") from None
+
+    @contextmanager
+    def _begun(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside a transaction just begun.
+
+        A session found dead at ``BEGIN`` (nothing of the caller's ran in it) is
+        dropped, and the next one is taken at once.
+        """
+        for attempt in range(self._tries):
+            held = ExitStack()
+            conn = held.enter_context(self._pool.connection())
+            try:
+                held.enter_context(conn.transaction())
+            except psycopg.OperationalError:
+                dead = conn.broken
+                held.close()  # the pool drops a broken connection when it comes back
+                if dead and attempt + 1 < self._tries:
+                    continue
+                raise
+            with held:
+                yield conn
+            return
+
+    def _reading(self, fn: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """``fn`` (reads only) on a pooled connection; run again on the next one if the
+        session turns out dead (it changed nothing)."""
+        for attempt in range(self._tries):
+            with self._pool.connection() as conn:
+                try:
+                    return fn(conn)
+                except psycopg.OperationalError:
+                    if not conn.broken or attempt + 1 == self._tries:
+                        raise
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """A pooled connection, for a caller that streams (it turns psycopg errors into
@@ -245,8 +290,9 @@ class PostgresDB:
             StorageError: the read failed.
         """
         try:
-            with self._pool.connection() as conn:
-                return conn.execute(statement, params, binary=binary).fetchall()
+            return self._reading(
+                lambda conn: conn.execute(statement, params, binary=binary).fetchall()
+            )
         except psycopg.Error as exc:
             raise StorageError(f"postgresql read failed: {self._why(exc)}") from None
 
@@ -256,9 +302,13 @@ class PostgresDB:
         Raises:
             StorageError: the read failed.
         """
-        try:
-            with self._pool.connection() as conn, conn.transaction():
+
+        def snapshot(conn: psycopg.Connection[Any]) -> _T:
+            with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 return fn(conn)
+
+        try:
+            return self._reading(snapshot)
         except psycopg.Error as exc:
             raise StorageError(f"postgresql read failed: {self._why(exc)}") from None

@@ -18,6 +18,7 @@ insert-only: triggers refuse UPDATE, DELETE and TRUNCATE (INV-5).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, suppress
 from typing import Any
 
 import psycopg
@@ -209,26 +210,63 @@ class PostgresLog:
 
 
 class PostgresLogReader:
-    """A read-only view of a schema's log tables, streamed for a full audit (``LogReader``)."""
+    """A read-only view of a schema's log tables, streamed for a full audit (``LogReader``).
+
+    Every read is made in ONE snapshot: a ``REPEATABLE READ, READ ONLY`` transaction
+    on a connection of its own, begun at the first read and held until :meth:`close`.
+    Replicas append while an audit of a live log runs; read in several snapshots, the
+    entries would run past the checkpoints read before them (each batch stores its
+    entries and its checkpoint in one transaction, so one snapshot never shows that).
+    """
 
     def __init__(self, db: PostgresDB) -> None:
         """Read through ``db``'s pool (the schema's version is checked by whoever opened it)."""
         self._db = db
+        self._held: ExitStack | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._cursors = 0
+
+    def _snapshot(self) -> psycopg.Connection[Any]:
+        """The connection whose transaction holds the snapshot (begun at the first read)."""
+        if self._conn is not None:
+            return self._conn
+        held = ExitStack()
+        try:
+            conn = held.enter_context(self._db.connection())
+            held.enter_context(conn.transaction())
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        except psycopg.Error as exc:
+            held.close()
+            raise StorageError(f"postgresql read failed: {self._db.scrub(str(exc))}") from None
+        self._held, self._conn = held, conn
+        return conn
+
+    def _rows(self, query: str, params: Sequence[object] = ()) -> list[Any]:
+        try:
+            return self._snapshot().execute(query, params).fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"postgresql read failed: {self._db.scrub(str(exc))}") from None
+
+    def close(self) -> None:
+        """End the snapshot and give the connection back (the reader may be read again)."""
+        held, self._held, self._conn = self._held, None, None
+        if held is not None:
+            with suppress(psycopg.Error):
+                held.close()
 
     def entry_rows(self) -> int:
         """Return the number of entry rows."""
-        ((count,),) = self._db.query("SELECT count(*) FROM log_entries")
+        ((count,),) = self._rows("SELECT count(*) FROM log_entries")
         return int(count)
 
     def _stream(self, query: str, chunk: int) -> Iterator[Any]:
-        """Rows of ``query`` in one snapshot, ``chunk`` at a time (a server-side cursor)."""
+        """Rows of ``query`` in the snapshot, ``chunk`` at a time (a server-side cursor)."""
+        self._cursors += 1
         try:
-            with self._db.connection() as conn, conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                with conn.cursor(name="sop_audit") as cur:
-                    cur.itersize = max(1, chunk)
-                    cur.execute(query)
-                    yield from cur
+            with self._snapshot().cursor(name=f"sop_audit_{self._cursors}") as cur:
+                cur.itersize = max(1, chunk)
+                cur.execute(query)
+                yield from cur
         except psycopg.Error as exc:
             raise StorageError(f"postgresql read failed: {self._db.scrub(str(exc))}") from None
 
@@ -247,10 +285,10 @@ class PostgresLogReader:
         """Return stored tiles by key."""
         if not keys:
             return {}
-        rows = self._db.query("SELECT id, hashes FROM log_tiles WHERE id = ANY(%s)", (list(keys),))
+        rows = self._rows("SELECT id, hashes FROM log_tiles WHERE id = ANY(%s)", (list(keys),))
         return {int(k): bytes(v) for k, v in rows}
 
     def checkpoints(self) -> list[tuple[int, str]]:
         """Return every stored checkpoint in size order."""
-        rows = self._db.query("SELECT size, note FROM log_checkpoints ORDER BY size")
+        rows = self._rows("SELECT size, note FROM log_checkpoints ORDER BY size")
         return [(int(r[0]), str(r[1])) for r in rows]

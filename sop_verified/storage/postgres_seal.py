@@ -231,7 +231,10 @@ def check_state(
         conn: A connection inside a read-only ``REPEATABLE READ`` transaction
             (one snapshot of the seal and every table).
         keeper: The keeper holding the state keys.
-        log_size: The log's size, authenticated by its signed checkpoint.
+        log_size: The log's size, authenticated by its signed checkpoint. The
+            seal must be for the head row's size in the same snapshot when other
+            replicas have appended since (a seal for less than ``log_size`` is
+            always refused).
         config: The configuration's digest to hold against the accepted one
             (None: not checked).
 
@@ -255,4 +258,8 @@ def check_state(
         )
     row = conn.execute("SELECT seal FROM state_seal WHERE id = 1").fetchone()
     rows = {t: _rows(conn, t) for t in SEALED}
-    check_sealed(keeper, None if row is None else row[0], log_size, rows, config)
+    head = conn.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
+    # Other replicas append while this one checks: the seal is the one of the head in this
+    # snapshot, which may be past the size the checking log authenticated, never before it.
+    sealed_at = log_size if head is None else max(log_size, int(head[0]))
+    check_sealed(keeper, None if row is None else row[0], sealed_at, rows, config)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -71,6 +72,11 @@ OnForeign = Callable[[int, int], None]
 
 HEAD_ATTEMPTS = 16
 """How many times a batch is built again on a shared log's moved head before it fails."""
+
+SETTLE_SECONDS = 20.0
+"""How long a batch whose write failed, maybe after ``COMMIT``, waits for the store to say
+whether it was stored before its callers are told the outcome is unknown (Rekor asks its
+clients for a 20 s timeout)."""
 
 
 class TransparencyLog:
@@ -117,7 +123,9 @@ class TransparencyLog:
         self._trusted = [*(s.verifier() for s in self._signers), *trusted]
         self._reader = TileReader(store.read_tiles)
         self._queue: GroupCommit[list[Receipt]] = GroupCommit(self._commit, _take)
-        self._broken: str | None = None
+        self._broken: str | None = None  # why the log takes no more entries, for good
+        self._stale: str | None = None  # why the tail must be re-read before the next batch
+        self._in_doubt: _Plan | None = None  # a batch whose write failed, maybe after COMMIT
         self._on_checkpoint = on_checkpoint
         self._on_foreign = on_foreign
         self._state, self._checkpoint, self._note = self._read_tail()
@@ -299,20 +307,26 @@ class TransparencyLog:
                     raise StorageError(
                         f"the log is unavailable after a failed write: {self._broken}"
                     )
+                if self._stale is not None:
+                    self._recover()
                 self._write(batch)
                 return
             except LogHeadMovedError as exc:  # another writer of a shared store went first
                 start = self._state.size
-                self._resync(exc)
-                if self._broken is not None:
+                self._resync(exc, check=False)
+                if self._broken is not None or self._stale is not None:
                     raise
                 if self._on_foreign is not None and self._state.size > start:
                     self._on_foreign(start, self._state.size)  # may give the batch back
             except StateMovedError:
                 raise
             except Exception as exc:
-                if self._broken is None:
-                    self._resync(exc)
+                doubt, self._in_doubt = self._in_doubt, None
+                healthy = self._broken is None and self._stale is None
+                if doubt is not None and healthy and self._settle(doubt, exc):
+                    return  # it had committed: the receipts are its callers'
+                if self._broken is None and self._stale is None:
+                    self._resync(exc, check=True)
                 raise
         raise StorageError(  # spec: INV-2 — nothing of the batch was written
             f"the shared log's head moved under `{HEAD_ATTEMPTS}` attempts in a row"
@@ -340,8 +354,46 @@ class TransparencyLog:
             plans.append(again)
             return again.batch
 
-        self._store.write_batch(dataclasses.replace(plan.batch, rebuild=rebuild))
+        try:
+            self._store.write_batch(dataclasses.replace(plan.batch, rebuild=rebuild))
+        except StorageError as exc:
+            if not isinstance(exc, LogHeadMovedError):  # the store's answer to COMMIT may be
+                self._in_doubt = plans[-1]  # what was lost: see _settle
+            raise
         self._apply(plans[-1])
+
+    def _settle(self, plan: _Plan, cause: BaseException) -> bool:
+        """Whether ``plan``'s batch, whose write failed, was stored all the same.
+
+        A connection lost during ``COMMIT`` leaves it unknown whether the batch
+        committed. Nobody is answered until the store says: its entries are read
+        back once it answers again (for up to :data:`SETTLE_SECONDS`). Stored,
+        the batch is its callers' (state, checkpoint and receipts, as if the
+        write had returned); not stored, nothing of it was written.
+
+        Raises:
+            StorageError: the store did not answer in time: the outcome is
+                unknown, and the next batch re-reads the tail first.
+        """
+        deadline = time.monotonic() + SETTLE_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                rows = self._store.read_entries(plan.start, plan.start + len(plan.leaves))
+                break
+            except StorageError as exc:
+                if time.monotonic() + pause > deadline:
+                    self._stale = f"{cause}; whether the batch was stored is unknown: {exc}"
+                    raise StorageError(  # spec: INV-2 — never an ALLOW on an unknown write
+                        f"the log's write failed and whether it was stored is unknown ({cause});"
+                        f" the store is not answering: {exc}"
+                    ) from None
+                time.sleep(pause)
+                pause = min(1.0, 2 * pause)
+        if [r[1] for r in rows] != plan.leaves or len(plan.notes) != (plan.unsigned is not None):
+            return False  # not stored (or another writer's entries are there)
+        self._apply(plan)  # spec: INV-9 — durable after all: the same receipts as a clean write
+        return True
 
     def _plan(self, tickets: list[Ticket[list[Receipt]]]) -> _Plan | None:
         """The batch of ``tickets`` on the current head: entries, tiles, the checkpoint to sign."""
@@ -408,11 +460,58 @@ class TransparencyLog:
         except Exception as exc:  # spec: INV-2 — the batch is durable; what follows is refused
             self._broken = f"checkpoint `{size}` is durable but `on_checkpoint` failed: {exc}"
 
-    def _resync(self, cause: BaseException) -> None:
+    def _resync(self, cause: BaseException, *, check: bool) -> None:
+        """Re-read the tail after a failed batch (``check``: it must extend the tree held).
+
+        A store that does not answer leaves the log stale: the next batch re-reads the
+        tail first (:meth:`_recover`), so the log takes entries again once the store is
+        back. A tail that does not verify, or does not extend the tree this log held,
+        leaves it broken: it takes no more entries.
+        """
         try:
-            self._state, self._checkpoint, self._note = self._read_tail()
-        except Exception as exc:  # spec: INV-2 — a log we cannot re-read takes no more entries
+            tail = self._read_tail()
+            if check:
+                self._check_follows(tail[0])
+        except StorageError as exc:  # spec: INV-2 — nothing more until the tail is re-read
+            self._stale = f"{cause}; re-reading the tail failed: {exc}"
+            return
+        except Exception as exc:  # spec: INV-2, INV-5 — a tail we cannot trust takes no more
             self._broken = f"{cause}; re-reading the tail failed: {exc}"
+            return
+        self._state, self._checkpoint, self._note = tail
+
+    def _recover(self) -> None:
+        """Re-read the tail of a stale log before its next batch (the store failed before).
+
+        Raises:
+            StorageError: the store still does not answer (the log stays stale).
+            IntegrityError: the tail does not extend the tree this log held (the
+                log is broken: it takes no more entries).
+        """
+        try:
+            tail = self._read_tail()
+            self._check_follows(tail[0])
+        except StorageError as exc:
+            raise StorageError(
+                f"the log's store is not answering: {exc} (since a failed write: {self._stale})"
+            ) from None
+        except Exception as exc:  # spec: INV-2, INV-5 — a tail we cannot trust takes no more
+            self._broken = f"re-reading the tail after a failed write failed: {exc}"
+            raise
+        self._state, self._checkpoint, self._note = tail
+        self._stale = None
+
+    def _check_follows(self, state: TreeState) -> None:
+        """The re-read tree ``state`` is the tree this log held, or extends it (INV-5).
+
+        Raises:
+            IntegrityError: the store went back, or holds another tree (a fork).
+            StorageError: the store failed.
+        """
+        held = self._state
+        self._check_prefix(
+            held.size, held.root(), state, f"size `{held.size}`, root `{held.root().hex()}`"
+        )
 
     # ---- checkpoints (INV-5) ---------------------------------------------------------
     def _prepare(self, new: TreeState, tiles: dict[int, bytes]) -> Checkpoint:
@@ -463,30 +562,37 @@ class TransparencyLog:
             StorageError: the backend failed.
         """
         kept = open_checkpoint(note, self._trusted, origin=self._origin)
-        state = self._state
-        size, root = state.size, state.root()
-        found = f"found size `{size}`, root `{root.hex()}`"
         kept_at = f"size `{kept.size}`, root `{kept.root_hash.hex()}`"
-        if kept.size > size:  # spec: INV-5 — entries were removed
+        self._check_prefix(kept.size, kept.root_hash, self._state, kept_at)
+        return kept
+
+    def _check_prefix(self, size: int, root_hash: bytes, state: TreeState, kept_at: str) -> None:
+        """The tree of ``size`` leaves and root ``root_hash`` is ``state``'s tree or a prefix.
+
+        Raises:
+            IntegrityError: ``state`` is smaller, or not consistent with it.
+            StorageError: the backend failed.
+        """
+        found = f"found size `{state.size}`, root `{state.root().hex()}`"
+        if size > state.size:  # spec: INV-5 — entries were removed
             raise IntegrityError(
                 f"the log is smaller than the kept checkpoint: expected at least {kept_at}, {found}"
             )
-        if kept.size in (size, 0):
-            want = root if kept.size == size else EMPTY_ROOT
-            if kept.root_hash != want:  # spec: INV-5 — a fork: same size, another tree
+        if size in (state.size, 0):
+            want = state.root() if size == state.size else EMPTY_ROOT
+            if root_hash != want:  # spec: INV-5 — a fork: same size, another tree
                 raise IntegrityError(
                     f"the log is not the kept checkpoint (a fork): expected {kept_at}, {found}"
                 )
-            return kept
-        proof = self._reader.consistency_proof(state, kept.size, size)
+            return
+        proof = self._reader.consistency_proof(state, size, state.size)
         try:  # spec: INV-5 — the kept checkpoint is a prefix of the log
-            verify_consistency(kept.size, size, proof, kept.root_hash, root)
+            verify_consistency(size, state.size, proof, root_hash, state.root())
         except VerificationError as exc:
             raise IntegrityError(
                 f"the log is not consistent with the kept checkpoint: expected a log extending"
                 f" {kept_at}, {found} ({exc})"
             ) from exc
-        return kept
 
     # ---- proofs and reads ------------------------------------------------------------
     def _committed(self, size: int | None, state: TreeState) -> int:

@@ -24,11 +24,15 @@ import pytest
 from pg_server import DSN, scratch_schema
 
 from sop_verified.core.health import Health
+from sop_verified.core.persistence.maintenance import Maintenance
 from sop_verified.core.request import Permission
 from sop_verified.nexus.config import init_replica
 from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.log_ops import audit_data_dir
 from sop_verified.nexus.sop import SOP
+from sop_verified.nexus.state_ops import accept_config
+from sop_verified.storage.persist_index import PendingDecision
+from sop_verified.storage.postgres_persist import PostgresPersistIndex
 
 PERSIST = {
     "principal": "drac",
@@ -132,3 +136,72 @@ def test_a_policy_activation_through_one_replica_decides_the_next_on_the_other(
     assert new_digest != old_digest
     assert new_digest == a.policy.digest  # type: ignore[union-attr]
     assert after.effect is Permission.DENY, after.reasons  # 10 bytes > 5: the new set's answer
+
+
+def test_a_changed_configuration_is_accepted_on_the_shared_database(
+    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path
+) -> None:
+    a, b, one, _ = replicas
+    a.close()
+    b.close()
+    config = (one / "sop.toml").read_text()
+    changed = config.replace("max_blob_bytes = 1048576", "max_blob_bytes = 1048575", 1)
+    assert changed != config
+    (one / "sop.toml").write_text(changed)
+    refused = SOP.boot(one)
+    assert refused.health is not Health.READY  # not accepted: refused (INV-11)
+    refused.close()
+    digest, index = accept_config(one)  # `sop config accept`, on the PostgreSQL log
+    (tmp_path / "two" / "sop.toml").write_text(changed)  # the other replica's copy
+    for data_dir in (one, tmp_path / "two"):
+        again = SOP.boot(data_dir)
+        try:
+            assert again.health is Health.READY, again.boot_report.detail
+            assert _entry(again, index)["config_digest"] == digest
+        finally:
+            again.close()
+
+
+@pytest.mark.parametrize("when", ["before-it-reads", "while-it-repairs"])
+def test_a_replica_boots_while_another_logs_decisions_awaiting_their_effect(
+    replicas: tuple[SOP, SOP, Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    when: str,
+) -> None:
+    a, b, _, token = replicas
+    before = a.submit({**PERSIST, "request_id": "before", "capability": token})
+    assert before.effect is Permission.ALLOW  # a decision alone: pending until its effect
+    b.close()
+    meanwhile: list[int] = []
+
+    def a_decides() -> None:
+        if not meanwhile:  # `a` logs another one while `b` boots
+            d = a.submit({**PERSIST, "request_id": "meanwhile", "capability": token})
+            meanwhile.append(d.log_index)  # type: ignore[arg-type]
+
+    if when == "before-it-reads":  # after `b`'s log read its tail, before its repair reads
+        pending = PostgresPersistIndex.pending
+
+        def read_pending(self: PostgresPersistIndex) -> list[PendingDecision]:
+            a_decides()
+            return pending(self)
+
+        monkeypatch.setattr(PostgresPersistIndex, "pending", read_pending)
+    else:
+        repair_one = Maintenance._repair_one
+
+        def repair(self: Maintenance, p: PendingDecision) -> tuple[bool, int, bytes]:
+            a_decides()
+            return repair_one(self, p)
+
+        monkeypatch.setattr(Maintenance, "_repair_one", repair)
+    again = SOP.boot(tmp_path / "two")
+    try:
+        assert again.health is Health.READY, again.boot_report.detail
+        monkeypatch.undo()
+        pending_now = {p.decision_index for p in again.store.persist.pending()}
+        assert before.log_index not in pending_now  # pending when it booted: repaired
+        assert meanwhile and meanwhile[0] in pending_now  # what `a` logged meanwhile: `a`'s
+    finally:
+        again.close()

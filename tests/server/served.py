@@ -57,17 +57,23 @@ class Prepared:
 
 
 def prepare(
-    base: Path, principals: tuple[str, ...] = ("drac", "emp"), *, reads: bool = False
+    base: Path,
+    principals: tuple[str, ...] = ("drac", "emp"),
+    *,
+    reads: bool = False,
+    dsn: str | None = None,
+    schema: str = "sop",
 ) -> Prepared:
     """Initialise ``base/data``, activate :data:`POLICY`, admit a capability, issue certificates.
 
     With ``reads``, :data:`READ_POLICY` too, and the capability covers ``artifact.read``.
+    With ``dsn``, the state is kept in PostgreSQL, in ``schema`` (``sop init --dsn``).
     """
     from sop_verified import SOP
     from sop_verified.server.certs import issue_client
 
     data_dir = base / "data"
-    SOP.init(data_dir)
+    SOP.init(data_dir, dsn=dsn, schema=schema)
     policies = base / "policies"
     policies.mkdir()
     (policies / "policies.toml").write_text(POLICY + (READ_POLICY if reads else ""))

@@ -12,6 +12,13 @@ as an :class:`Ack` (a persist's with its bytes and its write, a
 :class:`Persisted`). Every :data:`LOSE_EVERY`-th answer a client pretends to
 have lost: after the next restart it sends that key again and must get the
 first decision back from the log (``replayed`` true, same index and leaf).
+
+Several replicas (:mod:`replicas_crash`): client ``n`` asks the ``n % k``-th of
+``k`` endpoints, and retries there. With an :class:`~crash_outages.Outages`, a
+decision the server could not log (a DENY without a log index, its reason
+given, or a 503) is a refusal, not a failure: it is noted, and the same key is
+sent again a little later; a logged DENY of a request that should be allowed
+is accepted only with an outage's reason (:data:`OUTAGE_CODES`).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +37,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 from crash_endpoint import Endpoint
+from crash_outages import Outages
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))  # served.py
 
@@ -40,6 +48,7 @@ from sop_verified.server.certs import client_ssl_context
 __all__ = [
     "DENY_PERSIST_EVERY",
     "LOSE_EVERY",
+    "OUTAGE_CODES",
     "PERSIST_BYTES",
     "PERSIST_SHARE",
     "Ack",
@@ -61,6 +70,10 @@ changes it (past 64 KiB the file is written after the decision's commit)."""
 
 DENY_PERSIST_EVERY = 8
 """About one persist in this many targets ``artifacts/emp/`` (DENY: no effect may follow)."""
+
+OUTAGE_CODES = frozenset({"log_append_failed", "obligation_unknown"})
+"""The reasons a request that should be allowed may be denied for while the database is away:
+its decision could not be logged, or its proof obligation's verdict could not be stored."""
 
 _RETRY_PAUSE = 0.05
 
@@ -135,6 +148,13 @@ def _persist_post(header: str, data: bytes) -> Post:
     return post
 
 
+def _problem_code(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json().get("code") or answer.status_code)
+    except ValueError:
+        return str(answer.status_code)
+
+
 def _decide_post(body: dict[str, Any]) -> Post:
     def post(http: httpx.Client, url: str, key: str) -> httpx.Response:
         return http.post(f"{url}/v1/decide", json=body, headers={"Idempotency-Key": key})
@@ -158,6 +178,8 @@ class _Client:
     def __init__(self, n: int, load: ClientLoad) -> None:
         self.n = n
         self.load = load
+        self.replica = n % len(load.endpoints)
+        self.endpoint = load.endpoints[self.replica]
         self.rng = random.Random(f"{load.seed}-{n}")
         self.ctx = client_ssl_context(*load.prepared.client("drac"))
         self.generation = -1
@@ -218,7 +240,7 @@ class _Client:
         """
         retried = False
         while True:
-            where = self.load.endpoint.wait()
+            where = self.endpoint.wait()
             if where is None:
                 return None, retried
             http = self.connect(*where)
@@ -230,6 +252,14 @@ class _Client:
                 time.sleep(_RETRY_PAUSE)
                 continue
             if answer.status_code in (409, 429, 503):  # in flight, full, stopping: later
+                if answer.status_code == 503 and self.load.outages is not None:
+                    self.load.outages.refused(self.replica, 503, _problem_code(answer), answer.text)
+                    if self.load.stopping.is_set():  # the test ends: a replica still refusing
+                        self.failures.append(
+                            f"key `{sent.key}`: replica {self.replica} still refuses as the test"
+                            f" ends: {answer.text[:300]}"
+                        )
+                        return None, retried
                 time.sleep(_RETRY_PAUSE)
                 continue
             if answer.status_code != 200:
@@ -237,7 +267,28 @@ class _Client:
                     f"key `{sent.key}`: `{answer.status_code}` {answer.text[:300]}"
                 )
                 return None, retried
-            return answer.json(), retried
+            d = answer.json()
+            if self.load.outages is not None and d.get("log_index") is None:
+                if not self.unlogged(sent, d):
+                    return None, retried
+                time.sleep(_RETRY_PAUSE)  # nothing was decided: the same key again, later
+                continue
+            return d, retried
+
+    def unlogged(self, sent: _Sent, d: dict[str, Any]) -> bool:
+        """A decision the server could not log: a DENY with its reason (noted), or a failure."""
+        assert self.load.outages is not None
+        reasons = d.get("reasons") or [{}]
+        why = next((r for r in reasons if r.get("code") in OUTAGE_CODES), reasons[-1])
+        code, message = str(why.get("code") or ""), str(why.get("message") or "")
+        if d.get("effect") != "DENY" or not code or not message:
+            self.failures.append(
+                f"key `{sent.key}`: an answer without a log index must be a DENY with its"
+                f" reason, got {d}"
+            )
+            return False
+        self.load.outages.refused(self.replica, 200, code, message)
+        return True
 
     def connect(self, generation: int, _url: str) -> httpx.Client:
         if self.http is None or generation != self.generation:
@@ -250,6 +301,18 @@ class _Client:
     def accept(self, sent: _Sent, d: dict[str, Any], *, retried: bool) -> Ack | None:
         expected = "ALLOW" if sent.resource.startswith("artifacts/drac/") else "DENY"
         receipt = d.get("receipt") or {}
+        if not isinstance(d.get("log_index"), int) or receipt.get("index") != d["log_index"]:
+            self.failures.append(f"key `{sent.key}`: an answer without its log entry: {d}")
+            return None
+        outages = self.load.outages
+        if outages is not None and expected == "ALLOW" and d.get("effect") == "DENY":
+            reasons = d.get("reasons") or [{}]
+            code = str(reasons[0].get("code") or "")
+            if code in OUTAGE_CODES and d.get("decision_index") is None:
+                outages.refused(  # a logged DENY: its client's answer, and a refusal
+                    self.replica, 200, code, str(reasons[0].get("message")), logged=True
+                )
+                expected = "DENY"
         refused_write = (
             sent.data is not None
             and expected == "ALLOW"
@@ -288,6 +351,8 @@ class _Client:
             persisted,
         )
         self.acks.append(ack)
+        if outages is not None:
+            outages.logged(self.replica)
         return ack
 
     def persisted(self, sent: _Sent, d: dict[str, Any]) -> Persisted | None:
@@ -327,7 +392,7 @@ class _Client:
         """Resend the keys whose answers were "lost", once the server was restarted."""
         keep = []
         for generation, sent, first in self.lost:
-            if generation == self.load.endpoint.generation:
+            if generation == self.endpoint.generation:
                 keep.append((generation, sent, first))
                 continue
             answer, _ = self.send(sent)
@@ -348,18 +413,26 @@ class _Client:
 
 
 class ClientLoad:
-    """``clients`` client threads against :class:`Endpoint`, until :meth:`stop`."""
+    """``clients`` client threads against :class:`Endpoint` (or several), until :meth:`stop`."""
 
     def __init__(
         self,
         prepared: Prepared,
-        endpoint: Endpoint,
+        endpoint: Endpoint | Sequence[Endpoint],
         clients: int,
         seed: int,
         persist_bytes: tuple[int, int] = PERSIST_BYTES,
+        *,
+        outages: Outages | None = None,
     ) -> None:
+        """``clients`` clients; client ``n`` asks ``endpoint`` (the ``n % k``-th of ``k``).
+
+        With ``outages``, a decision the server could not log is a refusal noted there
+        (the same key is sent again later), not a failure.
+        """
         self.prepared = prepared
-        self.endpoint = endpoint
+        self.endpoints = [endpoint] if isinstance(endpoint, Endpoint) else list(endpoint)
+        self.outages = outages
         self.seed = seed
         self.persist_bytes = persist_bytes
         self.stopping = threading.Event()
@@ -380,7 +453,8 @@ class ClientLoad:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self.endpoint.close()
+        for endpoint in self.endpoints:
+            endpoint.close()
         for thread in self._threads:
             thread.join(5)
         alive = [t.name for t in self._threads if t.is_alive()]

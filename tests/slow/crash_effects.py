@@ -33,13 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from crash_clients import Ack
+from psycopg import sql
 
 from sop_verified.core.request import PERSIST_ACTIONS
 from sop_verified.nexus.config import load_config
 from sop_verified.storage.sqlite_log import SQLiteLogReader
 
-__all__ = ["EffectCounts", "LogRows", "check_effects", "read_log", "stored_files"]
+__all__ = ["EffectCounts", "LogRows", "check_effects", "read_log", "read_pg_log", "stored_files"]
 
 _DB = "sop.db"
 _EFFECT = "persist.effect"
@@ -63,10 +65,16 @@ class EffectCounts:
 
 @dataclass(frozen=True)
 class LogRows:
-    """The log's entries as JSON objects, by index; the inline blobs' effect indexes."""
+    """The log's entries as JSON objects, by index; the inline blobs' effect indexes.
+
+    Read from PostgreSQL (:func:`read_pg_log`), also each entry's leaf hash (hex) and
+    the head row's size.
+    """
 
     entries: dict[int, dict[str, Any]]
     inline: tuple[int, ...]
+    leaves: dict[int, str] = field(default_factory=dict)
+    head: int | None = None
 
 
 def read_log(data_dir: Path) -> LogRows:
@@ -82,6 +90,24 @@ def read_log(data_dir: Path) -> LogRows:
     finally:
         db.close()
     return LogRows(entries, inline)
+
+
+def read_pg_log(dsn: str, schema: str) -> LogRows:
+    """Every log entry with its leaf hash, the head and every ``persist_inline`` row of a
+    PostgreSQL schema, in one snapshot (read-only: replicas may be writing meanwhile)."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        rows = conn.execute("SELECT idx, leaf_hash, payload FROM log_entries ORDER BY idx")
+        entries, leaves = {}, {}
+        for index, leaf, payload in rows:
+            entries[int(index)] = orjson.loads(bytes(payload))
+            leaves[int(index)] = bytes(leaf).hex()
+        head = conn.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
+        inline = conn.execute("SELECT effect_index FROM persist_inline").fetchall()
+    return LogRows(
+        entries, tuple(int(r[0]) for r in inline), leaves, None if head is None else int(head[0])
+    )
 
 
 def _key(entry: dict[str, Any]) -> str | None:

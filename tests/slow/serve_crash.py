@@ -43,7 +43,6 @@ import argparse
 import json
 import random
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,8 +52,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))  # served.py
 
+from crash_checks import check_keys, log_verify, state_check
 from crash_clients import PERSIST_BYTES, Ack, ClientLoad, Endpoint
-from crash_effects import EffectCounts, LogRows, check_effects, read_log, stored_files
+from crash_effects import EffectCounts, check_effects, read_log, stored_files
 from crash_receipts import check_receipts, read_back
 from served import Prepared, Served, prepare
 
@@ -174,8 +174,8 @@ def run_crash(
                 prepared, load.acks(), report, final=False, refused=load.refused()
             )  # as the kill left it
             if n % VERIFY_EVERY == 0:
-                _log_verify(prepared, vkey, load.acks(), report)
-                _state_check(prepared, vkey, report)
+                log_verify(prepared.data_dir, vkey, load.acks(), report)
+                state_check(prepared.data_dir, vkey, report)
             t1 = time.monotonic()
             server = _restart(prepared, vkey)
             t2 = time.monotonic()
@@ -210,8 +210,8 @@ def run_crash(
     if status != 0:
         report.failures.append(f"the last server exited `{status}` on SIGTERM: {server.stderr()}")
     t3 = time.monotonic()
-    _log_verify(prepared, vkey, load.acks(), report)
-    _state_check(prepared, vkey, report)
+    log_verify(prepared.data_dir, vkey, load.acks(), report)
+    state_check(prepared.data_dir, vkey, report)
     t4 = time.monotonic()
     _check_log(prepared, load.acks(), report, final=True, refused=load.refused())
     progress(
@@ -234,37 +234,6 @@ def _restart(prepared: Prepared, vkey: str) -> Served:
     return server
 
 
-def _log_verify(prepared: Prepared, vkey: str, acks: Sequence[Ack], report: Report) -> None:
-    """``sop log verify`` under the first key, against the largest checkpoint a client holds."""
-    cmd = [sys.executable, "-m", "sop_verified.cli", "log", "verify"]
-    cmd += ["--data-dir", str(prepared.data_dir), "--vkey", vkey, "--json"]
-    if acks:
-        kept = max(acks, key=lambda a: a.tree_size)
-        path = prepared.data_dir.parent / f"kept-checkpoint-{kept.tree_size}"
-        path.write_text(kept.checkpoint)
-        cmd += ["--checkpoint", str(path)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    report.log_verifies += 1
-    if done.returncode != 0:
-        report.failures.append(
-            f"`sop log verify` exited `{done.returncode}` after round {report.rounds}:"
-            f" {done.stdout[-600:]} {done.stderr[-600:]}"
-        )
-
-
-def _state_check(prepared: Prepared, vkey: str, report: Report) -> None:
-    """``sop state check``: every derived row (the persistence index too) projects the log."""
-    cmd = [sys.executable, "-m", "sop_verified.cli", "state", "check"]
-    cmd += ["--data-dir", str(prepared.data_dir), "--vkey", vkey, "--json"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    report.state_checks += 1
-    if done.returncode != 0:
-        report.failures.append(
-            f"`sop state check` exited `{done.returncode}` after round {report.rounds}:"
-            f" {done.stdout[-600:]} {done.stderr[-600:]}"
-        )
-
-
 def _check_log(
     prepared: Prepared,
     acks: Sequence[Ack],
@@ -279,7 +248,7 @@ def _check_log(
     and every file under the scope roots is the object of a written effect.
     """
     rows = read_log(prepared.data_dir)
-    _check_keys(rows, acks, report, final=final, refused=refused)
+    check_keys(rows, acks, report, final=final, refused=refused)
     found = check_effects(rows, acks, files=stored_files(prepared.data_dir) if final else None)
     _count_effects(found, report)
     report.failures.extend(f"after round {report.rounds}: {f}" for f in found.failures)
@@ -294,54 +263,6 @@ def _count_effects(found: EffectCounts, report: Report) -> None:
         found.inline_blobs,
         found.files,
     )
-
-
-def _check_keys(
-    rows: LogRows,
-    acks: Sequence[Ack],
-    report: Report,
-    *,
-    final: bool,
-    refused: Sequence[tuple[str, int, int]] = (),
-) -> None:
-    """Each key: at most one decision entry, at the index its client was acknowledged with.
-
-    A refused write's key has its ALLOW at the decision index it was told, and the
-    refusal it was told is that decision's aborted or refused ``persist.effect``.
-    """
-    by_key: dict[str, list[int]] = {}
-    for index, entry in rows.entries.items():
-        key = (entry.get("transport") or {}).get("idempotency_key")
-        if entry.get("type") == "decision" and key is not None:
-            by_key.setdefault(key, []).append(index)
-    report.entries = sum(len(v) for v in by_key.values())
-    for key, indexes in by_key.items():
-        if len(indexes) > 1:
-            report.failures.append(
-                f"after round {report.rounds}: idempotency key `{key}` has {len(indexes)} entries:"
-                f" {indexes}"
-            )
-    for ack in acks:
-        if by_key.get(ack.key, [])[:1] != [ack.log_index]:
-            report.failures.append(
-                f"key `{ack.key}` was acknowledged at `{ack.log_index}`;"
-                f" the log has it at `{by_key.get(ack.key)}`"
-            )
-    for key, decision, refusal in refused:
-        effect = rows.entries.get(refusal) or {}
-        said = (effect.get("type"), effect.get("decision_index"), effect.get("outcome"))
-        if (
-            by_key.get(key, [])[:1] != [decision]
-            or said[:2] != ("persist.effect", decision)
-            or (said[2] not in ("aborted", "refused"))
-        ):
-            report.failures.append(
-                f"key `{key}` was told its write of ALLOW `{decision}` was refused at"
-                f" `{refusal}`; the log has the key at `{by_key.get(key)}` and {said} there"
-            )
-    unanswered = by_key.keys() - {a.key for a in acks} - {key for key, _, _ in refused}
-    if final and unanswered:  # before: a request in flight at the kill, retried after the restart
-        report.failures.append(f"logged keys no client was answered for: {sorted(unanswered)[:5]}")
 
 
 def format_report(report: Report) -> str:

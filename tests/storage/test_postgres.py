@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -254,6 +254,28 @@ def test_a_writer_that_lost_the_race_writes_nothing_and_catches_up(
         first.log.open(signer=signer, origin=ORIGIN).verify_tail()
 
 
+def test_an_audit_reads_a_live_log_in_one_snapshot(schema: str, signer: Signer) -> None:
+    with opened(schema) as backend, opened(schema) as other:
+        backend.log.open(signer=signer, origin=ORIGIN)
+        backend.log.opened.append_many([b"e-%d" % i for i in range(20)])
+        reader = backend.log_reader()
+        try:
+            assert reader.entry_rows() == 20  # the snapshot begins here
+            other.log.open(signer=signer, origin=ORIGIN)
+            other.log.opened.append_many([b"f-%d" % i for i in range(5)])  # another replica
+            entries = list(reader.iter_entries(4))
+            checkpoints = reader.checkpoints()
+            tiles = dict(reader.iter_tiles(4))
+        finally:
+            reader.close()
+        assert [i for i, _, _ in entries] == list(range(20))  # not the other replica's five
+        assert checkpoints[-1][0] == 20  # so no entry lies past the last checkpoint read
+        assert tiles == backend.log_store.read_tiles(list(tiles))
+        again = backend.log_reader()
+        assert again.entry_rows() == 25  # a new reader, a new snapshot
+        again.close()
+
+
 def test_the_log_tables_refuse_an_outsiders_changes(schema: str, signer: Signer) -> None:
     with opened(schema) as backend:
         backend.log.open(signer=signer, origin=ORIGIN)
@@ -284,24 +306,51 @@ def test_an_outsider_cannot_write_a_derived_table(schema: str) -> None:
         _in(schema, "INSERT INTO revocations (id, at) VALUES ('cap-x', 1)")
 
 
-def test_a_lost_connection_is_a_storage_error_and_the_next_call_recovers(schema: str) -> None:
-    with opened(schema) as backend:
+def _cut(schema: str) -> int:
+    """Terminate every session SOP holds in ``schema`` (an administrator, a server restart)."""
+    killed = _in(
+        schema,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (f"sop:{schema}",),
+    )
+    return sum(1 for (ok,) in killed if ok)
+
+
+def _fill_pool(backend: PostgresBackend, n: int) -> None:
+    """Make the pool hold ``n`` idle sessions (taken at once, then given back)."""
+    with ExitStack() as held:
+        for _ in range(n):
+            held.enter_context(backend._db.connection())
+
+
+def test_sessions_cut_under_the_pool_cost_no_read_and_no_write(schema: str) -> None:
+    with opened(schema) as backend:  # a pool of 4 sessions
         backend.capabilities.save_capability("c1", None, b"claims")
-        killed = _in(
-            schema,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-            (f"sop:{schema}",),
-        )
-        assert killed and all(ok for (ok,) in killed)
-        outcomes = []
-        for _ in range(3):  # a pooled connection that died fails its call; then a new one works
-            try:
-                outcomes.append(len(backend.capabilities.load_capabilities()))
-            except StorageError as exc:
-                outcomes.append(str(exc))
-        assert outcomes[-1] == 1
-        assert all(o == 1 or "postgresql read failed" in str(o) for o in outcomes)
-        backend.capabilities.save_revocation("c1", 5)
+        _fill_pool(backend, 4)
+        assert _cut(schema) == 4  # every pooled session is dead now
+        assert len(backend.capabilities.load_capabilities()) == 1  # a read: the next session
+        _fill_pool(backend, 4)
+        assert _cut(schema) == 4
+        backend.capabilities.save_revocation("c1", 5)  # a write: dead at BEGIN, the next one
+        assert _in(schema, "SELECT id FROM revocations") == [("c1",)]
+        backend.verify_state(0)
+
+
+def test_a_lost_connection_mid_write_is_a_storage_error_and_the_next_call_recovers(
+    schema: str,
+) -> None:
+    with opened(schema) as backend:
+
+        def write_then_cut() -> None:
+            with backend._db.tx() as cur:
+                cur.execute("INSERT INTO revocations (id, at) VALUES ('c1', 5)")
+                assert _cut(schema) >= 1
+
+        with pytest.raises(StorageError, match="postgresql write failed"):  # never sent again
+            write_then_cut()
+        assert _in(schema, "SELECT count(*) FROM revocations") == [(0,)]
+        backend.capabilities.save_revocation("c2", 6)
+        assert _in(schema, "SELECT id FROM revocations") == [("c2",)]
         backend.verify_state(0)
 
 

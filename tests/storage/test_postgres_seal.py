@@ -218,6 +218,20 @@ def test_the_seal_is_bound_to_the_log_size(shared: str) -> None:
         store.close()
 
 
+def test_a_log_another_replica_grew_meanwhile_is_checked_at_its_head(sealed: str) -> None:
+    store, other = _open(sealed), _open(sealed)
+    try:
+        with pytest.warns(UnsignedLogWarning):
+            other.log.unsafe_open_unsigned()
+        other.log.append(b'{"type":"test","i":4}')  # after `store` read the log at 4 entries
+        store.verify_state(4)  # a replica booting while the others decide
+        with pytest.raises(IntegrityError, match="seal is for a log of `5` entries but the log"):
+            store.verify_state(6)  # never a seal for less than the log holds
+    finally:
+        other.close()
+        store.close()
+
+
 def test_an_older_seal_put_back_is_refused_and_never_carried_forward(
     sealed: str, attacker_in: Callable[[str], Conn]
 ) -> None:

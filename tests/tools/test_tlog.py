@@ -13,7 +13,7 @@ from sop_verified.tools import merkle, tlog
 from sop_verified.tools.checkpoint import open_checkpoint
 from sop_verified.tools.signed_note import Signer, generate
 from sop_verified.tools.tlog import TransparencyLog
-from sop_verified.tools.tlog_store import LinkedPart
+from sop_verified.tools.tlog_store import Batch, LinkedPart
 from sop_verified.tools.tlog_tiles import TreeState, locate, tile_key
 
 ORIGIN = "example.test/log"
@@ -122,6 +122,103 @@ def test_failed_write_acknowledges_nothing_and_the_log_goes_on(signer: Signer) -
     store.fail_writes = False
     assert log.append(b"second").index == 1
     assert log.root() == merkle.root_hash([b"first", b"second"])
+
+
+@pytest.fixture
+def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed write waits a moment, not 20 s, for the store to say whether it was stored."""
+    monkeypatch.setattr(tlog, "SETTLE_SECONDS", 0.3)
+
+
+def test_a_store_that_stopped_answering_is_written_to_again_once_it_is_back(
+    signer: Signer, quick_settle: None
+) -> None:
+    store = MemoryLogStore()
+    log = _log(store, signer)
+    log.append(b"first")
+    store.down = True  # the write fails, and so does re-reading the tail after it
+    with pytest.raises(StorageError, match="not answering"):
+        log.append(b"lost")
+    with pytest.raises(StorageError, match="store is not answering"):
+        log.append(b"lost too")  # still down: refused, nothing written
+    assert len(store.entries) == 1
+    store.down = False
+    other = _log(store, signer)  # meanwhile another writer of the store appended
+    other.append(b"by another writer")
+    assert log.append(b"second").index == 2  # the tail was re-read first
+    assert log.root() == merkle.root_hash([b"first", b"by another writer", b"second"])
+
+
+@pytest.mark.parametrize("down_after", [0, 3], ids=["store-answers", "store-down-a-moment"])
+def test_a_batch_whose_commit_answer_was_lost_is_read_back_and_acknowledged(
+    signer: Signer, down_after: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MemoryLogStore()
+    log = _log(store, signer)
+    log.append(b"first")
+    store.lose_answers = 1  # stored, then the connection drops before COMMIT's answer
+    if down_after:
+        store.down, store.up_after = False, None
+        real = store.write_batch
+
+        def then_down(batch: Batch) -> None:
+            try:
+                real(batch)
+            finally:
+                store.down, store.up_after = True, down_after
+
+        monkeypatch.setattr(store, "write_batch", then_down)
+    receipts = log.append_many([b"a", b"b"])
+    assert [r.index for r in receipts] == [1, 2]  # the stored batch is acknowledged
+    assert [store.entries[i][1] for i in range(3)] == [b"first", b"a", b"b"]  # once
+    assert receipts[-1].checkpoint == store.checkpoints[3]
+    assert log.append(b"next").index == 3
+
+
+def test_a_batch_whose_outcome_stays_unknown_is_refused_and_the_log_goes_on(
+    signer: Signer, quick_settle: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MemoryLogStore()
+    log = _log(store, signer)
+    log.append(b"first")
+    store.lose_answers = 1
+    real = store.write_batch
+
+    def then_down(batch: Batch) -> None:
+        try:
+            real(batch)
+        finally:
+            store.down = True  # and stays down past SETTLE_SECONDS
+
+    monkeypatch.setattr(store, "write_batch", then_down)
+    with pytest.raises(StorageError, match="whether it was stored is unknown"):
+        log.append(b"maybe")
+    monkeypatch.setattr(store, "write_batch", real)
+    store.down = False
+    assert log.append(b"after").index == 2  # the tail re-read first: `maybe` was stored
+
+
+@pytest.mark.parametrize("back", ["cut-back", "fork"])
+def test_a_store_that_came_back_without_the_tree_it_held_is_refused_for_good(
+    signer: Signer, back: str, quick_settle: None
+) -> None:
+    store = MemoryLogStore()
+    log = _log(store, signer)
+    log.append_many([b"a", b"b"])
+    snapshot = (dict(store.entries), dict(store.tiles), dict(store.checkpoints))
+    log.append(b"c")
+    store.down = True
+    with pytest.raises(StorageError):
+        log.append(b"lost")
+    store.down = False
+    store.entries, store.tiles, store.checkpoints = snapshot  # restored: `c` is gone
+    if back == "fork":  # ... and another tree of size 3 written on it
+        _log(store, signer).append(b"not c")
+    with pytest.raises(IntegrityError, match="kept checkpoint"):
+        log.append(b"d")
+    with pytest.raises(StorageError, match="unavailable after a failed write"):
+        log.append(b"e")  # broken for good: this log takes no more entries
+    assert b"d" not in {p for _, p in store.entries.values()}
 
 
 def test_never_signs_a_checkpoint_inconsistent_with_the_last(

@@ -9,7 +9,10 @@ from sop_verified.tools.tlog_store import Batch
 
 
 class MemoryLogStore:
-    """Entries, tiles and checkpoints in dicts; ``fail_writes`` makes the next writes raise."""
+    """Entries, tiles and checkpoints in dicts; ``fail_writes`` makes the next writes raise,
+    ``down`` every call (a database that stopped answering; ``up_after`` calls later it
+    answers again), ``lose_answers`` the next writes raise after storing their batch (the
+    answer to ``COMMIT`` lost with the connection)."""
 
     def __init__(self) -> None:
         self.entries: dict[int, tuple[bytes, bytes]] = {}
@@ -17,20 +20,33 @@ class MemoryLogStore:
         self.checkpoints: dict[int, str] = {}
         self.fail_writes = False
         self.refuse_rebuilds = False  # True: a moved head raises instead of rebuilding
+        self.down = False
+        self.up_after: int | None = None
+        self.lose_answers = 0
         self.reads = 0  # tile and entry rows read
         self.attachments: list[tuple[str, str, bytes]] = []
 
     # LogStore
+    def _answer(self) -> None:
+        if self.down and self.up_after is not None:
+            self.up_after -= 1
+            self.down = self.up_after >= 0
+        if self.down:
+            raise StorageError("memory log store is not answering (injected)")
+
     def log_tail(self) -> tuple[int, str | None]:
+        self._answer()
         size = max(self.entries, default=-1) + 1
         note = self.checkpoints[max(self.checkpoints)] if self.checkpoints else None
         return size, note
 
     def read_tiles(self, keys: Sequence[int]) -> dict[int, bytes]:
+        self._answer()
         self.reads += len(keys)
         return {k: self.tiles[k] for k in keys if k in self.tiles}
 
     def write_batch(self, batch: Batch) -> None:
+        self._answer()
         if self.fail_writes:
             raise StorageError("memory log store write failed (injected)")
         head = max(self.entries, default=-1) + 1
@@ -50,8 +66,12 @@ class MemoryLogStore:
         if checkpoint is not None:
             self.checkpoints[checkpoint[0]] = checkpoint[1]
         self.attachments.extend(batch.attachments)
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise StorageError("consuming input failed: server closed the connection (injected)")
 
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+        self._answer()
         self.reads += max(0, end - start)
         return [(i, *self.entries[i]) for i in range(start, end) if i in self.entries]
 

@@ -260,13 +260,18 @@ class PersistenceController:
         """Live objects of ``scope`` (of one name if given), by name, newest first."""
         return self._index.objects(scope, name)
 
-    @ensure(lambda self, result: not self._index.pending(), "every pending decision is closed")
+    @ensure(
+        lambda self, result: all(p.decision_index >= result.through for p in self._index.pending()),
+        "every pending decision logged before the repair is closed",
+    )
     def recover(self) -> RecoveryReport:
         """Boot repair: redo or abort pending decisions, purge, apply retention.
 
         Only a pending row that the log backs (an ALLOW persist decision of the
         same request, proved included under the signed checkpoint) is redone or
-        aborted; any other raises the integrity alarm and fails boot.
+        aborted; any other raises the integrity alarm and fails boot. On a log
+        other replicas share, the decisions they log while this one repairs are
+        left to them (``through``).
 
         Raises:
             IntegrityError: a pending row the log does not back (SOP is not READY).

@@ -68,13 +68,19 @@ __all__ = ["Maintenance", "RecoveryReport"]
 
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
-    """What boot repair did."""
+    """What boot repair did.
+
+    ``through`` is the log size when repair read the pending decisions: it closed every
+    one below it; a pending decision at or past it was logged meanwhile by another
+    replica of a shared log, and is that replica's.
+    """
 
     redone: int = 0
     aborted: int = 0
     temps_removed: int = 0
     purged: int = 0
     tombstones: int = 0
+    through: int = 0
 
     @ensure(lambda result: all(v >= 0 for v in result.values()))
     def to_dict(self) -> dict[str, int]:
@@ -193,7 +199,15 @@ class Maintenance:
         redone = aborted = temps = 0
         unbacked: list[str] = []
         closing: list[bytes] = []  # the closing entries, appended in batches (one fsync each)
-        for row in self._index.pending():
+        through = self._log.opened.size  # every pending row below it is read next
+        rows = self._index.pending()
+        # past ``through`` but in the store: logged since by another replica of a shared log,
+        # its own to carry out; past the store's head: in no log at all (refused below)
+        late = [r for r in rows if r.decision_index >= through]
+        stored = self._log.opened.stored_size() if late else through
+        for row in rows:
+            if through <= row.decision_index < stored:
+                continue
             try:
                 p = self._logged_allow(row)
             except IntegrityError as exc:  # spec: INV-9 — never an effect on a journal row's word
@@ -213,7 +227,9 @@ class Maintenance:
             raise IntegrityError(f"boot repair refused a pending-effects row: {unbacked[0]}{more}")
         purged = self._purge()
         tombstones = self._apply_retention(self._now())
-        return RecoveryReport(redone, aborted, temps, purged + tombstones[1], len(tombstones[0]))
+        return RecoveryReport(
+            redone, aborted, temps, purged + tombstones[1], len(tombstones[0]), through
+        )
 
     def _logged_allow(self, row: PendingDecision) -> PendingDecision:
         """The pending decision as the log has it, if the log backs the journal ``row``.

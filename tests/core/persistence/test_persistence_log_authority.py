@@ -285,6 +285,17 @@ def test_forged_pending_row_pointing_at_a_deny_creates_no_file(env: Env, unseale
     assert env.stored("emp-verdicts") == before
 
 
+def test_forged_pending_row_past_the_log_is_not_taken_for_another_replicas(
+    env: Env, unsealed: None
+) -> None:
+    """A row past the store's head is in no log: not a decision another replica just logged."""
+    _, request = _deny_of_a_persist(env, "verdicts/emp/later", b"attacker verdict")
+    beyond = len(env.log()) + 5
+    _forge_pending(env, beyond, request)
+
+    _boot_refuses(env, beyond, "the signed checkpoint covers")
+
+
 def test_forged_pending_row_with_another_request_is_not_redone(env: Env, unsealed: None) -> None:
     genuine = env.persist("emp", "verdict.record", "verdicts/emp/genuine", b"PROVED")
     assert genuine.allowed
