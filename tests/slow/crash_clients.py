@@ -271,6 +271,12 @@ class _Client:
             if self.load.outages is not None and d.get("log_index") is None:
                 if not self.unlogged(sent, d):
                     return None, retried
+                if self.load.stopping.is_set():  # the test ends: a replica still refusing
+                    self.failures.append(
+                        f"key `{sent.key}`: replica {self.replica} still refuses as the test"
+                        f" ends: {d.get('reasons')}"
+                    )
+                    return None, retried
                 time.sleep(_RETRY_PAUSE)  # nothing was decided: the same key again, later
                 continue
             return d, retried

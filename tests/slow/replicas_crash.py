@@ -44,6 +44,7 @@ Run as a script (prints the counts; exit 1 on any failure)::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import secrets
@@ -78,6 +79,10 @@ UP_SECONDS = (0.5, 1.5)
 
 DOWN_SECONDS = (0.2, 1.5)
 """How long PostgreSQL stays down in a restart (uniform, seeded)."""
+
+LONG_OUTAGE = 25.0
+"""Seconds PostgreSQL stays down in the last restart: past the pool's 5 s wait for a session and
+the log's 20 s wait (``SETTLE_SECONDS``) for a failed write's outcome."""
 
 RECOVERY_TIMEOUT = 60.0
 """A replica that has not decided again this long after the database came back fails the test."""
@@ -207,10 +212,11 @@ class _Run:
             **self.recovered([n], t1, back, since=t0),
         }
 
-    def pg_restart(self, k: int) -> dict[str, object]:
-        """Restart PostgreSQL mid-load (fast and immediate in turn), down for a random moment."""
+    def pg_restart(self, k: int, long_down: float = 0.0) -> dict[str, object]:
+        """Restart PostgreSQL mid-load (fast and immediate in turn), down for a random moment
+        (or ``long_down`` seconds)."""
         mode = ("fast", "immediate")[k % 2]
-        down = self.rng.uniform(*DOWN_SECONDS)
+        down = long_down or self.rng.uniform(*DOWN_SECONDS)
         t0 = time.monotonic()
         self.pg.restart(mode, down=down)
         t1 = time.monotonic()
@@ -340,6 +346,7 @@ def run_faults(
     *,
     kills: int = 20,
     pg_restarts: int = 5,
+    long_outage: float = LONG_OUTAGE,
     cuts: int = 5,
     clients: int = CLIENTS,
     seed: int = 0,
@@ -352,6 +359,9 @@ def run_faults(
         base: An empty directory for the data directories and certificates.
         kills: How many times a random replica is killed (and restarted).
         pg_restarts: How many times PostgreSQL is restarted.
+        long_outage: How long PostgreSQL stays down in the last restart (0: a moment, as
+            the others): longer than a replica waits for a session or for a failed write's
+            outcome, so its log must take entries again after giving up.
         cuts: How many times a random replica's database sessions are terminated.
         clients: How many concurrent clients, spread over the replicas.
         seed: Seeds the fault moments, the replicas chosen and the load.
@@ -372,7 +382,10 @@ def run_faults(
         run = _Run(base, pg, clients, seed, report)
         run.load.start()
         faults: list[Callable[[], dict[str, object]]] = [run.kill] * kills
-        faults += [lambda k=k: run.pg_restart(k) for k in range(pg_restarts)]  # type: ignore[misc]
+        faults += [
+            functools.partial(run.pg_restart, k, long_outage if k == pg_restarts - 1 else 0.0)
+            for k in range(pg_restarts)
+        ]
         faults += [run.cut] * cuts
         for fault in faults:
             time.sleep(run.rng.uniform(*UP_SECONDS))
@@ -426,6 +439,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=20, help="replica kills (default 20)")
     p.add_argument("--pg-restarts", type=int, default=5, help="PostgreSQL restarts (default 5)")
     p.add_argument("--cuts", type=int, default=5, help="connection cuts (default 5)")
+    p.add_argument(
+        "--long-outage",
+        type=float,
+        default=LONG_OUTAGE,
+        help=f"seconds down in the last PostgreSQL restart (default {LONG_OUTAGE:g}; 0: short)",
+    )
     p.add_argument("--clients", type=int, default=CLIENTS, help=f"clients (default {CLIENTS})")
     p.add_argument("--seed", type=int, default=None, help="seed (default random)")
     p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
@@ -438,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(tmp),
             kills=args.kills,
             pg_restarts=args.pg_restarts,
+            long_outage=args.long_outage,
             cuts=args.cuts,
             clients=args.clients,
             seed=seed,
