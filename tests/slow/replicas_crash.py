@@ -68,7 +68,15 @@ from crash_receipts import read_back
 from pg_private import PrivatePostgres
 from replicas_fleet import SCHEMA, Fleet, start_fleet
 
-__all__ = ["RECOVERY_TIMEOUT", "Report", "attribute", "format_report", "main", "run_faults"]
+__all__ = [
+    "LONG_OUTAGE",
+    "RECOVERY_TIMEOUT",
+    "Report",
+    "attribute",
+    "format_report",
+    "main",
+    "run_faults",
+]
 
 WINDOW_SLACK = 6.0
 """Seconds after a fault's recovery its refusals may still arrive (the pool's wait for a session

@@ -5,7 +5,8 @@ tests/slow/replicas_crash.py --kills 20 --pg-restarts 5 --cuts 5``, which prints
 the counts). Here, under load from 12 mutual-TLS clients spread over three
 `sop serve` processes on a private PostgreSQL cluster, with a witness they all
 publish through: 20 replicas killed with SIGKILL and restarted, 5 PostgreSQL
-restarts (fast and immediate in turn), 5 replicas' sessions terminated. The seed
+restarts (fast and immediate in turn; the last one down 25 s, past every wait of a
+replica's), 5 replicas' sessions terminated. The seed
 is printed; ``SOP_FAULTS_SEED`` replays it, ``SOP_FAULTS_KILLS`` changes the
 number of kills. The counts, the recoveries and the refusals print with ``-s``.
 
@@ -24,7 +25,14 @@ from typing import Any
 
 import pytest
 from crash_outages import Refusal
-from replicas_crash import RECOVERY_TIMEOUT, VERIFY_EVERY, attribute, format_report, run_faults
+from replicas_crash import (
+    LONG_OUTAGE,
+    RECOVERY_TIMEOUT,
+    VERIFY_EVERY,
+    attribute,
+    format_report,
+    run_faults,
+)
 from replicas_fleet import Fleet, witness_alarms
 
 from sop_verified.tools import merkle
@@ -62,6 +70,8 @@ def test_replicas_lose_nothing_acknowledged_through_kills_restarts_and_cut_sessi
     assert report.log_checks == faults + KILLS + 1, text  # after each, after each kill, at the end
     for r in report.recoveries:
         assert float(r["recovered_s"]) < RECOVERY_TIMEOUT, text  # type: ignore[arg-type]
+    longest = max(float(r.get("down_s", 0)) for r in report.recoveries)  # type: ignore[arg-type]
+    assert longest >= LONG_OUTAGE, text  # the replicas came back after the long outage too
     assert report.published_checked > 0, text  # the witness cosigned, and it was all checked
 
 
