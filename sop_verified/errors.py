@@ -188,6 +188,17 @@ class LogHeadMovedError(StorageError):
     """
 
 
+class PendingClosedError(StorageError):
+    """A batch closes a pending persist decision that is no longer pending: nothing was written.
+
+    On a log several replicas share, a replica's boot repair may have closed
+    the decision (redone or aborted it) while its own replica was still
+    carrying it out. Whoever deletes the pending row first records the one
+    effect the decision has; the other's batch is rolled back whole (INV-9:
+    one decision, at most one effect entry).
+    """
+
+
 class StateMovedError(SOPError):
     """Another replica changed what decisions depend on (a revocation, a policy set) first.
 

@@ -22,6 +22,7 @@ from sop_verified.storage.persist_index import (
     ObjectRecord,
     PendingDecision,
     PurgeRecord,
+    check_closed,
     number_versions,
 )
 from sop_verified.storage.unit_of_work import KeptBlob, UnitOfWork
@@ -85,11 +86,19 @@ def _object(e: EffectRecord, version: int) -> ObjectRecord:
     )
 
 
-def apply_ops(state: IndexState, ops: IndexOps) -> dict[int, int]:
-    """Apply one batch's index changes to ``state``; return the versions given."""
+def apply_ops(state: IndexState, ops: IndexOps, *, live: bool = False) -> dict[int, int]:
+    """Apply one batch's index changes to ``state``; return the versions given.
+
+    Raises:
+        PendingClosedError: ``live`` (a batch written now) and a decision it closes
+            is not pending; ``state`` is then unchanged.
+    """
+    closing = ops.closed()
+    if live:
+        check_closed(closing, sum(d in state.pending for d in set(closing)))
     for p in ops.pending:
         state.pending.setdefault(p.decision_index, p.request)
-    for d in ops.closed():
+    for d in closing:
         state.pending.pop(d, None)
     versions: dict[int, int] = {}
     for e, version in zip(ops.effects, number_versions(ops.effects, state.latest), strict=True):
@@ -119,7 +128,7 @@ def _store_blob(state: IndexState, blob: KeptBlob) -> None:
 
 def apply_unit(state: IndexState, unit: UnitOfWork) -> dict[int, int]:
     """Apply a unit of work to ``state``; return the versions given to written effects."""
-    versions = apply_ops(state, unit.index) if unit.index else {}
+    versions = apply_ops(state, unit.index, live=True) if unit.index else {}
     state.indexed_to = unit.indexed_to
     for blob in unit.blobs:
         _store_blob(state, blob)
@@ -193,6 +202,10 @@ class MemoryPersistIndex:
         """Every ALLOW persist decision still awaiting its effect, in log order."""
         with self._lock:
             return [PendingDecision(i, r) for i, r in sorted(self._state().pending.items())]
+
+    def repairable(self) -> list[PendingDecision]:
+        """Every pending decision: this store has one writer, so boot repair closes them all."""
+        return self.pending()
 
     def pending_decision(self, decision_index: int) -> PendingDecision | None:
         """The pending decision at ``decision_index``, or None."""

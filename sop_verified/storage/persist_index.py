@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sop_verified.errors import PendingClosedError
+
 __all__ = [
     "EffectRecord",
     "EntryIndexer",
@@ -24,6 +26,7 @@ __all__ = [
     "PendingDecision",
     "PurgeRecord",
     "TombstoneRecord",
+    "check_closed",
     "number_versions",
 ]
 
@@ -104,6 +107,27 @@ class PurgeRecord:
     tombstone_index: int
     scope: str
     stored: str
+
+
+def check_closed(closing: Sequence[int], deleted: int) -> None:
+    """Raise unless every pending row a live batch closes was still there to delete.
+
+    Args:
+        closing: the decision indexes the batch's effects close.
+        deleted: how many pending rows the batch's delete removed.
+
+    Raises:
+        PendingClosedError: one of them was closed already, by another writer of
+            a shared log (a booting replica's repair): the caller rolls the whole
+            batch back, so the decision keeps the one effect entry recorded first.
+    """
+    if deleted != len(set(closing)):  # spec: INV-9 — at most one effect entry per decision
+        wanted = sorted(set(closing))
+        raise PendingClosedError(
+            f"of the persist decisions this batch closes, at log indexes {wanted[:8]},"
+            f" {len(wanted) - deleted} no longer pending: another replica's boot repair"
+            " closed it first; the batch was not written"
+        )
 
 
 EntryIndexer = Callable[[Sequence[tuple[int, bytes]]], IndexOps]

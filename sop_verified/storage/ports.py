@@ -213,6 +213,13 @@ class PersistIndex(BlobStore, Protocol):
     def pending(self) -> list[PendingDecision]:
         """Every ALLOW persist decision whose effect is not logged, in log order."""
 
+    def repairable(self) -> list[PendingDecision]:
+        """The pending decisions boot repair may close, in log order.
+
+        On a store one process writes, every one; on a log several replicas
+        share, those no live replica is carrying out (its owner is gone).
+        """
+
     def pending_decision(self, decision_index: int) -> PendingDecision | None:
         """The pending decision at ``decision_index``, or None."""
 

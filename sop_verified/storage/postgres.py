@@ -50,6 +50,7 @@ from sop_verified.storage.postgres_db import (
     redact_dsn,
 )
 from sop_verified.storage.postgres_log import PostgresLog, PostgresLogReader
+from sop_verified.storage.postgres_owners import PendingOwners
 from sop_verified.storage.postgres_persist import PostgresPersistIndex
 from sop_verified.storage.postgres_roles import (
     PostgresCapabilities,
@@ -168,9 +169,19 @@ class PostgresBackend:
         except BaseException:
             self._db.close()
             raise
+        self._owners = PendingOwners(
+            lambda: psycopg.connect(
+                dsn,
+                autocommit=True,
+                connect_timeout=max(1, round(timeout)),
+                application_name=f"sop:{schema}:owner",
+            ),
+            self._db.scrub,
+            self.where,
+        )
         self._blobs = PostgresBlobs(self._db)
-        self._persist = PostgresPersistIndex(self._db, self._blobs)
-        self._log_store = PostgresLog(self._db, self._persist.note_versions)
+        self._persist = PostgresPersistIndex(self._db, self._blobs, self._owners)
+        self._log_store = PostgresLog(self._db, self._persist.note_versions, self._owners.owner)
         self._log = StoreLog(self._log_store)
         self._capabilities = PostgresCapabilities(self._db)
         self._policies = PostgresPolicies(self._db)
@@ -292,4 +303,5 @@ class PostgresBackend:
 
     def close(self) -> None:
         """Close every connection; later calls raise StorageError."""
+        self._owners.close()
         self._db.close()

@@ -87,7 +87,10 @@ class PostgresLog:
     """The log tables of one PostgreSQL schema, as an ``AtomicLogStore``."""
 
     def __init__(
-        self, db: PostgresDB, on_versions: Callable[[dict[int, int]], None] | None = None
+        self,
+        db: PostgresDB,
+        on_versions: Callable[[dict[int, int]], None] | None = None,
+        owner: Callable[[], int] | None = None,
     ) -> None:
         """Use ``db``'s pool.
 
@@ -95,9 +98,13 @@ class PostgresLog:
             db: The schema's connections.
             on_versions: Told, once a batch committed, the versions its unit gave
                 its written effects (the persistence index's memo).
+            owner: This replica's owner id, its lock held
+                (:class:`~sop_verified.storage.postgres_owners.PendingOwners`);
+                None: pending rows carry no owner (every one is boot repair's).
         """
         self._db = db
         self._on_versions = on_versions
+        self._owner = owner
         self._indexer: EntryIndexer | None = None
         self._indexed_to: int | None = None  # what the index reflects, as last committed here
 
@@ -160,6 +167,7 @@ class PostgresLog:
         """
         versions: dict[int, int] = {}
         written: list[tuple[int, int]] = []  # the log's growth, once the rows are in
+        owner = 0 if unit is None or self._owner is None else self._owner()
         with self._db.tx(lambda: written[0] if written else None) as cur:
             # spec: INV-5 — contiguous and gap-free: the batch is (re)built on the locked head
             rebuilt = batch.on_head(lock_head(cur))
@@ -178,7 +186,7 @@ class PostgresLog:
                         raise StorageError("the persistence index is behind the log; no indexer")
                     self._indexed_to = None
                     catch_up(cur, self._indexer, until=batch.start)
-                versions = apply_unit(cur, unit)
+                versions = apply_unit(cur, unit, owner)
         if unit is not None:  # only after COMMIT: a rolled-back batch changes nothing
             self._indexed_to = unit.indexed_to
             if versions and self._on_versions is not None:

@@ -24,10 +24,12 @@ from sop_verified.storage.persist_index import (
     ObjectRecord,
     PendingDecision,
     PurgeRecord,
+    check_closed,
     number_versions,
 )
 from sop_verified.storage.postgres_blobs import PostgresBlobs, store_blobs
 from sop_verified.storage.postgres_db import Cursor, PostgresDB
+from sop_verified.storage.postgres_owners import PendingOwners
 from sop_verified.storage.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -115,7 +117,7 @@ def _effects(cur: Cursor, effects: Sequence[EffectRecord]) -> dict[int, int]:
     return {e.effect_index: v for e, v in zip(effects, numbered, strict=True) if v is not None}
 
 
-def apply_ops(cur: Cursor, ops: IndexOps) -> dict[int, int]:
+def apply_ops(cur: Cursor, ops: IndexOps, *, owner: int = 0, live: bool = False) -> dict[int, int]:
     """Apply one batch's index changes inside the caller's transaction.
 
     New pending rows, the pending rows the effects close, the effects with
@@ -123,18 +125,32 @@ def apply_ops(cur: Cursor, ops: IndexOps) -> dict[int, int]:
     ``persist_versions``), then tombstones: one statement per kind, the
     tombstones (rare) one by one.
 
+    Args:
+        cur: the batch's transaction.
+        ops: what the batch's entries change.
+        owner: the replica that carries out the new pending decisions (its
+            ``PendingOwners.owner``; 0: none alive, as for entries indexed late).
+        live: a batch being written now (not entries indexed late): each pending
+            row it closes must still be there.
+
     Returns:
         The version given to each ``written`` effect, by effect index.
+
+    Raises:
+        PendingClosedError: ``live`` and a decision the batch closes was closed
+            already by another replica (the caller's transaction rolls back).
     """
     if ops.pending:
         cur.execute(
-            "INSERT INTO persist_pending (decision_index, request)"
-            " SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
-            _columns([(p.decision_index, p.request) for p in ops.pending], 2),
+            "INSERT INTO persist_pending (decision_index, request, owner)"
+            " SELECT d, r, %s FROM unnest(%s::bigint[], %s::bytea[]) AS u(d, r)",
+            (owner, *_columns([(p.decision_index, p.request) for p in ops.pending], 2)),
         )
     closing = ops.closed()
     if closing:
         cur.execute("DELETE FROM persist_pending WHERE decision_index = ANY(%s)", (closing,))
+        if live:
+            check_closed(closing, cur.rowcount)
     versions = _effects(cur, ops.effects) if ops.effects else {}
     for t in ops.tombstones:
         row = cur.execute(
@@ -156,13 +172,21 @@ def apply_ops(cur: Cursor, ops: IndexOps) -> dict[int, int]:
     return versions
 
 
-def apply_unit(cur: Cursor, unit: UnitOfWork) -> dict[int, int]:
+def apply_unit(cur: Cursor, unit: UnitOfWork, owner: int = 0) -> dict[int, int]:
     """Apply a unit of work inside the transaction of the batch it belongs to.
+
+    Args:
+        cur: the batch's transaction.
+        unit: the batch's index changes and blobs.
+        owner: the writing replica's owner id (the new pending rows are its own).
 
     Returns:
         The version given to each ``written`` effect, by effect index.
+
+    Raises:
+        PendingClosedError: the batch closes a decision that is no longer pending.
     """
-    versions = apply_ops(cur, unit.index) if unit.index else {}
+    versions = apply_ops(cur, unit.index, owner=owner, live=True) if unit.index else {}
     set_indexed_to(cur, unit.indexed_to)
     if unit.blobs:
         store_blobs(cur, unit.blobs)
@@ -224,14 +248,19 @@ def _object(row: Sequence[Any]) -> ObjectRecord:
 class PostgresPersistIndex:
     """Queries of the persistence index of one schema (a ``PersistIndex``)."""
 
-    def __init__(self, db: PostgresDB, blobs: PostgresBlobs) -> None:
+    def __init__(
+        self, db: PostgresDB, blobs: PostgresBlobs, owners: PendingOwners | None = None
+    ) -> None:
         """Use ``db``'s pool.
 
         Args:
             db: The schema's connections.
             blobs: The small blobs the index answers for.
+            owners: Which replicas carry out which pending rows (None: every
+                pending row is boot repair's).
         """
         self._db = db
+        self._owners = owners
         self._query = db.query
         self._blobs = blobs
         self._recent: dict[int, int] = {}
@@ -274,6 +303,23 @@ class PostgresPersistIndex:
             "SELECT decision_index, request FROM persist_pending ORDER BY decision_index"
         )
         return [PendingDecision(int(r[0]), bytes(r[1])) for r in rows]
+
+    def repairable(self) -> list[PendingDecision]:
+        """The pending decisions boot repair may close: no live replica carries them out.
+
+        Those of owners whose lock this replica takes (their process is gone;
+        the claim is kept until the backend closes), in log order.
+
+        Raises:
+            StorageError: PostgreSQL is not answering.
+        """
+        rows = self._query(
+            "SELECT decision_index, request, owner FROM persist_pending ORDER BY decision_index"
+        )
+        if self._owners is None:
+            return [PendingDecision(int(r[0]), bytes(r[1])) for r in rows]
+        mine = self._owners.claim({int(r[2]) for r in rows})
+        return [PendingDecision(int(r[0]), bytes(r[1])) for r in rows if int(r[2]) in mine]
 
     def pending_decision(self, decision_index: int) -> PendingDecision | None:
         """The pending decision at ``decision_index``, or None (absent or already resolved)."""

@@ -17,7 +17,9 @@ refuse TRUNCATE, which row triggers do not see) and the state seal's triggers
 (:mod:`sop_verified.storage.postgres_seal`). Migration 2 adds
 ``persist_content``, where every replica finds the bytes of every scope
 (:mod:`sop_verified.storage.postgres_content`): what the SQLite backend keeps as
-files under the data directory.
+files under the data directory. Migration 3 adds ``persist_pending.owner``, the
+replica that carries out each pending persist decision
+(:mod:`sop_verified.storage.postgres_owners`).
 """
 
 from __future__ import annotations
@@ -173,6 +175,13 @@ END $$;
 server has it (measured here: a compressible 1 MiB write 2 ms against 8-10 ms with pglz
 or none, an incompressible one the same 7-10 ms either way)."""
 
+_OWNER = """
+ALTER TABLE persist_pending ADD COLUMN owner BIGINT NOT NULL DEFAULT 0;
+"""
+"""The replica that carries out each pending decision (:mod:`sop_verified.storage.postgres_owners`);
+outside the state seal: it says who may close a row, never what the row means (a forged
+owner can only keep boot repair off a row, and boot then reports it still pending)."""
+
 _VERSION_TABLE = """
 CREATE TABLE sop_schema_version (
     version INTEGER PRIMARY KEY,
@@ -188,6 +197,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         _VERSION_TABLE + _REFUSE + _LOG + _ROLES + _PERSIST + _PROTOCOLS + SEAL_DDL,
     ),
     (2, "the scopes' stored bytes (persist_content), shared by every replica", _CONTENT),
+    (3, "who carries out each pending persist decision (persist_pending.owner)", _OWNER),
 )
 """Every migration as ``(version, what it does, DDL)``, in order from 1 without a gap."""
 

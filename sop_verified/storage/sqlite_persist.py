@@ -23,6 +23,7 @@ from sop_verified.storage.persist_index import (
     ObjectRecord,
     PendingDecision,
     PurgeRecord,
+    check_closed,
     number_versions,
 )
 from sop_verified.storage.sqlite_blobs import SQLiteBlobs, store_blobs
@@ -130,7 +131,7 @@ def _latest_versions(
     return out
 
 
-def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
+def apply_ops(db: sqlite3.Connection, ops: IndexOps, *, live: bool = False) -> dict[int, int]:
     """Apply one batch's index changes inside the caller's transaction.
 
     A handful of statements per batch, not a few per entry (each SQLite call
@@ -139,8 +140,17 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
     ``persist_versions``, so numbering does not grow with history), then
     tombstones.
 
+    Args:
+        db: the batch's transaction.
+        ops: what the batch's entries change.
+        live: a batch being written now (not entries indexed late): each pending
+            row it closes must still be there.
+
     Returns:
         The version given to each ``written`` effect, by effect index.
+
+    Raises:
+        PendingClosedError: ``live`` and a decision the batch closes is not pending.
     """
     if ops.pending:
         insert_rows(
@@ -150,13 +160,16 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps) -> dict[int, int]:
             2,
         )
     closing = ops.closed()
+    deleted = 0
     for at in range(0, len(closing), 500):
         chunk = closing[at : at + 500]
-        db.execute(
+        deleted += db.execute(
             "DELETE FROM persist_pending"  # noqa: S608 - placeholders only
             f" WHERE decision_index IN ({','.join('?' * len(chunk))})",
             chunk,
-        )
+        ).rowcount
+    if live:
+        check_closed(closing, deleted)
     versions: dict[int, int] = {}
     if ops.effects:
         names = sorted({(e.scope, e.name) for e in ops.effects if e.outcome == "written"})
@@ -207,7 +220,7 @@ def apply_unit(db: sqlite3.Connection, unit: UnitOfWork) -> dict[int, int]:
     Returns:
         The version given to each ``written`` effect, by effect index.
     """
-    versions = apply_ops(db, unit.index) if unit.index else {}
+    versions = apply_ops(db, unit.index, live=True) if unit.index else {}
     set_indexed_to(db, unit.indexed_to)
     if unit.blobs:
         store_blobs(db, unit.blobs)
@@ -322,6 +335,10 @@ class SQLitePersistIndex:
             "SELECT decision_index, request FROM persist_pending ORDER BY decision_index", ()
         )
         return [PendingDecision(int(r[0]), bytes(r[1])) for r in rows]
+
+    def repairable(self) -> list[PendingDecision]:
+        """Every pending decision: this store has one writer, so boot repair closes them all."""
+        return self.pending()
 
     def pending_decision(self, decision_index: int) -> PendingDecision | None:
         """The pending decision at ``decision_index``, or None (absent or already resolved)."""

@@ -172,7 +172,9 @@ def test_a_replica_boots_while_another_logs_decisions_awaiting_their_effect(
     a, b, _, token = replicas
     before = a.submit({**PERSIST, "request_id": "before", "capability": token})
     assert before.effect is Permission.ALLOW  # a decision alone: pending until its effect
-    b.close()
+    left = b.submit({**PERSIST, "request_id": "left", "capability": token})
+    assert left.effect is Permission.ALLOW
+    b.close()  # `b` is gone: its pending decision is boot repair's, `a`'s stays `a`'s
     meanwhile: list[int] = []
 
     def a_decides() -> None:
@@ -181,13 +183,13 @@ def test_a_replica_boots_while_another_logs_decisions_awaiting_their_effect(
             meanwhile.append(d.log_index)  # type: ignore[arg-type]
 
     if when == "before-it-reads":  # after `b`'s log read its tail, before its repair reads
-        pending = PostgresPersistIndex.pending
+        repairable = PostgresPersistIndex.repairable
 
         def read_pending(self: PostgresPersistIndex) -> list[PendingDecision]:
             a_decides()
-            return pending(self)
+            return repairable(self)
 
-        monkeypatch.setattr(PostgresPersistIndex, "pending", read_pending)
+        monkeypatch.setattr(PostgresPersistIndex, "repairable", read_pending)
     else:
         repair_one = Maintenance._repair_one
 
@@ -201,7 +203,8 @@ def test_a_replica_boots_while_another_logs_decisions_awaiting_their_effect(
         assert again.health is Health.READY, again.boot_report.detail
         monkeypatch.undo()
         pending_now = {p.decision_index for p in again.store.persist.pending()}
-        assert before.log_index not in pending_now  # pending when it booted: repaired
+        assert left.log_index not in pending_now  # its replica was gone: repaired
+        assert before.log_index in pending_now  # `a` is alive: its decision is its to carry out
         assert meanwhile and meanwhile[0] in pending_now  # what `a` logged meanwhile: `a`'s
     finally:
         again.close()

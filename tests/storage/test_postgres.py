@@ -27,6 +27,7 @@ from sop_verified.errors import LogHeadMovedError, StorageError
 from sop_verified.storage import postgres_schema
 from sop_verified.storage.postgres import PostgresBackend, redact_dsn
 from sop_verified.storage.postgres_db import PostgresDB
+from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.signed_note import Signer, generate
 from sop_verified.tools.tlog_store import Batch
 
@@ -394,3 +395,53 @@ def test_concurrent_writes_through_every_role_keep_the_seal_exact(
         assert backend.log.log_size() == 90
         assert len(backend.capabilities.load_capabilities()) == 90
         backend.verify_state(90)
+
+
+# ---- who carries out a pending decision -----------------------------------------------------
+def decision(effect: str = "ALLOW") -> bytes:
+    """A logged decision on a persist request (an ALLOW awaits its effect: a pending row)."""
+    request = {"request_id": "r-1", "principal": "csp", "action": "state.persist"}
+    return canonical_json({"type": "decision", "effect": effect, "time": 1, "request": request})
+
+
+def test_boot_repair_takes_only_the_pending_decisions_of_replicas_that_are_gone(
+    schema: str, signer: Signer
+) -> None:
+    with ExitStack() as stack:
+        a, b, c = (stack.enter_context(opened(schema)) for _ in range(3))
+        for backend in (a, b, c):
+            backend.log.open(signer=signer, origin=ORIGIN)
+            backend.set_entry_indexer(index_entries)
+        d_a = a.log.append(decision())
+        d_b = b.log.append(decision())
+        owners = dict(_in(schema, "SELECT decision_index, owner FROM persist_pending"))
+        assert owners == {d_a: a._owners.id, d_b: b._owners.id}
+        assert c.persist.repairable() == []  # both replicas alive: neither row is c's to close
+        assert [p.decision_index for p in a.persist.repairable()] == []  # nor its own
+        b.close()  # b is gone (its process died or closed): its session and lock with it
+        assert [p.decision_index for p in c.persist.repairable()] == [d_b]
+        with opened(schema) as late:  # a replica booting while c holds b's rows: not its
+            assert late.persist.repairable() == []
+        assert [p.decision_index for p in c.persist.repairable()] == [d_b]  # claims are kept
+        assert {p.decision_index for p in a.persist.pending()} == {d_a, d_b}
+
+
+def test_a_replica_whose_session_was_cut_takes_its_owner_lock_again(
+    schema: str, signer: Signer
+) -> None:
+    with opened(schema) as a, opened(schema) as c:
+        for backend in (a, c):
+            backend.log.open(signer=signer, origin=ORIGIN)
+            backend.set_entry_indexer(index_entries)
+        a.log.append(decision())
+        with connect() as admin:  # cut a's owner session, as a PostgreSQL restart would
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (f"sop:{schema}:owner",),
+            )
+        a._owners._checked = 0.0  # past the recheck interval: a's next write looks again
+        a.log.append(decision(effect="DENY"))  # no pending row: the lock is not needed
+        later = a.log.append(decision())  # a pending row: a takes its lock again first
+        held = {p.decision_index for p in c.persist.repairable()}
+        assert later not in held  # a is alive again in PostgreSQL's eyes

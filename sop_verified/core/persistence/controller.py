@@ -261,8 +261,10 @@ class PersistenceController:
         return self._index.objects(scope, name)
 
     @ensure(
-        lambda self, result: all(p.decision_index >= result.through for p in self._index.pending()),
-        "every pending decision logged before the repair is closed",
+        lambda self, result: all(
+            p.decision_index >= result.through for p in self._index.repairable()
+        ),
+        "every pending decision logged before the repair, and no live replica's, is closed",
     )
     def recover(self) -> RecoveryReport:
         """Boot repair: redo or abort pending decisions, purge, apply retention.

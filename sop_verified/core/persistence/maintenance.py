@@ -200,7 +200,7 @@ class Maintenance:
         unbacked: list[str] = []
         closing: list[bytes] = []  # the closing entries, appended in batches (one fsync each)
         through = self._log.opened.size  # every pending row below it is read next
-        rows = self._index.pending()
+        rows = self._index.repairable()  # on a shared log: not those a live replica carries out
         # past ``through`` but in the store: logged since by another replica of a shared log,
         # its own to carry out; past the store's head: in no log at all (refused below)
         late = [r for r in rows if r.decision_index >= through]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from conformance_backends import ORIGIN, Opened
 from conformance_entries import SCOPE, decision, effect
 
 from sop_verified.core.persistence import index_entries
 from sop_verified.core.persistence.entries import tombstone_entry
+from sop_verified.errors import PendingClosedError
 from sop_verified.storage.ports import StorageBackend
 from sop_verified.tools.signed_note import Signer
 
@@ -104,3 +106,20 @@ def test_the_index_survives_a_reopen_and_keeps_counting(durable: Opened, signer:
     e = b.log.append(effect(d))
     assert b.persist.written_version(e) == 2
     assert b.persist.pending() == []
+
+
+def test_a_decision_has_one_effect_a_second_batch_closing_it_writes_nothing(
+    backend: StorageBackend, signer: Signer
+) -> None:
+    # INV-9 on a shared log: a booting replica's repair and the live replica may both close
+    # one decision; whoever deletes the pending row first records its one effect
+    _follow(backend, signer)
+    d = backend.log.append(decision())
+    first = backend.log.append(effect(d))
+    size = backend.log.log_size()
+    with pytest.raises(PendingClosedError, match=rf"log indexes \[{d}\], 1 no longer pending"):
+        backend.log.append(effect(d, name="again", stored="again@d0"))
+    assert backend.log.log_size() == size  # the whole batch rolled back
+    assert backend.persist.latest(SCOPE, "again") is None
+    assert backend.persist.latest(SCOPE, "k").effect_index == first  # type: ignore[union-attr]
+    assert backend.log.append(decision(effect="DENY")) == size  # and the log goes on
