@@ -20,17 +20,20 @@ one consistent tree, however many appends run meanwhile.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from sop_verified.errors import IntegrityError
+from sop_verified.errors import IntegrityError, SOPError
 from sop_verified.tools.checkpoint import Checkpoint
 from sop_verified.tools.merkle import HASH_SIZE
 from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_store import LogStore
 from sop_verified.tools.tlog_tiles import TILE_BYTES, TILE_HEIGHT, tile_key
 
-__all__ = ["LogTileSource", "SignedSize", "StoredLogTiles"]
+__all__ = ["LogTileSource", "SignedSize", "StoredLogTiles", "TailRefresh"]
 
 SignedSize = tuple[int, str]
 """``(tree size, signed checkpoint note)`` of the checkpoint being served."""
@@ -55,6 +58,50 @@ class LogTileSource(Protocol):
 
     def read_entries(self, start: int, end: int) -> Sequence[bytes]:
         """Return the entries ``start .. end - 1``, all below a checkpointed size."""
+
+
+_log = logging.getLogger(__name__)
+
+
+class TailRefresh:
+    """Has a log take what other replicas of a shared store appended, at most so often.
+
+    A replica that decides nothing learns of the others' entries only when
+    it next writes; its read plane would serve an old checkpoint and 404
+    their receipts. The read plane calls this before it answers: one read of
+    the store's head when nothing changed, at most once per ``every``
+    seconds (``force`` for a receipt past the log's end), so a client cannot
+    make it read the store more often than that.
+    """
+
+    def __init__(self, log: Callable[[], TransparencyLog], every: float = 1.0) -> None:
+        """Refresh the log ``log()`` returns (it may raise SOPError before boot finished)."""
+        self._log = log
+        self._every = every
+        self._mutex = threading.Lock()
+        self._last = -every
+        self._failing = False
+
+    def __call__(self, *, force: bool = False) -> None:
+        """Refresh now unless that was done less than ``every`` seconds ago (``force``: 1/10).
+
+        A store that does not answer, or a tail that does not extend the tree,
+        leaves the log as it was (what it serves is still signed and checked);
+        one warning is logged per spell of failures.
+        """
+        now = time.monotonic()
+        with self._mutex:
+            if now - self._last < (self._every / 10 if force else self._every):
+                return
+            self._last = now
+        try:
+            self._log().refresh()
+        except SOPError as exc:
+            if not self._failing:
+                _log.warning("the read plane could not re-read the shared log's tail: %s", exc)
+            self._failing = True
+            return
+        self._failing = False
 
 
 class StoredLogTiles:

@@ -21,11 +21,13 @@ from sop_verified.core.health import Health
 from sop_verified.core.proofgate import Z3ProofGate
 from sop_verified.errors import InputError, NotWitnessedError
 from sop_verified.nexus.witness_publisher import prove_published
+from sop_verified.server.log_source import TailRefresh
 from sop_verified.server.openapi import openapi_document
 from sop_verified.server.problems import problem
 from sop_verified.server.state import ServerState
 from sop_verified.server.telemetry import CONTENT_TYPE_LATEST, Metrics
 from sop_verified.server.witness_metrics import WitnessCollector
+from sop_verified.tools.tlog_receipt import ProofBundle
 
 __all__ = ["public_routes"]
 
@@ -68,13 +70,20 @@ def public_routes(state: ServerState) -> list[Route]:
     async def openapi(request: HTTPRequest) -> Response:
         return Response(spec, media_type="application/json")
 
+    refresh = TailRefresh(lambda: state.sop.log)
+
+    def prove(index: int) -> ProofBundle:
+        sop = state.sop
+        if index >= sop.log.size:  # maybe logged by another replica of a shared log
+            refresh(force=True)
+        return prove_published(sop.log, sop.witnesses, index)
+
     async def receipt(request: HTTPRequest) -> Response:
         text = request.path_params["index"]
         if not _INDEX.fullmatch(text):  # ASCII digits only: `isdigit` takes `²` and `٣`
             return problem(400, "bad_index", f"`{text[:40]}` is not a log index", stage="schema")
-        sop = state.sop
         try:
-            bundle = await run_in_threadpool(prove_published, sop.log, sop.witnesses, int(text))
+            bundle = await run_in_threadpool(prove, int(text))
         except NotWitnessedError as exc:  # in the log, not yet cosigned by enough witnesses
             after = {"Retry-After": str(NOT_WITNESSED_RETRY_AFTER)}
             return problem(503, "not_witnessed", str(exc), headers=after, published=exc.published)

@@ -32,7 +32,12 @@ from starlette.routing import Route
 
 from sop_verified.errors import EntryTooLargeError, InputError, SOPError
 from sop_verified.nexus.witness_publisher import published_checkpoint
-from sop_verified.server.log_source import LogTileSource, SignedSize, StoredLogTiles
+from sop_verified.server.log_source import (
+    LogTileSource,
+    SignedSize,
+    StoredLogTiles,
+    TailRefresh,
+)
 from sop_verified.server.problems import problem
 from sop_verified.tools.c2sp_tiles import (
     TileRef,
@@ -156,6 +161,7 @@ class _SOPTiles:
     def __init__(self, sop: SOP) -> None:
         self._sop = sop
         self._tiles: StoredLogTiles | None = None
+        self._refresh = TailRefresh(lambda: sop.log)  # other replicas' entries, within ~1 s
 
     def _stored(self) -> StoredLogTiles | None:
         if self._tiles is None:
@@ -169,6 +175,7 @@ class _SOPTiles:
         """The published checkpoint: with witnesses, the latest one they cosigned (never newer)."""
         if self._stored() is None:
             return None
+        self._refresh()
         published = published_checkpoint(self._sop.log, self._sop.witnesses)
         return None if published is None else (published.size, published.note)
 

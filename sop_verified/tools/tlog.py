@@ -26,8 +26,10 @@ checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -128,6 +130,7 @@ class TransparencyLog:
         self._in_doubt: _Plan | None = None  # a batch whose write failed, maybe after COMMIT
         self._on_checkpoint = on_checkpoint
         self._on_foreign = on_foreign
+        self._serial = threading.Lock()  # one batch or one refresh at a time
         self._state, self._checkpoint, self._note = self._read_tail()
 
     # ---- state ---------------------------------------------------------------------
@@ -300,7 +303,42 @@ class TransparencyLog:
             raise ValueError("the new checkpoint key is the current one")
         return self._queue.submit(Ticket(_check_payloads([announcement]), new_signer))[0]
 
+    def refresh(self) -> int:
+        """Take what other writers of a shared store appended since this log last read it.
+
+        An idle replica's log otherwise learns of them only at its next batch,
+        so its read plane would not serve them. The stored tail must extend the
+        tree this log holds (INV-5); ``on_foreign`` is told of the new entries
+        (state they changed is reloaded; there is no batch to give back). A
+        store only this log writes is one read of its head, and no change.
+
+        Returns:
+            The log's size now.
+
+        Raises:
+            StorageError: the store did not answer (nothing changed).
+            IntegrityError: the stored tail does not extend this log's tree.
+        """
+        with self._serial:
+            start = self._state.size
+            if self._broken is not None or self._stale is not None:
+                return start  # the next batch re-reads the tail (or the log is broken)
+            if self._store.log_tail()[0] == start:
+                return start
+            tail = self._read_tail()
+            self._check_follows(tail[0])  # spec: INV-5 — only an extension of the tree held
+            self._state, self._checkpoint, self._note = tail
+            if self._on_foreign is not None and tail[0].size > start:
+                # the state they changed is reloaded; no batch of this log's was decided on it
+                with contextlib.suppress(StateMovedError):
+                    self._on_foreign(start, tail[0].size)
+            return self._state.size
+
     def _commit(self, batch: list[Ticket[list[Receipt]]]) -> None:
+        with self._serial:
+            self._commit_serially(batch)
+
+    def _commit_serially(self, batch: list[Ticket[list[Receipt]]]) -> None:
         for _ in range(HEAD_ATTEMPTS):
             try:
                 if self._broken is not None:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pg_server import DSN, scratch_schema
+from starlette.exceptions import StarletteDeprecationWarning
 
 from sop_verified.core.health import Health
 from sop_verified.core.persistence.maintenance import Maintenance
@@ -31,8 +33,14 @@ from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.log_ops import audit_data_dir
 from sop_verified.nexus.sop import SOP
 from sop_verified.nexus.state_ops import accept_config
+from sop_verified.server.app import plane
+from sop_verified.server.read_plane import log_routes, sop_source
 from sop_verified.storage.persist_index import PendingDecision
 from sop_verified.storage.postgres_persist import PostgresPersistIndex
+
+with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what is installed
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
 
 PERSIST = {
     "principal": "drac",
@@ -208,3 +216,16 @@ def test_a_replica_boots_while_another_logs_decisions_awaiting_their_effect(
         assert meanwhile and meanwhile[0] in pending_now  # what `a` logged meanwhile: `a`'s
     finally:
         again.close()
+
+
+def test_an_idle_replica_serves_the_entries_another_logged(
+    replicas: tuple[SOP, SOP, Path, str],
+) -> None:
+    a, b, _, token = replicas
+    logged = a.submit({**PERSIST, "request_id": "by-a", "capability": token}).log_index
+    assert logged is not None and b.log.size <= logged  # b wrote nothing since: it has not read it
+    with TestClient(plane(list(log_routes(sop_source(b))))) as http:
+        served = http.get("/log/checkpoint").text  # the read plane re-reads the shared tail
+    assert served.splitlines()[1] == str(a.log.size)
+    assert b.log.prove(logged).index == logged  # and its receipts are b's to give too
+    assert b.log.refresh() == a.log.size  # nothing new: one read of the head, no change
