@@ -16,20 +16,24 @@ The entries that change state are the ones logged *after* the change is stored
 reload finds them. A key rotation by another replica is not followed: the log
 then refuses the new checkpoint key and takes no more entries (fail-closed);
 rotate with one replica running.
+
+Others may watch the same entries (:meth:`ForeignState.watch`): the server
+learns the idempotency keys the other replicas' decisions carry, from the same
+read, which runs under the head row's lock and is kept to one query.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from sop_verified.core.capability import CapabilityRegistry
 from sop_verified.core.policy import PolicySet
 from sop_verified.errors import IntegrityError, StateMovedError
 from sop_verified.storage.ports import StorageBackend
 
-__all__ = ["CAPABILITY_OPS", "POLICY_OPS", "ForeignState"]
+__all__ = ["CAPABILITY_OPS", "POLICY_OPS", "ForeignState", "Watcher"]
 
 CAPABILITY_OPS = frozenset({"capability.admitted", "capability.attenuated", "capability.revoked"})
 """Admin entries after which the capability registry is reloaded."""
@@ -38,6 +42,11 @@ POLICY_OPS = frozenset({"policy.activated"})
 """Admin entries after which the active policy set is reloaded."""
 
 _log = logging.getLogger(__name__)
+
+_ADMIN = b'"type":"admin"'
+
+Watcher = Callable[[Sequence[tuple[int, bytes, bytes]]], object]
+"""Told another replica's entries ``(index, leaf hash, payload)`` that hold its needle."""
 
 
 class ForeignState:
@@ -57,8 +66,16 @@ class ForeignState:
             activate: puts a policy set in force (``ActivePolicy.activate``).
         """
         self._store = store
+        self._watchers: list[tuple[tuple[bytes, ...], Watcher]] = []
         self._capabilities = capabilities
         self._activate = activate
+
+    def watch(self, needles: Sequence[bytes], watcher: Watcher) -> None:
+        """Tell ``watcher`` of other replicas' entries holding one of ``needles``, from now on.
+
+        Errors it raises fail the batch that found the entries (nothing of it is written).
+        """
+        self._watchers.append((tuple(needles), watcher))
 
     def __call__(self, start: int, end: int) -> None:
         """Entries ``[start, end)`` were appended by other replicas.
@@ -66,8 +83,13 @@ class ForeignState:
         Raises:
             StateMovedError: one of them changed the state; it is reloaded, decide again.
             IntegrityError: the stored state does not match what the log announced.
+            StorageError: the entries could not be read.
         """
-        ops = self._ops(start, end)
+        needles = [_ADMIN, *(n for watched, _ in self._watchers for n in watched)]
+        entries = self._store.log.log_entries_containing(start, end, needles)  # one read
+        for watched, watcher in self._watchers:
+            watcher([e for e in entries if any(n in e[2] for n in watched)])
+        ops = self._ops(e for e in entries if _ADMIN in e[2])
         changed = []
         if ops & CAPABILITY_OPS:
             self._capabilities.reload()
@@ -85,9 +107,9 @@ class ForeignState:
         self._capabilities.reload()
         self._reload_policy()
 
-    def _ops(self, start: int, end: int) -> set[str]:
+    @staticmethod
+    def _ops(admin: Iterable[tuple[int, bytes, bytes]]) -> set[str]:
         ops: set[str] = set()
-        admin = self._store.log.log_entries_containing(start, end, [b'"type":"admin"'])
         for _, _, payload in admin:  # decisions, effects, boots change nothing to reload
             entry = json.loads(payload)
             if entry.get("type") == "admin":

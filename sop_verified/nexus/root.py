@@ -171,6 +171,8 @@ class Services:
     writer: ThreadPoolExecutor
     witnesses: WitnessPublisher | None
     """Publication through witnesses; None when ``sop.toml`` names none."""
+    replicas: ForeignState
+    """What other replicas of a shared log appended (never told on a log one process writes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,7 @@ class _Build:
     recovery: RecoveryReport
     protocols: protocol_service.ProtocolServices
     witnesses: WitnessPublisher | None
+    replicas: ForeignState
 
     def __init__(
         self,
@@ -428,6 +431,7 @@ def _start_kernel(b: _Build) -> None:
     # replica logs a decision (ADR 0017); reloaded once now, so none before the hook is missed.
     foreign = ForeignState(b.store, b.capabilities, policy.activate)
     b.log.follow_foreign(foreign)
+    b.replicas = foreign
     if b.config.postgresql is not None:
         foreign.reload()
 
@@ -571,4 +575,5 @@ def _freeze(b: _Build) -> Services:
         async_writes=AsyncLinkedWrites(b.persistence, b.kernel.submit_batch, writer),
         writer=writer,
         witnesses=b.witnesses,
+        replicas=b.replicas,
     )

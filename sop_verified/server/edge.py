@@ -240,6 +240,9 @@ class Edge:
         # and canonical JSON refuses integers past 2**53 that a request may carry (a 500 here)
         digest = _fingerprint_digest(fingerprint)
         keys = self.state.keys
+        replicas = self.state.replicas
+        if replicas is not None and replicas.due():  # a first call another replica logged
+            await run_in_threadpool(replicas)
         try:
             first = keys.begin(owner, key, digest)
         except KeyInFlightError as exc:

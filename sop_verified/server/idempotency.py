@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,7 @@ class IdempotencyKeys:
         self._logged: dict[tuple[str, str], int] = {}
         self._max = max_answers
 
-    def load(self, entries: list[tuple[int, bytes, bytes]]) -> int:
+    def load(self, entries: Sequence[tuple[int, bytes, bytes]]) -> int:
         """Remember the keys the log's entries carry; returns how many.
 
         Args:
@@ -87,7 +88,9 @@ class IdempotencyKeys:
             try:
                 entry = orjson.loads(payload)
                 transport = entry["transport"]
-                key = (transport["principal"], transport["idempotency_key"])
+                # no principal: a call the transport authenticated nobody for (--unsafe-no-tls),
+                # kept under "-" as the edge keeps it (no principal name can be "-")
+                key = (transport.get("principal") or "-", transport["idempotency_key"])
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 continue
             if isinstance(key[0], str) and isinstance(key[1], str):
@@ -171,8 +174,8 @@ def check_replay(entry: dict[str, Any], principal: str, key: str, request: dict[
         KeyReusedError: the entry's request is another one.
         SOPError: the entry does not carry the key (the index came from a planted row).
     """
-    transport = entry.get("transport")
-    said = (transport or {}).get("principal"), (transport or {}).get("idempotency_key")
+    transport = entry.get("transport") or {}
+    said = transport.get("principal") or "-", transport.get("idempotency_key")  # "-": see load
     if said != (principal, key):
         raise SOPError(f"log entry does not carry idempotency key `{key}` of `{principal}`")
     if entry.get("request") != request:

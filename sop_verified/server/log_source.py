@@ -82,6 +82,10 @@ class TailRefresh:
         self._last = -every
         self._failing = False
 
+    def due(self) -> bool:
+        """Whether a call now would read the store (more than ``every`` seconds since)."""
+        return time.monotonic() - self._last >= self._every
+
     def __call__(self, *, force: bool = False) -> None:
         """Refresh now unless that was done less than ``every`` seconds ago (``force``: 1/10).
 

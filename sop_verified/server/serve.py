@@ -38,6 +38,7 @@ from sop_verified.server.app import plane
 from sop_verified.server.bench_echo import ECHO_WARNING, echo_routes
 from sop_verified.server.bridge import bridge_routes
 from sop_verified.server.decisions import DecisionQueue
+from sop_verified.server.log_source import TailRefresh
 from sop_verified.server.operations import operation_routes
 from sop_verified.server.public import public_routes
 from sop_verified.server.read_plane import log_routes, sop_source
@@ -50,6 +51,10 @@ from sop_verified.server.tls_refusals import count_refused_handshakes
 __all__ = ["Listeners", "ServeSettings", "Server", "bridge_app", "serve"]
 
 _log = logging.getLogger("sop.server")
+
+REPLICA_KEYS_SECONDS = 0.1
+"""On a shared log, how stale this replica's view of the others' idempotency keys may be
+when a keyed call arrives (the log's tail is re-read first when it is older)."""
 
 
 @dataclass(frozen=True)
@@ -157,10 +162,18 @@ class Server:
         self.listeners: Listeners | None = None
 
     def _load_keys(self) -> None:
-        """Read back the idempotency keys the log holds (a retry after a restart)."""
-        log = self.sop.store.log
-        entries = log.log_entries_containing(0, log.log_size(), self.state.keys.needles())
-        self.state.keys.load(entries)
+        """Read back the idempotency keys the log holds (a retry after a restart).
+
+        On a log other replicas share, the keys their entries carry are read as
+        this replica's log learns of them (each batch, and before a keyed call
+        at most every 100 ms): a retry sent to this replica at least 100 ms
+        after its first call was logged elsewhere is answered from the log.
+        """
+        log, keys = self.sop.store.log, self.state.keys
+        if self.sop.config.postgresql is not None:
+            self.sop.services.replicas.watch(keys.needles(), keys.load)
+            self.state.replicas = TailRefresh(lambda: self.sop.log, every=REPLICA_KEYS_SECONDS)
+        keys.load(log.log_entries_containing(0, log.log_size(), keys.needles()))
 
     def start(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
         """Bind the listeners and start serving on ``loop``."""

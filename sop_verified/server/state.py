@@ -12,6 +12,7 @@ from sop_verified.nexus.sop import SOP
 from sop_verified.server.certs import principal_of
 from sop_verified.server.decisions import DecisionQueue
 from sop_verified.server.idempotency import IdempotencyKeys
+from sop_verified.server.log_source import TailRefresh
 from sop_verified.server.telemetry import Metrics
 
 __all__ = ["ServerState", "authenticated_principal"]
@@ -38,6 +39,9 @@ class ServerState:
     stopping: bool = False
     last_size: int = -1
     last_signed: float | None = None
+    replicas: TailRefresh | None = None
+    """On a log other replicas share: re-reads its tail (and the idempotency keys the
+    others' entries carry) before a keyed call, at most every 100 ms; None: one writer."""
 
     def ready(self) -> tuple[bool, str]:
         """Whether the server takes decisions now, and why not."""

@@ -208,6 +208,11 @@ class TransparencyLog:
         """Tell ``hook`` of other writers' entries from now on (see ``on_foreign``)."""
         self._on_foreign = hook
 
+    def _tell_foreign(self, start: int, end: int) -> None:
+        """Tell the hook of entries ``[start, end)`` another writer appended."""
+        if self._on_foreign is not None:
+            self._on_foreign(start, end)
+
     # ---- appending -----------------------------------------------------------------
     def append(self, payload: bytes) -> Receipt:
         """Append one entry; return once it is durable, with its receipt.
@@ -328,10 +333,10 @@ class TransparencyLog:
             tail = self._read_tail()
             self._check_follows(tail[0])  # spec: INV-5 — only an extension of the tree held
             self._state, self._checkpoint, self._note = tail
-            if self._on_foreign is not None and tail[0].size > start:
+            if tail[0].size > start:
                 # the state they changed is reloaded; no batch of this log's was decided on it
                 with contextlib.suppress(StateMovedError):
-                    self._on_foreign(start, tail[0].size)
+                    self._tell_foreign(start, tail[0].size)
             return self._state.size
 
     def _commit(self, batch: list[Ticket[list[Receipt]]]) -> None:
@@ -354,8 +359,8 @@ class TransparencyLog:
                 self._resync(exc, check=False)
                 if self._broken is not None or self._stale is not None:
                     raise
-                if self._on_foreign is not None and self._state.size > start:
-                    self._on_foreign(start, self._state.size)  # may give the batch back
+                if self._state.size > start:
+                    self._tell_foreign(start, self._state.size)  # may give the batch back
             except StateMovedError:
                 raise
             except Exception as exc:
@@ -384,8 +389,8 @@ class TransparencyLog:
             self._state, self._checkpoint, self._note = self._read_tail()
             if self._state.size != head:  # spec: INV-5 — the head is held: the tail must be it
                 raise IntegrityError(f"the log's tail is `{self._state.size}`, its head `{head}`")
-            if self._on_foreign is not None and head > start:
-                self._on_foreign(start, head)  # may give the batch back (StateMovedError)
+            if head > start:
+                self._tell_foreign(start, head)  # may give the batch back (StateMovedError)
             again = self._plan(tickets)
             if again is None:
                 return None

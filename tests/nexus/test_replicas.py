@@ -35,6 +35,7 @@ from sop_verified.nexus.sop import SOP
 from sop_verified.nexus.state_ops import accept_config
 from sop_verified.server.app import plane
 from sop_verified.server.read_plane import log_routes, sop_source
+from sop_verified.server.serve import REPLICA_KEYS_SECONDS, Server, ServeSettings, bridge_app
 from sop_verified.storage.persist_index import PendingDecision
 from sop_verified.storage.postgres_persist import PostgresPersistIndex
 
@@ -229,3 +230,27 @@ def test_an_idle_replica_serves_the_entries_another_logged(
     assert served.splitlines()[1] == str(a.log.size)
     assert b.log.prove(logged).index == logged  # and its receipts are b's to give too
     assert b.log.refresh() == a.log.size  # nothing new: one read of the head, no change
+
+
+def test_a_retry_sent_to_another_replica_is_answered_from_the_log(
+    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path
+) -> None:
+    a, b, _, token = replicas
+    servers = [Server(ServeSettings(tmp_path, unsafe_no_tls=True), s, None) for s in (a, b)]  # type: ignore[arg-type]
+    for server in servers:
+        server._load_keys()
+    body = {**PERSIST, "request_id": "keyed", "capability": token}
+    headers = {"Idempotency-Key": "once-across-replicas"}
+    try:
+        with TestClient(bridge_app(servers[0].state, servers[0].settings)) as http:
+            first = http.post("/v1/decide", json=body, headers=headers).json()
+        size = a.store.log.log_size()
+        time.sleep(REPLICA_KEYS_SECONDS)  # the retry comes after the other replica's view aged
+        with TestClient(bridge_app(servers[1].state, servers[1].settings)) as http:
+            again = http.post("/v1/decide", json=body, headers=headers).json()
+    finally:
+        for server in servers:
+            server.state.queue.close()
+    assert first["effect"] == "ALLOW" and first["log_index"] is not None, first
+    assert again.get("log_index") == first["log_index"] and again.get("replayed") is True, again
+    assert b.store.log.log_size() == size  # decided once: no second decision entry

@@ -18,6 +18,7 @@ class _State:
 
     def __init__(self) -> None:
         self.keys = IdempotencyKeys()
+        self.replicas = None  # one writer: no other replica's keys to read
 
 
 def test_a_cancelled_wait_keeps_the_key_until_the_call_ends_then_keeps_its_answer() -> None:
