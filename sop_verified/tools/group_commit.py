@@ -119,6 +119,23 @@ class GroupCommit(Generic[_R]):
                 raise
         return _outcome(ticket)
 
+    def take_more(self, batch: list[Ticket[_R]]) -> int:
+        """Move the tickets queued since ``batch`` was taken into it; return how many.
+
+        For ``commit``, in the leader's thread, while it commits ``batch`` (the
+        list it was given): what arrived while the write waited (for a lock
+        another process holds) goes into the same write instead of the next
+        one. ``take``, given the batch and the queue, says how far the batch
+        may grow. The tickets moved are committed, and woken, with ``batch``.
+        """
+        with self._mutex:
+            if not self._queue:
+                return 0
+            n = max(0, self._take([*batch, *self._queue]) - len(batch))
+            batch.extend(self._queue[:n])
+            del self._queue[:n]
+        return n
+
     def _lead(self, mine: Ticket[_R]) -> None:
         """Commit one batch, which starts with ``mine``, then hand leadership on.
 

@@ -384,8 +384,14 @@ class TransparencyLog:
         plans = [plan]
 
         def rebuild(head: int) -> Batch | None:
-            """Under the store's head lock: the same tickets, built again on ``head``."""
+            """Under the store's head lock: the tickets, and those queued since, on ``head``.
+
+            Another writer moved the head while this batch waited for the lock:
+            the batch is built again anyway, so the entries queued meanwhile join
+            it (one commit on the head instead of two, ADR 0017).
+            """
             start = self._state.size
+            self._queue.take_more(tickets)
             self._state, self._checkpoint, self._note = self._read_tail()
             if self._state.size != head:  # spec: INV-5 — the head is held: the tail must be it
                 raise IntegrityError(f"the log's tail is `{self._state.size}`, its head `{head}`")

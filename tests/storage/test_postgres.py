@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -419,6 +420,9 @@ def test_boot_repair_takes_only_the_pending_decisions_of_replicas_that_are_gone(
         assert c.persist.repairable() == []  # both replicas alive: neither row is c's to close
         assert [p.decision_index for p in a.persist.repairable()] == []  # nor its own
         b.close()  # b is gone (its process died or closed): its session and lock with it
+        deadline = time.monotonic() + 5  # the server ends b's session a moment after it closed
+        while not c.persist.repairable() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert [p.decision_index for p in c.persist.repairable()] == [d_b]
         with opened(schema) as late:  # a replica booting while c holds b's rows: not its
             assert late.persist.repairable() == []

@@ -360,3 +360,30 @@ def test_a_done_ticket_cannot_be_submitted_again() -> None:
     gc.submit(ticket)
     with pytest.raises(ValueError, match="already submitted"):
         gc.submit(ticket)
+
+
+def test_tickets_queued_while_a_commit_waits_join_it_and_are_woken_with_it() -> None:
+    waiting, go = threading.Event(), threading.Event()
+    batches: list[list[object]] = []
+
+    def commit(batch: list[Ticket[list[object]]]) -> None:
+        if batch[0].items == ["first"]:
+            waiting.set()
+            go.wait(5)  # a lock another process holds
+            assert gc.take_more(batch) == 2  # what queued meanwhile, up to `take`'s limit
+        batches.append([x for t in batch for x in t.items])
+        for t in batch:
+            t.result = list(t.items)
+
+    gc: GroupCommit[list[object]] = GroupCommit(commit, lambda q: min(len(q), 3))
+    got: dict[str, object] = {}
+    first = _start(lambda: got.update(first=gc.submit(Ticket(["first"]))))
+    assert waiting.wait(5)
+    later = [_start(lambda k=k: got.update({k: gc.submit(Ticket([k]))})) for k in "abc"]
+    while len(gc._queue) < 3:
+        time.sleep(0.001)
+    go.set()
+    _join_all([first, *later])
+    assert batches[0][0] == "first" and len(batches[0]) == 3  # two joined the waiting batch
+    assert sorted(x for b in batches for x in b) == ["a", "b", "c", "first"]  # each once
+    assert got == {k: [k] for k in ("first", "a", "b", "c")}  # every caller got its own result
