@@ -18,6 +18,13 @@ decision another replica closed first is rolled back whole
 (:func:`~sop_verified.storage.persist_index.check_closed`): a decision never
 gets two effect entries.
 
+A replica whose process ends (kill -9 included) loses its session at once;
+one whose host dies without closing its connections keeps its lock until the
+server's TCP keepalives give up on the session, set here to about 25 s
+(10 s idle, then 3 probes 5 s apart), not the system's default of hours.
+Until then its pending rows wait: they block nothing, and the next boot of
+any replica after that closes them.
+
 Owner ids are random, at or above 2**32, so their lock keys never meet the
 ``hashtext`` keys (32-bit) of the schema's other advisory locks. Owner 0 marks
 rows indexed late (by catch-up, or before this column existed): no live
@@ -43,6 +50,11 @@ NO_OWNER = 0
 
 _BASE = 1 << 32  # lock keys above every 32-bit hashtext() key
 _RECHECK_SECONDS = 1.0  # how stale the session may be before a write checks it again
+_KEEPALIVES = (  # the server's side of this session (ignored over a Unix socket)
+    "SET tcp_keepalives_idle = 10",
+    "SET tcp_keepalives_interval = 5",
+    "SET tcp_keepalives_count = 3",
+)
 
 
 class PendingOwners:
@@ -121,6 +133,8 @@ class PendingOwners:
                 self._drop()  # the session is gone, and every lock it held with it
         try:
             conn = self._connect()
+            for setting in _KEEPALIVES:  # a host that died without a word frees its rows in ~25 s
+                conn.execute(setting)
             got = conn.execute("SELECT pg_try_advisory_lock(%s)", (_BASE + self.id,)).fetchone()
         except psycopg.Error as exc:
             raise self._failed("take this replica's owner lock", exc) from None

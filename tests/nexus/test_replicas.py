@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from pg_server import DSN, scratch_schema
 from starlette.exceptions import StarletteDeprecationWarning
@@ -75,6 +76,18 @@ def replicas(tmp_path: Path) -> Iterator[tuple[SOP, SOP, Path, str]]:
                 b.close()
         finally:
             a.close()
+
+
+def _wait_owner_sessions(schema: str, n: int) -> None:
+    """Until PostgreSQL holds ``n`` owner sessions in ``schema`` (a closed one ends a moment later)."""
+    deadline = time.monotonic() + 5
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            if conn.execute(query, (f"sop:{schema}:owner",)).fetchone() == (n,):
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"PostgreSQL still holds more than {n} replicas' owner sessions")
 
 
 def _ask(sop: SOP, token: str, n: int) -> Permission:
@@ -184,6 +197,7 @@ def test_a_replica_boots_while_another_logs_decisions_awaiting_their_effect(
     left = b.submit({**PERSIST, "request_id": "left", "capability": token})
     assert left.effect is Permission.ALLOW
     b.close()  # `b` is gone: its pending decision is boot repair's, `a`'s stays `a`'s
+    _wait_owner_sessions(a.store.schema, 1)  # type: ignore[attr-defined]  # the server ends b's owner session a moment after it closed
     meanwhile: list[int] = []
 
     def a_decides() -> None:
