@@ -79,7 +79,7 @@ def replicas(tmp_path: Path) -> Iterator[tuple[SOP, SOP, Path, str]]:
 
 
 def _wait_owner_sessions(schema: str, n: int) -> None:
-    """Until PostgreSQL holds ``n`` owner sessions in ``schema`` (a closed one ends a moment later)."""
+    """Until ``schema`` has ``n`` owner sessions (a closed one ends a moment after it closed)."""
     deadline = time.monotonic() + 5
     query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
     with psycopg.connect(DSN, autocommit=True) as conn:
