@@ -32,6 +32,7 @@ from sop_verified.core.capability import CapabilityRegistry
 from sop_verified.core.policy import PolicySet
 from sop_verified.errors import IntegrityError, StateMovedError
 from sop_verified.storage.ports import StorageBackend
+from sop_verified.tools.tlog import ForeignEntries
 
 __all__ = ["CAPABILITY_OPS", "POLICY_OPS", "ForeignState", "Watcher"]
 
@@ -77,8 +78,14 @@ class ForeignState:
         """
         self._watchers.append((tuple(needles), watcher))
 
-    def __call__(self, start: int, end: int) -> None:
+    def __call__(self, start: int, end: int, entries: ForeignEntries | None = None) -> None:
         """Entries ``[start, end)`` were appended by other replicas.
+
+        Args:
+            start: the first of them.
+            end: one past the last.
+            entries: the entries, when the log read them (checked against the signed
+                tree); None: they are read here, those holding a needle only.
 
         Raises:
             StateMovedError: one of them changed the state; it is reloaded, decide again.
@@ -86,7 +93,8 @@ class ForeignState:
             StorageError: the entries could not be read.
         """
         needles = [_ADMIN, *(n for watched, _ in self._watchers for n in watched)]
-        entries = self._store.log.log_entries_containing(start, end, needles)  # one read
+        if entries is None:
+            entries = self._store.log.log_entries_containing(start, end, needles)  # one read
         for watched, watcher in self._watchers:
             watcher([e for e in entries if any(n in e[2] for n in watched)])
         ops = self._ops(e for e in entries if _ADMIN in e[2])

@@ -58,7 +58,15 @@ from sop_verified.tools.tlog_store import (
 )
 from sop_verified.tools.tlog_tiles import TreeState, extend, rebuild
 
-__all__ = ["HEAD_ATTEMPTS", "MAX_BATCH", "OnCheckpoint", "OnForeign", "TransparencyLog"]
+__all__ = [
+    "FOLLOW_MAX",
+    "HEAD_ATTEMPTS",
+    "MAX_BATCH",
+    "ForeignEntries",
+    "OnCheckpoint",
+    "OnForeign",
+    "TransparencyLog",
+]
 
 MAX_BATCH = 1 << 16
 """Most entries the leader takes into one transaction (a bulk append may exceed it alone)."""
@@ -68,9 +76,18 @@ _sha256 = hashlib.sha256
 OnCheckpoint = Callable[[int, str], None]
 """Told ``(size, signed note)`` of each checkpoint, after the batch it signs committed."""
 
-OnForeign = Callable[[int, int], None]
-"""Told ``(start, end)``: entries another writer of a shared store appended (may raise
-:class:`~sop_verified.errors.StateMovedError`)."""
+ForeignEntries = Sequence[tuple[int, bytes, bytes]]
+"""Entries ``(index, leaf hash, payload)`` another writer appended, each payload checked
+against its leaf and every leaf against the signed tree."""
+
+OnForeign = Callable[[int, int, ForeignEntries | None], None]
+"""Told ``(start, end, entries)``: entries another writer of a shared store appended, with
+the entries when the log read them (None: it did not; read them from the store). May
+raise :class:`~sop_verified.errors.StateMovedError`."""
+
+FOLLOW_MAX = 4096
+"""Most entries of other writers the log reads to extend its tree in place; past it, it
+rebuilds its tree from the stored tiles instead (a replica long idle)."""
 
 HEAD_ATTEMPTS = 16
 """How many times a batch is built again on a shared log's moved head before it fails."""
@@ -208,10 +225,53 @@ class TransparencyLog:
         """Tell ``hook`` of other writers' entries from now on (see ``on_foreign``)."""
         self._on_foreign = hook
 
-    def _tell_foreign(self, start: int, end: int) -> None:
+    def _tell_foreign(self, start: int, end: int, entries: ForeignEntries | None) -> None:
         """Tell the hook of entries ``[start, end)`` another writer appended."""
         if self._on_foreign is not None:
-            self._on_foreign(start, end)
+            self._on_foreign(start, end, entries)
+
+    def _follow(self) -> tuple[TreeState, Checkpoint | None, str | None, ForeignEntries | None]:
+        """The stored tail, as an extension of this log's tree (INV-5), and what was added.
+
+        Reads the head and the entries other writers added (two reads), extends
+        the tree in memory and checks the result against the stored signed
+        checkpoint; so the rebuild under a shared log's head lock costs two
+        round trips, not four (tail, tiles, leaves, and the hook's own read of
+        the entries). More than :data:`FOLLOW_MAX` new entries, or a store
+        that went back: the tree is rebuilt from the stored tiles instead, and
+        checked to extend this one.
+
+        Raises:
+            IntegrityError: the tail does not match its checkpoint, or does not
+                extend this log's tree; a payload does not match its leaf.
+            StorageError: the store failed.
+        """
+        held = self._state
+        size, note = self._store.log_tail()
+        if not held.size <= size <= held.size + FOLLOW_MAX:
+            state, checkpoint, note = self._read_tail()
+            self._check_follows(state)
+            return state, checkpoint, note, None
+        rows = self._store.read_entries(held.size, size)
+        if [r[0] for r in rows] != list(range(held.size, size)):
+            raise IntegrityError(f"stored entries `[{held.size}, {size})` are missing")
+        for index, leaf, payload in rows:  # spec: INV-5 — what the hook reads is what was signed
+            if _sha256(b"\x00" + payload).digest() != leaf:
+                raise IntegrityError(f"stored entry `{index}` does not match its leaf hash")
+        state, _ = extend(held, [r[1] for r in rows])
+        if note is None:
+            if size and self._signers:  # spec: INV-5 — entries nobody signed for
+                raise IntegrityError(f"the log holds `{size}` entries but no signed checkpoint")
+            return state, None, None, rows
+        checkpoint = self._open(note)
+        if (checkpoint.size, checkpoint.root_hash) != (size, state.root()):  # spec: INV-5
+            raise IntegrityError(
+                f"latest checkpoint (size `{checkpoint.size}`, root"
+                f" `{checkpoint.root_hash.hex()}`) is not this log's tree"
+                f" (size `{held.size}`) extended by the stored entries"
+                f" (root `{state.root().hex()}`)"
+            )
+        return state, checkpoint, note, rows
 
     # ---- appending -----------------------------------------------------------------
     def append(self, payload: bytes) -> Receipt:
@@ -330,13 +390,12 @@ class TransparencyLog:
                 return start  # the next batch re-reads the tail (or the log is broken)
             if self._store.log_tail()[0] == start:
                 return start
-            tail = self._read_tail()
-            self._check_follows(tail[0])  # spec: INV-5 — only an extension of the tree held
-            self._state, self._checkpoint, self._note = tail
-            if tail[0].size > start:
+            state, checkpoint, note, added = self._follow()  # spec: INV-5 — an extension only
+            self._state, self._checkpoint, self._note = state, checkpoint, note
+            if state.size > start:
                 # the state they changed is reloaded; no batch of this log's was decided on it
                 with contextlib.suppress(StateMovedError):
-                    self._tell_foreign(start, tail[0].size)
+                    self._tell_foreign(start, state.size, added)
             return self._state.size
 
     def _commit(self, batch: list[Ticket[list[Receipt]]]) -> None:
@@ -360,7 +419,7 @@ class TransparencyLog:
                 if self._broken is not None or self._stale is not None:
                     raise
                 if self._state.size > start:
-                    self._tell_foreign(start, self._state.size)  # may give the batch back
+                    self._tell_foreign(start, self._state.size, None)  # may give the batch back
             except StateMovedError:
                 raise
             except Exception as exc:
@@ -392,11 +451,12 @@ class TransparencyLog:
             """
             start = self._state.size
             self._queue.take_more(tickets)
-            self._state, self._checkpoint, self._note = self._read_tail()
+            state, checkpoint, note, added = self._follow()
+            self._state, self._checkpoint, self._note = state, checkpoint, note
             if self._state.size != head:  # spec: INV-5 — the head is held: the tail must be it
                 raise IntegrityError(f"the log's tail is `{self._state.size}`, its head `{head}`")
             if head > start:
-                self._tell_foreign(start, head)  # may give the batch back (StateMovedError)
+                self._tell_foreign(start, head, added)  # may give the batch back (StateMovedError)
             again = self._plan(tickets)
             if again is None:
                 return None

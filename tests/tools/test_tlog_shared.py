@@ -15,7 +15,7 @@ import itertools
 import pytest
 from tlog_memory import MemoryLogStore
 
-from sop_verified.errors import LogHeadMovedError, StateMovedError, StorageError
+from sop_verified.errors import IntegrityError, LogHeadMovedError, StateMovedError, StorageError
 from sop_verified.tools import tlog
 from sop_verified.tools.checkpoint import open_checkpoint
 from sop_verified.tools.merkle import verify_consistency
@@ -33,7 +33,7 @@ def signer() -> Signer:
 
 def _replica(store: MemoryLogStore, signer: Signer, seen: list[tuple[int, int]]) -> TransparencyLog:
     return TransparencyLog(
-        store, origin=ORIGIN, signer=signer, on_foreign=lambda a, b: seen.append((a, b))
+        store, origin=ORIGIN, signer=signer, on_foreign=lambda a, b, _: seen.append((a, b))
     )
 
 
@@ -78,7 +78,7 @@ def test_state_moved_gives_the_batch_back_unwritten(signer: Signer) -> None:
     store = MemoryLogStore()
     a = _replica(store, signer, [])
 
-    def refuse(start: int, end: int) -> None:
+    def refuse(start: int, end: int, entries: object) -> None:
         raise StateMovedError(f"entries [{start}, {end}) changed the state")
 
     b = TransparencyLog(store, origin=ORIGIN, signer=signer, on_foreign=refuse)
@@ -128,3 +128,40 @@ def test_no_checkpoint_is_signed_for_a_head_another_writer_moved(
     # one signature per stored checkpoint: the refused attempts signed nothing, and no
     # checkpoint of size 1 (b's stale tree) was ever signed
     assert signed == sorted(store.checkpoints) == [2, 3, 4]
+
+
+def test_a_replica_is_told_the_entries_it_follows_checked_against_the_signed_tree(
+    signer: Signer,
+) -> None:
+    store = MemoryLogStore()
+    told: list[tuple[int, int, object]] = []
+    a = _replica(store, signer, [])
+    b = TransparencyLog(
+        store, origin=ORIGIN, signer=signer, on_foreign=lambda s, e, got: told.append((s, e, got))
+    )
+    a.append_many([b"x", b"y"])
+    assert b.append(b"z").index == 2  # built again on a's head, under the lock
+    ((start, end, got),) = told
+    assert (start, end) == (0, 2)
+    assert [(i, p) for i, _, p in got] == [(0, b"x"), (1, b"y")]  # type: ignore[attr-defined]
+    a.append(b"w")
+    leaf, _ = store.entries[3]
+    store.entries[3] = (leaf, b"edited")  # a payload that is not the one signed
+    with pytest.raises(IntegrityError, match="entry `3` does not match its leaf hash"):
+        b.refresh()
+    assert b.size == 3  # nothing taken
+
+
+def test_a_replica_far_behind_rebuilds_its_tree_from_the_tiles(
+    signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MemoryLogStore()
+    told: list[tuple[int, int, object]] = []
+    a = _replica(store, signer, [])
+    b = TransparencyLog(
+        store, origin=ORIGIN, signer=signer, on_foreign=lambda s, e, got: told.append((s, e, got))
+    )
+    monkeypatch.setattr(tlog, "FOLLOW_MAX", 4)
+    a.append_many([b"e%d" % i for i in range(10)])
+    assert b.refresh() == 10 and b.root() == a.root()
+    assert told == [(0, 10, None)]  # not read by the log: the hook reads what it needs
