@@ -30,13 +30,13 @@ def _lint(cwd: Path, config: Path) -> subprocess.CompletedProcess[str]:
 def test_package_layers_hold() -> None:
     result = _lint(ROOT, ROOT / "pyproject.toml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 5 kept, 0 broken" in result.stdout
+    assert "Contracts: 6 kept, 0 broken" in result.stdout
 
 
 def _skeleton(tmp_path: Path) -> Path:
     """An empty package with every layer, linted with the project's contracts."""
     pkg = tmp_path / "sop_verified"
-    for sub in ("tools", "core", "nexus", "protocols", "server", "storage"):
+    for sub in ("tools", "core", "nexus", "protocols", "server", "storage", "events"):
         (pkg / sub).mkdir(parents=True)
         (pkg / sub / "__init__.py").write_text("")
     (pkg / "__init__.py").write_text("")
@@ -65,6 +65,22 @@ def test_layer_contract_catches_protocols_importing_nexus(tmp_path: Path) -> Non
     result = _lint(tmp_path, tmp_path / "pyproject.toml")
     assert result.returncode != 0
     assert "sop_verified.protocols.bad -> sop_verified.nexus" in result.stdout
+
+
+def test_layer_contract_catches_events_importing_nexus(tmp_path: Path) -> None:
+    pkg = _skeleton(tmp_path)
+    (pkg / "events" / "bad.py").write_text("import sop_verified.nexus\n")
+    result = _lint(tmp_path, tmp_path / "pyproject.toml")
+    assert result.returncode != 0
+    assert "sop_verified.events.bad -> sop_verified.nexus" in result.stdout
+
+
+def test_layer_contract_catches_core_importing_events(tmp_path: Path) -> None:
+    pkg = _skeleton(tmp_path)
+    (pkg / "core" / "bad.py").write_text("import sop_verified.events\n")
+    result = _lint(tmp_path, tmp_path / "pyproject.toml")
+    assert result.returncode != 0
+    assert "sop_verified.core.bad -> sop_verified.events" in result.stdout
 
 
 # ---- no import cycles, spec/ and proofs/ included ---------------------------------------------

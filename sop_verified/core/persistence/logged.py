@@ -33,8 +33,9 @@ from sop_verified.core.persistence.ports import EffectLog
 from sop_verified.errors import IntegrityError, SOPError, StorageError
 from sop_verified.storage.persist_index import ObjectRecord
 from sop_verified.tools.merkle import verify_inclusion
+from sop_verified.tools.tlog import TransparencyLog
 
-__all__ = ["LoggedObject", "authenticated_entry", "logged_object"]
+__all__ = ["LoggedObject", "authenticated_entry", "logged_object", "proved_entry"]
 
 
 @require(lambda index: type(index) is int, helper=True)
@@ -56,7 +57,28 @@ def authenticated_entry(log: EffectLog, index: int, *, what: str) -> dict[str, A
             object.
         StorageError: the database failed (or lost the row).
     """
-    tlog = log.opened
+    return proved_entry(log.opened, index, what=what)
+
+
+@require(lambda index: type(index) is int, helper=True)
+@ensure(lambda result: isinstance(result, dict), helper=True)
+def proved_entry(tlog: TransparencyLog, index: int, *, what: str) -> dict[str, Any]:
+    """:func:`authenticated_entry` on an opened log itself (a reader that never appends).
+
+    Args:
+        tlog: the opened log; its latest signed checkpoint is what the entry is proved under.
+        index: the entry's log index (untrusted).
+        what: what the entry should be, for messages.
+
+    Returns:
+        The entry's JSON object.
+
+    Raises:
+        IntegrityError: no signed checkpoint covers ``index``, the payload is
+            not the one the signed tree holds at ``index``, or it is not a JSON
+            object.
+        StorageError: the database failed (or lost the row).
+    """
     checkpoint = tlog.checkpoint  # one object: its size and root belong together
     if checkpoint is None:  # fail closed: no signed root, nothing to prove against
         raise IntegrityError(
