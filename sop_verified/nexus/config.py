@@ -27,6 +27,7 @@ from sop_verified.core.request import PRINCIPAL_PATTERN
 from sop_verified.errors import ConfigError, InputError
 from sop_verified.nexus.anchor import ANCHOR_NAME
 from sop_verified.nexus.keys import create_log_keys, write_secret
+from sop_verified.nexus.telemetry_config import TelemetryConfig, create_telemetry_key
 from sop_verified.nexus.witnesses_config import WitnessesConfig
 from sop_verified.protocols.drac.phases import DEFAULT_PHASES, check_phases
 from sop_verified.tools.canonical import digest, sha256_hex
@@ -122,6 +123,11 @@ phases = ["SCAN", "RESOLVE", "ASSEMBLE", "VERIFY", "FREEZE"]
 # [witnesses]
 # min = 1
 # witness = [{ url = "http://127.0.0.1:7650", vkey = "<`sop witness init` prints it>" }]
+
+# Telemetry (docs/TELEMETRY.md): no request context value leaves SOP in an event unless named.
+# [telemetry]
+# allow = ["classification"]   # context attributes whose values may leave as they are
+# mode = "drop"                # the others: "drop", or "hash" (HMAC-SHA256, keys/telemetry.key)
 """
 
 
@@ -293,6 +299,8 @@ class SOPConfig(BaseModel):
     proofs: ProofsConfig = Field(default_factory=ProofsConfig)
     witnesses: WitnessesConfig | None = None
     """Publish checkpoints only once witnesses cosigned them (None: SOP's own, as signed)."""
+    telemetry: TelemetryConfig | None = None
+    """What of a request's context may leave SOP in events (None: nothing; docs/TELEMETRY.md)."""
 
     @field_validator("scope", mode="before")
     @classmethod
@@ -339,15 +347,18 @@ class SOPConfig(BaseModel):
         """The config digest recorded in the boot manifest (and sealed with the state).
 
         The DSN is left out (it says where, not what). A configuration without
-        ``[postgresql]`` or ``[witnesses]`` has the digest it had before those tables
-        existed: data directories made earlier boot without ``sop config accept``.
+        ``[postgresql]``, ``[witnesses]`` or ``[telemetry]`` has the digest it had before
+        those tables existed: data directories made earlier boot without ``sop config
+        accept``. A ``[telemetry]`` table is in the digest: what may leave SOP changes
+        only through ``sop config accept``, which is logged.
         """
         dumped = self.model_dump(mode="json", by_alias=True)
         where = dumped.pop("postgresql")  # absent for SQLite: older digests stay as they were
         if where is not None:
             dumped["postgresql"] = {k: v for k, v in where.items() if k != "dsn"}
-        if dumped.get("witnesses") is None:
-            dumped.pop("witnesses", None)
+        for table in ("witnesses", "telemetry"):
+            if dumped.get(table) is None:
+                dumped.pop(table, None)
         return digest(dumped)
 
 
@@ -407,7 +418,7 @@ def _toml_string(value: str) -> str:
 
 
 def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
-    """Create a fresh data directory: configuration, its three keys and the TLS authority (0600).
+    """Create a fresh data directory: configuration, its keys and the TLS authority (0600).
 
     The TLS authority (``keys/tls/``: local CA and server certificate for the bridge
     plane's mutual TLS) is made by :func:`sop_verified.tools.x509_ca.create_authority`.
@@ -424,6 +435,7 @@ def init_data_dir(data_dir: Path, *, config_text: str = DEFAULT_CONFIG) -> None:
     config = load_config(data_dir)  # refuse to leave a directory that will not boot
     write_secret(data_dir / MAC_KEY_NAME, secrets.token_bytes(32))
     create_log_keys(data_dir, config.origin)  # checkpoint and attestation keys, 0600
+    create_telemetry_key(data_dir)  # keys/telemetry.key: `[telemetry] mode = "hash"`, 0600
     create_authority(data_dir)  # keys/tls/: the bridge plane's CA and server certificate
 
 

@@ -25,7 +25,7 @@ from sop_verified.storage.sqlite_persist import apply_unit, catch_up, indexed_to
 from sop_verified.storage.unit_of_work import UnitOfWork, plan_unit
 from sop_verified.tools.tlog_store import Batch
 
-__all__ = ["LOG_SCHEMA", "SQLiteLog", "SQLiteLogReader", "insert_rows"]
+__all__ = ["LOG_SCHEMA", "SQLiteLog", "SQLiteLogReader", "insert_rows", "read_only_uri"]
 
 _T = TypeVar("_T")
 
@@ -193,11 +193,26 @@ class SQLiteLog:
         return [(_int(r[0]), _blob(r[1]), _blob(r[2])) for r in rows]
 
 
+def read_only_uri(path: Path) -> str:
+    """The URI that opens ``path`` read-only without changing a byte of its directory.
+
+    ``mode=ro`` alone still creates the ``-wal`` and ``-shm`` files of a WAL
+    database when nobody has it open, and leaves them behind. With no ``-wal``
+    file nobody is writing it (SOP's writer removes the file when it closes),
+    so it is opened ``immutable``: nothing is created or locked. With one, a
+    writer may be live: ``mode=ro`` reads its committed transactions through
+    the shared files that already exist.
+    """
+    wal = path.with_name(path.name + "-wal")
+    return f"file:{path}?mode=ro" + ("" if wal.exists() else "&immutable=1")
+
+
 class SQLiteLogReader:
-    """A read-only view of a database's log tables, streamed for a full audit."""
+    """A read-only view of a database's log tables: streamed for a full audit, or, as a
+    ``LogStore`` that refuses every write, the tail and entries an opened log reads."""
 
     def __init__(self, path: Path) -> None:
-        """Open ``path`` read-only.
+        """Open ``path`` read-only (:func:`read_only_uri`: nothing in its directory changes).
 
         Args:
             path: The SQLite database file.
@@ -208,7 +223,7 @@ class SQLiteLogReader:
         if not path.is_file():
             raise StorageError(f"no database at `{path}`")
         try:
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            self._db = sqlite3.connect(read_only_uri(path), uri=True, isolation_level=None)
             names = {
                 str(r[0]) for r in self._db.execute("SELECT name FROM sqlite_master").fetchall()
             }
@@ -272,6 +287,48 @@ class SQLiteLogReader:
             lambda db: db.execute("SELECT size, note FROM log_checkpoints ORDER BY size").fetchall()
         )
         return [(_int(r[0]), r[1] if isinstance(r[1], str) else "") for r in rows]
+
+    # ---- the LogStore of a read-only TransparencyLog --------------------------------------
+    def log_tail(self) -> tuple[int, str | None]:
+        """Return the entry count and the latest checkpoint note, read in one snapshot."""
+
+        def tail(db: sqlite3.Connection) -> tuple[int, str | None]:
+            db.execute("BEGIN")  # one read transaction: a writer's commit cannot split the two
+            try:
+                ((size,),) = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries")
+                rows = db.execute(
+                    "SELECT note FROM log_checkpoints ORDER BY size DESC LIMIT 1"
+                ).fetchall()
+            finally:
+                db.execute("COMMIT")
+            return int(size), str(rows[0][0]) if rows else None
+
+        return self._query(tail)
+
+    def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+        """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``."""
+        rows = self._query(
+            lambda db: db.execute(
+                "SELECT idx, leaf_hash, payload FROM log_entries"
+                " WHERE idx >= ? AND idx < ? ORDER BY idx",
+                (start, end),
+            ).fetchall()
+        )
+        return [(_int(r[0]), _blob(r[1]), _blob(r[2])) for r in rows]
+
+    def read_entries_containing(
+        self, start: int, end: int, needles: Sequence[bytes]
+    ) -> list[tuple[int, bytes, bytes]]:
+        """Entries ``[start, end)`` whose payload holds one of ``needles`` (read, then filtered)."""
+        return [r for r in self.read_entries(start, end) if any(n in r[2] for n in needles)]
+
+    def write_batch(self, batch: Batch) -> None:
+        """Refuse: this view is read-only.
+
+        Raises:
+            StorageError: always.
+        """
+        raise StorageError("the log is opened read-only; nothing is appended through this view")
 
 
 def _int(value: object) -> int:

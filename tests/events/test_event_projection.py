@@ -1,0 +1,187 @@
+"""One log entry, one CloudEvent: every kind SOP logs, the format, determinism, authentication."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from cloudevents.core.formats.json import JSONFormat
+from jsonschema import Draft202012Validator
+
+from sop_verified.core.persistence.entries import tombstone_entry
+from sop_verified.errors import IntegrityError
+from sop_verified.events.boundary import TelemetryBoundary
+from sop_verified.events.kinds import GENERIC, KINDS
+from sop_verified.events.model import Event
+from sop_verified.events.projection import project_entry
+from sop_verified.events.schemas import schema_files
+from sop_verified.nexus.event_ops import DataDirEvents
+from sop_verified.storage.persist_index import ObjectRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = ROOT / "docs" / "events"
+ORIGIN = "sop.local/log"
+
+
+def _validators() -> dict[str, Draft202012Validator]:
+    out = {}
+    for path in SCHEMAS.glob("*.schema.json"):
+        schema = json.loads(path.read_text())
+        Draft202012Validator.check_schema(schema)
+        out[schema["title"]] = Draft202012Validator(
+            schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+    return out
+
+
+def _all_events(data_dir: Path) -> list[Event]:
+    with DataDirEvents(data_dir) as source:
+        size = source.refresh()
+        return [e for at in range(0, size, 256) for e in source.read(at, min(size, at + 256))]
+
+
+def _payloads(data_dir: Path) -> list[bytes]:
+    db = sqlite3.connect(f"file:{data_dir / 'sop.db'}?mode=ro&immutable=1", uri=True)
+    try:
+        return [bytes(r[0]) for r in db.execute("SELECT payload FROM log_entries ORDER BY idx")]
+    finally:
+        db.close()
+
+
+def _tombstone() -> dict[str, Any]:
+    record = ObjectRecord(
+        effect_index=11,
+        decision_index=10,
+        scope="csp-state",
+        name="session-1/state.json",
+        version=1,
+        stored="session-1/state.json.v1",
+        digest="sha256:" + "ab" * 32,
+        size=5,
+        created_at=1_800_000_000,
+    )
+    entry: dict[str, Any] = orjson.loads(tombstone_entry(record, rule="keep", time=1_800_000_100))
+    return entry
+
+
+def test_the_schema_files_are_the_ones_the_shapes_generate() -> None:
+    on_disk = {p.name: p.read_bytes() for p in SCHEMAS.glob("*.schema.json")}
+    assert on_disk == schema_files(), "regenerate: python3 -m sop_verified.events.schemas"
+    assert len(on_disk) == len(KINDS) + 1
+
+
+def test_every_entry_sop_logs_is_one_event_of_its_own_kind_valid_against_its_schema(
+    rich_log: Path,
+) -> None:
+    validators = _validators()
+    payloads = _payloads(rich_log)
+    events = _all_events(rich_log)
+    assert [e.index for e in events] == list(range(len(payloads)))  # one event per entry
+    seen = set()
+    for event, payload in zip(events, payloads, strict=True):
+        body = orjson.loads(event.body)
+        validators[event.type].validate(body)
+        entry = orjson.loads(payload)
+        name = entry["op"] if entry["type"] == "admin" else entry["type"]
+        assert event.type == f"sop.{name}.v1", (event.index, entry)  # never the fallback
+        seen.add(name)
+    tomb = project_entry(ORIGIN, 7, _tombstone(), TelemetryBoundary())
+    validators[tomb.type].validate(orjson.loads(tomb.body))
+    seen.add("persist.tombstone")
+    assert seen == set(KINDS), f"kinds never exercised: {set(KINDS) - seen}"
+
+
+def test_event_attributes_follow_cloudevents_and_carry_the_log_index(rich_log: Path) -> None:
+    events = _all_events(rich_log)
+    payloads = _payloads(rich_log)
+    for event in events:
+        body = orjson.loads(event.body)
+        assert body["specversion"] == "1.0"
+        assert body["id"] == event.id == f"{ORIGIN}/{event.index}"
+        assert body["source"] == ORIGIN
+        assert body["type"] == event.type
+        assert body["datacontenttype"] == "application/json"
+        assert body["sopindex"] == str(event.index)
+        entry = orjson.loads(payloads[event.index])
+        if entry.get("type") == "attestation":
+            assert "time" not in body  # no time of its own: none invented
+    decision = next(orjson.loads(e.body) for e in events if e.type == "sop.decision.v1")
+    assert decision["time"] == "2027-01-15T08:00:00Z"  # the demo clock, 1,800,000,000
+
+
+def test_the_cloudevents_sdk_reads_every_event_back(rich_log: Path) -> None:
+    reader = JSONFormat()
+    for event in _all_events(rich_log):
+        read = reader.read(None, event.body)
+        body = orjson.loads(event.body)
+        assert read.get_id() == event.id and read.get_type() == event.type
+        assert read.get_source() == ORIGIN and read.get_specversion() == "1.0"
+        assert read.get_extension("sopindex") == str(event.index)
+        assert read.get_data() == body["data"]
+        if "time" in body:
+            assert read.get_time().strftime("%Y-%m-%dT%H:%M:%SZ") == body["time"]
+
+
+def test_projecting_twice_gives_identical_bytes(rich_log: Path) -> None:
+    first = _all_events(rich_log)
+    again = _all_events(rich_log)
+    assert [e.body for e in first] == [e.body for e in again]
+    entry = orjson.loads(_payloads(rich_log)[0])
+    assert (
+        project_entry(ORIGIN, 0, entry, TelemetryBoundary()).body
+        == project_entry(ORIGIN, 0, dict(reversed(list(entry.items()))), TelemetryBoundary()).body
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "data"),
+    [
+        (
+            {"type": "future.thing", "time": 1_800_000_000, "secret": "x"},
+            {"entry_type": "future.thing"},
+        ),
+        (
+            {"type": "admin", "op": "future.op", "time": 1_800_000_000},
+            {"entry_type": "admin", "op": "future.op"},
+        ),
+        ({"type": "decision", "reasons": "x"}, {"entry_type": "decision"}),  # fields do not match
+        ({"no_type": True}, {}),
+        ({"type": "has a space: free text"}, {}),  # never free text, even as a type
+    ],
+)
+def test_an_entry_of_an_unknown_kind_is_still_one_event(
+    entry: dict[str, Any], data: dict[str, Any]
+) -> None:
+    event = project_entry(ORIGIN, 3, entry, TelemetryBoundary())
+    assert event.type == GENERIC.event_type == "sop.entry.v1"
+    body = orjson.loads(event.body)
+    _validators()["sop.entry.v1"].validate(body)
+    assert body["data"] == data
+    assert ("time" in body) == ("time" in entry)
+
+
+def test_an_entry_that_does_not_verify_raises_and_never_becomes_an_event(
+    rich_log: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(rich_log, copy)
+    payloads = _payloads(copy)
+    at = next(i for i, p in enumerate(payloads) if b'"effect":"DENY"' in p)
+    forged = payloads[at].replace(b'"effect":"DENY"', b'"effect":"ALLOW"')
+    assert forged != payloads[at]
+    db = sqlite3.connect(str(copy / "sop.db"), isolation_level=None)
+    db.execute("DROP TRIGGER log_entries_no_update")
+    db.execute("UPDATE log_entries SET payload = ? WHERE idx = ?", (forged, at))
+    db.close()
+    with DataDirEvents(copy) as source:
+        source.refresh()
+        assert len(source.read(0, at)) == at  # the entries before it still verify
+        with pytest.raises(IntegrityError, match=f"log index `{at}`"):
+            source.read(at, at + 1)
+        with pytest.raises(IntegrityError):
+            source.read(0, at + 1)  # a read that reaches it gives no event at all
