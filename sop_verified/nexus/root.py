@@ -43,6 +43,9 @@ from sop_verified.core.request import (
     Stage,
 )
 from sop_verified.errors import CapabilityError, IntegrityError
+from sop_verified.events.boundary import TelemetryBoundary
+from sop_verified.events.source import LogEventSource
+from sop_verified.events.subscribers import EventHub
 from sop_verified.nexus import persistence as persistence_service
 from sop_verified.nexus import protocols as protocol_service
 from sop_verified.nexus.backends import DB_NAME, open_backend, storage_where
@@ -53,6 +56,7 @@ from sop_verified.nexus.log_service import open_signed_log
 from sop_verified.nexus.registry import Service, ServiceRegistry
 from sop_verified.nexus.replicas import ForeignState
 from sop_verified.nexus.state_rebuild import locate
+from sop_verified.nexus.telemetry_config import telemetry_boundary
 from sop_verified.nexus.verdict_attest import AttestingVerdictStore
 from sop_verified.nexus.witness_publisher import WITNESSED_NAME, WitnessPublisher
 from sop_verified.storage.ports import StorageBackend
@@ -173,6 +177,8 @@ class Services:
     """Publication through witnesses; None when ``sop.toml`` names none."""
     replicas: ForeignState
     """What other replicas of a shared log appended (never told on a log one process writes)."""
+    events: EventHub
+    """The Ops_Event_Bus's in-process subscribers, fed after each durable log batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +213,8 @@ class _Build:
     protocols: protocol_service.ProtocolServices
     witnesses: WitnessPublisher | None
     replicas: ForeignState
+    telemetry: TelemetryBoundary
+    events: EventHub
 
     def __init__(
         self,
@@ -227,6 +235,7 @@ class _Build:
         self.witnesses_late: _Late[WitnessPublisher] = _Late()
         self.facts: dict[str, Any] = {"config_digest": None, "policy_digest": None, "key_ids": {}}
         self.opened_log: TransparencyLog | None = None  # for the status of a boot that stopped
+        self.events_hub: EventHub | None = None  # told each durable size once the log is open
 
     def submit(self, request: Request | dict[str, Any] | bytes | str) -> Decision:
         """The bridge entry the protocols call: before the kernel exists, everything is DENY."""
@@ -236,10 +245,14 @@ class _Build:
         return kernel.submit(request)
 
     def checkpointed(self, size: int, note: str) -> None:
-        """The log's checkpoint is durable and anchored: tell the witness publisher, if any."""
+        """The log's checkpoint is durable and anchored: tell the witness publisher, if any,
+        and the event subscribers (a size and a wake-up: nothing is projected here)."""
         publisher = self.witnesses_late.value
         if publisher is not None:
             publisher.notify(size, note)
+        hub = self.events_hub
+        if hub is not None:
+            hub.notify(size)
 
     def derive(self, request: Request) -> list[Obligation]:
         """SOP's own obligations: persist targets in the approved scopes (INV-4), DRAC phase
@@ -276,6 +289,7 @@ def _start_keys(b: _Build) -> None:
     signer = load_checkpoint_signer(b.data_dir, b.config.origin)
     b.keys = Keys(mac_key, mac_key_id, signer, load_attestation_key(b.data_dir))
     b.facts["key_ids"] = b.keys.ids()
+    b.telemetry = telemetry_boundary(b.data_dir, b.config.telemetry)  # refuses `hash` sans key
 
 
 def _test_keys(b: _Build) -> None:
@@ -299,6 +313,10 @@ def _start_log(b: _Build) -> None:
     b.keys.use_checkpoint(signer)  # a rotation a crash interrupted may have finished
     b.opened_log = b.log
     b.facts["key_ids"] = b.keys.ids()
+    store_log = b.store.log
+    b.events = EventHub(LogEventSource(lambda: store_log.opened, b.telemetry))
+    b.events_hub = b.events
+    b.closer.callback(b.events.close)  # subscriptions end before the store closes
 
 
 def _test_log(b: _Build) -> None:
@@ -576,4 +594,5 @@ def _freeze(b: _Build) -> Services:
         writer=writer,
         witnesses=b.witnesses,
         replicas=b.replicas,
+        events=b.events,
     )

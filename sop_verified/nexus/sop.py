@@ -46,6 +46,7 @@ from sop_verified.errors import (
     PolicyError,
     SOPError,
 )
+from sop_verified.events.subscribers import EventHub
 from sop_verified.nexus import persistence as persistence_service
 from sop_verified.nexus import protocols as protocol_service
 from sop_verified.nexus.backends import open_backend
@@ -248,6 +249,16 @@ class SOP:
     def witnesses(self) -> WitnessPublisher | None:
         """Publication through witnesses (None: none configured, or boot did not finish)."""
         return None if self._services is None else self._services.witnesses
+
+    @property
+    def events(self) -> EventHub:
+        """The Ops_Event_Bus: ``sop.events.subscribe(types, start=..., max_queue=...)``.
+
+        One CloudEvent per log entry, read from the signed log by index after each
+        batch is durable (:mod:`sop_verified.events`); a slow subscriber never slows
+        a decision.
+        """
+        return self.services.events
 
     @property
     def attestation_key(self) -> Ed25519PrivateKey:
