@@ -475,6 +475,7 @@ def proofs_replay(
 
 def _register_log_commands() -> None:
     from sop_verified.cli_certs import register as register_certs  # the TLS ones in cli_certs
+    from sop_verified.cli_events import register as register_events  # `sop events tail`
     from sop_verified.cli_log import register  # the log commands live in cli_log
     from sop_verified.cli_serve import register as register_serve  # `sop serve`
     from sop_verified.cli_state import register as register_state  # and state's in cli_state
@@ -485,6 +486,7 @@ def _register_log_commands() -> None:
     register_serve(app)
     register_certs(app)
     register_witness(app)
+    register_events(app)
 
 
 _register_log_commands()

@@ -11,7 +11,6 @@ SOP's own entry function.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -45,8 +44,8 @@ def _logged_acts(data_dir: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def rich_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def rich_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("events") / "data"
     run_demo(data_dir)
     _logged_acts(data_dir)
-    yield data_dir
+    return data_dir

@@ -113,7 +113,7 @@ def test_a_type_filter_delivers_only_events_of_those_types(sop: SOP) -> None:
     _decide(sop, 20)
     decisions = sop.events.subscribe(["sop.decision.v1"], start=0, max_queue=5)
     boots = sop.events.subscribe(["sop.boot.v1", "sop.attestation.v1"], start=0)
-    got = [e for e in iter(lambda: decisions.poll(0.2), None)]
+    got = list(iter(lambda: decisions.poll(0.2), None))
     assert [e.type for e in got] == ["sop.decision.v1"] * 20
     assert [orjson.loads(e.body)["data"]["request"]["request_id"] for e in got] == [
         f"r-{i}" for i in range(20)

@@ -1,0 +1,184 @@
+"""`sop events tail`: SOP's events read from the log, for people and scripts.
+
+The same CloudEvents in-process subscribers and sinks get (one per log entry,
+the telemetry boundary applied), read from the data directory without booting
+SOP and without changing a byte of it (:mod:`sop_verified.nexus.event_ops`).
+``--json`` prints each event's bytes on a line of its own (JSON Lines); the
+text form is one line per event: index, time, type and a short summary.
+``--follow`` polls for new entries until interrupted (Ctrl-C exits 0). A log
+entry that does not verify ends the command with exit 1, like ``sop log
+verify``; bad input exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+import typer
+from rich.markup import escape
+
+from sop_verified.cli_support import DEFAULT_DATA_DIR, DataDir, err, guarded
+from sop_verified.errors import InputError, IntegrityError, VerificationError
+
+if TYPE_CHECKING:
+    from sop_verified.events.model import Event
+    from sop_verified.nexus.event_ops import DataDirEvents
+
+__all__ = ["register"]
+
+events_app = typer.Typer(no_args_is_help=True, help="The Ops_Event_Bus: events from the log.")
+
+_BATCH = 256
+POLL_SECONDS = 0.5
+"""How often ``--follow`` looks for new entries."""
+
+
+def _types(values: list[str]) -> frozenset[str] | None:
+    """``--type`` values as event types: ``sop.decision.v1``, or just ``decision``."""
+    from sop_verified.events.subscribers import EVENT_TYPES  # noqa: PLC0415 - keep --help fast
+
+    if not values:
+        return None
+    out = set()
+    for value in values:
+        name = value if value.startswith("sop.") else f"sop.{value}.v1"
+        if name not in EVENT_TYPES:
+            raise InputError(
+                f"unknown event type `{value}`",
+                where="--type",
+                accepted=", ".join(sorted(EVENT_TYPES)),
+            )
+        out.add(name)
+    return frozenset(out)
+
+
+def events_tail(
+    from_index: Annotated[
+        int,
+        typer.Option(
+            "--from",
+            help="The first log index to show; negative counts back from the end (-10: the"
+            " last ten entries).",
+        ),
+    ] = 0,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep polling for new entries (Ctrl-C stops).")
+    ] = False,
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type",
+            "-t",
+            help="Only this event type (`decision` or `sop.decision.v1`; repeatable).",
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print each CloudEvent on one line (JSON Lines).")
+    ] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Print SOP's events (one CloudEvent per log entry), read-only; `--follow` for new ones."""
+    from sop_verified.nexus.event_ops import DataDirEvents  # noqa: PLC0415 - keep --help fast
+
+    wanted = _types(types or [])
+    if not (data_dir / "sop.toml").exists():
+        raise InputError(
+            f"no SOP data directory at `{data_dir}`",
+            accepted=f"a directory made by `sop init --data-dir {data_dir}`",
+        )
+    try:
+        with DataDirEvents(data_dir) as source:
+            _tail(source, from_index, follow=follow, wanted=wanted, json_output=json_output)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    except (IntegrityError, VerificationError) as exc:  # the log failed its check: exit 1
+        err.print(
+            f"[bold red]log check failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(1) from None
+
+
+def _tail(
+    source: DataDirEvents,
+    start: int,
+    *,
+    follow: bool,
+    wanted: frozenset[str] | None,
+    json_output: bool,
+) -> None:
+    size = source.refresh()
+    at = max(0, size + start) if start < 0 else start
+    while True:
+        while at < size:
+            events = _read(source, at, min(size, at + _BATCH))
+            _show(events, wanted, json_output)
+            at += len(events)  # one event per entry: short only before an entry that fails
+        if not follow:
+            return
+        time.sleep(POLL_SECONDS)
+        size = source.refresh()
+
+
+def _read(source: DataDirEvents, start: int, end: int) -> list[Event]:
+    """Events ``[start, end)``; when one does not verify, the ones before it are returned first
+    (and shown) and the next read, starting at it, raises."""
+    try:
+        return source.read(start, end)
+    except IntegrityError:
+        out: list[Event] = []
+        for index in range(start, end):
+            try:
+                out += source.read(index, index + 1)
+            except IntegrityError:
+                if not out:
+                    raise
+                return out
+        return out
+
+
+def _show(events: list[Event], wanted: frozenset[str] | None, json_output: bool) -> None:
+    lines = []
+    for event in events:
+        if wanted is not None and event.type not in wanted:
+            continue
+        lines.append(event.body.decode() if json_output else _line(event))
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+
+
+def _line(event: Event) -> str:
+    """``index  time  type  summary`` for people."""
+    body = orjson.loads(event.body)
+    kind = event.type.removeprefix("sop.").removesuffix(".v1")
+    when = body.get("time", "-")
+    return f"{event.index:>8}  {when:<20}  {kind:<24}  {summary(kind, body['data'])}"
+
+
+def summary(kind: str, data: dict[str, Any]) -> str:
+    """A short, one-line account of an event's data (only what the event itself carries)."""
+    if kind == "decision":
+        request = data.get("request") or {}
+        reasons = data.get("reasons") or []
+        why = f" ({reasons[0]['stage']}/{reasons[0]['code']})" if reasons else ""
+        who = request.get("principal", "?")
+        what = f"{request.get('action', '?')} {request.get('resource', '?')}"
+        return f"{data['effect']} {what} by {who}{why}"
+    if kind == "persist.effect":
+        where = f"{data.get('scope', '')}:{data.get('name', '')}".strip(":")
+        return f"{data['op']} {data['outcome']} {where}".rstrip()
+    scalars = [f"{k}={v}" for k, v in data.items() if isinstance(v, str | int | bool)]
+    return " ".join(scalars[:3])
+
+
+def register(app: typer.Typer) -> None:
+    """Add `sop events tail` to ``app``.
+
+    Args:
+        app: The main ``sop`` app (``sop_verified.cli.app``).
+    """
+    events_app.command("tail")(guarded(events_tail))
+    app.add_typer(events_app, name="events")
