@@ -41,7 +41,9 @@ log_app = typer.Typer(
     no_args_is_help=True, help="The tamper-evident log: verify, prove, checkpoint."
 )
 receipt_app = typer.Typer(no_args_is_help=True, help="Offline receipts (C2SP tlog-proof).")
-keys_app = typer.Typer(no_args_is_help=True, help="Public keys and checkpoint-key rotation.")
+keys_app = typer.Typer(
+    no_args_is_help=True, help="Public keys, checkpoint-key rotation, the telemetry key."
+)
 attest_app = typer.Typer(no_args_is_help=True, help="in-toto attestations in DSSE envelopes.")
 
 
@@ -374,6 +376,24 @@ def keys_rotate(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = Fa
     sys.stdout.write(new + "\n")
 
 
+def keys_telemetry(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
+    """Make the telemetry key (keys/telemetry.key, 0600) for `[telemetry] mode = "hash"`.
+
+    `sop init` makes it; a data directory made before it existed has none. Never printed.
+    """
+    from sop_verified.nexus.telemetry_config import create_telemetry_key  # noqa: PLC0415 - lazy: keeps `sop --help` fast
+
+    if not (data_dir / "sop.toml").is_file():
+        raise InputError(
+            f"no SOP data directory at `{data_dir}`", accepted="a directory made by `sop init`"
+        )
+    path = create_telemetry_key(data_dir)
+    if json_output:
+        print_json({"created": str(path)})
+        return
+    out.print(f"made the telemetry key {path} (0600); copy it to every replica of this log")
+
+
 def attest_export(
     out_dir: Annotated[Path, typer.Argument(help="Where to write the envelopes.")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -402,6 +422,7 @@ def register(app: typer.Typer) -> None:
     receipt_app.command("verify")(guarded(receipt_verify))
     keys_app.command("export")(guarded(keys_export))
     keys_app.command("rotate")(guarded(keys_rotate))
+    keys_app.command("telemetry")(guarded(keys_telemetry))
     attest_app.command("export")(guarded(attest_export))
     app.add_typer(log_app, name="log")
     app.add_typer(receipt_app, name="receipt")

@@ -4,13 +4,16 @@ The metrics live in a registry of their own (not the process-wide default),
 served on the public read plane's ``/metrics`` in the Prometheus text format by
 ``prometheus-client``. Labels never carry request values: effects, stages and
 codes are SOP's own small vocabularies, so a label cannot leak a context value
-or grow without bound. The decision log line carries the decision's id, log
-index, effect, code and latency, and no request context values.
+or grow without bound; a stage or code that is not shaped like one
+(:func:`label`) is counted as ``other``. The decision log line carries the
+decision's id, log index, effect, stage, code and latency, and no request
+context value. docs/TELEMETRY.md is the whole boundary.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from sop_verified.core.request import Decision
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "decision_logger"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "decision_logger", "label"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -35,6 +38,18 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` seri
 
 decision_logger = logging.getLogger("sop.decisions")
 """One JSON line per decision (INFO); configure a handler to keep them."""
+
+_VOCABULARY = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
+def label(value: str) -> str:
+    """``value`` if it is shaped like SOP's own stage and code names, else ``other``.
+
+    Stages and codes are constants of SOP's code, never request values; this
+    keeps it so for metrics and log lines even if one ever were not (free text,
+    a context value with a space or a capital, a 5,000-character string).
+    """
+    return value if _VOCABULARY.fullmatch(value) else "other"
 
 
 class Metrics:
@@ -110,8 +125,8 @@ class Metrics:
         """Count one decision and its latency; returns the latency in seconds."""
         elapsed = time.perf_counter() - started
         reason = decision.reasons[0] if decision.reasons else None
-        stage = str(reason.stage) if reason else ""
-        code = reason.code if reason else ""
+        stage = label(str(reason.stage)) if reason else ""  # spec: telemetry boundary
+        code = label(reason.code) if reason else ""
         effect = str(decision.effect)
         children = self._children.get((effect, stage, code, endpoint))
         if children is None:  # labels() looks the child up each call; keep it instead
