@@ -76,9 +76,12 @@ def entry_time(entry: Mapping[str, Any], path: tuple[str, ...] = ("time",)) -> s
     return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(value))
 
 
-@require(lambda index: type(index) is int and index >= 0, "a log index")
-@require(lambda origin: _ORIGIN.fullmatch(origin) is not None, "a log origin")
-@ensure(lambda origin, index, result: result.index == index and result.id == f"{origin}/{index}")
+@require(lambda index: type(index) is int and index >= 0, "a log index", helper=True)
+@require(lambda origin: _ORIGIN.fullmatch(origin) is not None, "a log origin", helper=True)
+@ensure(
+    lambda origin, index, result: result.index == index and result.id == f"{origin}/{index}",
+    helper=True,
+)
 def project_entry(
     origin: str, index: int, entry: Mapping[str, Any], boundary: TelemetryBoundary
 ) -> Event:

@@ -75,6 +75,12 @@ def test_the_schema_files_are_the_ones_the_shapes_generate() -> None:
     assert len(on_disk) == len(KINDS) + 1
 
 
+def test_the_events_readme_lists_every_type() -> None:
+    text = (SCHEMAS / "README.md").read_text()
+    listed = {line.split("`")[1] for line in text.splitlines() if line.startswith("| `sop.")}
+    assert listed == {k.event_type for k in KINDS.values()} | {GENERIC.event_type}
+
+
 def test_every_entry_sop_logs_is_one_event_of_its_own_kind_valid_against_its_schema(
     rich_log: Path,
 ) -> None:

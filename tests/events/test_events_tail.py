@@ -114,6 +114,21 @@ def test_bad_input_exits_2_and_a_log_that_does_not_verify_exits_1(
     assert len(output.splitlines()) == 6  # the five entries before it, then the error line
 
 
+def test_the_readme_shows_tail_commands_that_run(rich_log: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Events:", 1)[1].split("\n## ", 1)[0]
+    commands = [line.split("#")[0].split() for line in section.splitlines()]
+    commands = [c for c in commands if c[:3] == ["sop", "events", "tail"]]
+    assert len(commands) == 2 and any("--follow" in c for c in commands)
+    assert "<!-- nats consumer example: added by the sink work -->" in section
+    for command in commands:
+        if "--follow" in command:
+            continue  # test_follow_... runs it
+        args = [str(rich_log) if a == "sop-data" else a for a in command[3:]]
+        code, output = _tail(*args)
+        assert code == 0 and len(output.splitlines()) == 5
+
+
 def _decide(sop: SOP, n: int, tag: str) -> None:
     for i in range(n):
         request = Request(
