@@ -40,6 +40,9 @@ DEFAULT_QUEUE: Final = 1024
 
 MAX_QUEUE: Final = 1 << 16
 
+RECHECK_SECONDS: Final = 1.0
+"""How often a waiting subscriber looks at the log's size without being notified."""
+
 
 class EventHub:
     """SOP's in-process event bus over one :class:`EventSource` (wired by nexus)."""
@@ -62,8 +65,13 @@ class EventHub:
 
     @property
     def size(self) -> int:
-        """The log size last notified (events exist for ``[0, size)``)."""
-        return self._size
+        """How many entries have events now: the size last notified, or the source's if larger.
+
+        The source's own size (an attribute of the opened log, no I/O) covers the
+        entries a replica's log took from the other replicas of a shared store
+        without a batch of its own (``TransparencyLog.refresh``), which notify no one.
+        """
+        return max(self._size, self._source.size())
 
     @property
     def closed(self) -> bool:
@@ -92,12 +100,20 @@ class EventHub:
     ) -> bool:
         """Wait until the log holds entry ``index``, the hub closes, ``stop()`` or ``timeout``.
 
+        A notify wakes the waiters at once; entries taken from other replicas
+        without one are seen within :data:`RECHECK_SECONDS`.
+
         Returns:
             True when entry ``index`` exists.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            self._cond.wait_for(lambda: self._size > index or self._closed or stop(), timeout)
-            return self._size > index
+            while not (self.size > index or self._closed or stop()):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._cond.wait(RECHECK_SECONDS if left is None else min(left, RECHECK_SECONDS))
+            return self.size > index
 
     def wake(self) -> None:
         """Wake every waiting subscriber (one of them was closed)."""
@@ -136,7 +152,7 @@ class EventHub:
             raise ValueError(
                 f"unknown event type `{unknown[0]}`; accepted: {', '.join(sorted(EVENT_TYPES))}"
             )
-        first = self._size if start is None else start
+        first = self.size if start is None else start
         return Subscription(self, wanted, first, max_queue)
 
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from pg_server import DSN, scratch_schema
 
 from sop_verified.core.health import Health
 from sop_verified.core.request import Request
 from sop_verified.events.model import Event, EventSource
 from sop_verified.events.subscribers import Subscription
+from sop_verified.nexus.config import init_replica
 from sop_verified.nexus.sop import SOP
 
 NOW = 1_800_000_000
@@ -159,3 +161,35 @@ def test_closing_a_subscription_wakes_its_waiting_poll(sop: SOP) -> None:
     sub.close()
     waiter.join(5)
     assert not waiter.is_alive() and result == [None]
+
+
+def test_a_replica_s_subscriber_gets_the_other_replica_s_entries_in_order(tmp_path: Path) -> None:
+    with scratch_schema() as schema:
+        one, two = tmp_path / "one", tmp_path / "two"
+        SOP.init(one, dsn=DSN, schema=schema)
+        a = SOP.boot(one, now=lambda: NOW)
+        try:
+            init_replica(two, one)
+            b = SOP.boot(two, now=lambda: NOW)
+            try:
+                assert a.health is b.health is Health.READY
+                sub = b.events.subscribe(["sop.decision.v1"], max_queue=4)
+                woken: list[Event | None] = []
+                waiter = threading.Thread(target=lambda: woken.append(sub.poll(8)), daemon=True)
+                waiter.start()  # waiting before A's entries exist; nothing notifies B of them
+                _decide(a, 6, tag="on-a")
+                time.sleep(0.2)
+                assert not woken  # B's log has not read them yet
+                assert b.log.refresh() == a.log.size  # B takes A's tail (as its read plane does)
+                waiter.join(4)  # seen within RECHECK_SECONDS, though no batch of B's notified
+                assert not waiter.is_alive() and woken and woken[0] is not None
+                got = [woken[0], *iter(lambda: sub.poll(0.5), None)]
+                _decide(b, 2, tag="on-b")  # then B's own batch after them
+                got += list(iter(lambda: sub.poll(1), None))
+            finally:
+                b.close()
+        finally:
+            a.close()
+    ids = [orjson.loads(e.body)["data"]["request"]["request_id"] for e in got]
+    assert ids == [f"on-a-{i}" for i in range(6)] + ["on-b-0", "on-b-1"]
+    assert [e.index for e in got] == sorted(e.index for e in got)
