@@ -161,17 +161,25 @@ def _line(event: Event) -> str:
 def summary(kind: str, data: dict[str, Any]) -> str:
     """A short, one-line account of an event's data (only what the event itself carries)."""
     if kind == "decision":
-        request = data.get("request") or {}
+        request = data.get("request")
         reasons = data.get("reasons") or []
         why = f" ({reasons[0]['stage']}/{reasons[0]['code']})" if reasons else ""
-        who = request.get("principal", "?")
-        what = f"{request.get('action', '?')} {request.get('resource', '?')}"
-        return f"{data['effect']} {what} by {who}{why}"
+        if not request:
+            return f"{data['effect']} a request that did not parse{why}"
+        what = f"{request['action']} {request['resource']} by {request['principal']}"
+        return f"{data['effect']} {what}{why}"
     if kind == "persist.effect":
         where = f"{data.get('scope', '')}:{data.get('name', '')}".strip(":")
         return f"{data['op']} {data['outcome']} {where}".rstrip()
+    if kind == "boot":
+        manifest = data["manifest"]
+        return f"{manifest['health']} config {manifest.get('config_digest') or '-'}"
+    if kind == "attestation":
+        statement = data.get("statement") or {}
+        return f"{data['kind']} {statement.get('predicate_type', '')}".rstrip()
     scalars = [f"{k}={v}" for k, v in data.items() if isinstance(v, str | int | bool)]
-    return " ".join(scalars[:3])
+    nested = [f"{k}.{n}={v}" for k, d in data.items() if isinstance(d, dict) for n, v in d.items()]
+    return " ".join((scalars + [n for n in nested if "{" not in n])[:3])
 
 
 def register(app: typer.Typer) -> None:
