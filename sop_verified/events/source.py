@@ -71,12 +71,16 @@ class LogEventSource:
             One event per entry.
 
         Raises:
-            IntegrityError: an entry is not covered by the signed checkpoint, or
-                is not the entry the signed tree holds at its index (no event is
-                made of it, nor of any entry after it in this read).
+            IntegrityError: an entry is not the entry the signed tree holds at its
+                index (no event is made of it, nor of any entry after it in this read).
             StorageError: the log could not be read.
+            ValueError: ``end`` is past the signed size (those events do not exist yet).
         """
         log = self._log()
+        checkpoint = log.checkpoint
+        size = 0 if checkpoint is None else checkpoint.size
+        if end > size:
+            raise ValueError(f"entries `[{start}, {end})` reach past the signed size `{size}`")
         origin = log.origin
         out = []
         for index in range(start, end):

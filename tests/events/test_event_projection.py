@@ -191,3 +191,11 @@ def test_an_entry_that_does_not_verify_raises_and_never_becomes_an_event(
             source.read(at, at + 1)
         with pytest.raises(IntegrityError):
             source.read(0, at + 1)  # a read that reaches it gives no event at all
+
+
+def test_reading_past_the_signed_size_is_a_caller_error(rich_log: Path) -> None:
+    with DataDirEvents(rich_log) as source:
+        size = source.refresh()
+        assert source.read(size, size) == []
+        with pytest.raises(ValueError, match=f"past the signed size `{size}`"):
+            source.read(size - 1, size + 1)
