@@ -475,6 +475,7 @@ def proofs_replay(
 
 def _register_log_commands() -> None:
     from sop_verified.cli_certs import register as register_certs  # the TLS ones in cli_certs
+    from sop_verified.cli_emp import register as register_emp  # `sop emp revoke-key`
     from sop_verified.cli_events import register as register_events  # `sop events tail`
     from sop_verified.cli_log import register  # the log commands live in cli_log
     from sop_verified.cli_serve import register as register_serve  # `sop serve`
@@ -487,6 +488,7 @@ def _register_log_commands() -> None:
     register_certs(app)
     register_witness(app)
     register_events(app)
+    register_emp(app)
 
 
 _register_log_commands()

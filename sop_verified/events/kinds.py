@@ -312,6 +312,13 @@ _ADMIN: tuple[Kind, ...] = (
         public_key=F(STR),
     ),
     _kind(
+        "emp.key.revoke",
+        "An EMP signing key revoked: no output it signs is recorded from here on; those"
+        " recorded before stay verifiable.",
+        key_id=F(STR, required=True),
+        reason=F(STR, doc="The operator's reason."),
+    ),
+    _kind(
         "csp.snapshot.revoke",
         "A CSP snapshot revoked by the operator: it and its descendants never resume.",
         snapshot=F(STR, required=True),

@@ -39,6 +39,7 @@ from sop_verified.protocols.drac import DracController, DracState
 from sop_verified.protocols.drac.phases import SESSIONS_ROOT
 from sop_verified.protocols.effects import Submit
 from sop_verified.protocols.emp import EmpController, EmpState, emp_key_id, key_entry
+from sop_verified.protocols.emp.state import revoke_entry
 from sop_verified.protocols.ledger import RECORD_MARKS, ProtocolLedger, RecordSink
 from sop_verified.protocols.obligations import protocol_obligations
 from sop_verified.storage.ports import RecordIndex, StorageBackend
@@ -50,8 +51,10 @@ __all__ = [
     "ProtocolServices",
     "authorize_rollback",
     "derive",
+    "emp_revocation",
     "load_public_key",
     "register_emp_key",
+    "revoke_emp_key",
     "revoke_snapshot",
     "self_test",
     "start",
@@ -87,6 +90,7 @@ def _sinks(drac: DracState, emp: EmpState, book: SnapshotBook) -> dict[str, Reco
         "drac.artifact": drac,
         "emp.output": emp,
         "emp.key.register": emp,
+        "emp.key.revoke": emp,
         "csp.seal": book,
         "csp.resume": book,
         REVOKE_OP: book,
@@ -227,6 +231,40 @@ def register_emp_key(services: ProtocolServices, public_key: Ed25519PublicKey, n
     if key_id not in services.emp_state.key_ids():
         services.ledger.record(key_entry(public_key, time=now))  # spec: INV-9
     return key_id
+
+
+def revoke_emp_key(
+    services: ProtocolServices, key_id: str, reason: str, now: int
+) -> Receipt | None:
+    """Revoke an EMP signing key (admin plane): logged, then no new output of it is recorded.
+
+    Returns:
+        The revocation's receipt, or None when it was revoked already.
+
+    Raises:
+        ProtocolError: ``unknown_key`` (not registered).
+    """
+    state = services.emp_state
+    if key_id not in state.key_ids():
+        raise ProtocolError(
+            f"EMP key `{key_id[:16]}` is not registered",
+            code="unknown_key",
+            accepted=f"one of the registered key ids: {', '.join(state.key_ids()) or 'none'}",
+        )
+    if state.revoked_at(key_id) is not None:
+        return None
+    entry = revoke_entry(key_id, reason=reason, time=now)
+    return services.ledger.record(entry)  # spec: INV-9 — logged before it takes effect
+
+
+def emp_revocation(key_id: str, receipt: Receipt | None) -> dict[str, Any]:
+    """A revocation's outcome as ``sop emp revoke-key --json`` prints it (and the admin plane)."""
+    return {
+        "key_id": key_id,
+        "revoked": receipt is not None,
+        "log_index": None if receipt is None else receipt.index,
+        "detail": "revoked" if receipt is not None else "already revoked: nothing logged",
+    }
 
 
 def revoke_snapshot(

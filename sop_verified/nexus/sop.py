@@ -391,6 +391,24 @@ class SOP:
         key = protocol_service.load_public_key(public_key)
         return protocol_service.register_emp_key(self.protocols, key, self.now())
 
+    def revoke_emp_key(
+        self, key_id: str, reason: str = "revoked by the operator"
+    ) -> Receipt | None:
+        """Revoke an EMP signing key (admin plane): logged, then no new output of it is recorded.
+
+        Outputs it signed that were recorded before the revocation stay recorded and
+        verifiable; from the revocation's log index on, one it signed is DENY
+        ``revoked_key``.
+
+        Returns:
+            The revocation's receipt; None when the key was revoked already.
+
+        Raises:
+            ProtocolError: ``unknown_key``: no such key is registered.
+        """
+        self._ready_caps()
+        return protocol_service.revoke_emp_key(self.protocols, key_id, reason, self.now())
+
     def revoke_snapshot(self, snapshot: str, reason: str = "revoked by the operator") -> None:
         """Revoke a CSP snapshot (admin plane); logged. It and its descendants never resume."""
         self._ready_caps()

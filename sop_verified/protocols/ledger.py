@@ -51,7 +51,9 @@ _log = logging.getLogger(__name__)
 RECORD_TYPES = frozenset({"drac.phase", "drac.artifact", "emp.output", "csp.seal", "csp.resume"})
 """Entry ``type`` values that change protocol state."""
 
-ADMIN_OPS = frozenset({"emp.key.register", "csp.snapshot.revoke", "csp.rollback.authorize"})
+ADMIN_OPS = frozenset(
+    {"emp.key.register", "emp.key.revoke", "csp.snapshot.revoke", "csp.rollback.authorize"}
+)
 """Admin-plane entries (``type`` = ``admin``) that change protocol state."""
 
 REFUSED_TYPE = "protocol.refused"

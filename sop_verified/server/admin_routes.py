@@ -2,7 +2,8 @@
 
 ``GET /admin/status``, ``POST /admin/cap/admit``, ``POST /admin/cap/attenuate``,
 ``POST /admin/cap/revoke``, ``POST /admin/policy/check``,
-``POST /admin/policy/activate`` and ``POST /admin/keys/rotate`` answer what the
+``POST /admin/policy/activate``, ``POST /admin/keys/rotate`` and
+``POST /admin/emp/keys/revoke`` answer what the
 matching ``sop`` command prints with ``--json``. The SOP calls run one at a
 time on one worker thread (:class:`AdminWorker`). Errors are RFC 9457
 problems: a body that is not JSON or does not fit its model is 400
@@ -28,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from sop_verified.errors import InputError, IntegrityError, SOPError, StorageError
+from sop_verified.nexus.protocols import emp_revocation
 from sop_verified.server.problems import problem
 from sop_verified.tools.strict_json import loads_unique_keys
 
@@ -82,6 +84,13 @@ class PolicyBody(_Body):
     """``POST /admin/policy/check`` and ``/activate``: an absolute path on the server's machine."""
 
     path: Text
+
+
+class EmpRevokeBody(_Body):
+    """``POST /admin/emp/keys/revoke``: an EMP signing key's id and why."""
+
+    key_id: Text
+    reason: Text = "revoked by the operator"
 
 
 class EmptyBody(_Body):
@@ -261,6 +270,13 @@ class _Admin:
 
         return _json(await self.worker.run(rotate))
 
+    async def emp_key_revoke(self, request: HTTPRequest) -> Response:
+        b = await _parse(request, EmpRevokeBody)
+        self._writable()
+        sop = self.state.sop
+        receipt = await self.worker.run(lambda: sop.revoke_emp_key(b.key_id, b.reason))
+        return _json(emp_revocation(b.key_id, receipt))  # what `sop emp revoke-key --json` says
+
 
 def admin_routes(state: ServerState, worker: AdminWorker | None = None) -> list[BaseRoute]:
     """The admin plane's routes over ``state``.
@@ -281,5 +297,6 @@ def admin_routes(state: ServerState, worker: AdminWorker | None = None) -> list[
         ("POST", "/admin/policy/check", admin.policy_check),
         ("POST", "/admin/policy/activate", admin.policy_activate),
         ("POST", "/admin/keys/rotate", admin.keys_rotate),
+        ("POST", "/admin/emp/keys/revoke", admin.emp_key_revoke),
     ]
     return [Route(path, _guarded(fn), methods=[method]) for method, path, fn in endpoints]

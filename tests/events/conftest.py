@@ -36,6 +36,9 @@ def _logged_acts(data_dir: Path) -> None:
         sop.apply_retention()
         sop.authorize_rollback(seal["session"], seal["snapshot"])
         sop.revoke_snapshot(seal["snapshot"], "superseded")
+        services = sop.protocols
+        assert services is not None
+        sop.revoke_emp_key(services.emp_state.key_ids()[0], "rotated")  # the demo's EMP key
         sop.record_state_repair(
             {"ok": True, "log_verified": True, "total_mismatches": 0, "unauthenticated_rows": {}}
         )

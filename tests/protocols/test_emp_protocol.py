@@ -8,14 +8,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol_env import Env
 
 from sop_verified.core.request import Permission, Stage
-from sop_verified.errors import InputError, SOPError
+from sop_verified.errors import InputError, IntegrityError, SOPError
 from sop_verified.protocols.emp import (
     EMP,
     PREDICATE_OUTPUT,
+    EmpState,
     VerificationOutput,
+    emp_key_id,
+    key_entry,
     output_resource,
     sign_output,
 )
+from sop_verified.protocols.emp.state import revoke_entry
 from sop_verified.tools.attest import verify_envelope
 
 
@@ -157,3 +161,59 @@ def test_obligations_still_go_through_the_gate(env: Env) -> None:
     outcome = env.sop.emp.submit_obligation(ob, token=env.emp)
     assert outcome.decision.allowed
     assert outcome.verdict is not None and str(outcome.verdict.verdict) == "PROVED"
+
+
+def test_a_revoked_keys_new_outputs_are_refused_and_those_recorded_before_stay(
+    own_env: Env,
+) -> None:
+    sop, key = own_env.sop, own_env.emp_key
+    before = _output(key, "9")
+    assert sop.emp.record_output(before, token=own_env.emp).allowed
+    key_id = before.key_id
+    with sop.events.subscribe(["sop.emp.key.revoke.v1"]) as events:
+        receipt = sop.revoke_emp_key(key_id, "the signing host was compromised")
+        assert receipt is not None
+        event = events.poll(timeout=5)  # the revocation is published, from its log entry
+    assert event is not None and event.index == receipt.index
+    assert orjson.loads(event.body)["data"]["key_id"] == key_id
+    ((_, _, payload),) = sop.store.log.log_entries(receipt.index, receipt.index + 1)
+    assert orjson.loads(payload)["op"] == "emp.key.revoke"  # logged, on the admin plane
+    assert sop.revoke_emp_key(key_id) is None  # revoked already: nothing logged again
+    for rebooted in (False, True):  # the revocation holds after a reboot too
+        running = own_env.reboot() if rebooted else sop
+        after = _output(key, "a")
+        d = running.emp.record_output(after, token=own_env.emp)
+        assert d.effect is Permission.DENY and d.reasons[0].code == "revoked_key", d.reasons
+        assert _stored(own_env, after) == []
+        again = running.emp.record_output(before, token=own_env.emp)  # recorded before it
+        assert again.allowed and again.record.unchanged is True
+        services = running.protocols
+        assert services is not None
+        kept = services.emp_state.recorded(before.subject, before.claim)
+        assert kept is not None and kept.output_digest == before.digest()
+    with pytest.raises(SOPError, match="not registered"):
+        own_env.sop.revoke_emp_key("0" * 64)
+
+
+def test_an_output_record_after_its_keys_revocation_is_refused_as_forged() -> None:
+    key = Ed25519PrivateKey.from_private_bytes(b"\x09" * 32)
+    state = EmpState()
+    state.apply(1, key_entry(key.public_key(), time=1), b"", None)  # type: ignore[arg-type]
+    key_id = emp_key_id(key.public_key())
+    state.apply(2, revoke_entry(key_id, reason="r", time=2), b"", None)  # type: ignore[arg-type]
+    assert state.revoked_at(key_id) == 2
+    record = {
+        "type": "emp.output",
+        "subject": "sha256:" + "b" * 64,
+        "claim": "c",
+        "verdict": "PASS",
+        "output_digest": "sha256:" + "c" * 64,
+        "key_id": key_id,
+        "resource": "verdicts/emp/x",
+        "decision_index": 3,
+        "effect_index": 4,
+        "attestation_index": 5,
+        "time": 3,
+    }
+    with pytest.raises(IntegrityError, match="after its revocation at log index `2`"):
+        state.apply(6, record, b"", None)  # type: ignore[arg-type]

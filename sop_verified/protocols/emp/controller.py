@@ -105,8 +105,10 @@ class EmpController:
                 code="resource_mismatch",
                 accepted=f"`verdict.record` of `{expected}`",
             )
-        self._state.verify(output)  # EMP rule: the signature of a key the operator registered
-        return self._state.is_recorded(output)  # spec: INV-3 — a recorded output never changes
+        if self._state.is_recorded(output):  # spec: INV-3 — a recorded output never changes
+            return True  # verified when it was recorded (its key may be revoked since)
+        self._state.verify(output)  # EMP rule: the signature of a registered key, not revoked
+        return False
 
     def _record(self, request: Request, output: VerificationOutput) -> Decision:
         decision = self._submit(request)
