@@ -492,6 +492,15 @@ def _register_log_commands() -> None:
 _register_log_commands()
 
 
+def _register_decide_and_policy_tools() -> None:
+    from sop_verified.cli_decide import register as register_decide  # `sop decide`
+
+    register_decide(app)
+
+
+_register_decide_and_policy_tools()
+
+
 def main() -> None:
     """Console-script entry point: SOP errors become one line and exit status 2."""
     try:
