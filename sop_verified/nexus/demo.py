@@ -16,92 +16,21 @@ from typing import Any, assert_never
 from sop_verified.core.request import Decision, Permission
 from sop_verified.errors import PolicyError, SOPError
 from sop_verified.nexus.backends import storage_where
+from sop_verified.nexus.demo_policies import SOUND_POLICIES, SOUND_POLICY_TESTS, UNSOUND_POLICIES
 from sop_verified.nexus.demo_session import run_session
 from sop_verified.nexus.sop import SOP, PolicyRefusedError
 from sop_verified.tools.private_fs import make_private_dir, write_private
 
-__all__ = ["DemoClock", "DemoResult", "run_demo"]
+__all__ = [
+    "SOUND_POLICIES",
+    "SOUND_POLICY_TESTS",
+    "UNSOUND_POLICIES",
+    "DemoClock",
+    "DemoResult",
+    "run_demo",
+]
 
 START = 1_800_000_000  # a fixed clock keeps the demo's log and manifest reproducible
-
-SOUND_POLICIES = """\
-# The demo's sound policy set: each protocol persists only inside its own scope.
-[roles]
-compiler = ["drac"]
-verifier = ["emp"]
-state-keeper = ["csp"]
-reader = ["drac", "emp", "csp"]
-
-[[policy]]
-id = "drac-persist-artifacts"
-effect = "permit"
-principal = ["role:compiler"]
-action = ["artifact.persist"]
-resource = ["artifacts/drac/**"]
-channel = "bridge"
-when = 'context.size_bytes <= 1048576'
-
-[[policy]]
-id = "drac-phases"
-effect = "permit"
-principal = ["role:compiler"]
-action = ["phase.advance"]
-resource = ["artifacts/drac/sessions/**"]
-channel = "bridge"
-
-[[policy]]
-id = "emp-record-verdicts"
-effect = "permit"
-principal = ["role:verifier"]
-action = ["verdict.record", "obligation.submit"]
-resource = ["verdicts/emp/**"]
-channel = "bridge"
-
-[[policy]]
-id = "csp-state"
-effect = "permit"
-principal = ["role:state-keeper"]
-action = ["state.persist", "snapshot.seal", "snapshot.resume"]
-resource = ["state/csp/**", "snapshots/csp/**"]
-channel = "bridge"
-when = 'has context.state_class && context.state_class in ["working", "episodic"]'
-
-[[policy]]
-id = "readers-read-artifacts"
-effect = "permit"
-principal = ["role:reader"]
-action = ["artifact.read"]
-resource = ["artifacts/**"]
-channel = "bridge"
-
-[[policy]]
-id = "forbid-secrets-outside-csp"
-effect = "forbid"
-principal = "*"
-action = "*"
-resource = ["artifacts/**", "verdicts/**"]
-when = 'has context.classification && context.classification == "secret"'
-
-[[policy]]
-id = "forbid-during-emergency"
-effect = "forbid"
-principal = "*"
-action = ["artifact.persist", "state.persist", "snapshot.seal"]
-resource = "*"
-when = 'has context.emergency && context.emergency'
-"""
-
-UNSOUND_POLICIES = """\
-# Refused: a permit lets DRAC persist anywhere, outside the approved scopes.
-[[policy]]
-id = "drac-persist-anywhere"
-effect = "permit"
-principal = ["drac"]
-action = ["artifact.persist"]
-resource = "*"
-channel = "bridge"
-"""
-
 
 # EMP's obligations: each holds iff its assertions are unsatisfiable (SMT-LIB convention).
 OBLIGATIONS: list[tuple[str, dict[str, str]]] = [
