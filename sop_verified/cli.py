@@ -35,7 +35,9 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="SOP, the verified operations kernel."
 )
 spec_app = typer.Typer(no_args_is_help=True, help="The formal spec and its proofs.")
-policy_app = typer.Typer(no_args_is_help=True, help="Policy sets: analyse and activate.")
+policy_app = typer.Typer(
+    no_args_is_help=True, help="Policy sets: analyse, activate, test and format."
+)
 cap_app = typer.Typer(no_args_is_help=True, help="Capabilities: admit, attenuate, revoke.")
 app.add_typer(spec_app, name="spec")
 app.add_typer(policy_app, name="policy")
@@ -494,8 +496,10 @@ _register_log_commands()
 
 def _register_decide_and_policy_tools() -> None:
     from sop_verified.cli_decide import register as register_decide  # `sop decide`
+    from sop_verified.cli_policy import register as register_policy  # `sop policy test|fmt`
 
     register_decide(app)
+    register_policy(policy_app)
 
 
 _register_decide_and_policy_tools()

@@ -55,7 +55,7 @@ def decide(
     source: Annotated[
         str | None,
         typer.Argument(
-            metavar="[FILE|-]",
+            metavar="FILE|-",
             help="A JSON file holding one request; `-` or nothing reads standard input.",
             show_default=False,
         ),
