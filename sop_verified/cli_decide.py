@@ -180,17 +180,28 @@ def _render(name: str, request: dict[str, Any], data: dict[str, Any]) -> None:
         highlight=False,
     )
     if data["capability_id"]:
-        out.print(f"  capability  {escape(data['capability_id'])}", highlight=False)
+        out.print(f"  capability  {escape(data['capability_id'])}", highlight=False, soft_wrap=True)
     if data["policy_ids"]:
-        out.print(f"  policies    {escape(', '.join(data['policy_ids']))}", highlight=False)
+        out.print(
+            f"  policies    {escape(', '.join(data['policy_ids']))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for reason in data["reasons"]:
         line = f"{reason['stage']}: {reason['code']} — {reason['message']}"
-        out.print(f"  reason      {escape(line)}", highlight=False)
+        out.print(f"  reason      {escape(line)}", highlight=False, soft_wrap=True)
         if reason.get("counterexample"):
-            out.print(f"  counterexample {escape(str(reason['counterexample']))}", highlight=False)
-    out.print(f"  receipt     {escape(_receipt_line(data))}", highlight=False)
+            out.print(
+                f"  counterexample {escape(str(reason['counterexample']))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    out.print(f"  receipt     {escape(_receipt_line(data))}", highlight=False, soft_wrap=True)
     if name != "<stdin>" and data.get("dry_run"):
-        out.print(f"  (`sop decide {escape(name)}` without --dry-run decides and logs it)")
+        out.print(
+            f"  (`sop decide {escape(name)}` without --dry-run decides and logs it)",
+            soft_wrap=True,
+        )
 
 
 def _receipt_line(data: dict[str, Any]) -> str:
