@@ -83,7 +83,7 @@ def decide(
     stop the server.
     """
     name, request = read_request(source)
-    _check_data_dir(data_dir)
+    _check_data_dir(data_dir, dry_run=dry_run)
     from sop_verified.nexus.sop import SOP  # noqa: PLC0415 - keep `sop --help` fast
 
     with SOP.boot(data_dir, read_only=dry_run) as sop:
@@ -149,9 +149,11 @@ def _read(source: str | None, cap: int) -> tuple[str, bytes]:
     return name, data
 
 
-def _check_data_dir(data_dir: Path) -> None:
-    """Fail (exit 2) unless ``data_dir`` is a data directory no server holds."""
-    from sop_verified.server.serve_lock import holder  # noqa: PLC0415 - keep --help fast
+def _check_data_dir(data_dir: Path, *, dry_run: bool) -> None:
+    """Fail (exit 2) unless ``data_dir`` is a data directory no server holds (and, for a
+    dry run, one SOP can open read-only: SQLite)."""
+    from sop_verified.nexus.config import load_config  # noqa: PLC0415 - keep --help fast
+    from sop_verified.server.serve_lock import holder  # noqa: PLC0415
 
     if data_dir.exists() and not data_dir.is_dir():
         fail(f"`{data_dir}` is a file; expected a data directory (made by `sop init`)")
@@ -167,6 +169,12 @@ def _check_data_dir(data_dir: Path) -> None:
             " send the request through its bridge plane (`POST /v1/decide` with a client"
             f" certificate, docs/HTTP_API.md), or stop the server (kill -TERM {pid}) and"
             " decide it here"
+        )
+    if dry_run and load_config(data_dir).postgresql is not None:
+        fail(
+            f"`{data_dir}` keeps its state in PostgreSQL and a dry run opens SQLite data"
+            " directories only (read-only); decide through the bridge plane, or try the"
+            " policies with `sop policy test`"
         )
 
 

@@ -175,3 +175,14 @@ def test_refuses_while_a_server_holds_the_data_directory(
             assert "bridge plane" in _flat(text) and "POST /v1/decide" in _flat(text)
     finally:
         lock.release()
+
+
+def test_a_dry_run_of_a_postgresql_data_directory_exits_2(tmp_path: Path) -> None:
+    from sop_verified.nexus.config import postgres_config
+
+    data = tmp_path / "pg"
+    data.mkdir()
+    (data / "sop.toml").write_text(postgres_config("postgresql://127.0.0.1:1/none", "sop"))
+    req = _file(tmp_path, _request("t"))
+    code, text = _decide(str(req), "--data-dir", str(data), "--dry-run")
+    assert code == 2 and "keeps its state in PostgreSQL" in _flat(text)
