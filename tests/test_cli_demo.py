@@ -49,10 +49,11 @@ def test_keep_keeps_it_and_the_next_commands_use_it(temp_root: Path) -> None:
     assert (data_dir / "sop.toml").is_file()
     assert (data_dir / "policies" / "sound" / "tests" / "demo.toml").is_file()
     text = result.output
-    assert "expected: the unsound policy set is refused" in text
-    assert "every DENY is an intended refusal" in text
-    assert "expected: the edited blob raised an integrity alarm" in text
-    assert f"data directory kept: {data_dir}" in " ".join(text.split())
+    flat = " ".join(text.split())  # the console's wrapping undone
+    assert "expected: the unsound policy set is refused" in flat
+    assert "every DENY is an intended refusal" in flat
+    assert "expected: the edited blob raised an integrity alarm" in flat
+    assert f"data directory kept: {data_dir}" in flat
     assert f"sop policy test {data_dir}/policies/sound/tests" in text
     assert f"sop log verify --data-dir {data_dir}" in text
     code = runner.invoke(app, ["policy", "test", f"{data_dir}/policies/sound/tests"]).exit_code
