@@ -20,6 +20,7 @@ from rich.table import Table
 from sop_verified.cli_support import (
     DEFAULT_DATA_DIR,
     DataDir,
+    DsnOption,
     JsonFlag,
     boot_data_dir,
     fail,
@@ -35,7 +36,9 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="SOP, the verified operations kernel."
 )
 spec_app = typer.Typer(no_args_is_help=True, help="The formal spec and its proofs.")
-policy_app = typer.Typer(no_args_is_help=True, help="Policy sets: analyse and activate.")
+policy_app = typer.Typer(
+    no_args_is_help=True, help="Policy sets: analyse, activate, test and format."
+)
 cap_app = typer.Typer(no_args_is_help=True, help="Capabilities: admit, attenuate, revoke.")
 app.add_typer(spec_app, name="spec")
 app.add_typer(policy_app, name="policy")
@@ -61,13 +64,6 @@ def spec_check(
     raise typer.Exit(run(json_output=json_output, report_path=report_out))
 
 
-DsnOption = Annotated[
-    str | None,
-    typer.Option(
-        help="Keep the state in this PostgreSQL database (e.g. postgresql://127.0.0.1/test)"
-        " instead of SQLite in the data directory; its password is never shown."
-    ),
-]
 SchemaOption = Annotated[
     str, typer.Option(help="The PostgreSQL schema (with --dsn): `[a-z_][a-z0-9_]{0,62}`.")
 ]
@@ -325,85 +321,6 @@ def cap_revoke(
         out.print(f"revoked {len(revoked)}: {', '.join(revoked)}")
 
 
-@app.command("demo")
-@guarded
-def demo_cmd(
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="A fresh directory (default: a new temporary one)."),
-    ] = None,
-    dsn: DsnOption = None,
-    json_output: JsonFlag = False,
-) -> None:
-    """Boot a fresh SOP, refuse an unsound policy set, activate a sound one, decide requests."""
-    import tempfile
-
-    from sop_verified.nexus.demo import run_demo
-
-    target = data_dir or Path(tempfile.mkdtemp(prefix="sop-demo-")) / "data"
-    result = run_demo(target, dsn=dsn)
-    if json_output:
-        print_json(result.to_dict())
-        return
-    _render_demo(result)
-
-
-def _render_demo(result: Any) -> None:
-    from sop_verified.nexus.demo import effect_colour
-
-    out.rule("[bold]SOP demo")
-    out.print(f"data directory: {result.data_dir}   state: {result.storage}")
-    out.print(f"boot order: {' -> '.join(result.boot_order)}   health: [green]{result.health}[/]")
-    ref = result.refused
-    out.print(f"\n[bold]policy set refused by Z3 analysis[/] ({ref['code']}): {ref['message']}")
-    out.print("counterexample request:")
-    out.print_json(orjson.dumps(ref["counterexample"]).decode())
-    out.print(f"sound policy set activated: {result.activated}\n")
-    caps = Table(title="capabilities admitted", box=box.SIMPLE)
-    for col in ("holder", "actions", "resources"):
-        caps.add_column(col)
-    for c in result.capabilities:
-        caps.add_row(c["holder"], ", ".join(c["actions"]), ", ".join(c["resources"]))
-    out.print(caps)
-    table = Table(title="decisions", box=box.SIMPLE)
-    for col in ("#", "request", "effect", "why (stage: code)"):
-        table.add_column(col)
-    for i, r in enumerate(result.rows, 1):
-        colour = effect_colour(r["effect"])
-        why = f"{r['stage']}: {r['code']}"
-        if "verdict" in r:
-            model = r.get("evidence", {}).get("model")
-            why += f" — {r['verdict']}" + (f", counterexample {model}" if model else "")
-        table.add_row(str(i), r["label"], f"[{colour}]{r['effect']}[/]", why)
-    out.print(table)
-    data = result.to_dict()
-    out.print(f"{data['allowed']} allowed, {data['denied']} denied; every decision is in the log.")
-    _render_session(result.session)
-    out.print("`sop demo --json` prints each decision's full reasons.")
-
-
-def _render_session(session: dict[str, Any]) -> None:
-    from sop_verified.nexus.demo import effect_colour
-
-    table = Table(title="a whole session: DRAC, EMP, CSP", box=box.SIMPLE)
-    for col in ("protocol", "step", "effect", "why (stage: code)"):
-        table.add_column(col)
-    for r in session["rows"]:
-        colour = effect_colour(r["effect"])
-        table.add_row(
-            r["act"], r["label"], f"[{colour}]{r['effect']}[/]", f"{r['stage']}: {r['code']}"
-        )
-    out.print(table)
-    audit = session["log_verify"]
-    verdict = "[green]ok[/]" if audit["ok"] else "[red]FAILED[/]"
-    out.print(
-        f"{session['receipts_verified']} receipts verified offline "
-        "(signature, inclusion, payload); "
-        f"`sop log verify`: {verdict} ({audit['entries']} entries, "
-        f"{audit['checkpoints']} signed checkpoints, root {audit['root'][:16]}…)"
-    )
-
-
 @app.command("prove")
 @guarded
 def prove_cmd(
@@ -492,6 +409,19 @@ def _register_log_commands() -> None:
 
 
 _register_log_commands()
+
+
+def _register_decide_and_policy_tools() -> None:
+    from sop_verified.cli_decide import register as register_decide  # `sop decide`
+    from sop_verified.cli_demo import register as register_demo  # `sop demo`
+    from sop_verified.cli_policy import register as register_policy  # `sop policy test|fmt`
+
+    register_decide(app)
+    register_demo(app)
+    register_policy(policy_app)
+
+
+_register_decide_and_policy_tools()
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from sop_verified.errors import SOPError
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DataDir",
+    "DsnOption",
     "JsonFlag",
     "boot_data_dir",
     "err",
@@ -39,6 +40,13 @@ DataDir = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object for machines.")]
+DsnOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Keep the state in this PostgreSQL database (e.g. postgresql://127.0.0.1/test)"
+        " instead of SQLite in the data directory; its password is never shown."
+    ),
+]
 DEFAULT_DATA_DIR = Path("sop-data")
 
 

@@ -34,6 +34,7 @@ def open_backend(
     state_key: bytes | None,
     dsn: str | None = None,
     migrate: bool = False,
+    read_only: bool = False,
 ) -> StorageBackend:
     """Open the backend ``config`` names.
 
@@ -43,9 +44,12 @@ def open_backend(
         state_key: the key derived state is sealed under (INV-11).
         dsn: another address for the configured PostgreSQL database (``sop serve --dsn``).
         migrate: create or migrate the PostgreSQL schema (``sop init`` only).
+        read_only: open the store read-only: nothing in the data directory changes and
+            every write is refused (SQLite only, for now).
 
     Raises:
-        ConfigError: ``dsn`` given for a SQLite data directory.
+        ConfigError: ``dsn`` given for a SQLite data directory, or ``read_only`` for a
+            PostgreSQL one.
         StorageError: the database cannot be opened, or its schema version is unknown.
     """
     if config.postgresql is None:
@@ -55,7 +59,13 @@ def open_backend(
                 " made with `sop init --dsn DSN`",
                 accepted="no `--dsn`, or a PostgreSQL data directory",
             )
-        return SQLiteBackend.open(data_dir / DB_NAME, state_key=state_key)
+        return SQLiteBackend.open(data_dir / DB_NAME, state_key=state_key, read_only=read_only)
+    if read_only:
+        raise ConfigError(
+            f"`{data_dir}` keeps its state in PostgreSQL; opening it read-only (a dry run)"
+            " is built for SQLite data directories only",
+            accepted="a SQLite data directory, or a decision through the bridge plane",
+        )
     return PostgresBackend.open(
         dsn or config.postgresql.dsn,
         schema=config.postgresql.schema_name,

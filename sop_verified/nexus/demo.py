@@ -16,92 +16,21 @@ from typing import Any, assert_never
 from sop_verified.core.request import Decision, Permission
 from sop_verified.errors import PolicyError, SOPError
 from sop_verified.nexus.backends import storage_where
+from sop_verified.nexus.demo_policies import SOUND_POLICIES, SOUND_POLICY_TESTS, UNSOUND_POLICIES
 from sop_verified.nexus.demo_session import run_session
 from sop_verified.nexus.sop import SOP, PolicyRefusedError
 from sop_verified.tools.private_fs import make_private_dir, write_private
 
-__all__ = ["DemoClock", "DemoResult", "run_demo"]
+__all__ = [
+    "SOUND_POLICIES",
+    "SOUND_POLICY_TESTS",
+    "UNSOUND_POLICIES",
+    "DemoClock",
+    "DemoResult",
+    "run_demo",
+]
 
 START = 1_800_000_000  # a fixed clock keeps the demo's log and manifest reproducible
-
-SOUND_POLICIES = """\
-# The demo's sound policy set: each protocol persists only inside its own scope.
-[roles]
-compiler = ["drac"]
-verifier = ["emp"]
-state-keeper = ["csp"]
-reader = ["drac", "emp", "csp"]
-
-[[policy]]
-id = "drac-persist-artifacts"
-effect = "permit"
-principal = ["role:compiler"]
-action = ["artifact.persist"]
-resource = ["artifacts/drac/**"]
-channel = "bridge"
-when = 'context.size_bytes <= 1048576'
-
-[[policy]]
-id = "drac-phases"
-effect = "permit"
-principal = ["role:compiler"]
-action = ["phase.advance"]
-resource = ["artifacts/drac/sessions/**"]
-channel = "bridge"
-
-[[policy]]
-id = "emp-record-verdicts"
-effect = "permit"
-principal = ["role:verifier"]
-action = ["verdict.record", "obligation.submit"]
-resource = ["verdicts/emp/**"]
-channel = "bridge"
-
-[[policy]]
-id = "csp-state"
-effect = "permit"
-principal = ["role:state-keeper"]
-action = ["state.persist", "snapshot.seal", "snapshot.resume"]
-resource = ["state/csp/**", "snapshots/csp/**"]
-channel = "bridge"
-when = 'has context.state_class && context.state_class in ["working", "episodic"]'
-
-[[policy]]
-id = "readers-read-artifacts"
-effect = "permit"
-principal = ["role:reader"]
-action = ["artifact.read"]
-resource = ["artifacts/**"]
-channel = "bridge"
-
-[[policy]]
-id = "forbid-secrets-outside-csp"
-effect = "forbid"
-principal = "*"
-action = "*"
-resource = ["artifacts/**", "verdicts/**"]
-when = 'has context.classification && context.classification == "secret"'
-
-[[policy]]
-id = "forbid-during-emergency"
-effect = "forbid"
-principal = "*"
-action = ["artifact.persist", "state.persist", "snapshot.seal"]
-resource = "*"
-when = 'has context.emergency && context.emergency'
-"""
-
-UNSOUND_POLICIES = """\
-# Refused: a permit lets DRAC persist anywhere, outside the approved scopes.
-[[policy]]
-id = "drac-persist-anywhere"
-effect = "permit"
-principal = ["drac"]
-action = ["artifact.persist"]
-resource = "*"
-channel = "bridge"
-"""
-
 
 # EMP's obligations: each holds iff its assertions are unsatisfiable (SMT-LIB convention).
 OBLIGATIONS: list[tuple[str, dict[str, str]]] = [
@@ -144,6 +73,17 @@ OBLIGATIONS: list[tuple[str, dict[str, str]]] = [
 ]
 
 
+ALLOWED_STEPS = frozenset(
+    {
+        "DRAC persists a compiled artifact",
+        "EMP records a verification verdict",
+        "CSP persists working state",
+        "DRAC reads an artifact",
+    }
+)
+"""The demo's requests meant to be allowed; every other one shows a way SOP refuses."""
+
+
 class DemoClock:
     """A clock the demo advances by hand."""
 
@@ -168,6 +108,8 @@ class DemoResult:
     session: dict[str, Any] = field(default_factory=dict)
     storage: str = ""
     """Where the state is: the SQLite file, or the PostgreSQL DSN (password hidden) and schema."""
+    policies: str = ""
+    """The sound policy set's directory (its policy tests in ``tests/`` under it)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -178,6 +120,7 @@ class DemoResult:
             "health": self.health,
             "refused_policy_set": self.refused,
             "activated_policy_digest": self.activated,
+            "policies": self.policies,
             "capabilities": self.capabilities,
             "requests": self.rows,
             **_tally(self.rows),
@@ -186,7 +129,8 @@ class DemoResult:
 
 
 def _tally(rows: list[dict[str, Any]]) -> dict[str, int]:
-    """How many rows were allowed and denied (every permission is counted somewhere)."""
+    """How many rows were allowed and denied (every permission is counted somewhere), and
+    how many were not what the demo meant them to be."""
     allowed = denied = 0
     for r in rows:
         permission = Permission(r["effect"])
@@ -197,7 +141,8 @@ def _tally(rows: list[dict[str, Any]]) -> dict[str, int]:
                 denied += 1
             case _:
                 assert_never(permission)
-    return {"allowed": allowed, "denied": denied}
+    unexpected = sum(r["effect"] != r["expected"] for r in rows)
+    return {"allowed": allowed, "denied": denied, "unexpected": unexpected}
 
 
 def effect_colour(effect: str) -> str:
@@ -212,10 +157,11 @@ def effect_colour(effect: str) -> str:
             assert_never(permission)
 
 
-def _row(label: str, req: dict[str, Any], d: Decision) -> dict[str, Any]:
+def _row(label: str, req: dict[str, Any], d: Decision, expected: Permission) -> dict[str, Any]:
     first = d.reasons[0] if d.reasons else None
     return {
         "label": label,
+        "expected": str(expected),
         "principal": req.get("principal"),
         "action": req.get("action"),
         "resource": req.get("resource"),
@@ -233,10 +179,13 @@ def _forge(token: str) -> str:
     return f"{head}.{mac[:5]}{'B' if mac[5] == 'A' else 'A'}{mac[6:]}"
 
 
-def _write_set(base: Path, name: str, text: str) -> Path:
+def _write_set(base: Path, name: str, text: str, tests: str | None = None) -> Path:
     path = base / "policies" / name
     make_private_dir(path)
     write_private(path / "policies.toml", text.encode("utf-8"))
+    if tests is not None:  # `sop policy test <path>/tests` runs them
+        make_private_dir(path / "tests")
+        write_private(path / "tests" / "demo.toml", tests.encode("utf-8"))
     return path
 
 
@@ -272,13 +221,15 @@ def _scenario(sop: SOP, clock: DemoClock, data_dir: Path) -> DemoResult:
     except PolicyRefusedError as exc:
         first = exc.report.errors[0]
         refused = {
+            "expected": True,  # the demo shows the refusal: this set must not be activated
             "code": first.code,
             "message": first.message,
             "counterexample": first.counterexample,
         }
     if not refused:
         raise PolicyError("the demo's unsound policy set was not refused")
-    sop.activate_policy(_write_set(data_dir, "sound", SOUND_POLICIES))
+    sound = _write_set(data_dir, "sound", SOUND_POLICIES, SOUND_POLICY_TESTS)
+    sop.activate_policy(sound)
     result = DemoResult(
         str(data_dir),
         list(sop.boot_report.order),
@@ -286,6 +237,7 @@ def _scenario(sop: SOP, clock: DemoClock, data_dir: Path) -> DemoResult:
         refused,
         sop.policy.digest if sop.policy else "",
         storage=storage_where(sop.config),
+        policies=str(sound),
     )
     day = 86_400
     drac, drac_tok = sop.admit(
@@ -453,10 +405,13 @@ def _scenario(sop: SOP, clock: DemoClock, data_dir: Path) -> DemoResult:
         ),
     ]
     for label, r in steps:
-        result.rows.append(_row(label, r, sop.submit(r)))
+        expected = Permission.ALLOW if label in ALLOWED_STEPS else Permission.DENY
+        result.rows.append(_row(label, r, sop.submit(r), expected))
     for label, ob in OBLIGATIONS:
         outcome = sop.emp.submit_obligation(ob, token=emp_tok, request_id=f"demo-{ob['id']}")
-        row = _row(label, {"principal": "emp", "action": "obligation.submit"}, outcome.decision)
+        expected = Permission.ALLOW if "(PROVED)" in label else Permission.DENY
+        asked = {"principal": "emp", "action": "obligation.submit"}
+        row = _row(label, asked, outcome.decision, expected)
         if outcome.verdict is not None:
             row["verdict"] = str(outcome.verdict.verdict)
             row["verdict_reason"] = outcome.verdict.reason
@@ -466,6 +421,7 @@ def _scenario(sop: SOP, clock: DemoClock, data_dir: Path) -> DemoResult:
     late = req(
         14, "csp", "state.persist", "state/csp/agent-1/wm.bin", short_tok, state_class="working"
     )
-    result.rows.append(_row("expired capability (one hour later)", late, sop.submit(late)))
+    expired = _row("expired capability (one hour later)", late, sop.submit(late), Permission.DENY)
+    result.rows.append(expired)
     result.session = run_session(sop, data_dir, {"drac": drac_tok, "emp": emp_tok, "csp": csp_tok})
     return result

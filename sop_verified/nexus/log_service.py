@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sop_verified.errors import SOPError
+from sop_verified.errors import ConfigError, SOPError
 from sop_verified.nexus.anchor import ANCHOR_NAME, AnchorWriter, check_anchor
 from sop_verified.nexus.keys import (
     attestation_key_id,
@@ -56,6 +56,7 @@ def open_signed_log(
     on_anchor_failure: Callable[[str], None] | None = None,
     after_anchor: Callable[[int, str], None] | None = None,
     unsafe_skip_anchor: bool = False,
+    read_only: bool = False,
 ) -> tuple[TransparencyLog, Signer]:
     """Open the log with ``signer``; check it against its rollback anchor; finish or drop a
     rotation a crash interrupted. Every later checkpoint rewrites the anchor.
@@ -70,6 +71,8 @@ def open_signed_log(
             anchored (the witness publisher's ``notify``).
         unsafe_skip_anchor: DANGER: do not check the anchor (only
             ``sop log anchor --accept-current``, which logs that it did).
+        read_only: change nothing in ``data_dir``: a rotation a crash interrupted is
+            refused (finishing it writes the key files) instead of finished.
 
     Returns:
         The log and the checkpoint key now in use.
@@ -78,10 +81,16 @@ def open_signed_log(
         IntegrityError: the tail does not match the latest checkpoint, or the
             log does not extend its anchor (or lost it).
         VerificationError: the latest checkpoint does not verify.
-        ConfigError: a staged key is unreadable.
+        ConfigError: a staged key is unreadable, or staged while ``read_only``.
         StorageError: the database failed, or the anchor could not be written.
     """
     staged = load_staged_signer(data_dir, origin)
+    if staged is not None and read_only:
+        raise ConfigError(
+            f"a checkpoint-key rotation is staged in `{data_dir}` and a read-only open cannot"
+            " finish it",
+            accepted="a data directory a boot finished the rotation in (`sop status`)",
+        )
     trusted = () if staged is None else (staged.verifier(),)
     writer = AnchorWriter(data_dir / ANCHOR_NAME, on_anchor_failure, after_anchor)
     log = store.log.open(origin=origin, signer=signer, trusted=trusted, on_checkpoint=writer)

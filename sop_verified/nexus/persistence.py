@@ -51,6 +51,7 @@ def start(
     now: Clock,
     *,
     on_alarm: Callable[[str], None] | None = None,
+    read_only: bool = False,
 ) -> tuple[PersistenceController, RecoveryReport]:
     """Open each scope's stored bytes, wire the controller, run boot repair.
 
@@ -61,6 +62,8 @@ def start(
         health: SOP's health (effects happen only while READY).
         now: the clock.
         on_alarm: raises the integrity alarm (the registry's: SOP becomes DEGRADED).
+        read_only: repair nothing (a dry run): a decision left pending, temporary
+            files and retention are left to the next boot that writes.
 
     Returns:
         The controller and what repair did.
@@ -70,7 +73,8 @@ def start(
         ConfinementError: a scope root is (or passes through) a symlink.
         IntegrityError: a root did not refuse a `..` escape (the boot canary), or
             boot repair found a pending-effects row the log does not back.
-        StorageError: a root cannot be opened, or the log or index failed.
+        StorageError: a root cannot be opened (read-only: it is missing), or the log
+            or index failed.
     """
     table = config.scope_table()
     base = data_dir / SCOPES_DIR
@@ -88,11 +92,23 @@ def start(
             now=now,
             on_alarm=on_alarm,
         )
+        if read_only:
+            return controller, _no_repair()
         return controller, controller.recover()
     except BaseException:
         for opened in content.values():
             opened.close()
         raise
+
+
+def _no_repair() -> RecoveryReport:
+    """A read-only start's boot repair: none (``through`` 0: it closed no decision).
+
+    A decision a crash left pending stays for the next boot that writes: a
+    read-only SOP carries out no effect, so none can follow it (INV-9), and no
+    decision of its depends on it.
+    """
+    return RecoveryReport(through=0)
 
 
 def _refuses_escape(scope: str, content: ScopeContent) -> None:

@@ -57,7 +57,7 @@ from sop_verified.nexus.registry import Service, ServiceRegistry
 from sop_verified.nexus.replicas import ForeignState
 from sop_verified.nexus.state_rebuild import locate
 from sop_verified.nexus.telemetry_config import telemetry_boundary
-from sop_verified.nexus.verdict_attest import AttestingVerdictStore
+from sop_verified.nexus.verdict_attest import AttestingVerdictStore, UnrecordedVerdictStore
 from sop_verified.nexus.witness_publisher import WITNESSED_NAME, WitnessPublisher
 from sop_verified.storage.ports import StorageBackend
 from sop_verified.storage.state_seal import TableMismatchError
@@ -223,9 +223,12 @@ class _Build:
         registry: ServiceRegistry,
         gate: ProofGate | None,
         dsn: str | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.dsn = dsn
+        self.read_only = read_only
         self.now = now
         self.registry = registry
         self.gate_override = gate
@@ -275,7 +278,9 @@ def _test_config(b: _Build) -> None:
 
 
 def _start_storage(b: _Build) -> None:
-    b.store = open_backend(b.data_dir, b.config, state_key=b.keys.mac_key, dsn=b.dsn)
+    b.store = open_backend(
+        b.data_dir, b.config, state_key=b.keys.mac_key, dsn=b.dsn, read_only=b.read_only
+    )
     b.closer.callback(b.store.close)
     b.store.set_entry_indexer(index_entries)  # the persistence index follows the log
 
@@ -309,6 +314,7 @@ def _start_log(b: _Build) -> None:
         b.keys.checkpoint,
         on_anchor_failure=lambda reason: b.registry.raise_alarm("log", reason),
         after_anchor=b.checkpointed,  # the witness publisher, off the decision path
+        read_only=b.read_only,
     )
     b.keys.use_checkpoint(signer)  # a rotation a crash interrupted may have finished
     b.opened_log = b.log
@@ -343,7 +349,7 @@ def _start_state(b: _Build) -> None:
         raise IntegrityError(
             f"{exc}; {where}; `sop state repair` rebuilds it from the log"
         ) from None
-    if b.log.size == 0:
+    if b.log.size == 0 and not b.read_only:
         b.store.accept_config(config)  # a fresh log: the first boot accepts its configuration
 
 
@@ -404,15 +410,14 @@ def _start_proof_gate(b: _Build) -> None:
         b.gate = b.gate_override
         return
     proofs = b.config.proofs
+    sealed = SealedVerdictStore(b.store.verdicts, derive_seal_key(b.keys.mac_key))
     gate = Z3ProofGate(
         GateConfig(
             rlimit=proofs.rlimit, workers=proofs.workers, cross_check=frozenset(proofs.cross_check)
         ),
-        store=AttestingVerdictStore(
-            SealedVerdictStore(b.store.verdicts, derive_seal_key(b.keys.mac_key)),
-            b.log,
-            b.keys.attestation,
-        ),
+        store=UnrecordedVerdictStore(sealed)  # read-only: new verdicts stay in memory
+        if b.read_only
+        else AttestingVerdictStore(sealed, b.log, b.keys.attestation),
         on_alarm=lambda reason: b.registry.raise_alarm("proof_gate", reason),  # spec: INV-3
     )
     b.closer.callback(gate.close)
@@ -473,6 +478,7 @@ def _start_persistence(b: _Build) -> None:
         b.registry.health,
         b.now,
         on_alarm=lambda reason: b.registry.raise_alarm("persistence", reason),  # spec: INV-5
+        read_only=b.read_only,
     )
     b.closer.callback(b.persistence.close)
 
@@ -491,7 +497,8 @@ def _start_protocols(b: _Build) -> None:
         submit=b.submit,
         now=b.now,
     )
-    b.closer.callback(b.protocols.close)
+    if not b.read_only:  # its close raises the record index's mark: a write
+        b.closer.callback(b.protocols.close)
     b.protocols_late.value = b.protocols
 
 
@@ -502,7 +509,7 @@ def _test_protocols(b: _Build) -> None:
 def _start_witness(b: _Build) -> None:
     """Publish checkpoints through the configured witnesses (none configured: nothing to do)."""
     b.witnesses = None
-    if b.config.witnesses is None:
+    if b.config.witnesses is None or b.read_only:  # read-only: it appends nothing to publish
         return
     publisher = WitnessPublisher(  # refuses a log behind its published checkpoint (INV-5)
         b.log,
@@ -538,7 +545,12 @@ _STEPS: Mapping[str, tuple[_Step, _Step]] = {
 
 
 def compose(
-    data_dir: Path, *, now: Clock, proof_gate: ProofGate | None = None, dsn: str | None = None
+    data_dir: Path,
+    *,
+    now: Clock,
+    proof_gate: ProofGate | None = None,
+    dsn: str | None = None,
+    read_only: bool = False,
 ) -> Booted:
     """Build and boot every service of ``SERVICE_GRAPH`` in its one order (INV-8).
 
@@ -547,13 +559,17 @@ def compose(
         now: the clock.
         proof_gate: a gate to wire instead of SOP's Z3 gate (tests); SOP's own is the default.
         dsn: another address for the configured PostgreSQL database (``sop serve --dsn``).
+        read_only: build every service without writing a byte of the data directory
+            (a dry run): the store opens read-only, new proof verdicts stay in memory,
+            boot repair, a staged key rotation and the witness publisher are refused
+            or left out; whatever would need a write fails boot instead.
 
     Returns:
         The services (None unless every service started and passed its self-test), the
         registry with each service's health, and the boot report with the manifest.
     """
     registry = ServiceRegistry()
-    build = _Build(data_dir, now, registry, proof_gate, dsn)
+    build = _Build(data_dir, now, registry, proof_gate, dsn, read_only=read_only)
     for name, deps in SERVICE_GRAPH.items():
         start, test = _STEPS[name]
         registry.register(Service(name, deps, _bind(start, build), _bind(test, build)))

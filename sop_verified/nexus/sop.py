@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,7 @@ class SOP:
         now: Clock = wall_clock,
         proof_gate: ProofGate | None = None,
         dsn: str | None = None,
+        read_only: bool = False,
     ) -> SOP:
         """Boot SOP on ``data_dir``; the result is READY or denies everything.
 
@@ -160,13 +162,18 @@ class SOP:
                 isolated Z3 gate (:class:`~sop_verified.core.proofgate.Z3ProofGate`) the
                 configuration's ``[proofs]`` table describes.
             dsn: another address for the configured PostgreSQL database (``sop serve --dsn``).
+            read_only: change no byte of ``data_dir`` (SQLite only): the same services and
+                checks, over a store opened read-only, with no boot manifest and nothing
+                logged. Such a SOP answers :meth:`dry_run`; anything that must write (a
+                decision to log, an admin action) fails, so :meth:`submit` answers DENY.
 
         Returns:
             The instance; check ``health`` — anything but READY denies every request.
         """
-        booted = compose(data_dir, now=now, proof_gate=proof_gate, dsn=dsn)
+        booted = compose(data_dir, now=now, proof_gate=proof_gate, dsn=dsn, read_only=read_only)
         sop = cls(data_dir, booted, now=now)
-        sop._write_manifest()
+        if not read_only:
+            sop._write_manifest()
         return sop
 
     def close(self) -> None:
@@ -276,6 +283,18 @@ class SOP:
         if self._services is None:  # boot failed before the kernel existed: nothing is allowed
             return not_booted(self.health)
         return self._services.kernel.submit(request)
+
+    def dry_run(self, request: Request | dict[str, Any] | bytes | str) -> Decision:
+        """Decide ``request`` as :meth:`submit` would now, recording nothing; never raises.
+
+        Every stage runs (health, capability, policy, obligations through the proof
+        gate) but nothing is appended to the log: the answer carries ``dry_run`` and
+        no log index or receipt, and authorizes nothing. On a SOP booted
+        ``read_only`` no byte of the data directory changes either.
+        """
+        if self._services is None:
+            return replace(not_booted(self.health), dry_run=True)
+        return self._services.kernel.dry_run(request)
 
     def submit_batch(self, requests: Sequence[Request]) -> list[Decision]:
         """Decide parsed requests in one durable log batch (the server's group commit).

@@ -5,11 +5,16 @@ the gate records a verdict for the first time, an in-toto Statement v1 whose
 subject is the obligation digest and whose predicate is the verdict record
 is signed into a DSSE envelope and appended to the log (issue 4, item 7), so
 an auditor can check every verdict offline with the attestation key.
+
+A read-only SOP (a dry run) wires :class:`UnrecordedVerdictStore` instead: the
+recorded verdicts still decide (INV-3), and a new one is kept in memory only,
+neither stored nor attested.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,7 +25,7 @@ from sop_verified.nexus.log_service import attest
 from sop_verified.tools.attest import PREDICATE_VERDICT
 from sop_verified.tools.tlog import TransparencyLog
 
-__all__ = ["AttestingVerdictStore"]
+__all__ = ["AttestingVerdictStore", "UnrecordedVerdictStore"]
 
 
 class AttestingVerdictStore:
@@ -65,3 +70,39 @@ class AttestingVerdictStore:
             predicate_type=PREDICATE_VERDICT,
             predicate=predicate,
         )
+
+
+class UnrecordedVerdictStore:
+    """A :class:`VerdictStore` over the recorded verdicts that records nothing (a dry run).
+
+    A recorded verdict is returned as the inner store has it, so an obligation
+    decided before is decided the same way (INV-3); a new verdict is kept in
+    this object's memory, write-once too, and is gone when it is.
+    """
+
+    def __init__(self, recorded: VerdictStore) -> None:
+        self._recorded = recorded
+        self._new: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> bytes | None:
+        """The recorded verdict under ``digest``, else the one kept here, or None."""
+        stored = self._recorded.get(digest)
+        if stored is not None:
+            return stored
+        with self._lock:
+            return self._new.get(digest)
+
+    def put_once(self, digest: str, record: bytes) -> bytes:
+        """Keep ``record`` in memory unless a verdict exists; return the one in force."""
+        stored = self._recorded.get(digest)
+        if stored is not None:  # spec: INV-3 — a recorded verdict is never replaced
+            return stored
+        with self._lock:
+            return self._new.setdefault(digest, record)
+
+    def digests(self) -> list[str]:
+        """Every digest with a recorded or kept verdict."""
+        with self._lock:
+            kept = list(self._new)
+        return sorted({*self._recorded.digests(), *kept})

@@ -37,7 +37,7 @@ from sop_verified.storage.ports import DEFAULT_ORIGIN
 from sop_verified.storage.seal_layout import KEYLESS, SEALED
 from sop_verified.storage.sqlite_blobs import INLINE_SCHEMA, SQLiteBlobs, store_blobs
 from sop_verified.storage.sqlite_capabilities import CAPABILITY_SCHEMA, SQLiteCapabilities
-from sop_verified.storage.sqlite_db import SQLiteDB, connect_read_only, insert_rows
+from sop_verified.storage.sqlite_db import READ_ONLY, SQLiteDB, connect_read_only, insert_rows
 from sop_verified.storage.sqlite_log import LOG_SCHEMA, SQLiteLog
 from sop_verified.storage.sqlite_persist import PERSIST_SCHEMA, SQLitePersistIndex
 from sop_verified.storage.sqlite_policies import POLICY_SCHEMA, SQLitePolicies
@@ -79,7 +79,9 @@ _SCHEMA = (
 class SQLiteBackend:
     """Every storage role, backed by one SQLite database file (a ``StorageBackend``)."""
 
-    def __init__(self, path: Path, *, state_key: bytes | None = None) -> None:
+    def __init__(
+        self, path: Path, *, state_key: bytes | None = None, read_only: bool = False
+    ) -> None:
         """Open (or create) the database at ``path``; the log opens with :meth:`StoreLog.open`.
 
         Args:
@@ -88,6 +90,9 @@ class SQLiteBackend:
                 the capability MAC key, INV-11). Without it the store opens
                 read-only in effect: every write to the log or a derived table
                 is refused, since it could not be sealed.
+            read_only: Open the existing file read-only: nothing in its directory
+                changes (no schema, no seal, no ``-wal`` or ``-shm`` file made) and
+                every write is refused with :class:`StorageError` (a dry run).
 
         Raises:
             StorageError: the file cannot be opened as a SQLite database.
@@ -107,9 +112,14 @@ class SQLiteBackend:
                 close_seal(db, growth)
 
         self._db = SQLiteDB(
-            path, _SCHEMA, prepare=prepare, explain=explain, before_commit=before_commit
+            path,
+            _SCHEMA,
+            prepare=prepare,
+            explain=explain,
+            before_commit=before_commit,
+            read_only=read_only,
         )
-        if keeper is not None and not self._db.query("SELECT 1 FROM state_seal"):
+        if keeper is not None and not read_only and not self._db.query("SELECT 1 FROM state_seal"):
             with self._db.tx() as db:  # only a store without a seal writes at open
                 seal_if_empty(db, keeper)
         self._blobs = SQLiteBlobs(self._db)
@@ -120,17 +130,23 @@ class SQLiteBackend:
         self._policies = SQLitePolicies(self._db)
         self._verdicts = SQLiteVerdicts(self._db)
         self._records = SQLiteRecordIndex(
-            path, prepare=prepare, explain=explain, before_commit=before_commit
+            path,
+            prepare=prepare,
+            explain=explain,
+            before_commit=before_commit,
+            read_only=read_only,
         )
 
     @classmethod
-    def open(cls, path: Path, *, state_key: bytes | None = None) -> SQLiteBackend:
+    def open(
+        cls, path: Path, *, state_key: bytes | None = None, read_only: bool = False
+    ) -> SQLiteBackend:
         """Open (or create) the database at ``path`` (the same as the constructor).
 
         Raises:
             StorageError: the file cannot be opened as a SQLite database.
         """
-        return cls(path, state_key=state_key)
+        return cls(path, state_key=state_key, read_only=read_only)
 
     @property
     def log(self) -> StoreLog:
@@ -178,8 +194,15 @@ class SQLiteBackend:
 
         Raises:
             ConfinementError: ``root`` is malformed, or passes through a symlink.
-            StorageError: a directory cannot be created or opened.
+            StorageError: a directory cannot be created or opened (read-only: it is missing).
         """
+        if self._db.read_only:  # nothing is created: a boot made every root
+            if not (base / root).is_dir():
+                raise StorageError(
+                    f"scope root `{base / root}` is missing and the store {READ_ONLY};"
+                    " a boot makes it (`sop status`)"
+                )
+            return ScopeDir(base, root)
         try:
             make_private_dir(base)
         except OSError as exc:

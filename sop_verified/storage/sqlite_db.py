@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 from sop_verified.errors import StorageError
 from sop_verified.tools.private_fs import ensure_private_file
 
-__all__ = ["SQLiteDB", "connect_read_only", "explained", "insert_rows"]
+__all__ = [
+    "READ_ONLY",
+    "SQLiteDB",
+    "connect",
+    "connect_read_only",
+    "explained",
+    "insert_rows",
+    "read_only_uri",
+]
 
 _T = TypeVar("_T")
 
@@ -57,6 +65,47 @@ def insert_rows(
         db.execute(sql, [v for r in chunk for v in r])
 
 
+READ_ONLY = "is open read-only (nothing is written to it)"
+"""The refusal of every write to a store opened read-only, after its path."""
+
+
+def read_only_uri(path: Path) -> str:
+    """The URI that opens ``path`` read-only without changing a byte of its directory.
+
+    ``mode=ro`` alone still creates the ``-wal`` and ``-shm`` files of a WAL
+    database when nobody has it open, and leaves them behind. With no ``-wal``
+    file nobody is writing the database (SOP's writer removes the file when it
+    closes), so it is opened ``immutable``: nothing is created or locked. With
+    one, a writer may be live: ``mode=ro`` reads its committed transactions
+    through the shared files that already exist.
+
+    Args:
+        path: the database file.
+
+    Returns:
+        A ``file:`` URI for ``sqlite3.connect(..., uri=True)``.
+    """
+    wal = path.with_name(path.name + "-wal")
+    return f"{path.resolve().as_uri()}?mode=ro" + ("" if wal.exists() else "&immutable=1")
+
+
+def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    """A connection to ``path`` shared across threads (autocommit: transactions are explicit).
+
+    Args:
+        path: the database file (it must exist when ``read_only``).
+        read_only: open it with :func:`read_only_uri`: every write fails.
+
+    Raises:
+        sqlite3.Error: the file cannot be opened.
+    """
+    if read_only:
+        return sqlite3.connect(
+            read_only_uri(path), uri=True, isolation_level=None, check_same_thread=False
+        )
+    return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+
+
 def connect_read_only(path: Path, purpose: str) -> sqlite3.Connection:
     """A read-only connection to the database at ``path`` (an audit or a rebuild writes nothing).
 
@@ -86,6 +135,7 @@ class SQLiteDB:
         prepare: Callable[[sqlite3.Connection], None] | None = None,
         explain: Callable[[], str | None] | None = None,
         before_commit: Callable[[sqlite3.Connection, tuple[int, int] | None], None] | None = None,
+        read_only: bool = False,
     ) -> None:
         """Open (or create) the database at ``path`` and run ``schema`` (idempotent DDL).
 
@@ -98,28 +148,36 @@ class SQLiteDB:
                 (a function's refusal reaches SQLite only as "raised exception").
             before_commit: Runs last in every write transaction, before
                 ``COMMIT``, with the transaction's log growth (the state seal's close).
+            read_only: open the existing file read-only (:func:`read_only_uri`): no
+                schema, no pragma, nothing created; every write transaction is refused.
 
         Raises:
-            StorageError: the file cannot be opened as a SQLite database.
+            StorageError: the file cannot be opened as a SQLite database (read-only:
+                it does not exist).
         """
         self.path = path
+        self.read_only = read_only
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._explain = explain
         self._before_commit = before_commit
+        if read_only and not path.is_file():
+            raise StorageError(f"no sqlite store at `{path}` to open read-only")
         try:
-            ensure_private_file(path)  # 0600 before SQLite creates it (and its -wal, -shm) 0644
+            if not read_only:
+                ensure_private_file(path)  # 0600 before SQLite creates it (and -wal, -shm) 0644
         except OSError as exc:
             raise StorageError(f"cannot create the sqlite store `{path}`: {exc}") from exc
         try:
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db = connect(path, read_only=read_only)
             if prepare is not None:
                 prepare(self._db)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(schema)
-            self._reader = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            if not read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._db.executescript(schema)
+            self._reader = connect(path, read_only=read_only)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the sqlite store `{path}`: {exc}") from exc
 
@@ -138,8 +196,11 @@ class SQLiteDB:
                 log entries (None: it appends none).
 
         Raises:
-            StorageError: a statement or the commit failed (nothing is kept).
+            StorageError: a statement or the commit failed (nothing is kept), or the
+                store is open read-only.
         """
+        if self.read_only:
+            raise StorageError(f"the sqlite store `{self.path}` {READ_ONLY}")
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from sop_verified.errors import LogHeadMovedError, StorageError
 from sop_verified.storage.persist_index import EntryIndexer
-from sop_verified.storage.sqlite_db import SQLiteDB, insert_rows
+from sop_verified.storage.sqlite_db import SQLiteDB, insert_rows, read_only_uri
 from sop_verified.storage.sqlite_persist import apply_unit, catch_up, indexed_to
 from sop_verified.storage.unit_of_work import UnitOfWork, plan_unit
 from sop_verified.tools.tlog_store import Batch
@@ -191,20 +191,6 @@ class SQLiteLog:
             (start, end),
         )
         return [(_int(r[0]), _blob(r[1]), _blob(r[2])) for r in rows]
-
-
-def read_only_uri(path: Path) -> str:
-    """The URI that opens ``path`` read-only without changing a byte of its directory.
-
-    ``mode=ro`` alone still creates the ``-wal`` and ``-shm`` files of a WAL
-    database when nobody has it open, and leaves them behind. With no ``-wal``
-    file nobody is writing it (SOP's writer removes the file when it closes),
-    so it is opened ``immutable``: nothing is created or locked. With one, a
-    writer may be live: ``mode=ro`` reads its committed transactions through
-    the shared files that already exist.
-    """
-    wal = path.with_name(path.name + "-wal")
-    return f"file:{path}?mode=ro" + ("" if wal.exists() else "&immutable=1")
 
 
 class SQLiteLogReader:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sop_verified.errors import StorageError
-from sop_verified.storage.sqlite_db import explained
+from sop_verified.storage.sqlite_db import READ_ONLY, connect, explained
 from sop_verified.tools.private_fs import ensure_private_file
 
 __all__ = ["PROTOCOL_SCHEMA", "SQLiteRecordIndex"]
@@ -54,12 +54,14 @@ class SQLiteRecordIndex:
         prepare: Callable[[sqlite3.Connection], None] | None = None,
         explain: Callable[[], str | None] | None = None,
         before_commit: Callable[[sqlite3.Connection, tuple[int, int] | None], None] | None = None,
+        read_only: bool = False,
     ) -> None:
         """Open the index in the database at ``path`` (the log's database).
 
         ``prepare`` is called on the new connection (the state seal's
         functions); ``explain`` says why the last failed write failed;
-        ``before_commit`` runs before every ``COMMIT`` (the seal's close).
+        ``before_commit`` runs before every ``COMMIT`` (the seal's close);
+        ``read_only`` opens the existing file read-only and refuses every write.
 
         Raises:
             StorageError: the database cannot be opened.
@@ -67,15 +69,19 @@ class SQLiteRecordIndex:
         self._lock = threading.Lock()
         self._explain = explain
         self._before_commit = before_commit
+        self._path = path
+        self._read_only = read_only
         try:
-            ensure_private_file(path)  # 0600 before SQLite creates it (and its -wal, -shm) 0644
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            if not read_only:
+                ensure_private_file(path)  # 0600 before SQLite creates it (and -wal, -shm) 0644
+            self._db = connect(path, read_only=read_only)
             if prepare is not None:
                 prepare(self._db)
             self._db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(PROTOCOL_SCHEMA)
+            if not read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(PROTOCOL_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the protocol index in `{path}`: {exc}") from exc
 
@@ -85,6 +91,8 @@ class SQLiteRecordIndex:
             self._db.close()
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        if self._read_only:
+            raise StorageError(f"the protocol index in `{self._path}` {READ_ONLY}")
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
