@@ -96,6 +96,7 @@ class EmpState:
         """The registered key ids, sorted."""
         return sorted(self._keys)
 
+    @ensure(lambda self, key_id, result: result is None or key_id in self._keys)
     def revoked_at(self, key_id: str) -> int | None:
         """The log index of the revocation of EMP key ``key_id``, or None (not revoked)."""
         return self._revoked.get(key_id)
