@@ -1,39 +1,26 @@
 """``sop events tail``'s side of nexus: a data directory's events, read without booting SOP.
 
-Like ``sop log verify`` (:mod:`sop_verified.nexus.log_ops`) it only reads:
-the SQLite database is opened read-only without creating or locking anything
-(:func:`~sop_verified.storage.sqlite_log.read_only_uri`), a PostgreSQL schema
-is only queried. The log is opened without its secret key, its latest
-checkpoint verified against the public checkpoint key
-(``keys/checkpoint.vkey``), and every entry proved included under it before it
-becomes an event (:class:`~sop_verified.events.source.LogEventSource`). A
-follower (:meth:`DataDirEvents.refresh`) opens the log again to see new
-entries, and refuses a log that no longer extends the checkpoint it last
-verified: a log cut back or replaced under a running ``tail --follow`` is an
+The log is read through :class:`~sop_verified.nexus.data_dir_log.DataDirLog`
+(read-only: nothing in the data directory changes; the latest checkpoint
+verified against the public checkpoint key), and every entry proved included
+under it before it becomes an event
+(:class:`~sop_verified.events.source.LogEventSource`). A follower
+(:meth:`DataDirEvents.refresh`) opens the log again to see new entries, and
+refuses a log that no longer extends the checkpoint it last verified: a log
+cut back or replaced under a running ``tail --follow`` is an
 :class:`~sop_verified.errors.IntegrityError`, never a silent restart.
 """
 
 from __future__ import annotations
 
-from contextlib import suppress
 from pathlib import Path
 
-from sop_verified.errors import ConfigError
 from sop_verified.events.model import Event
 from sop_verified.events.source import LogEventSource
-from sop_verified.nexus.config import load_config
-from sop_verified.nexus.keys import CHECKPOINT_VKEY, read_vkey
+from sop_verified.nexus.data_dir_log import DB_FILE, DataDirLog
 from sop_verified.nexus.telemetry_config import telemetry_boundary
-from sop_verified.storage.postgres import PostgresBackend
-from sop_verified.storage.sqlite_log import SQLiteLogReader
-from sop_verified.tools.signed_note import Verifier
-from sop_verified.tools.tlog import TransparencyLog
-from sop_verified.tools.tlog_store import LogStore
 
 __all__ = ["DB_FILE", "DataDirEvents"]
-
-DB_FILE = "sop.db"
-"""The database file in a data directory (``nexus.sop.DB_NAME``)."""
 
 
 class DataDirEvents:
@@ -48,18 +35,9 @@ class DataDirEvents:
         Raises:
             ConfigError: no configuration, or ``[telemetry] mode = "hash"`` without its key.
         """
-        self._dir = data_dir
-        self._config = config = load_config(data_dir)
-        self._boundary = telemetry_boundary(data_dir, config.telemetry)
-        if config.postgresql is None and not (data_dir / DB_FILE).is_file():
-            raise ConfigError(
-                f"no database in `{data_dir}`", accepted="a data directory made by `sop init`"
-            )
-        self._pg: PostgresBackend | None = None
-        self._sqlite: SQLiteLogReader | None = None
-        self._log: TransparencyLog | None = None
-        self._trusted: list[Verifier] = []
-        self._source = LogEventSource(self._opened, self._boundary)
+        self._log = DataDirLog(data_dir)
+        self._boundary = telemetry_boundary(data_dir, self._log.config.telemetry)
+        self._source = LogEventSource(lambda: self._log.log, self._boundary)
 
     def __enter__(self) -> DataDirEvents:
         return self
@@ -69,23 +47,12 @@ class DataDirEvents:
 
     def close(self) -> None:
         """Close the database connections."""
-        if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
-        if self._pg is not None:
-            self._pg.close()
-            self._pg = None
+        self._log.close()
 
     @property
     def origin(self) -> str:
         """The log's origin."""
-        return self._config.origin
-
-    def _opened(self) -> TransparencyLog:
-        if self._log is None:
-            self.refresh()
-        assert self._log is not None  # refresh sets it or raises
-        return self._log
+        return self._log.origin
 
     def refresh(self) -> int:
         """Open the log again, as it is now; return how many entries its checkpoint covers.
@@ -100,29 +67,8 @@ class DataDirEvents:
             ConfigError: the public checkpoint key cannot be read.
             StorageError: the database cannot be read.
         """
-        vkey = read_vkey(self._dir / CHECKPOINT_VKEY)  # a rotation announces the next key
-        if vkey not in self._trusted:
-            self._trusted.append(vkey)
-        held = None if self._log is None else self._log.checkpoint_note
-        log = TransparencyLog(
-            self._store(), origin=self._config.origin, signer=None, trusted=self._trusted
-        )
-        if held is not None:
-            log.check_extends(held)  # spec: INV-5 — never a log cut back under a follower
-        self._log = log
+        self._log.refresh()
         return self._source.size()
-
-    def _store(self) -> LogStore:
-        if self._config.postgresql is not None:
-            if self._pg is None:
-                where = self._config.postgresql
-                self._pg = PostgresBackend.open(where.dsn, schema=where.schema_name, migrate=False)
-            return self._pg.log_store
-        old, self._sqlite = self._sqlite, SQLiteLogReader(self._dir / DB_FILE)
-        if old is not None:  # a new connection: the -wal may have appeared or gone since
-            with suppress(Exception):
-                old.close()
-        return self._sqlite
 
     def size(self) -> int:
         """The entries the checkpoint verified at the last :meth:`refresh` covers."""

@@ -7,13 +7,13 @@ says which and from where (a key from inside the data directory proves nothing
 against whoever can rewrite it: :mod:`sop_verified.nexus.trusted_key`). It
 checks the log against the rollback anchor, the data directory's own or a
 copy given with ``--anchor``.
-``sop log prove`` and ``sop log checkpoint`` open the log without its secret
-key, checking the latest checkpoint against the public key.
+``sop log prove`` and ``sop log checkpoint`` open the log read-only without its
+secret key (:class:`~sop_verified.nexus.data_dir_log.DataDirLog`), checking the
+latest checkpoint against the public key.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -30,18 +30,15 @@ from sop_verified.errors import (
 from sop_verified.nexus.anchor import ANCHOR_NAME, REANCHOR_HINT, read_anchor
 from sop_verified.nexus.backends import open_backend
 from sop_verified.nexus.config import SOPConfig, load_config, load_mac_key
-from sop_verified.nexus.keys import CHECKPOINT_VKEY, read_vkey
+from sop_verified.nexus.data_dir_log import DataDirLog
 from sop_verified.nexus.trusted_key import TrustedKey, read_vkey_arg, trusted_key
 from sop_verified.nexus.witness_publisher import WITNESSED_NAME, load_published
-from sop_verified.storage.entry_log import UnsignedLogWarning
-from sop_verified.storage.ports import StorageBackend
 from sop_verified.storage.postgres import PostgresBackend
 from sop_verified.storage.seal_layout import SEALED
 from sop_verified.storage.sqlite_log import SQLiteLogReader
 from sop_verified.storage.sqlite_seal import check_state_file
 from sop_verified.tools.private_fs import make_private_dir, write_private
 from sop_verified.tools.signed_note import Verifier
-from sop_verified.tools.tlog import TransparencyLog
 from sop_verified.tools.tlog_audit import AuditReport, Finding, audit_log
 from sop_verified.tools.tlog_receipt import HEADER, ProofBundle
 from sop_verified.tools.tlog_store import LogReader
@@ -209,26 +206,6 @@ def _log_reader(data_dir: Path, config: SOPConfig) -> Iterator[LogReader]:
         store.close()
 
 
-def _open(data_dir: Path) -> tuple[StorageBackend, TransparencyLog]:
-    """Open the database and its log to read: no checkpoint key, the public one trusted."""
-    config = load_config(data_dir)
-    trusted = read_vkey(data_dir / CHECKPOINT_VKEY)
-    if config.postgresql is None and not (data_dir / DB_FILE).is_file():
-        raise ConfigError(
-            f"no database in `{data_dir}`", accepted="a data directory made by `sop init`"
-        )
-    store = open_backend(data_dir, config, state_key=None)
-    try:
-        # an auditor's view: it only reads and proves, against the public checkpoint key
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UnsignedLogWarning)
-            log = store.log.unsafe_open_unsigned(origin=config.origin, trusted=(trusted,))
-    except BaseException:
-        store.close()
-        raise
-    return store, log
-
-
 def prove_entry(data_dir: Path, index: int, *, unwitnessed: bool = False) -> ProofBundle:
     """Return the offline receipt of entry ``index`` against the published checkpoint.
 
@@ -254,9 +231,8 @@ def prove_entry(data_dir: Path, index: int, *, unwitnessed: bool = False) -> Pro
         VerificationError: the latest checkpoint does not verify.
         StorageError: the database failed.
     """
-    witnesses = load_config(data_dir).witnesses
-    store, log = _open(data_dir)
-    try:
+    with DataDirLog(data_dir) as opened:
+        witnesses, log = opened.config.witnesses, opened.log
         if witnesses is None or unwitnessed:
             return log.prove(index)
         path = data_dir / WITNESSED_NAME
@@ -274,8 +250,6 @@ def prove_entry(data_dir: Path, index: int, *, unwitnessed: bool = False) -> Pro
             return log.prove(index)  # not in the log: its error says so
         proof = log.inclusion_proof(index, published.size)
         return ProofBundle(index, tuple(proof), published.note, log.entry(index))
-    finally:
-        store.close()
 
 
 def latest_checkpoint(data_dir: Path) -> str | None:
@@ -292,11 +266,8 @@ def latest_checkpoint(data_dir: Path) -> str | None:
         VerificationError: the latest checkpoint does not verify.
         StorageError: the database failed.
     """
-    store, log = _open(data_dir)
-    try:
-        return log.checkpoint_note
-    finally:
-        store.close()
+    with DataDirLog(data_dir) as opened:
+        return opened.log.checkpoint_note
 
 
 _ATTESTATION_MARK = b'"type":"attestation"'

@@ -109,11 +109,16 @@ def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
 def connect_read_only(path: Path, purpose: str) -> sqlite3.Connection:
     """A read-only connection to the database at ``path`` (an audit or a rebuild writes nothing).
 
+    Opened with :func:`read_only_uri`: nothing in the database's directory is
+    created or changed, so it also opens a copy whose files cannot be written.
+
     Raises:
-        StorageError: the file cannot be opened (``purpose`` says what for).
+        StorageError: the file is missing or cannot be opened (``purpose`` says what for).
     """
+    if not path.is_file():
+        raise StorageError(f"no database at `{path}` {purpose}")
     try:
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        return sqlite3.connect(read_only_uri(path), uri=True)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open `{path}` {purpose}: {exc}") from exc
 
