@@ -71,6 +71,7 @@ from sop_verified.storage.postgres_seal import (
 )
 from sop_verified.storage.seal_layout import SEALED
 from sop_verified.storage.state_seal import SealKeeper
+from sop_verified.storage.state_view import StateView, read_view
 
 __all__ = ["DEFAULT_ORIGIN", "DEFAULT_SCHEMA", "PostgresBackend", "redact_dsn"]
 
@@ -291,6 +292,34 @@ class PostgresBackend:
         if keeper is None:
             raise IntegrityError("the derived state cannot be checked without SOP's state key")
         self._db.read(lambda conn: check_state(conn, keeper, log_size, config))
+
+    def read_state(self, log_size: int, config: str | None = None) -> StateView:
+        """Check the state seal, then read capabilities, revocations and the active policy set,
+        in one read-only snapshot (an inspection: ``sop cap list``, ``sop status``).
+
+        Args:
+            log_size: The log's size, authenticated by its signed checkpoint (other
+                replicas may have appended since: the seal is the head's in the snapshot).
+            config: The configuration's digest, held against the accepted one.
+
+        Returns:
+            The checked view.
+
+        Raises:
+            IntegrityError: as :meth:`verify_state`.
+            StorageError: the database could not be read.
+        """
+        keeper = self._keeper
+        if keeper is None:
+            raise IntegrityError("the derived state cannot be checked without SOP's state key")
+
+        def read(conn: psycopg.Connection[Any]) -> StateView:
+            check_state(conn, keeper, log_size, config)  # spec: INV-11
+            head = conn.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
+            at = log_size if head is None else max(log_size, int(head[0]))
+            return read_view(lambda q: conn.execute(q).fetchall(), at)
+
+        return self._db.read(read)
 
     def accept_config(self, config: str) -> None:
         """Make ``config`` (``sha256:<hex>``) the configuration the seal accepts (INV-11).
