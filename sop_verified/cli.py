@@ -23,6 +23,7 @@ from sop_verified.cli_support import (
     DsnOption,
     JsonFlag,
     boot_data_dir,
+    err,
     fail,
     guarded,
     out,
@@ -33,13 +34,35 @@ from sop_verified.errors import SOPError
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="SOP, the verified operations kernel."
+    no_args_is_help=True, add_completion=True, help="SOP, the verified operations kernel."
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from sop_verified.cli_inspect import version_line
+
+        sys.stdout.write(version_line() + "\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """SOP, the verified operations kernel."""
+
+
 spec_app = typer.Typer(no_args_is_help=True, help="The formal spec and its proofs.")
 policy_app = typer.Typer(
     no_args_is_help=True, help="Policy sets: analyse, activate, test and format."
 )
-cap_app = typer.Typer(no_args_is_help=True, help="Capabilities: admit, attenuate, revoke.")
+cap_app = typer.Typer(no_args_is_help=True, help="Capabilities: admit, attenuate, revoke, list.")
 app.add_typer(spec_app, name="spec")
 app.add_typer(policy_app, name="policy")
 app.add_typer(cap_app, name="cap")
@@ -101,40 +124,6 @@ def init_cmd(
         print_json(status)
         return
     out.print(f"initialised [bold]{data_dir}[/] — health {status['health']}")
-
-
-@app.command("status")
-@guarded
-def status_cmd(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
-    """Boot the data directory and report health, services and digests (exit 1 unless READY).
-
-    While a server holds the data directory, its admin socket answers instead."""
-    if (server := _served(data_dir)) is not None:
-        status = server.call("GET", "/admin/status")
-    else:
-        sop = boot_data_dir(data_dir)
-        status = sop.status()
-        sop.close()
-    if json_output:
-        print_json(status)
-    else:
-        table = Table(title=f"SOP {status['health']}", box=box.SIMPLE)
-        table.add_column("service")
-        table.add_column("health")
-        table.add_column("detail")
-        for name in status["boot_order"] or status["services"]:
-            svc = status["services"][name]
-            table.add_row(name, svc["health"], svc["detail"])
-        out.print(table)
-        out.print(f"policy digest: {status['policy_digest']}  log size: {status['log_size']}")
-        if (witnessed := status.get("witnesses")) is not None:
-            out.print(f"published (witnessed) size: {witnessed['published_size']}")
-            for w in witnessed["witnesses"]:
-                alarm = f"  [bold red]alarm[/]: {w['alarm']}" if w["alarm"] else ""
-                out.print(
-                    f"  witness {w['name']} at {w['url']}: cosigned {w['cosigned_size']}{alarm}"
-                )
-    raise typer.Exit(0 if status["health"] == "READY" else 1)
 
 
 def _served(data_dir: Path) -> Any:
@@ -325,17 +314,36 @@ def cap_revoke(
 @guarded
 def prove_cmd(
     path: Annotated[
-        Path, typer.Argument(help="An obligation: .smt2 script or .json structured form.")
+        str,
+        typer.Argument(
+            help="An obligation: .smt2 script or .json structured form; `-` reads standard"
+            " input (its format from --format, or sniffed)."
+        ),
     ],
     json_output: JsonFlag = False,
     rlimit: Annotated[
         int | None, typer.Option(help="z3's resource limit (default 5,000,000).")
     ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="`smt2` or `json`: the obligation's format, whatever its name says."
+        ),
+    ] = None,
 ) -> None:
     """Check one obligation with the proof gate; exit 0 only for PROVED."""
+    from sop_verified.cli_support import STDIN, read_input, sniff_obligation
     from sop_verified.core.proofgate import prove_command
 
-    raise typer.Exit(prove_command(path, json_output, rlimit))
+    if fmt is not None and fmt not in ("smt2", "json"):
+        fail(f"`--format {fmt}` is not a format; accepted: `smt2`, `json`")
+    data = None
+    if path == STDIN:
+        data = read_input(path, what="obligation", accepted="SMT-LIB 2 or its JSON form")
+        if fmt is None:
+            fmt, why = sniff_obligation(data)
+            err.print(f"reading standard input as `{fmt}` ({why}; `--format` sets it)")
+    raise typer.Exit(prove_command(Path(path), json_output, rlimit, fmt=fmt, data=data))
 
 
 @proofs_app.command("replay")
@@ -394,6 +402,7 @@ def _register_log_commands() -> None:
     from sop_verified.cli_certs import register as register_certs  # the TLS ones in cli_certs
     from sop_verified.cli_emp import register as register_emp  # `sop emp revoke-key`
     from sop_verified.cli_events import register as register_events  # `sop events tail`
+    from sop_verified.cli_inspect import register as register_inspect  # status, cap list, ...
     from sop_verified.cli_log import register  # the log commands live in cli_log
     from sop_verified.cli_serve import register as register_serve  # `sop serve`
     from sop_verified.cli_state import register as register_state  # and state's in cli_state
@@ -406,6 +415,7 @@ def _register_log_commands() -> None:
     register_witness(app)
     register_events(app)
     register_emp(app)
+    register_inspect(app)  # after `cap`, `log` and `attest` exist: it adds to them
 
 
 _register_log_commands()

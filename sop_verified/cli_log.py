@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich import box
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sop_verified.cli_support import (
     DEFAULT_DATA_DIR,
+    STDIN,
     DataDir,
     JsonFlag,
     boot_data_dir,
@@ -26,6 +26,8 @@ from sop_verified.cli_support import (
     guarded,
     out,
     print_json,
+    progress_bar,
+    read_input,
     refuse_if_served,
 )
 from sop_verified.errors import InputError, ReceiptError
@@ -38,13 +40,15 @@ __all__ = ["register"]
 
 
 log_app = typer.Typer(
-    no_args_is_help=True, help="The tamper-evident log: verify, prove, checkpoint."
+    no_args_is_help=True, help="The tamper-evident log: verify, show, prove, checkpoint."
 )
 receipt_app = typer.Typer(no_args_is_help=True, help="Offline receipts (C2SP tlog-proof).")
 keys_app = typer.Typer(
     no_args_is_help=True, help="Public keys, checkpoint-key rotation, the telemetry key."
 )
-attest_app = typer.Typer(no_args_is_help=True, help="in-toto attestations in DSSE envelopes.")
+attest_app = typer.Typer(
+    no_args_is_help=True, help="in-toto attestations in DSSE envelopes: export, verify."
+)
 
 
 def log_verify(
@@ -58,8 +62,11 @@ def log_verify(
         ),
     ] = None,
     checkpoint: Annotated[
-        list[Path] | None,
-        typer.Option(help="A checkpoint or receipt you kept; the log must match it (repeatable)."),
+        list[str] | None,
+        typer.Option(
+            help="A checkpoint or receipt you kept; the log must match it (repeatable;"
+            " `-` reads one from standard input)."
+        ),
     ] = None,
     anchor: Annotated[
         Path | None,
@@ -74,11 +81,16 @@ def log_verify(
     exit 1 on any tampering."""
     from sop_verified.nexus.log_ops import audit_data_dir  # noqa: PLC0415 - keep --help fast
 
-    held = checkpoint or []
+    if (checkpoint or []).count(STDIN) > 1:
+        raise InputError("standard input (`-`) can be read once", accepted="one `-`")
+    accepted = "a signed checkpoint note or a C2SP tlog-proof file"
+    held: list[Path | bytes] = [
+        read_input(c, what="checkpoint", accepted=accepted) for c in checkpoint or []
+    ]
     if json_output:
         report, trusted = audit_data_dir(data_dir, vkey=vkey, held=held, anchor=anchor)
     else:
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("verifying", total=None)
 
             def step(done: int, rows: int) -> None:
@@ -93,17 +105,6 @@ def log_verify(
     else:
         _render_audit(data, trusted.origin())
     raise typer.Exit(0 if report.ok else 1)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    )
 
 
 def _render_audit(data: dict[str, Any], origin: str) -> None:
@@ -219,13 +220,14 @@ def log_checkpoint(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag =
 
 
 def receipt_verify(
-    bundle: Annotated[Path, typer.Argument(help="The .tlog-proof file.")],
+    bundle: Annotated[str, typer.Argument(help="The .tlog-proof file; `-` reads standard input.")],
     vkey: Annotated[
         list[str],
         typer.Option("--vkey", help="The log's verifier key, string or file (repeatable)."),
     ],
     payload: Annotated[
-        Path | None, typer.Option(help="The entry as you hold it; must match the bundle.")
+        str | None,
+        typer.Option(help="The entry as you hold it; must match the bundle (`-`: standard input)."),
     ] = None,
     leaf_hash: Annotated[
         str | None, typer.Option(help="The leaf hash (hex) your decision receipt carries.")
@@ -251,11 +253,12 @@ def receipt_verify(
     from sop_verified.nexus.log_ops import parse_vkeys  # noqa: PLC0415 - lazy: keeps `sop --help` fast
     from sop_verified.tools.tlog_receipt import verify_bundle  # noqa: PLC0415 - lazy: keeps `sop --help` fast
 
-    try:
-        data = bundle.read_bytes()
-        held = payload.read_bytes() if payload is not None else None
-    except OSError as exc:
-        raise InputError(f"cannot read `{exc.filename}`: {exc.strerror}") from None
+    if bundle == STDIN and payload == STDIN:
+        raise InputError("standard input (`-`) can be read once", accepted="one `-`")
+    data = read_input(bundle, what="receipt", accepted="a C2SP tlog-proof file")
+    held = None
+    if payload is not None:
+        held = read_input(payload, what="entry", accepted="the entry's bytes, as logged")
     leaf = bytes.fromhex(leaf_hash) if leaf_hash and _is_hex(leaf_hash) else None
     if leaf_hash and leaf is None:
         raise InputError(f"leaf hash `{leaf_hash[:80]}` is not hex", accepted="64 hex digits")

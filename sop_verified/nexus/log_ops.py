@@ -76,7 +76,7 @@ def audit_data_dir(
     *,
     vkey: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-    held: Iterable[Path] = (),
+    held: Iterable[Path | bytes] = (),
     anchor: Path | None = None,
     derived_state: bool = True,
 ) -> tuple[AuditReport, TrustedKey]:
@@ -88,7 +88,7 @@ def audit_data_dir(
             directory's genesis key.
         progress: Called with ``(entries done, entry rows)``.
         held: Files with checkpoints seen before (signed notes or tlog-proof
-            bundles); the log must still match each.
+            bundles), or their bytes already read; the log must still match each.
         anchor: The anchor to check against, e.g. a copy kept off the
             machine; default the data directory's ``checkpoint.anchor``,
             whose absence is a finding once the log has checkpoints.
@@ -172,12 +172,14 @@ def _check_derived_state(data_dir: Path, report: AuditReport) -> None:
     report.derived_state = f"verified: {tables} derived tables match the state seal"
 
 
-def _held_note(path: Path) -> str:
-    """The checkpoint note in ``path``: a signed note, or the one a tlog-proof bundle carries."""
+def _held_note(held: Path | bytes) -> str:
+    """The checkpoint note in ``held`` (a file, or its bytes): a signed note, or the one a
+    tlog-proof bundle carries."""
+    where = "given" if isinstance(held, bytes) else f"`{held}`"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = held.decode("utf-8") if isinstance(held, bytes) else held.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the checkpoint `{path}`: {exc}") from None
+        raise InputError(f"cannot read the checkpoint {where}: {exc}") from None
     if text.startswith(HEADER + "\n"):
         return ProofBundle.from_text(text).checkpoint
     return text

@@ -75,14 +75,30 @@ def _rejected(path: Path, reason: str, evidence: dict[str, Any]) -> VerdictResul
     return VerdictResult(Verdict.REJECTED, digest, reason, evidence)
 
 
-def _load(path: Path, max_bytes: int) -> tuple[str, str] | VerdictResult:
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
+def _load(
+    path: Path, max_bytes: int, fmt: str | None = None, data: bytes | None = None
+) -> tuple[str, str] | VerdictResult:
+    """The obligation's format and text: ``data`` when given (standard input), else the file.
+
+    ``fmt`` (``smt2`` or ``json``) overrides the file's suffix; without it the suffix decides.
+    """
+    fmt = fmt or _FORMATS.get(path.suffix.lower())
+    if fmt is None or fmt not in _FORMATS.values():
+        shown = f"format `{fmt}`" if fmt else f"file suffix `{path.suffix}`"
         return _rejected(
             path,
-            f"unsupported: file suffix `{path.suffix}`; accepted: `.smt2`, `.json`",
+            f"unsupported: {shown}; accepted: `.smt2`, `.json` (or `--format smt2|json`)",
             {"code": "unsupported"},
         )
+    if data is not None:
+        if len(data) > max_bytes:
+            return VerdictResult(
+                Verdict.REJECTED,
+                "sha256:" + hashlib.sha256(data).hexdigest(),
+                f"too_large: input is {len(data)} bytes; accepted: at most {max_bytes} bytes",
+                {"code": "too_large"},
+            )
+        return _decoded(path, fmt, data)
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -96,28 +112,37 @@ def _load(path: Path, max_bytes: int) -> tuple[str, str] | VerdictResult:
         return _rejected(
             path, f"unreadable: cannot read `{path}`: {exc.strerror}", {"code": "unreadable"}
         )
+    return _decoded(path, fmt, data)
+
+
+def _decoded(path: Path, fmt: str, data: bytes) -> tuple[str, str] | VerdictResult:
     try:
         return fmt, data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return _rejected(
-            path,
+        return VerdictResult(
+            Verdict.REJECTED,
+            "sha256:" + hashlib.sha256(data).hexdigest(),
             f"encoding: not valid UTF-8 at byte {exc.start}; accepted: UTF-8 text",
             {"code": "encoding", "offset": exc.start},
         )
 
 
-def prove_file(path: Path, rlimit: int | None = None) -> tuple[VerdictResult, dict[str, Any]]:
+def prove_file(
+    path: Path, rlimit: int | None = None, *, fmt: str | None = None, data: bytes | None = None
+) -> tuple[VerdictResult, dict[str, Any]]:
     """Check one obligation file with a fresh gate (one worker, in-memory store).
 
     Args:
-        path: an ``.smt2`` or ``.json`` file.
+        path: an ``.smt2`` or ``.json`` file (with ``data``: only its name, for messages).
         rlimit: z3's resource limit (default: :class:`GateConfig`'s).
+        fmt: ``smt2`` or ``json``, instead of what the suffix says.
+        data: the obligation's bytes, already read (standard input); the file is not read.
 
     Returns:
         The verdict and the solver identity.
     """
     config = GateConfig(workers=1) if rlimit is None else GateConfig(workers=1, rlimit=rlimit)
-    loaded = _load(path, config.limits.max_bytes)
+    loaded = _load(path, config.limits.max_bytes, fmt, data)
     with Z3ProofGate(config) as gate:
         identity = gate.solver_identity
         if isinstance(loaded, VerdictResult):
@@ -146,18 +171,27 @@ def _human(result: VerdictResult, identity: dict[str, Any], path: Path) -> None:
 
 
 @ensure(lambda result: result in EXIT_CODES.values())
-def prove_command(path: Path, json_output: bool, rlimit: int | None) -> int:
+def prove_command(
+    path: Path,
+    json_output: bool,
+    rlimit: int | None,
+    *,
+    fmt: str | None = None,
+    data: bytes | None = None,
+) -> int:
     """Run ``sop prove FILE``: print the verdict and return the exit status.
 
     Args:
-        path: the obligation file (``.smt2`` or ``.json``).
+        path: the obligation file (``.smt2`` or ``.json``); with ``data``, its name only.
         json_output: print one JSON object ``{verdict, digest, reason, evidence, solver}``.
         rlimit: z3's resource limit, or None for the default.
+        fmt: ``smt2`` or ``json``, instead of what the suffix says.
+        data: the obligation's bytes, already read (``sop prove -``).
 
     Returns:
         0 for PROVED, 1 REFUTED, 2 UNKNOWN, 3 REJECTED.
     """
-    result, identity = prove_file(Path(path), rlimit)
+    result, identity = prove_file(Path(path), rlimit, fmt=fmt, data=data)
     if json_output:
         payload = {
             "verdict": str(result.verdict),
