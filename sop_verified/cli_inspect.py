@@ -132,6 +132,15 @@ def _render_status(status: dict[str, Any]) -> None:
         f"log size: {'unknown' if size is None else size}   policy: {escape(policy)}",
         highlight=False,
     )
+    if (witnessed := status.get("witnesses")) is not None:
+        out.print(f"published (witnessed) size: {witnessed['published_size']}", highlight=False)
+        for w in witnessed["witnesses"]:
+            alarm = f"  [bold red]alarm[/]: {escape(w['alarm'])}" if w["alarm"] else ""
+            out.print(
+                f"  witness {escape(w['name'])} at {escape(w['url'])}:"
+                f" cosigned {w['cosigned_size']}{alarm}",
+                highlight=False,
+            )
     if status["reason"]:
         colour = _COLOURS.get(status["health"], "red")
         out.print(f"[{colour}]{status['health']}[/]: {escape(status['reason'])}", highlight=False)
@@ -180,7 +189,7 @@ def _render_caps(listing: dict[str, Any], shown: list[dict[str, Any]], hidden: i
         table.add_row(
             escape(indent + cap["id"]),
             escape(cap["principal"]),
-            _paint(cap["status"]) + escape(status[len(cap["status"]) :]),
+            _paint(cap["status"]).replace("_", " ") + escape(status[len(cap["status"]) :]),
             escape(grants),
             iso_time(cap["expires"]),
         )

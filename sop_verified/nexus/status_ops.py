@@ -70,6 +70,7 @@ class _Run:
     checkpoint: str | None = None
     view: StateView | None = None
     policy_digest: str | None = None
+    witnesses: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -165,6 +166,19 @@ def _witness(run: _Run) -> str:
         return "no witnesses configured"
     opened = run.stack.enter_context(DataDirLog(run.data_dir))
     published, cosigners = load_published(run.data_dir / WITNESSED_NAME, opened.log, witnesses)
+    size = 0 if published is None else published.size
+    run.witnesses = {  # what a running SOP's publisher reports, as far as the files say
+        "published_size": size,
+        "witnesses": [
+            {
+                "name": w.verifier().name,
+                "url": w.url,
+                "cosigned_size": size if w.vkey in cosigners else 0,
+                "alarm": None,
+            }
+            for w in witnesses.witness
+        ],
+    }
     if published is None:
         if (run.data_dir / WITNESSED_NAME).exists():
             run.notes.append(
@@ -198,14 +212,17 @@ def inspect_status(
 
     Returns:
         ``health`` (READY, DEGRADED or FAILED), ``reason`` (None when READY), ``checks``
-        (name, health, detail, in the boot order), ``log_size``, ``checkpoint``,
-        ``config_digest``, ``policy_digest``.
+        (name, health, detail, in the boot order) and the same as ``services`` by name,
+        ``boot_order``, ``log_size``, ``checkpoint``, ``config_digest``,
+        ``policy_digest``, and ``witnesses`` when configured (the shape a running SOP's
+        status has, with what the kept files say).
     """
     checks: list[dict[str, str]] = []
     failed: str | None = None
+    order = boot_order(SERVICE_GRAPH)  # spec: INV-8 — boot's order, boot's checks
     with ExitStack() as stack:
         run = _Run(data_dir, progress, stack)
-        for name in boot_order(SERVICE_GRAPH):  # spec: INV-8 — boot's order, boot's checks
+        for name in order:
             check = _CHECKS.get(name)
             if check is None:
                 checks.append({"name": name, "health": "NOT_CHECKED", "detail": NOT_CHECKED})
@@ -224,14 +241,19 @@ def inspect_status(
         health, reason = Health.DEGRADED, "; ".join(run.notes)
     else:
         health, reason = Health.READY, None
-    return {
+    out: dict[str, Any] = {
         "health": str(health),
         "reason": reason,
         "data_dir": str(data_dir),
         "source": "read-only checks",
         "checks": checks,
+        "services": {c["name"]: {"health": c["health"], "detail": c["detail"]} for c in checks},
+        "boot_order": order,
         "log_size": run.log_size,
         "checkpoint": run.checkpoint,
         "config_digest": None if run.config is None else run.config.digest(),
         "policy_digest": run.policy_digest,
     }
+    if run.witnesses is not None:
+        out["witnesses"] = run.witnesses
+    return out

@@ -387,7 +387,10 @@ def _sop(*args: str) -> tuple[int, str]:
 def test_cli_status_goes_through_the_admin_socket(admin_served: _Served, booted: SOP) -> None:
     code, output = _sop("status", "--data-dir", str(booted.data_dir), "--json")
     assert code == 0, output
-    assert json.loads(output) == booted.status()
+    data, expected = json.loads(output), booted.status()
+    assert {k: data[k] for k in expected} == expected  # the server's own answer, and:
+    assert data["source"] == f"server (pid {os.getpid()})" and data["reason"] is None
+    assert [c["name"] for c in data["checks"]] == expected["boot_order"]
 
 
 def test_cli_cap_admit_goes_through_the_admin_socket(admin_served: _Served, booted: SOP) -> None:
