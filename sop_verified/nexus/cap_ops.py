@@ -7,7 +7,7 @@ the state seal bound to that log (INV-11), and the derivation tree is rebuilt
 and checked as boot rebuilds it. Status at ``now``, in this order:
 
 - ``revoked``: the capability or an ancestor is revoked (INV-10; ``revoked_by``
-  names which, ``revoked_at`` when);
+  names the revoked one nearest the root, ``revoked_at`` when);
 - ``expired``: ``now >= expires``;
 - ``not_yet_valid``: ``now < not_before``;
 - ``active``: otherwise.
@@ -85,13 +85,15 @@ def _row(tree: CapabilityTree, record: CapabilityRecord, now: int) -> dict[str, 
 
 
 def _revoked_by(tree: CapabilityTree, record: CapabilityRecord) -> str | None:
-    """The capability whose revocation kills ``record``: itself, else its nearest ancestor."""
+    """The capability whose revocation kills ``record``: the revoked one nearest its root
+    (revoking a capability records its whole subtree; the operator named the top one)."""
+    found = None
     cap_id: str | None = record.cap.id
     while cap_id is not None:
         if cap_id in tree.revoked:
-            return cap_id
+            found = cap_id
         cap_id = tree.records[cap_id].cap.parent_id
-    return None
+    return found
 
 
 def _root(tree: CapabilityTree, record: CapabilityRecord) -> str:
