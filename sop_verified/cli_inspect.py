@@ -20,6 +20,7 @@ import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
+from rich.tree import Tree
 
 from sop_verified.cli_support import (
     DEFAULT_DATA_DIR,
@@ -173,27 +174,30 @@ def cap_list(
 
 
 def _render_caps(listing: dict[str, Any], shown: list[dict[str, Any]], hidden: int) -> None:
-    table = Table(
-        title=f"capabilities at {iso_time(listing['now'])} (log size {listing['log_size']})",
-        box=box.SIMPLE,
-    )
-    for col in ("id (indented under its parent)", "principal", "status", "grants", "expires"):
-        table.add_column(col, overflow="fold")
+    title = f"capabilities at {iso_time(listing['now'])} (log size {listing['log_size']})"
+    tree = Tree(f"[bold]{escape(title)}[/]", guide_style="dim")
     by_id = {c["id"]: c for c in shown}
-    for cap in _tree_order(shown, by_id):
-        indent = "  " * cap["depth"] + ("└ " if cap["depth"] else "")
+
+    def add(parent: Tree, cap: dict[str, Any]) -> None:
+        status = _paint(cap["status"]).replace("_", " ")
         grants = f"{', '.join(cap['actions'])} on {', '.join(cap['resources'])}"
-        status = cap["status"]
-        if cap["revoked_by"] not in (None, cap["id"]):
-            status += f" (via {cap['revoked_by']})"
-        table.add_row(
-            escape(indent + cap["id"]),
-            escape(cap["principal"]),
-            _paint(cap["status"]).replace("_", " ") + escape(status[len(cap["status"]) :]),
-            escape(grants),
-            iso_time(cap["expires"]),
+        window = f"from {iso_time(cap['not_before'])} until {iso_time(cap['expires'])}"
+        if cap["revoked_by"] is not None:
+            window += f"\nrevoked {iso_time(cap['revoked_at'])}"
+            if cap["revoked_by"] != cap["id"]:
+                window += f" with {escape(cap['revoked_by'])}"
+        node = parent.add(
+            f"[bold]{escape(cap['id'])}[/]  {escape(cap['principal'])}  {status}\n"
+            f"{escape(grants)}\n[dim]{window}[/]"
         )
-    out.print(table)
+        for child in cap["children"]:
+            if child in by_id:
+                add(node, by_id[child])
+
+    for cap in shown:
+        if cap["parent_id"] not in by_id:  # a root, or a child whose parent is not shown
+            add(tree, cap)
+    out.print(tree, highlight=False)
     counts = listing["counts"]
     parts = [f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n]
     total = sum(counts.values())
@@ -202,22 +206,6 @@ def _render_caps(listing: dict[str, Any], shown: list[dict[str, Any]], hidden: i
     if hidden:
         summary += f"; {hidden} revoked or expired not shown (`--all` shows them)"
     out.print(summary, highlight=False)
-
-
-def _tree_order(shown: list[dict[str, Any]], by_id: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each shown capability followed by its shown descendants, depth first."""
-    ordered: list[dict[str, Any]] = []
-
-    def visit(cap: dict[str, Any]) -> None:
-        ordered.append(cap)
-        for child in cap["children"]:
-            if child in by_id:
-                visit(by_id[child])
-
-    for cap in shown:
-        if cap["parent_id"] not in by_id:
-            visit(cap)
-    return ordered
 
 
 # ---- sop attest verify -----------------------------------------------------------------------
