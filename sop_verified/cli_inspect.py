@@ -28,6 +28,7 @@ from sop_verified.cli_support import (
     JsonFlag,
     error_exit,
     json_guarded,
+    jsonl_guarded,
     out,
     print_json,
     progress_bar,
@@ -328,5 +329,5 @@ def register(app: typer.Typer) -> None:
 
     app.command("status")(json_guarded(status_cmd))
     _group(app, "cap").command("list")(json_guarded(cap_list))
-    _group(app, "log").command("show")(json_guarded(log_show))
+    _group(app, "log").command("show")(jsonl_guarded(log_show))
     _group(app, "attest").command("verify")(json_guarded(attest_verify))

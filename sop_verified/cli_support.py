@@ -35,6 +35,7 @@ __all__ = [
     "fail",
     "guarded",
     "json_guarded",
+    "jsonl_guarded",
     "out",
     "print_json",
     "progress_bar",
@@ -216,7 +217,16 @@ def json_guarded(fn: _Cmd) -> _Cmd:
     without ``--json`` the error is one line on stderr. Exit statuses as
     :func:`error_exit` says.
     """
+    return _json_errors(fn, one_line=False)
 
+
+def jsonl_guarded(fn: _Cmd) -> _Cmd:
+    """:func:`json_guarded` for a command whose ``--json`` prints JSON Lines: the error
+    object is one line too, after the lines printed before it."""
+    return _json_errors(fn, one_line=True)
+
+
+def _json_errors(fn: _Cmd, *, one_line: bool) -> _Cmd:
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> None:
         try:
@@ -231,15 +241,17 @@ def json_guarded(fn: _Cmd) -> _Cmd:
             if status == 3:
                 message = f"internal error `{type(exc).__name__}`: {exc}"
             if kwargs.get("json_output"):
-                print_json(
-                    {
-                        "ok": False,
-                        "exit_code": status,
-                        "stage": stage,
-                        "code": code,
-                        "message": message,
-                    }
-                )
+                error = {
+                    "ok": False,
+                    "exit_code": status,
+                    "stage": stage,
+                    "code": code,
+                    "message": message,
+                }
+                if one_line:
+                    sys.stdout.write(orjson.dumps(error).decode() + "\n")
+                else:
+                    print_json(error)
                 raise typer.Exit(status) from None
             fail(message + (" (set SOP_DEBUG=1 for the traceback)" if status == 3 else ""), status)
 

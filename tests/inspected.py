@@ -7,7 +7,8 @@ At ``NOW`` the operator admits and derives (with a pinned clock):
 - ``csp`` (root) that expires at ``NOW + 50``;
 - ``late`` (root) not valid before ``NOW + 500``;
 
-and activates the demo's sound policy set. Listed at ``NOW + 100`` the statuses
+and activates the demo's sound policy set; one request without a capability is
+denied (a decision in the log). Listed at ``NOW + 100`` the statuses
 are: drac, drac.child, drac.grandchild active; emp, emp.child revoked; csp
 expired; late not yet valid. :func:`tree` hashes a directory (path -> mode, mtime,
 bytes) to show that a command changed nothing.
@@ -49,6 +50,9 @@ def make_data_dir(data_dir: Path) -> dict[str, str]:
         sop.revoke(emp.id)
         csp, _ = sop.admit("csp", ["state.persist"], ["state/csp/**"], expires=NOW + 50)
         late, _ = sop.admit("late", read, ["late/**"], not_before=NOW + 500, expires=NOW + 1000)
+        request = {"request_id": "r-1", "principal": "drac", "action": "artifact.read"}
+        denied = sop.submit({**request, "resource": "artifacts/drac/s1/x"})  # no capability
+        assert denied.log_index is not None
     for label, cap in (
         ("drac", drac),
         ("drac.child", child),
