@@ -29,9 +29,10 @@ NOW = 1_800_000_000
 LISTED_AT = NOW + 100
 
 
-def make_data_dir(data_dir: Path) -> dict[str, str]:
-    """Make the data directory described above; return each capability's id by its label."""
-    SOP.init(data_dir)
+def make_data_dir(data_dir: Path, dsn: str | None = None, schema: str = "sop") -> dict[str, str]:
+    """Make the data directory described above (its state in SQLite, or with ``dsn`` in that
+    PostgreSQL ``schema``); return each capability's id by its label."""
+    SOP.init(data_dir, dsn=dsn, schema=schema)
     policies = data_dir.parent / f"{data_dir.name}-policies"
     policies.mkdir()
     (policies / "policies.toml").write_text(SOUND_POLICIES)
