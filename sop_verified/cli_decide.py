@@ -27,6 +27,7 @@ from rich.markup import escape
 
 from sop_verified.cli_support import (
     DEFAULT_DATA_DIR,
+    STDIN,
     DataDir,
     JsonFlag,
     err,
@@ -34,12 +35,12 @@ from sop_verified.cli_support import (
     guarded,
     out,
     print_json,
+    read_input,
 )
 from sop_verified.errors import InputError
 
 __all__ = ["read_request", "register"]
 
-STDIN = "-"
 _ACCEPTED = (
     "one JSON object in SOP's request schema: `request_id`, `principal`, `action`,"
     " `resource`, `capability`, optional `context` and `obligations` (docs/CLI.md)"
@@ -126,24 +127,10 @@ def read_request(source: str | None) -> tuple[str, Any]:
 
 
 def _read(source: str | None, cap: int) -> tuple[str, bytes]:
-    if source is None or source == STDIN:
-        if sys.stdin is None or sys.stdin.isatty():
-            fail(f"no request: give a FILE, or `-` and pipe {_ACCEPTED} into it")
-        data = sys.stdin.buffer.read(cap + 1)
-        name = "<stdin>"
-    else:
-        name = source
-        try:
-            with Path(source).open("rb") as fh:
-                data = fh.read(cap + 1)
-        except FileNotFoundError:
-            fail(f"no request file at `{source}`; expected {_ACCEPTED}")
-        except IsADirectoryError:
-            fail(f"`{source}` is a directory; expected a file holding {_ACCEPTED}")
-        except OSError as exc:
-            fail(f"cannot read the request file `{source}`: {exc.strerror}")
-    if len(data) > cap:
-        fail(f"`{name}` is larger than {cap:,} bytes; expected {_ACCEPTED}")
+    if (source is None or source == STDIN) and (sys.stdin is None or sys.stdin.isatty()):
+        fail(f"no request: give a FILE, or `-` and pipe {_ACCEPTED} into it")
+    data = read_input(source or STDIN, what="request", accepted=_ACCEPTED, max_bytes=cap)
+    name = "<stdin>" if source is None or source == STDIN else source
     if not data.strip():
         fail(f"`{name}` is empty; expected {_ACCEPTED}")
     return name, data

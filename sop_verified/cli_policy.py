@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from sop_verified.cli_support import JsonFlag, err, fail, guarded, out, print_json
+from sop_verified.cli_support import JsonFlag, err, fail, guarded, out, print_json, read_input
 
 __all__ = ["register"]
 
@@ -205,10 +205,7 @@ def _policy_files(path: Path) -> list[Path]:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read the policy file `{path}`: {exc.strerror}")
+    return read_input(path, what="policy", accepted="a `*.toml` or `*.json` policy file")
 
 
 def _settle(path: Path, data: bytes, fm: Any, *, check: bool, drop: bool) -> dict[str, Any]:

@@ -152,7 +152,8 @@ def test_a_malformed_request_file_exits_2_naming_it(
 def test_missing_paths_exit_2_naming_them(setup: tuple[Path, str], tmp_path: Path) -> None:
     data, token = setup
     code, text = _decide(str(tmp_path / "nope.json"), "--data-dir", str(data))
-    assert code == 2 and "no request file at" in _flat(text)
+    assert code == 2 and "cannot read the request file" in _flat(text)
+    assert "no such file" in _flat(text)
     assert str(tmp_path / "nope.json") in text.replace("\n", "")
     code, text = _decide(str(tmp_path), "--data-dir", str(data))
     assert code == 2 and "is a directory" in _flat(text)
