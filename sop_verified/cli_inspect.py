@@ -129,7 +129,8 @@ def _render_status(status: dict[str, Any]) -> None:
         table.add_row(escape(check["name"]), _paint(check["health"]), escape(check["detail"]))
     out.print(table)
     size = status.get("log_size")
-    policy = status.get("policy_digest") or "none active"
+    checked = status.get("services", {}).get("policy", {}).get("health") == "READY"
+    policy = status.get("policy_digest") or ("none active" if checked else "not checked")
     out.print(
         f"log size: {'unknown' if size is None else size}   policy: {escape(policy)}",
         highlight=False,

@@ -56,7 +56,7 @@ def test_text_is_one_line_per_entry_index_iso_time_type_summary(data: Path) -> N
     assert "boot_manifest: https://sop.local/attestation/boot-manifest/v1" in lines[3]
     by_type = {line.split()[2]: line for line in lines}
     assert "DENY artifact.read artifacts/drac/s1/x by drac (capability/" in by_type["decision"]
-    assert "revoked, with its descendants" in by_type["capability.revoked"]
+    assert "revoked, with its subtree: cap-" in by_type["capability.revoked"]
     assert "derived from cap-" in by_type["capability.attenuated"]
 
 

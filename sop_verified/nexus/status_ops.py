@@ -79,9 +79,18 @@ class _Run:
         return self.config
 
 
+def _count(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _short(digest: str) -> str:
+    """``sha256:`` and the first 16 hex digits (the report's ``*_digest`` keys hold it whole)."""
+    return digest[:23] + "…"
+
+
 def _config(run: _Run) -> str:
     run.config = load_config(run.data_dir)
-    return f"digest {run.config.digest()}"
+    return f"digest {_short(run.config.digest())}"
 
 
 def _keys(run: _Run) -> str:
@@ -113,17 +122,16 @@ def _log(run: _Run) -> str:
     if not report.ok:  # spec: INV-5 — an entry changed anywhere, not only at the tail
         first = report.findings[0]
         raise IntegrityError(
-            f"`sop log verify` finds {report.total_findings} problem(s), the first at index"
-            f" {report.first_bad_index}: {first.kind}: {first.message}"
+            f"`sop log verify` finds {_count(report.total_findings, 'problem', 'problems')},"
+            f" the first at index {report.first_bad_index}: {first.kind}: {first.message}"
         )
     if report.entries != opened.log.size:
         raise IntegrityError(
             f"the audit verified {report.entries} entries, the opened log holds {run.log_size}"
         )
-    return (
-        f"{report.entries} entries and {report.verified_checkpoints} checkpoints verified,"
-        " anchor checked"
-    )
+    entries = _count(report.entries, "entry", "entries")
+    checkpoints = _count(report.verified_checkpoints, "checkpoint", "checkpoints")
+    return f"{entries} and {checkpoints} verified, anchor checked"
 
 
 def _state(run: _Run) -> str:
@@ -136,7 +144,8 @@ def _state(run: _Run) -> str:
 def _capabilities(run: _Run) -> str:
     assert run.view is not None  # the state check read it
     tree = capability_tree(run.view)
-    return f"{len(tree.records)} admitted, {len(tree.revoked)} revoked"
+    admitted = _count(len(tree.records), "capability", "capabilities")
+    return f"{admitted} admitted, {len(tree.revoked)} revoked"
 
 
 def _policy(run: _Run) -> str:
@@ -157,7 +166,7 @@ def _policy(run: _Run) -> str:
     if policy.evaluate(canary).allowed:  # spec: INV-6
         raise IntegrityError("the active policy set permits an admin action through the bridge")
     run.policy_digest = digest
-    return f"digest {digest}"
+    return f"digest {_short(digest)}, {_count(len(policy.document), 'policy', 'policies')}"
 
 
 def _witness(run: _Run) -> str:
