@@ -155,3 +155,17 @@ def test_follow_shows_new_entries_as_they_are_logged_and_ctrl_c_exits_0(
     shown = [json.loads(line) for line in first + later]
     assert [s["index"] for s in shown] == list(range(size - 1, size + 4))
     assert [s["type"] for s in shown[1:]] == ["boot", "attestation", "decision", "decision"]
+
+
+def test_the_readme_tour_shows_log_show_commands_that_run(data: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    tour = readme.split("## A tour", 1)[1].split("\n## ", 1)[0]
+    commands = [line.split("#")[0].split() for line in tour.splitlines()]
+    commands = [c for c in commands if c[:3] == ["sop", "log", "show"]]
+    assert len(commands) == 3 and any("--follow" in c for c in commands)
+    for command in commands:
+        if "--follow" in command:
+            continue  # test_follow_... runs it
+        args = [str(data) if a == "sop-data" else a for a in command[3:]]
+        code, output = _show(*args)
+        assert code == 0 and output.splitlines(), (command, output)
