@@ -23,6 +23,7 @@ __all__ = [
     "LogHeadMovedError",
     "NotWitnessedError",
     "ObligationError",
+    "PathError",
     "PersistenceError",
     "PolicyError",
     "PolicyEvaluationError",
@@ -55,6 +56,20 @@ class InputError(SOPError):
         if accepted:
             parts.append(f"accepted: {accepted}")
         super().__init__("; ".join(parts))
+
+
+class PathError(InputError):
+    """A path given to SOP is missing, of the wrong kind, or cannot be read or written.
+
+    The message names the path, what is there and what is expected; ``code`` says which:
+    ``not_found``, ``not_a_directory``, ``is_a_directory``, ``dangling_symlink``, ``exists``,
+    ``not_a_data_directory``, ``permission_denied``, ``read_only``, ``empty``.
+    """
+
+    def __init__(self, message: str, *, code: str, path: str) -> None:
+        self.code = code
+        self.path = path
+        super().__init__(message)
 
 
 class RequestError(InputError):

@@ -47,6 +47,9 @@ class BootReport:
     failed: str | None
     detail: str
     manifest: bytes
+    error: BaseException | None = None
+    """The error that stopped boot (None when none did): its class says what kind of failure
+    it was, e.g. for the CLI's exit status (a bad configuration, or an integrity alarm)."""
 
     def manifest_dict(self) -> dict[str, Any]:
         """The manifest as data."""
@@ -72,10 +75,11 @@ def boot(
     """
     failed: str | None = None
     detail = ""
+    error: BaseException | None = None
     try:
         order = boot_order(registry.graph())  # spec: INV-8 — a pure function of the graph
     except SOPError as exc:
-        order, failed, detail = [], "<graph>", str(exc)
+        order, failed, detail, error = [], "<graph>", str(exc), exc
         for svc in registry.services():
             registry.set_health(svc.name, Health.FAILED, detail)
     for name in order:
@@ -84,7 +88,7 @@ def boot(
             svc.start()
             svc.self_test()
         except Exception as exc:  # spec: INV-8 — any boot failure leaves SOP not READY
-            failed, detail = name, f"{type(exc).__name__}: {exc}"
+            failed, detail, error = name, f"{type(exc).__name__}: {exc}", exc
             registry.set_health(name, Health.FAILED, detail)
             break
         registry.set_health(name, Health.READY)
@@ -100,4 +104,4 @@ def boot(
         "services": {s.name: str(s.health) for s in registry.services()},
         **facts(),
     }
-    return BootReport(tuple(order), health, failed, detail, canonical_json(manifest))
+    return BootReport(tuple(order), health, failed, detail, canonical_json(manifest), error)

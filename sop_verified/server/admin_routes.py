@@ -164,13 +164,15 @@ def _failure(exc: SOPError) -> Response:
     """The problem for an action SOP refused (or failed)."""
     from sop_verified.nexus.sop import PolicyRefusedError  # noqa: PLC0415 - nexus is heavy
 
+    error = type(exc).__name__  # the CLI's exit status follows the class, as for a local run
     if isinstance(exc, PolicyRefusedError):
-        return problem(422, "policy_refused", str(exc), report=exc.report.to_dict())
+        return problem(422, "policy_refused", str(exc), report=exc.report.to_dict(), error=error)
     if isinstance(exc, InputError):
-        return problem(422, getattr(exc, "code", None) or "invalid_input", str(exc))
+        code = getattr(exc, "code", None) or "invalid_input"
+        return problem(422, code, str(exc), error=error)
     if isinstance(exc, IntegrityError | StorageError):
-        return problem(500, "integrity_error", str(exc))
-    return problem(409, "refused", str(exc))
+        return problem(500, "integrity_error", str(exc), error=error)
+    return problem(409, "refused", str(exc), error=error)
 
 
 def _guarded(handler: _Handler) -> _Handler:
