@@ -15,26 +15,37 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
+from sop_verified.cli_paths import require_file, require_new_dir, require_output_file
 from sop_verified.cli_support import (
     DEFAULT_DATA_DIR,
+    EXIT_CODES_HELP,
     DataDir,
     DsnOption,
     JsonFlag,
+    SopGroup,
     boot_data_dir,
     err,
     fail,
     guarded,
     out,
+    plural,
     print_json,
+    require_data_dir,
+    shown,
 )
-from sop_verified.errors import SOPError
+from sop_verified.errors import PolicyError, SOPError
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=True, help="SOP, the verified operations kernel."
+    cls=SopGroup,
+    no_args_is_help=True,
+    add_completion=True,
+    help="SOP, the verified operations kernel.",
+    epilog=EXIT_CODES_HELP,
 )
 
 
@@ -84,6 +95,7 @@ def spec_check(
     """Discharge every invariant with Z3; write the report (--out, default ./REPORT.md)."""
     from sop_verified.proofs.cli import spec_check as run
 
+    require_output_file(report_out, "a file to write the markdown report to")
     raise typer.Exit(run(json_output=json_output, report_path=report_out))
 
 
@@ -111,7 +123,9 @@ def init_cmd(
     from sop_verified.nexus.config import init_replica
     from sop_verified.nexus.sop import SOP
 
+    require_new_dir(data_dir, "a new path or a directory, where the data directory is made")
     if replica_of is not None:
+        require_data_dir(replica_of)
         if dsn is not None:
             fail("`--replica-of` copies the other replica's database settings; drop `--dsn`")
         init_replica(data_dir, replica_of)
@@ -123,7 +137,13 @@ def init_cmd(
     if json_output:
         print_json(status)
         return
-    out.print(f"initialised [bold]{data_dir}[/] — health {status['health']}")
+    out.print(f"initialised [bold]{escape(str(data_dir))}[/] — health {status['health']}")
+
+
+def _given(ctx: typer.Context) -> bool:
+    """Whether ``--data-dir`` (or SOP_DATA_DIR) was given, not left at its default."""
+    source = ctx.get_parameter_source("data_dir")
+    return source is not None and source.name != "DEFAULT"
 
 
 def _served(data_dir: Path) -> Any:
@@ -137,25 +157,41 @@ def _policy_report(data: dict[str, Any], json_output: bool, verb: str) -> None:
     if json_output:
         print_json(data)
         return
-    table = Table(title=f"policy {verb}: {data['source']}", box=box.SIMPLE)
+    table = Table(title=escape(f"policy {verb}: {data['source']}"), box=box.SIMPLE)
     for col in ("check", "severity", "message"):
         table.add_column(col)
     for f in data["findings"]:
-        table.add_row(f["code"], f["severity"], f["message"])
+        table.add_row(escape(f["code"]), f["severity"], escape(f["message"]))
     out.print(table)
     for f in data["findings"]:
         if f.get("counterexample"):
-            out.print(f"[bold]counterexample request for {f['code']}:[/]")
+            out.print(f"[bold]counterexample request for {escape(f['code'])}:[/]")
             out.print_json(orjson.dumps(f["counterexample"]).decode())
     out.print(
-        f"{data['policy_count']} policies, digest {data['digest']}: "
-        + ("[green]ok[/]" if data["ok"] else "[red]refused[/]")
+        f"{plural(data['policy_count'], 'policy', 'policies')},"
+        f" digest {shown(data['digest'])}: " + ("[green]ok[/]" if data["ok"] else "[red]refused[/]")
     )
+
+
+def _refuse_unloadable(data: dict[str, Any]) -> None:
+    """A policy set that does not load is an input error (exit 2), for check and activate alike;
+    one that loads and fails an analysis is refused (exit 1)."""
+    unloadable = [f for f in data["findings"] if f["code"] == "invalid_policy_set"]
+    if data["digest"] is None and unloadable:
+        fail(
+            f"the policy set `{data['source']}` does not load: {unloadable[0]['message']}",
+            stage="policy",
+            error="invalid_policy_set",
+        )
+
+
+_POLICY_PATH = "a policy file, or a directory of *.toml and *.json policy files"
 
 
 @policy_app.command("check")
 @guarded
 def policy_check(
+    ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="A policy file or a directory of *.toml / *.json.")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
     json_output: JsonFlag = False,
@@ -164,6 +200,9 @@ def policy_check(
     from sop_verified.core.policy import check_directory
     from sop_verified.nexus.config import DEFAULT_CONFIG
 
+    require_file(path, _POLICY_PATH, directory_too=True)
+    if _given(ctx):  # the default `sop-data` may be absent: the default scopes are used
+        require_data_dir(data_dir)
     if (data_dir / "sop.toml").exists() and (server := _served(data_dir)) is not None:
         data = server.call("POST", "/admin/policy/check", {"path": str(path.absolute())})
     elif (data_dir / "sop.toml").exists():
@@ -175,6 +214,7 @@ def policy_check(
 
         scopes = tomllib.loads(DEFAULT_CONFIG)["scopes"]["approved"]
         data = check_directory(path, scopes).to_dict()
+    _refuse_unloadable(data)
     _policy_report(data, json_output, "check")
     raise typer.Exit(0 if data["ok"] else 1)
 
@@ -190,6 +230,8 @@ def policy_activate(
     from sop_verified.nexus.sop import PolicyRefusedError
     from sop_verified.server.admin_client import AdminRefusedError
 
+    require_file(path, _POLICY_PATH, directory_too=True)
+    require_data_dir(data_dir)
     if (server := _served(data_dir)) is not None:
         try:
             data = server.call("POST", "/admin/policy/activate", {"path": str(path.absolute())})
@@ -206,6 +248,12 @@ def policy_activate(
     except PolicyRefusedError as exc:
         _policy_report(exc.report.to_dict(), json_output, "activate (refused)")
         raise typer.Exit(1) from None
+    except PolicyError as exc:  # does not load: as `sop policy check` says it
+        fail(
+            f"the policy set `{path}` does not load: {exc}",
+            stage="policy",
+            error="invalid_policy_set",
+        )
     finally:
         sop.close()
     _policy_report(report.to_dict(), json_output, "activate")
@@ -216,9 +264,10 @@ def _cap_out(claims: dict[str, Any], token: str, json_output: bool) -> None:
     if json_output:
         print_json(data)
     else:
+        what = f"{', '.join(sorted(claims['actions']))} on {', '.join(claims['resources'])}"
         out.print(
-            f"capability [bold]{claims['id']}[/] for {claims['principal']}: "
-            f"{', '.join(sorted(claims['actions']))} on {', '.join(claims['resources'])}"
+            f"capability [bold]{escape(claims['id'])}[/] for {escape(claims['principal'])}: "
+            + escape(what)
         )
         out.print(
             "token (hand it to the holder; it is a bearer credential bound to its principal):"
@@ -244,7 +293,9 @@ def cap_admit(
     principal: Annotated[str, typer.Option("--principal", "-p", help="The protocol identity.")],
     action: Actions,
     resource: Resources,
-    expires_in: Annotated[int, typer.Option(help="Seconds until expiry.")] = 86_400,
+    expires_in: Annotated[
+        int, typer.Option(help="Seconds until expiry (1 or more).", min=1)
+    ] = 86_400,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     json_output: JsonFlag = False,
 ) -> None:
@@ -268,7 +319,9 @@ def cap_attenuate(
     token: Annotated[str, typer.Option("--token", help="The parent token.")],
     action: Actions,
     resource: Resources,
-    expires_in: Annotated[int | None, typer.Option(help="Seconds until expiry.")] = None,
+    expires_in: Annotated[
+        int | None, typer.Option(help="Seconds until expiry (1 or more).", min=1)
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     json_output: JsonFlag = False,
 ) -> None:
@@ -307,7 +360,12 @@ def cap_revoke(
     if json_output:
         print_json({"revoked": revoked})
     else:
-        out.print(f"revoked {len(revoked)}: {', '.join(revoked)}")
+        count = plural(len(revoked), "capability", "capabilities")
+        out.print(f"revoked {count}: " + escape(", ".join(revoked)))
+
+
+RLIMIT_MAX = 2**32 - 1
+"""z3's resource limit is an unsigned 32-bit integer."""
 
 
 @app.command("prove")
@@ -322,7 +380,12 @@ def prove_cmd(
     ],
     json_output: JsonFlag = False,
     rlimit: Annotated[
-        int | None, typer.Option(help="z3's resource limit (default 5,000,000).")
+        int | None,
+        typer.Option(
+            help="z3's resource limit, 1 to 4,294,967,295 (default 5,000,000).",
+            min=1,
+            max=RLIMIT_MAX,
+        ),
     ] = None,
     fmt: Annotated[
         str | None,
@@ -331,14 +394,17 @@ def prove_cmd(
         ),
     ] = None,
 ) -> None:
-    """Check one obligation with the proof gate; exit 0 only for PROVED."""
+    """Check one obligation with the proof gate; exit 0 PROVED, 1 REFUTED or UNKNOWN,
+    2 REJECTED (the file is missing, unreadable or not an obligation)."""
     from sop_verified.cli_support import STDIN, read_input, sniff_obligation
     from sop_verified.core.proofgate import prove_command
 
     if fmt is not None and fmt not in ("smt2", "json"):
         fail(f"`--format {fmt}` is not a format; accepted: `smt2`, `json`")
     data = None
-    if path == STDIN:
+    if path != STDIN:
+        require_file(Path(path), "an obligation file: an .smt2 script or a .json structured form")
+    else:
         data = read_input(path, what="obligation", accepted="SMT-LIB 2 or its JSON form")
         if fmt is None:
             fmt, why = sniff_obligation(data)
@@ -387,14 +453,13 @@ def proofs_replay(
         print_json(data)
     else:
         out.print(
-            f"replayed {report.checked} of {report.total} recorded verdicts: "
+            f"replayed {report.checked} of {plural(report.total, 'recorded verdict')}: "
             f"{report.agreed} agree, "
             f"{len(report.disagreements)} disagree, {len(report.inconclusive)} inconclusive"
         )
         for d in report.disagreements:
-            out.print(
-                f"[red]DISAGREE[/] {d.digest}: recorded {d.recorded}, now {d.rechecked}: {d.reason}"
-            )
+            what = f"{d.digest}: recorded {d.recorded}, now {d.rechecked}: {d.reason}"
+            out.print(f"[red]DISAGREE[/] {escape(what)}")
     raise typer.Exit(0 if report.ok else 1)
 
 

@@ -1,9 +1,10 @@
 """The `sop certs` commands: the bridge plane's local CA and its client certificates.
 
 Registered on the main app by :func:`register`, with the CLI's conventions:
-rich output for humans, ``--json`` for machines, one error line and exit 2
-for bad input. Paths, principals, serials and fingerprints are printed; key
-contents never are. docs/TLS.md is the guide.
+rich output for humans, ``--json`` for machines, the exit-code table of
+:mod:`sop_verified.cli_support` (one error line and exit 2 for bad input).
+Paths, principals, serials and fingerprints are printed; key contents never
+are. docs/TLS.md is the guide.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from sop_verified.cli_paths import require_output_dir
 from sop_verified.cli_support import (
     DEFAULT_DATA_DIR,
     DataDir,
     JsonFlag,
-    fail,
     guarded,
     out,
     print_json,
+    require_data_dir,
 )
 
 __all__ = ["register"]
@@ -32,19 +34,11 @@ certs_app = typer.Typer(
 )
 
 
-def _require_data_dir(data_dir: Path) -> None:
-    if not (data_dir / "sop.toml").exists():
-        fail(
-            f"no SOP data directory at `{data_dir}`; "
-            f"create one with `sop init --data-dir {data_dir}`"
-        )
-
-
 def certs_init(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
     """Create the local CA and server certificate in keys/tls/ (`sop init` does it already)."""
     from sop_verified.server.certs import check_authority, create_authority  # noqa: PLC0415
 
-    _require_data_dir(data_dir)
+    require_data_dir(data_dir)
     create_authority(data_dir)
     status = check_authority(data_dir)
     tls = data_dir / "keys" / "tls"
@@ -71,7 +65,7 @@ Out = Annotated[
         "--out", help="Where to write NAME.pem, NAME.key and ca.pem (default: ./NAME-cert/)."
     ),
 ]
-Days = Annotated[int, typer.Option("--days", help="Validity in days.")]
+Days = Annotated[int, typer.Option("--days", help="Validity in days (1 or more).", min=1)]
 
 
 def certs_issue(
@@ -84,8 +78,10 @@ def certs_issue(
     """Issue a client certificate for principal NAME (files 0600, directory 0700)."""
     from sop_verified.server.certs import issue_client  # noqa: PLC0415 - keep --help fast
 
-    _require_data_dir(data_dir)
-    issued = issue_client(data_dir, name, out_dir or Path(f"{name}-cert"), days=days)
+    require_data_dir(data_dir)
+    target = out_dir or Path(f"{name}-cert")
+    require_output_dir(target, "a directory for the certificate, its key and the CA")
+    issued = issue_client(data_dir, name, target, days=days)
     data = issued.to_dict()
     if json_output:
         print_json(data)

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from sop_verified.cli_paths import require_data_dir
 from sop_verified.cli_support import (
     DEFAULT_DATA_DIR,
     STDIN,
@@ -142,13 +143,7 @@ def _check_data_dir(data_dir: Path, *, dry_run: bool) -> None:
     from sop_verified.nexus.config import load_config  # noqa: PLC0415 - keep --help fast
     from sop_verified.server.serve_lock import holder  # noqa: PLC0415
 
-    if data_dir.exists() and not data_dir.is_dir():
-        fail(f"`{data_dir}` is a file; expected a data directory (made by `sop init`)")
-    if not (data_dir / "sop.toml").is_file():
-        fail(
-            f"no SOP data directory at `{data_dir}`; create one with"
-            f" `sop init --data-dir {data_dir}`"
-        )
+    require_data_dir(data_dir)
     pid = holder(data_dir)
     if pid is not None:
         fail(

@@ -21,6 +21,7 @@ from sop_verified.cli_support import (
     guarded,
     out,
     print_json,
+    require_data_dir,
 )
 
 __all__ = ["register"]
@@ -44,6 +45,7 @@ def emp_revoke_key(
     """
     from sop_verified.server.admin_client import served  # noqa: PLC0415 - only when it runs
 
+    require_data_dir(data_dir)
     server = served(data_dir)
     if server is not None:
         body = {"key_id": key_id, "reason": reason}

@@ -18,9 +18,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from rich.markup import escape
 
-from sop_verified.cli_support import DEFAULT_DATA_DIR, DataDir, err, guarded
+from sop_verified.cli_support import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    ExitCode,
+    fail,
+    guarded_stream,
+    require_data_dir,
+)
 from sop_verified.errors import InputError, IntegrityError, VerificationError
 
 if TYPE_CHECKING:
@@ -84,21 +90,14 @@ def events_tail(
     from sop_verified.nexus.event_ops import DataDirEvents  # noqa: PLC0415 - keep --help fast
 
     wanted = _types(types or [])
-    if not (data_dir / "sop.toml").exists():
-        raise InputError(
-            f"no SOP data directory at `{data_dir}`",
-            accepted=f"a directory made by `sop init --data-dir {data_dir}`",
-        )
+    require_data_dir(data_dir)
     try:
         with DataDirEvents(data_dir) as source:
             _tail(source, from_index, follow=follow, wanted=wanted, json_output=json_output)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     except (IntegrityError, VerificationError) as exc:  # the log failed its check: exit 1
-        err.print(
-            f"[bold red]log check failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-        )
-        raise typer.Exit(1) from None
+        fail(f"log check failed: {exc}", ExitCode.FAILED, stage="integrity", error="log_check")
 
 
 def _tail(
@@ -188,5 +187,5 @@ def register(app: typer.Typer) -> None:
     Args:
         app: The main ``sop`` app (``sop_verified.cli.app``).
     """
-    events_app.command("tail")(guarded(events_tail))
+    events_app.command("tail")(guarded_stream(events_tail))
     app.add_typer(events_app, name="events")

@@ -26,9 +26,10 @@ from sop_verified.cli_support import (
     DEFAULT_DATA_DIR,
     DataDir,
     JsonFlag,
-    error_exit,
-    json_guarded,
-    jsonl_guarded,
+    classify,
+    describe,
+    guarded,
+    guarded_stream,
     out,
     print_json,
     progress_bar,
@@ -232,9 +233,13 @@ def attest_verify(
         raise InputError("standard input (`-`) can be read once", accepted="one `-`")
     key = _public_key(pem)
     results = [_verify_one(name, key) for name in files]
-    status = max(r["exit_code"] for r in results)
-    if json_output:
-        print_json({"ok": status == 0, "exit_code": status, "files": results})
+    status = max(r["exit"] for r in results)
+    if json_output:  # when one failed: the CLI's error members, of the first that failed
+        first = next((r for r in results if not r["ok"]), None)
+        error = {} if first is None else {k: first[k] for k in ("stage", "code")}
+        if first is not None:
+            error["message"] = f"`{first['file']}`: {first['message']}"
+        print_json({"ok": status == 0, "exit": status, **error, "files": results})
     else:
         for r in results:
             label = escape(r["file"])
@@ -274,20 +279,20 @@ def _verify_one(name: str, key: Ed25519PublicKey) -> dict[str, Any]:
         data = read_input(name, what="attestation", accepted="a DSSE envelope (JSON)")
         statement = verify_envelope(data, key)
         subjects = _subjects(statement)
-    except Exception as exc:
-        status, stage, code = error_exit(exc)
+    except Exception as exc:  # each file's own verdict; the table decides its exit status
+        status, stage, code = classify(exc)
         return {
             "file": label,
             "ok": False,
-            "exit_code": status,
+            "exit": int(status),
             "stage": stage,
             "code": code,
-            "message": str(exc),
+            "message": describe(exc),
         }
     return {
         "file": label,
         "ok": True,
-        "exit_code": 0,
+        "exit": 0,
         "predicate_type": statement["predicateType"],
         "subjects": subjects,
         "statement": statement,
@@ -328,7 +333,7 @@ def register(app: typer.Typer) -> None:
     """
     from sop_verified.cli_log_show import log_show  # noqa: PLC0415 - one module per command
 
-    app.command("status")(json_guarded(status_cmd))
-    _group(app, "cap").command("list")(json_guarded(cap_list))
-    _group(app, "log").command("show")(jsonl_guarded(log_show))
-    _group(app, "attest").command("verify")(json_guarded(attest_verify))
+    app.command("status")(guarded(status_cmd))
+    _group(app, "cap").command("list")(guarded(cap_list))
+    _group(app, "log").command("show")(guarded_stream(log_show))
+    _group(app, "attest").command("verify")(guarded(attest_verify))

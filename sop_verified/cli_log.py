@@ -2,7 +2,8 @@
 
 Registered on the main app by :func:`register` (called from ``sop_verified.cli``),
 with the same conventions: rich output for humans, ``--json`` for machines,
-one error line and exit 2 for bad input, exit 1 when a check fails.
+the exit-code table of :mod:`sop_verified.cli_support` (2 for bad input, 1 when
+a check fails).
 """
 
 from __future__ import annotations
@@ -16,21 +17,26 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from sop_verified.cli_paths import require_file, require_output_dir, require_output_file
 from sop_verified.cli_support import (
     DEFAULT_DATA_DIR,
     STDIN,
     DataDir,
+    ExitCode,
     JsonFlag,
     boot_data_dir,
     err,
+    fail,
     guarded,
     out,
+    plural,
     print_json,
     progress_bar,
     read_input,
     refuse_if_served,
+    require_data_dir,
 )
-from sop_verified.errors import InputError, ReceiptError
+from sop_verified.errors import InputError, PathError, ReceiptError
 from sop_verified.tools.private_fs import write_private
 
 if TYPE_CHECKING:
@@ -81,12 +87,17 @@ def log_verify(
     exit 1 on any tampering."""
     from sop_verified.nexus.log_ops import audit_data_dir  # noqa: PLC0415 - keep --help fast
 
+    require_data_dir(data_dir)
     if (checkpoint or []).count(STDIN) > 1:
         raise InputError("standard input (`-`) can be read once", accepted="one `-`")
     accepted = "a signed checkpoint note or a C2SP tlog-proof file"
-    held: list[Path | bytes] = [
-        read_input(c, what="checkpoint", accepted=accepted) for c in checkpoint or []
-    ]
+    held: list[Path | bytes] = []  # files by name, so a finding names the file
+    for c in checkpoint or []:
+        note = read_input(c, what="checkpoint", accepted=accepted, nonempty=True)
+        held.append(note if str(c) == STDIN else Path(c))
+    if anchor is not None:
+        expected = "a rollback anchor: a copy of a data directory's checkpoint.anchor"
+        require_file(anchor, expected, nonempty=True)
     if json_output:
         report, trusted = audit_data_dir(data_dir, vkey=vkey, held=held, anchor=anchor)
     else:
@@ -115,10 +126,12 @@ def _render_audit(data: dict[str, Any], origin: str) -> None:
         out.print(f"[yellow]warning[/]: {escape(data['trusted_key_warning'])}")
     out.print(_anchor_line(data["anchor"]), markup=False, highlight=False)
     out.print(
-        f"{data['entries']} entries, {data['verified_checkpoints']}/{data['checkpoints']}"
-        f" checkpoints verified, root {data['root']}"
+        f"{plural(data['entries'], 'entry', 'entries')},"
+        f" {data['verified_checkpoints']}/{data['checkpoints']}"
+        f" checkpoints verified, root {data['root'] or 'none (an empty log)'}",
+        highlight=False,
     )
-    out.print(f"derived state: {data['derived_state']}")
+    out.print(f"derived state: {escape(str(data['derived_state']))}")
     if data["ok"]:
         caveat = " [yellow](against the data directory's own key: see the warning)[/]"
         out.print(
@@ -130,11 +143,13 @@ def _render_audit(data: dict[str, Any], origin: str) -> None:
     for col in ("kind", "index", "what"):
         table.add_column(col)
     for f in data["findings"]:
-        table.add_row(f["kind"], str(f["index"]), f["message"])
+        index = "" if f["index"] is None else str(f["index"])
+        table.add_row(escape(f["kind"]), index, escape(f["message"]))
     out.print(table)
+    first = data["first_bad_index"]
     out.print(
-        f"[red]tampering found[/]: {data['total_findings']} findings,"
-        f" first bad index [bold]{data['first_bad_index']}[/]"
+        f"[red]tampering found[/]: {plural(data['total_findings'], 'finding')}"
+        + ("" if first is None else f", first bad index [bold]{first}[/]")
     )
 
 
@@ -163,8 +178,12 @@ def log_anchor(
     from sop_verified.nexus.reanchor import unsafe_accept_current  # noqa: PLC0415 - keep --help fast
     from sop_verified.nexus.sop import wall_clock  # noqa: PLC0415 - keep --help fast
 
+    require_data_dir(data_dir)
     if not accept_current:
-        raise InputError("`sop log anchor` changes nothing without `--accept-current`")
+        raise InputError(
+            "`sop log anchor` changes nothing without `--accept-current`",
+            accepted="`sop log anchor --accept-current`",
+        )
     refuse_if_served(data_dir, "sop log anchor")
     done = unsafe_accept_current(data_dir, wall_clock())
     if json_output:
@@ -179,7 +198,7 @@ def log_anchor(
 
 
 def log_prove(
-    index: Annotated[int, typer.Argument(help="The entry index.")],
+    index: Annotated[int, typer.Argument(help="The entry index (0 or more).", min=0)],
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the bundle here.")] = None,
     unwitnessed: Annotated[
         bool,
@@ -190,6 +209,7 @@ def log_prove(
         ),
     ] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
 ) -> None:
     """Write the offline proof bundle (C2SP tlog-proof) of entry INDEX.
 
@@ -198,18 +218,26 @@ def log_prove(
     """
     from sop_verified.nexus.log_ops import prove_entry  # noqa: PLC0415 - lazy: keeps `sop --help` fast
 
+    require_data_dir(data_dir)
+    if out_file is not None:
+        require_output_file(out_file, "a file to write the receipt to")
     text = prove_entry(data_dir, index, unwitnessed=unwitnessed).to_text()
-    if out_file is None:
+    if out_file is not None:
+        write_private(out_file, text.encode("utf-8"))
+    if json_output:
+        where = None if out_file is None else str(out_file)
+        print_json({"index": index, "receipt": text, "written": where})
+    elif out_file is None:
         sys.stdout.write(text)
-        return
-    write_private(out_file, text.encode("utf-8"))
-    err.print(f"wrote the receipt of entry {index} to {out_file}")
+    else:
+        err.print(f"wrote the receipt of entry {index} to {out_file}", markup=False)
 
 
 def log_checkpoint(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
     """Print the latest signed checkpoint (verified against the public key)."""
     from sop_verified.nexus.log_ops import latest_checkpoint  # noqa: PLC0415 - lazy: keeps `sop --help` fast
 
+    require_data_dir(data_dir)
     note = latest_checkpoint(data_dir)
     if json_output:
         print_json({"checkpoint": note})
@@ -255,7 +283,7 @@ def receipt_verify(
 
     if bundle == STDIN and payload == STDIN:
         raise InputError("standard input (`-`) can be read once", accepted="one `-`")
-    data = read_input(bundle, what="receipt", accepted="a C2SP tlog-proof file")
+    data = read_input(bundle, what="receipt", accepted="a C2SP tlog-proof file", nonempty=True)
     held = None
     if payload is not None:
         held = read_input(payload, what="entry", accepted="the entry's bytes, as logged")
@@ -287,27 +315,29 @@ def receipt_verify(
     if json_output:
         print_json(summary)
         return
-    out.print(
+    out.print(  # the origin and the witnesses' names come from the file: text, not markup
         f"[green]receipt verified[/]: entry {result.index} (leaf {summary['leaf_hash']}) is in"
-        f" {cp.origin} at size {cp.size}, signed root {summary['root']}"
+        f" {escape(cp.origin)} at size {cp.size}, signed root {summary['root']}"
     )
     for c in result.cosignatures:
-        out.print(f"  cosigned by {c.vkey.split('+')[0]} at {c.timestamp}", highlight=False)
+        who = c.vkey.split("+")[0]
+        out.print(f"  cosigned by {who} at {c.timestamp}", highlight=False, markup=False)
 
 
 def _witness_keys(values: list[str], minimum: int | None) -> list[CosignatureVerifier]:
     """The ``--witness`` keys (strings or files); ``--min`` must be reachable with them."""
+    from sop_verified.nexus.trusted_key import key_text  # noqa: PLC0415 - keep --help fast
     from sop_verified.tools.cosignature import CosignatureVerifier  # noqa: PLC0415 - keep --help fast
 
     keys = []
     for value in values:
-        text = value.strip()
-        if "+" not in text:
-            try:
-                text = Path(value).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError):
-                raise InputError(f"no witness key file at `{value}`", where="--witness") from None
-        keys.append(CosignatureVerifier.from_string(text))
+        text, path = key_text(value, "--witness", _WITNESS_KEY, "witness key")
+        try:
+            keys.append(CosignatureVerifier.from_string(text))
+        except InputError as exc:
+            if path is None:
+                raise
+            raise InputError(f"`{path}` holds no witness key: {exc}") from None
     if minimum is not None and minimum > len(keys):
         raise InputError(
             f"`--min {minimum}` cosignatures cannot come from {len(keys)} `--witness` keys",
@@ -316,16 +346,24 @@ def _witness_keys(values: list[str], minimum: int | None) -> list[CosignatureVer
     return keys
 
 
+_WITNESS_KEY = (
+    "a witness's cosigner key string (C2SP tlog-cosignature, `name+keyid+base64`) or the path"
+    " of a file holding one"
+)
+
+
 def _is_hex(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def _receipt_failed(exc: ReceiptError, json_output: bool) -> None:
+    """A receipt that does not verify exits 1, whichever check it failed: one that does not
+    parse (stage ``format``) included, since a receipt altered on its way cannot be told from
+    one that was never a receipt (an empty or missing file is exit 2, before this)."""
     if json_output:
-        print_json({"ok": False, "stage": exc.stage, "message": str(exc)})
-    else:
-        err.print(f"[bold red]receipt rejected[/] ({exc.stage}): {exc}", highlight=False)
-    raise typer.Exit(1)
+        fail(str(exc), ExitCode.FAILED, stage=exc.stage, error="receipt_rejected")
+    err.print(f"[bold red]receipt rejected[/] ({exc.stage}): {escape(str(exc))}", highlight=False)
+    raise typer.Exit(ExitCode.FAILED)
 
 
 def keys_export(
@@ -339,29 +377,44 @@ def keys_export(
         bool, typer.Option("--vkey", help="Print the checkpoint verifier key (default).")
     ] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
 ) -> None:
     """Print a public key: the checkpoint verifier key, the genesis one, or the attestation PEM."""
     from sop_verified.nexus import keys  # noqa: PLC0415 - lazy: keeps `sop --help` fast
 
     if attestation_pem + genesis + checkpoint_vkey > 1:
-        raise InputError("choose one of `--vkey`, `--genesis`, `--pem`")
+        raise InputError(
+            "choose one of `--vkey`, `--genesis`, `--pem`: they print different keys",
+            accepted="one of them, or none for `--vkey`",
+        )
+    require_data_dir(data_dir)
     if attestation_pem:
-        name = keys.ATTESTATION_PUB
-        text = (data_dir / name).read_text(encoding="utf-8") if (data_dir / name).is_file() else ""
-        if not text:
-            raise InputError(
-                f"no attestation public key in `{data_dir}`", accepted="run `sop init`"
+        path = data_dir / keys.ATTESTATION_PUB
+        require_file(path, "the attestation public key (PEM) that `sop init` writes")
+        text = path.read_text(encoding="utf-8")
+        if "-----BEGIN PUBLIC KEY-----" not in text:
+            raise PathError(
+                f"`{path}` holds no PEM public key; expected the attestation public key (PEM)"
+                " that `sop init` writes",
+                code="malformed",
+                path=str(path),
             )
-        sys.stdout.write(text)
+        kind = "attestation_pem"
+    else:
+        path = data_dir / (keys.CHECKPOINT_GENESIS if genesis else keys.CHECKPOINT_VKEY)
+        text = keys.read_vkey(path).vkey + "\n"
+        kind = "genesis_vkey" if genesis else "checkpoint_vkey"
+    if json_output:
+        print_json({"kind": kind, "key": text.strip(), "path": str(path)})
         return
-    path = data_dir / (keys.CHECKPOINT_GENESIS if genesis else keys.CHECKPOINT_VKEY)
-    sys.stdout.write(keys.read_vkey(path).vkey + "\n")
+    sys.stdout.write(text)
 
 
 def keys_rotate(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = False) -> None:
     """Rotate the checkpoint key; the new key is announced in the log under the old one."""
     from sop_verified.server.admin_client import served  # noqa: PLC0415 - keep --help fast
 
+    require_data_dir(data_dir)
     if (server := served(data_dir)) is not None:
         data = server.call("POST", "/admin/keys/rotate", {})
     else:
@@ -386,15 +439,15 @@ def keys_telemetry(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag =
     """
     from sop_verified.nexus.telemetry_config import create_telemetry_key  # noqa: PLC0415 - lazy: keeps `sop --help` fast
 
-    if not (data_dir / "sop.toml").is_file():
-        raise InputError(
-            f"no SOP data directory at `{data_dir}`", accepted="a directory made by `sop init`"
-        )
+    require_data_dir(data_dir)
     path = create_telemetry_key(data_dir)
     if json_output:
         print_json({"created": str(path)})
         return
-    out.print(f"made the telemetry key {path} (0600); copy it to every replica of this log")
+    out.print(
+        f"made the telemetry key {path} (0600); copy it to every replica of this log",
+        markup=False,
+    )
 
 
 def attest_export(
@@ -405,11 +458,13 @@ def attest_export(
     """Write each logged DSSE envelope (in-toto Statement v1) as a JSON file in OUT_DIR."""
     from sop_verified.nexus.log_ops import export_attestations  # noqa: PLC0415 - lazy: keeps `sop --help` fast
 
+    require_data_dir(data_dir)
+    require_output_dir(out_dir, "a directory to write the envelopes in")
     written = export_attestations(data_dir, out_dir)
     if json_output:
         print_json({"written": [str(p) for p in written]})
         return
-    out.print(f"wrote {len(written)} envelopes to {out_dir}")
+    out.print(f"wrote {plural(len(written), 'envelope')} to {out_dir}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,7 +16,16 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from sop_verified.cli_support import JsonFlag, err, fail, guarded, out, print_json, read_input
+from sop_verified.cli_support import (
+    JsonFlag,
+    err,
+    fail,
+    guarded,
+    out,
+    plural,
+    print_json,
+    read_input,
+)
 
 __all__ = ["register"]
 
@@ -85,12 +94,8 @@ def policy_test(
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
 def _render_report(data: dict[str, Any]) -> None:
-    count = _plural(data["policy_count"], "policy", "policies")
+    count = plural(data["policy_count"], "policy", "policies")
     out.print(
         f"policy set `{escape(data['policies'])}` ({count}, digest {data['policy_digest'][:23]}…)",
         highlight=False,
@@ -105,7 +110,7 @@ def _render_report(data: dict[str, Any]) -> None:
         else:
             _render_failure(case)
     failed = data["failed"]
-    tally = f"{_plural(len(data['cases']), 'case', 'cases')}: {data['passed']} passed"
+    tally = f"{plural(len(data['cases']), 'case', 'cases')}: {data['passed']} passed"
     out.print(tally + (f", [red]{failed} failed[/]" if failed else ""), highlight=False)
 
 
@@ -177,10 +182,14 @@ def policy_fmt(
         except PolicyError as exc:
             errors.append({"path": str(f), "error": str(exc)})
     if errors:  # a file that does not parse: nothing is written at all
-        if json_output:
-            print_json({"ok": False, "exit_code": 2, "errors": errors})
-        for e in errors:
-            err.print(f"[bold red]error:[/] {escape(e['error'])}", highlight=False)
+        if json_output:  # the CLI's error object, with every file's error
+            first = f"{plural(len(errors), 'policy file')} did not parse, nothing was written"
+            message = f"{first}: {errors[0]['error']}"
+            error = {"ok": False, "exit": 2, "stage": "policy", "code": "invalid_policy_file"}
+            print_json({**error, "message": message, "errors": errors})
+        else:
+            for e in errors:
+                err.print(f"[bold red]error:[/] {escape(e['error'])}", highlight=False)
         raise typer.Exit(2)
     results = [_settle(f, data, fm, check=check, drop=drop_comments) for f, data, fm in formatted]
     bad = [r for r in results if r["refused"] or (check and r["changed"])]
@@ -244,7 +253,7 @@ def _render_fmt(results: list[dict[str, Any]], *, check: bool) -> None:
     for r in results:
         path = escape(r["path"])
         if r["refused"]:
-            n = _plural(len(r["dropped_comments"]), "comment", "comments")
+            n = plural(len(r["dropped_comments"]), "comment", "comments")
             out.print(
                 f"[red]refused[/] {path}: {n} would be lost (inside a value spread over lines,"
                 " or beside something the layout does not have); move them, or use"
@@ -257,8 +266,8 @@ def _render_fmt(results: list[dict[str, Any]], *, check: bool) -> None:
         elif r["changed"]:
             verb = "would reformat" if check else "formatted"
             lost = r["dropped_comments"]
-            note = f" ({_plural(len(lost), 'comment', 'comments')} dropped)" if lost else ""
+            note = f" ({plural(len(lost), 'comment', 'comments')} dropped)" if lost else ""
             out.print(f"{verb} {path}{note}", highlight=False, soft_wrap=True)
     same = sum(not r["changed"] for r in results)
     if same:
-        out.print(f"{_plural(same, 'file', 'files')} already formatted", highlight=False)
+        out.print(f"{plural(same, 'file', 'files')} already formatted", highlight=False)

@@ -9,8 +9,19 @@ from typing import Annotated
 
 import orjson
 import typer
+from rich.markup import escape
 
-from sop_verified.cli_support import DEFAULT_DATA_DIR, DataDir, JsonFlag, err, fail, guarded, out
+from sop_verified.cli_paths import require_output_file
+from sop_verified.cli_support import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonFlag,
+    err,
+    fail,
+    guarded_stream,
+    out,
+    require_data_dir,
+)
 
 __all__ = ["register"]
 
@@ -21,7 +32,7 @@ def _address(text: str, flag: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        fail(f"`{flag}` must be HOST:PORT (for example `127.0.0.1:7600`), got `{text}`")
+        fail(f"`{flag}` is `{text}`; expected HOST:PORT (for example `127.0.0.1:7600`)")
     return host, int(port)
 
 
@@ -69,7 +80,13 @@ def serve_cmd(
 
     bridge_at, read_at = _address(bridge, "--bridge"), _address(read, "--read")
     if unsafe_no_tls and not _loopback(bridge_at[0]):
-        fail(f"`--unsafe-no-tls` listens on loopback only; `{bridge_at[0]}` is not loopback")
+        fail(
+            f"`--unsafe-no-tls` listens on loopback only; `{bridge_at[0]}` is not loopback;"
+            " expected `--bridge 127.0.0.1:PORT` (or another loopback address)"
+        )
+    require_data_dir(data_dir)
+    if decision_log is not None and str(decision_log) != "-":
+        require_output_file(decision_log, "a file to append the decision lines to, or `-`")
     settings = ServeSettings(
         data_dir,
         bridge=bridge_at,
@@ -92,7 +109,7 @@ def serve_cmd(
             "warnings": at.warnings,
         }
         for warning in at.warnings:
-            err.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
+            err.print(f"[bold red]WARNING:[/] {escape(warning)}", highlight=False)
         if json_output:
             sys.stdout.write(orjson.dumps(facts).decode() + "\n")
             sys.stdout.flush()
@@ -104,8 +121,8 @@ def serve_cmd(
         )
         out.print(f"read plane    {facts['read']}  (/log/, /v1/receipts/, /health/, /metrics)")
         if at.admin is not None:
-            out.print(f"admin socket  {at.admin}")
-        out.print(f"vkey          {at.vkey}", highlight=False)
+            out.print(f"admin socket  {at.admin}", markup=False)
+        out.print(f"vkey          {at.vkey}", highlight=False, markup=False)
         out.print("stop with SIGTERM or Ctrl-C", style="dim")
         sys.stdout.flush()
 
@@ -114,4 +131,4 @@ def serve_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add `sop serve` to ``app``."""
-    app.command("serve")(guarded(serve_cmd))
+    app.command("serve")(guarded_stream(serve_cmd))

@@ -1,8 +1,9 @@
 """The `sop state` commands: check derived state against the log, and repair it (INV-11).
 
 Registered on the main app by :func:`register`, with the CLI's conventions:
-rich output for humans, ``--json`` for machines, one error line and exit 2
-for bad input, exit 1 when a check fails or a repair is refused.
+rich output for humans, ``--json`` for machines, the exit-code table of
+:mod:`sop_verified.cli_support`: exit 2 for bad input, 1 when a check fails or a
+repair is refused.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from rich.table import Table
 from sop_verified.cli_support import (
     DEFAULT_DATA_DIR,
     DataDir,
+    ExitCode,
     JsonFlag,
+    fail,
     guarded,
     out,
+    plural,
     print_json,
     refuse_if_served,
+    require_data_dir,
 )
 from sop_verified.errors import IntegrityError
 
@@ -43,6 +48,7 @@ def state_check(
     """Audit the log, then compare every derived row with the log's projection (exit 1: differs)."""
     from sop_verified.nexus.state_ops import check_data_dir  # noqa: PLC0415 - keep --help fast
 
+    require_data_dir(data_dir)
     check = check_data_dir(data_dir, vkey=vkey)
     data = check.to_dict()
     if json_output:
@@ -56,7 +62,8 @@ def _render_check(data: dict[str, Any]) -> None:
     out.print(f"log: {escape(data['log'])}")
     out.print(f"state seal: {escape(data['seal'])}")
     for table, n in data["unauthenticated_rows"].items():
-        out.print(f"[yellow]{n} row(s) of `{table}` do not authenticate and would be dropped[/]")
+        rows = f"{plural(n, 'row')} of `{escape(table)}`"
+        out.print(f"[yellow]{rows} do not authenticate and would be dropped[/]")
     if data["ok"]:
         out.print("[green]derived state matches the log[/]")
         return
@@ -66,10 +73,11 @@ def _render_check(data: dict[str, Any]) -> None:
             table.add_column(col, overflow="fold")
         for m in data["mismatches"]:
             index = "" if m["log_index"] is None else str(m["log_index"])
-            table.add_row(m["table"], m["row"], index, escape(m["expected"]), escape(m["found"]))
+            cells = [escape(m[k]) for k in ("table", "row")]
+            table.add_row(*cells, index, escape(m["expected"]), escape(m["found"]))
         out.print(table)
     out.print(
-        f"[red]derived state differs from the log: {data['total_mismatches']} row(s)[/];"
+        f"[red]derived state differs from the log: {plural(data['total_mismatches'], 'row')}[/];"
         " `sop state repair` rebuilds it from the log"
     )
 
@@ -80,27 +88,24 @@ def state_repair(
     """Rebuild every derived table from the verified log, put it in place and log the repair."""
     from sop_verified.nexus.state_ops import repair_data_dir  # noqa: PLC0415 - keep --help fast
 
+    require_data_dir(data_dir)
     refuse_if_served(data_dir, "sop state repair")
     try:
         report = repair_data_dir(data_dir, vkey=vkey)
     except IntegrityError as exc:
-        if json_output:
-            print_json({"ok": False, "error": str(exc)})
-        else:
-            out.print(f"[red]repair refused:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(f"repair refused: {exc}", ExitCode.FAILED, stage="integrity", error="repair_refused")
     data = {"ok": True, **report.to_dict()}
     if json_output:
         print_json(data)
         return
-    out.print(
-        f"rebuilt derived state from {report.log_size} log entries; {report.total} row(s) differed"
-    )
+    entries, rows = plural(report.log_size, "log entry", "log entries"), plural(report.total, "row")
+    out.print(f"rebuilt derived state from {entries}; {rows} differed")
     for line in report.first:
         out.print(f"  {escape(line)}")
     for table, n in report.dropped.items():
-        out.print(f"[yellow]dropped {n} row(s) of `{table}` that did not authenticate[/]")
-    out.print(f"the previous database is kept as `{report.kept_as}`")
+        dropped = plural(n, "row")
+        out.print(f"[yellow]dropped {dropped} of `{escape(table)}` that did not authenticate[/]")
+    out.print(f"the previous database is kept as `{escape(str(report.kept_as))}`")
     out.print(f"[green]repair logged at entry {report.log_index}[/]")
 
 
@@ -111,6 +116,7 @@ def config_accept(data_dir: DataDir = DEFAULT_DATA_DIR, json_output: JsonFlag = 
     """Accept the current `sop.toml` after you changed it (logged; needs the keys)."""
     from sop_verified.nexus.state_ops import accept_config  # noqa: PLC0415 - keep --help fast
 
+    require_data_dir(data_dir)
     refuse_if_served(data_dir, "sop config accept")
     digest, index = accept_config(data_dir)
     if json_output:

@@ -3,8 +3,8 @@
 ``init`` makes a witness directory (a fresh cosigner key 0600, the logs it
 witnesses), ``add-log`` adds a log or a log's new key, ``serve`` answers
 ``add-checkpoint``, ``show`` prints the key, the logs and what was cosigned.
-Same conventions as every `sop` command: ``--json`` for machines, one error
-line and exit 2 for bad input.
+Same conventions as every `sop` command: ``--json`` for machines, the exit-code
+table of :mod:`sop_verified.cli_support` (one error line and exit 2 for bad input).
 """
 
 from __future__ import annotations
@@ -15,8 +15,19 @@ from typing import Annotated
 
 import orjson
 import typer
+from rich.markup import escape
 
-from sop_verified.cli_support import JsonFlag, err, fail, guarded, out, print_json
+from sop_verified.cli_paths import require_made_dir, require_new_dir
+from sop_verified.cli_support import (
+    JsonFlag,
+    err,
+    fail,
+    guarded,
+    guarded_stream,
+    out,
+    plural,
+    print_json,
+)
 from sop_verified.errors import InputError
 
 __all__ = ["register"]
@@ -38,20 +49,29 @@ LogKeys = Annotated[
 ]
 
 
-def _vkey_text(value: str) -> str:
-    """A verifier key given as a string (it has ``+`` in it) or as a file holding one.
+def _witness_dir(directory: Path) -> None:
+    """``--dir`` must be a witness directory (it holds ``witness.key``)."""
+    expected = "a witness directory made by `sop witness init`"
+    require_made_dir(directory, "witness.key", expected, f"sop witness init --dir {directory}")
+
+
+def _vkey_text(value: str, where: str = "--log") -> str:
+    """A verifier key given as a string or as a file holding one (a file of that name wins).
 
     Raises:
-        InputError: no such file, or it cannot be read.
+        InputError: no such file and not a key string, a directory, or an empty file.
     """
-    if "+" in value:
-        return value.strip()
-    try:
-        return Path(value).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        raise InputError(
-            f"no verifier key file at `{value}`", accepted="a key string or a file holding one"
-        ) from None
+    from sop_verified.nexus.trusted_key import key_text  # noqa: PLC0415 - keep --help fast
+    from sop_verified.tools.signed_note import Verifier  # noqa: PLC0415 - keep --help fast
+
+    accepted = "a log's checkpoint verifier key string (`name+keyid+base64`) or a file holding one"
+    text, path = key_text(value, where, accepted)
+    if path is not None:
+        try:
+            Verifier.from_string(text)
+        except InputError as exc:
+            raise InputError(f"`{path}` holds no verifier key: {exc}") from None
+    return text
 
 
 def witness_init(
@@ -67,11 +87,12 @@ def witness_init(
     from sop_verified.tools.witness_config import init_witness_dir  # noqa: PLC0415 - keep --help fast
 
     logs: list[tuple[str, str | None]] = [(_vkey_text(v), None) for v in log or []]
+    require_new_dir(directory, "a new path or an empty directory for the witness", empty=True)
     vkey = init_witness_dir(directory, name, logs)
     if json_output:
         print_json({"dir": str(directory), "vkey": vkey, "logs": len(logs)})
         return
-    out.print(f"witness created in [bold]{directory}[/]; its verifier key:")
+    out.print(f"witness created in [bold]{escape(str(directory))}[/]; its verifier key:")
     sys.stdout.write(vkey + "\n")
     if not logs:
         err.print("[yellow]no log yet[/]: add one with `sop witness add-log`")
@@ -88,11 +109,13 @@ def witness_add_log(
     """Witness another log, or trust another key of a witnessed log (its rotated key)."""
     from sop_verified.tools.witness_config import add_log  # noqa: PLC0415 - keep --help fast
 
-    log = add_log(directory, _vkey_text(vkey), origin)
+    _witness_dir(directory)
+    log = add_log(directory, _vkey_text(vkey, "VKEY"), origin)
     if json_output:
         print_json({"origin": log.origin, "vkeys": list(log.vkeys)})
         return
-    out.print(f"witnessing [bold]{log.origin}[/] with {len(log.vkeys)} key(s)", highlight=False)
+    keys = plural(len(log.vkeys), "key")
+    out.print(f"witnessing [bold]{escape(log.origin)}[/] with {keys}", highlight=False)
     err.print("restart `sop witness serve` for the change to take effect", style="dim")
 
 
@@ -100,6 +123,7 @@ def witness_show(directory: WitnessDirOption, json_output: JsonFlag = False) -> 
     """Print the witness's key, its logs and the latest size it cosigned for each."""
     from sop_verified.tools.witness_config import load_witness_dir  # noqa: PLC0415 - keep --help fast
 
+    _witness_dir(directory)
     loaded = load_witness_dir(directory)
     try:
         logs = [
@@ -120,16 +144,18 @@ def witness_show(directory: WitnessDirOption, json_output: JsonFlag = False) -> 
     sys.stdout.write(f"vkey {loaded.vkey}\n")
     for entry in logs:
         size = entry["cosigned_size"]
-        out.print(f"log  {entry['origin']}  cosigned size {size}", highlight=False)
+        shown_size = "nothing yet" if size is None else str(size)
+        out.print(f"log  {entry['origin']}  cosigned size {shown_size}", markup=False)
     if evidence:
-        out.print(f"[bold red]{evidence} refused checkpoints kept as evidence[/] (forks, proofs)")
+        kept = plural(evidence, "refused checkpoint")
+        out.print(f"[bold red]{kept} kept as evidence[/] (forks, proofs)")
 
 
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        fail(f"`--listen` must be HOST:PORT (for example `127.0.0.1:7650`), got `{text}`")
+        fail(f"`--listen` is `{text}`; expected HOST:PORT (for example `127.0.0.1:7650`)")
     return host, int(port)
 
 
@@ -144,6 +170,7 @@ def witness_serve(
     from sop_verified.server.witness import WitnessListener, serve_witness  # noqa: PLC0415
 
     host, port = _address(listen)
+    _witness_dir(directory)
 
     def started(at: WitnessListener) -> None:
         if json_output:
@@ -165,5 +192,5 @@ def register(app: typer.Typer) -> None:
     witness_app.command("init")(guarded(witness_init))
     witness_app.command("add-log")(guarded(witness_add_log))
     witness_app.command("show")(guarded(witness_show))
-    witness_app.command("serve")(guarded(witness_serve))
+    witness_app.command("serve")(guarded_stream(witness_serve))
     app.add_typer(witness_app, name="witness")

@@ -152,16 +152,15 @@ def test_a_malformed_request_file_exits_2_naming_it(
 def test_missing_paths_exit_2_naming_them(setup: tuple[Path, str], tmp_path: Path) -> None:
     data, token = setup
     code, text = _decide(str(tmp_path / "nope.json"), "--data-dir", str(data))
-    assert code == 2 and "cannot read the request file" in _flat(text)
-    assert "no such file" in _flat(text)
+    assert code == 2 and "nothing is at" in _flat(text) and "expected one JSON" in _flat(text)
     assert str(tmp_path / "nope.json") in text.replace("\n", "")
     code, text = _decide(str(tmp_path), "--data-dir", str(data))
     assert code == 2 and "is a directory" in _flat(text)
     req = _file(tmp_path, _request(token))
     code, text = _decide(str(req), "--data-dir", str(tmp_path / "no-data"))
-    assert code == 2 and "no SOP data directory at" in _flat(text)
+    assert code == 2 and "nothing is at" in _flat(text) and "sop init" in _flat(text)
     code, text = _decide(str(req), "--data-dir", str(req))
-    assert code == 2 and "is a file; expected a data directory" in _flat(text)
+    assert code == 2 and "is a file, not a directory; expected a data directory" in _flat(text)
 
 
 def test_refuses_while_a_server_holds_the_data_directory(

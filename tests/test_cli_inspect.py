@@ -89,13 +89,13 @@ def test_status_without_a_data_directory_is_exit_2_naming_it(
 ) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")
-    for path, says in ((tmp_path / "missing", "no SOP data directory at"), (afile, "is a file")):
+    for path, says in ((tmp_path / "missing", "nothing is at"), (afile, "is a file")):
         code, output = _run("status", "--data-dir", str(path), *json_flag)
         assert code == 2, output
         if json_flag:
             error = json.loads(output)
-            assert error["ok"] is False and error["exit_code"] == 2
-            assert error["stage"] == "input" and error["code"] == "input_error"
+            assert error["ok"] is False and error["exit"] == 2
+            assert error["stage"] == "path" and error["code"] in ("not_found", "not_a_directory")
             assert says in error["message"] and str(path) in error["message"]
         else:
             assert says in _flat(output) and str(path) in _flat(output)
@@ -161,7 +161,7 @@ def test_cap_list_on_a_tampered_store_is_exit_1_with_json_error(
     code, output = _run("cap", "list", "--json", "--data-dir", str(copy))
     assert code == 1, output
     error = json.loads(output)
-    assert error == {**error, "ok": False, "exit_code": 1, "stage": "integrity"}
+    assert error == {**error, "ok": False, "exit": 1, "stage": "integrity"}
     assert "table `revocations`" in error["message"]
     code, output = _run("cap", "list", "--data-dir", str(copy))
     assert code == 1 and "error:" in output
@@ -224,7 +224,7 @@ def test_attest_verify_refuses_a_tampered_statement_as_the_reference_does(
     assert code == 1, output
     good, failed = json.loads(output)["files"]
     assert good["ok"] is True
-    assert failed["ok"] is False and failed["exit_code"] == 1 and failed["stage"] == "verification"
+    assert failed["ok"] is False and failed["exit"] == 1 and failed["stage"] == "verification"
 
 
 def test_attest_verify_with_another_key_is_exit_1(envelopes: list[Path], tmp_path: Path) -> None:
@@ -242,11 +242,11 @@ def test_attest_verify_bad_input_is_exit_2_naming_the_file(
     code, output = _run("attest", "verify", str(junk), "--pem", _pem(made), "--json")
     assert code == 2 and json.loads(output)["files"][0]["stage"] == "input"
     code, output = _run("attest", "verify", str(tmp_path / "none.json"), "--pem", _pem(made))
-    missing = f"cannot read the attestation file `{tmp_path / 'none.json'}`: no such file"
+    missing = f"nothing is at `{tmp_path / 'none.json'}`; expected a DSSE envelope"
     assert code == 2 and missing in _flat(output)
     code, output = _run("attest", "verify", str(envelopes[0]), "--pem", str(junk), "--json")
     error = json.loads(output)
-    assert code == 2 and error["exit_code"] == 2 and "is not a PEM public key" in error["message"]
+    assert code == 2 and error["exit"] == 2 and "is not a PEM public key" in error["message"]
 
 
 def test_attest_verify_reads_standard_input(
@@ -313,4 +313,4 @@ def test_receipt_verify_reads_the_bundle_from_standard_input(
     code, output = _run("receipt", "verify", "-", "--vkey", vkey, stdin=bundle.encode())
     assert code == 0 and "receipt verified" in output
     code, output = _run("receipt", "verify", str(data / "none"), "--vkey", vkey)
-    assert code == 2 and "cannot read the receipt file" in _flat(output)
+    assert code == 2 and "nothing is at" in _flat(output) and "tlog-proof" in _flat(output)

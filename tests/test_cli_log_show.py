@@ -92,7 +92,7 @@ def test_bad_input_exits_2_saying_what_is_covered(data: Path, tmp_path: Path) ->
     assert code == 2 and "not both" in output
     code, output = _show("--data-dir", str(tmp_path / "nowhere"), "--json")
     error = json.loads(output)
-    assert code == 2 and error["exit_code"] == 2 and "no SOP data directory" in error["message"]
+    assert code == 2 and error["exit"] == 2 and "nothing is at" in error["message"]
 
 
 def test_an_edited_entry_is_never_shown_and_exits_1(data: Path, tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_an_edited_entry_is_never_shown_and_exits_1(data: Path, tmp_path: Path) 
     *shown, error = output.splitlines()
     assert [json.loads(line)["index"] for line in shown] == [0, 1, 2, 3]
     problem = json.loads(error)
-    assert problem["ok"] is False and problem["exit_code"] == 1 and problem["stage"] == "integrity"
+    assert problem["ok"] is False and problem["exit"] == 1 and problem["stage"] == "integrity"
     assert "log index `4`" in problem["message"]
     code, output = _show("4", "--data-dir", str(copy))
     assert code == 1 and "forged" not in output and "log index `4`" in output

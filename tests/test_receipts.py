@@ -172,7 +172,7 @@ def test_missing_receipt_file_is_a_one_line_error(tmp_path: Path) -> None:
         app, ["receipt", "verify", str(tmp_path / "none"), "--vkey", "a+00000000+AQ=="]
     )
     assert result.exit_code == 2
-    assert "cannot read" in result.output
+    assert "nothing is at" in result.output and "expected a C2SP tlog-proof" in result.output
 
 
 def test_prove_an_index_past_the_log_is_a_one_line_error(

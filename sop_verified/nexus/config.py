@@ -376,7 +376,7 @@ def load_config(data_dir: Path) -> SOPConfig:
             f"no configuration at `{path}`", accepted="a data directory made by `sop init`"
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"`{path}` is not valid TOML: {exc}") from None
+        raise ConfigError(f"`{path}` is not valid TOML: {exc}", accepted=_ACCEPTED) from None
     try:
         return SOPConfig.model_validate(
             {
@@ -393,9 +393,13 @@ def load_config(data_dir: Path) -> SOPConfig:
         raise ConfigError(
             str(err["msg"]).removeprefix("Value error, "),
             where=f"{path}:{where}" if where else str(path),
+            accepted=_ACCEPTED,
         ) from None
     except AttributeError:
-        raise ConfigError("`scopes` must be a table", where=str(path)) from None
+        raise ConfigError("`scopes` must be a table", where=str(path), accepted=_ACCEPTED) from None
+
+
+_ACCEPTED = "a `sop.toml` with the keys `sop init` writes"
 
 
 def postgres_config(dsn: str, schema: str = "sop") -> str:

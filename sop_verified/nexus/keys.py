@@ -249,10 +249,16 @@ def read_vkey(path: Path) -> Verifier:
     Raises:
         ConfigError: the file is missing or does not hold a verifier key.
     """
+    expected = "expected a file holding one C2SP verifier key string (`name+keyid+base64`)"
     try:
         text = path.read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read a verifier key from `{path}`: {exc}") from None
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot read a verifier key from `{path}`: {why}; {expected}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"`{path}` is not UTF-8 text; {expected}") from None
+    if not text:
+        raise ConfigError(f"`{path}` is empty; {expected}")
     try:
         return Verifier.from_string(text)
     except InputError as exc:

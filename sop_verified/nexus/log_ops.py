@@ -37,8 +37,9 @@ from sop_verified.storage.postgres import PostgresBackend
 from sop_verified.storage.seal_layout import SEALED
 from sop_verified.storage.sqlite_log import SQLiteLogReader
 from sop_verified.storage.sqlite_seal import check_state_file
+from sop_verified.tools.checkpoint import Checkpoint
 from sop_verified.tools.private_fs import make_private_dir, write_private
-from sop_verified.tools.signed_note import Verifier
+from sop_verified.tools.signed_note import Verifier, parse_note
 from sop_verified.tools.tlog_audit import AuditReport, Finding, audit_log
 from sop_verified.tools.tlog_receipt import HEADER, ProofBundle
 from sop_verified.tools.tlog_store import LogReader
@@ -175,14 +176,19 @@ def _check_derived_state(data_dir: Path, report: AuditReport) -> None:
 def _held_note(held: Path | bytes) -> str:
     """The checkpoint note in ``held`` (a file, or its bytes): a signed note, or the one a
     tlog-proof bundle carries."""
-    where = "given" if isinstance(held, bytes) else f"`{held}`"
+    where = "given on standard input" if isinstance(held, bytes) else f"`{held}`"
+    accepted = "a signed checkpoint note, or a receipt (C2SP tlog-proof) that carries one"
     try:
         text = held.decode("utf-8") if isinstance(held, bytes) else held.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the checkpoint {where}: {exc}") from None
-    if text.startswith(HEADER + "\n"):
-        return ProofBundle.from_text(text).checkpoint
-    return text
+        raise InputError(f"cannot read the checkpoint {where}: {exc}", accepted=accepted) from None
+    try:
+        note = ProofBundle.from_text(text).checkpoint if text.startswith(HEADER + "\n") else text
+        body, _ = parse_note(note)  # its shape here, where the file is known; its signature
+        Checkpoint.from_text(body.decode("utf-8"))  # is checked by the audit
+    except InputError as exc:
+        raise InputError(f"the checkpoint {where} is not one: {exc}", accepted=accepted) from None
+    return note
 
 
 @contextmanager

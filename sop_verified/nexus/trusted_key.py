@@ -14,6 +14,7 @@ remedies: a key held elsewhere (``--vkey``) and checkpoints seen by others
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +23,7 @@ from sop_verified.errors import ConfigError, InputError
 from sop_verified.nexus.keys import CHECKPOINT_GENESIS, read_vkey
 from sop_verified.tools.signed_note import Verifier
 
-__all__ = ["KeySource", "TrustedKey", "read_vkey_arg", "trusted_key"]
+__all__ = ["KeySource", "TrustedKey", "key_text", "read_vkey_arg", "trusted_key"]
 
 KeySource = Literal["vkey_string", "vkey_file", "data_directory"]
 
@@ -84,11 +85,61 @@ class TrustedKey:
         }
 
 
+_KEY_STRING = re.compile(r"[^+\s]+\+[0-9a-fA-F]{8}\+[A-Za-z0-9+/=]+")
+"""The shape of a C2SP key string, ``name+keyid+base64``: a value of that shape that names no
+file is read as a key; any other value that names no file is a path that is not there."""
+
+
+def key_text(
+    value: str, where: str, expected: str, noun: str = "verifier key"
+) -> tuple[str, Path | None]:
+    """A key given on the command line: the text of the file ``value`` names, or ``value``.
+
+    A file named ``value`` wins; else a value shaped like a key string is the key; else it
+    was meant as a path, and the error says that nothing (or a directory) is there, rather
+    than that a key is malformed.
+
+    Args:
+        value: a key string or the path of a file holding one.
+        where: the option, for the message (``--vkey``).
+        expected: what is accepted, for the message.
+        noun: the kind of key, for the message.
+
+    Returns:
+        The key text (stripped) and the file it was read from (None for a key string).
+
+    Raises:
+        InputError: the file is missing, a directory, unreadable or empty.
+    """
+    path = Path(value)
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise InputError(
+                f"cannot read `{value}`: {why}", where=where, accepted=expected
+            ) from None
+        if not text:
+            raise InputError(f"the key file `{value}` is empty", where=where, accepted=expected)
+        return text, path
+    if _KEY_STRING.fullmatch(value.strip()):
+        return value.strip(), None
+    if path.is_dir():
+        what = f"`{value}` is a directory, not a {noun} file"
+        raise InputError(what, where=where, accepted=expected)
+    raise InputError(
+        f"no {noun} file at `{value}`, and it is not a {noun} string",
+        where=where,
+        accepted=expected,
+    )
+
+
 def read_vkey_arg(value: str) -> tuple[Verifier, Path | None]:
     """Read a verifier key given as a key string or as the path of a file holding one.
 
     Args:
-        value: A key string (it has ``+`` in it) or a file path.
+        value: A file path, or a key string (``name+keyid+base64``).
 
     Returns:
         The verifier, and the file it was read from (None for a key string).
@@ -96,12 +147,9 @@ def read_vkey_arg(value: str) -> tuple[Verifier, Path | None]:
     Raises:
         InputError: no such file, a file without a verifier key, or a malformed key string.
     """
-    text = value.strip()
-    if "+" in text:
+    text, path = key_text(value, "--vkey", _ACCEPTED)
+    if path is None:
         return Verifier.from_string(text), None
-    path = Path(value)
-    if not path.is_file():
-        raise InputError(f"no verifier key file at `{value}`", where="--vkey", accepted=_ACCEPTED)
     try:
         return read_vkey(path), path
     except ConfigError as exc:

@@ -123,7 +123,10 @@ def _parse(envelope: dict[str, Any] | bytes | str) -> dict[str, Any]:
         try:
             envelope = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise InputError(f"envelope is not JSON: {exc}") from None
+            raise InputError(
+                f"envelope is not JSON: {exc}",
+                accepted="a DSSE envelope: a JSON object of `payload`, `payloadType`, `signatures`",
+            ) from None
     if not isinstance(envelope, dict) or set(envelope) != {"payload", "payloadType", "signatures"}:
         raise InputError(
             "envelope is malformed", accepted="`payload`, `payloadType` and `signatures` only"

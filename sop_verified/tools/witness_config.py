@@ -181,7 +181,10 @@ def load_witness_dir(path: Path) -> WitnessDir:
         )
     if (path / KEY).stat().st_mode & 0o077:
         raise ConfigError(f"`{path / KEY}` is readable by others", accepted="mode 0600")
-    signer = CosignatureSigner.from_string((path / KEY).read_text(encoding="utf-8").strip())
+    try:
+        signer = CosignatureSigner.from_string((path / KEY).read_text(encoding="utf-8").strip())
+    except InputError as exc:
+        raise ConfigError(f"`{path / KEY}` holds no cosigner signer key: {exc}") from None
     logs = _read_logs(path)
     return WitnessDir(path, signer, logs, WitnessStore(path / STATE))
 

@@ -102,7 +102,7 @@ def test_bad_input_exits_2_and_a_log_that_does_not_verify_exits_1(
     code, output = _tail("--data-dir", str(rich_log), "--type", "decisions")
     assert code == 2 and "unknown event type `decisions`" in output
     code, output = _tail("--data-dir", str(tmp_path / "nowhere"))
-    assert code == 2 and "no SOP data directory" in output
+    assert code == 2 and "nothing is at" in output and "sop init" in output
     copy = tmp_path / "copy"
     shutil.copytree(rich_log, copy)
     db = sqlite3.connect(str(copy / "sop.db"), isolation_level=None)

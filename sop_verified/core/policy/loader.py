@@ -324,7 +324,11 @@ def _policy_files(path: Path) -> list[Path]:
             )
         return [path]
     if not path.is_dir():
-        raise PolicyParseError("no such policy file or directory", where=str(path))
+        raise PolicyParseError(
+            "no such policy file or directory",
+            where=str(path),
+            accepted="a `.toml` or `.json` policy file, or a directory of them",
+        )
     files = sorted(p for p in path.iterdir() if p.suffix in _FORMATS and p.is_file())
     if not files:
         raise PolicyParseError(
