@@ -3,17 +3,23 @@
 The lead registers :func:`prove_command` in the CLI. FILE is ``.smt2`` or
 ``.json``; the answer is the verdict, the obligation digest, the reason, the
 evidence and the solver identity, as a rich panel for humans or one JSON
-object with ``--json``. The exit status is 0 only for PROVED.
+object with ``--json`` (indented, keys sorted, as every `sop` command prints
+JSON). The exit status follows the CLI's exit-code table: 0 PROVED; 1 REFUTED
+or UNKNOWN (not proved); 2 REJECTED (the file is not an obligation: an input
+error). 3 is never a verdict's: it is kept for internal errors.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any, assert_never
 
+import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from sop_verified.core.contracts import ensure
 from sop_verified.core.obligations import Verdict, VerdictResult
@@ -33,9 +39,9 @@ def _exit_code(verdict: Verdict) -> int:
         case Verdict.REFUTED:
             return 1
         case Verdict.UNKNOWN:
-            return 2
+            return 1
         case Verdict.REJECTED:
-            return 3
+            return 2
         case _:
             assert_never(verdict)
 
@@ -155,19 +161,35 @@ def prove_file(
 
 def _human(result: VerdictResult, identity: dict[str, Any], path: Path) -> None:
     console = Console()
-    table = Table(title=f"sop prove {path}", show_header=False)
+    table = Table(title=Text(f"sop prove {path}"), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    table.add_row("verdict", f"[{_style(result.verdict)}]{result.verdict}[/]")
-    table.add_row("digest", result.digest)
-    table.add_row("reason", result.reason)
+    # Text cells, not markup: a reason quotes the file (`{`args`: [sort]}`) and must stay whole
+    table.add_row("verdict", Text(str(result.verdict), style=_style(result.verdict)))
+    table.add_row("digest", Text(result.digest))
+    reason = result.reason
+    if result.verdict is Verdict.REJECTED:
+        reason = f"`{path}` is not an obligation the gate accepts: {reason}"
+    table.add_row("reason", Text(reason))
     if result.evidence:
-        table.add_row("evidence", canonical_json(result.evidence).decode("utf-8"))
-    table.add_row(
-        "solver",
-        f"{identity.get('name')} {identity.get('version')} rlimit={identity.get('rlimit')}",
-    )
-    console.print(table, markup=True, highlight=False)
+        table.add_row("evidence", Text(canonical_json(result.evidence).decode("utf-8")))
+    solver = [f"{identity[k]}" for k in ("name", "version") if identity.get(k) is not None]
+    if identity.get("rlimit") is not None:
+        solver.append(f"rlimit={identity['rlimit']}")
+    table.add_row("solver", Text(" ".join(solver) or "unknown"))
+    console.print(table, highlight=False)
+
+
+def _error(result: VerdictResult, path: Path) -> dict[str, Any]:
+    """The CLI's JSON error members for a REJECTED file (exit 2): ok, exit, stage, code, message."""
+    code = result.evidence.get("code") if isinstance(result.evidence, dict) else None
+    return {
+        "ok": False,
+        "exit": _exit_code(result.verdict),
+        "stage": "obligation",
+        "code": code if isinstance(code, str) else "rejected",
+        "message": f"`{path}` is not an obligation the gate accepts: {result.reason}",
+    }
 
 
 @ensure(lambda result: result in EXIT_CODES.values())
@@ -189,7 +211,8 @@ def prove_command(
         data: the obligation's bytes, already read (``sop prove -``).
 
     Returns:
-        0 for PROVED, 1 REFUTED, 2 UNKNOWN, 3 REJECTED.
+        0 for PROVED, 1 REFUTED or UNKNOWN, 2 REJECTED (whose JSON object also has the
+        CLI's error members: ``ok``, ``exit``, ``stage``, ``code``, ``message``).
     """
     result, identity = prove_file(Path(path), rlimit, fmt=fmt, data=data)
     if json_output:
@@ -200,7 +223,10 @@ def prove_command(
             "evidence": result.evidence,
             "solver": identity,
         }
-        print(canonical_json(payload).decode("utf-8"))  # the command's output
+        if result.verdict is Verdict.REJECTED:  # an input error: the CLI's error object too
+            payload |= _error(result, Path(path))
+        indented = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        sys.stdout.write(indented.decode("utf-8") + "\n")  # the command's output
     else:
         _human(result, identity, Path(path))
     return _exit_code(result.verdict)

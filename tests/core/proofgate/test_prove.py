@@ -1,4 +1,8 @@
-"""``sop prove FILE``: the verdict, digest, evidence and solver; exit 0 only for PROVED."""
+"""``sop prove FILE``: the verdict, digest, evidence and solver; exit 0 only for PROVED.
+
+The exit status follows the CLI's table: 1 for a verdict that is not a proof (REFUTED,
+UNKNOWN), 2 for a file that is not an obligation (REJECTED), never 3 (internal errors only).
+"""
 
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ def test_rlimit_option_reaches_the_solver(
 ) -> None:
     path = tmp_path / "hard.smt2"
     path.write_text((CORPUS / "qf_slia_narrowing.smt2").read_text())
-    assert prove_command(path, json_output=True, rlimit=10) == 2
+    assert prove_command(path, json_output=True, rlimit=10) == 1
     payload = _json(capsys)
     assert payload["verdict"] == "UNKNOWN" and str(payload["reason"]).startswith(
         "resource limit: rlimit 10 "
@@ -76,19 +80,19 @@ def test_rlimit_option_reaches_the_solver(
         ("ob.txt", b"(set-logic QF_LIA)", "unsupported"),
     ],
 )
-def test_bad_files_are_rejected_with_exit_three(
+def test_bad_files_are_rejected_with_exit_two(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, data: bytes, code: str
 ) -> None:
     path = tmp_path / name
     path.write_bytes(data)
-    assert prove_command(path, json_output=True, rlimit=None) == 3
+    assert prove_command(path, json_output=True, rlimit=None) == 2
     payload = _json(capsys)
     assert payload["verdict"] == "REJECTED"
     assert payload["evidence"]["code"] == code  # type: ignore[index]  # JSON object
 
 
 def test_missing_file_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert prove_command(tmp_path / "absent.smt2", json_output=True, rlimit=None) == 3
+    assert prove_command(tmp_path / "absent.smt2", json_output=True, rlimit=None) == 2
     assert _json(capsys)["evidence"] == {"code": "unreadable"}
 
 
