@@ -83,7 +83,8 @@ def spec_check(
             and tests; see ``sop_verified.spec.model.MUTATIONS``).
 
     Returns:
-        0 when every check PROVED and the report was written, 1 otherwise.
+        0 when every check PROVED and the report was written, 1 when a check did not
+        prove, 2 when the report cannot be written.
 
     Raises:
         InputError: an unknown mutation name.
@@ -92,12 +93,18 @@ def spec_check(
     path = DEFAULT_REPORT if report_path is None else report_path
     try:
         path.write_text(markdown_report(report), encoding="utf-8")
-    except OSError as exc:
-        sys.stderr.write(f"could not write the report to `{path}`: {exc.strerror or exc}\n")
-        return 1
+    except OSError as exc:  # the CLI's exit-code table: a path that cannot be written is 2
+        sys.stderr.write(
+            f"error: could not write the report to `{path}`: {exc.strerror or exc};"
+            " expected a file path in a directory this user may write\n"
+        )
+        return 2
     texts = _failure_texts(report)
     if json_output:
-        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
+        # indented, keys sorted: the style of every `sop --json`
+        sys.stdout.write(
+            json.dumps(report.to_dict(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+        )
         for text in texts:
             sys.stderr.write(text + "\n\n")
     else:

@@ -143,10 +143,10 @@ def test_sop_spec_check_writes_where_out_says(real: CheckReport, tmp_path: Path)
     assert target.read_text(encoding="utf-8") == markdown_report(real)
 
 
-def test_unwritable_report_path_exits_1(
+def test_unwritable_report_path_exits_2(
     real: CheckReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.spec_check(False, tmp_path / "missing" / "REPORT.md") == 1
+    assert cli.spec_check(False, tmp_path / "missing" / "REPORT.md") == 2  # an input error
     assert "could not write the report" in capsys.readouterr().err
 
 
