@@ -266,7 +266,20 @@ def _documents(data: Path, policies: Path, scratch: Path) -> list[list[str]]:
         ["keys", "export", *d],
         ["state", "check", *d],
         ["attest", "export", str(scratch / "envelopes"), *d],
+        ["cap", "list", *d],
+        ["attest", "verify", *_envelopes(data, scratch), "--pem", _pem(data)],
     ]
+
+
+def _envelopes(data: Path, scratch: Path) -> list[str]:
+    where = scratch / "exported"
+    if not where.exists():
+        assert _run("attest", "export", str(where), "--data-dir", str(data))[0] == 0
+    return [str(p) for p in sorted(where.glob("*.json"))[:2]]
+
+
+def _pem(data: Path) -> str:
+    return str(data / "keys" / "attestation.pub")
 
 
 def test_json_is_one_style_everywhere_indented_with_sorted_keys(data: Path, scratch: Path) -> None:
@@ -322,7 +335,12 @@ def test_text_output_shows_no_none_and_agrees_in_number(data: Path, scratch: Pat
     broken.mkdir()
     (broken / "sop.toml").write_text("")  # a data directory that boots FAILED
     outputs = []
-    for args in [*_documents(data, policies, scratch), ["status", "--data-dir", str(broken)]]:
+    streams = [
+        ["log", "show", "--data-dir", str(data)],
+        ["events", "tail", "--data-dir", str(data)],
+    ]
+    commands = [*_documents(data, policies, scratch), *streams]
+    for args in [*commands, ["status", "--data-dir", str(broken)]]:
         outputs.append((args, runner.invoke(app, args).output))
     for args, output in outputs:
         assert not re.search(r"\bNone\b", output), (args, output)
