@@ -6,26 +6,32 @@ refuses with a :class:`~sop_verified.errors.PathError` that names the path, what
 what is expected: nothing there, a file where a directory is expected or the reverse, a
 symbolic link to nothing, a path under a file. A file-system error that still reaches a
 command's edge is explained the same way by :func:`path_problem`. Both are exit status 2 in
-the exit-code table (:mod:`sop_verified.cli_support`).
+the exit-code table (:mod:`sop_verified.cli_support`). :func:`read_input` reads a file so
+checked, or standard input for ``-``.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import sys
 from pathlib import Path
 
-from sop_verified.errors import PathError
+from sop_verified.errors import InputError, PathError
 
 __all__ = [
     "DATA_DIR_EXPECTED",
+    "MAX_INPUT",
+    "STDIN",
     "path_problem",
+    "read_input",
     "require_data_dir",
     "require_file",
     "require_made_dir",
     "require_new_dir",
     "require_output_dir",
     "require_output_file",
+    "sniff_obligation",
 ]
 
 DATA_DIR_EXPECTED = "a data directory made by `sop init`"
@@ -244,3 +250,82 @@ def path_problem(path: Path, exc: OSError) -> str:
     elif code == errno.EEXIST:
         reason = "it exists already"
     return f"cannot use `{path}`: {reason}; {expected}"
+
+
+STDIN = "-"
+"""The file name that means standard input, wherever a command reads a file."""
+
+MAX_INPUT = 64 << 20
+"""The most bytes :func:`read_input` reads from one file or from standard input."""
+
+
+def read_input(
+    value: str | Path,
+    *,
+    what: str,
+    accepted: str,
+    max_bytes: int = MAX_INPUT,
+    nonempty: bool = False,
+) -> bytes:
+    """The bytes of the file ``value``, or of standard input when ``value`` is ``-``.
+
+    A path is checked first (:func:`require_file`): nothing there, a
+    directory, a file in the way or a link to nothing is named as such.
+
+    Args:
+        value: a path, or ``-``.
+        what: what the file holds, for messages (``receipt``: "cannot read the receipt
+            file `x`: no such file").
+        accepted: what is accepted, for messages (``a C2SP tlog-proof file``).
+        max_bytes: the most bytes read; more is refused.
+        nonempty: an empty file (or empty standard input) is refused too.
+
+    Returns:
+        The bytes.
+
+    Raises:
+        InputError: the path is missing, a directory, unreadable, too large or (with
+            ``nonempty``) empty; the message names the path and what is expected.
+    """
+    if str(value) != STDIN:
+        require_file(Path(value), accepted)
+    if str(value) == STDIN:
+        data = sys.stdin.buffer.read(max_bytes + 1)
+        where = f"the {what} on standard input"
+    else:
+        path = Path(value)
+        where = f"the {what} file `{path}`"
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            why = {
+                FileNotFoundError: "no such file",
+                IsADirectoryError: "it is a directory",
+                PermissionError: "permission denied",
+            }.get(type(exc), exc.strerror or type(exc).__name__)
+            raise InputError(f"cannot read {where}: {why}", accepted=accepted) from None
+    if len(data) > max_bytes:
+        raise InputError(f"{where} is larger than {max_bytes:,} bytes", accepted=accepted)
+    if nonempty and not data:
+        raise InputError(f"{where} is empty", accepted=accepted)
+    return data
+
+
+def sniff_obligation(data: bytes) -> tuple[str, str]:
+    """The format of an obligation read from standard input, and why: ``json`` when it starts
+    with ``{``, ``smt2`` when it starts with ``(`` or ``;`` (whitespace skipped).
+
+    Raises:
+        InputError: it starts with anything else; ``--format`` must say.
+    """
+    head = data.lstrip()[:1]
+    if head == b"{":
+        return "json", "sniffed: it starts with `{`"
+    if head in (b"(", b";"):
+        return "smt2", f"sniffed: it starts with `{head.decode()}`"
+    shown = "nothing" if not head else f"`{head.decode('utf-8', 'replace')}`"
+    raise InputError(
+        f"cannot tell the format of standard input: it starts with {shown}",
+        accepted="`--format smt2` or `--format json` (sniffed: `{` is JSON, `(` or `;` SMT-LIB)",
+    )

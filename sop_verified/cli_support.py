@@ -39,8 +39,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from typer._click.exceptions import ClickException  # typer's own click: what it raises
 from typer.core import TyperGroup
 
-from sop_verified.cli_paths import path_problem, require_data_dir, require_file
-from sop_verified.errors import InputError, SOPError
+from sop_verified.cli_paths import (
+    STDIN,
+    path_problem,
+    read_input,
+    require_data_dir,
+    sniff_obligation,
+)
+from sop_verified.errors import SOPError
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -125,9 +131,9 @@ _FAILED, _USAGE = ExitCode.FAILED, ExitCode.USAGE
 
 ERROR_EXITS: dict[str, tuple[ExitCode, str]] = {
     # An error class's name: its exit status and its stage in the `--json` error. A class not
-    # named here takes its nearest named ancestor's (tests/test_cli_exits.py holds every class
-    # of sop_verified.errors named). SOP raises these on purpose, with a message that says what
-    # to change, so none of them is an internal error (3).
+    # named here takes its nearest named ancestor's (tests/test_cli_conventions.py holds every
+    # class of sop_verified.errors named). SOP raises these on purpose, with a message that
+    # says what to change, so none of them is an internal error (3).
     "SOPError": (_USAGE, "input"),
     "InputError": (_USAGE, "input"),
     "RequestError": (_USAGE, "input"),
@@ -448,82 +454,3 @@ def refuse_if_served(data_dir: Path, command: str) -> None:
         refuse_while_served(data_dir, command)
     except SOPError as exc:
         fail(str(exc), stage="served", error="served")
-
-
-STDIN = "-"
-"""The file name that means standard input, wherever a command reads a file."""
-
-MAX_INPUT = 64 << 20
-"""The most bytes :func:`read_input` reads from one file or from standard input."""
-
-
-def read_input(
-    value: str | Path,
-    *,
-    what: str,
-    accepted: str,
-    max_bytes: int = MAX_INPUT,
-    nonempty: bool = False,
-) -> bytes:
-    """The bytes of the file ``value``, or of standard input when ``value`` is ``-``.
-
-    A path is checked first (:func:`~sop_verified.cli_paths.require_file`): nothing there, a
-    directory, a file in the way or a link to nothing is named as such.
-
-    Args:
-        value: a path, or ``-``.
-        what: what the file holds, for messages (``receipt``: "cannot read the receipt
-            file `x`: no such file").
-        accepted: what is accepted, for messages (``a C2SP tlog-proof file``).
-        max_bytes: the most bytes read; more is refused.
-        nonempty: an empty file (or empty standard input) is refused too.
-
-    Returns:
-        The bytes.
-
-    Raises:
-        InputError: the path is missing, a directory, unreadable, too large or (with
-            ``nonempty``) empty; the message names the path and what is expected.
-    """
-    if str(value) != STDIN:
-        require_file(Path(value), accepted)
-    if str(value) == STDIN:
-        data = sys.stdin.buffer.read(max_bytes + 1)
-        where = f"the {what} on standard input"
-    else:
-        path = Path(value)
-        where = f"the {what} file `{path}`"
-        try:
-            with path.open("rb") as fh:
-                data = fh.read(max_bytes + 1)
-        except OSError as exc:
-            why = {
-                FileNotFoundError: "no such file",
-                IsADirectoryError: "it is a directory",
-                PermissionError: "permission denied",
-            }.get(type(exc), exc.strerror or type(exc).__name__)
-            raise InputError(f"cannot read {where}: {why}", accepted=accepted) from None
-    if len(data) > max_bytes:
-        raise InputError(f"{where} is larger than {max_bytes:,} bytes", accepted=accepted)
-    if nonempty and not data:
-        raise InputError(f"{where} is empty", accepted=accepted)
-    return data
-
-
-def sniff_obligation(data: bytes) -> tuple[str, str]:
-    """The format of an obligation read from standard input, and why: ``json`` when it starts
-    with ``{``, ``smt2`` when it starts with ``(`` or ``;`` (whitespace skipped).
-
-    Raises:
-        InputError: it starts with anything else; ``--format`` must say.
-    """
-    head = data.lstrip()[:1]
-    if head == b"{":
-        return "json", "sniffed: it starts with `{`"
-    if head in (b"(", b";"):
-        return "smt2", f"sniffed: it starts with `{head.decode()}`"
-    shown = "nothing" if not head else f"`{head.decode('utf-8', 'replace')}`"
-    raise InputError(
-        f"cannot tell the format of standard input: it starts with {shown}",
-        accepted="`--format smt2` or `--format json` (sniffed: `{` is JSON, `(` or `;` SMT-LIB)",
-    )
