@@ -154,6 +154,8 @@ ERROR_EXITS: dict[str, tuple[ExitCode, str]] = {
     "CapabilityError:unknown": (_USAGE, "capability"),
     "AttenuationError": (_FAILED, "capability"),
     "ProtocolError": (_FAILED, "protocol"),
+    # `sop emp revoke-key` of a key id never registered: no such key, an input error
+    "ProtocolError:unknown_key": (_USAGE, "protocol"),
     "PersistenceError": (_FAILED, "persistence"),
     "ConfinementError": (_FAILED, "persistence"),
     # a verification failed: a proof, signature, digest or receipt did not verify
