@@ -147,6 +147,8 @@ class Session:
             name="sop-events-nats",
             allow_reconnect=False,  # a new session resynchronises; no client-side replay
             connect_timeout=CONNECT_TIMEOUT,
+            max_reconnect_attempts=1,  # each server tried twice, then the sink's own backoff
+            reconnect_time_wait=0,
             error_cb=self._on_error,
             disconnected_cb=self._on_closed,
             closed_cb=self._on_closed,
