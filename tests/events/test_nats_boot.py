@@ -152,3 +152,34 @@ def test_the_sink_boots_only_with_an_event_projection(tmp_path: Path) -> None:
         assert sop.health is not Health.READY
         assert sop.boot_report.failed == "events_nats"
         assert "event projection" in sop.boot_report.detail
+
+
+@pytest.mark.slow
+def test_broker_stopped_and_killed_again_and_again_under_load(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Five outages (three SIGTERM, two SIGKILL), 1 to 3 s each, while eight threads decide."""
+    caplog.set_level(logging.INFO)
+    data = nats_data_dir(tmp_path / "d", broker.url, max_backoff_seconds=1)
+    outages = [("term", 1.0), ("kill", 2.0), ("term", 3.0), ("kill", 1.5), ("term", 1.0)]
+    with SOP.boot(data, events=raw_log_events) as sop, Decider(sop, threads=8) as load:
+        for k, (how, seconds) in enumerate(outages):
+            wait_for(lambda: _sink(sop).stats().connected, why=f"the broker back ({k})")
+            time.sleep(1.0)
+            if how == "kill":
+                assert broker.process is not None
+                broker.process.kill()
+                broker.process.wait()
+            else:
+                broker.stop()
+            time.sleep(seconds)
+            assert sop.health is Health.READY
+            broker.start()
+    with SOP.boot(data, events=raw_log_events) as sop:  # the log as the load left it
+        wait_for(lambda: _caught_up(sop), timeout=60, why="the sink to catch up")
+        size, origin = sop.log.size, sop.log.origin
+    assert load.unlogged == 0
+    warnings = [r for r in caplog.records if r.name == SINK_LOGGER and r.levelno >= logging.WARNING]
+    assert len(warnings) == len(outages), [r.getMessage() for r in warnings]
+    stream_report(broker.url).check_exactly_once(origin, size)
+    print(f"exactly once over {size} events across {len(outages)} broker outages")
