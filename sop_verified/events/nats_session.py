@@ -3,59 +3,43 @@
 A session connects (no automatic reconnection: a connection that drops ends
 the session, and the sink starts a new one, which resynchronises first), makes
 sure the stream exists and is SOP's own, reads the stream's last message to
-learn the next log index to publish, and then publishes every event from that
-index on, in order, with at most ``max_in_flight`` publishes awaiting their
-acknowledgement. Each publish carries two headers:
+learn the next log index to publish, and hands over to the
+:class:`~sop_verified.events.nats_pipeline.Pipeline`, which publishes every
+event from that index on, in order. Each publish carries two headers:
 
 - ``Nats-Msg-Id`` = the event id (``<origin>/<index>``): the broker drops a
-  second copy within the stream's duplicate window (a publish that was stored
-  but whose acknowledgement was lost, resent by a later session);
+  second copy within the stream's duplicate window (a publish stored late, after
+  a new session read the stream);
 - ``Nats-Expected-Last-Sequence`` = the stream sequence the previous event got:
   the broker refuses an event unless the one before it is the stream's last
   message, so a publish lost in flight can never leave a gap behind a later
   one, and nothing the stream already holds is stored again, however old.
 
 A refusal for the second header (another writer of the stream, or a stale
-publish that landed late) ends the session with :class:`ResyncNeededError`; the
-next session reads the stream again. Nothing here decides anything: events are
-read from the :class:`~sop_verified.events.model.EventSource` (the log) and
-only acknowledged events move the cursor.
+publish that landed late) ends the session with
+:class:`~sop_verified.events.nats_pipeline.ResyncNeededError`; the next session
+reads the stream again. Nothing here decides anything: events are read from
+the :class:`~sop_verified.events.model.EventSource` (the log) and only
+acknowledged events move the cursor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import nats
-from nats.js.api import Header, PubAck, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.api import Header, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import APIError, NotFoundError
 
-from sop_verified.errors import SOPError
+from sop_verified.events.nats_pipeline import Pipeline, PipelineSink, SinkError
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.js import JetStreamContext
 
-    from sop_verified.events.model import Event, EventSource
-    from sop_verified.events.nats_config import NatsSinkConfig
-
-__all__ = [
-    "WRONG_LAST_SEQUENCE",
-    "Publish",
-    "ResyncNeededError",
-    "Session",
-    "SinkError",
-    "SinkState",
-    "publish_async",
-]
-
-WRONG_LAST_SEQUENCE = 10071
-"""JetStream's error code for a ``Nats-Expected-Last-Sequence`` that does not hold."""
+__all__ = ["STREAM_IN_USE", "Session", "SinkState"]
 
 STREAM_IN_USE = 10058
 """JetStream's error code when a stream of that name was created meanwhile."""
@@ -63,40 +47,9 @@ STREAM_IN_USE = 10058
 CONNECT_TIMEOUT = 2
 """Seconds to wait for the broker to accept a connection."""
 
-_SUBJECT_TYPE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
-Publish = Callable[
-    ["JetStreamContext", str, bytes, dict[str, str]], Awaitable["asyncio.Future[PubAck]"]
-]
-"""Sends one message and returns the future of its acknowledgement (tests inject faults)."""
-
-
-async def publish_async(
-    js: JetStreamContext, subject: str, body: bytes, headers: dict[str, str]
-) -> asyncio.Future[PubAck]:
-    """nats-py's pipelined JetStream publish (the default :data:`Publish`)."""
-    return await js.publish_async(subject, body, headers=headers)
-
-
-class SinkError(SOPError):
-    """The sink cannot go on from here (the stream is not SOP's, an event does not fit)."""
-
-
-class ResyncNeededError(SOPError):
-    """The stream is not where the session thought: read it again (not an outage)."""
-
-
-class SinkState(Protocol):
+class SinkState(PipelineSink, Protocol):
     """What a session reads from and reports to the sink that runs it."""
-
-    source: EventSource
-    config: NatsSinkConfig
-    publish: Publish
-
-    @property
-    def stopping(self) -> bool:
-        """Whether the sink is closing (the session returns)."""
-        ...
 
     @property
     def cursor(self) -> int:
@@ -105,18 +58,6 @@ class SinkState(Protocol):
 
     def resynced(self, acked: int, how: str) -> None:
         """The stream holds events ``[0, acked)``; ``how`` says how that was learned."""
-        ...
-
-    def acked(self, acked: int, *, duplicate: bool) -> None:
-        """Event ``acked - 1`` was acknowledged (``duplicate``: the broker had it already)."""
-        ...
-
-    def saw_size(self, size: int) -> None:
-        """The log holds ``size`` entries."""
-        ...
-
-    async def idle(self, seconds: float) -> None:
-        """Wait up to ``seconds`` for new entries (woken early when one commits)."""
         ...
 
     def warn_once(self, key: str, message: str) -> None:
@@ -131,7 +72,6 @@ class Session:
         """A session of ``sink`` (nothing happens before :meth:`run`)."""
         self._sink = sink
         self._config = sink.config
-        self._subjects: dict[str, str] = {}
         self._closed = asyncio.Event()
 
     async def run(self) -> None:
@@ -154,13 +94,10 @@ class Session:
             closed_cb=self._on_closed,
         )
         try:
-            js = nc.jetstream(
-                timeout=self._config.ack_timeout_seconds,
-                publish_async_max_pending=self._config.max_in_flight,
-            )
+            js = nc.jetstream(timeout=self._config.ack_timeout_seconds)
             info = await self._stream(js)
             start, last_seq = await self._resync(js, info)
-            await self._pump(nc, js, start, last_seq)
+            await Pipeline(nc, self._sink, start, last_seq, self._closed).run()
         finally:
             await _close(nc)
 
@@ -251,99 +188,6 @@ class Session:
                 " does not hold: the stream belongs to another log, or this log was cut back"
             )
         return index
-
-    # ---- publishing ------------------------------------------------------------------
-    def _subject(self, event: Event) -> str:
-        subject = self._subjects.get(event.type)
-        if subject is None:
-            if _SUBJECT_TYPE.fullmatch(event.type) is None:
-                raise SinkError(f"event `{event.id}` has type `{event.type[:80]}`, not a subject")
-            subject = self._subjects[event.type] = self._config.subject(event.type)
-        return subject
-
-    def _read(self, start: int, end: int) -> list[Event]:
-        events = self._sink.source.read(start, end)
-        if len(events) != end - start or any(e.index != start + k for k, e in enumerate(events)):
-            got = [e.index for e in events[:3]]
-            raise SinkError(f"the log's events `[{start}, {end})` came back as `{got}`...")
-        return events
-
-    async def _pump(self, nc: Client, js: JetStreamContext, start: int, last_seq: int) -> None:
-        """Publish from ``start`` on, in order, pipelined, until the sink stops."""
-        sink, cfg = self._sink, self._config
-        pending: deque[tuple[int, int, asyncio.Future[PubAck]]] = deque()
-        following, seq = start, last_seq
-        try:
-            while not sink.stopping:
-                self._settle(pending)
-                size = sink.source.size()
-                sink.saw_size(size)
-                room = cfg.max_in_flight - len(pending)
-                if room > 0 and following < size:
-                    for event in self._read(following, min(size, following + room)):
-                        headers = {
-                            Header.MSG_ID.value: event.id,  # the broker drops a second copy
-                            Header.EXPECTED_LAST_SEQUENCE.value: str(seq),  # no gap, no re-store
-                        }
-                        future = await sink.publish(js, self._subject(event), event.body, headers)
-                        seq += 1
-                        pending.append((event.index, seq, future))
-                        following = event.index + 1
-                elif pending:
-                    await self._await_head(pending[0][2])
-                else:
-                    await sink.idle(cfg.poll_interval_ms / 1000)
-                if self._closed.is_set() or not nc.is_connected:
-                    raise ConnectionError("the connection to the broker closed")
-        finally:
-            _drop(pending)
-
-    async def _await_head(self, future: asyncio.Future[PubAck]) -> None:
-        if future.done():
-            return
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait(
-                (future, closed),
-                timeout=self._config.ack_timeout_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            closed.cancel()
-        if not future.done():
-            raise TimeoutError(
-                f"no acknowledgement within `{self._config.ack_timeout_seconds}` s"
-                if not self._closed.is_set()
-                else "the connection to the broker closed"
-            )
-
-    def _settle(self, pending: deque[tuple[int, int, asyncio.Future[PubAck]]]) -> None:
-        """Take the acknowledged head of ``pending``, in order; raise at the first failure."""
-        while pending and pending[0][2].done():
-            index, seq, future = pending.popleft()
-            if future.cancelled():
-                raise ConnectionError("a publish was cancelled")
-            exc = future.exception()
-            if isinstance(exc, APIError) and exc.err_code == WRONG_LAST_SEQUENCE:
-                raise ResyncNeededError(f"event `{index}` was refused: {exc.description}")
-            if exc is not None:
-                raise exc
-            ack = future.result()
-            if ack.stream != self._config.stream:
-                raise SinkError(f"event `{index}` went to stream `{ack.stream}`, not ours")
-            self._sink.acked(index + 1, duplicate=bool(ack.duplicate))
-            if ack.seq != seq:  # the broker had it elsewhere: the later expectations are off
-                raise ResyncNeededError(f"event `{index}` is at sequence `{ack.seq}`, not `{seq}`")
-
-
-def _drop(pending: deque[tuple[int, int, asyncio.Future[PubAck]]]) -> None:
-    """Abandon publishes still in flight (a later session finds them in the stream, or not)."""
-    for _, _, future in pending:
-        if future.done() and not future.cancelled():
-            future.exception()  # retrieved: asyncio does not log it as never retrieved
-        else:
-            future.cancel()
-    pending.clear()
 
 
 async def _close(nc: Client) -> None:

@@ -40,7 +40,8 @@ from pathlib import Path
 from sop_verified.events.model import EventSource
 from sop_verified.events.nats_config import NatsSinkConfig
 from sop_verified.events.nats_cursor import read_cursor, write_cursor
-from sop_verified.events.nats_session import Publish, ResyncNeededError, Session, publish_async
+from sop_verified.events.nats_pipeline import Publish, ResyncNeededError, publish
+from sop_verified.events.nats_session import Session
 
 __all__ = ["FIRST_BACKOFF", "NatsSink", "NatsSinkStats"]
 
@@ -86,7 +87,7 @@ class NatsSink:
         config: NatsSinkConfig,
         cursor_path: Path,
         *,
-        publish: Publish = publish_async,
+        publish: Publish = publish,
         on_acked: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -223,13 +224,11 @@ class NatsSink:
         self._acked = acked
         self._up()
 
-    def acked(self, acked: int, *, duplicate: bool) -> None:
-        """Event ``acked - 1`` is in the stream; the cursor follows (batched)."""
+    def acked(self, acked: int, *, stored: int, duplicates: int) -> None:
+        """Events up to ``acked - 1`` are in the stream; the cursor follows (batched)."""
         self._acked = acked
-        if duplicate:
-            self._duplicates += 1
-        else:
-            self._published += 1
+        self._published += stored
+        self._duplicates += duplicates
         if self._on_acked is not None:
             self._on_acked(acked)
         self._save()

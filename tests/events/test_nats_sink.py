@@ -13,13 +13,14 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.api import PubAck, StreamConfig
+from nats.aio.client import Client
+from nats.js.api import StreamConfig
 from nats_broker import Broker, stream_report
 from raw_events import ListEvents
 
 from sop_verified.events.nats_config import NatsSinkConfig
 from sop_verified.events.nats_cursor import read_cursor, write_cursor
-from sop_verified.events.nats_session import publish_async
+from sop_verified.events.nats_pipeline import publish
 from sop_verified.events.nats_sink import NatsSink
 
 ORIGIN = "test.example/log"
@@ -128,12 +129,12 @@ def test_a_publish_lost_in_flight_leaves_no_gap_behind_later_ones(
     lost: list[str] = []
 
     async def lose_event_50_once(
-        js: object, subject: str, body: bytes, headers: dict[str, str]
-    ) -> asyncio.Future[PubAck]:
+        nc: Client, subject: str, reply: str, body: bytes, headers: dict[str, str]
+    ) -> None:
         if headers["Nats-Msg-Id"] == f"{ORIGIN}/50" and not lost:
             lost.append(subject)  # never sent; its acknowledgement never comes
-            return asyncio.get_running_loop().create_future()
-        return await publish_async(js, subject, body, headers)  # type: ignore[arg-type]
+            return
+        await publish(nc, subject, reply, body, headers)
 
     source = ListEvents(ORIGIN, 200)
     sink = NatsSink(source, config(broker.url), tmp_path / "cursor", publish=lose_event_50_once)
