@@ -18,7 +18,7 @@ The table says where events go, not what SOP decides: it is left out of the
 config digest (like PostgreSQL's DSN, ADR 0015), so pointing SOP at another
 broker needs no ``sop config accept``. A password or token in a server URL is
 never logged or shown: :func:`redact_url` replaces it by ``***``.
-How the sink works is :mod:`sop_verified.events.nats_sink` and ADR 0018.
+How the sink works is :mod:`sop_verified.events.nats_sink` and ADR 0019.
 """
 
 from __future__ import annotations

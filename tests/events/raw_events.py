@@ -35,7 +35,7 @@ class RawLogEvents:
         for index, _leaf, payload in self._store.log.log_entries(start, end):
             kind = str(orjson.loads(payload).get("type", "entry"))
             event_id = f"{self._log.origin}/{index}"
-            body = orjson.dumps({"id": event_id, "index": index, "type": kind})
+            body = orjson.dumps({"id": event_id, "index": index, "type": f"sop.{kind}.v1"})
             out.append(Event(index, event_id, f"sop.{kind}.v1", body))
         return out
 
@@ -63,6 +63,11 @@ class ListEvents:
     def read(self, start: int, end: int) -> list[Event]:
         end = min(end, self._size)
         return [
-            Event(i, f"{self.origin}/{i}", "sop.test.v1", b'{"index":%d}' % i)
+            Event(
+                i,
+                f"{self.origin}/{i}",
+                "sop.test.v1",
+                orjson.dumps({"id": f"{self.origin}/{i}", "index": i, "type": "sop.test.v1"}),
+            )
             for i in range(start, end)
         ]
