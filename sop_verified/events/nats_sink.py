@@ -119,6 +119,7 @@ class NatsSink:
         self._backoff = FIRST_BACKOFF
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
+        self._session: asyncio.Future[None] | None = None
         self._thread = threading.Thread(target=self._run, name="sop-events-nats", daemon=True)
 
     # ---- life cycle ------------------------------------------------------------------
@@ -127,8 +128,13 @@ class NatsSink:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop: publishes in flight are abandoned (the next start finds them), the cursor kept."""
+        """Stop now: publishes in flight are abandoned (the next session reads the stream and
+        finds them, or not), a connection attempt is cut short, the cursor is written."""
         self._stopping = True
+        loop, task = self._loop, self._session
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closing
+                loop.call_soon_threadsafe(task.cancel)
         self.wake()
         if self._thread.is_alive():
             self._thread.join(self.config.ack_timeout_seconds + 5)
@@ -188,8 +194,11 @@ class NatsSink:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         while not self._stopping:
+            self._session = asyncio.ensure_future(Session(self).run())
             try:
-                await Session(self).run()
+                await self._session
+            except asyncio.CancelledError:  # close(): stop where it stands
+                break
             except ResyncNeededError as exc:
                 self._resyncs += 1
                 _log.debug("NATS sink: reading the stream again: %s", exc)

@@ -183,3 +183,22 @@ def test_broker_stopped_and_killed_again_and_again_under_load(
     assert len(warnings) == len(outages), [r.getMessage() for r in warnings]
     stream_report(broker.url).check_exactly_once(origin, size)
     print(f"exactly once over {size} events across {len(outages)} broker outages")
+
+
+def test_sop_status_shows_the_sink_and_its_lag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from sop_verified import cli
+
+    url = f"nats://sop:hunter2@127.0.0.1:{free_port()}"  # nothing listens: the broker is down
+    data = nats_data_dir(tmp_path / "d", url)
+    monkeypatch.setattr(cli, "boot_data_dir", lambda d: SOP.boot(d, events=raw_log_events))
+    shown = CliRunner().invoke(cli.app, ["status", "--data-dir", str(data)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output  # READY: a broker down is not SOP down
+    assert "NATS stream SOP_EVENTS at nats://sop:***@127.0.0.1:" in shown.output
+    assert "hunter2" not in shown.output
+    as_json = CliRunner().invoke(cli.app, ["status", "--data-dir", str(data), "--json"])
+    status = json.loads(as_json.output)["events_nats"]
+    assert status["lag"] == status["log_size"] > 0  # nothing acknowledged yet
