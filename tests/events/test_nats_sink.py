@@ -212,3 +212,32 @@ def test_cursor_writes_are_batched_not_one_per_event(
     assert source.size() > 1000
     assert len(writes) <= 2 + (time.monotonic() - started) / 0.2, writes
     assert read_cursor(tmp_path / "cursor", "SOP_EVENTS") == source.size()
+
+
+def test_a_purged_stream_goes_on_from_the_cursor(broker: Broker, tmp_path: Path) -> None:
+    """The stream cannot say where it is once purged: the durable cursor does."""
+    source = ListEvents(ORIGIN, 100)
+    first = NatsSink(source, config(broker.url), tmp_path / "cursor")
+    first.start()
+    wait_for(caught_up(first, 100))
+    first.close()
+    assert read_cursor(tmp_path / "cursor", "SOP_EVENTS") == 100
+    asyncio.run(_purge(broker.url))
+    source.grow(50)
+    second = NatsSink(source, config(broker.url), tmp_path / "cursor")
+    second.start()
+    try:
+        wait_for(caught_up(second, 150))
+    finally:
+        second.close()
+    report = stream_report(broker.url)
+    assert [msg_id for _, msg_id, _ in report.received] == [
+        f"{ORIGIN}/{i}" for i in range(100, 150)
+    ]
+    assert [seq for seq, _, _ in report.received] == list(range(101, 151))  # no re-send of 0..99
+
+
+async def _purge(url: str) -> None:
+    nc = await nats.connect(url)
+    await nc.jetstream().purge_stream("SOP_EVENTS")
+    await nc.close()
