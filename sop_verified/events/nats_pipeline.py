@@ -1,17 +1,26 @@
-"""The NATS sink's publishing pipeline: events in order, a bounded number awaiting their ack.
+"""The NATS sink's publishing pipeline: events in order, a bounded number unacknowledged.
 
-JetStream acknowledges a publish by replying to its reply subject. Each session
-subscribes once to an inbox of its own (``<inbox>.*``) and publishes event
-*i* with the reply subject ``<inbox>.<i>``, so an acknowledgement names the
-event it is for and costs one small JSON parse, no future and no request
-object per event (nats-py's ``publish_async`` spent more CPU on those than on
-the publish itself, taken from the GIL SOP's deciding threads share).
+The pipeline reads a run of events from the log and publishes them in one
+burst. Every event carries ``Nats-Expected-Last-Sequence``, so the broker
+stores event *i* only right behind event *i* - 1: the stream is always a gap-free
+prefix of the log, whoever writes it. Hence one acknowledgement confirms a
+whole burst, and only the burst's last event asks for one (a reply subject
+``<inbox>.<index>`` on the session's own inbox; the others are sent without a
+reply, so the broker sends nothing back for them). If an event of the burst is
+not stored (lost in flight, refused), every later one is refused for its
+expected sequence, the last one's answer says so, and the next session reads
+the stream again and resumes at the first missing event — whose answer it
+asks for on its own, so that a refusal for any other reason (an event too
+large, say) is reported as what it is.
 
-The pipeline publishes while fewer than ``max_in_flight`` events await their
-ack, and takes the acks in index order: event *i* counts as delivered only
-when every event before it does. The first refusal, timeout or lost connection
-ends the pipeline (the sink starts a new session, which reads the stream
-again); what was in flight is abandoned, never resent by this pipeline.
+An ack per burst, not per event: nats-py spends more CPU handling an answer
+than sending a publish, and that CPU is taken from the interpreter lock SOP's
+deciding threads share (ADR 0019 has the figures).
+
+The pipeline publishes while fewer than ``max_in_flight`` events are
+unacknowledged, refilling when half the window is free. The first refusal,
+timeout or lost connection ends it (the sink starts a new session); what was in
+flight is abandoned, never resent by this pipeline.
 """
 
 from __future__ import annotations
@@ -102,6 +111,9 @@ _Ack = tuple[str, int, bool]
 
 @dataclass(frozen=True, slots=True)
 class _Sent:
+    """A published event whose acknowledgement was asked for: it confirms ``[first, index]``."""
+
+    first: int
     index: int
     seq: int  # the stream sequence the event gets when stored after its predecessor
     due: float  # monotonic time by which its ack must have come
@@ -126,6 +138,9 @@ class Pipeline:
         self._sink = sink
         self._config = sink.config
         self._next = start
+        self._confirmed = start  # events [0, confirmed) are acknowledged
+        self._unasked = start  # the first event no acknowledgement was asked for yet
+        self._probing = True  # the session's first event asks for its own acknowledgement
         self._seq = last_seq
         self._closed = closed
         self._inbox = nc.new_inbox()
@@ -168,9 +183,9 @@ class Pipeline:
             self._settle(pending)
             size = sink.source.size()
             sink.saw_size(size)
-            room = cfg.max_in_flight - len(pending)
-            # Refill when half the window is free: one read of the log and one burst of
-            # publishes for many events, not one of each per acknowledgement.
+            room = cfg.max_in_flight - (self._next - self._confirmed)
+            # Refill when half the window is free: one read of the log, one burst of
+            # publishes and one acknowledgement for many events.
             if self._next < size and (not pending or 2 * room >= cfg.max_in_flight):
                 await self._send(pending, self._read(self._next, min(size, self._next + room)))
             elif pending:
@@ -182,16 +197,22 @@ class Pipeline:
 
     async def _send(self, pending: deque[_Sent], events: list[Event]) -> None:
         due = time.monotonic() + self._config.ack_timeout_seconds
+        last = events[-1].index
         for event in events:
             headers = {
                 Header.MSG_ID.value: event.id,  # the broker drops a second copy
                 Header.EXPECTED_LAST_SEQUENCE.value: str(self._seq),  # no gap, no re-store
             }
-            reply = f"{self._inbox}.{event.index}"
+            # The burst's last event, and a session's first on its own (its refusal says why)
+            asked = event.index == last or self._probing
+            reply = f"{self._inbox}.{event.index}" if asked else ""
             await self._sink.publish(self._nc, self._subject(event), reply, event.body, headers)
             self._seq += 1
-            pending.append(_Sent(event.index, self._seq, due))
             self._next = event.index + 1
+            if asked:
+                pending.append(_Sent(self._unasked, event.index, self._seq, due))
+                self._unasked = event.index + 1
+                self._probing = False
 
     async def _await_head(self, head: _Sent) -> None:
         self._awaited = head.index
@@ -225,11 +246,13 @@ class Pipeline:
                     raise ack
                 if ack[0] != stream:
                     raise SinkError(f"event `{sent.index}` went to stream `{ack[0]}`, not ours")
-                acked = sent.index + 1
+                # The stream is a gap-free prefix of the log: holding event i, it holds all
+                # before it, so the acknowledgement confirms the whole burst.
+                acked = self._confirmed = sent.index + 1
                 if ack[2]:
-                    duplicates += 1
+                    duplicates += sent.index + 1 - sent.first
                 else:
-                    stored += 1
+                    stored += sent.index + 1 - sent.first
                 if ack[1] != sent.seq:  # the broker had it elsewhere: later expectations are off
                     raise ResyncNeededError(
                         f"event `{sent.index}` is at sequence `{ack[1]}`, not `{sent.seq}`"
