@@ -13,20 +13,32 @@ import json
 import logging
 import statistics
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.exceptions import StarletteDeprecationWarning
+from typer.testing import CliRunner
+
+with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what is installed
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
 from nats_broker import Broker, free_port, stream_report
 from nats_sop import Decider, decide, nats_data_dir
 from prometheus_client import CollectorRegistry, generate_latest
 from raw_events import raw_log_events
 from test_nats_sink import wait_for
 
+from sop_verified import cli
 from sop_verified.core.health import Health
 from sop_verified.events.nats_sink import NatsSink
 from sop_verified.nexus.sop import SOP
+from sop_verified.server.decisions import DecisionQueue
 from sop_verified.server.nats_metrics import NatsSinkCollector
+from sop_verified.server.public import public_routes
+from sop_verified.server.state import ServerState
 
 SINK_LOGGER = "sop_verified.events.nats_sink"
 
@@ -188,9 +200,6 @@ def test_broker_stopped_and_killed_again_and_again_under_load(
 def test_sop_status_shows_the_sink_and_its_lag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from typer.testing import CliRunner
-
-    from sop_verified import cli
 
     url = f"nats://sop:hunter2@127.0.0.1:{free_port()}"  # nothing listens: the broker is down
     data = nats_data_dir(tmp_path / "d", url)
@@ -202,3 +211,23 @@ def test_sop_status_shows_the_sink_and_its_lag(
     as_json = CliRunner().invoke(cli.app, ["status", "--data-dir", str(data), "--json"])
     status = json.loads(as_json.output)["events_nats"]
     assert status["lag"] == status["log_size"] > 0  # nothing acknowledged yet
+
+
+def test_the_read_plane_serves_the_lag_and_stays_ready_while_the_broker_is_down(
+    tmp_path: Path,
+) -> None:
+
+    data = nats_data_dir(tmp_path / "d", f"nats://127.0.0.1:{free_port()}")  # nobody there
+    with SOP.boot(data, events=raw_log_events) as sop:
+        queue = DecisionQueue(sop.submit_batch, threads=1)
+        try:
+            app = Starlette(routes=public_routes(ServerState(sop, queue)))
+            with TestClient(app) as client:
+                wait_for(lambda: _sink(sop).stats().outages == 1, why="the outage")
+                assert client.get("/health/ready").status_code == 200
+                metrics = client.get("/metrics").text
+        finally:
+            queue.close()
+    assert f"sop_events_nats_lag {float(sop.log.size)}" in metrics
+    assert "sop_events_nats_connected 0.0" in metrics
+    assert "sop_events_nats_outages_total 1.0" in metrics
