@@ -80,6 +80,7 @@ class _Recorder:
 
 
 def _sampler(scenario: Scenario, sink: NatsSink, behind: list[int]) -> threading.Event:
+    """Every 10 ms: how far behind ``scenario``'s log the sink is (run in both modes alike)."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -101,12 +102,12 @@ def _drain(scenario: Scenario, sink: NatsSink, timeout: float = 120) -> float:
 
 
 def _round(
-    s: Scenario, label: str, threads: int, per_thread: int, recorder: _Recorder | None
+    s: Scenario, label: str, threads: int, per_thread: int, answered: dict[int, float]
 ) -> RunResult:
     def op(client: int, i: int) -> Decision:
         decision = s.persist(label, client, i)
-        if recorder is not None and decision.log_index is not None:
-            recorder.answered[decision.log_index] = time.perf_counter()
+        if decision.log_index is not None:  # in both modes: the same work around each call
+            answered[decision.log_index] = time.perf_counter()
         return decision
 
     return run_clients(label, threads, per_thread, op, effect=True)
@@ -192,13 +193,12 @@ def _measure(
         runs: dict[str, RunResult] = {}
         for s in order:
             mode = "on" if s is on else "off"
+            stop = _sampler(s, sink, behind if s is on else [])
+            answered = recorder.answered if s is on else {}
+            runs[mode] = _round(s, f"nats-{mode}-{r}", threads, per_thread, answered)
+            stop.set()
             if s is on:
-                stop = _sampler(on, sink, behind)
-                runs[mode] = _round(s, f"nats-{mode}-{r}", threads, per_thread, recorder)
-                stop.set()
                 drains.append(_drain(on, sink))
-            else:
-                runs[mode] = _round(s, f"nats-{mode}-{r}", threads, per_thread, None)
         rows.append({mode: run.summary() for mode, run in runs.items()})
     off_rates = [row["off"]["ops_per_s"] for row in rows]
     on_rates = [row["on"]["ops_per_s"] for row in rows]

@@ -108,7 +108,7 @@ class NatsSink:
         self._on_acked = on_acked
         self._clock = clock
         self._saved = self._acked = read_cursor(cursor_path, config.stream)
-        self._saved_at = clock()
+        self._saved_at = self._burst_at = clock()
         self._size = 0
         self._stopping = False
         self._down_since: float | None = None
@@ -209,7 +209,13 @@ class NatsSink:
             self._connected = False
 
     async def idle(self, seconds: float) -> None:
-        """Wait up to ``seconds``, or until :meth:`wake` or :meth:`close`; keep the cursor."""
+        """Wait up to ``seconds``, or until :meth:`wake` or :meth:`close`; keep the cursor.
+
+        Then, if the last burst began less than ``batch_interval_ms`` ago, wait out the
+        rest: a sink that has caught up publishes what the log gained in bursts at most
+        that often, not once per commit. Each burst costs the sink a few hand-overs of
+        the interpreter lock, each of which stalls one of SOP's deciding threads.
+        """
         wakeup = self._wakeup
         self._save()
         if wakeup is None or self._stopping:
@@ -220,6 +226,10 @@ class NatsSink:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), seconds)
         wakeup.clear()
+        rest = self.config.batch_interval_ms / 1000 - (self._clock() - self._burst_at)
+        if rest > 0 and not self._stopping:
+            await asyncio.sleep(rest)
+        self._burst_at = self._clock()
 
     # ---- what sessions report ----------------------------------------------------------
     def resynced(self, acked: int, how: str) -> None:
