@@ -120,6 +120,7 @@ class NatsSink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._session: asyncio.Future[None] | None = None
+        self._listening = False  # waiting for entries: only then does wake() wake the loop
         self._thread = threading.Thread(target=self._run, name="sop-events-nats", daemon=True)
 
     # ---- life cycle ------------------------------------------------------------------
@@ -140,9 +141,14 @@ class NatsSink:
             self._thread.join(self.config.ack_timeout_seconds + 5)
 
     def wake(self) -> None:
-        """New entries committed: look at the log now (never blocks; polling covers a miss)."""
+        """New entries committed: look at the log now (never blocks; polling covers a miss).
+
+        Only a sink waiting for entries is woken: one publishing, or pacing its bursts,
+        reads the log's size when it comes back anyway, and waking its loop would cost a
+        hand-over of the interpreter lock per commit for nothing.
+        """
         loop, wakeup = self._loop, self._wakeup
-        if loop is None or wakeup is None:
+        if loop is None or wakeup is None or not self._listening:
             return
         try:
             loop.call_soon_threadsafe(wakeup.set)
@@ -209,26 +215,34 @@ class NatsSink:
             self._connected = False
 
     async def idle(self, seconds: float) -> None:
-        """Wait up to ``seconds``, or until :meth:`wake` or :meth:`close`; keep the cursor.
+        """Pace the bursts, then wait up to ``seconds`` for new entries; keep the cursor.
 
-        Then, if the last burst began less than ``batch_interval_ms`` ago, wait out the
-        rest: a sink that has caught up publishes what the log gained in bursts at most
-        that often, not once per commit. Each burst costs the sink a few hand-overs of
-        the interpreter lock, each of which stalls one of SOP's deciding threads.
+        A sink that has caught up publishes what the log gained at most every
+        ``batch_interval_ms``, in one burst, not once per commit: each burst costs the
+        sink a few hand-overs of the interpreter lock, each of which stalls one of SOP's
+        deciding threads. So it first waits out the rest of the interval since the last
+        burst began; if the log grew meanwhile it returns at once, otherwise it waits
+        for :meth:`wake`, :meth:`close` or ``seconds`` (the poll).
         """
         wakeup = self._wakeup
         self._save()
         if wakeup is None or self._stopping:
             return
+        rest = self.config.batch_interval_ms / 1000 - (self._clock() - self._burst_at)
+        if rest > 0:
+            await asyncio.sleep(rest)
         due = self.config.cursor_interval_ms / 1000 - (self._clock() - self._saved_at)
         if self._acked != self._saved:  # come back in time to write the cursor
             seconds = min(seconds, max(0.0, due))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), seconds)
+        self._listening = True
+        try:
+            if self.source.size() == self._size and not self._stopping:  # nothing new yet
+                with contextlib.suppress(TimeoutError):  # no task per wait: fewer loop turns
+                    async with asyncio.timeout(seconds):
+                        await wakeup.wait()
+        finally:
+            self._listening = False
         wakeup.clear()
-        rest = self.config.batch_interval_ms / 1000 - (self._clock() - self._burst_at)
-        if rest > 0 and not self._stopping:
-            await asyncio.sleep(rest)
         self._burst_at = self._clock()
 
     # ---- what sessions report ----------------------------------------------------------
