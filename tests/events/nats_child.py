@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from nats_sop import Decider, decide
-from raw_events import raw_log_events
 
 from sop_verified.core.health import Health
 from sop_verified.nexus.sop import SOP
@@ -21,7 +20,7 @@ from sop_verified.nexus.sop import SOP
 
 def main() -> None:
     data, mode = Path(sys.argv[1]), sys.argv[2]
-    sop = SOP.boot(data, events=raw_log_events)
+    sop = SOP.boot(data)
     if sop.health is not Health.READY or sop.nats_sink is None:
         print(f"not ready: {sop.boot_report.detail}", flush=True)
         sys.exit(3)

@@ -28,7 +28,6 @@ with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what is i
 from nats_broker import Broker, free_port, stream_report
 from nats_sop import Decider, decide, nats_data_dir
 from prometheus_client import CollectorRegistry, generate_latest
-from raw_events import raw_log_events
 from test_nats_sink import wait_for
 
 from sop_verified import cli
@@ -75,7 +74,7 @@ def test_every_log_entry_of_a_booted_sop_reaches_the_stream_once(
     broker: Broker, tmp_path: Path
 ) -> None:
     data = nats_data_dir(tmp_path / "d", broker.url)
-    with SOP.boot(data, events=raw_log_events) as sop:
+    with SOP.boot(data) as sop:
         assert sop.health is Health.READY
         for i in range(100):
             assert decide(sop, "once", i).log_index is not None
@@ -96,7 +95,7 @@ def test_broker_stopped_and_restarted_mid_load(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     data = nats_data_dir(tmp_path / "d", broker.url, max_backoff_seconds=1)
-    with SOP.boot(data, events=raw_log_events) as sop:
+    with SOP.boot(data) as sop:
         with Decider(sop) as before:
             wait_for(lambda: _sink(sop).stats().acked > 200, why="events before the outage")
             broker.stop()
@@ -129,7 +128,7 @@ def test_a_broker_that_is_down_leaves_sop_ready_and_its_password_unsaid(
     secret = "s3cret-Pa55"
     url = f"nats://sop:{secret}@127.0.0.1:{free_port()}"  # nothing listens there
     data = nats_data_dir(tmp_path / "d", url, max_backoff_seconds=1)
-    with SOP.boot(data, events=raw_log_events) as sop:
+    with SOP.boot(data) as sop:
         assert sop.health is Health.READY
         started = time.perf_counter()
         for i in range(50):
@@ -157,13 +156,13 @@ def test_without_the_table_there_is_no_sink(tmp_path: Path) -> None:
         assert _metrics(sop) == {}
 
 
-def test_the_sink_boots_only_with_an_event_projection(tmp_path: Path) -> None:
-    """Until the log's projection is wired, `[events.nats]` without one fails the service."""
-    data = nats_data_dir(tmp_path / "d", f"nats://127.0.0.1:{free_port()}")
-    with SOP.boot(data) as sop:
-        assert sop.health is not Health.READY
-        assert sop.boot_report.failed == "events_nats"
-        assert "event projection" in sop.boot_report.detail
+def test_a_read_only_boot_starts_no_sink(broker: Broker, tmp_path: Path) -> None:
+    """A dry run changes no byte of the data directory: no cursor, nothing published."""
+    data = nats_data_dir(tmp_path / "d", broker.url)
+    SOP.boot(data).close()  # a first boot makes the database
+    with SOP.boot(data, read_only=True) as sop:
+        assert sop.nats_sink is None
+        assert sop.services.events is not None  # the in-process bus is there all the same
 
 
 @pytest.mark.slow
@@ -174,7 +173,7 @@ def test_broker_stopped_and_killed_again_and_again_under_load(
     caplog.set_level(logging.INFO)
     data = nats_data_dir(tmp_path / "d", broker.url, max_backoff_seconds=1)
     outages = [("term", 1.0), ("kill", 2.0), ("term", 3.0), ("kill", 1.5), ("term", 1.0)]
-    with SOP.boot(data, events=raw_log_events) as sop, Decider(sop, threads=8) as load:
+    with SOP.boot(data) as sop, Decider(sop, threads=8) as load:
         for k, (how, seconds) in enumerate(outages):
             wait_for(lambda: _sink(sop).stats().connected, why=f"the broker back ({k})")
             time.sleep(1.0)
@@ -187,7 +186,7 @@ def test_broker_stopped_and_killed_again_and_again_under_load(
             time.sleep(seconds)
             assert sop.health is Health.READY
             broker.start()
-    with SOP.boot(data, events=raw_log_events) as sop:  # the log as the load left it
+    with SOP.boot(data) as sop:  # the log as the load left it
         wait_for(lambda: _caught_up(sop), timeout=60, why="the sink to catch up")
         size, origin = sop.log.size, sop.log.origin
     assert load.unlogged == 0
@@ -197,20 +196,23 @@ def test_broker_stopped_and_killed_again_and_again_under_load(
     print(f"exactly once over {size} events across {len(outages)} broker outages")
 
 
-def test_sop_status_shows_the_sink_and_its_lag(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-
-    url = f"nats://sop:hunter2@127.0.0.1:{free_port()}"  # nothing listens: the broker is down
+def test_sop_status_reads_the_sinks_lag_from_its_cursor(broker: Broker, tmp_path: Path) -> None:
+    """`sop status` is read-only: it shows what the durable cursor says, and contacts nobody."""
+    url = broker.url.replace("nats://", "nats://sop:hunter2@")  # a broker without users takes it
     data = nats_data_dir(tmp_path / "d", url)
-    monkeypatch.setattr(cli, "boot_data_dir", lambda d: SOP.boot(d, events=raw_log_events))
+    with SOP.boot(data) as sop:
+        for i in range(20):
+            decide(sop, "status", i)
+        wait_for(lambda: _caught_up(sop), why="the sink to catch up")
+        size = sop.log.size  # the cursor is written as the sink stops
     shown = CliRunner().invoke(cli.app, ["status", "--data-dir", str(data)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output  # READY: a broker down is not SOP down
     assert "NATS stream SOP_EVENTS at nats://sop:***@127.0.0.1:" in shown.output
-    assert "hunter2" not in shown.output
+    assert "broker not contacted" in shown.output and "hunter2" not in shown.output
     as_json = CliRunner().invoke(cli.app, ["status", "--data-dir", str(data), "--json"])
     status = json.loads(as_json.output)["events_nats"]
-    assert status["lag"] == status["log_size"] > 0  # nothing acknowledged yet
+    assert (status["acked"], status["lag"], status["log_size"]) == (size, 0, size)
+    assert status["connected"] is None  # not asked
 
 
 def test_the_read_plane_serves_the_lag_and_stays_ready_while_the_broker_is_down(
@@ -218,7 +220,7 @@ def test_the_read_plane_serves_the_lag_and_stays_ready_while_the_broker_is_down(
 ) -> None:
 
     data = nats_data_dir(tmp_path / "d", f"nats://127.0.0.1:{free_port()}")  # nobody there
-    with SOP.boot(data, events=raw_log_events) as sop:
+    with SOP.boot(data) as sop:
         queue = DecisionQueue(sop.submit_batch, threads=1)
         try:
             app = Starlette(routes=public_routes(ServerState(sop, queue)))
