@@ -19,9 +19,11 @@ written) on one SOP, then on the other. Reported:
 - what pipelining gives: the sink alone publishing the first entries of a
   log with 1, 16 and 256 publishes in flight.
 
-Until the Ops_Event_Bus's projection lands, the sink publishes the tests'
-minimal events (``tests/events/raw_events.py``: the entry's type and index);
-the projection's own cost (CloudEvents JSON per entry) comes on top.
+``events="log"`` (the default, ``--nats-events log``) publishes what SOP publishes:
+the Ops_Event_Bus's projection (each entry proved in the signed log, then made a
+CloudEvent). ``events="raw"`` publishes the tests' minimal events instead
+(``tests/events/raw_events.py``: the entry's type and index, read in one query a
+range), which isolates the sink's own cost from the projection's.
 """
 
 from __future__ import annotations
@@ -37,14 +39,22 @@ from typing import Any
 from e2e_scenario import RunResult, Scenario, run_clients
 
 from sop_verified.core.request import Decision
+from sop_verified.events.boundary import TelemetryBoundary
+from sop_verified.events.model import Event, EventSource
 from sop_verified.events.nats_config import NatsSinkConfig
 from sop_verified.events.nats_sink import NatsSink
+from sop_verified.events.source import LogEventSource
+from sop_verified.storage.ports import StorageBackend
+from sop_verified.tools.tlog import TransparencyLog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "events"))
 from nats_broker import Broker  # the tests' private broker
-from raw_events import RawLogEvents, raw_log_events  # until the projection lands
+from raw_events import RawLogEvents  # the tests' minimal events: the sink's own cost
 
 __all__ = ["render_nats", "run_nats"]
+
+EVENTS = ("log", "raw")
+"""What the sink publishes: SOP's projection of the log, or the tests' minimal events."""
 
 SAMPLE_SECONDS = 0.01
 PIPELINE_EVENTS = 4000
@@ -113,11 +123,18 @@ def _round(
     return run_clients(label, threads, per_thread, op, effect=True)
 
 
-def _pipelining(off: Scenario, url: str, root: Path) -> list[dict[str, Any]]:
+def _source(events: str, log: TransparencyLog, store: StorageBackend) -> EventSource:
+    if events == "raw":
+        return RawLogEvents(log, store)
+    store_log = store.log
+    return LogEventSource(lambda: store_log.opened, TelemetryBoundary())  # SOP's default
+
+
+def _pipelining(off: Scenario, url: str, root: Path, events: str) -> list[dict[str, Any]]:
     """The sink alone: the first entries of a log published with 1, 16, 256 in flight."""
     rows = []
     for n in PIPELINE_IN_FLIGHT:
-        source = _Prefix(RawLogEvents(off.sop.log, off.sop.store), PIPELINE_EVENTS)
+        source = _Prefix(_source(events, off.sop.log, off.sop.store), PIPELINE_EVENTS)
         config = NatsSinkConfig.model_validate(
             {
                 "servers": (url,),
@@ -141,18 +158,30 @@ def _pipelining(off: Scenario, url: str, root: Path) -> list[dict[str, Any]]:
 class _Prefix:
     """The first ``n`` events of a source."""
 
-    def __init__(self, source: RawLogEvents, n: int) -> None:
+    def __init__(self, source: EventSource, n: int) -> None:
         self._source, self._n = source, n
 
     def size(self) -> int:
         return min(self._n, self._source.size())
 
-    def read(self, start: int, end: int) -> Any:
+    def read(self, start: int, end: int) -> list[Event]:
         return self._source.read(start, min(end, self.size()))
 
 
-def run_nats(ops: int, threads: int, rounds: int) -> dict[str, Any]:
-    """Throughput with the sink off and on, alternating, in one process; the sink's lag."""
+def run_nats(ops: int, threads: int, rounds: int, events: str = "log") -> dict[str, Any]:
+    """Throughput with the sink off and on, alternating, in one process; the sink's lag.
+
+    Args:
+        ops: operations per run.
+        threads: submitter threads.
+        rounds: rounds of one run off and one on.
+        events: ``log`` (SOP's projection) or ``raw`` (the tests' minimal events).
+
+    Returns:
+        The runs, the drops, the lag and the pipelining figures, as data.
+    """
+    if events not in EVENTS:
+        raise ValueError(f"events `{events}` is not one of {EVENTS}")
     per_thread = max(1, ops // threads)
     with tempfile.TemporaryDirectory(prefix="sop-bench-nats-") as tmp:
         root = Path(tmp)
@@ -160,7 +189,8 @@ def run_nats(ops: int, threads: int, rounds: int) -> dict[str, Any]:
         try:
             toml = f'[events.nats]\nservers = ["{broker.url}"]\n'
             off = Scenario(root / "off", clients=threads)
-            on = Scenario(root / "on", clients=threads, toml=toml, boot={"events": raw_log_events})
+            boot = {"events": lambda log, store: _source(events, log, store)}
+            on = Scenario(root / "on", clients=threads, toml=toml, boot=boot)
             try:
                 sink = on.sop.nats_sink
                 if sink is None:
@@ -169,7 +199,7 @@ def run_nats(ops: int, threads: int, rounds: int) -> dict[str, Any]:
                 on.warm()
                 _drain(on, sink)
                 out = _measure(off, on, sink, threads, per_thread, rounds)
-                out["pipelining"] = _pipelining(off, broker.url, root)
+                out["pipelining"] = _pipelining(off, broker.url, root, events)
                 out["sink"] = {
                     k: getattr(sink.stats(), k) for k in ("published", "duplicates", "outages")
                 }
@@ -178,7 +208,12 @@ def run_nats(ops: int, threads: int, rounds: int) -> dict[str, Any]:
                 off.close()
         finally:
             broker.stop()
-    out["setup"] = {"threads": threads, "ops_per_round": threads * per_thread, "rounds": rounds}
+    out["setup"] = {
+        "threads": threads,
+        "ops_per_round": threads * per_thread,
+        "rounds": rounds,
+        "events": events,
+    }
     return out
 
 
@@ -235,7 +270,10 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 def render_nats(result: dict[str, Any]) -> str:
     """The result as text tables."""
+    what = {"log": "SOP's projection of the log", "raw": "the tests' minimal events"}
     lines = [
+        f"events published: {what[result['setup']['events']]}",
+        "",
         "| round | sink off ops/s | sink on ops/s | off p99 ms | on p99 ms"
         " | off CPU us/op | on CPU us/op |",
         "|---:|---:|---:|---:|---:|---:|---:|",
