@@ -30,6 +30,8 @@ the GIL; wall: where the threads wait). ``SOP_BENCH_CONTRACTS=off`` runs it
 with SOP's contracts off (``contract_switch.py``).
 
 Run: ``python3 bench/bench_e2e.py [--ops N] [--threads 32] [--json] [--profile]``.
+``--nats [--rounds R] [--nats-events log|raw]`` measures the NATS sink's cost instead
+(``e2e_nats.py``).
 """
 
 from __future__ import annotations
@@ -375,7 +377,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=32, help="concurrent submitters")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--profile", action="store_true", help="add py-spy samplings")
+    parser.add_argument(
+        "--nats", action="store_true", help="only the NATS sink's cost: off and on, alternating"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of off and on (--nats)")
+    parser.add_argument(
+        "--nats-events",
+        choices=("log", "raw"),
+        default="log",
+        help="--nats: SOP's projection of the log, or the tests' minimal events (the sink alone)",
+    )
     args = parser.parse_args()
+    if args.nats:
+        from e2e_nats import render_nats, run_nats  # noqa: PLC0415 - only this mode needs NATS
+
+        nats = run_nats(args.ops, args.threads, args.rounds, args.nats_events)
+        print(json.dumps(nats, indent=2) if args.json else render_nats(nats))
+        sys.exit(2 if nats["refused"] else 0)
     result = run(args.ops, args.threads, profile=args.profile)
     print(json.dumps(result, indent=2) if args.json else render(result))
     if result["refused"]:

@@ -56,20 +56,33 @@ def sha256_hex(data: bytes) -> str:
 class Scenario:
     """A booted SOP with the demo's sound policies and one DRAC capability."""
 
-    def __init__(self, root: Path, *, clients: int, names: int = NAMES_PER_CLIENT) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        clients: int,
+        names: int = NAMES_PER_CLIENT,
+        toml: str = "",
+        boot: dict[str, Any] | None = None,
+    ) -> None:
         """Initialise and boot SOP in ``root``, activate the policies, admit DRAC.
 
         Args:
             root: an empty directory (the data directory goes in ``root/data``).
             clients: how many submitters will use it (each has its own names).
             names: how many artifact names each client cycles over.
+            toml: appended to ``sop.toml`` before the first boot (e.g. ``[events.nats]``).
+            boot: further keyword arguments of ``SOP.boot`` (e.g. ``events=``).
 
         Raises:
             RuntimeError: SOP did not boot READY.
         """
         data = root / "data"
         SOP.init(data)
-        self.sop = SOP.boot(data)
+        if toml:
+            with (data / "sop.toml").open("a", encoding="utf-8") as f:
+                f.write("\n" + toml)
+        self.sop = SOP.boot(data, **(boot or {}))
         if self.sop.health is not Health.READY:
             raise RuntimeError(f"SOP booted `{self.sop.health}`, not READY")
         (root / "policies").mkdir()

@@ -145,6 +145,20 @@ def _render_status(status: dict[str, Any]) -> None:
                 f" cosigned {w['cosigned_size']}{alarm}",
                 highlight=False,
             )
+    if (sink := status.get("events_nats")) is not None:  # a broker down is not SOP down
+        connected = sink.get("connected")
+        state = (
+            "publishing"
+            if connected
+            else "broker not contacted (the cursor's figures)"
+            if connected is None
+            else f"[bold yellow]not publishing[/] ({escape(str(sink.get('last_error')))})"
+        )
+        out.print(
+            f"NATS stream {escape(sink['stream'])} at {escape(', '.join(sink['servers']))}:"
+            f" {state}; lag {sink['lag']} of {sink['log_size']} entries",
+            highlight=False,
+        )
     if status["reason"]:
         colour = _COLOURS.get(status["health"], "red")
         out.print(f"[{colour}]{status['health']}[/]: {escape(status['reason'])}", highlight=False)

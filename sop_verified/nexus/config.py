@@ -25,6 +25,7 @@ from sop_verified.core.persistence.scopes import (
 )
 from sop_verified.core.request import PRINCIPAL_PATTERN
 from sop_verified.errors import ConfigError, InputError
+from sop_verified.events.nats_config import NatsSinkConfig
 from sop_verified.nexus.anchor import ANCHOR_NAME
 from sop_verified.nexus.keys import create_log_keys, write_secret
 from sop_verified.nexus.telemetry_config import TelemetryConfig, create_telemetry_key
@@ -38,6 +39,7 @@ from sop_verified.tools.x509_ca import create_authority
 __all__ = [
     "DEFAULT_CONFIG",
     "DracConfig",
+    "EventsConfig",
     "PostgresConfig",
     "RetentionConfig",
     "SOPConfig",
@@ -128,6 +130,12 @@ phases = ["SCAN", "RESOLVE", "ASSEMBLE", "VERIFY", "FREEZE"]
 # [telemetry]
 # allow = ["classification"]   # context attributes whose values may leave as they are
 # mode = "drop"                # the others: "drop", or "hash" (HMAC-SHA256, keys/telemetry.key)
+
+# SOP's events to a NATS JetStream stream, exactly once by log index (README, ADR 0019).
+# [events.nats]
+# servers = ["nats://127.0.0.1:4222"]
+# stream = "SOP_EVENTS"
+# subject_prefix = "sop.events"
 """
 
 
@@ -285,6 +293,15 @@ class PostgresConfig(BaseModel):
     schema_name: str = Field(default="sop", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+class EventsConfig(BaseModel):
+    """``[events]``: where SOP's events are delivered beyond the process (none by default)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    nats: NatsSinkConfig | None = None
+    """``[events.nats]``: the NATS JetStream sink (:mod:`sop_verified.events.nats_config`)."""
+
+
 class SOPConfig(BaseModel):
     """The validated configuration."""
 
@@ -301,6 +318,8 @@ class SOPConfig(BaseModel):
     """Publish checkpoints only once witnesses cosigned them (None: SOP's own, as signed)."""
     telemetry: TelemetryConfig | None = None
     """What of a request's context may leave SOP in events (None: nothing; docs/TELEMETRY.md)."""
+    events: EventsConfig | None = None
+    """Where SOP's events are delivered beyond the process (None: nowhere)."""
 
     @field_validator("scope", mode="before")
     @classmethod
@@ -346,11 +365,13 @@ class SOPConfig(BaseModel):
     def digest(self) -> str:
         """The config digest recorded in the boot manifest (and sealed with the state).
 
-        The DSN is left out (it says where, not what). A configuration without
-        ``[postgresql]``, ``[witnesses]`` or ``[telemetry]`` has the digest it had before
-        those tables existed: data directories made earlier boot without ``sop config
-        accept``. A ``[telemetry]`` table is in the digest: what may leave SOP changes
-        only through ``sop config accept``, which is logged.
+        The DSN is left out (it says where, not what), and so is ``[events.nats]``:
+        where events are delivered changes nothing SOP decides, and the stream is a
+        projection of the log, which the digest already covers. A configuration without
+        ``[postgresql]``, ``[witnesses]``, ``[telemetry]`` or ``[events]`` has the digest
+        it had before those tables existed: data directories made earlier boot without
+        ``sop config accept``. A ``[telemetry]`` table is in the digest: what may leave
+        SOP changes only through ``sop config accept``, which is logged.
         """
         dumped = self.model_dump(mode="json", by_alias=True)
         where = dumped.pop("postgresql")  # absent for SQLite: older digests stay as they were
@@ -359,6 +380,10 @@ class SOPConfig(BaseModel):
         for table in ("witnesses", "telemetry"):
             if dumped.get(table) is None:
                 dumped.pop(table, None)
+        events = dumped.pop("events", None) or {}
+        events.pop("nats", None)  # where events go, not what SOP decides
+        if events:
+            dumped["events"] = events
         return digest(dumped)
 
 

@@ -44,6 +44,9 @@ from sop_verified.core.request import (
 )
 from sop_verified.errors import CapabilityError, IntegrityError
 from sop_verified.events.boundary import TelemetryBoundary
+from sop_verified.events.model import EventSource
+from sop_verified.events.nats_cursor import CURSOR_NAME
+from sop_verified.events.nats_sink import NatsSink
 from sop_verified.events.source import LogEventSource
 from sop_verified.events.subscribers import EventHub
 from sop_verified.nexus import persistence as persistence_service
@@ -69,6 +72,7 @@ __all__ = [
     "SERVICE_GRAPH",
     "ActivePolicy",
     "Booted",
+    "EventSourceFactory",
     "Keys",
     "Services",
     "compose",
@@ -90,7 +94,12 @@ SERVICE_GRAPH: dict[str, tuple[str, ...]] = {
     "persistence": ("config", "log", "state", "storage"),
     "protocols": ("config", "keys", "log", "persistence", "state", "storage"),
     "witness": ("config", "log"),
+    "events_nats": ("config", "keys", "log", "storage"),
 }
+
+EventSourceFactory = Callable[[TransparencyLog, StorageBackend], EventSource]
+"""Builds the events the NATS sink publishes from the opened log and store (tests and the
+bench pass one; SOP's own is the Ops_Event_Bus's projection of the log)."""
 
 _T = TypeVar("_T")
 
@@ -179,6 +188,8 @@ class Services:
     """What other replicas of a shared log appended (never told on a log one process writes)."""
     events: EventHub
     """The Ops_Event_Bus's in-process subscribers, fed after each durable log batch."""
+    nats_sink: NatsSink | None
+    """SOP's events to NATS JetStream; None when ``sop.toml`` has no ``[events.nats]``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +226,7 @@ class _Build:
     replicas: ForeignState
     telemetry: TelemetryBoundary
     events: EventHub
+    nats_sink: NatsSink | None
 
     def __init__(
         self,
@@ -225,10 +237,12 @@ class _Build:
         dsn: str | None = None,
         *,
         read_only: bool = False,
+        events: EventSourceFactory | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.dsn = dsn
         self.read_only = read_only
+        self.event_source = events
         self.now = now
         self.registry = registry
         self.gate_override = gate
@@ -239,6 +253,7 @@ class _Build:
         self.facts: dict[str, Any] = {"config_digest": None, "policy_digest": None, "key_ids": {}}
         self.opened_log: TransparencyLog | None = None  # for the status of a boot that stopped
         self.events_hub: EventHub | None = None  # told each durable size once the log is open
+        self.nats_late: _Late[NatsSink] = _Late()
 
     def submit(self, request: Request | dict[str, Any] | bytes | str) -> Decision:
         """The bridge entry the protocols call: before the kernel exists, everything is DENY."""
@@ -249,13 +264,17 @@ class _Build:
 
     def checkpointed(self, size: int, note: str) -> None:
         """The log's checkpoint is durable and anchored: tell the witness publisher, if any,
-        and the event subscribers (a size and a wake-up: nothing is projected here)."""
+        the event subscribers and the NATS sink (a size and a wake-up: nothing is projected
+        or sent here)."""
         publisher = self.witnesses_late.value
         if publisher is not None:
             publisher.notify(size, note)
         hub = self.events_hub
         if hub is not None:
             hub.notify(size)
+        sink = self.nats_late.value
+        if sink is not None:
+            sink.wake()
 
     def derive(self, request: Request) -> list[Obligation]:
         """SOP's own obligations: persist targets in the approved scopes (INV-4), DRAC phase
@@ -313,7 +332,7 @@ def _start_log(b: _Build) -> None:
         b.config.origin,
         b.keys.checkpoint,
         on_anchor_failure=lambda reason: b.registry.raise_alarm("log", reason),
-        after_anchor=b.checkpointed,  # the witness publisher, off the decision path
+        after_anchor=b.checkpointed,  # witnesses, subscribers, NATS: off the path
         read_only=b.read_only,
     )
     b.keys.use_checkpoint(signer)  # a rotation a crash interrupted may have finished
@@ -527,6 +546,33 @@ def _test_witness(b: _Build) -> None:
     """Nothing to test before the witnesses answer: a refusal raises the alarm when it comes."""
 
 
+def _start_events_nats(b: _Build) -> None:
+    """Publish SOP's events to NATS JetStream (no ``[events.nats]``: nothing to do).
+
+    Never a boot failure for the broker's sake: the sink connects in its own thread,
+    and a broker that is down leaves SOP READY (the stream is a projection of the log).
+    Read-only, it is left out: it would write its cursor and has nothing new to send.
+    """
+    b.nats_sink = None
+    events = b.config.events
+    if events is None or events.nats is None or b.read_only:
+        return
+    if b.event_source is not None:
+        source = b.event_source(b.log, b.store)
+    else:
+        store_log = b.store.log
+        source = LogEventSource(lambda: store_log.opened, b.telemetry)  # proved, then projected
+    sink = NatsSink(source, events.nats, b.data_dir / CURSOR_NAME)
+    b.closer.callback(sink.close)  # before the store closes: the reverse of the boot order
+    b.nats_sink = sink
+    b.nats_late.value = sink
+    sink.start()
+
+
+def _test_events_nats(b: _Build) -> None:
+    """Nothing to test that the broker decides: its outages are reported, never fatal."""
+
+
 _Step = Callable[[_Build], None]
 _STEPS: Mapping[str, tuple[_Step, _Step]] = {
     "config": (_start_config, _test_config),
@@ -541,6 +587,7 @@ _STEPS: Mapping[str, tuple[_Step, _Step]] = {
     "persistence": (_start_persistence, _test_persistence),
     "protocols": (_start_protocols, _test_protocols),
     "witness": (_start_witness, _test_witness),
+    "events_nats": (_start_events_nats, _test_events_nats),
 }
 
 
@@ -551,6 +598,7 @@ def compose(
     proof_gate: ProofGate | None = None,
     dsn: str | None = None,
     read_only: bool = False,
+    events: EventSourceFactory | None = None,
 ) -> Booted:
     """Build and boot every service of ``SERVICE_GRAPH`` in its one order (INV-8).
 
@@ -563,13 +611,15 @@ def compose(
             (a dry run): the store opens read-only, new proof verdicts stay in memory,
             boot repair, a staged key rotation and the witness publisher are refused
             or left out; whatever would need a write fails boot instead.
+        events: what the NATS sink publishes, built from the log and the store (tests);
+            the default is the Ops_Event_Bus's projection, with the telemetry boundary.
 
     Returns:
         The services (None unless every service started and passed its self-test), the
         registry with each service's health, and the boot report with the manifest.
     """
     registry = ServiceRegistry()
-    build = _Build(data_dir, now, registry, proof_gate, dsn, read_only=read_only)
+    build = _Build(data_dir, now, registry, proof_gate, dsn, read_only=read_only, events=events)
     for name, deps in SERVICE_GRAPH.items():
         start, test = _STEPS[name]
         registry.register(Service(name, deps, _bind(start, build), _bind(test, build)))
@@ -611,4 +661,5 @@ def _freeze(b: _Build) -> Services:
         witnesses=b.witnesses,
         replicas=b.replicas,
         events=b.events,
+        nats_sink=b.nats_sink,
     )

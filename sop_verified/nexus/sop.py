@@ -47,6 +47,7 @@ from sop_verified.errors import (
     PolicyError,
     SOPError,
 )
+from sop_verified.events.nats_sink import NatsSink
 from sop_verified.events.subscribers import EventHub
 from sop_verified.nexus import persistence as persistence_service
 from sop_verified.nexus import protocols as protocol_service
@@ -60,7 +61,14 @@ from sop_verified.nexus.config import (
 )
 from sop_verified.nexus.log_service import attest, rotate_key
 from sop_verified.nexus.protocols import ProtocolServices
-from sop_verified.nexus.root import SERVICE_GRAPH, Booted, Services, compose, not_booted
+from sop_verified.nexus.root import (
+    SERVICE_GRAPH,
+    Booted,
+    EventSourceFactory,
+    Services,
+    compose,
+    not_booted,
+)
 from sop_verified.nexus.witness_publisher import WitnessPublisher
 from sop_verified.protocols.csp import CSP
 from sop_verified.protocols.drac import DRAC
@@ -152,6 +160,7 @@ class SOP:
         proof_gate: ProofGate | None = None,
         dsn: str | None = None,
         read_only: bool = False,
+        events: EventSourceFactory | None = None,
     ) -> SOP:
         """Boot SOP on ``data_dir``; the result is READY or denies everything.
 
@@ -166,11 +175,15 @@ class SOP:
                 checks, over a store opened read-only, with no boot manifest and nothing
                 logged. Such a SOP answers :meth:`dry_run`; anything that must write (a
                 decision to log, an admin action) fails, so :meth:`submit` answers DENY.
+            events: what the NATS sink publishes, built from the log and the store; the
+                default is the Ops_Event_Bus's projection of the log.
 
         Returns:
             The instance; check ``health`` — anything but READY denies every request.
         """
-        booted = compose(data_dir, now=now, proof_gate=proof_gate, dsn=dsn, read_only=read_only)
+        booted = compose(
+            data_dir, now=now, proof_gate=proof_gate, dsn=dsn, read_only=read_only, events=events
+        )
         sop = cls(data_dir, booted, now=now)
         if not read_only:
             sop._write_manifest()
@@ -266,6 +279,11 @@ class SOP:
         a decision.
         """
         return self.services.events
+
+    @property
+    def nats_sink(self) -> NatsSink | None:
+        """SOP's events to NATS JetStream (None: no ``[events.nats]``, or boot did not finish)."""
+        return None if self._services is None else self._services.nats_sink
 
     @property
     def attestation_key(self) -> Ed25519PrivateKey:
@@ -571,6 +589,34 @@ class SOP:
             "log_size": log.size if log else None,
             "checkpoint": log.checkpoint_note if log else None,
             **self._witness_status(),
+            **self._nats_status(),
+        }
+
+    def _nats_status(self) -> dict[str, Any]:
+        """``events_nats``: the sink's lag and broker state, when ``[events.nats]`` is set.
+
+        A broker that is down shows here (and in ``/metrics``), never in ``health``: the
+        stream is a projection of the log, which holds every event meanwhile.
+        """
+        sink = self.nats_sink
+        if sink is None:
+            return {}
+        s = sink.stats()
+        return {
+            "events_nats": {
+                "stream": s.stream,
+                "servers": list(s.servers),  # passwords and tokens replaced by `***`
+                "connected": s.connected,
+                "log_size": s.size,
+                "acked": s.acked,
+                "lag": s.lag,
+                "outages": s.outages,
+                "down_seconds": None if s.down_seconds is None else round(s.down_seconds, 1),
+                "last_error": s.last_error,
+                "published": s.published,
+                "duplicates": s.duplicates,
+                "resyncs": s.resyncs,
+            }
         }
 
     def _witness_status(self) -> dict[str, Any]:

@@ -18,7 +18,10 @@ checks as it stops a boot:
 - ``capabilities``: the derivation tree rebuilt and checked;
 - ``policy``: the active policy set matches its digest and permits no admin
   action through the bridge (INV-6);
-- ``witness`` (when configured): the log extends what the witnesses cosigned.
+- ``witness`` (when configured): the log extends what the witnesses cosigned;
+- ``events_nats`` (when configured): the NATS sink's lag as its durable cursor
+  says (the broker is not contacted: a status changes nothing and waits for
+  nobody; a running SOP's status has the sink's live figures).
 
 The proof gate, kernel, persistence and protocols are not started (they need
 solver workers and boot repair, which writes); they are listed as not checked.
@@ -40,6 +43,7 @@ from sop_verified.core.health import Health
 from sop_verified.core.policy import PolicySet
 from sop_verified.core.request import Request
 from sop_verified.errors import IntegrityError
+from sop_verified.events.nats_cursor import CURSOR_NAME, read_cursor
 from sop_verified.nexus.config import SOPConfig, load_config, load_mac_key
 from sop_verified.nexus.data_dir_log import DataDirLog
 from sop_verified.nexus.data_dir_state import StateReader, capability_tree, open_state_reader
@@ -71,6 +75,7 @@ class _Run:
     view: StateView | None = None
     policy_digest: str | None = None
     witnesses: dict[str, Any] | None = None
+    nats: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -198,6 +203,25 @@ def _witness(run: _Run) -> str:
     return f"published size {published.size}, cosigned by {len(cosigners)}"
 
 
+def _events_nats(run: _Run) -> str:
+    events = run.cfg.events
+    if events is None or events.nats is None:
+        return "no `[events.nats]` configured"
+    nats = events.nats
+    acked = read_cursor(run.data_dir / CURSOR_NAME, nats.stream)  # a hint: 0 when absent
+    size = run.log_size or 0
+    run.nats = {  # a running SOP's sink reports the same keys, live
+        "stream": nats.stream,
+        "servers": list(nats.shown_servers),  # passwords and tokens replaced by `***`
+        "connected": None,  # not asked: a status contacts no broker
+        "log_size": size,
+        "acked": acked,
+        "lag": max(0, size - acked),
+        "source": "the sink's durable cursor",
+    }
+    return f"stream {nats.stream}: the cursor says {acked} acknowledged, {run.nats['lag']} behind"
+
+
 _CHECKS: dict[str, Callable[[_Run], str]] = {
     "config": _config,
     "keys": _keys,
@@ -207,6 +231,7 @@ _CHECKS: dict[str, Callable[[_Run], str]] = {
     "capabilities": _capabilities,
     "policy": _policy,
     "witness": _witness,
+    "events_nats": _events_nats,
 }
 
 
@@ -223,8 +248,8 @@ def inspect_status(
         ``health`` (READY, DEGRADED or FAILED), ``reason`` (None when READY), ``checks``
         (name, health, detail, in the boot order) and the same as ``services`` by name,
         ``boot_order``, ``log_size``, ``checkpoint``, ``config_digest``,
-        ``policy_digest``, and ``witnesses`` when configured (the shape a running SOP's
-        status has, with what the kept files say).
+        ``policy_digest``, and ``witnesses`` and ``events_nats`` when configured (the
+        shape a running SOP's status has, with what the kept files say).
     """
     checks: list[dict[str, str]] = []
     failed: str | None = None
@@ -265,4 +290,6 @@ def inspect_status(
     }
     if run.witnesses is not None:
         out["witnesses"] = run.witnesses
+    if run.nats is not None:
+        out["events_nats"] = run.nats
     return out

@@ -22,6 +22,7 @@ from sop_verified.core.proofgate import Z3ProofGate
 from sop_verified.errors import InputError, NotWitnessedError
 from sop_verified.nexus.witness_publisher import prove_published
 from sop_verified.server.log_source import TailRefresh
+from sop_verified.server.nats_metrics import NatsSinkCollector
 from sop_verified.server.openapi import openapi_document
 from sop_verified.server.problems import problem
 from sop_verified.server.state import ServerState
@@ -97,6 +98,7 @@ def public_routes(state: ServerState) -> list[Route]:
 
     state.metrics.collect_hooks.append(_sampler(state))
     state.metrics.registry.register(WitnessCollector(state.sop))
+    state.metrics.registry.register(NatsSinkCollector(state.sop))
     return [
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),

@@ -120,7 +120,7 @@ def test_the_readme_shows_tail_commands_that_run(rich_log: Path) -> None:
     commands = [line.split("#")[0].split() for line in section.splitlines()]
     commands = [c for c in commands if c[:3] == ["sop", "events", "tail"]]
     assert len(commands) == 2 and any("--follow" in c for c in commands)
-    assert "<!-- nats consumer example: added by the sink work -->" in section
+    assert "### To NATS JetStream" in section  # the sink's subsection: a NATS consumer
     for command in commands:
         if "--follow" in command:
             continue  # test_follow_... runs it
