@@ -15,7 +15,17 @@ from sop_verified.nexus.status_ops import inspect_status
 from sop_verified.storage.sqlite_log import LOG_SCHEMA
 from sop_verified.storage.sqlite_seal import SEAL_SCHEMA
 
-BOOT_CHECKS = ("config", "keys", "storage", "log", "state", "capabilities", "policy", "witness")
+BOOT_CHECKS = (
+    "config",
+    "keys",
+    "storage",
+    "log",
+    "state",
+    "capabilities",
+    "policy",
+    "witness",
+    "events_nats",
+)
 
 
 @pytest.fixture(scope="module")
