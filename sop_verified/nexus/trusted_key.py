@@ -15,6 +15,7 @@ remedies: a key held elsewhere (``--vkey``) and checkpoints seen by others
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -90,14 +91,19 @@ _KEY_STRING = re.compile(r"[^+\s]+\+[0-9a-fA-F]{8}\+[A-Za-z0-9+/=]+")
 file is read as a key; any other value that names no file is a path that is not there."""
 
 
+_MAX_KEY_TEXT = 64 * 1024
+"""The most of standard input read for a key (a key file is one line)."""
+
+
 def key_text(
     value: str, where: str, expected: str, noun: str = "verifier key"
 ) -> tuple[str, Path | None]:
     """A key given on the command line: the text of the file ``value`` names, or ``value``.
 
-    A file named ``value`` wins; else a value shaped like a key string is the key; else it
-    was meant as a path, and the error says that nothing (or a directory) is there, rather
-    than that a key is malformed.
+    ``-`` reads the key from standard input (one option per command may take it). A file
+    named ``value`` wins; else a value shaped like a key string is the key; else it was
+    meant as a path, and the error says that nothing (or a directory) is there, rather than
+    that a key is malformed.
 
     Args:
         value: a key string or the path of a file holding one.
@@ -111,6 +117,11 @@ def key_text(
     Raises:
         InputError: the file is missing, a directory, unreadable or empty.
     """
+    if value == "-":
+        text = sys.stdin.read(_MAX_KEY_TEXT).strip()
+        if not text:
+            raise InputError(f"standard input holds no {noun}", where=where, accepted=expected)
+        return text, None
     path = Path(value)
     if path.is_file():
         try:
