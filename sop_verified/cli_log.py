@@ -75,10 +75,11 @@ def log_verify(
         ),
     ] = None,
     anchor: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="The rollback anchor to check against, e.g. a copy kept off the machine;"
-            " default the data directory's checkpoint.anchor."
+            help="The rollback anchor to check against, e.g. a copy kept off the machine"
+            " (`-` reads it from standard input); default the data directory's"
+            " checkpoint.anchor."
         ),
     ] = None,
     json_output: JsonFlag = False,
@@ -88,18 +89,24 @@ def log_verify(
     from sop_verified.nexus.log_ops import audit_data_dir  # noqa: PLC0415 - keep --help fast
 
     require_data_dir(data_dir)
-    if (checkpoint or []).count(STDIN) > 1:
-        raise InputError("standard input (`-`) can be read once", accepted="one `-`")
+    if [*(checkpoint or []), anchor, vkey].count(STDIN) > 1:
+        raise InputError(
+            "standard input (`-`) can be read once",
+            where="--checkpoint, --anchor, --vkey",
+            accepted="one `-`",
+        )
     accepted = "a signed checkpoint note or a C2SP tlog-proof file"
     held: list[Path | bytes] = []  # files by name, so a finding names the file
     for c in checkpoint or []:
         note = read_input(c, what="checkpoint", accepted=accepted, nonempty=True)
         held.append(note if str(c) == STDIN else Path(c))
+    given_anchor: Path | bytes | None = None
     if anchor is not None:
         expected = "a rollback anchor: a copy of a data directory's checkpoint.anchor"
-        require_file(anchor, expected, nonempty=True)
+        anchor_bytes = read_input(anchor, what="rollback anchor", accepted=expected, nonempty=True)
+        given_anchor = anchor_bytes if anchor == STDIN else Path(anchor)
     if json_output:
-        report, trusted = audit_data_dir(data_dir, vkey=vkey, held=held, anchor=anchor)
+        report, trusted = audit_data_dir(data_dir, vkey=vkey, held=held, anchor=given_anchor)
     else:
         with progress_bar() as bar:
             task = bar.add_task("verifying", total=None)
@@ -108,7 +115,7 @@ def log_verify(
                 bar.update(task, completed=done, total=rows)
 
             report, trusted = audit_data_dir(
-                data_dir, vkey=vkey, progress=step, held=held, anchor=anchor
+                data_dir, vkey=vkey, progress=step, held=held, anchor=given_anchor
             )
     data = {**report.to_dict(), **trusted.to_dict()}
     if json_output:
@@ -157,6 +164,8 @@ def _anchor_line(anchor: dict[str, Any]) -> str:
     where = f"{anchor['path']} ({anchor['source']})"
     if not anchor["found"]:
         return f"rollback anchor: none at {where}"
+    if anchor.get("size") is None:
+        return f"rollback anchor {where}: not a checkpoint (see the findings)"
     return (
         f"checked against the rollback anchor {where}: size {anchor['size']}, root {anchor['root']}"
     )

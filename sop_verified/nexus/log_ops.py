@@ -27,7 +27,7 @@ from sop_verified.errors import (
     NotWitnessedError,
     StorageError,
 )
-from sop_verified.nexus.anchor import ANCHOR_NAME, REANCHOR_HINT, read_anchor
+from sop_verified.nexus.anchor import ANCHOR_NAME, MAX_ANCHOR_BYTES, REANCHOR_HINT, read_anchor
 from sop_verified.nexus.backends import open_backend
 from sop_verified.nexus.config import SOPConfig, load_config, load_mac_key
 from sop_verified.nexus.data_dir_log import DataDirLog
@@ -78,7 +78,7 @@ def audit_data_dir(
     vkey: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     held: Iterable[Path | bytes] = (),
-    anchor: Path | None = None,
+    anchor: Path | bytes | None = None,
     derived_state: bool = True,
 ) -> tuple[AuditReport, TrustedKey]:
     """Audit the whole log of ``data_dir``, against its rollback anchor.
@@ -91,8 +91,9 @@ def audit_data_dir(
         held: Files with checkpoints seen before (signed notes or tlog-proof
             bundles), or their bytes already read; the log must still match each.
         anchor: The anchor to check against, e.g. a copy kept off the
-            machine; default the data directory's ``checkpoint.anchor``,
-            whose absence is a finding once the log has checkpoints.
+            machine (a file, or its bytes already read from standard input);
+            default the data directory's ``checkpoint.anchor``, whose absence
+            is a finding once the log has checkpoints.
         derived_state: Also check the derived tables against the state seal
             (False: the caller compares them with the log itself).
 
@@ -109,8 +110,13 @@ def audit_data_dir(
     config = load_config(data_dir)
     trusted = trusted_key(data_dir, vkey)  # whose key, and what trusting it is worth
     notes = [_held_note(path) for path in held]
-    path = data_dir / ANCHOR_NAME if anchor is None else anchor
-    note, problem = _anchor_note(path, given=anchor is not None)
+    note: str | None
+    if isinstance(anchor, bytes):
+        path: Path | str = "standard input"
+        note, problem = _given_anchor_bytes(anchor), ""
+    else:
+        path = data_dir / ANCHOR_NAME if anchor is None else anchor
+        note, problem = _anchor_note(path, given=anchor is not None)
     with _log_reader(data_dir, config) as reader:
         report = audit_log(
             reader,
@@ -142,6 +148,22 @@ def _anchor_note(path: Path, *, given: bool) -> tuple[str | None, str]:
     if note is None and given:
         raise InputError(f"no anchor at `{path}`", accepted="a signed checkpoint note")
     return note, f"no rollback anchor at `{path}`"
+
+
+def _given_anchor_bytes(data: bytes) -> str:
+    """The anchor note given on standard input: small UTF-8 text, as an anchor file is."""
+    accepted = "a signed checkpoint note (a copy of a data directory's checkpoint.anchor)"
+    if len(data) > MAX_ANCHOR_BYTES:
+        raise InputError(
+            f"the rollback anchor on standard input is larger than `{MAX_ANCHOR_BYTES}` bytes",
+            accepted=accepted,
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"the rollback anchor on standard input is not UTF-8: {exc}", accepted=accepted
+        ) from None
 
 
 def _check_derived_state(data_dir: Path, report: AuditReport) -> None:

@@ -64,8 +64,9 @@ def _cut_back(data: Path, size: int, tiles: set[int]) -> None:
     db.close()
 
 
-def _verify(data: Path, *extra: str) -> tuple[int, dict[str, object]]:
-    result = runner.invoke(app, ["log", "verify", "--data-dir", str(data), "--json", *extra])
+def _verify(data: Path, *extra: str, stdin: bytes | None = None) -> tuple[int, dict[str, object]]:
+    args = ["log", "verify", "--data-dir", str(data), "--json", *extra]
+    result = runner.invoke(app, args, input=stdin)
     return result.exit_code, json.loads(result.output)
 
 
@@ -163,6 +164,10 @@ def test_whole_data_directory_rolled_back_is_caught_only_by_an_anchor_kept_elsew
     assert code == 1
     assert _anchor_findings(report)
     assert report["anchor"]["source"] == "given"  # type: ignore[index]
+    code, piped = _verify(data, "--anchor", "-", stdin=kept.read_bytes())  # the same, piped in
+    assert code == 1
+    assert _anchor_findings(piped) == _anchor_findings(report)
+    assert piped["anchor"]["path"] == "standard input"  # type: ignore[index]
 
 
 def test_rollback_across_a_key_rotation_is_refused_by_the_key_files(
@@ -192,6 +197,33 @@ def test_a_missing_given_anchor_is_bad_input(
     )
     assert result.exit_code == 2
     assert "nothing is at" in result.output and "expected a rollback anchor" in result.output
+
+
+def test_an_anchor_on_standard_input_is_read_once_and_checked_as_a_file_is(
+    grown: tuple[Path, int, str, set[int]],
+) -> None:
+    data = grown[0]
+    note = (data / ANCHOR_NAME).read_bytes()
+    code, report = _verify(data, "--anchor", "-", stdin=note)
+    assert code == 0, report
+    assert report["anchor"]["found"] is True  # type: ignore[index]
+    for stdin, says in ((b"", "standard input"), (b"\xff\xfe", "not UTF-8")):
+        result = runner.invoke(
+            app, ["log", "verify", "--data-dir", str(data), "--anchor", "-"], input=stdin
+        )
+        assert result.exit_code == 2, result.output
+        assert says in " ".join(result.output.split())
+    garbage = runner.invoke(
+        app, ["log", "verify", "--data-dir", str(data), "--anchor", "-"], input="garbage\n"
+    )
+    assert garbage.exit_code == 1, garbage.output
+    assert "not a checkpoint" in garbage.output and "None" not in garbage.output
+    twice = runner.invoke(
+        app,
+        ["log", "verify", "--data-dir", str(data), "--anchor", "-", "--checkpoint", "-"],
+        input=note,
+    )
+    assert twice.exit_code == 2 and "can be read once" in " ".join(twice.output.split())
 
 
 def test_a_lagging_anchor_is_accepted(
