@@ -280,8 +280,11 @@ def _as_sop(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 def test_shell_completion_is_enabled_and_completes_sub_commands() -> None:
-    script = _as_sop("--show-completion", "bash", env={})
+    # The shell named, as docs/CLI.md shows: `--show-completion` alone detects it from the
+    # parent processes, which a test run (a background job, CI) need not have.
+    script = _as_sop(env={"_SOP_COMPLETE": "source_bash"})
     assert script.returncode == 0 and "_SOP_COMPLETE=complete_bash" in script.stdout
+    assert "#compdef sop" in _as_sop(env={"_SOP_COMPLETE": "source_zsh"}).stdout
     words = {"COMP_WORDS": "sop log ", "COMP_CWORD": "2", "_SOP_COMPLETE": "complete_bash"}
     completed = _as_sop(env=words)
     assert {"verify", "show", "prove"} <= set(completed.stdout.split())

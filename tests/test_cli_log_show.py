@@ -7,13 +7,12 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
 import pytest
+from follower import read_lines, start_follower
 from inspected import make_data_dir, tree
 from typer.testing import CliRunner
 
@@ -117,17 +116,6 @@ def test_an_edited_entry_is_never_shown_and_exits_1(data: Path, tmp_path: Path) 
     assert tree(copy) == before
 
 
-def _read_lines(proc: subprocess.Popen[bytes], count: int, timeout: float) -> list[bytes]:
-    assert proc.stdout is not None
-    lines: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while len(lines) < count and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line:
-            lines.append(line.rstrip(b"\n"))
-    return lines
-
-
 def test_follow_shows_new_entries_as_they_are_logged_and_ctrl_c_exits_0(
     data: Path, tmp_path: Path
 ) -> None:
@@ -135,19 +123,17 @@ def test_follow_shows_new_entries_as_they_are_logged_and_ctrl_c_exits_0(
     shutil.copytree(data, copy)
     size = len(_stored(copy))
     command = ("log", "show", "--tail", "1", "-f", "--json", "--data-dir", str(copy))
-    proc = subprocess.Popen(
+    proc = start_follower(
         [sys.executable, "-m", "sop_verified.cli", *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        {**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        first = _read_lines(proc, 1, 60)
+        first = read_lines(proc, 1, 60)
         with SOP.boot(copy) as sop:  # a boot logs its manifest and its attestation
             for i in range(2):
                 request = {"request_id": f"f-{i}", "principal": "drac", "action": "artifact.read"}
                 sop.submit({**request, "resource": "artifacts/drac/x"})
-        later = _read_lines(proc, 4, 60)
+        later = read_lines(proc, 4, 60)
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(30)

@@ -9,12 +9,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from follower import read_lines, start_follower
 from pg_server import DSN, drop_schema, new_schema_name
 from typer.testing import CliRunner
 
@@ -141,23 +141,12 @@ def _decide(sop: SOP, n: int, tag: str) -> None:
         assert sop.submit(request).log_index is not None
 
 
-def _read_lines(proc: subprocess.Popen[bytes], count: int, timeout: float) -> list[bytes]:
-    assert proc.stdout is not None
-    lines: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while len(lines) < count and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line:
-            lines.append(line.rstrip(b"\n"))
-    return lines
-
-
 def test_follow_prints_new_entries_as_they_are_logged_and_ctrl_c_exits_0(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     SOP.init(data_dir)
     with SOP.boot(data_dir) as sop:
         start = sop.log.size
-        proc = subprocess.Popen(
+        proc = start_follower(
             [
                 *_SOP,
                 "events",
@@ -169,15 +158,13 @@ def test_follow_prints_new_entries_as_they_are_logged_and_ctrl_c_exits_0(tmp_pat
                 "--data-dir",
                 str(data_dir),
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_env(),
+            _env(),
         )
         try:
             _decide(sop, 3, "a")
-            first = _read_lines(proc, 3, 60)
+            first = read_lines(proc, 3, 60)
             _decide(sop, 2, "b")
-            later = _read_lines(proc, 2, 60)
+            later = read_lines(proc, 2, 60)
         finally:
             proc.send_signal(signal.SIGINT)
             code = proc.wait(30)
