@@ -1,10 +1,11 @@
 """The events of a log, read through its authenticated path: proved first, then projected.
 
 :class:`LogEventSource` is the :class:`~sop_verified.events.model.EventSource`
-of an opened log. Each entry is read with
-:func:`~sop_verified.core.persistence.logged.proved_entry`: its leaf hash is
-computed from the payload and proved included, by an RFC 9162 inclusion
-proof, under the latest signed checkpoint the log holds; only then is it
+of an opened log. A range of entries is read with
+:func:`~sop_verified.core.persistence.logged.proved_entries`: their leaf
+hashes are computed from the payloads and, with the stored nodes around the
+range, must give the root of the latest signed checkpoint the log holds (as
+an RFC 9162 inclusion proof per entry would prove); only then are they
 projected. An entry that does not verify raises
 :class:`~sop_verified.errors.IntegrityError` and never becomes an event: the
 bus cannot say something the signed log does not. Events exist for the
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sop_verified.core.contracts import ensure, require
-from sop_verified.core.persistence.logged import proved_entry
+from sop_verified.core.persistence.logged import proved_entries
 from sop_verified.events.boundary import TelemetryBoundary
 from sop_verified.events.model import Event
 from sop_verified.events.projection import project_entry
@@ -82,8 +83,8 @@ class LogEventSource:
         if end > size:
             raise ValueError(f"entries `[{start}, {end})` reach past the signed size `{size}`")
         origin = log.origin
-        out = []
-        for index in range(start, end):
-            entry = proved_entry(log, index, what="the entry")  # spec: INV-5 — proved, then told
-            out.append(project_entry(origin, index, entry, self._boundary))
-        return out
+        entries = proved_entries(log, start, end, what="the entry")  # spec: INV-5 — proved,
+        return [  # then told
+            project_entry(origin, index, entry, self._boundary)
+            for index, entry in zip(range(start, end), entries, strict=True)
+        ]

@@ -16,7 +16,7 @@ list-based implementation (tests/tools/test_merkle.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from sop_verified.errors import InputError, IntegrityError
 from sop_verified.tools.merkle import EMPTY_ROOT, HASH_SIZE, MAX_TREE_SIZE, node_hash
@@ -33,6 +33,8 @@ __all__ = [
     "inclusion_proof_from_nodes",
     "proof_from_plan",
     "range_nodes",
+    "root_from_range",
+    "root_from_range_plan",
 ]
 
 NodeId = tuple[int, int]
@@ -234,6 +236,98 @@ def consistency_proof_from_nodes(size1: int, size2: int, get_node: GetNode) -> l
         IntegrityError: ``get_node`` returned something other than a 32-byte hash.
     """
     return proof_from_plan(consistency_plan(size1, size2), get_node)
+
+
+def root_from_range_plan(size: int, begin: int, end: int) -> list[NodeId]:
+    """List the stored nodes that, with the leaves ``[begin, end)``, give the root at ``size``.
+
+    They are the complete subtrees of RFC 9162's split that lie wholly outside
+    the range: ``O(log size)`` of them, so that a contiguous range of entries is
+    checked against a signed root with one hash per leaf and node of the range,
+    rather than one inclusion proof per entry.
+
+    Args:
+        size: Tree size, ``0 < size < 2**64``.
+        begin: First leaf of the range.
+        end: One past the last, ``begin < end <= size``.
+
+    Returns:
+        The node ids, left to right.
+
+    Raises:
+        InputError: ``size`` or the range is out of range.
+        TypeError: an argument is not an int.
+    """
+    _check_number(size, "tree size", 1, MAX_TREE_SIZE)
+    _check_number(begin, "first leaf", 0, size - 1)
+    _check_number(end, "end of the range", begin + 1, size)
+    ids: list[NodeId] = []
+
+    def visit(lo: int, hi: int) -> None:
+        if begin <= lo and hi <= end:
+            return  # computed from the range's own leaves
+        width = hi - lo
+        if (hi <= begin or end <= lo) and width & (width - 1) == 0:
+            level = width.bit_length() - 1
+            ids.append((level, lo >> level))
+            return
+        k = _largest_power_below(width)  # a ragged outside edge, or a part of the range
+        visit(lo, lo + k)
+        visit(lo + k, hi)
+
+    visit(0, size)
+    return ids
+
+
+def root_from_range(
+    size: int, begin: int, leaf_hashes: Sequence[bytes], nodes: Mapping[NodeId, bytes]
+) -> bytes:
+    """MTH of the tree of ``size`` from the leaf hashes of ``[begin, begin + len)`` and
+    the nodes :func:`root_from_range_plan` lists.
+
+    Equal to the signed root, it proves every leaf of the range is the one the
+    tree holds at its index, as an inclusion proof per leaf would.
+
+    Args:
+        size: Tree size.
+        begin: Index of the first leaf hash.
+        leaf_hashes: The range's leaf hashes, in order (at least one).
+        nodes: The planned nodes' hashes.
+
+    Returns:
+        The root.
+
+    Raises:
+        IntegrityError: a planned node is missing or not a 32-byte hash.
+        InputError: ``size`` or the range is out of range.
+        TypeError: an argument is not an int.
+    """
+    end = begin + len(leaf_hashes)
+    _check_number(size, "tree size", 1, MAX_TREE_SIZE)
+    _check_number(begin, "first leaf", 0, size - 1)
+    _check_number(end, "end of the range", begin + 1, size)
+
+    def mth(lo: int, hi: int) -> bytes:
+        if begin <= lo and hi <= end:
+            return _root_of_hashes(leaf_hashes[lo - begin : hi - begin])
+        width = hi - lo
+        if (hi <= begin or end <= lo) and width & (width - 1) == 0:
+            level = width.bit_length() - 1
+            return _fetch((level, lo >> level), lambda lv, i: nodes.get((lv, i), b""))
+        k = _largest_power_below(width)
+        return node_hash(mth(lo, lo + k), mth(lo + k, hi))
+
+    return mth(0, size)
+
+
+def _root_of_hashes(level: Sequence[bytes]) -> bytes:
+    """MTH from leaf hashes, level by level (an unpaired last node moves up as is)."""
+    while len(level) > 1:
+        up = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) & 1:
+            up.append(level[-1])
+        level = up
+    return level[0]
 
 
 class CompactRange:

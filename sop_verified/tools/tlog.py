@@ -45,6 +45,7 @@ from sop_verified.errors import (
 from sop_verified.tools.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from sop_verified.tools.group_commit import GroupCommit, Ticket
 from sop_verified.tools.merkle import EMPTY_ROOT, verify_consistency
+from sop_verified.tools.merkle_nodes import root_from_range, root_from_range_plan
 from sop_verified.tools.signed_note import Signer, Verifier
 from sop_verified.tools.tile_proofs import TileReader
 from sop_verified.tools.tlog_receipt import ProofBundle
@@ -777,6 +778,58 @@ class TransparencyLog:
         if len(rows) != 1 or rows[0][0] != index:
             raise StorageError(f"log entry `{index}` is missing from storage")
         return rows[0][2]
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        """Return the payloads of entries ``[start, end)``, read in one query.
+
+        Args:
+            start: The first durable entry.
+            end: One past the last, ``start <= end <= size``.
+
+        Returns:
+            The payload bytes, in index order.
+
+        Raises:
+            InputError: the range is not within the log.
+            StorageError: the backend failed, or a row is missing.
+        """
+        size = self._state.size
+        if type(start) is not int or type(end) is not int or not 0 <= start <= end <= size:
+            raise InputError(
+                f"entries `[{start!r}, {end!r})` are not in the log",
+                accepted=f"integers with `0 <= start <= end <= {size}`",
+            )
+        rows = self._store.read_entries(start, end)
+        if [row[0] for row in rows] != list(range(start, end)):
+            raise StorageError(f"log entries `[{start}, {end})` are missing from storage")
+        return [row[2] for row in rows]
+
+    def root_from_range(self, start: int, leaf_hashes: Sequence[bytes], size: int) -> bytes:
+        """MTH of this log's tree of ``size``, from the given leaf hashes of entries
+        ``[start, start + len(leaf_hashes))`` and the stored nodes around them.
+
+        Compared with a signed root of ``size``, it checks a whole range of entries at
+        once (:func:`~sop_verified.tools.merkle_nodes.root_from_range`).
+
+        Args:
+            start: The index of the first leaf hash.
+            leaf_hashes: Leaf hashes computed by the caller (not read from storage).
+            size: A tree size of this log, ``start + len(leaf_hashes) <= size``.
+
+        Returns:
+            The root those leaves give.
+
+        Raises:
+            InputError: the range is out of range.
+            VerificationError: ``size`` is not a size of this log.
+            IntegrityError: a stored tile is missing or malformed.
+            StorageError: the backend failed.
+        """
+        state = self._state
+        size = self._committed(size, state)
+        plan = root_from_range_plan(size, start, start + len(leaf_hashes))
+        nodes = self._reader.nodes(plan, state) if plan else {}
+        return root_from_range(size, start, leaf_hashes, nodes)
 
     def prove(self, index: int) -> ProofBundle:
         """Return the offline receipt of entry ``index`` against the latest checkpoint.

@@ -189,8 +189,8 @@ def test_an_entry_that_does_not_verify_raises_and_never_becomes_an_event(
         assert len(source.read(0, at)) == at  # the entries before it still verify
         with pytest.raises(IntegrityError, match=f"log index `{at}`"):
             source.read(at, at + 1)
-        with pytest.raises(IntegrityError):
-            source.read(0, at + 1)  # a read that reaches it gives no event at all
+        with pytest.raises(IntegrityError, match=f"log index `{at}`"):
+            source.read(0, at + 1)  # a read that reaches it gives no event at all, and says where
 
 
 def test_reading_past_the_signed_size_is_a_caller_error(rich_log: Path) -> None:

@@ -23,6 +23,8 @@ from sop_verified.tools.merkle_nodes import (
     inclusion_plan,
     inclusion_proof_from_nodes,
     range_nodes,
+    root_from_range,
+    root_from_range_plan,
 )
 
 
@@ -187,3 +189,44 @@ def test_inclusion_plan_rejects_out_of_range_arguments(size: int, index: int) ->
 def test_consistency_plan_rejects_out_of_range_arguments(size1: int, size2: int) -> None:
     with pytest.raises(InputError):
         consistency_plan(size1, size2)
+
+
+@pytest.mark.parametrize("n", [*range(1, 40), 255, 256, 257, 1000])
+def test_a_range_and_its_planned_nodes_give_the_root(n: int) -> None:
+    data = _data(n)
+    store = Store(data)
+    hashes = [leaf_hash(d) for d in data]
+    pairs = [(b, e) for b in range(n) for e in range(b + 1, n + 1)]
+    for begin, end in pairs if n < 40 else random.Random(n).sample(pairs, 60):
+        plan = root_from_range_plan(n, begin, end)
+        assert len(plan) <= 2 * n.bit_length()  # O(log n) stored nodes, never the range's
+        nodes = {node: store.get(*node) for node in plan}
+        assert root_from_range(n, begin, hashes[begin:end], nodes) == root_hash(data)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 77])
+def test_any_changed_leaf_or_node_changes_the_root(n: int) -> None:
+    data = _data(n)
+    store = Store(data)
+    hashes = [leaf_hash(d) for d in data]
+    other = leaf_hash(b"forged")
+    for begin, end in [(0, n), (n // 3, n // 3 + 1), (n // 2, n)]:
+        plan = root_from_range_plan(n, begin, end)
+        nodes = {node: store.get(*node) for node in plan}
+        for at in range(begin, end):
+            forged = list(hashes[begin:end])
+            forged[at - begin] = other
+            assert root_from_range(n, begin, forged, nodes) != root_hash(data)
+        for node in plan:
+            assert root_from_range(n, begin, hashes[begin:end], {**nodes, node: other}) != (
+                root_hash(data)
+            )
+        if plan:
+            with pytest.raises(IntegrityError, match="stored node"):
+                root_from_range(n, begin, hashes[begin:end], dict(list(nodes.items())[1:]))
+
+
+@pytest.mark.parametrize(("size", "begin", "end"), [(0, 0, 1), (4, 4, 5), (4, 2, 2), (4, 1, 5)])
+def test_range_plan_rejects_out_of_range_arguments(size: int, begin: int, end: int) -> None:
+    with pytest.raises(InputError):
+        root_from_range_plan(size, begin, end)
