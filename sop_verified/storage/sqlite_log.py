@@ -109,14 +109,16 @@ class SQLiteLog:
         return int(size), str(rows[0][0]) if rows else None
 
     def read_tiles(self, keys: Sequence[int]) -> dict[int, bytes]:
-        """Return stored tiles by key, one query per 500 keys."""
+        """Return stored tiles by key, one query per 500 keys, on the reader connection (a
+        proof or an event read never waits for a commit; the tiles of a batch being
+        written are the log's ``pending`` ones, and are read only once it committed)."""
         out: dict[int, bytes] = {}
         for at in range(0, len(keys), _MAX_VARS):
             chunk = list(keys[at : at + _MAX_VARS])
             sql = self._sql.get(len(chunk))
             if sql is None:
                 sql = self._sql[len(chunk)] = _tiles_sql(len(chunk))
-            out.update(self._query(sql, chunk))
+            out.update(self._db.read_query(sql, chunk))
         return out
 
     def write_batch(self, batch: Batch) -> None:
@@ -184,8 +186,12 @@ class SQLiteLog:
         return [(_int(r[0]), _blob(r[1]), _blob(r[2])) for r in rows]
 
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
-        """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``."""
-        rows = self._query(
+        """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``.
+
+        On the reader connection, as :meth:`read_tiles` is: committed rows, never a wait
+        for the writer (a batch's entries are read only after it committed).
+        """
+        rows = self._db.read_query(
             "SELECT idx, leaf_hash, payload FROM log_entries"
             " WHERE idx >= ? AND idx < ? ORDER BY idx",
             (start, end),

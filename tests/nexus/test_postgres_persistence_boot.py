@@ -30,6 +30,10 @@ from sop_verified.core.health import Health
 from sop_verified.nexus.config import init_replica
 from sop_verified.nexus.sop import SOP
 
+# PostgreSQL replicas in one process: about 20 s of the README's test command between
+# these three modules; `.ci/run` runs them in its slow step.
+pytestmark = pytest.mark.slow
+
 NOW = 1_800_000_000
 CHILD = Path(__file__).with_name("persistence_crash_child.py")
 SOURCE = Path(sop_verified.__file__).resolve().parents[1]

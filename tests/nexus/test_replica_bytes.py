@@ -31,6 +31,10 @@ from sop_verified.nexus.demo import run_demo
 from sop_verified.nexus.sop import SOP
 from sop_verified.storage.postgres_content import scope_lock
 
+# PostgreSQL replicas in one process: about 20 s of the README's test command between
+# these three modules; `.ci/run` runs them in its slow step.
+pytestmark = pytest.mark.slow
+
 POLICIES = """
 [[policy]]
 id = "drac-artifacts"

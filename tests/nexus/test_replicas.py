@@ -40,6 +40,10 @@ from sop_verified.server.serve import REPLICA_KEYS_SECONDS, Server, ServeSetting
 from sop_verified.storage.persist_index import PendingDecision
 from sop_verified.storage.postgres_persist import PostgresPersistIndex
 
+# PostgreSQL replicas in one process: about 20 s of the README's test command between
+# these three modules; `.ci/run` runs them in its slow step.
+pytestmark = pytest.mark.slow
+
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what is installed
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
