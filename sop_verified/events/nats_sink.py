@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from sop_verified.events.model import EventSource
 from sop_verified.events.nats_config import NatsSinkConfig
@@ -43,7 +44,7 @@ from sop_verified.events.nats_cursor import read_cursor, write_cursor
 from sop_verified.events.nats_pipeline import Publish, ResyncNeededError, publish
 from sop_verified.events.nats_session import Session
 
-__all__ = ["FIRST_BACKOFF", "NatsSink", "NatsSinkStats"]
+__all__ = ["FIRST_BACKOFF", "NatsSink", "NatsSinkControl", "NatsSinkStats"]
 
 FIRST_BACKOFF = 0.1
 """Seconds before a failing broker is first tried again (doubling up to the configured cap)."""
@@ -76,6 +77,32 @@ class NatsSinkStats:
     def lag(self) -> int:
         """Entries not yet acknowledged by the broker (log size minus the cursor)."""
         return max(0, self.size - self.acked)
+
+
+class NatsSinkControl(Protocol):
+    """What SOP holds of its sink: this thread (:class:`NatsSink`) or a process of its own
+    (:class:`~sop_verified.nexus.nats_process.NatsSinkProcess`, the default)."""
+
+    def start(self) -> None:
+        """Start publishing."""
+        ...
+
+    def close(self) -> None:
+        """Stop, writing the cursor."""
+        ...
+
+    def wake(self) -> None:
+        """New entries committed (never blocks)."""
+        ...
+
+    def stats(self) -> NatsSinkStats:
+        """The counters now."""
+        ...
+
+    @property
+    def cursor(self) -> int:
+        """Events acknowledged as far as SOP knows."""
+        ...
 
 
 class NatsSink:

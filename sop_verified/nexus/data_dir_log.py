@@ -41,14 +41,19 @@ DB_FILE = "sop.db"
 class DataDirLog:
     """The log of a data directory, read-only. Use it as a context manager."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, dsn: str | None = None) -> None:
         """Read ``data_dir``'s configuration; nothing is opened until :meth:`refresh`.
+
+        Args:
+            data_dir: the data directory.
+            dsn: another address for its PostgreSQL database (as ``sop serve --dsn``).
 
         Raises:
             ConfigError: no configuration, or no database in a SQLite data directory.
         """
         self.data_dir = data_dir
         self.config: SOPConfig = load_config(data_dir)
+        self._dsn = dsn
         if self.config.postgresql is None and not (data_dir / DB_FILE).is_file():
             raise ConfigError(
                 f"no database in `{data_dir}`", accepted="a data directory made by `sop init`"
@@ -119,7 +124,8 @@ class DataDirLog:
         if self.config.postgresql is not None:
             if self._pg is None:
                 where = self.config.postgresql
-                self._pg = PostgresBackend.open(where.dsn, schema=where.schema_name, migrate=False)
+                dsn = self._dsn or where.dsn
+                self._pg = PostgresBackend.open(dsn, schema=where.schema_name, migrate=False)
             return self._pg.log_store
         old, self._sqlite = self._sqlite, SQLiteLogReader(self.data_dir / DB_FILE)
         if old is not None:  # a new connection: the -wal may have appeared or gone since

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sop_verified.events.model import Event
 from sop_verified.events.source import LogEventSource
+from sop_verified.nexus.config import SOPConfig
 from sop_verified.nexus.data_dir_log import DB_FILE, DataDirLog
 from sop_verified.nexus.telemetry_config import telemetry_boundary
 
@@ -29,13 +30,17 @@ class DataDirEvents:
     Use it as a context manager; :meth:`refresh` before the first read.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, dsn: str | None = None) -> None:
         """Read ``data_dir``'s configuration and telemetry boundary; nothing is opened yet.
+
+        Args:
+            data_dir: the data directory.
+            dsn: another address for its PostgreSQL database (as ``sop serve --dsn``).
 
         Raises:
             ConfigError: no configuration, or ``[telemetry] mode = "hash"`` without its key.
         """
-        self._log = DataDirLog(data_dir)
+        self._log = DataDirLog(data_dir, dsn=dsn)
         self._boundary = telemetry_boundary(data_dir, self._log.config.telemetry)
         self._source = LogEventSource(lambda: self._log.log, self._boundary)
 
@@ -48,6 +53,11 @@ class DataDirEvents:
     def close(self) -> None:
         """Close the database connections."""
         self._log.close()
+
+    @property
+    def config(self) -> SOPConfig:
+        """The data directory's configuration."""
+        return self._log.config
 
     @property
     def origin(self) -> str:

@@ -46,7 +46,7 @@ from sop_verified.errors import CapabilityError, IntegrityError
 from sop_verified.events.boundary import TelemetryBoundary
 from sop_verified.events.model import EventSource
 from sop_verified.events.nats_cursor import CURSOR_NAME
-from sop_verified.events.nats_sink import NatsSink
+from sop_verified.events.nats_sink import NatsSink, NatsSinkControl
 from sop_verified.events.source import LogEventSource
 from sop_verified.events.subscribers import EventHub
 from sop_verified.nexus import persistence as persistence_service
@@ -56,6 +56,7 @@ from sop_verified.nexus.boot import BootReport, boot
 from sop_verified.nexus.config import SOPConfig, load_config, load_mac_key
 from sop_verified.nexus.keys import load_attestation_key, load_checkpoint_signer
 from sop_verified.nexus.log_service import open_signed_log
+from sop_verified.nexus.nats_process import NatsSinkProcess
 from sop_verified.nexus.registry import Service, ServiceRegistry
 from sop_verified.nexus.replicas import ForeignState
 from sop_verified.nexus.state_rebuild import locate
@@ -188,7 +189,7 @@ class Services:
     """What other replicas of a shared log appended (never told on a log one process writes)."""
     events: EventHub
     """The Ops_Event_Bus's in-process subscribers, fed after each durable log batch."""
-    nats_sink: NatsSink | None
+    nats_sink: NatsSinkControl | None
     """SOP's events to NATS JetStream; None when ``sop.toml`` has no ``[events.nats]``."""
 
 
@@ -226,7 +227,7 @@ class _Build:
     replicas: ForeignState
     telemetry: TelemetryBoundary
     events: EventHub
-    nats_sink: NatsSink | None
+    nats_sink: NatsSinkControl | None
 
     def __init__(
         self,
@@ -253,7 +254,7 @@ class _Build:
         self.facts: dict[str, Any] = {"config_digest": None, "policy_digest": None, "key_ids": {}}
         self.opened_log: TransparencyLog | None = None  # for the status of a boot that stopped
         self.events_hub: EventHub | None = None  # told each durable size once the log is open
-        self.nats_late: _Late[NatsSink] = _Late()
+        self.nats_late: _Late[NatsSinkControl] = _Late()
 
     def submit(self, request: Request | dict[str, Any] | bytes | str) -> Decision:
         """The bridge entry the protocols call: before the kernel exists, everything is DENY."""
@@ -549,20 +550,26 @@ def _test_witness(b: _Build) -> None:
 def _start_events_nats(b: _Build) -> None:
     """Publish SOP's events to NATS JetStream (no ``[events.nats]``: nothing to do).
 
-    Never a boot failure for the broker's sake: the sink connects in its own thread,
-    and a broker that is down leaves SOP READY (the stream is a projection of the log).
+    Never a boot failure for the broker's sake: the sink connects on its own, and a
+    broker that is down leaves SOP READY (the stream is a projection of the log). It
+    runs in a process of its own (:mod:`sop_verified.nexus.nats_process`), off the
+    interpreter lock the deciding threads share; an event source given to the boot
+    (tests, the bench's minimal events) is published from a thread of this process.
     Read-only, it is left out: it would write its cursor and has nothing new to send.
     """
     b.nats_sink = None
     events = b.config.events
     if events is None or events.nats is None or b.read_only:
         return
+    sink: NatsSinkControl
     if b.event_source is not None:
         source = b.event_source(b.log, b.store)
+        sink = NatsSink(source, events.nats, b.data_dir / CURSOR_NAME)
     else:
         store_log = b.store.log
-        source = LogEventSource(lambda: store_log.opened, b.telemetry)  # proved, then projected
-    sink = NatsSink(source, events.nats, b.data_dir / CURSOR_NAME)
+        sink = NatsSinkProcess(
+            b.data_dir, events.nats, log_size=lambda: store_log.opened.size, dsn=b.dsn
+        )
     b.closer.callback(sink.close)  # before the store closes: the reverse of the boot order
     b.nats_sink = sink
     b.nats_late.value = sink

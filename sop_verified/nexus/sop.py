@@ -47,7 +47,7 @@ from sop_verified.errors import (
     PolicyError,
     SOPError,
 )
-from sop_verified.events.nats_sink import NatsSink
+from sop_verified.events.nats_sink import NatsSinkControl
 from sop_verified.events.subscribers import EventHub
 from sop_verified.nexus import persistence as persistence_service
 from sop_verified.nexus import protocols as protocol_service
@@ -281,7 +281,7 @@ class SOP:
         return self.services.events
 
     @property
-    def nats_sink(self) -> NatsSink | None:
+    def nats_sink(self) -> NatsSinkControl | None:
         """SOP's events to NATS JetStream (None: no ``[events.nats]``, or boot did not finish)."""
         return None if self._services is None else self._services.nats_sink
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sop_verified.events.nats_sink import NatsSink
+from sop_verified.events.nats_sink import NatsSinkControl
 from sop_verified.nexus.sop import SOP
 
 __all__ = ["NatsSinkCollector"]
@@ -27,7 +27,7 @@ class NatsSinkCollector(Collector):
         """Collect from ``sop``'s sink at each scrape."""
         self._sop = sop
 
-    def _sink(self) -> NatsSink | None:
+    def _sink(self) -> NatsSinkControl | None:
         try:
             return self._sop.nats_sink
         except Exception:  # boot did not finish: nothing to report

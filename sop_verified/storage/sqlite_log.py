@@ -215,7 +215,9 @@ class SQLiteLogReader:
         if not path.is_file():
             raise StorageError(f"no database at `{path}`")
         try:
-            self._db = sqlite3.connect(read_only_uri(path), uri=True, isolation_level=None)
+            self._db = sqlite3.connect(  # one user at a time, from any thread (the NATS child's
+                read_only_uri(path), uri=True, isolation_level=None, check_same_thread=False
+            )  # sink and reporter share it under a lock)
             names = {
                 str(r[0]) for r in self._db.execute("SELECT name FROM sqlite_master").fetchall()
             }

@@ -1,9 +1,9 @@
 """A SOP process deciding without pause while its NATS sink publishes; the test kills it (-9).
 
 Usage: ``python nats_child.py DATA run`` decides until killed, printing
-``progress <log size> <acked>`` every 20 ms; ``python nats_child.py DATA drain N``
-decides N more times, waits until the broker acknowledged every event, prints
-``done <log size>`` and exits 0.
+``progress <log size> <acked> <the sink process's pid>`` every 20 ms;
+``python nats_child.py DATA drain N`` decides N more times, waits until the broker
+acknowledged every event, prints ``done <log size>`` and exits 0.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def main() -> None:
         with Decider(sop, threads=2):
             while True:  # until SIGKILL
                 stats = sink.stats()
-                print(f"progress {stats.size} {stats.acked}", flush=True)
+                pid = getattr(sink, "pid", None) or 0  # the sink's own process, once started
+                print(f"progress {stats.size} {stats.acked} {pid}", flush=True)
                 time.sleep(0.02)
     for i in range(int(sys.argv[3])):
         decide(sop, "drain", i)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import statistics
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -33,6 +36,7 @@ from test_nats_sink import wait_for
 from sop_verified import cli
 from sop_verified.core.health import Health
 from sop_verified.events.nats_sink import NatsSink
+from sop_verified.nexus.nats_process import NatsSinkProcess
 from sop_verified.nexus.sop import SOP
 from sop_verified.server.decisions import DecisionQueue
 from sop_verified.server.nats_metrics import NatsSinkCollector
@@ -233,3 +237,41 @@ def test_the_read_plane_serves_the_lag_and_stays_ready_while_the_broker_is_down(
     assert f"sop_events_nats_lag {float(sop.log.size)}" in metrics
     assert "sop_events_nats_connected 0.0" in metrics
     assert "sop_events_nats_outages_total 1.0" in metrics
+
+
+def _parent_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no parent in /proc/{pid}/status")
+
+
+def test_the_sink_runs_in_a_process_of_its_own_and_is_started_again_when_it_dies(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ADR 0019: projecting and publishing take no CPU under SOP's interpreter lock."""
+    caplog.set_level(logging.INFO)
+    data = nats_data_dir(tmp_path / "d", broker.url, max_backoff_seconds=1)
+    with SOP.boot(data) as sop:
+        sink = _sink(sop)
+        assert isinstance(sink, NatsSinkProcess)
+        wait_for(lambda: sink.pid is not None, why="the sink's process to start")
+        first = sink.pid
+        assert first is not None and _parent_of(first) == os.getpid()
+        assert "sop-events-nats" not in {t.name for t in threading.enumerate()}
+        with Decider(sop) as load:
+            wait_for(lambda: sink.stats().acked > 100, why="events before the kill")
+            os.kill(first, signal.SIGKILL)
+            wait_for(lambda: sink.restarts == 1, why="the sink's process to be seen dead")
+            wait_for(lambda: sink.pid not in (None, first), why="a new sink process")
+            assert sop.health is Health.READY  # the stream waits; decisions do not
+            time.sleep(0.3)
+        assert load.unlogged == 0
+        wait_for(lambda: _caught_up(sop), why="the new process to catch up")
+        second = sink.pid
+        size, origin = sop.log.size, sop.log.origin
+    assert second is not None
+    assert not Path(f"/proc/{second}").exists()  # closed with SOP, and waited for
+    exited = [r.getMessage() for r in caplog.records if "its process exited" in r.getMessage()]
+    assert len(exited) == 1, exited
+    stream_report(broker.url).check_exactly_once(origin, size)

@@ -43,13 +43,14 @@ def _kill_mid_publish(data: Path, rng: random.Random, most: float) -> tuple[int,
     assert child.stdout is not None
     deadline = time.monotonic() + 60
     behind = None
+    sink_pid = 0
     wait_until: float | None = None
     try:
         for line in child.stdout:
             assert time.monotonic() < deadline, "the child made no progress"
             if not line.startswith("progress "):
                 continue
-            size, acked = (int(x) for x in line.split()[1:])
+            size, acked, sink_pid = (int(x) for x in line.split()[1:])
             if wait_until is None and acked > 50:  # publishing: die at a random moment soon
                 wait_until = time.monotonic() + rng.uniform(0.0, most)
             if wait_until is not None and time.monotonic() >= wait_until and size > acked:
@@ -57,9 +58,26 @@ def _kill_mid_publish(data: Path, rng: random.Random, most: float) -> tuple[int,
                 break
     finally:
         child.send_signal(signal.SIGKILL)
-        output = child.communicate()[0]
+        try:  # the sink's process shares SOP's standard error: it ends with SOP, or this fails
+            output = child.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            output = "the output pipe stayed open 30 s after SOP died"
     assert behind is not None, f"the child never fell behind: {output[-2000:]}"
+    assert sink_pid, "the sink runs in a process of its own"
+    gone_by = time.monotonic() + 20  # SOP's death ends its pipe: the sink's process stops
+    while not _gone(sink_pid):
+        assert time.monotonic() < gone_by, "the sink's process outlived SOP's"
+        time.sleep(0.05)
     return behind
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (it may wait as a zombie for a parent that is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
 
 
 def _drain(data: Path) -> int:
