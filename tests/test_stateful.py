@@ -548,8 +548,8 @@ class KernelVersusModel(RuleBasedStateMachine):
                 assert info.value.code == "revoked"
 
 
-FAST = settings(  # 20 examples: the README's test command stays under 5 minutes on 2 cores
-    max_examples=20,
+FAST = settings(  # 12 examples: the README's test command stays under 5 minutes on 2 cores
+    max_examples=12,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -119,6 +119,7 @@ def kill_and_restart(
         broker.stop()
 
 
+@pytest.mark.slow  # SOP and its sink's process killed once: 5 s; the next test kills 8 times
 def test_sop_killed_mid_publish_and_restarted_keeps_exactly_once(tmp_path: Path) -> None:
     checked, _ = kill_and_restart(tmp_path, kills=1, broker_kills=0, seed=1)
     assert checked > 150

@@ -20,6 +20,10 @@ from served import Prepared, Served, prepare
 
 from sop_verified.server.openapi import openapi_document
 
+# Property-based fuzzing of every operation: about 22 s of the README's test command;
+# `.ci/run` runs it in its slow step.
+pytestmark = pytest.mark.slow
+
 schema = schemathesis.openapi.from_dict(openapi_document())
 READ_PLANE = ("/health", "/metrics", "/openapi.json", "/log/", "/v1/receipts")
 
@@ -65,7 +69,6 @@ def test_every_operation_answers_without_5xx_and_as_documented(
     _call(case, fuzzed)
 
 
-@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True

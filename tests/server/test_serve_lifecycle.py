@@ -16,6 +16,10 @@ from served import Prepared, Served, prepare, request
 from sop_verified import SOP
 from sop_verified.server.certs import client_ssl_context
 
+# Real `sop serve` processes started, signalled and stopped: about 16 s of the README's test
+# command; `.ci/run` runs them in its slow step.
+pytestmark = pytest.mark.slow
+
 
 def _serve_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """`sop serve ARGS` as a user types it, for the runs that must refuse to start."""
