@@ -5,9 +5,11 @@ An entry's *kind* is its ``type``, or, for ``"type": "admin"`` entries, its
 does not know, or whose fields do not match the kind's shape, becomes a
 ``sop.entry.v1`` event: never dropped, one event per entry, always.
 
-Health transitions and integrity alarms are not log entries (an alarm is
-raised when the log or the store may be the thing that failed), so they are
-not events; ``/health/ready`` and ``/metrics`` report them (docs/TELEMETRY.md).
+Health transitions are logged: a boot that reaches READY as a ``boot`` entry,
+and every later change, READY to DEGRADED by an integrity alarm, as an
+``alarm`` entry (:mod:`sop_verified.nexus.alarm_log`). An alarm whose entry
+cannot be appended (the log or the store may be what failed) is no event;
+``/health/ready`` and ``/metrics`` report it all the same (docs/TELEMETRY.md).
 """
 
 from __future__ import annotations
@@ -256,6 +258,14 @@ _PLAIN: tuple[Kind, ...] = (
         decision_index=_DECISION_INDEX,
         request_id=_REQUEST_ID,
         reasons=F(REASONS, required=True),
+    ),
+    _kind(
+        "alarm",
+        "An integrity alarm: a service, and so SOP, became DEGRADED; every decision is"
+        " denied from then on (logged after the fact, from a thread of its own).",
+        service=F(NAME, required=True, doc="The service that raised it (`witness`, ...)."),
+        reason=F(STR, required=True, doc="What was found."),
+        health=F(STR, required=True, doc="SOP's health from then on: `DEGRADED`."),
     ),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class ServiceRegistry:
         self._services: dict[str, Service] = {}
         self._lock = threading.Lock()
         self._booted = False
+        self._alarm_listeners: list[Callable[[str, str], None]] = []
 
     def register(self, service: Service) -> None:
         """Declare a service; names are unique."""
@@ -68,13 +70,27 @@ class ServiceRegistry:
             svc.detail = detail
 
     def raise_alarm(self, name: str, reason: str) -> None:
-        """An integrity alarm: the service, and so SOP, becomes DEGRADED (everything denied)."""
+        """An integrity alarm: the service, and so SOP, becomes DEGRADED (everything denied).
+
+        The listeners (:meth:`on_alarm`) are told after the service's health changed, never
+        under the registry's lock; one that fails is ignored (the alarm stands).
+        """
         with self._lock:
             svc = self._services[name]
             svc.alarms.append(reason)
             if svc.health is Health.READY:
                 svc.health = Health.DEGRADED
                 svc.detail = reason
+            listeners = list(self._alarm_listeners)
+        for listener in listeners:
+            with contextlib.suppress(Exception):
+                listener(name, reason)
+
+    def on_alarm(self, listener: Callable[[str, str], None]) -> list[tuple[str, str]]:
+        """Tell ``listener(service, reason)`` each alarm from now on; return those raised so far."""
+        with self._lock:
+            self._alarm_listeners.append(listener)
+            return [(s.name, reason) for s in self._services.values() for reason in s.alarms]
 
     def health(self) -> Health:
         """READY only when boot finished and every service is READY (INV-8)."""

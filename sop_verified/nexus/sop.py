@@ -51,6 +51,7 @@ from sop_verified.events.nats_sink import NatsSinkControl
 from sop_verified.events.subscribers import EventHub
 from sop_verified.nexus import persistence as persistence_service
 from sop_verified.nexus import protocols as protocol_service
+from sop_verified.nexus.alarm_log import AlarmLog
 from sop_verified.nexus.backends import open_backend
 from sop_verified.nexus.config import (
     SOPConfig,
@@ -115,6 +116,7 @@ class SOP:
         self._services = booted.services
         self._closer = booted.closer
         self._partial_log = booted.log
+        self._alarm_log: AlarmLog | None = None
 
     # ---- life cycle -------------------------------------------------------------------
     @staticmethod
@@ -187,10 +189,22 @@ class SOP:
         sop = cls(data_dir, booted, now=now)
         if not read_only:
             sop._write_manifest()
+            sop._log_alarms()
         return sop
+
+    def _log_alarms(self) -> None:
+        """Log each integrity alarm from now on, and those boot's threads already raised."""
+        if self._services is None:  # boot stopped short: there is no log to append to
+            return
+        alarms = AlarmLog(self._services.store.log.append, self.now)
+        self._alarm_log = alarms
+        for service, reason in self.registry.on_alarm(alarms.record):
+            alarms.record(service, reason)
 
     def close(self) -> None:
         """Stop the writer and the solver workers, release the storage (in reverse boot order)."""
+        if self._alarm_log is not None:  # its last alarms, while the log is still open
+            self._alarm_log.close()
         if self._services is not None:
             self._services.writer.shutdown(wait=True)  # after the writer's last batch
         self._closer.close()

@@ -42,6 +42,7 @@ def _logged_acts(data_dir: Path) -> None:
         sop.record_state_repair(
             {"ok": True, "log_verified": True, "total_mismatches": 0, "unauthenticated_rows": {}}
         )
+        sop.registry.raise_alarm("witness", "witness `w1` refused the checkpoint: a fork")
     accept_config(data_dir)
     unsafe_accept_current(data_dir, NOW)
 

@@ -334,6 +334,9 @@ def test_tampered_blob_is_refused_on_read_and_repaired_by_a_rewrite(env: Env) ->
         env.persist("drac", "artifact.persist", "artifacts/drac/a", data).effect is Permission.DENY
     )
     assert env.reboot() is Health.READY  # an operator's reboot clears the alarm
+    alarms = [e for e in env.log() if e.get("type") == "alarm"]  # and the log says why
+    assert [(a["service"], a["health"]) for a in alarms] == [("persistence", "DEGRADED")]
+    assert _sha(data) in alarms[0]["reason"]
     again = env.persist("drac", "artifact.persist", "artifacts/drac/a", data)
     assert again.effect is Permission.ALLOW
     assert env.read("drac", "artifacts/drac/a").data == data
