@@ -72,6 +72,8 @@ class NatsSinkStats:
     duplicates: int
     """Acknowledgements that said the stream already held the event (never stored twice)."""
     resyncs: int
+    restarts: int = 0
+    """Times the sink's own process died and was started again (0 for a sink in SOP's)."""
 
     @property
     def lag(self) -> int:

@@ -157,6 +157,7 @@ class NatsSinkProcess:
             published=self._published,
             duplicates=self._duplicates,
             resyncs=int(r["resyncs"]),
+            restarts=self._restarts,
         )
 
     def acked(self, acked: int, *, stored: int, duplicates: int) -> None:

@@ -630,6 +630,7 @@ class SOP:
                 "published": s.published,
                 "duplicates": s.duplicates,
                 "resyncs": s.resyncs,
+                "restarts": s.restarts,  # the sink's process died and was started again
             }
         }
 

@@ -43,20 +43,22 @@ class NatsSinkCollector(Collector):
         if sink is None:
             return
         s = sink.stats()
-        lag, acked, connected, outages, published, duplicates = self._families()
+        lag, acked, connected, outages, published, duplicates, restarts = self._families()
         lag.add_metric([], s.lag)
         acked.add_metric([], s.acked)
         connected.add_metric([], 1 if s.connected else 0)
         outages.add_metric([], s.outages)
         published.add_metric([], s.published)
         duplicates.add_metric([], s.duplicates)
-        yield from (lag, acked, connected, outages, published, duplicates)
+        restarts.add_metric([], s.restarts)
+        yield from (lag, acked, connected, outages, published, duplicates, restarts)
 
     @staticmethod
     def _families() -> tuple[
         GaugeMetricFamily,
         GaugeMetricFamily,
         GaugeMetricFamily,
+        CounterMetricFamily,
         CounterMetricFamily,
         CounterMetricFamily,
         CounterMetricFamily,
@@ -87,5 +89,10 @@ class NatsSinkCollector(Collector):
                 "sop_events_nats_duplicates",
                 "Publishes the broker acknowledged as duplicates (already in the stream, not"
                 " stored again: Nats-Msg-Id).",
+            ),
+            CounterMetricFamily(
+                "sop_events_nats_process_restarts",
+                "Times the sink's own process died and was started again since SOP started"
+                " (events wait in the log meanwhile).",
             ),
         )

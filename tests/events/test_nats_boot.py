@@ -268,6 +268,8 @@ def test_the_sink_runs_in_a_process_of_its_own_and_is_started_again_when_it_dies
             time.sleep(0.3)
         assert load.unlogged == 0
         wait_for(lambda: _caught_up(sop), why="the new process to catch up")
+        assert sop.status()["events_nats"]["restarts"] == 1  # an operator sees it
+        assert _metrics(sop)["sop_events_nats_process_restarts"] == 1
         second = sink.pid
         size, origin = sop.log.size, sop.log.origin
     assert second is not None
