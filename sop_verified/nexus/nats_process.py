@@ -94,10 +94,10 @@ class NatsSinkProcess:
             self._stopping = True
             proc, fd = self._proc, self._stdin
             self._stdin = None
+            if fd is not None:  # under the lock, as wake() writes to it
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         self._exited.set()  # a supervisor waiting to restart stops waiting
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
         if proc is not None:
             try:
                 proc.wait(self.config.ack_timeout_seconds + 5)
@@ -110,12 +110,17 @@ class NatsSinkProcess:
 
     def wake(self) -> None:
         """New entries committed: one byte to the child (never blocks: a full pipe already
-        holds a wake-up it has not read)."""
-        fd = self._stdin
-        if fd is None:
-            return
-        with contextlib.suppress(OSError):  # BlockingIOError: one is pending; EPIPE: restarting
-            os.write(fd, b"\x01")
+        holds a wake-up it has not read).
+
+        Under the lock that closing the pipe takes: a descriptor closed between reading
+        it and writing to it could already be another file's.
+        """
+        with self._lock:
+            fd = self._stdin
+            if fd is None:
+                return
+            with contextlib.suppress(OSError):  # BlockingIOError: one is pending; EPIPE: gone
+                os.write(fd, b"\x01")
 
     @property
     def stopping(self) -> bool:
