@@ -10,6 +10,7 @@ order, as many messages as log entries. The slow variant also kills the broker
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -37,13 +38,18 @@ def _spawn(data: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _kill_mid_publish(data: Path, rng: random.Random, most: float) -> tuple[int, int]:
-    """Run the child until its sink is behind, a little more, then SIGKILL; ``(size, acked)``."""
+def _kill_mid_publish(
+    data: Path, rng: random.Random, most: float, *, crash: bool = False
+) -> tuple[int, int]:
+    """Run the child until its sink has published 50 events in this run and is behind, a
+    little more, then SIGKILL it; ``(size, acked)``. ``crash``: the sink's process is
+    killed with it (a machine that dies), else it must stop on its own."""
     child = _spawn(data, "run")
     assert child.stdout is not None
     deadline = time.monotonic() + 60
     behind = None
     sink_pid = 0
+    first_acked: int | None = None
     wait_until: float | None = None
     try:
         for line in child.stdout:
@@ -51,13 +57,17 @@ def _kill_mid_publish(data: Path, rng: random.Random, most: float) -> tuple[int,
             if not line.startswith("progress "):
                 continue
             size, acked, sink_pid = (int(x) for x in line.split()[1:])
-            if wait_until is None and acked > 50:  # publishing: die at a random moment soon
+            first_acked = acked if first_acked is None else first_acked  # the cursor at start
+            if wait_until is None and acked > first_acked + 50:  # publishing: die soon
                 wait_until = time.monotonic() + rng.uniform(0.0, most)
             if wait_until is not None and time.monotonic() >= wait_until and size > acked:
                 behind = (size, acked)
                 break
     finally:
         child.send_signal(signal.SIGKILL)
+        if crash and sink_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(sink_pid, signal.SIGKILL)
         try:  # the sink's process shares SOP's standard error: it ends with SOP, or this fails
             output = child.communicate(timeout=30)[0]
         except subprocess.TimeoutExpired:
@@ -104,7 +114,7 @@ def kill_and_restart(
         broken = set(rng.sample(range(kills), broker_kills))
         behind = []
         for k in range(kills):
-            size, acked = _kill_mid_publish(data, rng, most)
+            size, acked = _kill_mid_publish(data, rng, most, crash=k % 2 == 1)
             assert size > acked  # it died with events not yet acknowledged
             behind.append(size - acked)
             if k in broken:  # the broker dies too; its store is kept
