@@ -112,13 +112,7 @@ def proved_entry(tlog: TransparencyLog, index: int, *, what: str) -> dict[str, A
             f"{what} stored at log index `{index}` is not the entry the signed checkpoint"
             f" (size `{size}`, root `{checkpoint.root_hash.hex()}`) holds there: {exc}"
         ) from None
-    try:
-        entry = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        entry = None
-    if not isinstance(entry, dict):
-        raise IntegrityError(f"{what} at log index `{index}` is not a JSON object")
-    return entry
+    return _json_object(payload, index, what)
 
 
 @require(lambda start, end: 0 <= start <= end, "a range of log indexes", helper=True)
@@ -168,7 +162,8 @@ def proved_entries(
         except SOPError:  # a missing tile or row: let the per-entry proofs say where
             matches = False
         if not matches:
-            out.extend(proved_entry(tlog, i, what=what) for i in range(low, high))
+            for index in range(low, high):  # the first that does not verify raises, naming it
+                proved_entry(tlog, index, what=what)
             raise IntegrityError(  # every entry proved alone, yet not the range: stored nodes
                 f"{what}s at log indexes `[{low}, {high})` do not give the signed root"
                 f" (size `{checkpoint.size}`, root `{checkpoint.root_hash.hex()}`)"
