@@ -14,7 +14,8 @@ written) on one SOP, then on the other. Reported:
 - the sink's lag under that load: per operation, the time from
   ``sop.persist`` returning (the decision is durable) to the broker's
   acknowledgement of the decision's event (p50, p99, max over every
-  operation of every "on" round), and the entries behind sampled every 10 ms;
+  operation of every "on" round), and the events behind (entries' and
+  checkpoints') sampled every 10 ms;
 - how long the sink took to drain after each "on" round;
 - what pipelining gives: the sink alone publishing the first entries of a
   log with 1, 16 and 256 publishes in flight.
@@ -81,10 +82,11 @@ class _Recorder:
 
         sink.acked = acked  # type: ignore[method-assign]  # the session calls it on the instance
 
-    def lags_ms(self) -> list[float]:
+    def lags_ms(self, source: EventSource) -> list[float]:
+        """Per decision: its answer to the ack of its event (at the entry's position)."""
         out = []
         for index, answered in self.answered.items():
-            acked = self.acked.get(index)
+            acked = self.acked.get(source.entry_position(index))
             if acked is not None:
                 out.append(max(0.0, acked - answered) * 1e3)
         return out
@@ -96,7 +98,7 @@ def _sampler(scenario: Scenario, sink: NatsSink, behind: list[int]) -> threading
 
     def loop() -> None:
         while not stop.is_set():
-            behind.append(max(0, scenario.sop.log.size - sink.stats().acked))
+            behind.append(max(0, scenario.sop.events.size - sink.stats().acked))
             time.sleep(SAMPLE_SECONDS)
 
     threading.Thread(target=loop, daemon=True).start()
@@ -105,7 +107,7 @@ def _sampler(scenario: Scenario, sink: NatsSink, behind: list[int]) -> threading
 
 def _drain(scenario: Scenario, sink: NatsSink, timeout: float = 120) -> float:
     started = time.perf_counter()
-    while sink.stats().acked < scenario.sop.log.size:
+    while sink.stats().acked < scenario.sop.events.size:
         if time.perf_counter() - started > timeout:
             raise RuntimeError(f"the sink did not catch up in {timeout:g} s: {sink.stats()}")
         time.sleep(0.005)
@@ -240,7 +242,7 @@ def _measure(
         rows.append({mode: run.summary() for mode, run in runs.items()})
     off_rates = [row["off"]["ops_per_s"] for row in rows]
     on_rates = [row["on"]["ops_per_s"] for row in rows]
-    lags = sorted(recorder.lags_ms())
+    lags = sorted(recorder.lags_ms(on.sop.events.source))
     off_median, on_median = statistics.median(off_rates), statistics.median(on_rates)
     paired = [100 * (1 - on / off) for off, on in zip(off_rates, on_rates, strict=True)]
     behind.sort()
@@ -297,7 +299,7 @@ def render_nats(result: dict[str, Any]) -> str:
         f" {'PASS' if result['paired_drop_percent'] <= 10 else 'FAIL'})",
         f"lag, answer to broker ack, over {result['lag_ops']:,} ops: p50 {lag['p50']} ms,"
         f" p99 {lag['p99']} ms, max {lag['max']} ms",
-        f"entries behind, sampled every {SAMPLE_SECONDS * 1e3:g} ms: p50 {behind['p50']},"
+        f"events behind, sampled every {SAMPLE_SECONDS * 1e3:g} ms: p50 {behind['p50']},"
         f" p99 {behind['p99']}, max {behind['max']}",
         f"drain after each 'on' round (s): {result['drain_seconds']}",
         f"sink: {result['sink']}; refused operations: {result['refused']}",

@@ -1,10 +1,11 @@
 """`sop events tail`: SOP's events read from the log, for people and scripts.
 
-The same CloudEvents in-process subscribers and sinks get (one per log entry,
-the telemetry boundary applied), read from the data directory without booting
-SOP and without changing a byte of it (:mod:`sop_verified.nexus.event_ops`).
-``--json`` prints each event's bytes on a line of its own (JSON Lines); the
-text form is one line per event: index, time, type and a short summary.
+The same CloudEvents in-process subscribers and sinks get (one per log entry
+and one per signed checkpoint, in log order, the telemetry boundary applied),
+read from the data directory without booting SOP and without changing a byte of
+it (:mod:`sop_verified.nexus.event_ops`). ``--json`` prints each event's bytes
+on a line of its own (JSON Lines); the text form is one line per event: log
+index (a checkpoint: its size, ``@size``), time, type and a short summary.
 ``--follow`` polls for new entries until interrupted (Ctrl-C exits 0). A log
 entry that does not verify ends the command with exit 1, like ``sop log
 verify``; bad input exits 2.
@@ -86,7 +87,8 @@ def events_tail(
     ] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Print SOP's events (one CloudEvent per log entry), read-only; `--follow` for new ones."""
+    """Print SOP's events (one CloudEvent per log entry and per signed checkpoint), read-only;
+    `--follow` for new ones."""
     from sop_verified.nexus.event_ops import DataDirEvents  # noqa: PLC0415 - keep --help fast
 
     wanted = _types(types or [])
@@ -109,12 +111,13 @@ def _tail(
     json_output: bool,
 ) -> None:
     size = source.refresh()
-    at = max(0, size + start) if start < 0 else start
+    first = max(0, source.signed_size() + start) if start < 0 else start
+    at = source.entry_position(first)  # entry `first`'s event; checkpoints before it are not shown
     while True:
         while at < size:
             events = _read(source, at, min(size, at + _BATCH))
             _show(events, wanted, json_output)
-            at += len(events)  # one event per entry: short only before an entry that fails
+            at += len(events)  # short only before an event that fails
         if not follow:
             return
         time.sleep(POLL_SECONDS)
@@ -122,8 +125,8 @@ def _tail(
 
 
 def _read(source: DataDirEvents, start: int, end: int) -> list[Event]:
-    """Events ``[start, end)``; when one does not verify, the ones before it are returned first
-    (and shown) and the next read, starting at it, raises."""
+    """Events at positions ``[start, end)``; when one does not verify, the ones before it are
+    returned first (and shown) and the next read, starting at it, raises."""
     try:
         return source.read(start, end)
     except IntegrityError:
@@ -150,11 +153,14 @@ def _show(events: list[Event], wanted: frozenset[str] | None, json_output: bool)
 
 
 def _line(event: Event) -> str:
-    """``index  time  type  summary`` for people."""
+    """``index  time  type  summary`` for people (a checkpoint's ``index`` is ``@size``)."""
+    from sop_verified.events.projection import INDEX_EXTENSION, SIZE_EXTENSION  # noqa: PLC0415
+
     body = orjson.loads(event.body)
     kind = event.type.removeprefix("sop.").removesuffix(".v1")
     when = body.get("time", "-")
-    return f"{event.index:>8}  {when:<20}  {kind:<24}  {summary(kind, body['data'])}"
+    where = f"@{body[SIZE_EXTENSION]}" if SIZE_EXTENSION in body else body[INDEX_EXTENSION]
+    return f"{where:>8}  {when:<20}  {kind:<24}  {summary(kind, body['data'])}"
 
 
 def summary(kind: str, data: dict[str, Any]) -> str:
@@ -173,6 +179,8 @@ def summary(kind: str, data: dict[str, Any]) -> str:
     if kind == "boot":
         manifest = data["manifest"]
         return f"{manifest['health']} config {manifest.get('config_digest') or '-'}"
+    if kind == "checkpoint":
+        return f"size {data['size']}, root {data['root']}"
     if kind == "attestation":
         statement = data.get("statement") or {}
         return f"{data['kind']} {statement.get('predicate_type', '')}".rstrip()

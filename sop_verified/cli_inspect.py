@@ -156,7 +156,7 @@ def _render_status(status: dict[str, Any]) -> None:
         )
         out.print(
             f"NATS stream {escape(sink['stream'])} at {escape(', '.join(sink['servers']))}:"
-            f" {state}; lag {sink['lag']} of {sink['log_size']} entries",
+            f" {state}; lag {sink['lag']} of {sink['events']} events",
             highlight=False,
         )
     if status["reason"]:

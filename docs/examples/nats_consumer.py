@@ -19,8 +19,9 @@ async def follow(server: str, count: int) -> None:
         except nats.errors.TimeoutError:
             continue
         for msg in batch:
-            event = json.loads(msg.data)  # one event per log entry, in log order
-            print(msg.headers["Nats-Msg-Id"], event["type"])  # the id is `<origin>/<log index>`
+            event = json.loads(msg.data)  # entries and signed checkpoints, in log order
+            print(msg.headers["Nats-Msg-Id"], event["type"])  # `<origin>/<log index>` or
+            # `<origin>/checkpoint/<size>` for a checkpoint (`sop.checkpoint.v1`)
             await msg.ack()
             seen += 1
     await nc.close()

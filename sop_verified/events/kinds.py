@@ -5,6 +5,9 @@ An entry's *kind* is its ``type``, or, for ``"type": "admin"`` entries, its
 does not know, or whose fields do not match the kind's shape, becomes a
 ``sop.entry.v1`` event: never dropped, one event per entry, always.
 
+Checkpoints are not entries; :data:`CHECKPOINT` is their kind
+(:mod:`sop_verified.events.source` places them among the entries' events).
+
 Health transitions are logged: a boot that reaches READY as a ``boot`` entry,
 and every later change, READY to DEGRADED by an integrity alarm, as an
 ``alarm`` entry (:mod:`sop_verified.nexus.alarm_log`). An alarm whose entry
@@ -33,7 +36,7 @@ from sop_verified.events.shapes import (
     StatementShape,
 )
 
-__all__ = ["GENERIC", "KINDS", "Kind", "event_type", "kind_of"]
+__all__ = ["CHECKPOINT", "GENERIC", "KINDS", "Kind", "event_type", "kind_of"]
 
 NSTR: Final = Nullable(STR)
 NINT: Final = Nullable(INT)
@@ -367,6 +370,19 @@ GENERIC: Final = _kind(
     entry_type=F(NAME, source="type", doc="The entry's `type`."),
     op=F(NAME, doc="The entry's `op`."),
 )
+
+CHECKPOINT: Final = _kind(
+    "checkpoint",
+    "A checkpoint the log signed: the tree of its first `size` entries has root `root`. Not"
+    " an entry: it comes right after the event of the last entry it covers (`sopindex`),"
+    " keyed by `sopsize`, and its note verifies with the log's public key (or, before a key"
+    " rotation, with the key the rotation retired).",
+    time=(),
+    size=F(INT, required=True, doc="The tree size: the checkpoint covers entries `[0, size)`."),
+    root=F(STR, required=True, doc="The tree's root hash, base64, as the note says it."),
+    note=F(STR, required=True, doc="The signed checkpoint note (C2SP signed-note), as stored."),
+)
+"""Checkpoints: events of their own kind, never the kind of an entry (``kind_of``)."""
 
 KINDS: Final[Mapping[str, Kind]] = {k.name: k for k in (*_PLAIN, *_ADMIN)}
 """Every kind SOP logs, by name (an admin entry's name is its ``op``)."""

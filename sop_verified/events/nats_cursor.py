@@ -1,5 +1,9 @@
 """The NATS sink's durable cursor: how many of the log's events the broker acknowledged.
 
+Events are counted by position (entries and checkpoints, in log order:
+:mod:`sop_verified.events.model`); a cursor of the first format, which counted
+entries only, is not read (the sink learns where it is from the stream).
+
 A small JSON file in the data directory, ``events-nats.cursor``, replaced
 atomically (temporary file, fsync, rename, fsync of the directory) so that it
 survives a ``kill -9`` or a power cut whole or not at all. It is a hint, not
@@ -28,7 +32,7 @@ __all__ = ["CURSOR_FORMAT", "CURSOR_NAME", "read_cursor", "write_cursor"]
 CURSOR_NAME = "events-nats.cursor"
 """The cursor's file name in the data directory."""
 
-CURSOR_FORMAT = "sop-events-nats-cursor/v1"
+CURSOR_FORMAT = "sop-events-nats-cursor/v2"
 
 _log = logging.getLogger(__name__)
 
@@ -44,7 +48,7 @@ def read_cursor(path: Path, stream: str) -> int:
         stream: The configured stream.
 
     Returns:
-        The count of acknowledged events (the next log index to publish).
+        The count of acknowledged events (the position of the next one to publish).
     """
     try:
         data = json.loads(path.read_bytes())

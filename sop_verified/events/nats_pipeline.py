@@ -131,7 +131,7 @@ class Pipeline:
         Args:
             nc: The open connection.
             sink: The sink (its source, config, publish function and reports).
-            start: The next log index to publish.
+            start: The position of the next event to publish.
             last_seq: The stream's last sequence (the first event expects it).
             closed: Set when the connection closes.
         """
@@ -198,21 +198,21 @@ class Pipeline:
 
     async def _send(self, pending: deque[_Sent], events: list[Event]) -> None:
         due = time.monotonic() + self._config.ack_timeout_seconds
-        last = events[-1].index
+        last = events[-1].position
         for event in events:
             headers = {
                 Header.MSG_ID.value: event.id,  # the broker drops a second copy
                 Header.EXPECTED_LAST_SEQUENCE.value: str(self._seq),  # no gap, no re-store
             }
             # The burst's last event, and a session's first on its own (its refusal says why)
-            asked = event.index == last or self._probing
-            reply = f"{self._inbox}.{event.index}" if asked else ""
+            asked = event.position == last or self._probing
+            reply = f"{self._inbox}.{event.position}" if asked else ""
             await self._sink.publish(self._nc, self._subject(event), reply, event.body, headers)
             self._seq += 1
-            self._next = event.index + 1
+            self._next = event.position + 1
             if asked:
-                pending.append(_Sent(self._unasked, event.index, self._seq, due))
-                self._unasked = event.index + 1
+                pending.append(_Sent(self._unasked, event.position, self._seq, due))
+                self._unasked = event.position + 1
                 self._probing = False
 
     async def _await_head(self, head: _Sent) -> None:
@@ -271,8 +271,8 @@ class Pipeline:
 
     def _read(self, start: int, end: int) -> list[Event]:
         events = self._sink.source.read(start, end)
-        if len(events) != end - start or any(e.index != start + k for k, e in enumerate(events)):
-            got = [e.index for e in events[:3]]
+        if len(events) != end - start or any(e.position != start + k for k, e in enumerate(events)):
+            got = [e.position for e in events[:3]]
             raise SinkError(f"the log's events `[{start}, {end})` came back as `{got}`...")
         return events
 

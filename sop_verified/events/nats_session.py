@@ -3,11 +3,13 @@
 A session connects (no automatic reconnection: a connection that drops ends
 the session, and the sink starts a new one, which resynchronises first), makes
 sure the stream exists and is SOP's own, reads the stream's last message to
-learn the next log index to publish, and hands over to the
+learn the next event to publish (its position among the log's events: entries
+and checkpoints), and hands over to the
 :class:`~sop_verified.events.nats_pipeline.Pipeline`, which publishes every
-event from that index on, in order. Each publish carries two headers:
+event from there on, in order. Each publish carries two headers:
 
-- ``Nats-Msg-Id`` = the event id (``<origin>/<index>``): the broker drops a
+- ``Nats-Msg-Id`` = the event id (``<origin>/<index>``, or
+  ``<origin>/checkpoint/<size>``): the broker drops a
   second copy within the stream's duplicate window (a publish stored late, after
   a new session read the stream);
 - ``Nats-Expected-Last-Sequence`` = the stream sequence the previous event got:
@@ -154,7 +156,7 @@ class Session:
         return await js.stream_info(cfg.stream)
 
     async def _resync(self, js: JetStreamContext, info: StreamInfo) -> tuple[int, int]:
-        """``(next log index, stream's last sequence)``: where publication resumes."""
+        """``(next event position, stream's last sequence)``: where publication resumes."""
         last_seq = info.state.last_seq
         if last_seq == 0:  # a stream that never held anything: the whole log goes in
             self._sink.resynced(0, "the stream is new")
@@ -170,24 +172,25 @@ class Session:
         return start, last_seq
 
     def _index_of(self, headers: dict[str, Any], seq: int) -> int:
-        """The log index of the stream's last message, checked against the log."""
+        """The position of the stream's last message among the log's events, checked."""
         stream = self._config.stream
         msg_id = headers.get(Header.MSG_ID.value)
-        tail = msg_id.rsplit("/", 1)[-1] if isinstance(msg_id, str) else ""
-        if not tail.isdigit() or len(tail) > 19:
+        source = self._sink.source
+        position = source.position_of(msg_id) if isinstance(msg_id, str) else None
+        if position is None:
             raise SinkError(
-                f"stream `{stream}`'s last message `{seq}` carries no SOP event id"
-                f" (`Nats-Msg-Id` = `{str(msg_id)[:80]}`): another publisher writes into it"
+                f"stream `{stream}`'s last message `{seq}` carries no event id of this log"
+                f" (`Nats-Msg-Id` = `{str(msg_id)[:80]}`): another publisher writes into it,"
+                " or it belongs to another log"
             )
-        index = int(tail)
-        size = self._sink.source.size()
-        mine = self._sink.source.read(index, index + 1) if index < size else []
+        size = source.size()
+        mine = source.read(position, position + 1) if position < size else []
         if len(mine) != 1 or mine[0].id != msg_id:
             raise SinkError(
-                f"stream `{stream}` ends with event `{msg_id}`, which this log (`{size}` entries)"
+                f"stream `{stream}` ends with event `{msg_id}`, which this log (`{size}` events)"
                 " does not hold: the stream belongs to another log, or this log was cut back"
             )
-        return index
+        return position
 
 
 async def _close(nc: Client) -> None:

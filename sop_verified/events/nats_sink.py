@@ -1,4 +1,4 @@
-"""The NATS JetStream sink: SOP's events in a stream, exactly once by log index, beside SOP.
+"""The NATS JetStream sink: SOP's events in a stream, exactly once and in log order, beside SOP.
 
 - **Beside SOP, never in its way.** The sink runs an asyncio loop in a thread
   of its own. It reads events from an
@@ -10,7 +10,7 @@
   one read of the log. While the broker is down the events stay where they
   already are, in the log, and the sink resumes from there.
 - **Exactly once, in order.** Each session asks the stream where it is (its
-  last message's event id) and publishes from the next index, each event with
+  last message's event id) and publishes from the event after it, each with
   ``Nats-Msg-Id`` = its id and ``Nats-Expected-Last-Sequence`` = the previous
   event's stream sequence (:mod:`sop_verified.events.nats_session`): the broker
   neither stores an event twice nor one past a missing one.
@@ -60,7 +60,7 @@ class NatsSinkStats:
     servers: tuple[str, ...]
     """The server URLs with any password or token replaced by ``***``."""
     size: int
-    """Entries in the log (events that exist)."""
+    """Events that exist (the log's entries and checkpoints, up to its latest checkpoint)."""
     acked: int
     """Events ``[0, acked)`` are in the stream, acknowledged (the cursor once written)."""
     connected: bool
@@ -77,7 +77,7 @@ class NatsSinkStats:
 
     @property
     def lag(self) -> int:
-        """Entries not yet acknowledged by the broker (log size minus the cursor)."""
+        """Events not yet acknowledged by the broker (events that exist minus the cursor)."""
         return max(0, self.size - self.acked)
 
 
@@ -123,7 +123,7 @@ class NatsSink:
         """Publish ``source``'s events as ``config`` says; keep the cursor at ``cursor_path``.
 
         Args:
-            source: The events (the log, projected): one per entry, in index order.
+            source: The events (the log, projected): entries and checkpoints, in log order.
             config: The ``[events.nats]`` table.
             cursor_path: The durable cursor's file (in the data directory).
             publish: How one message is sent (tests inject faults).

@@ -19,12 +19,18 @@ The event of the entry at log index ``i`` of the log with origin ``o``::
 - ``data`` is the entry seen through its kind's shape and the telemetry
   boundary (:mod:`sop_verified.events.kinds`, :mod:`.boundary`).
 
+A checkpoint the log signed becomes an event too (:func:`project_checkpoint`),
+``sop.checkpoint.v1`` with ``id`` ``o/checkpoint/<size>``, the extension
+``sopsize`` (its tree size) and ``sopindex`` = ``size - 1``, the last entry it
+covers, whose event it follows (an empty tree's checkpoint has no ``sopindex``).
+
 The bytes are RFC 8785 canonical JSON, so projecting an entry twice, here or
 in another process, gives identical bytes (docs/adr/0018).
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import time as _time
 from collections.abc import Mapping
@@ -32,17 +38,20 @@ from typing import Any, Final
 
 from sop_verified.core.contracts import ensure, require
 from sop_verified.events.boundary import TelemetryBoundary
-from sop_verified.events.kinds import GENERIC, kind_of
+from sop_verified.events.kinds import CHECKPOINT, GENERIC, kind_of
 from sop_verified.events.model import Event
 from sop_verified.events.shapes import MISSING
 from sop_verified.tools.canonical import canonical_json
+from sop_verified.tools.checkpoint import Checkpoint
 
 __all__ = [
     "DATACONTENTTYPE",
     "INDEX_EXTENSION",
     "ORIGIN_PATTERN",
+    "SIZE_EXTENSION",
     "SPECVERSION",
     "entry_time",
+    "project_checkpoint",
     "project_entry",
 ]
 
@@ -51,10 +60,14 @@ DATACONTENTTYPE: Final = "application/json"
 INDEX_EXTENSION: Final = "sopindex"
 """The extension attribute carrying the log index (CloudEvents names: ``[a-z0-9]+``)."""
 
+SIZE_EXTENSION: Final = "sopsize"
+"""The extension attribute carrying a checkpoint's tree size."""
+
 ORIGIN_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}"
 """A log origin (``origin`` in sop.toml): always a relative URI-reference as it stands."""
 
 _ORIGIN = re.compile(ORIGIN_PATTERN)
+_NO_CONTEXT: Final = TelemetryBoundary()
 _LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, RFC 3339's last
 
 
@@ -79,17 +92,18 @@ def entry_time(entry: Mapping[str, Any], path: tuple[str, ...] = ("time",)) -> s
 @require(lambda index: type(index) is int and index >= 0, "a log index", helper=True)
 @require(lambda origin: _ORIGIN.fullmatch(origin) is not None, "a log origin", helper=True)
 @ensure(
-    lambda origin, index, result: result.index == index and result.id == f"{origin}/{index}",
+    lambda origin, index, result: result.id == f"{origin}/{index}",
     helper=True,
 )
 def project_entry(
-    origin: str, index: int, entry: Mapping[str, Any], boundary: TelemetryBoundary
+    origin: str, index: int, entry: Mapping[str, Any], boundary: TelemetryBoundary, position: int
 ) -> Event:
     """The CloudEvent of the log entry at ``index``.
 
     Args:
         origin: the log's checkpoint origin.
         index: the entry's log index.
+        position: where the event stands among the log's events (``Event.position``).
         entry: the entry, parsed (and authenticated: :mod:`sop_verified.events.source`).
         boundary: what of the request context may leave.
 
@@ -114,4 +128,40 @@ def project_entry(
     when = entry_time(entry, kind.time)
     if when is not None:
         event["time"] = when
-    return Event(index, event_id, kind.event_type, canonical_json(event))
+    return Event(position, event_id, kind.event_type, canonical_json(event))
+
+
+@require(lambda origin: _ORIGIN.fullmatch(origin) is not None, "a log origin", helper=True)
+@require(lambda checkpoint, origin: checkpoint.origin == origin, "this log's checkpoint")
+@ensure(lambda checkpoint, result: result.id.endswith(f"/checkpoint/{checkpoint.size}"))
+def project_checkpoint(origin: str, checkpoint: Checkpoint, note: str, position: int) -> Event:
+    """The CloudEvent of a checkpoint the log signed.
+
+    Args:
+        origin: the log's checkpoint origin.
+        checkpoint: the checkpoint's body, opened from ``note`` (and authenticated:
+            :mod:`sop_verified.events.source`).
+        note: the signed note, as stored.
+        position: where the event stands among the log's events.
+
+    Returns:
+        The event; its bytes depend on nothing but the arguments.
+    """
+    size = checkpoint.size
+    data = CHECKPOINT.data.project(
+        {"size": size, "root": base64.b64encode(checkpoint.root_hash).decode(), "note": note},
+        _NO_CONTEXT,  # a checkpoint carries no request context
+    )
+    event_id = f"{origin}/checkpoint/{size}"
+    event: dict[str, Any] = {
+        "specversion": SPECVERSION,
+        "id": event_id,
+        "source": origin,
+        "type": CHECKPOINT.event_type,
+        "datacontenttype": DATACONTENTTYPE,
+        SIZE_EXTENSION: str(size),
+        "data": data,
+    }
+    if size:
+        event[INDEX_EXTENSION] = str(size - 1)
+    return Event(position, event_id, CHECKPOINT.event_type, canonical_json(event))

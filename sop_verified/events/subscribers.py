@@ -1,18 +1,20 @@
 """In-process subscribers: ``sop.events.subscribe(...)``, fed by the log, never feeding back on it.
 
 The log tells the hub one thing after each batch is durable, signed and
-anchored: its new size (:meth:`EventHub.notify`, an integer store and a wake-up
-under a lock no subscriber holds while it reads). Nothing is projected, queued
+anchored: that it grew (:meth:`EventHub.notify`, a wake-up under a lock no
+subscriber holds while it reads). Nothing is projected, queued
 or copied on the decision path, so a subscriber, however slow, cannot slow a
 decision, and a subscriber that never reads costs nothing.
 
-Each :class:`Subscription` has a cursor, the next log index it reads, and a
-bounded queue of at most ``max_queue`` events. When its queue is empty it reads
-the next ``max_queue`` entries from the log by index (through the
-authenticated :class:`~sop_verified.events.model.EventSource`), projects them,
-keeps those its type filter accepts and moves the cursor past them. A
-subscriber the log has left more than ``max_queue`` entries behind is *behind*:
-it catches up the same way, by index, so it never loses or repeats an event,
+Each :class:`Subscription` has a cursor, the position of the next event it
+reads (the log's events are its entries and checkpoints, in log order:
+:mod:`sop_verified.events.model`), and a bounded queue of at most ``max_queue``
+events. When its queue is empty it reads the next ``max_queue`` events from
+the log (through the authenticated
+:class:`~sop_verified.events.model.EventSource`), keeps those its type filter
+accepts and moves the cursor past them. A subscriber the log has left more than
+``max_queue`` events behind is *behind*: it catches up the same way, by
+position, so it never loses or repeats an event,
 and its memory stays bounded by its queue. An error reading the log (an entry
 that does not verify, a storage failure) is raised to the subscriber, with the
 cursor where it was: nothing is skipped.
@@ -27,12 +29,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from sop_verified.core.contracts import ensure, require
-from sop_verified.events.kinds import GENERIC, KINDS
+from sop_verified.events.kinds import CHECKPOINT, GENERIC, KINDS
 from sop_verified.events.model import Event, EventSource
 
 __all__ = ["DEFAULT_QUEUE", "EVENT_TYPES", "EventHub", "Subscription"]
 
-EVENT_TYPES: Final = frozenset({GENERIC.event_type, *(k.event_type for k in KINDS.values())})
+EVENT_TYPES: Final = frozenset(
+    {GENERIC.event_type, CHECKPOINT.event_type, *(k.event_type for k in KINDS.values())}
+)
 """Every CloudEvents ``type`` SOP emits."""
 
 DEFAULT_QUEUE: Final = 1024
@@ -55,8 +59,8 @@ class EventHub:
         """
         self._source = source
         self._cond = threading.Condition()
-        self._size = source.size()
         self._closed = False
+        source.size()  # fails now, not in a subscriber, when the log cannot be read
 
     @property
     def source(self) -> EventSource:
@@ -65,29 +69,30 @@ class EventHub:
 
     @property
     def size(self) -> int:
-        """How many entries have events now: the size last notified, or the source's if larger.
+        """How many events there are now (the source's count, read when asked).
 
-        The source's own size (an attribute of the opened log, no I/O) covers the
-        entries a replica's log took from the other replicas of a shared store
-        without a batch of its own (``TransparencyLog.refresh``), which notify no one.
+        It covers the entries a replica's log took from the other replicas of a
+        shared store without a batch of its own (``TransparencyLog.refresh``), which
+        notify no one.
+
+        Raises:
+            StorageError: the log's checkpoints could not be read.
         """
-        return max(self._size, self._source.size())
+        return self._source.size()
 
     @property
     def closed(self) -> bool:
         """True once SOP closed: every subscription ends after its queued events."""
         return self._closed
 
-    def notify(self, size: int) -> None:
-        """The log committed a batch and is now ``size`` entries long: wake the subscribers.
+    def notify(self) -> None:
+        """The log committed and signed a batch: wake the subscribers.
 
-        Called on the log's commit path, so it only stores the size and wakes
-        waiting subscribers; it never reads, projects or blocks on one.
+        Called on the log's commit path, so it only wakes waiting subscribers; it
+        never reads, projects or blocks on one.
         """
         with self._cond:
-            if size > self._size:
-                self._size = size
-                self._cond.notify_all()
+            self._cond.notify_all()
 
     def close(self) -> None:
         """End every subscription (SOP is closing; the log will not be readable)."""
@@ -98,13 +103,13 @@ class EventHub:
     def wait_past(
         self, index: int, timeout: float | None, stop: Callable[[], bool] = lambda: False
     ) -> bool:
-        """Wait until the log holds entry ``index``, the hub closes, ``stop()`` or ``timeout``.
+        """Wait until event ``index`` exists, the hub closes, ``stop()`` or ``timeout``.
 
         A notify wakes the waiters at once; entries taken from other replicas
         without one are seen within :data:`RECHECK_SECONDS`.
 
         Returns:
-            True when entry ``index`` exists.
+            True when event ``index`` exists.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -121,7 +126,7 @@ class EventHub:
             self._cond.notify_all()
 
     @require(lambda max_queue: 1 <= max_queue <= MAX_QUEUE, f"a queue of 1 to {MAX_QUEUE}")
-    @require(lambda start: start is None or (type(start) is int and start >= 0), "a log index")
+    @require(lambda start: start is None or (type(start) is int and start >= 0), "a position")
     @ensure(lambda start, result: start is None or result.next_index == start)
     def subscribe(
         self,
@@ -130,13 +135,14 @@ class EventHub:
         start: int | None = None,
         max_queue: int = DEFAULT_QUEUE,
     ) -> Subscription:
-        """Subscribe to events, from log index ``start`` on (default: from now on).
+        """Subscribe to events, from position ``start`` on (default: from now on).
 
         Args:
             types: the CloudEvents types to receive (``sop.decision.v1``, ...);
                 None: every type.
-            start: the first log index to receive (0: the whole log; it may
-                be past the end: the subscription waits for it).
+            start: the position of the first event to receive (0: the whole log;
+                it may be past the end: the subscription waits for it;
+                ``source.entry_position(i)`` is entry ``i``'s).
             max_queue: the most events the subscription holds at once.
 
         Returns:
@@ -179,17 +185,17 @@ class Subscription:
 
     @property
     def next_index(self) -> int:
-        """The next log index this subscription reads from the log."""
+        """The position of the next event this subscription reads from the log."""
         return self._next
 
     @property
     def behind(self) -> bool:
-        """Whether the log was more than ``max_queue`` entries ahead at the last read."""
+        """Whether the log was more than ``max_queue`` events ahead at the last read."""
         return self._behind
 
     @property
     def lag(self) -> int:
-        """Entries committed but not yet handed to the subscriber (queued or unread)."""
+        """Events committed but not yet handed to the subscriber (queued or unread)."""
         return max(0, self._hub.size - self._next) + len(self._queue)
 
     def close(self) -> None:
@@ -211,7 +217,8 @@ class Subscription:
         """The next event; blocks until there is one, ends when SOP or the subscription closes.
 
         Raises:
-            IntegrityError: the next entry does not verify against the signed log.
+            IntegrityError: the next entry or checkpoint does not verify against the
+                signed log.
             StorageError: the log could not be read.
         """
         event = self.poll(None)
@@ -247,7 +254,7 @@ class Subscription:
             return None
 
     def _fill(self) -> bool:
-        """Read up to ``max_queue`` entries from the cursor on; False when there are none."""
+        """Read up to ``max_queue`` events from the cursor on; False when there are none."""
         if self._hub.closed:
             return False
         known = self._hub.size

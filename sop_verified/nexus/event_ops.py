@@ -65,10 +65,11 @@ class DataDirEvents:
         return self._log.origin
 
     def refresh(self) -> int:
-        """Open the log again, as it is now; return how many entries its checkpoint covers.
+        """Open the log again, as it is now; return how many events there are.
 
         Returns:
-            The signed size.
+            The events of the entries the latest checkpoint covers and of the
+            checkpoints up to it (:meth:`signed_size` is the entries alone).
 
         Raises:
             IntegrityError: the stored tail does not match the latest checkpoint,
@@ -81,11 +82,24 @@ class DataDirEvents:
         return self._source.size()
 
     def size(self) -> int:
-        """The entries the checkpoint verified at the last :meth:`refresh` covers."""
+        """The events of what the checkpoint verified at the last :meth:`refresh` covers."""
         return self._source.size()
 
+    def position_of(self, event_id: str) -> int | None:
+        """The position of the event ``event_id`` names (see :class:`LogEventSource`)."""
+        return self._source.position_of(event_id)
+
+    def entry_position(self, index: int) -> int:
+        """The position of entry ``index``'s event."""
+        return self._source.entry_position(index)
+
+    def signed_size(self) -> int:
+        """The entries the checkpoint verified at the last :meth:`refresh` covers."""
+        checkpoint = self._log.log.checkpoint
+        return 0 if checkpoint is None else checkpoint.size
+
     def read(self, start: int, end: int) -> list[Event]:
-        """The events of entries ``[start, end)`` (see :class:`LogEventSource`).
+        """The events at positions ``[start, end)`` (see :class:`LogEventSource`).
 
         Raises:
             IntegrityError: an entry does not verify; no event is made of it.

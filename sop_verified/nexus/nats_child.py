@@ -108,6 +108,14 @@ class _Following:
                 self._at = now
             return self._size
 
+    def position_of(self, event_id: str) -> int | None:
+        with self._lock:
+            return self._events.position_of(event_id)
+
+    def entry_position(self, index: int) -> int:
+        with self._lock:
+            return self._events.entry_position(index)
+
     def read(self, start: int, end: int) -> list[Event]:
         with self._lock:
             return self._events.read(start, end)

@@ -47,7 +47,7 @@ class NatsSinkProcess:
         data_dir: Path,
         config: NatsSinkConfig,
         *,
-        log_size: Callable[[], int],
+        events: Callable[[], int],
         dsn: str | None = None,
     ) -> None:
         """Prepare the sink of ``data_dir``'s events; :meth:`start` starts its process.
@@ -55,13 +55,13 @@ class NatsSinkProcess:
         Args:
             data_dir: the data directory (the child opens it read-only).
             config: the ``[events.nats]`` table.
-            log_size: the log's size now, for the lag.
+            events: how many events the log has now (entries and checkpoints), for the lag.
             dsn: another address for the PostgreSQL database (``sop serve --dsn``).
         """
         self.config = config
         self._data_dir = data_dir
         self._dsn = dsn
-        self._log_size = log_size
+        self._events = events
         self._acked = read_cursor(data_dir / CURSOR_NAME, config.stream)
         self._published = self._duplicates = 0
         self._reported: dict[str, Any] = {
@@ -144,9 +144,9 @@ class NatsSinkProcess:
         return self._restarts
 
     def stats(self) -> NatsSinkStats:
-        """The sink's counters as the child last reported them, with the log's size now."""
+        """The sink's counters as the child last reported them, with the log's events now."""
         try:
-            size = self._log_size()
+            size = self._events()
         except Exception:  # the log is closing: what was acknowledged
             size = self._acked
         r = self._reported

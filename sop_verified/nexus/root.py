@@ -272,7 +272,7 @@ class _Build:
             publisher.notify(size, note)
         hub = self.events_hub
         if hub is not None:
-            hub.notify(size)
+            hub.notify()
         sink = self.nats_late.value
         if sink is not None:
             sink.wake()
@@ -566,10 +566,8 @@ def _start_events_nats(b: _Build) -> None:
         source = b.event_source(b.log, b.store)
         sink = NatsSink(source, events.nats, b.data_dir / CURSOR_NAME)
     else:
-        store_log = b.store.log
-        sink = NatsSinkProcess(
-            b.data_dir, events.nats, log_size=lambda: store_log.opened.size, dsn=b.dsn
-        )
+        hub = b.events  # the same events the child reads: its count, for the lag
+        sink = NatsSinkProcess(b.data_dir, events.nats, events=lambda: hub.size, dsn=b.dsn)
     b.closer.callback(sink.close)  # before the store closes: the reverse of the boot order
     b.nats_sink = sink
     b.nats_late.value = sink

@@ -621,7 +621,7 @@ class SOP:
                 "stream": s.stream,
                 "servers": list(s.servers),  # passwords and tokens replaced by `***`
                 "connected": s.connected,
-                "log_size": s.size,
+                "events": s.size,  # the log's entries and checkpoints
                 "acked": s.acked,
                 "lag": s.lag,
                 "outages": s.outages,

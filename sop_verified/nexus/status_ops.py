@@ -71,6 +71,7 @@ class _Run:
     master: bytes = b""
     reader: StateReader | None = None
     log_size: int | None = None
+    events: int | None = None  # the log's events: its entries and its checkpoints
     checkpoint: str | None = None
     view: StateView | None = None
     policy_digest: str | None = None
@@ -134,6 +135,7 @@ def _log(run: _Run) -> str:
         raise IntegrityError(
             f"the audit verified {report.entries} entries, the opened log holds {run.log_size}"
         )
+    run.events = report.entries + report.verified_checkpoints
     entries = _count(report.entries, "entry", "entries")
     checkpoints = _count(report.verified_checkpoints, "checkpoint", "checkpoints")
     return f"{entries} and {checkpoints} verified, anchor checked"
@@ -209,12 +211,12 @@ def _events_nats(run: _Run) -> str:
         return "no `[events.nats]` configured"
     nats = events.nats
     acked = read_cursor(run.data_dir / CURSOR_NAME, nats.stream)  # a hint: 0 when absent
-    size = run.log_size or 0
+    size = run.events or 0
     run.nats = {  # a running SOP's sink reports the same keys, live
         "stream": nats.stream,
         "servers": list(nats.shown_servers),  # passwords and tokens replaced by `***`
         "connected": None,  # not asked: a status contacts no broker
-        "log_size": size,
+        "events": size,
         "acked": acked,
         "lag": max(0, size - acked),
         "source": "the sink's durable cursor",

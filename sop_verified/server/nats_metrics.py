@@ -66,12 +66,14 @@ class NatsSinkCollector(Collector):
         return (
             GaugeMetricFamily(
                 "sop_events_nats_lag",
-                "Log entries whose event the NATS broker has not acknowledged yet (log size"
-                " minus the sink's cursor); it grows while the broker is down.",
+                "Events (of log entries and checkpoints) the NATS broker has not acknowledged"
+                " yet (the log's events minus the sink's cursor); it grows while the broker"
+                " is down.",
             ),
             GaugeMetricFamily(
                 "sop_events_nats_acked",
-                "Events the NATS broker acknowledged: log indexes [0, acked) are in the stream.",
+                "Events the NATS broker acknowledged: the first `acked` of the log's events"
+                " (entries and checkpoints, in log order) are in the stream.",
             ),
             GaugeMetricFamily(
                 "sop_events_nats_connected",

@@ -84,6 +84,16 @@ class MemoryLogStore:
         with self._lock:
             return list(self._log.entries[max(0, start) : max(0, end)])
 
+    def checkpoint_sizes(self, after: int, limit: int) -> list[int]:
+        """The sizes of the stored checkpoints past ``after``, ascending, at most ``limit``."""
+        with self._lock:
+            return sorted(s for s in self._log.checkpoints if s > after)[: max(0, limit)]
+
+    def read_checkpoints(self, low: int, high: int) -> list[tuple[int, str]]:
+        """The stored checkpoints of sizes in ``[low, high]`` as ``(size, note)``, ascending."""
+        with self._lock:
+            return sorted((s, n) for s, n in self._log.checkpoints.items() if low <= s <= high)
+
     def follow(self, indexer: EntryIndexer) -> None:
         """Index every stored entry not indexed yet, then derive each batch's unit with ``indexer``.
 

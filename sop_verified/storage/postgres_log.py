@@ -216,6 +216,22 @@ class PostgresLog:
         )
         return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
 
+    def checkpoint_sizes(self, after: int, limit: int) -> list[int]:
+        """The sizes of the stored checkpoints past ``after``, ascending, at most ``limit``."""
+        rows = self._db.query(
+            "SELECT size FROM log_checkpoints WHERE size > %s ORDER BY size LIMIT %s",
+            (after, limit),
+        )
+        return [int(r[0]) for r in rows]
+
+    def read_checkpoints(self, low: int, high: int) -> list[tuple[int, str]]:
+        """The stored checkpoints of sizes in ``[low, high]`` as ``(size, note)``, ascending."""
+        rows = self._db.query(
+            "SELECT size, note FROM log_checkpoints WHERE size >= %s AND size <= %s ORDER BY size",
+            (low, high),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
 
 class PostgresLogReader:
     """A read-only view of a schema's log tables, streamed for a full audit (``LogReader``).

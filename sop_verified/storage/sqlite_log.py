@@ -198,6 +198,28 @@ class SQLiteLog:
         )
         return [(_int(r[0]), _blob(r[1]), _blob(r[2])) for r in rows]
 
+    def checkpoint_sizes(self, after: int, limit: int) -> list[int]:
+        """The sizes of the stored checkpoints larger than ``after``, ascending, at most ``limit``
+        (on the reader connection)."""
+        return [
+            _int(r[0])
+            for r in self._db.read_query(
+                "SELECT size FROM log_checkpoints WHERE size > ? ORDER BY size LIMIT ?",
+                (after, limit),
+            )
+        ]
+
+    def read_checkpoints(self, low: int, high: int) -> list[tuple[int, str]]:
+        """The stored checkpoints of sizes in ``[low, high]`` as ``(size, note)``, ascending."""
+        return [
+            (_int(r[0]), _text(r[1]))
+            for r in self._db.read_query(
+                "SELECT size, note FROM log_checkpoints"
+                " WHERE size >= ? AND size <= ? ORDER BY size",
+                (low, high),
+            )
+        ]
+
 
 class SQLiteLogReader:
     """A read-only view of a database's log tables: streamed for a full audit, or, as a
@@ -310,6 +332,27 @@ class SQLiteLogReader:
         )
         return [(_int(r[0]), _blob(r[1]), _blob(r[2])) for r in rows]
 
+    def checkpoint_sizes(self, after: int, limit: int) -> list[int]:
+        """The sizes of the stored checkpoints past ``after``, ascending, at most ``limit``."""
+        rows = self._query(
+            lambda db: db.execute(
+                "SELECT size FROM log_checkpoints WHERE size > ? ORDER BY size LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        )
+        return [_int(r[0]) for r in rows]
+
+    def read_checkpoints(self, low: int, high: int) -> list[tuple[int, str]]:
+        """The stored checkpoints of sizes in ``[low, high]`` as ``(size, note)``, ascending."""
+        rows = self._query(
+            lambda db: db.execute(
+                "SELECT size, note FROM log_checkpoints"
+                " WHERE size >= ? AND size <= ? ORDER BY size",
+                (low, high),
+            ).fetchall()
+        )
+        return [(_int(r[0]), _text(r[1])) for r in rows]
+
     def read_entries_containing(
         self, start: int, end: int, needles: Sequence[bytes]
     ) -> list[tuple[int, bytes, bytes]]:
@@ -328,6 +371,11 @@ class SQLiteLogReader:
 def _int(value: object) -> int:
     """A stored integer; a tampered non-integer reads as -1, which no check accepts."""
     return value if type(value) is int else -1
+
+
+def _text(value: object) -> str:
+    """A stored note; a tampered non-text reads as empty, which no check accepts."""
+    return value if isinstance(value, str) else ""
 
 
 def _blob(value: object) -> bytes:

@@ -19,12 +19,19 @@ from sop_verified.errors import InputError, VerificationError
 from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.signed_note import Verifier
 
-__all__ = ["ROTATION_TYPE", "KeyChain", "Rotation", "parse_rotation", "rotation_entry"]
+__all__ = [
+    "ROTATION_MARK",
+    "ROTATION_TYPE",
+    "KeyChain",
+    "Rotation",
+    "parse_rotation",
+    "rotation_entry",
+]
 
 ROTATION_TYPE = "log.key_rotation"
 """The ``type`` of a key-rotation announcement entry."""
 
-_MARK = b'"type":"' + ROTATION_TYPE.encode() + b'"'
+ROTATION_MARK = b'"type":"' + ROTATION_TYPE.encode() + b'"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,7 @@ def parse_rotation(index: int, payload: bytes) -> Rotation | None:
     Raises:
         InputError: the entry claims to be an announcement but is malformed.
     """
-    if _MARK not in payload:
+    if ROTATION_MARK not in payload:
         return None
     try:
         data = orjson.loads(payload)

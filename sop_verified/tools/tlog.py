@@ -649,16 +649,18 @@ class TransparencyLog:
             except VerificationError as exc:
                 raise IntegrityError(f"refusing to sign an inconsistent checkpoint: {exc}") from exc
 
-    def check_extends(self, note: str) -> Checkpoint:
+    def check_extends(self, note: str, keys: Iterable[Verifier] | None = None) -> Checkpoint:
         """Check that the durable tree is the tree of the signed checkpoint ``note``, or extends it.
 
         A checkpoint kept outside the store (an anchor, a receipt, a witness's
-        cosigned view) catches a store cut back to an earlier checkpoint, or
-        replaced by a fork: the log may have grown since, never shrunk or
-        diverged.
+        cosigned view, one of the log's own earlier checkpoints) catches a store cut
+        back to an earlier checkpoint, or replaced by a fork: the log may have grown
+        since, never shrunk or diverged.
 
         Args:
             note: The kept checkpoint, a signed note (untrusted).
+            keys: The keys ``note`` may be signed by (default: the log's trusted keys;
+                a checkpoint signed before a key rotation needs the retired key).
 
         Returns:
             The kept checkpoint, verified.
@@ -671,7 +673,7 @@ class TransparencyLog:
                 consistent with it (``expected`` and ``found`` in the message).
             StorageError: the backend failed.
         """
-        kept = open_checkpoint(note, self._trusted, origin=self._origin)
+        kept = open_checkpoint(note, self._trusted if keys is None else keys, origin=self._origin)
         kept_at = f"size `{kept.size}`, root `{kept.root_hash.hex()}`"
         self._check_prefix(kept.size, kept.root_hash, self._state, kept_at)
         return kept
@@ -803,6 +805,39 @@ class TransparencyLog:
         if [row[0] for row in rows] != list(range(start, end)):
             raise StorageError(f"log entries `[{start}, {end})` are missing from storage")
         return [row[2] for row in rows]
+
+    def stored_checkpoint_sizes(self, after: int, limit: int) -> list[int]:
+        """The sizes of the checkpoints the store holds past ``after``, ascending (untrusted:
+        open each with :meth:`check_extends`).
+
+        Args:
+            after: Sizes larger than this one.
+            limit: At most this many.
+
+        Raises:
+            StorageError: the backend failed.
+        """
+        return self._store.checkpoint_sizes(after, limit)
+
+    def stored_checkpoints(self, low: int, high: int) -> list[tuple[int, str]]:
+        """The checkpoints the store holds of sizes in ``[low, high]``, as ``(size, note)``,
+        ascending (untrusted: open each with :meth:`check_extends`).
+
+        Raises:
+            StorageError: the backend failed.
+        """
+        return self._store.read_checkpoints(low, high)
+
+    def entries_containing(
+        self, start: int, end: int, needles: Sequence[bytes]
+    ) -> list[tuple[int, bytes]]:
+        """The entries of ``[start, end)`` whose payload holds one of ``needles``, as
+        ``(index, payload)`` (untrusted: prove each before use).
+
+        Raises:
+            StorageError: the backend failed.
+        """
+        return [(i, p) for i, _, p in self._store.read_entries_containing(start, end, needles)]
 
     def root_from_range(self, start: int, leaf_hashes: Sequence[bytes], size: int) -> bytes:
         """MTH of this log's tree of ``size``, from the given leaf hashes of entries

@@ -159,6 +159,12 @@ class LogStore(Protocol):
     def read_entries(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
         """Return entries ``[start, end)`` as ``(index, leaf hash, payload)``."""
 
+    def checkpoint_sizes(self, after: int, limit: int) -> list[int]:
+        """The sizes of the stored checkpoints past ``after``, ascending, at most ``limit``."""
+
+    def read_checkpoints(self, low: int, high: int) -> list[tuple[int, str]]:
+        """The stored checkpoints of sizes in ``[low, high]`` as ``(size, note)``, ascending."""
+
 
 class LogReader(Protocol):
     """Everything a full audit reads, streamed in order (``sop log verify``)."""

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,18 +95,33 @@ class StreamReport:
     received: list[tuple[int, str, str]]
     """``(stream sequence, Nats-Msg-Id, subject)`` of every message, in delivery order."""
 
-    def check_exactly_once(self, origin: str, size: int) -> None:
-        """Each index of ``[0, size)`` is in the stream exactly once, in order; nothing else is."""
+    def check_exactly_once(self, origin: str, size: int, checkpoints: Sequence[int] = ()) -> None:
+        """Each index of ``[0, size)`` is in the stream exactly once, in order, and each
+        checkpoint of ``checkpoints`` (sizes) right after the last entry it covers; nothing
+        else is."""
         ids = [msg_id for _, msg_id, _ in self.received]
-        expected = [f"{origin}/{i}" for i in range(size)]
+        expected = expected_ids(origin, size, checkpoints)
         dups = len(ids) - len(set(ids))
         assert dups == 0, f"{dups} duplicate events in the stream"
         missing = sorted(set(expected) - set(ids))
         assert not missing, f"{len(missing)} events missing, first {missing[:3]}"
         assert ids == expected, "events out of order"
-        assert self.messages == size, (self.messages, size)
-        assert (self.first_seq, self.last_seq) == (1, size), (self.first_seq, self.last_seq)
-        assert [seq for seq, _, _ in self.received] == list(range(1, size + 1))
+        count = len(expected)
+        assert self.messages == count, (self.messages, count)
+        assert (self.first_seq, self.last_seq) == (1, count), (self.first_seq, self.last_seq)
+        assert [seq for seq, _, _ in self.received] == list(range(1, count + 1))
+
+
+def expected_ids(origin: str, size: int, checkpoints: Sequence[int] = ()) -> list[str]:
+    """The event ids of a log of ``size`` entries signed at ``checkpoints``, in log order."""
+    signed = set(checkpoints)
+    out = []
+    for index in range(size + 1):
+        if index in signed:
+            out.append(f"{origin}/checkpoint/{index}")
+        if index < size:
+            out.append(f"{origin}/{index}")
+    return out
 
 
 async def _report(url: str, stream: str, subjects: str, timeout: float) -> StreamReport:

@@ -3,7 +3,7 @@
 Usage: ``python nats_child.py DATA run`` decides until killed, printing
 ``progress <log size> <acked> <the sink process's pid>`` every 20 ms;
 ``python nats_child.py DATA drain N`` decides N more times, waits until the broker
-acknowledged every event, prints ``done <log size>`` and exits 0.
+acknowledged every event, prints ``done <log size> <acked> <lag> <events>`` and exits 0.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     while sink.stats().lag and time.monotonic() < deadline:
         time.sleep(0.02)
     stats = sink.stats()
-    print(f"done {sop.log.size} {stats.acked} {stats.lag}", flush=True)
+    print(f"done {sop.log.size} {stats.acked} {stats.lag} {stats.size}", flush=True)
     sop.close()
     sys.exit(0 if stats.lag == 0 else 4)
 

@@ -6,6 +6,7 @@ entry per decision), which is all the sink's tests need from the decision path.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from sop_verified.core.request import Decision
 from sop_verified.nexus.sop import SOP
 
-__all__ = ["Decider", "decide", "nats_data_dir"]
+__all__ = ["Decider", "checkpoint_sizes", "decide", "nats_data_dir"]
 
 
 def nats_data_dir(data: Path, url: str, **settings: object) -> Path:
@@ -25,6 +26,15 @@ def nats_data_dir(data: Path, url: str, **settings: object) -> Path:
     with (data / "sop.toml").open("a", encoding="utf-8") as f:
         f.write("\n".join(lines).replace("'", '"') + "\n")
     return data
+
+
+def checkpoint_sizes(data: Path) -> list[int]:
+    """The sizes of the checkpoints ``data``'s SQLite log holds (read-only)."""
+    db = sqlite3.connect(f"file:{data / 'sop.db'}?mode=ro", uri=True)
+    try:
+        return [int(r[0]) for r in db.execute("SELECT size FROM log_checkpoints ORDER BY size")]
+    finally:
+        db.close()
 
 
 def decide(sop: SOP, tag: str, i: int) -> Decision:

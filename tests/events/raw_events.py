@@ -3,8 +3,10 @@
 :class:`RawLogEvents` wraps each raw entry of a real SOP log as an
 :class:`~sop_verified.events.model.Event` (id ``<origin>/<index>``, a minimal
 JSON body); :class:`ListEvents` is a growing list of events with no SOP at all.
-Both honour the seam: ``read(start, end)`` gives one event per entry, in index
-order. The Ops_Event_Bus's CloudEvents projection replaces them in production.
+Both honour the seam: ``read(start, end)`` gives the events at positions
+``[start, end)``, in order; they have no checkpoint events, so an entry's
+position is its index. The Ops_Event_Bus's CloudEvents projection replaces them
+in production.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from sop_verified.tools.tlog import TransparencyLog
 __all__ = ["ListEvents", "RawLogEvents", "raw_log_events"]
 
 
+def _position_of(origin: str, event_id: str) -> int | None:
+    head, _, tail = event_id.rpartition("/")
+    return int(tail) if head == origin and tail.isdigit() else None
+
+
 class RawLogEvents:
     """Each entry of a SOP log as a minimal event: ``{"id", "index", "type"}``."""
 
@@ -29,6 +36,12 @@ class RawLogEvents:
 
     def size(self) -> int:
         return self._log.size
+
+    def position_of(self, event_id: str) -> int | None:
+        return _position_of(self._log.origin, event_id)
+
+    def entry_position(self, index: int) -> int:
+        return index
 
     def read(self, start: int, end: int) -> list[Event]:
         out = []
@@ -59,6 +72,12 @@ class ListEvents:
 
     def size(self) -> int:
         return self._size
+
+    def position_of(self, event_id: str) -> int | None:
+        return _position_of(self.origin, event_id)
+
+    def entry_position(self, index: int) -> int:
+        return index
 
     def read(self, start: int, end: int) -> list[Event]:
         end = min(end, self._size)

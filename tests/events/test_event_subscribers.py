@@ -57,6 +57,12 @@ class _Stalled:
     def size(self) -> int:
         return self.inner.size()
 
+    def position_of(self, event_id: str) -> int | None:
+        return self.inner.position_of(event_id)
+
+    def entry_position(self, index: int) -> int:
+        return self.inner.entry_position(index)
+
     def read(self, start: int, end: int) -> list[Event]:
         self.entered.set()
         assert self.release.wait(60)
@@ -69,7 +75,7 @@ def test_a_subscriber_that_never_reads_does_not_block_1000_decisions(sop: SOP) -
     sop.events._source = stalled  # the next subscriber's read hangs inside the log read
     stuck = sop.events.subscribe(start=0, max_queue=4)
     got: list[int] = []
-    reader = threading.Thread(target=lambda: got.extend(e.index for e in stuck), daemon=True)
+    reader = threading.Thread(target=lambda: got.extend(e.position for e in stuck), daemon=True)
     reader.start()
     assert stalled.entered.wait(10)
     before = sop.log.size
@@ -85,29 +91,29 @@ def test_a_subscriber_that_never_reads_does_not_block_1000_decisions(sop: SOP) -
     assert idle.lag >= 1000 and idle.next_index == 0  # nothing was queued for it meanwhile
     stalled.release.set()
     deadline = time.monotonic() + 60
-    while len(got) < sop.log.size and time.monotonic() < deadline:
+    while len(got) < sop.events.size and time.monotonic() < deadline:
         time.sleep(0.05)
     stuck.close()
-    assert got == list(range(sop.log.size))
+    assert got == list(range(sop.events.size))  # every entry's and checkpoint's event
 
 
-def _next_index(sub: Subscription) -> int:
+def _next_position(sub: Subscription) -> int:
     event = sub.poll(1)
     assert event is not None
-    return event.index
+    return event.position
 
 
-def test_a_subscriber_that_falls_behind_gets_every_index_exactly_once_in_order(sop: SOP) -> None:
+def test_a_subscriber_that_falls_behind_gets_every_event_exactly_once_in_order(sop: SOP) -> None:
     sub = sop.events.subscribe(start=0, max_queue=8)
-    seen = [_next_index(sub) for _ in range(3)]
+    seen = [_next_position(sub) for _ in range(3)]
     _decide(sop, 300, batch=25)
-    seen += [_next_index(sub) for _ in range(5)]
+    seen += [_next_position(sub) for _ in range(5)]
     _decide(sop, 200, batch=40, tag="s")
     assert sub.lag > 8  # more than its queue holds: it reads on from the log
     while (event := sub.poll(0.2)) is not None:
-        seen.append(event.index)
+        seen.append(event.position)
     assert sub.catch_ups > 0
-    assert seen == list(range(sop.log.size))
+    assert seen == list(range(sop.events.size))
     assert not sub.behind and sub.lag == 0
 
 
@@ -131,10 +137,10 @@ def test_an_unknown_event_type_is_refused(sop: SOP) -> None:
 
 def test_a_subscription_starts_from_now_by_default_and_waits_for_the_next_entry(sop: SOP) -> None:
     sub = sop.events.subscribe()
-    assert sub.next_index == sop.log.size and sub.poll(0.05) is None
+    assert sub.next_index == sop.events.size and sub.poll(0.05) is None
     _decide(sop, 1)
     event = sub.poll(5)
-    assert event is not None and event.index == sop.log.size - 1
+    assert event is not None and orjson.loads(event.body)["sopindex"] == str(sop.log.size - 1)
     assert event.type == "sop.decision.v1"
 
 
@@ -149,7 +155,8 @@ def test_iteration_ends_when_sop_closes(tmp_path: Path) -> None:
     sop.close()
     reader.join(10)
     assert not reader.is_alive()
-    assert [e.type for e in got] == ["sop.decision.v1"] * len(got)
+    decisions = [e.type for e in got if e.type != "sop.checkpoint.v1"]  # and their checkpoints
+    assert decisions == ["sop.decision.v1"] * len(decisions)
 
 
 def test_closing_a_subscription_wakes_its_waiting_poll(sop: SOP) -> None:
@@ -192,4 +199,4 @@ def test_a_replica_s_subscriber_gets_the_other_replica_s_entries_in_order(tmp_pa
             a.close()
     ids = [orjson.loads(e.body)["data"]["request"]["request_id"] for e in got]
     assert ids == [f"on-a-{i}" for i in range(6)] + ["on-b-0", "on-b-1"]
-    assert [e.index for e in got] == sorted(e.index for e in got)
+    assert [e.position for e in got] == sorted(e.position for e in got)

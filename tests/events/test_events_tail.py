@@ -74,13 +74,25 @@ def test_tail_json_prints_each_event_once_as_the_subscribers_get_it(rich_log: Pa
     assert done.stdout.splitlines() == _events(rich_log)
 
 
+def _entry_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if not line.split()[0].startswith("@")]
+
+
+def _entries(data_dir: Path) -> int:
+    with DataDirEvents(data_dir) as source:
+        source.refresh()
+        return source.signed_size()
+
+
 def test_tail_text_is_one_readable_line_per_event(rich_log: Path) -> None:
     code, output = _tail("--data-dir", str(rich_log), "--from", "-3")
-    lines = output.splitlines()
-    size = len(_events(rich_log))
+    lines = _entry_lines(output)
+    size = _entries(rich_log)
     assert code == 0 and len(lines) == 3
     assert [int(line.split()[0]) for line in lines] == [size - 3, size - 2, size - 1]
     assert "log.reanchor" in lines[-1] and "config.accept" in lines[-2]
+    checkpoint = output.splitlines()[-1].split()  # the last: the checkpoint of the whole log
+    assert checkpoint[:4] == [f"@{size}", "-", "checkpoint", "size"]
     code, output = _tail("--data-dir", str(rich_log), "--type", "decision", "--from", "40")
     first = output.splitlines()[0].split()
     assert first[0] == "40" and first[1] == "2027-01-15T08:00:00Z" and first[2] == "decision"
@@ -111,7 +123,9 @@ def test_bad_input_exits_2_and_a_log_that_does_not_verify_exits_1(
     db.close()
     code, output = _tail("--data-dir", str(copy), "--json")
     assert code == 1 and "log check failed" in output and "log index `5`" in output
-    assert len(output.splitlines()) == 6  # the five entries before it, then the error line
+    *shown, error = output.splitlines()  # the events before it, then the error line
+    indexes = [int(orjson.loads(line)["sopindex"]) for line in shown]
+    assert sorted(set(indexes)) == [0, 1, 2, 3, 4] and "log index `5`" in error
 
 
 def test_the_readme_shows_tail_commands_that_run(rich_log: Path) -> None:
@@ -126,7 +140,7 @@ def test_the_readme_shows_tail_commands_that_run(rich_log: Path) -> None:
             continue  # test_follow_... runs it
         args = [str(rich_log) if a == "sop-data" else a for a in command[3:]]
         code, output = _tail(*args)
-        assert code == 0 and len(output.splitlines()) == 5
+        assert code == 0 and len(_entry_lines(output)) == 5
 
 
 def _decide(sop: SOP, n: int, tag: str) -> None:

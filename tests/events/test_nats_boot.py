@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what is i
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 from nats_broker import Broker, free_port, stream_report
-from nats_sop import Decider, decide, nats_data_dir
+from nats_sop import Decider, checkpoint_sizes, decide, nats_data_dir
 from prometheus_client import CollectorRegistry, generate_latest
 from test_nats_sink import wait_for
 
@@ -60,7 +60,7 @@ def _sink(sop: SOP) -> NatsSink:
 
 def _caught_up(sop: SOP) -> bool:
     s = _sink(sop).stats()
-    return s.lag == 0 and s.acked == sop.log.size
+    return s.lag == 0 and s.acked == sop.events.size
 
 
 def _metrics(sop: SOP) -> dict[str, float]:
@@ -84,14 +84,14 @@ def test_every_log_entry_of_a_booted_sop_reaches_the_stream_once(
             assert decide(sop, "once", i).log_index is not None
         wait_for(lambda: _caught_up(sop), why="the sink to catch up")
         status = sop.status()["events_nats"]
-        assert (status["connected"], status["lag"], status["acked"]) == (True, 0, sop.log.size)
+        assert (status["connected"], status["lag"], status["acked"]) == (True, 0, sop.events.size)
         assert status["servers"] == [broker.url]
-        size, origin = sop.log.size, sop.log.origin
+        size, origin, events = sop.log.size, sop.log.origin, sop.events.size
         metrics = _metrics(sop)
     assert metrics["sop_events_nats_lag"] == 0
-    assert metrics["sop_events_nats_acked"] == size
+    assert metrics["sop_events_nats_acked"] == events
     assert metrics["sop_events_nats_connected"] == 1
-    stream_report(broker.url).check_exactly_once(origin, size)
+    stream_report(broker.url).check_exactly_once(origin, size, checkpoint_sizes(data))
 
 
 def test_broker_stopped_and_restarted_mid_load(
@@ -122,7 +122,7 @@ def test_broker_stopped_and_restarted_mid_load(
     assert stats.outages == 1 and stats.connected
     # the decisions did not wait for the broker: their median latency stayed a decision's
     assert statistics.median(during.latencies) < 0.05
-    stream_report(broker.url).check_exactly_once(origin, size)
+    stream_report(broker.url).check_exactly_once(origin, size, checkpoint_sizes(data))
 
 
 def test_a_broker_that_is_down_leaves_sop_ready_and_its_password_unsaid(
@@ -143,7 +143,7 @@ def test_a_broker_that_is_down_leaves_sop_ready_and_its_password_unsaid(
         status = sop.status()
         assert status["health"] == "READY"
         shown = json.dumps(status)
-        assert status["events_nats"]["lag"] == sop.log.size  # the log holds every event
+        assert status["events_nats"]["lag"] == sop.events.size  # the log holds every event
         assert status["events_nats"]["servers"] == [url.replace(secret, "***")]
     logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert secret not in logged and secret not in shown
@@ -196,7 +196,7 @@ def test_broker_stopped_and_killed_again_and_again_under_load(
     assert load.unlogged == 0
     warnings = [r for r in caplog.records if r.name == SINK_LOGGER and r.levelno >= logging.WARNING]
     assert len(warnings) == len(outages), [r.getMessage() for r in warnings]
-    stream_report(broker.url).check_exactly_once(origin, size)
+    stream_report(broker.url).check_exactly_once(origin, size, checkpoint_sizes(data))
     print(f"exactly once over {size} events across {len(outages)} broker outages")
 
 
@@ -208,14 +208,14 @@ def test_sop_status_reads_the_sinks_lag_from_its_cursor(broker: Broker, tmp_path
         for i in range(20):
             decide(sop, "status", i)
         wait_for(lambda: _caught_up(sop), why="the sink to catch up")
-        size = sop.log.size  # the cursor is written as the sink stops
+        size = sop.events.size  # the cursor is written as the sink stops
     shown = CliRunner().invoke(cli.app, ["status", "--data-dir", str(data)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output  # READY: a broker down is not SOP down
     assert "NATS stream SOP_EVENTS at nats://sop:***@127.0.0.1:" in shown.output
     assert "broker not contacted" in shown.output and "hunter2" not in shown.output
     as_json = CliRunner().invoke(cli.app, ["status", "--data-dir", str(data), "--json"])
     status = json.loads(as_json.output)["events_nats"]
-    assert (status["acked"], status["lag"], status["log_size"]) == (size, 0, size)
+    assert (status["acked"], status["lag"], status["events"]) == (size, 0, size)
     assert status["connected"] is None  # not asked
 
 
@@ -232,9 +232,10 @@ def test_the_read_plane_serves_the_lag_and_stays_ready_while_the_broker_is_down(
                 wait_for(lambda: _sink(sop).stats().outages == 1, why="the outage")
                 assert client.get("/health/ready").status_code == 200
                 metrics = client.get("/metrics").text
+                events = sop.events.size
         finally:
             queue.close()
-    assert f"sop_events_nats_lag {float(sop.log.size)}" in metrics
+    assert f"sop_events_nats_lag {float(events)}" in metrics
     assert "sop_events_nats_connected 0.0" in metrics
     assert "sop_events_nats_outages_total 1.0" in metrics
 
@@ -276,4 +277,4 @@ def test_the_sink_runs_in_a_process_of_its_own_and_is_started_again_when_it_dies
     assert not Path(f"/proc/{second}").exists()  # closed with SOP, and waited for
     exited = [r.getMessage() for r in caplog.records if "its process exited" in r.getMessage()]
     assert len(exited) == 1, exited
-    stream_report(broker.url).check_exactly_once(origin, size)
+    stream_report(broker.url).check_exactly_once(origin, size, checkpoint_sizes(data))

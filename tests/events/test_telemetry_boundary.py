@@ -123,7 +123,7 @@ def test_a_sensitive_context_value_never_leaves_in_an_event_or_a_log_record(
     finally:
         sop.close()
     assert sum(MARKER.encode() in p for p in logged) >= 6  # the log itself keeps everything
-    assert len(events) == len(logged)
+    assert len([e for e in events if e.type != "sop.checkpoint.v1"]) == len(logged)
     for event in events:
         assert MARKER.encode() not in event.body, event.body
     contexts = [
@@ -198,7 +198,7 @@ def test_an_older_data_directory_without_table_or_key_boots_and_drops_the_contex
             "context": _context(),
         }
         sop.submit(request)
-        last = _events(sop)[-1]
+        last = [e for e in _events(sop) if e.type == "sop.decision.v1"][-1]
     assert orjson.loads(last.body)["data"]["request"]["context"] == {}
 
 

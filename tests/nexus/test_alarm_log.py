@@ -55,7 +55,7 @@ def test_an_alarm_is_logged_once_and_becomes_its_event(tmp_path: Path) -> None:
             "time": 1_800_000_000,
         },
     ]
-    event = project_entry(origin, index, alarms[0], TelemetryBoundary())
+    event = project_entry(origin, index, alarms[0], TelemetryBoundary(), index)
     assert event.type == "sop.alarm.v1"
     assert orjson.loads(event.body)["data"]["service"] == "witness"
 

@@ -75,6 +75,14 @@ class MemoryLogStore:
         self.reads += max(0, end - start)
         return [(i, *self.entries[i]) for i in range(start, end) if i in self.entries]
 
+    def checkpoint_sizes(self, after: int, limit: int) -> list[int]:
+        self._answer()
+        return sorted(s for s in self.checkpoints if s > after)[:limit]
+
+    def read_checkpoints(self, low: int, high: int) -> list[tuple[int, str]]:
+        self._answer()
+        return sorted((s, n) for s, n in self.checkpoints.items() if low <= s <= high)
+
     # LogReader
     def entry_rows(self) -> int:
         return len(self.entries)
