@@ -422,7 +422,8 @@ def proofs_replay(
     json_output: JsonFlag = False,
 ) -> None:
     """Re-check recorded verdicts; any disagreement raises the integrity alarm and exits 1."""
-    from sop_verified.core.proofgate import Z3ProofGate, replay
+    from sop_verified.core.proofgate import Z3ProofGate
+    from sop_verified.core.proofgate.replay import replay
 
     if not 0.0 <= sample <= 100.0:
         fail(f"`--sample {sample}` is out of range; accepted: 0 to 100")

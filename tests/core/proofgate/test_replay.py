@@ -11,9 +11,8 @@ from sop_verified.core.proofgate import (
     VerdictRecord,
     Z3ProofGate,
     obligation_digest,
-    replay,
 )
-from sop_verified.core.proofgate.replay import in_sample
+from sop_verified.core.proofgate.replay import in_sample, replay
 
 
 def _gate_with_records(store: InMemoryVerdictStore, alarms: list[str]) -> Z3ProofGate:
