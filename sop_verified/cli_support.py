@@ -174,6 +174,7 @@ ERROR_EXITS: dict[str, tuple[ExitCode, str]] = {
     "LogHeadMovedError": (_FAILED, "storage"),
     "PendingClosedError": (_FAILED, "storage"),
     "StateMovedError": (_FAILED, "storage"),
+    "KeyDecidedError": (_FAILED, "storage"),
     # an entry too long for an entry bundle: the log cannot serve it, whoever asks
     "EntryTooLargeError": (_FAILED, "log"),
     # an entry no witness cosigned yet: as for an index past the log, ask for another entry,

@@ -20,6 +20,7 @@ __all__ = [
     "EntryTooLargeError",
     "InputError",
     "IntegrityError",
+    "KeyDecidedError",
     "LogHeadMovedError",
     "NotWitnessedError",
     "ObligationError",
@@ -221,6 +222,18 @@ class StateMovedError(SOPError):
     on the old state, so they are taken again (INV-9: nothing is logged that
     the state in force when it is logged would not decide).
     """
+
+
+class KeyDecidedError(SOPError):
+    """A decision's idempotency key was decided already (another replica logged it first).
+
+    Attributes:
+        index: the log index of the key's first decision: the answer to give.
+    """
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class EntryTooLargeError(SOPError):

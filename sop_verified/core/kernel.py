@@ -31,6 +31,7 @@ from sop_verified.core.request import (
 from sop_verified.errors import (
     CapabilityError,
     InputError,
+    KeyDecidedError,
     SOPError,
     StateMovedError,
     StorageError,
@@ -167,6 +168,18 @@ class OpsKernel:
         self._log = log
         self._health = health
         self._now = now
+        self._claimed: Callable[[str, str], int | None] = _unclaimed
+
+    def follow_claims(self, claimed: Callable[[str, str], int | None]) -> None:
+        """Ask ``claimed(owner, key)`` before logging a decision that carries an idempotency key.
+
+        ``claimed`` names the log index of the decision first made with ``key`` by
+        the same ``owner`` (the transport's principal, ``-`` for none), or None. A
+        decision whose key is claimed is not logged (it would be the key's second
+        decision) and is DENY, ``log/idempotency_key_decided``: the caller answers with
+        the first one (``sop serve``, across the replicas of a shared log).
+        """
+        self._claimed = claimed
 
     @require(lambda raw: raw is not None, "a request is required")
     @ensure(_allow_is_complete, "INV-1/INV-9: ALLOW is complete and logged")
@@ -455,10 +468,27 @@ class OpsKernel:
             entry["request"] = req.to_dict()
             transport = req.transport  # one lookup: pydantic's private attributes are slow
             if transport is not None and (said := transport.to_dict()):
+                key = transport.idempotency_key
+                if key is not None:
+                    self._check_unclaimed(transport.principal or "-", key)
                 entry["transport"] = said  # a retry and a trace find this entry
         else:
             entry["malformed_request_digest"] = raw_digest
         return canonical_json(entry)
+
+    def _check_unclaimed(self, owner: str, key: str) -> None:
+        """Refuse to log a second decision for an idempotency key (one decision per key).
+
+        Raises:
+            KeyDecidedError: the key's decision is in the log already.
+        """
+        first = self._claimed(owner, key)
+        if first is not None:
+            raise KeyDecidedError(
+                f"idempotency key `{key}` was decided at log index `{first}` (by another"
+                " replica while this call ran); that decision is the answer",
+                first,
+            )
 
     def _record(
         self, req: Request | None, out: StageResult, *, raw_digest: str | None = None
@@ -533,10 +563,16 @@ def _raw_digest(raw: object) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _unclaimed(owner: str, key: str) -> None:
+    """No key is claimed (a kernel no server follows)."""
+    del owner, key
+
+
 def _unlogged(req: Request | None, out: StageResult, exc: BaseException) -> Decision:
     """The DENY for a decision whose entry could not be logged (INV-9: no entry, no ALLOW)."""
     detail = str(exc) if isinstance(exc, SOPError | OSError) else f"`{type(exc).__name__}`"
-    failure = _deny(Stage.LOG, "log_append_failed", f"the decision could not be logged: {detail}")
+    code = "idempotency_key_decided" if isinstance(exc, KeyDecidedError) else "log_append_failed"
+    failure = _deny(Stage.LOG, code, f"the decision could not be logged: {detail}")
     kept = _kept_reasons(out)
     request_id = req.request_id if req else None
     return Decision(

@@ -74,7 +74,9 @@ class ForeignState:
     def watch(self, needles: Sequence[bytes], watcher: Watcher) -> None:
         """Tell ``watcher`` of other replicas' entries holding one of ``needles``, from now on.
 
-        Errors it raises fail the batch that found the entries (nothing of it is written).
+        Errors it raises fail the batch that found the entries (nothing of it is written);
+        a :class:`StateMovedError` gives the batch back to be decided again, once the
+        state the entries changed is reloaded.
         """
         self._watchers.append((tuple(needles), watcher))
 
@@ -95,8 +97,12 @@ class ForeignState:
         needles = [_ADMIN, *(n for watched, _ in self._watchers for n in watched)]
         if entries is None:
             entries = self._store.log.log_entries_containing(start, end, needles)  # one read
+        moved: list[str] = []
         for watched, watcher in self._watchers:
-            watcher([e for e in entries if any(n in e[2] for n in watched)])
+            try:
+                watcher([e for e in entries if any(n in e[2] for n in watched)])
+            except StateMovedError as exc:  # the state below is reloaded all the same: these
+                moved.append(str(exc))  # entries are not told again
         ops = self._ops(e for e in entries if _ADMIN in e[2])
         changed = []
         if ops & CAPABILITY_OPS:
@@ -106,7 +112,11 @@ class ForeignState:
             self._reload_policy()
             changed.append("the policy set")
         if changed:
-            why = f"entries [{start}, {end}) of another replica changed {' and '.join(changed)}"
+            moved.append(
+                f"entries [{start}, {end}) of another replica changed {' and '.join(changed)}"
+            )
+        if moved:
+            why = "; ".join(moved)
             _log.info("%s: reloaded, deciding the batch again", why)
             raise StateMovedError(why)
 

@@ -126,15 +126,24 @@ class _Bridge(Edge):
         owner = (said.principal if said else None) or "-"
         logged = None if key is None else self.state.keys.logged(owner, key)
         if logged is not None and said is not None:  # decided before a restart: replay it
-            replayed = await self.first_decision(logged, said, parsed.to_dict())
-            if isinstance(replayed, Response):
-                return orjson.loads(bytes(replayed.body))  # type: ignore[no-any-return]
-            return replayed
+            return await self._item_from_log(logged, said, parsed)
         decision = await self._decide(parsed)
         self.state.metrics.observe(decision, endpoint, started)
         if key is not None and decision.log_index is not None:
             self.state.keys.remember(owner, key, decision.log_index)
+        decided = None
+        if key is not None and decision.log_index is None:
+            decided = self.state.keys.logged(owner, key)
+        if decided is not None and said is not None:  # another replica logged it meanwhile
+            return await self._item_from_log(decided, said, parsed)
         return decision.to_dict()
+
+    async def _item_from_log(self, index: int, said: Transport, parsed: Request) -> dict[str, Any]:
+        """A batch item's answer: the key's first decision, the log's entry at ``index``."""
+        replayed = await self.first_decision(index, said, parsed.to_dict())
+        if isinstance(replayed, Response):
+            return orjson.loads(bytes(replayed.body))  # type: ignore[no-any-return]
+        return replayed
 
     async def evaluation(self, request: HTTPRequest) -> Response:
         started = time.perf_counter()

@@ -252,22 +252,15 @@ class Edge:
         if isinstance(first, Answer):
             return Response(first.body, status_code=first.status, media_type=first.media_type)
         if isinstance(first, int):
-            replayed = await self.first_decision(first, transport, fingerprint, logged)
-            if isinstance(replayed, Response):
-                return replayed
-            if complete is not None:
-                try:
-                    replayed = await run_in_threadpool(complete, replayed)
-                except SOPError as exc:
-                    why = f"the first answer cannot be completed from the log: {exc}"
-                    return problem(503, "integrity", why, headers={"Retry-After": "1"})
-            return json_response(shape(replayed))
+            return await self._from_log(
+                first, transport, fingerprint, shape=shape, logged=logged, complete=complete
+            )
         # The call runs in a task of its own: a client that goes away cancels the wait, not the
         # call, and the key is settled when the call ends. Abandoning it at the cancel would
         # let a retry decide again while the first decision is still queued.
         task = asyncio.ensure_future(run())
         try:
-            response, _index = await asyncio.shield(task)
+            response, index = await asyncio.shield(task)
         except asyncio.CancelledError:
             if not task.done():
                 task.add_done_callback(lambda done: self._settle(owner, key, done))
@@ -275,7 +268,34 @@ class Edge:
         finally:
             if task.done():
                 self._settle(owner, key, task)
+        decided = keys.logged(owner, key) if index is None else None
+        if decided is not None:  # another replica logged the key's decision while this call ran
+            return await self._from_log(
+                decided, transport, fingerprint, shape=shape, logged=logged, complete=complete
+            )
         return response
+
+    async def _from_log(
+        self,
+        index: int,
+        transport: Transport,
+        fingerprint: dict[str, Any],
+        *,
+        shape: Callable[[dict[str, Any]], Any],
+        logged: Callable[[dict[str, Any]], bool] | None,
+        complete: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    ) -> Response:
+        """The answer to a key whose first decision is the log's entry at ``index``."""
+        replayed = await self.first_decision(index, transport, fingerprint, logged)
+        if isinstance(replayed, Response):
+            return replayed
+        if complete is not None:
+            try:
+                replayed = await run_in_threadpool(complete, replayed)
+            except SOPError as exc:
+                why = f"the first answer cannot be completed from the log: {exc}"
+                return problem(503, "integrity", why, headers={"Retry-After": "1"})
+        return json_response(shape(replayed))
 
     def _settle(
         self, owner: str, key: str, task: asyncio.Future[tuple[Response, int | None]]

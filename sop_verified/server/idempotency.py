@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from sop_verified.errors import SOPError
+from sop_verified.errors import SOPError, StateMovedError
 
 __all__ = [
     "MAX_ANSWERS",
@@ -98,6 +98,28 @@ class IdempotencyKeys:
                     self._logged.setdefault(key, index)  # the first use wins
                 found += 1
         return found
+
+    def foreign(self, entries: Sequence[tuple[int, bytes, bytes]]) -> None:
+        """Another replica's entries, read under the head lock as a batch of this one is sequenced.
+
+        Their keys are remembered (:meth:`load`). One that a call of this replica is
+        still running with means that call's decision may be in the batch: it must not
+        be logged, since the other replica's is the key's first. So the batch is given
+        back and decided again; the kernel then finds the key decided
+        (:meth:`logged`) and logs nothing for it, and the edge answers with the first.
+
+        Raises:
+            StateMovedError: a key of these entries is one a call here still runs with.
+        """
+        self.load(entries)
+        with self._lock:
+            running = set(self._running)
+            taken = sorted(k for k in running if k in self._logged)
+        if taken:
+            raise StateMovedError(
+                f"idempotency key `{taken[0][1]}` was decided by another replica while a call"
+                " with it ran here: deciding the batch again"
+            )
 
     @staticmethod
     def needles() -> list[bytes]:

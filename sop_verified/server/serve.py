@@ -167,11 +167,17 @@ class Server:
         On a log other replicas share, the keys their entries carry are read as
         this replica's log learns of them (each batch, and before a keyed call
         at most every 100 ms): a retry sent to this replica at least 100 ms
-        after its first call was logged elsewhere is answered from the log.
+        after its first call was logged elsewhere is answered from the log, and
+        one sent sooner is caught when its decision's batch is sequenced.
         """
         log, keys = self.sop.store.log, self.state.keys
         if self.sop.config.postgresql is not None:
-            self.sop.services.replicas.watch(keys.needles(), keys.load)
+            # A retry sent sooner, or while the first call still runs there, is caught when a
+            # batch is sequenced: the other replica's entry carrying the key is read under the
+            # head lock, the batch is decided again and the key's decision is not logged twice
+            # (the kernel asks the keys before it logs one; the edge answers with the first).
+            self.sop.services.replicas.watch(keys.needles(), keys.foreign)
+            self.sop.kernel.follow_claims(keys.logged)
             self.state.replicas = TailRefresh(lambda: self.sop.log, every=REPLICA_KEYS_SECONDS)
         keys.load(log.log_entries_containing(0, log.log_size(), keys.needles()))
 

@@ -28,7 +28,8 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from sop_verified.core.health import Health
 from sop_verified.core.persistence.maintenance import Maintenance
-from sop_verified.core.request import Permission
+from sop_verified.core.request import Permission, parse_request
+from sop_verified.core.transport import Transport
 from sop_verified.nexus.config import init_replica
 from sop_verified.nexus.demo import SOUND_POLICIES
 from sop_verified.nexus.log_ops import audit_data_dir
@@ -272,3 +273,64 @@ def test_a_retry_sent_to_another_replica_is_answered_from_the_log(
     assert first["effect"] == "ALLOW" and first["log_index"] is not None, first
     assert again.get("log_index") == first["log_index"] and again.get("replayed") is True, again
     assert b.store.log.log_size() == size  # decided once: no second decision entry
+
+
+def _keyed_decisions(sop: SOP, key: str) -> list[int]:
+    """The log indexes of the decisions that carry idempotency key ``key``."""
+    out = []
+    for index, _, payload in sop.store.log.log_entries():
+        entry = json.loads(payload)
+        transport = entry.get("transport") or {}
+        if entry.get("type") == "decision" and transport.get("idempotency_key") == key:
+            out.append(index)
+    return out
+
+
+def test_a_retry_sent_to_another_replica_at_once_is_caught_when_its_batch_is_sequenced(
+    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path
+) -> None:
+    """Sooner than 100 ms: the other replica has not read the tail; its batch's rebuild has."""
+    a, b, _, token = replicas
+    servers = [Server(ServeSettings(tmp_path, unsafe_no_tls=True), s, None) for s in (a, b)]  # type: ignore[arg-type]
+    for server in servers:
+        server._load_keys()
+    replica_b = servers[1].state.replicas
+    assert replica_b is not None
+    replica_b.due = lambda: False  # type: ignore[method-assign]  # the retry comes within 100 ms
+    body = {**PERSIST, "request_id": "keyed-now", "capability": token}
+    headers = {"Idempotency-Key": "at-once-across-replicas"}
+    try:
+        with TestClient(bridge_app(servers[0].state, servers[0].settings)) as http:
+            first = http.post("/v1/decide", json=body, headers=headers).json()
+        with TestClient(bridge_app(servers[1].state, servers[1].settings)) as http:
+            again = http.post("/v1/decide", json=body, headers=headers).json()
+    finally:
+        for server in servers:
+            server.state.queue.close()
+    assert first["effect"] == "ALLOW" and first["log_index"] is not None, first
+    assert again.get("log_index") == first["log_index"] and again.get("replayed") is True, again
+    assert _keyed_decisions(b, "at-once-across-replicas") == [first["log_index"]]  # one decision
+
+
+def test_a_key_still_running_here_that_another_replica_logged_first_is_not_logged_again(
+    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path
+) -> None:
+    """The first call still runs on B when A logs the key's decision: B's is never logged."""
+    a, b, _, token = replicas
+    server = Server(ServeSettings(tmp_path, unsafe_no_tls=True), b, None)  # type: ignore[arg-type]
+    server._load_keys()
+    keys = server.state.keys
+    try:
+        assert keys.begin("-", "raced", "fingerprint") is None  # B's call runs with the key
+        request = {**PERSIST, "request_id": "raced", "capability": token}
+        said = Transport(None, idempotency_key="raced")
+        first = a.submit(parse_request(request).via(said))  # A logs the key's decision first
+        assert first.log_index is not None
+        second = b.submit(parse_request(request).via(said))  # B's batch finds it when sequenced
+    finally:
+        server.state.queue.close()
+    assert second.log_index is None and second.effect is Permission.DENY, second
+    assert [r.code for r in second.reasons] == ["idempotency_key_decided"], second.reasons
+    assert f"log index `{first.log_index}`" in second.reasons[0].message
+    assert keys.logged("-", "raced") == first.log_index  # the edge answers with A's
+    assert _keyed_decisions(b, "raced") == [first.log_index]
