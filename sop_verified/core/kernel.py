@@ -170,6 +170,7 @@ class OpsKernel:
         self._now = now
         self._claimed: Callable[[str, str], int | None] = _unclaimed
 
+    @ensure(lambda self, claimed: self._claimed is claimed, "the key claims asked from now on")
     def follow_claims(self, claimed: Callable[[str, str], int | None]) -> None:
         """Ask ``claimed(owner, key)`` before logging a decision that carries an idempotency key.
 
