@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sop_verified.core.persistence import index_entries
-from sop_verified.errors import IntegrityError
+from sop_verified.errors import ConfigError, IntegrityError
 from sop_verified.nexus.backends import open_backend
 from sop_verified.nexus.config import load_config, load_mac_key
 from sop_verified.nexus.keys import load_checkpoint_signer
@@ -42,8 +42,30 @@ def _audited(data_dir: Path, vkey: str | None) -> tuple[bool, str, int]:
     return True, f"{report.entries} entries verified against {where}", report.entries
 
 
+def _sqlite_only(data_dir: Path, command: str) -> None:
+    """Refuse, naming why, a data directory whose state PostgreSQL keeps.
+
+    Raises:
+        ConfigError: ``sop.toml`` names PostgreSQL (or does not load).
+    """
+    where = load_config(data_dir).postgresql
+    if where is not None:
+        raise ConfigError(
+            f"`{command}` rebuilds and compares the SQLite database `{DB_NAME}`; this data"
+            f" directory keeps its log and state in PostgreSQL (schema `{where.schema_name}`),"
+            " which it does not do yet",
+            accepted="a SQLite data directory; on PostgreSQL, `sop status` checks the state"
+            " seal against the verified log, as every boot does (INV-11)",
+        )
+
+
 def check_data_dir(data_dir: Path, *, vkey: str | None = None) -> StateCheck:
-    """Audit the log, check the seal, and compare every derived row with the log's projection."""
+    """Audit the log, check the seal, and compare every derived row with the log's projection.
+
+    Raises:
+        ConfigError: a PostgreSQL data directory (not done yet), or no configuration.
+    """
+    _sqlite_only(data_dir, "sop state check")
     log_ok, detail, size = _audited(data_dir, vkey)
     if not log_ok:
         return StateCheck(False, detail, "not checked: the log does not verify")
@@ -83,7 +105,9 @@ def repair_data_dir(data_dir: Path, *, vkey: str | None = None) -> RepairReport:
     Raises:
         IntegrityError: the log does not verify (nothing is changed), or SOP
             does not boot READY on the rebuilt state (the old database is kept).
+        ConfigError: a PostgreSQL data directory (not done yet), or no configuration.
     """
+    _sqlite_only(data_dir, "sop state repair")
     log_ok, detail, size = _audited(data_dir, vkey)
     if not log_ok:  # spec: INV-11 — never rebuild from a log that does not verify
         raise IntegrityError(
