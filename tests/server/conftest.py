@@ -24,3 +24,17 @@ def served(prepared: Prepared) -> Iterator[Served]:
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
     return tmp_path
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Do not import the HTTP fuzzing module when slow tests are deselected.
+
+    Its tests are all slow, yet building them (one hypothesis test per operation of
+    the OpenAPI document) took about 3 s of every worker's collection in the README's
+    test command, only for each to be deselected. ``-m slow`` (``.ci/run``) collects it.
+    """
+    if collection_path.name == "test_schemathesis.py" and config.getoption("markexpr") == (
+        "not slow"
+    ):
+        return True
+    return None
