@@ -202,7 +202,7 @@ def describe_anchor(note: str) -> dict[str, Any]:
         ``{"size", "root"}`` when it parses as a checkpoint, else ``{"sha256"}``.
     """
     try:
-        body = Checkpoint.from_text(note[: note.find("\n\n") + 1])
+        body = Checkpoint.from_note(note)
     except SOPError:
         return {"sha256": sha256_hex(note.encode("utf-8"))}
     return {"size": body.size, "root": body.root_hash.hex()}

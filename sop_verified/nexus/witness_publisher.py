@@ -15,7 +15,10 @@ SOP's own signed checkpoint, as without witnesses.
   (remembered per witness; 0 after a restart unless the published note carries
   its cosignature) and the RFC 9162 consistency proof from it, in parallel. A
   409 with the witness's size is retried once, from that size, with a fresh
-  proof.
+  proof. A witness that another replica of a shared log moved past this
+  replica's checkpoint makes this replica read the shared tail and submit the
+  stored checkpoint next, so an idle replica's publication still reaches the
+  log's head.
 - **Publication.** Once ``min`` witnesses cosigned one checkpoint, the
   cosigned note is written to ``witnessed.checkpoint`` in the data directory
   (0600; temporary file, fsync, rename, fsync of the directory) and only then
@@ -337,15 +340,32 @@ class WitnessPublisher:
                 self._alarm(w, size, f"it cosigned size `{held}`, the log holds `{stored}`")
                 return
             w.cosigned = held
-            if held > size:  # a newer checkpoint is already durable: the next round sends it
+            if held > size:  # another writer of a shared log checkpointed more: send that next
+                self._catch_up(held)
                 return
             answer = self._send(w, held, size, note)  # once, from its size, with a fresh proof
             if isinstance(answer, WitnessRefusal) and answer.code == "old_size_mismatch":
                 moved = answer.size if answer.size is not None else 0
                 if held < moved <= self._log.stored_size():  # another writer of a shared log
                     w.cosigned = moved  # moved it on meanwhile: the next round sends from there
+                    self._catch_up(moved)
                     return
         self._settle(w, size, answer)  # a mismatch that persists otherwise is an alarm
+
+    def _catch_up(self, size: int) -> None:
+        """A witness cosigned ``size`` of the shared log, beyond this replica's checkpoint.
+
+        This replica may append nothing more for a long time, and its own checkpoints
+        are all behind the witness now: it reads the shared tail (verified to extend its
+        tree, INV-5) and takes the stored checkpoint, signed with the same key, as the
+        next to submit, so its published checkpoint reaches the log's head without
+        waiting for a decision of its own.
+        """
+        if self._log.size < size:
+            self._log.refresh()
+        note = self._log.checkpoint_note
+        if note is not None:
+            self.notify(Checkpoint.from_note(note).size, note)
 
     def _settle(self, w: _Witness, size: int, answer: str | WitnessRefusal) -> None:
         if not isinstance(answer, WitnessRefusal):
@@ -389,7 +409,7 @@ def published_checkpoint(
     note = log.checkpoint_note  # one read: the size comes from this note's own body
     if note is None:
         return None
-    return Published(Checkpoint.from_text(note[: note.find("\n\n") + 1]).size, note)
+    return Published(Checkpoint.from_note(note).size, note)
 
 
 def prove_published(

@@ -133,8 +133,7 @@ class StoredLogTiles:
         note = self._log.checkpoint_note  # one read: the size comes from this note's own body
         if note is None:
             return None
-        body = note[: note.find("\n\n") + 1]
-        return Checkpoint.from_text(body).size, note
+        return Checkpoint.from_note(note).size, note
 
     def read_nodes(self, size: int, level: int, start: int, end: int) -> list[bytes]:
         """Return the hashes of complete nodes ``start .. end - 1`` at Merkle ``level``.

@@ -103,6 +103,22 @@ class Checkpoint:
             raise _bad(f"root hash is not canonical base64 of {HASH_SIZE} bytes", 3)
         return cls(origin, int(size), digest, tuple(extensions))
 
+    @classmethod
+    def from_note(cls, note: str) -> Checkpoint:
+        """Parse the checkpoint body of a signed note, without checking its signatures.
+
+        Args:
+            note: A signed note whose signatures were checked before, or that is
+                only read for its size (the body ends at the note's blank line).
+
+        Returns:
+            The checkpoint.
+
+        Raises:
+            InputError: the body breaks the tlog-checkpoint format.
+        """
+        return cls.from_text(note[: note.find("\n\n") + 1])
+
 
 def sign_checkpoint(checkpoint: Checkpoint, *signers: Signer) -> str:
     """Return ``checkpoint`` as a signed note.

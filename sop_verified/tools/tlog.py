@@ -219,7 +219,7 @@ class TransparencyLog:
 
     def _open(self, note: str) -> Checkpoint:
         if not self._trusted:
-            return Checkpoint.from_text(note[: note.rfind("\n\n") + 1])
+            return Checkpoint.from_note(note)
         return open_checkpoint(note, self._trusted, origin=self._origin)
 
     def follow_foreign(self, hook: OnForeign) -> None:

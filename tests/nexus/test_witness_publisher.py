@@ -291,9 +291,12 @@ def test_a_witness_ahead_of_this_replica_but_not_of_the_shared_log_is_no_alarm(
         assert isinstance(answer, Cosigned)
     assert setup.log.size == 2  # this replica has not read the shared tail yet
     w.gate.set()
-    _until(lambda: all(x.cosigned_size == 4 for x in publisher.stats()[1]))
-    assert setup.alarms == []  # 4 is beyond this replica's view, not beyond the log
-    setup.append(1)  # built again on the shared head: checkpoint 5
+    # 4 is beyond this replica's view, not beyond the log: no alarm, and with no decision
+    # of its own to come, this replica reads the shared tail and publishes checkpoint 4
+    _until(lambda: _published_size(publisher) == 4)
+    assert setup.log.size == 4 and setup.alarms == []
+    assert w.calls_to(1) == [(0, 2), (4, 4)]
+    setup.append(1)  # built on the shared head: checkpoint 5
     _until(lambda: _published_size(publisher) == 5)
     assert w.calls_to(1)[-1] == (4, 5) and setup.alarms == []
 
@@ -322,8 +325,8 @@ def test_a_witness_moved_on_by_another_replica_during_the_retry_is_no_alarm(
         return answer
 
     publisher = setup.publisher(minimum=3, submit=racing)
-    _until(lambda: publisher.stats()[1][0].cosigned_size == 5)
-    assert w.calls_to(1) == [(0, 3), (2, 3)] and setup.alarms == []
+    _until(lambda: _published_size(publisher) == 5)  # the other replica's 5, read and sent
+    assert w.calls_to(1) == [(0, 3), (2, 3), (5, 5)] and setup.alarms == []
     setup.append(1)  # 6
     _until(lambda: _published_size(publisher) == 6)
     assert w.calls_to(1)[-1] == (5, 6) and setup.alarms == []
