@@ -115,20 +115,11 @@ def project_entry(
     if data is MISSING:  # not the shape its kind says: an entry this version does not know
         kind = GENERIC
         data = GENERIC.data.project(dict(entry), boundary)
-    event_id = f"{origin}/{index}"
-    event: dict[str, Any] = {
-        "specversion": SPECVERSION,
-        "id": event_id,
-        "source": origin,
-        "type": kind.event_type,
-        "datacontenttype": DATACONTENTTYPE,
-        INDEX_EXTENSION: str(index),
-        "data": data,
-    }
+    attributes = {INDEX_EXTENSION: str(index)}
     when = entry_time(entry, kind.time)
     if when is not None:
-        event["time"] = when
-    return Event(position, event_id, kind.event_type, canonical_json(event))
+        attributes["time"] = when
+    return _event(origin, f"{origin}/{index}", kind.event_type, data, attributes, position=position)
 
 
 @require(lambda origin: _ORIGIN.fullmatch(origin) is not None, "a log origin", helper=True)
@@ -152,16 +143,31 @@ def project_checkpoint(origin: str, checkpoint: Checkpoint, note: str, position:
         {"size": size, "root": base64.b64encode(checkpoint.root_hash).decode(), "note": note},
         _NO_CONTEXT,  # a checkpoint carries no request context
     )
+    attributes = {SIZE_EXTENSION: str(size)}
+    if size:
+        attributes[INDEX_EXTENSION] = str(size - 1)
     event_id = f"{origin}/checkpoint/{size}"
+    return _event(origin, event_id, CHECKPOINT.event_type, data, attributes, position=position)
+
+
+def _event(
+    origin: str,
+    event_id: str,
+    event_type: str,
+    data: Any,
+    attributes: Mapping[str, str],
+    *,
+    position: int,
+) -> Event:
+    """The structured CloudEvent: the context attributes every event has, then ``attributes``
+    (``time`` and the extensions), and ``data``; as RFC 8785 canonical bytes."""
     event: dict[str, Any] = {
         "specversion": SPECVERSION,
         "id": event_id,
         "source": origin,
-        "type": CHECKPOINT.event_type,
+        "type": event_type,
         "datacontenttype": DATACONTENTTYPE,
-        SIZE_EXTENSION: str(size),
+        **attributes,
         "data": data,
     }
-    if size:
-        event[INDEX_EXTENSION] = str(size - 1)
-    return Event(position, event_id, CHECKPOINT.event_type, canonical_json(event))
+    return Event(position, event_id, event_type, canonical_json(event))
