@@ -251,25 +251,37 @@ def test_an_idle_replica_serves_the_entries_another_logged(
     assert b.log.refresh() == a.log.size  # nothing new: one read of the head, no change
 
 
-def test_a_retry_sent_to_another_replica_is_answered_from_the_log(
-    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path
-) -> None:
-    a, b, _, token = replicas
-    servers = [Server(ServeSettings(tmp_path, unsafe_no_tls=True), s, None) for s in (a, b)]  # type: ignore[arg-type]
+@pytest.fixture
+def edges(replicas: tuple[SOP, SOP, Path, str], tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    """Each replica's bridge edge (idempotency keys, decision queue), without listeners."""
+    servers = [Server(ServeSettings(tmp_path, unsafe_no_tls=True), s, None) for s in replicas[:2]]  # type: ignore[arg-type]
     for server in servers:
         server._load_keys()
-    body = {**PERSIST, "request_id": "keyed", "capability": token}
-    headers = {"Idempotency-Key": "once-across-replicas"}
     try:
-        with TestClient(bridge_app(servers[0].state, servers[0].settings)) as http:
-            first = http.post("/v1/decide", json=body, headers=headers).json()
-        size = a.store.log.log_size()
-        time.sleep(REPLICA_KEYS_SECONDS)  # the retry comes after the other replica's view aged
-        with TestClient(bridge_app(servers[1].state, servers[1].settings)) as http:
-            again = http.post("/v1/decide", json=body, headers=headers).json()
+        yield servers[0], servers[1]
     finally:
         for server in servers:
             server.state.queue.close()
+
+
+def _decide(server: Server, body: dict[str, object], key: str) -> dict[str, object]:
+    """``POST /v1/decide`` on ``server``'s bridge app with ``Idempotency-Key: key``."""
+    with TestClient(bridge_app(server.state, server.settings)) as http:
+        answer: dict[str, object] = http.post(
+            "/v1/decide", json=body, headers={"Idempotency-Key": key}
+        ).json()
+    return answer
+
+
+def test_a_retry_sent_to_another_replica_is_answered_from_the_log(
+    replicas: tuple[SOP, SOP, Path, str], edges: tuple[Server, Server]
+) -> None:
+    a, b, _, token = replicas
+    body = {**PERSIST, "request_id": "keyed", "capability": token}
+    first = _decide(edges[0], body, "once-across-replicas")
+    size = a.store.log.log_size()
+    time.sleep(REPLICA_KEYS_SECONDS)  # the retry comes after the other replica's view aged
+    again = _decide(edges[1], body, "once-across-replicas")
     assert first["effect"] == "ALLOW" and first["log_index"] is not None, first
     assert again.get("log_index") == first["log_index"] and again.get("replayed") is True, again
     assert b.store.log.log_size() == size  # decided once: no second decision entry
@@ -287,48 +299,33 @@ def _keyed_decisions(sop: SOP, key: str) -> list[int]:
 
 
 def test_a_retry_sent_to_another_replica_at_once_is_caught_when_its_batch_is_sequenced(
-    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path
+    replicas: tuple[SOP, SOP, Path, str], edges: tuple[Server, Server]
 ) -> None:
     """Sooner than 100 ms: the other replica has not read the tail; its batch's rebuild has."""
-    a, b, _, token = replicas
-    servers = [Server(ServeSettings(tmp_path, unsafe_no_tls=True), s, None) for s in (a, b)]  # type: ignore[arg-type]
-    for server in servers:
-        server._load_keys()
-    replica_b = servers[1].state.replicas
+    _, b, _, token = replicas
+    replica_b = edges[1].state.replicas
     assert replica_b is not None
     replica_b.due = lambda: False  # type: ignore[method-assign]  # the retry comes within 100 ms
     body = {**PERSIST, "request_id": "keyed-now", "capability": token}
-    headers = {"Idempotency-Key": "at-once-across-replicas"}
-    try:
-        with TestClient(bridge_app(servers[0].state, servers[0].settings)) as http:
-            first = http.post("/v1/decide", json=body, headers=headers).json()
-        with TestClient(bridge_app(servers[1].state, servers[1].settings)) as http:
-            again = http.post("/v1/decide", json=body, headers=headers).json()
-    finally:
-        for server in servers:
-            server.state.queue.close()
+    first = _decide(edges[0], body, "at-once-across-replicas")
+    again = _decide(edges[1], body, "at-once-across-replicas")
     assert first["effect"] == "ALLOW" and first["log_index"] is not None, first
     assert again.get("log_index") == first["log_index"] and again.get("replayed") is True, again
     assert _keyed_decisions(b, "at-once-across-replicas") == [first["log_index"]]  # one decision
 
 
 def test_a_key_still_running_here_that_another_replica_logged_first_is_not_logged_again(
-    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path
+    replicas: tuple[SOP, SOP, Path, str], edges: tuple[Server, Server]
 ) -> None:
     """The first call still runs on B when A logs the key's decision: B's is never logged."""
     a, b, _, token = replicas
-    server = Server(ServeSettings(tmp_path, unsafe_no_tls=True), b, None)  # type: ignore[arg-type]
-    server._load_keys()
-    keys = server.state.keys
-    try:
-        assert keys.begin("-", "raced", "fingerprint") is None  # B's call runs with the key
-        request = {**PERSIST, "request_id": "raced", "capability": token}
-        said = Transport(None, idempotency_key="raced")
-        first = a.submit(parse_request(request).via(said))  # A logs the key's decision first
-        assert first.log_index is not None
-        second = b.submit(parse_request(request).via(said))  # B's batch finds it when sequenced
-    finally:
-        server.state.queue.close()
+    keys = edges[1].state.keys
+    assert keys.begin("-", "raced", "fingerprint") is None  # B's call runs with the key
+    request = {**PERSIST, "request_id": "raced", "capability": token}
+    said = Transport(None, idempotency_key="raced")
+    first = a.submit(parse_request(request).via(said))  # A logs the key's decision first
+    assert first.log_index is not None
+    second = b.submit(parse_request(request).via(said))  # B's batch finds it when sequenced
     assert second.log_index is None and second.effect is Permission.DENY, second
     assert [r.code for r in second.reasons] == ["idempotency_key_decided"], second.reasons
     assert f"log index `{first.log_index}`" in second.reasons[0].message
