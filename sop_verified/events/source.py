@@ -40,14 +40,12 @@ from collections.abc import Callable
 from typing import Final
 
 from sop_verified.core.contracts import ensure, require
-from sop_verified.core.persistence.logged import proved_entries, proved_entry
+from sop_verified.core.persistence.logged import proved_entries, proved_rotations
 from sop_verified.errors import InputError, IntegrityError, VerificationError
 from sop_verified.events.boundary import TelemetryBoundary
 from sop_verified.events.model import Event
 from sop_verified.events.projection import project_checkpoint, project_entry
-from sop_verified.tools.canonical import canonical_json
 from sop_verified.tools.checkpoint import Checkpoint
-from sop_verified.tools.key_chain import ROTATION_MARK, parse_rotation
 from sop_verified.tools.signed_note import Verifier
 from sop_verified.tools.tlog import TransparencyLog
 
@@ -262,12 +260,7 @@ class LogEventSource:
             start = self._searched
         if start >= end:
             return False
-        learned = []
-        for index, _untrusted in log.entries_containing(start, end, [ROTATION_MARK]):
-            entry = proved_entry(log, index, what="the key rotation")  # spec: INV-5 — proved,
-            rotation = parse_rotation(index, canonical_json(entry))  # then read
-            if rotation is not None:
-                learned.append(rotation.old)
+        learned = [r.old for r in proved_rotations(log, start, end)]
         with self._lock:
             self._searched = max(self._searched, end)
             new = [k for k in learned if k not in self._retired]

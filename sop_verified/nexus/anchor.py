@@ -20,10 +20,12 @@ signed note of the latest checkpoint, rewritten after every batch.
   have to refuse. The directory is not fsynced: a rename lost in a crash
   leaves the previous anchor, a lag, which is safe.
 - **Checked at boot** (:func:`check_anchor`): its signature under the log's
-  checkpoint keys, then the log must be its tree (same size, same root) or
-  extend it (an RFC 9162 consistency proof from the anchor's size to the
-  log's verifies against both roots). A log with signed checkpoints and no
-  anchor is refused too: deleting the anchor would otherwise undo it.
+  checkpoint keys (or, for an anchor written before a rotation another replica
+  of a shared log made, the key that rotation retired, up to its rotation),
+  then the log must be its tree (same size, same root) or extend it (an RFC
+  9162 consistency proof from the anchor's size to the log's verifies against
+  both roots). A log with signed checkpoints and no anchor is refused too:
+  deleting the anchor would otherwise undo it.
 - **Re-anchoring** is explicit and logged (:func:`unsafe_accept_current`,
   ``sop log anchor --accept-current``): for a data directory made before
   anchors existed, or whose anchor was lost.
@@ -40,7 +42,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sop_verified.errors import IntegrityError, SOPError, StorageError
+from sop_verified.core.persistence.logged import proved_rotations
+from sop_verified.errors import IntegrityError, SOPError, StorageError, VerificationError
 from sop_verified.tools.canonical import sha256_hex
 from sop_verified.tools.checkpoint import Checkpoint
 from sop_verified.tools.private_fs import create_private_file
@@ -187,9 +190,35 @@ def check_anchor(log: TransparencyLog, path: Path) -> Checkpoint | None:
             f" been cut back; {REANCHOR_HINT}"
         )
     try:
-        return log.check_extends(note)  # spec: INV-5
+        try:
+            return log.check_extends(note)  # spec: INV-5
+        except VerificationError:
+            return _check_retired(log, note)
     except SOPError as exc:
         raise IntegrityError(f"rollback anchor `{path}` refused: {exc}; {REANCHOR_HINT}") from exc
+
+
+def _check_retired(log: TransparencyLog, note: str) -> Checkpoint:
+    """The anchor under a key a rotation the log announces retired, or VerificationError.
+
+    A replica started again with the key another replica rotated to holds an anchor
+    its last checkpoint wrote, signed by the retired key: that key vouches for the
+    checkpoints up to the one covering its rotation, and no further.
+    """
+    checkpoint = log.checkpoint
+    rotations = [] if checkpoint is None else proved_rotations(log, 0, checkpoint.size)
+    for rotation in rotations:
+        try:
+            kept = log.check_extends(note, [rotation.old])  # spec: INV-5
+        except VerificationError:
+            continue
+        if kept.size > rotation.index + 1:  # spec: INV-5 — a retired key signs nothing later
+            raise VerificationError(
+                f"the anchor of size `{kept.size}` is signed by the key retired at log index"
+                f" `{rotation.index}`, which signs no checkpoint past size `{rotation.index + 1}`"
+            )
+        return kept
+    return log.check_extends(note)  # no rotation vouches for it: the first refusal again
 
 
 def describe_anchor(note: str) -> dict[str, Any]:

@@ -13,9 +13,11 @@ is never older than the log position it is written at.
 The entries that change state are the ones logged *after* the change is stored
 (``capability.admitted``, ``capability.attenuated``, ``capability.revoked``,
 ``policy.activated``): by then the rows they announce are committed, so a
-reload finds them. A key rotation by another replica is not followed: the log
-then refuses the new checkpoint key and takes no more entries (fail-closed);
-rotate with one replica running.
+reload finds them. A checkpoint-key rotation by another replica needs the new
+private key, which the log never holds: until this replica is started again
+with it, its log refuses the new key's checkpoints and takes no more entries
+(fail-closed), its refusal naming the rotation and what to copy
+(ADR 0017).
 
 Others may watch the same entries (:meth:`ForeignState.watch`): the server
 learns the idempotency keys the other replicas' decisions carry, from the same

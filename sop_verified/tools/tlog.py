@@ -44,6 +44,7 @@ from sop_verified.errors import (
 )
 from sop_verified.tools.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from sop_verified.tools.group_commit import GroupCommit, Ticket
+from sop_verified.tools.key_chain import ROTATION_MARK, parse_rotation
 from sop_verified.tools.merkle import EMPTY_ROOT, verify_consistency
 from sop_verified.tools.merkle_nodes import root_from_range, root_from_range_plan
 from sop_verified.tools.signed_note import Signer, Verifier
@@ -201,7 +202,11 @@ class TransparencyLog:
             if size and self._signers:  # spec: INV-5 — entries nobody signed for
                 raise IntegrityError(f"the log holds `{size}` entries but no signed checkpoint")
             return state, None, None
-        checkpoint = self._open(note)
+        try:
+            checkpoint = self._open(note)
+        except VerificationError as exc:
+            found = self._store.read_entries_containing(0, size, [ROTATION_MARK])
+            raise self._rotated_away(exc, [(i, p) for i, _, p in found]) from None
         root = state.root()
         if (checkpoint.size, checkpoint.root_hash) != (size, root):  # spec: INV-5
             raise IntegrityError(
@@ -216,6 +221,30 @@ class TransparencyLog:
         if [r[0] for r in rows] != list(range(start, end)):
             raise IntegrityError(f"stored entries `[{start}, {end})` are missing")
         return [r[1] for r in rows]
+
+    def _rotated_away(
+        self, exc: VerificationError, entries: Sequence[tuple[int, bytes]]
+    ) -> VerificationError:
+        """``exc``, saying so when the stored entries announce a rotation to a key not held.
+
+        Another writer of a shared store that rotated the checkpoint key signs with the
+        new key from then on; this writer, holding only the retired one, must refuse the
+        new checkpoints (the announcement is not proved: it only explains the refusal).
+        """
+        for index, payload in reversed(entries):
+            try:
+                rotation = parse_rotation(index, payload) if ROTATION_MARK in payload else None
+            except InputError:
+                continue
+            if rotation is not None and rotation.new not in self._trusted:
+                return VerificationError(
+                    f"{exc}: the log's entry `{index}` announces a rotation of its checkpoint"
+                    f" key to `{rotation.new.vkey}`, which this writer does not hold, so it takes"
+                    " no more entries; open it again with that key (a SOP replica: copy"
+                    " `keys/checkpoint.key` and `keys/checkpoint.vkey` from the replica that"
+                    " rotated it, then start this one again)"
+                )
+        return exc
 
     def _open(self, note: str) -> Checkpoint:
         if not self._trusted:
@@ -264,7 +293,10 @@ class TransparencyLog:
             if size and self._signers:  # spec: INV-5 — entries nobody signed for
                 raise IntegrityError(f"the log holds `{size}` entries but no signed checkpoint")
             return state, None, None, rows
-        checkpoint = self._open(note)
+        try:
+            checkpoint = self._open(note)
+        except VerificationError as exc:
+            raise self._rotated_away(exc, [(i, p) for i, _, p in rows]) from None
         if (checkpoint.size, checkpoint.root_hash) != (size, state.root()):  # spec: INV-5
             raise IntegrityError(
                 f"latest checkpoint (size `{checkpoint.size}`, root"

@@ -30,8 +30,10 @@ from sop_verified.core.health import Health
 from sop_verified.core.persistence.maintenance import Maintenance
 from sop_verified.core.request import Permission, parse_request
 from sop_verified.core.transport import Transport
+from sop_verified.nexus.anchor import ANCHOR_NAME, write_anchor
 from sop_verified.nexus.config import init_replica
 from sop_verified.nexus.demo import SOUND_POLICIES
+from sop_verified.nexus.keys import CHECKPOINT_KEY, CHECKPOINT_VKEY
 from sop_verified.nexus.log_ops import audit_data_dir
 from sop_verified.nexus.sop import SOP
 from sop_verified.nexus.state_ops import accept_config
@@ -40,6 +42,8 @@ from sop_verified.server.read_plane import log_routes, sop_source
 from sop_verified.server.serve import REPLICA_KEYS_SECONDS, Server, ServeSettings, bridge_app
 from sop_verified.storage.persist_index import PendingDecision
 from sop_verified.storage.postgres_persist import PostgresPersistIndex
+from sop_verified.tools.checkpoint import sign_checkpoint
+from sop_verified.tools.signed_note import Signer
 
 # PostgreSQL replicas in one process: about 20 s of the README's test command between
 # these three modules; `.ci/run` runs them in its slow step.
@@ -331,3 +335,43 @@ def test_a_key_still_running_here_that_another_replica_logged_first_is_not_logge
     assert f"log index `{first.log_index}`" in second.reasons[0].message
     assert keys.logged("-", "raced") == first.log_index  # the edge answers with A's
     assert _keyed_decisions(b, "raced") == [first.log_index]
+
+
+def test_a_checkpoint_key_rotated_through_one_replica_is_taken_up_by_the_other_given_the_key(
+    replicas: tuple[SOP, SOP, Path, str], tmp_path: Path
+) -> None:
+    """The other replica refuses to sign with the retired key, saying what to do; given the
+    new key it boots again on the anchor the retired key signed, and no further than that."""
+    a, b, one, token = replicas
+    two = tmp_path / "two"
+    retired = (two / CHECKPOINT_KEY).read_bytes()
+    rotation = a.rotate_checkpoint_key()
+    assert a.submit({**PERSIST, "request_id": "after-rotation", "capability": token}).log_index
+    refused = b.submit({**PERSIST, "request_id": "on-b", "capability": token})
+    assert refused.log_index is None and refused.effect is Permission.DENY
+    why = " ".join(r.message for r in refused.reasons)
+    assert f"entry `{rotation.index}` announces a rotation" in why, why
+    assert "copy `keys/checkpoint.key`" in why, why
+    b.close()
+    for name in (CHECKPOINT_KEY, CHECKPOINT_VKEY):
+        (two / name).write_bytes((one / name).read_bytes())
+    again = SOP.boot(two)  # its anchor is signed by the key the rotation retired
+    try:
+        assert again.health is Health.READY, again.boot_report
+        decided = again.submit({**PERSIST, "request_id": "on-b-again", "capability": token})
+        assert decided.effect is Permission.ALLOW and decided.log_index is not None, decided
+    finally:
+        again.close()
+    report, _ = audit_data_dir(two)
+    assert report.ok, report.findings
+    # The retired key vouches for checkpoints up to its rotation's, never for a later one.
+    old = Signer.from_string(retired.decode("ascii").strip())
+    later = a.log.checkpoint
+    assert later is not None and later.size > rotation.index + 1
+    write_anchor(two / ANCHOR_NAME, sign_checkpoint(later, old))
+    forged = SOP.boot(two)
+    try:
+        assert forged.health is not Health.READY
+        assert "signed by the key retired at log index" in str(forged.status()), forged.status()
+    finally:
+        forged.close()

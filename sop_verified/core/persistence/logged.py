@@ -34,6 +34,8 @@ from sop_verified.core.persistence.entries import EFFECT_TYPE, EffectOutcome
 from sop_verified.core.persistence.ports import EffectLog
 from sop_verified.errors import IntegrityError, SOPError, StorageError
 from sop_verified.storage.persist_index import ObjectRecord
+from sop_verified.tools.canonical import canonical_json
+from sop_verified.tools.key_chain import ROTATION_MARK, Rotation, parse_rotation
 from sop_verified.tools.merkle import verify_inclusion
 from sop_verified.tools.tlog import TransparencyLog
 
@@ -43,6 +45,7 @@ __all__ = [
     "logged_object",
     "proved_entries",
     "proved_entry",
+    "proved_rotations",
 ]
 
 RANGE_CHUNK = 1024
@@ -238,3 +241,32 @@ def logged_object(log: EffectLog, scope: str, rel: str, record: ObjectRecord) ->
                 f" `{logged!s:.200}` in the log"
             )
     return LoggedObject(at, str(entry["digest"]).removeprefix("sha256:"), int(entry["size"]))
+
+
+def proved_rotations(tlog: TransparencyLog, start: int, end: int) -> list[Rotation]:
+    """The checkpoint-key rotations announced in entries ``[start, end)``, each proved.
+
+    A checkpoint signed before a rotation is signed by the key the rotation retired,
+    which only the log announces: a reader that holds the current key learns the
+    earlier ones here, each from an entry proved under the latest signed checkpoint.
+
+    Args:
+        tlog: the opened log.
+        start: the first entry to search.
+        end: the end of the search (at most the signed checkpoint's size).
+
+    Returns:
+        The rotations, in log order.
+
+    Raises:
+        IntegrityError: an announcement is not the entry the signed tree holds.
+        InputError: a proved announcement is malformed.
+        StorageError: the database failed.
+    """
+    out = []
+    for index, _untrusted in tlog.entries_containing(start, end, [ROTATION_MARK]):
+        entry = proved_entry(tlog, index, what="the key rotation")  # spec: INV-5 — proved,
+        rotation = parse_rotation(index, canonical_json(entry))  # then read
+        if rotation is not None:
+            out.append(rotation)
+    return out
