@@ -205,7 +205,10 @@ class TransparencyLog:
         try:
             checkpoint = self._open(note)
         except VerificationError as exc:
-            found = self._store.read_entries_containing(0, size, [ROTATION_MARK])
+            try:
+                found = self._store.read_entries_containing(0, size, [ROTATION_MARK])
+            except StorageError:
+                raise exc from None  # the refusal stands; only its explanation is missing
             raise self._rotated_away(exc, [(i, p) for i, _, p in found]) from None
         root = state.root()
         if (checkpoint.size, checkpoint.root_hash) != (size, root):  # spec: INV-5

@@ -75,6 +75,16 @@ class MemoryLogStore:
         self.reads += max(0, end - start)
         return [(i, *self.entries[i]) for i in range(start, end) if i in self.entries]
 
+    def read_entries_containing(
+        self, start: int, end: int, needles: Sequence[bytes]
+    ) -> list[tuple[int, bytes, bytes]]:
+        self._answer()
+        return [
+            (i, *self.entries[i])
+            for i in range(start, end)
+            if i in self.entries and any(n in self.entries[i][1] for n in needles)
+        ]
+
     def checkpoint_sizes(self, after: int, limit: int) -> list[int]:
         self._answer()
         return sorted(s for s in self.checkpoints if s > after)[:limit]
