@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sop_verified.errors import PendingClosedError
 
@@ -53,6 +54,20 @@ class EffectRecord:
     digest: str
     size: int
     time: int
+
+    def row(self) -> tuple[object, ...]:
+        """The ``persist_effects`` columns in table order, without the version."""
+        return (
+            self.effect_index,
+            self.decision_index,
+            self.outcome,
+            self.scope,
+            self.name,
+            self.stored,
+            self.digest,
+            self.size,
+            self.time,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +113,22 @@ class ObjectRecord:
     digest: str
     size: int
     created_at: int
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ObjectRecord:
+        """The record of a row selected as ``effect_index, decision_index, scope, name,
+        version, stored, digest, size, time`` (either backend's driver types)."""
+        return cls(
+            effect_index=int(row[0]),
+            decision_index=None if row[1] is None else int(row[1]),
+            scope=str(row[2]),
+            name=str(row[3]),
+            version=int(row[4]),
+            stored=str(row[5]),
+            digest=str(row[6]),
+            size=int(row[7]),
+            created_at=int(row[8]),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ is logged or done. Each kind of row is written with one statement per batch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sop_verified.errors import StorageError
 from sop_verified.storage.persist_index import (
@@ -100,7 +99,7 @@ def _effects(cur: Cursor, effects: Sequence[EffectRecord]) -> dict[int, int]:
     names = sorted({(e.scope, e.name) for e in effects if e.outcome == "written"})
     latest = _latest_versions(cur, names) if names else {}
     numbered = number_versions(effects, latest)
-    rows = [(*_effect_row(e), v) for e, v in zip(effects, numbered, strict=True)]
+    rows = [(*e.row(), v) for e, v in zip(effects, numbered, strict=True)]
     arrays = ", ".join(f"%s::{t}[]" for t in _EFFECT_TYPES)
     cur.execute(
         "INSERT INTO persist_effects (effect_index, decision_index, outcome, scope,"  # noqa: S608 - constant fragments
@@ -217,34 +216,6 @@ def catch_up(cur: Cursor, indexer: EntryIndexer, until: int | None = None) -> No
         set_indexed_to(cur, start)
 
 
-def _effect_row(e: EffectRecord) -> tuple[object, ...]:
-    return (
-        e.effect_index,
-        e.decision_index,
-        e.outcome,
-        e.scope,
-        e.name,
-        e.stored,
-        e.digest,
-        e.size,
-        e.time,
-    )
-
-
-def _object(row: Sequence[Any]) -> ObjectRecord:
-    return ObjectRecord(
-        effect_index=int(row[0]),
-        decision_index=None if row[1] is None else int(row[1]),
-        scope=str(row[2]),
-        name=str(row[3]),
-        version=int(row[4]),
-        stored=str(row[5]),
-        digest=str(row[6]),
-        size=int(row[7]),
-        created_at=int(row[8]),
-    )
-
-
 class PostgresPersistIndex:
     """Queries of the persistence index of one schema (a ``PersistIndex``)."""
 
@@ -336,7 +307,7 @@ class PostgresPersistIndex:
             f" WHERE e.scope = %s AND e.name = %s AND {_LIVE} ORDER BY e.effect_index DESC LIMIT 1",
             (scope, name),
         )
-        return _object(rows[0]) if rows else None
+        return ObjectRecord.from_row(rows[0]) if rows else None
 
     def version(self, scope: str, name: str, version: int) -> ObjectRecord | None:
         """Live version ``version`` of ``name`` in ``scope``."""
@@ -345,7 +316,7 @@ class PostgresPersistIndex:
             f" WHERE e.scope = %s AND e.name = %s AND e.version = %s AND {_LIVE}",
             (scope, name, version),
         )
-        return _object(rows[0]) if rows else None
+        return ObjectRecord.from_row(rows[0]) if rows else None
 
     def by_stored(self, scope: str, stored: str) -> ObjectRecord | None:
         """A live object stored at ``stored`` in ``scope`` (content-addressed blobs are shared)."""
@@ -354,7 +325,7 @@ class PostgresPersistIndex:
             f" WHERE e.scope = %s AND e.stored = %s AND {_LIVE} ORDER BY e.effect_index LIMIT 1",
             (scope, stored),
         )
-        return _object(rows[0]) if rows else None
+        return ObjectRecord.from_row(rows[0]) if rows else None
 
     def object_at(self, effect_index: int) -> ObjectRecord | None:
         """The live object written by the effect entry ``effect_index``."""
@@ -363,7 +334,7 @@ class PostgresPersistIndex:
             f" WHERE e.effect_index = %s AND {_LIVE}",
             (effect_index,),
         )
-        return _object(rows[0]) if rows else None
+        return ObjectRecord.from_row(rows[0]) if rows else None
 
     def objects(self, scope: str, name: str | None = None) -> list[ObjectRecord]:
         """Live objects of ``scope`` (of one name if given), by name, newest first."""
@@ -377,7 +348,7 @@ class PostgresPersistIndex:
             f' WHERE {where} AND {_LIVE} ORDER BY e.name COLLATE "C", e.effect_index DESC',
             params,
         )
-        return [_object(r) for r in rows]
+        return [ObjectRecord.from_row(r) for r in rows]
 
     def purges(self) -> list[PurgeRecord]:
         """Files whose tombstones are logged and that are not removed yet."""

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 from sop_verified.errors import StorageError
 from sop_verified.storage.persist_index import (
-    EffectRecord,
     EntryIndexer,
     IndexOps,
     ObjectRecord,
@@ -175,7 +173,7 @@ def apply_ops(db: sqlite3.Connection, ops: IndexOps, *, live: bool = False) -> d
         names = sorted({(e.scope, e.name) for e in ops.effects if e.outcome == "written"})
         latest = _latest_versions(db, names) if names else {}
         numbered = number_versions(ops.effects, latest)
-        rows = [(*_effect_row(e), v) for e, v in zip(ops.effects, numbered, strict=True)]
+        rows = [(*e.row(), v) for e, v in zip(ops.effects, numbered, strict=True)]
         versions = {
             e.effect_index: v for e, v in zip(ops.effects, numbered, strict=True) if v is not None
         }
@@ -254,34 +252,6 @@ def catch_up(db: sqlite3.Connection, indexer: EntryIndexer, until: int | None = 
         set_indexed_to(db, start)
 
 
-def _effect_row(e: EffectRecord) -> tuple[object, ...]:
-    return (
-        e.effect_index,
-        e.decision_index,
-        e.outcome,
-        e.scope,
-        e.name,
-        e.stored,
-        e.digest,
-        e.size,
-        e.time,
-    )
-
-
-def _object(row: Sequence[Any]) -> ObjectRecord:
-    return ObjectRecord(
-        effect_index=int(row[0]),
-        decision_index=None if row[1] is None else int(row[1]),
-        scope=str(row[2]),
-        name=str(row[3]),
-        version=int(row[4]),
-        stored=str(row[5]),
-        digest=str(row[6]),
-        size=int(row[7]),
-        created_at=int(row[8]),
-    )
-
-
 class SQLitePersistIndex:
     """Queries of the persistence index of one database (a ``PersistIndex``)."""
 
@@ -355,7 +325,7 @@ class SQLitePersistIndex:
             f" WHERE e.scope = ? AND e.name = ? AND {_LIVE} ORDER BY e.effect_index DESC LIMIT 1",
             (scope, name),
         )
-        return _object(rows[0]) if rows else None
+        return ObjectRecord.from_row(rows[0]) if rows else None
 
     def version(self, scope: str, name: str, version: int) -> ObjectRecord | None:
         """Live version ``version`` of ``name`` in ``scope``."""
@@ -364,7 +334,7 @@ class SQLitePersistIndex:
             f" WHERE e.scope = ? AND e.name = ? AND e.version = ? AND {_LIVE}",
             (scope, name, version),
         )
-        return _object(rows[0]) if rows else None
+        return ObjectRecord.from_row(rows[0]) if rows else None
 
     def by_stored(self, scope: str, stored: str) -> ObjectRecord | None:
         """A live object stored at ``stored`` in ``scope`` (content-addressed blobs are shared)."""
@@ -373,7 +343,7 @@ class SQLitePersistIndex:
             f" WHERE e.scope = ? AND e.stored = ? AND {_LIVE} ORDER BY e.effect_index LIMIT 1",
             (scope, stored),
         )
-        return _object(rows[0]) if rows else None
+        return ObjectRecord.from_row(rows[0]) if rows else None
 
     def object_at(self, effect_index: int) -> ObjectRecord | None:
         """The live object written by the effect entry ``effect_index``."""
@@ -382,7 +352,7 @@ class SQLitePersistIndex:
             f" WHERE e.effect_index = ? AND {_LIVE}",
             (effect_index,),
         )
-        return _object(rows[0]) if rows else None
+        return ObjectRecord.from_row(rows[0]) if rows else None
 
     def objects(self, scope: str, name: str | None = None) -> list[ObjectRecord]:
         """Live objects of ``scope`` (of one name if given), by name, newest first."""
@@ -399,7 +369,7 @@ class SQLitePersistIndex:
             f" WHERE {where} AND {_LIVE} ORDER BY e.name, e.effect_index DESC",
             params,
         )
-        return [_object(r) for r in rows]
+        return [ObjectRecord.from_row(r) for r in rows]
 
     def purges(self) -> list[PurgeRecord]:
         """Files whose tombstones are logged and that are not removed yet."""
