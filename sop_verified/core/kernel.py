@@ -111,6 +111,16 @@ class StageResult:
     """The policy set the decision was evaluated against (None: it stopped before that stage)."""
 
 
+def _at_the_door(out: StageResult) -> bool:
+    """Whether ``out`` is the DENY of a SOP that is not READY (nothing else was looked at).
+
+    Its log entry does not carry the call's idempotency key: the key names the decision
+    that answered the call, and a retry once SOP is READY again is decided then, so the
+    key has one decision entry, never one per refused retry.
+    """
+    return bool(out.reasons) and out.reasons[0].stage is Stage.HEALTH
+
+
 def _denied(why: Reason, capability_id: str | None = None) -> StageResult:
     return StageResult(Permission.DENY, (why,), capability_id)
 
@@ -468,10 +478,13 @@ class OpsKernel:
         if req is not None:
             entry["request"] = req.to_dict()
             transport = req.transport  # one lookup: pydantic's private attributes are slow
-            if transport is not None and (said := transport.to_dict()):
-                key = transport.idempotency_key
-                if key is not None:
-                    self._check_unclaimed(transport.principal or "-", key)
+            said = {} if transport is None else transport.to_dict()
+            if transport is not None and transport.idempotency_key is not None:
+                if _at_the_door(out):  # not READY: refused before any check, the key stays free
+                    del said["idempotency_key"]
+                else:
+                    self._check_unclaimed(transport.principal or "-", transport.idempotency_key)
+            if said:
                 entry["transport"] = said  # a retry and a trace find this entry
         else:
             entry["malformed_request_digest"] = raw_digest

@@ -487,7 +487,12 @@ class TransparencyLog:
             """
             start = self._state.size
             self._queue.take_more(tickets)
-            state, checkpoint, note, added = self._follow()
+            state, checkpoint, note, added = self._follow()  # spec: INV-5 — verified, extending
+            if state.size > head:  # appended past the head this batch locked: the lock went with
+                raise LogHeadMovedError(  # its session (a database restart, a cut); nothing taken
+                    f"the log's tail is `{state.size}`, past the head `{head}` this batch"
+                    " locked: its database session was lost and another writer appended"
+                )
             self._state, self._checkpoint, self._note = state, checkpoint, note
             if self._state.size != head:  # spec: INV-5 — the head is held: the tail must be it
                 raise IntegrityError(f"the log's tail is `{self._state.size}`, its head `{head}`")

@@ -7,6 +7,7 @@ import json
 import pytest
 from test_kernel import REQ, CountingCaps, make
 
+from sop_verified.core.health import Health
 from sop_verified.core.request import Permission, Stage, parse_request
 from sop_verified.core.transport import Transport
 
@@ -40,6 +41,27 @@ def test_the_entry_records_the_transport_and_a_plain_call_records_none() -> None
         "traceparent": TRACE,
     }
     assert "transport" not in json.loads(log.entries[1])
+
+
+def test_a_deny_for_not_being_ready_is_logged_without_using_up_the_idempotency_key() -> None:
+    """The key names the decision that answered the call: a refused retry of a SOP that is not
+    READY (an alarm, a restart) leaves it for the decision made once SOP is READY again, so
+    the log never holds two decisions with one key."""
+    ready = [False]
+    kernel, log = make(health=lambda: Health.READY if ready[0] else Health.DEGRADED)
+    said = Transport("drac", idempotency_key="k-1", traceparent=TRACE)
+    for _ in range(2):  # the client's retries while SOP is DEGRADED
+        d = kernel.submit(parse_request(REQ).via(said))
+        assert d.reasons[0].code == "not_ready" and d.log_index is not None
+    ready[0] = True
+    d = kernel.submit(parse_request(REQ).via(said))
+    assert d.allowed
+    entries = [json.loads(e) for e in log.entries]
+    assert [e["transport"] for e in entries[:2]] == [
+        {"principal": "drac", "traceparent": TRACE}
+    ] * 2
+    keyed = [i for i, e in enumerate(entries) if e["transport"].get("idempotency_key") == "k-1"]
+    assert keyed == [d.log_index]
 
 
 def test_a_body_cannot_set_the_transport() -> None:

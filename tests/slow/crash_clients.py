@@ -24,12 +24,13 @@ is accepted only with an outage's reason (:data:`OUTAGE_CODES`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -197,6 +198,7 @@ class _Client:
     def run(self) -> None:
         i = 0
         while not self.load.stopping.is_set():
+            self.load.resumed.wait()
             i += 1
             self.resend_lost()
             sent = self.next_request(i)
@@ -442,6 +444,8 @@ class ClientLoad:
         self.seed = seed
         self.persist_bytes = persist_bytes
         self.stopping = threading.Event()
+        self.resumed = threading.Event()  # cleared while :meth:`paused`
+        self.resumed.set()
         self._clients = [_Client(n, self) for n in range(clients)]
         self._threads = [
             threading.Thread(target=c.run, name=f"crash-client-{c.n}", daemon=True)
@@ -453,9 +457,24 @@ class ClientLoad:
         for thread in self._threads:
             thread.start()
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No client starts a request meanwhile (those in flight finish).
+
+        For checks that ask the servers for every answer given since the last one: with
+        the load running they compete with it for the cores, and each takes longer than
+        the one before, as the answers given during it pile up for the next.
+        """
+        self.resumed.clear()
+        try:
+            yield
+        finally:
+            self.resumed.set()
+
     def stop(self, timeout: float = 120.0) -> None:
         """Let every client finish the request it is sending (the server must be up), then stop."""
         self.stopping.set()
+        self.resumed.set()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -21,7 +21,7 @@ from sop_verified.tools.checkpoint import open_checkpoint
 from sop_verified.tools.merkle import verify_consistency
 from sop_verified.tools.signed_note import Signer, generate
 from sop_verified.tools.tlog import TransparencyLog
-from sop_verified.tools.tlog_store import LinkedPart
+from sop_verified.tools.tlog_store import Batch, LinkedPart
 
 ORIGIN = "shared.test/log"
 
@@ -165,3 +165,31 @@ def test_a_replica_far_behind_rebuilds_its_tree_from_the_tiles(
     a.append_many([b"e%d" % i for i in range(10)])
     assert b.refresh() == 10 and b.root() == a.root()
     assert told == [(0, 10, None)]  # not read by the log: the hook reads what it needs
+
+
+def test_a_tail_past_the_locked_head_is_a_lost_lock_retried_not_an_integrity_alarm(
+    signer: Signer,
+) -> None:
+    """The head lock goes with its session (a database restart, a cut session): another
+    writer appends meanwhile, and the batch finds the tail past the head it locked. That
+    is retried on the new head (what was appended told to ``on_foreign``), never the
+    integrity alarm a tail behind the locked head is."""
+    store = MemoryLogStore()
+    seen_b: list[tuple[int, int]] = []
+    a, b = _replica(store, signer, []), _replica(store, signer, seen_b)
+    a.append(b"a0")
+    real = store.write_batch
+    lost = [True]
+
+    def lock_lost(batch: Batch) -> None:
+        if lost.pop() if lost else False:
+            a.append(b"a1")  # another writer, once the lock was gone
+            batch.on_head(1)  # the head this batch had locked, after `a0`
+            raise AssertionError("the rebuild should have refused the stale head")
+        real(batch)
+
+    store.write_batch = lock_lost  # type: ignore[method-assign]
+    receipt = b.append(b"b0")
+    assert receipt.index == 2  # built again on the head that moved to 2
+    assert [store.entries[i][1] for i in range(3)] == [b"a0", b"a1", b"b0"]
+    assert seen_b == [(0, 2)]  # the other writer's entries, told once
