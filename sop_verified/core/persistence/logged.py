@@ -243,6 +243,15 @@ def logged_object(log: EffectLog, scope: str, rel: str, record: ObjectRecord) ->
     return LoggedObject(at, str(entry["digest"]).removeprefix("sha256:"), int(entry["size"]))
 
 
+@require(lambda start, end: 0 <= start <= end, "a range of entries", helper=True)
+@ensure(
+    lambda start, end, result: (
+        all(start <= r.index < end for r in result)
+        and [r.index for r in result] == sorted(r.index for r in result)
+    ),
+    "announced in the range, in log order",
+    helper=True,
+)
 def proved_rotations(tlog: TransparencyLog, start: int, end: int) -> list[Rotation]:
     """The checkpoint-key rotations announced in entries ``[start, end)``, each proved.
 
