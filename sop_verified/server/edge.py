@@ -307,7 +307,8 @@ class Edge:
             return
         response, index = task.result()
         if response.status_code in (429, 503) or index is None:
-            keys.abandon(owner, key)  # nothing was decided: a retry runs it
+            keys.abandon(owner, key)  # the key was not used (a not-READY DENY is logged
+            # without it, the kernel's `_at_the_door`): a retry runs it
         else:
             answer = Answer(response.status_code, response.media_type or JSON, bytes(response.body))
             keys.finish(owner, key, answer, index)
