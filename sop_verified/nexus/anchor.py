@@ -192,14 +192,14 @@ def check_anchor(log: TransparencyLog, path: Path) -> Checkpoint | None:
     try:
         try:
             return log.check_extends(note)  # spec: INV-5
-        except VerificationError:
-            return _check_retired(log, note)
+        except VerificationError as exc:
+            return _check_retired(log, note, exc)
     except SOPError as exc:
         raise IntegrityError(f"rollback anchor `{path}` refused: {exc}; {REANCHOR_HINT}") from exc
 
 
-def _check_retired(log: TransparencyLog, note: str) -> Checkpoint:
-    """The anchor under a key a rotation the log announces retired, or VerificationError.
+def _check_retired(log: TransparencyLog, note: str, refused: VerificationError) -> Checkpoint:
+    """The anchor under a key a rotation the log announces retired, or ``refused``.
 
     A replica started again with the key another replica rotated to holds an anchor
     its last checkpoint wrote, signed by the retired key: that key vouches for the
@@ -218,7 +218,7 @@ def _check_retired(log: TransparencyLog, note: str) -> Checkpoint:
                 f" `{rotation.index}`, which signs no checkpoint past size `{rotation.index + 1}`"
             )
         return kept
-    return log.check_extends(note)  # no rotation vouches for it: the first refusal again
+    raise refused  # no rotation vouches for it: the current keys' refusal stands
 
 
 def describe_anchor(note: str) -> dict[str, Any]:

@@ -209,7 +209,7 @@ class TransparencyLog:
                 found = self._store.read_entries_containing(0, size, [ROTATION_MARK])
             except StorageError:
                 raise exc from None  # the refusal stands; only its explanation is missing
-            raise self._rotated_away(exc, [(i, p) for i, _, p in found]) from None
+            raise self._rotated_away(exc, found) from None
         root = state.root()
         if (checkpoint.size, checkpoint.root_hash) != (size, root):  # spec: INV-5
             raise IntegrityError(
@@ -226,7 +226,7 @@ class TransparencyLog:
         return [r[1] for r in rows]
 
     def _rotated_away(
-        self, exc: VerificationError, entries: Sequence[tuple[int, bytes]]
+        self, exc: VerificationError, rows: Sequence[tuple[int, bytes, bytes]]
     ) -> VerificationError:
         """``exc``, saying so when the stored entries announce a rotation to a key not held.
 
@@ -234,7 +234,7 @@ class TransparencyLog:
         new key from then on; this writer, holding only the retired one, must refuse the
         new checkpoints (the announcement is not proved: it only explains the refusal).
         """
-        for index, payload in reversed(entries):
+        for index, _, payload in reversed(rows):  # stored rows: (index, leaf hash, payload)
             try:
                 rotation = parse_rotation(index, payload) if ROTATION_MARK in payload else None
             except InputError:
@@ -299,7 +299,7 @@ class TransparencyLog:
         try:
             checkpoint = self._open(note)
         except VerificationError as exc:
-            raise self._rotated_away(exc, [(i, p) for i, _, p in rows]) from None
+            raise self._rotated_away(exc, rows) from None
         if (checkpoint.size, checkpoint.root_hash) != (size, state.root()):  # spec: INV-5
             raise IntegrityError(
                 f"latest checkpoint (size `{checkpoint.size}`, root"
